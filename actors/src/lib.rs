@@ -1,0 +1,2 @@
+//! `switchboard-actors`: Switchboard's runtime.
+pub mod protocol;

@@ -1,0 +1,91 @@
+//! Every MIAP frame, one file per family: [`session`] (TSCS),
+//! [`txn`] (the five phases), [`presence`].
+
+pub mod presence;
+pub mod session;
+pub mod txn;
+
+use serde::{Deserialize, Serialize};
+
+pub use presence::{PresenceFrame, PresenceState};
+pub use session::{Login, LoginAck, RefuseReason};
+pub use txn::{
+    Attestation, Grant, Notify, NotifyAck, Outcome, RejectReason, Rejected, Release, ReleaseAck,
+    Report, ReportAck, ReportStatus, Submit, Transmit, TransmitAck,
+};
+
+use super::ids::TxnId;
+
+/// One MIAP frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Frame {
+    /// TSCS step 1 (member → broker).
+    Login(Login),
+    /// TSCS step 3 (broker → member).
+    LoginAck(LoginAck),
+    /// A frame failed a check (answer to the sender).
+    Refused(RefuseReason),
+    /// Phase 1 (originator → broker).
+    Submit(Submit),
+    /// Phase 2 (broker → originator).
+    Release(Box<Release>),
+    /// Phase 2, when the message may not go anywhere.
+    Rejected(Rejected),
+    /// Phase 2 acknowledgement (originator → broker).
+    ReleaseAck(ReleaseAck),
+    /// Phase 3 (originator → hops → destination).
+    Transmit(Box<Transmit>),
+    /// Phase 3 transport acknowledgement (hop → previous hop).
+    TransmitAck(TransmitAck),
+    /// Phase 4 (destination → broker).
+    Report(Report),
+    /// Phase 4 acknowledgement (broker → destination).
+    ReportAck(ReportAck),
+    /// Phase 5 (broker → originator).
+    Notify(Notify),
+    /// Phase 5 acknowledgement (originator → broker).
+    NotifyAck(NotifyAck),
+    /// Presence (gateway → broker).
+    Presence(PresenceFrame),
+}
+
+impl Frame {
+    /// The transaction the frame belongs to, if any (shard selection).
+    pub fn txn(&self) -> Option<TxnId> {
+        Some(match self {
+            Frame::Submit(f) => f.imi.txn,
+            Frame::Release(f) => f.imi.imi.txn,
+            Frame::Rejected(f) => f.txn,
+            Frame::ReleaseAck(f) => f.txn,
+            Frame::Transmit(f) => f.imi.imi.txn,
+            Frame::TransmitAck(f) => f.txn,
+            Frame::Report(f) => f.txn,
+            Frame::ReportAck(f) => f.txn,
+            Frame::Notify(f) => f.txn,
+            Frame::NotifyAck(f) => f.txn,
+            Frame::Login(_) | Frame::LoginAck(_) | Frame::Refused(_) | Frame::Presence(_) => {
+                return None
+            }
+        })
+    }
+
+    /// The frame's name (logs).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Frame::Login(_) => "login",
+            Frame::LoginAck(_) => "login_ack",
+            Frame::Refused(_) => "refused",
+            Frame::Submit(_) => "submit",
+            Frame::Release(_) => "release",
+            Frame::Rejected(_) => "rejected",
+            Frame::ReleaseAck(_) => "release_ack",
+            Frame::Transmit(_) => "transmit",
+            Frame::TransmitAck(_) => "transmit_ack",
+            Frame::Report(_) => "report",
+            Frame::ReportAck(_) => "report_ack",
+            Frame::Notify(_) => "notify",
+            Frame::NotifyAck(_) => "notify_ack",
+            Frame::Presence(_) => "presence",
+        }
+    }
+}
