@@ -1,0 +1,244 @@
+//! State the broker's shards share: sessions, the login replay cache, keys,
+//! the directory, the live members, the route decider. Everything here is
+//! lock-free or held for microseconds; nothing blocks a shard's event loop.
+
+use std::sync::{Arc, Mutex};
+
+use actix::prelude::*;
+use dashmap::DashMap;
+
+use crate::accounting::Account;
+use crate::directory::Directory;
+use crate::members::{BrokerHandle, MemberRegistry};
+use crate::protocol::clock::SharedClock;
+use crate::protocol::tscs::{LoginVerifier, NonceCache, Session};
+use crate::protocol::{
+    Frame, Imi, Login, LoginAck, MediumKind, MemberId, PresenceState, ProtocolError, RejectReason, Route,
+    SecretKey,
+};
+use crate::session::SessionPair;
+use crate::store::records::key2;
+use crate::store::{Store, StoreError, Tree, WriteBatch};
+
+use super::route::RouteDecider;
+use super::BrokerShard;
+
+/// Broker settings.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    /// The broker's id (bound into every login).
+    pub id: MemberId,
+    /// Allowed clock skew (ms).
+    pub skew_ms: u64,
+    /// Session lifetime (ms).
+    pub session_ttl_ms: u64,
+    /// Number of shards.
+    pub shards: usize,
+}
+
+/// What all shards share.
+pub struct BrokerShared {
+    /// The broker's id.
+    pub id: MemberId,
+    /// The store.
+    pub store: Store,
+    /// The clock.
+    pub clock: SharedClock,
+    /// Profiles, members, keys.
+    pub directory: Directory,
+    /// The broker key `K2`.
+    pub k2: SecretKey,
+    /// Live members.
+    pub members: MemberRegistry,
+    /// The route decision.
+    pub router: Arc<dyn RouteDecider>,
+    /// Where accounting records go.
+    pub accounting: Recipient<Account>,
+    /// Allowed clock skew (ms).
+    pub skew_ms: u64,
+    /// Session lifetime (ms).
+    pub session_ttl_ms: u64,
+    /// The last presence per user, from gateways.
+    pub presence: DashMap<String, (PresenceState, u64)>,
+    sessions: DashMap<MemberId, SessionPair>,
+    nonces: Mutex<NonceCache>,
+    verifier: LoginVerifier,
+    refusals: DashMap<&'static str, u64>,
+}
+
+impl BrokerShared {
+    /// Shared state; restores the login replay cache from the store and
+    /// forgets persisted nonces older than the skew window.
+    ///
+    /// # Errors
+    /// When the store fails.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        settings: &BrokerSettings,
+        store: Store,
+        clock: SharedClock,
+        directory: Directory,
+        k2: SecretKey,
+        members: MemberRegistry,
+        router: Arc<dyn RouteDecider>,
+        accounting: Recipient<Account>,
+    ) -> Result<Self, StoreError> {
+        let now = clock.now_ms();
+        let mut nonces = NonceCache::default();
+        let mut stale = WriteBatch::new();
+        for (k, v) in store.scan(Tree::Replay, b"")? {
+            let ts = v.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0);
+            let split = k.iter().position(|b| *b == 0);
+            match (split, now.abs_diff(ts) <= settings.skew_ms * 2) {
+                (Some(i), true) if k.len() == i + 17 => {
+                    let mut n = [0u8; 16];
+                    n.copy_from_slice(&k[i + 1..]);
+                    let member = String::from_utf8_lossy(&k[..i]).into_owned();
+                    nonces.insert(MemberId::new(member), n, ts);
+                }
+                _ => {
+                    stale.remove(Tree::Replay, k);
+                }
+            }
+        }
+        if !stale.is_empty() {
+            store.writer().write_nowait(stale);
+        }
+        Ok(Self {
+            id: settings.id.clone(),
+            verifier: LoginVerifier {
+                broker: settings.id.as_str().to_string(),
+                skew_ms: settings.skew_ms,
+                ring: directory.ring().clone(),
+            },
+            store,
+            clock,
+            directory,
+            k2,
+            members,
+            router,
+            accounting,
+            skew_ms: settings.skew_ms,
+            session_ttl_ms: settings.session_ttl_ms,
+            presence: DashMap::new(),
+            sessions: DashMap::new(),
+            nonces: Mutex::new(nonces),
+            refusals: DashMap::new(),
+        })
+    }
+
+    /// Checks a login; on success the nonce is recorded (and persisted, so a
+    /// captured login cannot be replayed across a restart either).
+    pub(super) fn accept_login(&self, login: &Login, now: u64) -> Result<(LoginAck, Session), ProtocolError> {
+        let mut nonces = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
+        let r = self.verifier.accept(login, now, &mut nonces)?;
+        drop(nonces);
+        let mut b = WriteBatch::new();
+        b.insert(
+            Tree::Replay,
+            key2(login.member.as_str(), &login.nonce),
+            login.ts_ms.to_be_bytes().to_vec(),
+        );
+        self.store.writer().write_nowait(b);
+        Ok(r)
+    }
+
+    /// Makes `s` the member's current session and marks it routable.
+    pub(super) fn install_session(&self, s: Session, now: u64) {
+        let member = s.member.clone();
+        match self.sessions.get_mut(&member) {
+            Some(mut pair) => pair.renew(s),
+            None => {
+                self.sessions.insert(member.clone(), SessionPair::new(s));
+            }
+        }
+        self.members.set_logged_in(&member, true, now);
+    }
+
+    /// The member's sessions.
+    ///
+    /// # Errors
+    /// [`ProtocolError::NoSession`], [`ProtocolError::SessionExpired`],
+    /// [`ProtocolError::Revoked`].
+    pub fn session(&self, member: &MemberId, now: u64) -> Result<SessionPair, ProtocolError> {
+        let pair = self.sessions.get(member).ok_or(ProtocolError::NoSession)?;
+        if pair.current.expired(now, self.session_ttl_ms) {
+            return Err(ProtocolError::SessionExpired);
+        }
+        if self.directory.ring().with(member, |m| Ok(m.revoked)).unwrap_or(true) {
+            return Err(ProtocolError::Revoked);
+        }
+        Ok(pair.clone())
+    }
+
+    /// Ends a member's session (disconnect, revocation).
+    pub fn end_session(&self, member: &MemberId) {
+        self.sessions.remove(member);
+        self.members.set_logged_in(member, false, self.clock.now_ms());
+    }
+
+    /// Sends a frame from the broker to a member.
+    pub fn send(&self, to: &MemberId, frame: Frame) {
+        if !self.members.send(to, &self.id, frame) {
+            tracing::debug!(member = %to, "member not connected; frame dropped (it resends on reconnect)");
+        }
+    }
+
+    /// The route decision for `imi`, skipping `tried`.
+    ///
+    /// # Errors
+    /// Why no route exists.
+    pub fn decide(&self, imi: &Imi, tried: &[MediumKind]) -> Result<Route, RejectReason> {
+        if self.clock.now_ms() > imi.expires_at_ms {
+            return Err(RejectReason::Expired);
+        }
+        self.router.decide(imi, tried, &self.directory, &self.members)
+    }
+
+    pub(super) fn count_refusal(&self, e: ProtocolError) {
+        *self.refusals.entry(e.code()).or_insert(0) += 1;
+    }
+
+    /// Refused frames by reason.
+    pub fn refusals(&self) -> Vec<(&'static str, u64)> {
+        let mut v: Vec<_> = self.refusals.iter().map(|e| (*e.key(), *e.value())).collect();
+        v.sort();
+        v
+    }
+}
+
+/// A running broker: its shards on their arbiters.
+pub struct Broker {
+    /// How members reach the shards.
+    pub handle: BrokerHandle,
+    /// The shared state.
+    pub shared: Arc<BrokerShared>,
+    arbiters: Vec<actix::Arbiter>,
+}
+
+impl Broker {
+    /// Starts `shards` shards, each on its own arbiter (thread).
+    pub fn start(shared: Arc<BrokerShared>, shards: usize) -> Self {
+        let mut arbiters = Vec::new();
+        let mut recipients = Vec::new();
+        for i in 0..shards.max(1) {
+            let arb = actix::Arbiter::new();
+            let s = shared.clone();
+            let addr = BrokerShard::start_in_arbiter(&arb.handle(), move |_| BrokerShard::new(s, i));
+            recipients.push(addr.recipient());
+            arbiters.push(arb);
+        }
+        Self {
+            handle: BrokerHandle::new(recipients),
+            shared,
+            arbiters,
+        }
+    }
+
+    /// Stops the shards' arbiters (after their queued frames).
+    pub fn stop(&self) {
+        for a in &self.arbiters {
+            a.stop();
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! The directory: client profiles, API tokens and members' keys. Shared, not
+//! an actor: sled-backed with an in-memory cache that every reader (broker
+//! shards, API) uses without blocking. Writes go through the store's group
+//! commit and update the cache once durable.
+
+pub mod profile;
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+
+pub use profile::{InvalidProfile, Mechanism, Profile, UserPolicy};
+
+use crate::protocol::mac::{hex, random, sha256};
+use crate::protocol::{Address, KeyRing, MemberId, MemberKeys, SecretKey};
+use crate::store::records::{dec, enc};
+use crate::store::{Store, StoreError, Tree, WriteBatch};
+
+/// What the store keeps per user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct UserRecord {
+    profile: Profile,
+    /// SHA-256 of the user's API token, hex.
+    token_hash: Option<String>,
+}
+
+/// Key of the broker key `K2` in [`Tree::Meta`].
+const BROKER_KEY: &[u8] = b"broker_key";
+/// Key of the admin token's hash in [`Tree::Meta`].
+const ADMIN_TOKEN: &[u8] = b"admin_token_sha256";
+
+/// A directory error.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The profile is invalid.
+    #[error("invalid profile: {0}")]
+    Invalid(#[from] InvalidProfile),
+    /// An address already belongs to another user.
+    #[error("address {0} already belongs to user {1}")]
+    AddressTaken(String, String),
+    /// No such user.
+    #[error("no such user")]
+    NotFound,
+}
+
+/// Profiles, tokens, members. Cheap to clone.
+#[derive(Clone)]
+pub struct Directory {
+    store: Store,
+    users: Arc<DashMap<String, Arc<UserRecordCache>>>,
+    by_address: Arc<DashMap<Address, String>>,
+    tokens: Arc<DashMap<String, String>>,
+    ring: KeyRing,
+}
+
+struct UserRecordCache {
+    profile: Arc<Profile>,
+    token_hash: Option<String>,
+}
+
+fn token_hash(token: &str) -> String {
+    hex(&sha256(token.as_bytes()))
+}
+
+/// A fresh API token: 32 random bytes as hex, prefixed `sb_`.
+pub fn new_token() -> String {
+    format!("sb_{}", hex(&random::<32>()))
+}
+
+impl Directory {
+    /// Loads the directory from the store.
+    ///
+    /// # Errors
+    /// When the store fails or holds corrupt records.
+    pub fn load(store: Store, key_grace_ms: u64) -> Result<Self, StoreError> {
+        let d = Self {
+            store: store.clone(),
+            users: Default::default(),
+            by_address: Default::default(),
+            tokens: Default::default(),
+            ring: KeyRing::new(key_grace_ms),
+        };
+        for (_, v) in store.scan(Tree::Profiles, b"")? {
+            let rec: UserRecord = serde_json::from_slice(&v).map_err(|_| StoreError::Corrupt("profile"))?;
+            d.cache_user(rec);
+        }
+        for (_, v) in store.scan(Tree::Members, b"")? {
+            d.ring.put(dec::<MemberKeys>(&v, "member")?);
+        }
+        Ok(d)
+    }
+
+    fn cache_user(&self, rec: UserRecord) {
+        for a in rec.profile.addresses() {
+            self.by_address.insert(a, rec.profile.id.clone());
+        }
+        if let Some(h) = &rec.token_hash {
+            self.tokens.insert(h.clone(), rec.profile.id.clone());
+        }
+        self.users.insert(
+            rec.profile.id.clone(),
+            Arc::new(UserRecordCache {
+                profile: Arc::new(rec.profile),
+                token_hash: rec.token_hash,
+            }),
+        );
+    }
+
+    fn uncache_user(&self, id: &str) {
+        if let Some((_, old)) = self.users.remove(id) {
+            for a in old.profile.addresses() {
+                self.by_address.remove_if(&a, |_, owner| owner == id);
+            }
+            if let Some(h) = &old.token_hash {
+                self.tokens.remove(h);
+            }
+        }
+    }
+
+    /// The member key ring.
+    pub fn ring(&self) -> &KeyRing {
+        &self.ring
+    }
+
+    /// A user's profile.
+    pub fn profile(&self, id: &str) -> Option<Arc<Profile>> {
+        self.users.get(id).map(|u| u.profile.clone())
+    }
+
+    /// Every user's profile, by id.
+    pub fn profiles(&self) -> Vec<Arc<Profile>> {
+        let mut v: Vec<_> = self.users.iter().map(|u| u.profile.clone()).collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// The user owning `address`, if any.
+    pub fn user_for_address(&self, address: &Address) -> Option<String> {
+        if address.medium == crate::protocol::MediumKind::Im {
+            return self.users.contains_key(&address.address).then(|| address.address.clone());
+        }
+        self.by_address.get(address).map(|u| u.clone())
+    }
+
+    /// The user a token belongs to.
+    pub fn authenticate(&self, token: &str) -> Option<String> {
+        self.tokens.get(&token_hash(token)).map(|u| u.clone())
+    }
+
+    /// Creates or replaces a profile (durably). A new user gets a token,
+    /// returned once; an existing user keeps theirs.
+    ///
+    /// # Errors
+    /// An invalid profile, an address owned by another user, or a store failure.
+    pub async fn put_profile(&self, profile: Profile) -> Result<Option<String>, DirectoryError> {
+        profile.validate()?;
+        for a in profile.addresses() {
+            if let Some(owner) = self.by_address.get(&a) {
+                if *owner != profile.id {
+                    return Err(DirectoryError::AddressTaken(a.to_string(), owner.clone()));
+                }
+            }
+        }
+        let existing = self.users.get(&profile.id).and_then(|u| u.token_hash.clone());
+        let (token, token_hash) = match existing {
+            Some(h) => (None, h),
+            None => {
+                let t = new_token();
+                let h = token_hash(&t);
+                (Some(t), h)
+            }
+        };
+        let rec = UserRecord {
+            profile,
+            token_hash: Some(token_hash),
+        };
+        self.write_user(&rec).await?;
+        let id = rec.profile.id.clone();
+        self.uncache_user(&id);
+        self.cache_user(rec);
+        Ok(token)
+    }
+
+    async fn write_user(&self, rec: &UserRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(rec).map_err(|_| StoreError::Corrupt("profile"))?;
+        let mut b = WriteBatch::new();
+        b.insert(Tree::Profiles, rec.profile.id.as_bytes().to_vec(), json);
+        self.store.writer().write(b).await
+    }
+
+    /// Replaces a user's token (durably) and returns the new one.
+    ///
+    /// # Errors
+    /// [`DirectoryError::NotFound`] or a store failure.
+    pub async fn rotate_token(&self, id: &str) -> Result<String, DirectoryError> {
+        let profile = self.profile(id).ok_or(DirectoryError::NotFound)?;
+        let token = new_token();
+        let rec = UserRecord {
+            profile: (*profile).clone(),
+            token_hash: Some(token_hash(&token)),
+        };
+        self.write_user(&rec).await?;
+        self.uncache_user(id);
+        self.cache_user(rec);
+        Ok(token)
+    }
+
+    /// Removes a user (durably).
+    ///
+    /// # Errors
+    /// [`DirectoryError::NotFound`] or a store failure.
+    pub async fn remove_user(&self, id: &str) -> Result<(), DirectoryError> {
+        if !self.users.contains_key(id) {
+            return Err(DirectoryError::NotFound);
+        }
+        let mut b = WriteBatch::new();
+        b.remove(Tree::Profiles, id.as_bytes().to_vec());
+        self.store.writer().write(b).await?;
+        self.uncache_user(id);
+        Ok(())
+    }
+
+    /// Adds or replaces a member's keys (durably).
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn put_member(&self, m: MemberKeys) -> Result<(), StoreError> {
+        let mut b = WriteBatch::new();
+        b.insert(Tree::Members, m.member.as_str().as_bytes().to_vec(), enc(&m));
+        self.store.writer().write(b).await?;
+        self.ring.put(m);
+        Ok(())
+    }
+
+    /// A member's keys.
+    pub fn member(&self, id: &MemberId) -> Option<MemberKeys> {
+        self.ring.get(id)
+    }
+
+    /// The broker key `K2`, if the node is initialised.
+    ///
+    /// # Errors
+    /// A store failure or a corrupt key.
+    pub fn broker_key(&self) -> Result<Option<SecretKey>, StoreError> {
+        self.store
+            .get(Tree::Meta, BROKER_KEY)?
+            .map(|v| v.try_into().map(SecretKey).map_err(|_| StoreError::Corrupt("broker key")))
+            .transpose()
+    }
+
+    /// Stores the broker key and the admin token's hash (node initialisation).
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn initialise(&self, k2: &SecretKey, admin_token: &str) -> Result<(), StoreError> {
+        let mut b = WriteBatch::new();
+        b.insert(Tree::Meta, BROKER_KEY.to_vec(), k2.bytes().to_vec());
+        b.insert(Tree::Meta, ADMIN_TOKEN.to_vec(), token_hash(admin_token).into_bytes());
+        self.store.writer().write(b).await
+    }
+
+    /// Whether `token` is the admin token.
+    pub fn is_admin(&self, token: &str) -> bool {
+        match self.store.get(Tree::Meta, ADMIN_TOKEN) {
+            Ok(Some(h)) => {
+                let given = token_hash(token);
+                h.len() == given.len() && h.iter().zip(given.bytes()).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_rt::test]
+    async fn users_tokens_and_addresses_survive_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let d = Directory::load(store.clone(), 0).unwrap();
+        let mut bob = Profile::im_only("bob");
+        bob.mechanisms.push(Mechanism {
+            medium: crate::protocol::MediumKind::Sms,
+            address: "+4915100".into(),
+        });
+        let token = d.put_profile(bob.clone()).await.unwrap().expect("new user gets a token");
+        assert_eq!(d.authenticate(&token).as_deref(), Some("bob"));
+        assert_eq!(d.put_profile(bob.clone()).await.unwrap(), None, "update keeps the token");
+        let mut alice = Profile::im_only("alice");
+        alice.mechanisms.push(bob.mechanisms[1].clone());
+        assert!(matches!(d.put_profile(alice).await, Err(DirectoryError::AddressTaken(..))));
+
+        let d2 = Directory::load(store, 0).unwrap();
+        assert_eq!(d2.authenticate(&token).as_deref(), Some("bob"));
+        let sms = Address::new(crate::protocol::MediumKind::Sms, "+4915100");
+        assert_eq!(d2.user_for_address(&sms).as_deref(), Some("bob"));
+        let new = d2.rotate_token("bob").await.unwrap();
+        assert_eq!(d2.authenticate(&token), None);
+        assert_eq!(d2.authenticate(&new).as_deref(), Some("bob"));
+        d2.remove_user("bob").await.unwrap();
+        assert_eq!(d2.authenticate(&new), None);
+        assert_eq!(d2.user_for_address(&sms), None);
+    }
+}

@@ -1,0 +1,198 @@
+//! A user's client profile: the mechanisms they can be reached on, in their
+//! order of preference, and their settings. Serialised as the API's profile
+//! JSON (INTERFACES.md) both on the wire and in the store.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{Address, MediumKind};
+
+/// A delivery mechanism of a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mechanism {
+    /// The medium.
+    pub medium: MediumKind,
+    /// The user's address on it.
+    pub address: String,
+}
+
+/// A user's own policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPolicy {
+    /// May message external addresses.
+    #[serde(default = "yes")]
+    pub external: bool,
+    /// Mediums the user may use.
+    #[serde(default = "all_mediums")]
+    pub mediums: Vec<MediumKind>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn all_mediums() -> Vec<MediumKind> {
+    MediumKind::ALL.to_vec()
+}
+
+impl Default for UserPolicy {
+    fn default() -> Self {
+        Self {
+            external: true,
+            mediums: all_mediums(),
+        }
+    }
+}
+
+/// A client profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// The user id.
+    pub id: String,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// The user's domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// Mechanisms in order of preference.
+    #[serde(default)]
+    pub mechanisms: Vec<Mechanism>,
+    /// Delivery manager per priority (`normal` → `sequential`, …).
+    #[serde(default)]
+    pub delivery: BTreeMap<String, String>,
+    /// Contacts (presence subscriptions).
+    #[serde(default)]
+    pub contacts: Vec<String>,
+    /// The user's policy.
+    #[serde(default)]
+    pub policy: UserPolicy,
+}
+
+/// A profile is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidProfile {
+    /// The offending field.
+    pub field: &'static str,
+    /// Why.
+    pub reason: String,
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> InvalidProfile {
+    InvalidProfile {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Whether `id` is a valid user id: 1–64 of `a-z 0-9 . _ -`, starting with a
+/// letter or digit.
+pub fn valid_user_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.as_bytes()[0].is_ascii_alphanumeric()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl Profile {
+    /// A profile with only the IM mechanism.
+    pub fn im_only(id: &str) -> Self {
+        Self {
+            id: id.to_string(),
+            display_name: None,
+            domain: None,
+            mechanisms: vec![Mechanism {
+                medium: MediumKind::Im,
+                address: id.to_string(),
+            }],
+            delivery: BTreeMap::new(),
+            contacts: Vec::new(),
+            policy: UserPolicy::default(),
+        }
+    }
+
+    /// Checks the profile.
+    ///
+    /// # Errors
+    /// The first invalid field.
+    pub fn validate(&self) -> Result<(), InvalidProfile> {
+        if !valid_user_id(&self.id) {
+            return Err(invalid("id", "1-64 characters of a-z 0-9 . _ -, starting with a letter or digit"));
+        }
+        if self.display_name.as_ref().is_some_and(|n| n.len() > 200) {
+            return Err(invalid("display_name", "longer than 200 bytes"));
+        }
+        if self.mechanisms.len() > 16 {
+            return Err(invalid("mechanisms", "more than 16"));
+        }
+        for m in &self.mechanisms {
+            let a = m.address.trim();
+            if a.is_empty() || a.len() > 320 || a.chars().any(char::is_control) || a != m.address {
+                return Err(invalid("mechanisms", format!("bad {} address {:?}", m.medium, m.address)));
+            }
+            let ok = match m.medium {
+                MediumKind::Im => a == self.id,
+                MediumKind::Email => a.contains('@') && !a.contains(char::is_whitespace),
+                MediumKind::Sms | MediumKind::Fax => {
+                    a.strip_prefix('+').unwrap_or(a).bytes().all(|b| b.is_ascii_digit()) && a.len() >= 3
+                }
+            };
+            if !ok {
+                return Err(invalid(
+                    "mechanisms",
+                    format!("bad {} address {:?} (im: the user id; email: a mailbox; sms/fax: +digits)", m.medium, a),
+                ));
+            }
+        }
+        for c in &self.contacts {
+            if !valid_user_id(c) {
+                return Err(invalid("contacts", format!("bad user id {c:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The user's addresses.
+    pub fn addresses(&self) -> impl Iterator<Item = Address> + '_ {
+        self.mechanisms.iter().map(|m| Address::new(m.medium, m.address.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_json_of_the_interface_contract_parses() {
+        let p: Profile = serde_json::from_str(
+            r#"{ "id": "bob", "display_name": "Bob", "domain": "example.com",
+              "mechanisms": [ {"medium": "im", "address": "bob"},
+                              {"medium": "sms", "address": "+4915112345678"},
+                              {"medium": "email", "address": "bob@example.com"} ],
+              "delivery": {"normal": "sequential", "urgent": "parallel"},
+              "contacts": ["alice"],
+              "policy": {"external": true, "mediums": ["im", "sms", "email", "fax"]} }"#,
+        )
+        .unwrap();
+        p.validate().unwrap();
+        assert_eq!(p.mechanisms[1].medium, MediumKind::Sms);
+    }
+
+    #[test]
+    fn bad_profiles_name_the_field() {
+        let mut p = Profile::im_only("bob");
+        p.id = "Bob!".into();
+        assert_eq!(p.validate().unwrap_err().field, "id");
+        let mut p = Profile::im_only("bob");
+        p.mechanisms[0].address = "alice".into();
+        assert_eq!(p.validate().unwrap_err().field, "mechanisms");
+        assert!(serde_json::from_str::<Profile>(r#"{"id":"a","bogus":1}"#).is_err());
+    }
+}

@@ -1,0 +1,104 @@
+//! The messages a [`super::Gateway`] handles besides MIAP frames.
+
+use actix::prelude::*;
+
+use crate::protocol::{Address, MediumKind, Outcome, Priority, RejectReason, ReportStatus, Route, Tag, To, TxnId};
+
+/// A client on this gateway's medium sends a message.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Accepted, OriginateError>")]
+pub struct Originate {
+    /// The sender's address on this medium.
+    pub sender: Address,
+    /// The sender's user id, when a user.
+    pub sender_user: Option<String>,
+    /// The recipient.
+    pub to: To,
+    /// The content.
+    pub content: Vec<u8>,
+    /// Its MIME type.
+    pub content_type: String,
+    /// Subject, if any.
+    pub subject: Option<String>,
+    /// Priority.
+    pub priority: Priority,
+    /// Lifetime (ms).
+    pub expires_in_ms: u64,
+    /// Whether receipts are wanted.
+    pub receipt: bool,
+}
+
+/// The broker released the message: it is durable and on its way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The transaction.
+    pub txn: TxnId,
+    /// The first attempt's route.
+    pub route: Route,
+}
+
+/// Why a message was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OriginateError {
+    /// The broker refused to route it.
+    #[error("rejected: {}", .0.code())]
+    Rejected(RejectReason),
+    /// It could not be stored.
+    #[error("storage failed: {0}")]
+    Store(String),
+    /// The gateway is stopping.
+    #[error("gateway stopping")]
+    Stopping,
+}
+
+/// A later event on the medium for a delivered message (the recipient read
+/// it): the gateway signs and sends the phase-4 report.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct MediumReport {
+    /// The transaction.
+    pub txn: TxnId,
+    /// The attempt that delivered it.
+    pub attempt: u32,
+    /// That attempt's broker `ID`.
+    pub id: Tag,
+    /// What happened.
+    pub status: ReportStatus,
+}
+
+/// The outcome of a message this gateway originated (phase 5), for the
+/// medium to tell its client.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Receipt {
+    /// The transaction.
+    pub txn: TxnId,
+    /// The sender's user id, if a user.
+    pub sender_user: Option<String>,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// The mechanism that reached the recipient.
+    pub via: Option<MediumKind>,
+    /// When (ms).
+    pub at_ms: u64,
+}
+
+/// How much work is in flight (shutdown drains until it is zero).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "InFlight")]
+pub struct GetInFlight;
+
+/// Work in flight at a gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InFlight {
+    /// Clients waiting for the broker's decision.
+    pub waiting: usize,
+    /// Deliveries on the medium not finished.
+    pub delivering: usize,
+    /// Reports not acknowledged by the broker.
+    pub unacked_reports: usize,
+    /// Originated messages whose outcome is not known yet.
+    pub outbox: usize,
+    /// Whether the gateway has a session with the broker.
+    pub logged_in: bool,
+}

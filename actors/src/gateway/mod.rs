@@ -1,0 +1,458 @@
+//! `Gateway<M: Medium>`: one medium's member of the deployment, in both roles.
+//!
+//! - **Originator**: a client's message becomes an IMI plus content, stored
+//!   durably in the outbox *before* the IMI is submitted; the content stays
+//!   there until the broker notifies the outcome (phase 5). On start, every
+//!   outbox entry is submitted again (the broker answers idempotently), so a
+//!   crash loses nothing that was acknowledged.
+//! - **Destination**: a `Transmit` whose grant, expiry and digest check out is
+//!   acknowledged, delivered on the medium, and reported (phase 4); reports
+//!   are resent until the broker acknowledges them.
+
+pub mod messages;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+pub use messages::{Accepted, GetInFlight, InFlight, MediumReport, Originate, OriginateError, Receipt};
+
+use crate::medium::{Delivery, Medium};
+use crate::members::{BrokerHandle, MemberRegistry, MiapFrame};
+use crate::protocol::clock::SharedClock;
+use crate::protocol::frames::RefuseReason;
+use crate::protocol::mac::sha256;
+use crate::protocol::tscs::{finish_login, start_login, PendingLogin};
+use crate::protocol::verify;
+use crate::protocol::{
+    Frame, Imi, LoginAck, MemberId, Notify, Outcome, ProtocolError, Rejected, Release, ReportAck,
+    ReportStatus, SecretKey, Transmit, TxnId,
+};
+use crate::session::SessionPair;
+use crate::store::records::enc;
+use crate::store::{OutboxEntry, Store, Tree, WriteBatch};
+
+/// How a gateway is set up.
+#[derive(Clone)]
+pub struct GatewayConfig {
+    /// Its member id.
+    pub id: MemberId,
+    /// Its key id and key.
+    pub key_id: u32,
+    /// Its key `K_m`.
+    pub key: SecretKey,
+    /// The broker's id.
+    pub broker_id: String,
+    /// Session lifetime (ms): the gateway renews at half of it.
+    pub session_ttl_ms: u64,
+}
+
+/// A medium's gateway.
+pub struct Gateway<M: Medium> {
+    cfg: GatewayConfig,
+    medium: M,
+    broker: BrokerHandle,
+    members: MemberRegistry,
+    store: Store,
+    clock: SharedClock,
+    receipts: Option<Recipient<Receipt>>,
+    session: Option<SessionPair>,
+    pending_login: Option<PendingLogin>,
+    /// Outbox mirror: content originated here, until the outcome is known.
+    outbox: HashMap<TxnId, OutboxEntry>,
+    /// Submits waiting for a session.
+    unsent: Vec<TxnId>,
+    /// Clients waiting for the broker's decision.
+    waiting: HashMap<TxnId, oneshot::Sender<Result<Accepted, OriginateError>>>,
+    /// Deliveries in progress (dedupe of concurrent transmits).
+    delivering: HashSet<TxnId>,
+    /// Reports sent and not yet acknowledged, by (txn, attempt, variant).
+    unacked: HashMap<(TxnId, u32, u8), (u32, TxnId, [u8; 32], ReportStatus)>,
+}
+
+impl<M: Medium> Gateway<M> {
+    /// A gateway for `medium`.
+    pub fn new(
+        cfg: GatewayConfig,
+        medium: M,
+        broker: BrokerHandle,
+        members: MemberRegistry,
+        store: Store,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            cfg,
+            medium,
+            broker,
+            members,
+            store,
+            clock,
+            receipts: None,
+            session: None,
+            pending_login: None,
+            outbox: HashMap::new(),
+            unsent: Vec::new(),
+            waiting: HashMap::new(),
+            delivering: HashSet::new(),
+            unacked: HashMap::new(),
+        }
+    }
+
+    /// Sends outcomes of originated messages to `r` (the medium's clients).
+    pub fn with_receipts(mut self, r: Recipient<Receipt>) -> Self {
+        self.receipts = Some(r);
+        self
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    fn to_broker(&self, frame: Frame) {
+        self.broker.send(self.cfg.id.clone(), frame);
+    }
+
+    fn login(&mut self) {
+        let p = start_login(
+            self.cfg.id.clone(),
+            self.cfg.key_id,
+            self.cfg.key.clone(),
+            &self.cfg.broker_id,
+            self.now(),
+        );
+        self.to_broker(Frame::Login(p.login.clone()));
+        self.pending_login = Some(p);
+    }
+
+    fn on_login_ack(&mut self, ack: LoginAck) -> Result<(), ProtocolError> {
+        let p = self.pending_login.take().ok_or(ProtocolError::WrongParty)?;
+        let s = finish_login(&p, &ack, self.now())?;
+        match &mut self.session {
+            Some(pair) => pair.renew(s),
+            None => self.session = Some(SessionPair::new(s)),
+        }
+        tracing::info!(member = %self.cfg.id, medium = self.medium.name(), "logged in to the broker");
+        for txn in std::mem::take(&mut self.unsent) {
+            self.submit(txn);
+        }
+        let unacked: Vec<_> = self.unacked.values().cloned().collect();
+        for (attempt, txn, id, status) in unacked {
+            self.send_report(txn, attempt, id, status);
+        }
+        Ok(())
+    }
+
+    fn submit(&mut self, txn: TxnId) {
+        let (Some(session), Some(entry)) = (&self.session, self.outbox.get(&txn)) else {
+            if self.outbox.contains_key(&txn) {
+                self.unsent.push(txn);
+            }
+            return;
+        };
+        let s = verify::make_submit(&session.current, entry.imi.clone());
+        self.to_broker(Frame::Submit(s));
+    }
+
+    fn forget_outbox(&mut self, txn: &TxnId) {
+        if self.outbox.remove(txn).is_some() {
+            let mut b = WriteBatch::new();
+            b.remove(Tree::Outbox, OutboxEntry::key(&self.cfg.id, txn));
+            self.store.writer().write_nowait(b);
+        }
+    }
+
+    fn session(&self) -> Result<&SessionPair, ProtocolError> {
+        self.session.as_ref().ok_or(ProtocolError::NoSession)
+    }
+
+    // ---- originator ----
+
+    fn on_release(&mut self, r: Release) -> Result<(), ProtocolError> {
+        self.session()?.verify(|s| verify::check_release(s, &r))?;
+        let txn = r.imi.imi.txn;
+        let Some(entry) = self.outbox.get(&txn) else {
+            tracing::debug!(txn = %txn, "release for a message no longer in the outbox");
+            return Ok(());
+        };
+        let content = entry.content.clone();
+        let ack = verify::make_release_ack(&self.session()?.current, txn, r.imi.attempt);
+        self.to_broker(Frame::ReleaseAck(ack));
+        if let Some(w) = self.waiting.remove(&txn) {
+            let _ = w.send(Ok(Accepted {
+                txn,
+                route: r.imi.route.clone(),
+            }));
+        }
+        let hop = r
+            .imi
+            .route
+            .processors
+            .first()
+            .unwrap_or(&r.imi.route.destination)
+            .clone();
+        match verify::make_transmit(&r, &hop, content) {
+            Some(t) => {
+                if !self.members.send(&hop, &self.cfg.id, Frame::Transmit(Box::new(t))) {
+                    tracing::warn!(txn = %txn, hop = %hop, "next hop not connected; the broker's attempt timeout moves on");
+                }
+            }
+            None => tracing::warn!(txn = %txn, hop = %hop, "release carries no grant for the first hop"),
+        }
+        Ok(())
+    }
+
+    fn on_rejected(&mut self, r: Rejected) -> Result<(), ProtocolError> {
+        self.session()?.verify(|s| verify::check_rejected(s, &r))?;
+        self.forget_outbox(&r.txn);
+        if let Some(w) = self.waiting.remove(&r.txn) {
+            let _ = w.send(Err(OriginateError::Rejected(r.reason)));
+        }
+        Ok(())
+    }
+
+    fn on_notify(&mut self, n: Notify) -> Result<(), ProtocolError> {
+        self.session()?.verify(|s| verify::check_notify(s, &n))?;
+        let sender_user = self.outbox.get(&n.txn).and_then(|e| e.imi.sender_user.clone());
+        if n.outcome != Outcome::Read {
+            self.forget_outbox(&n.txn);
+        }
+        if let Some(r) = &self.receipts {
+            r.do_send(Receipt {
+                txn: n.txn,
+                sender_user,
+                outcome: n.outcome.clone(),
+                via: n.mechanism,
+                at_ms: n.at_ms,
+            });
+        }
+        let ack = verify::make_notify_ack(&self.session()?.current, n.txn, n.outcome);
+        self.to_broker(Frame::NotifyAck(ack));
+        Ok(())
+    }
+
+    // ---- destination ----
+
+    fn on_transmit(&mut self, from: MemberId, t: Transmit, ctx: &mut Context<Self>) -> Result<(), ProtocolError> {
+        verify::check_transmit(&self.cfg.key, &t, self.now())?;
+        let txn = t.imi.imi.txn;
+        let attempt = t.imi.attempt;
+        self.members.send(
+            &from,
+            &self.cfg.id,
+            Frame::TransmitAck(crate::protocol::TransmitAck { txn, attempt }),
+        );
+        if !self.delivering.insert(txn) {
+            return Ok(());
+        }
+        let imi = &t.imi.imi;
+        let delivery = Delivery {
+            txn,
+            attempt,
+            id: t.id,
+            from: imi.sender_user.clone().unwrap_or_else(|| imi.sender.to_string()),
+            sender: imi.sender.clone(),
+            route: t.imi.route.clone(),
+            subject: imi.subject.clone(),
+            content_type: imi.content_type.clone(),
+            content: t.content,
+            sent_at_ms: imi.created_at_ms,
+        };
+        let id = t.id;
+        let fut = self.medium.deliver(delivery);
+        ctx.spawn(fut.into_actor(self).map(move |res, act, _| {
+            act.delivering.remove(&txn);
+            let status = match res {
+                Ok(()) => ReportStatus::Delivered,
+                Err(e) => {
+                    tracing::info!(txn = %txn, reason = %e, "non-delivery");
+                    ReportStatus::NonDelivery(e.0)
+                }
+            };
+            act.send_report(txn, attempt, id, status);
+        }));
+        Ok(())
+    }
+
+    fn send_report(&mut self, txn: TxnId, attempt: u32, id: [u8; 32], status: ReportStatus) {
+        let variant = verify::status_variant(&status);
+        self.unacked
+            .insert((txn, attempt, variant), (attempt, txn, id, status.clone()));
+        if let Some(s) = &self.session {
+            let r = verify::make_report(&s.current, txn, attempt, id, status, Vec::new());
+            self.to_broker(Frame::Report(r));
+        }
+    }
+
+    fn on_report_ack(&mut self, a: ReportAck) -> Result<(), ProtocolError> {
+        self.session()?.verify(|s| verify::check_report_ack(s, &a))?;
+        self.unacked.retain(|(t, at, _), _| !(*t == a.txn && *at == a.attempt));
+        Ok(())
+    }
+
+    fn on_refused(&mut self, from: &MemberId, r: RefuseReason) {
+        tracing::warn!(member = %self.cfg.id, by = %from, reason = r.error.code(), txn = ?r.txn.map(|t| t.to_string()), "frame refused");
+        match r.error {
+            ProtocolError::NoSession | ProtocolError::SessionExpired | ProtocolError::BadMac if from.as_str() == self.cfg.broker_id => {
+                // Our session is gone or stale: log in again; the outbox and
+                // unacknowledged reports are resent after the new LoginAck.
+                if let Some(txn) = r.txn.filter(|t| self.outbox.contains_key(t)) {
+                    self.unsent.push(txn);
+                }
+                self.session = None;
+                self.login();
+            }
+            _ => {}
+        }
+    }
+}
+
+impl<M: Medium> Actor for Gateway<M> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(usize::MAX);
+        self.members.connect(
+            self.cfg.id.clone(),
+            Some(self.medium.kind()),
+            ctx.address().recipient(),
+            self.now(),
+        );
+        match self.store.outbox(&self.cfg.id) {
+            Ok(entries) => {
+                if !entries.is_empty() {
+                    tracing::info!(member = %self.cfg.id, count = entries.len(), "resubmitting the outbox");
+                }
+                for e in entries {
+                    self.unsent.push(e.imi.txn);
+                    self.outbox.insert(e.imi.txn, e);
+                }
+            }
+            Err(e) => tracing::error!(member = %self.cfg.id, error = %e, "reading the outbox failed"),
+        }
+        self.login();
+        let renew = Duration::from_millis((self.cfg.session_ttl_ms / 2).max(1_000));
+        ctx.run_interval(renew, |act, _| act.login());
+        ctx.run_interval(Duration::from_secs(2), |act, _| {
+            let healthy = act.medium.health().up;
+            act.members.set_healthy(&act.cfg.id, healthy);
+            if act.session.is_none() {
+                act.login();
+            }
+        });
+    }
+
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        self.members.disconnect(&self.cfg.id);
+        for (_, w) in self.waiting.drain() {
+            let _ = w.send(Err(OriginateError::Stopping));
+        }
+        Running::Stop
+    }
+}
+
+impl<M: Medium> Handler<MiapFrame> for Gateway<M> {
+    type Result = ();
+
+    fn handle(&mut self, msg: MiapFrame, ctx: &mut Context<Self>) {
+        let MiapFrame { from, frame } = msg;
+        let txn = frame.txn();
+        let kind = frame.kind();
+        let from_broker = from.as_str() == self.cfg.broker_id;
+        let result = match frame {
+            Frame::LoginAck(a) if from_broker => self.on_login_ack(a),
+            Frame::Release(r) if from_broker => self.on_release(*r),
+            Frame::Rejected(r) if from_broker => self.on_rejected(r),
+            Frame::Notify(n) if from_broker => self.on_notify(n),
+            Frame::ReportAck(a) if from_broker => self.on_report_ack(a),
+            Frame::Refused(r) => {
+                self.on_refused(&from, r);
+                Ok(())
+            }
+            Frame::Transmit(t) => self.on_transmit(from.clone(), *t, ctx),
+            Frame::TransmitAck(a) => {
+                tracing::trace!(txn = %a.txn, by = %from, "transmit acknowledged");
+                Ok(())
+            }
+            _ => Err(ProtocolError::WrongParty),
+        };
+        if let Err(error) = result {
+            tracing::warn!(member = %self.cfg.id, from = %from, frame = kind, reason = error.code(), "refused MIAP frame");
+            let refusal = Frame::Refused(RefuseReason { error, txn });
+            self.members.send(&from, &self.cfg.id, refusal.clone());
+            if !from_broker {
+                // A hop never acts on a message whose grant fails, and tells
+                // the broker: a security event.
+                self.to_broker(refusal);
+            }
+        }
+    }
+}
+
+impl<M: Medium> Handler<Originate> for Gateway<M> {
+    type Result = ResponseFuture<Result<Accepted, OriginateError>>;
+
+    fn handle(&mut self, m: Originate, ctx: &mut Context<Self>) -> Self::Result {
+        let now = self.now();
+        let txn = TxnId::generate(now);
+        let imi = Imi {
+            txn,
+            originator: self.cfg.id.clone(),
+            sender: m.sender,
+            sender_user: m.sender_user,
+            recipient: m.to,
+            content_type: m.content_type,
+            content_len: m.content.len() as u64,
+            content_sha256: sha256(&m.content),
+            subject: m.subject,
+            priority: m.priority,
+            expires_at_ms: now.saturating_add(m.expires_in_ms),
+            created_at_ms: now,
+            receipt: m.receipt,
+            attributes: Vec::new(),
+        };
+        let entry = OutboxEntry { imi, content: m.content };
+        let mut b = WriteBatch::new();
+        b.insert(Tree::Outbox, OutboxEntry::key(&self.cfg.id, &txn), enc(&entry));
+        self.outbox.insert(txn, entry);
+        let (tx, rx) = oneshot::channel();
+        self.waiting.insert(txn, tx);
+        let durable = self.store.writer().write(b);
+        ctx.spawn(durable.into_actor(self).map(move |res, act, _| match res {
+            Ok(()) => act.submit(txn),
+            Err(e) => {
+                act.outbox.remove(&txn);
+                if let Some(w) = act.waiting.remove(&txn) {
+                    let _ = w.send(Err(OriginateError::Store(e.to_string())));
+                }
+            }
+        }));
+        Box::pin(async move { rx.await.unwrap_or(Err(OriginateError::Stopping)) })
+    }
+}
+
+impl<M: Medium> Handler<MediumReport> for Gateway<M> {
+    type Result = ();
+
+    fn handle(&mut self, m: MediumReport, _: &mut Context<Self>) {
+        self.send_report(m.txn, m.attempt, m.id, m.status);
+    }
+}
+
+impl<M: Medium> Handler<GetInFlight> for Gateway<M> {
+    type Result = MessageResult<GetInFlight>;
+
+    fn handle(&mut self, _: GetInFlight, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(InFlight {
+            waiting: self.waiting.len(),
+            delivering: self.delivering.len(),
+            unacked_reports: self.unacked.len(),
+            outbox: self.outbox.len(),
+            logged_in: self.session.is_some(),
+        })
+    }
+}

@@ -1,0 +1,83 @@
+//! The `Medium` contract: what a medium implementation owes the
+//! [`crate::gateway::Gateway`] that drives it. Adding a medium is one folder
+//! under `src/gateways/` implementing this trait, plus one line in the
+//! registry there; one shared compliance suite runs against every medium.
+
+use futures_like::LocalBoxFuture;
+
+use crate::protocol::{Address, MediumKind, Route, Tag, TxnId};
+
+/// Tiny local stand-in for `futures::future::LocalBoxFuture`, so the crate
+/// needs no extra dependency for one type alias.
+pub mod futures_like {
+    /// A boxed, non-`Send` future.
+    pub type LocalBoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>;
+}
+
+/// A message to deliver on a medium.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The transaction (delivery MUST be idempotent on it).
+    pub txn: TxnId,
+    /// The attempt.
+    pub attempt: u32,
+    /// The broker's inner digest `ID` of the attempt (kept for later reports,
+    /// such as `Read`).
+    pub id: Tag,
+    /// The sender as shown to the recipient (user id or address).
+    pub from: String,
+    /// The sender's address.
+    pub sender: Address,
+    /// The route: mechanism, the recipient's address on it, their user id.
+    pub route: Route,
+    /// Subject, if any.
+    pub subject: Option<String>,
+    /// MIME content type.
+    pub content_type: String,
+    /// The content (already converted for this medium).
+    pub content: Vec<u8>,
+    /// When the sender sent it (ms).
+    pub sent_at_ms: u64,
+}
+
+/// Why a medium could not deliver (becomes `NonDelivery(reason)`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NonDelivery(pub String);
+
+/// A medium's health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// Whether it can deliver now.
+    pub up: bool,
+    /// A human-readable detail.
+    pub detail: String,
+}
+
+/// A medium implementation.
+///
+/// - It MUST name its medium ([`Medium::kind`]) and report its health
+///   ([`Medium::health`]) without blocking.
+/// - [`Medium::deliver`] MUST resolve `Ok(())` only once the medium has
+///   accepted the message (for the built-in IM medium: durably in the
+///   recipient's inbox; for SMTP: the relay's `250`), and `Err` with a reason
+///   otherwise; it MUST NOT panic on any input.
+/// - Delivery MUST be idempotent on `txn`: delivering the same transaction
+///   again MUST NOT give the recipient a second copy, and resolves `Ok(())`
+///   if the first delivery succeeded.
+/// - It SHOULD bound the time a delivery takes.
+pub trait Medium: Unpin + 'static {
+    /// The medium served.
+    fn kind(&self) -> MediumKind;
+
+    /// A short name for logs (defaults to the medium's name).
+    fn name(&self) -> &str {
+        self.kind().as_str()
+    }
+
+    /// Whether the medium can deliver now.
+    fn health(&self) -> Health;
+
+    /// Delivers one message.
+    fn deliver(&mut self, delivery: Delivery) -> LocalBoxFuture<'static, Result<(), NonDelivery>>;
+}

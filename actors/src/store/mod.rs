@@ -1,0 +1,172 @@
+//! The storage facade over sled: one tree per concern, writes batched by one
+//! writer thread with group commit ([`write`]), typed reads ([`read`]) and the
+//! persisted record types ([`records`]). No actix here.
+//!
+//! Nothing outside this module touches sled, so a clustered store (NATS KV and
+//! streams, see CLUSTER.md) can take its place behind the same calls.
+
+pub mod read;
+pub mod records;
+pub mod write;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use records::{
+    AccountingRecord, AttemptRecord, EventRecord, InboxEntry, OutboxEntry, TxnRecord, TxnStatus,
+};
+pub use write::{WriteBatch, WriteHandle};
+
+/// The trees of a node's database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tree {
+    /// Client profiles (JSON), by user id.
+    Profiles,
+    /// API tokens: SHA-256 of the token → user id.
+    Tokens,
+    /// Members and their keys, by member id.
+    Members,
+    /// Transactions and their trail, by txn id.
+    Txn,
+    /// Content a gateway originated and has not yet been told the outcome of:
+    /// `member \0 txn` → [`OutboxEntry`].
+    Outbox,
+    /// IM inboxes: `user \0 seq` → [`InboxEntry`].
+    Inbox,
+    /// IM inbox index: `user \0 txn` → seq (dedupe by txn, reads).
+    InboxIndex,
+    /// Accounting records: `at_ms ‖ txn` → [`AccountingRecord`].
+    Accounting,
+    /// Seen login nonces: `member \0 nonce` → ts.
+    Replay,
+    /// Node metadata: the broker key, the admin token hash.
+    Meta,
+}
+
+impl Tree {
+    /// Every tree.
+    pub const ALL: [Tree; 10] = [
+        Tree::Profiles,
+        Tree::Tokens,
+        Tree::Members,
+        Tree::Txn,
+        Tree::Outbox,
+        Tree::Inbox,
+        Tree::InboxIndex,
+        Tree::Accounting,
+        Tree::Replay,
+        Tree::Meta,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Tree::Profiles => "profiles",
+            Tree::Tokens => "tokens",
+            Tree::Members => "members",
+            Tree::Txn => "txn",
+            Tree::Outbox => "outbox",
+            Tree::Inbox => "inbox",
+            Tree::InboxIndex => "inbox_index",
+            Tree::Accounting => "accounting",
+            Tree::Replay => "replay",
+            Tree::Meta => "meta",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A storage failure.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// sled reported an error.
+    #[error("storage: {0}")]
+    Sled(String),
+    /// A stored value could not be decoded.
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(&'static str),
+    /// The writer has stopped (the node is shutting down).
+    #[error("storage is closed")]
+    Closed,
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Sled(e.to_string())
+    }
+}
+
+/// The node's database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    trees: Vec<sled::Tree>,
+    writer: WriteHandle,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir`.
+    ///
+    /// # Errors
+    /// When sled cannot open the directory (missing permissions, another
+    /// process holds it).
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(256 * 1024 * 1024)
+            .flush_every_ms(Some(1000))
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let trees = Tree::ALL
+            .iter()
+            .map(|t| db.open_tree(t.name()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let writer = write::spawn(db.clone(), trees.clone());
+        Ok(Self {
+            inner: Arc::new(Inner { db, trees, writer }),
+        })
+    }
+
+    pub(crate) fn tree(&self, t: Tree) -> &sled::Tree {
+        &self.inner.trees[t.index()]
+    }
+
+    /// The writer (group commit).
+    pub fn writer(&self) -> &WriteHandle {
+        &self.inner.writer
+    }
+
+    /// A fresh, monotonically increasing id (inbox cursors).
+    ///
+    /// # Errors
+    /// When sled fails.
+    pub fn next_id(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.db.generate_id()?)
+    }
+
+    /// Flushes everything written so far to disk (blocking).
+    ///
+    /// # Errors
+    /// When sled fails.
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    /// Whether the database answers (readiness).
+    pub fn healthy(&self) -> bool {
+        self.inner.db.was_recovered() || self.inner.db.size_on_disk().is_ok()
+    }
+}

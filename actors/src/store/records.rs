@@ -1,0 +1,208 @@
+//! The records the store keeps, their keys, and their encoding (the wire
+//! codec, so one serialisation exists in the tree).
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::codec;
+use crate::protocol::{BrokerImi, Imi, MediumKind, MemberId, Tag, TxnId};
+
+use super::StoreError;
+
+/// Encodes a record.
+pub fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    codec::encode(v)
+}
+
+/// Decodes a record.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] naming `what` when the bytes do not decode.
+pub fn dec<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, StoreError> {
+    codec::decode(bytes).map_err(|_| StoreError::Corrupt(what))
+}
+
+/// `a \0 b` — the key shape of per-owner trees.
+pub fn key2(a: &str, b: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(a.len() + 1 + b.len());
+    k.extend_from_slice(a.as_bytes());
+    k.push(0);
+    k.extend_from_slice(b);
+    k
+}
+
+/// A transaction's status as the sender sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnStatus {
+    /// The broker released it to the originating gateway.
+    Released,
+    /// A hop acknowledged the content.
+    Transmitted,
+    /// Delivered on a mechanism.
+    Delivered,
+    /// Read by the recipient.
+    Read,
+    /// No mechanism reached the recipient.
+    Undeliverable,
+    /// The broker refused to route it (error code).
+    Rejected(String),
+    /// Blocked by a content rule.
+    Blocked(String),
+    /// Expired.
+    Expired,
+}
+
+impl TxnStatus {
+    /// The API's status name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Released => "released",
+            Self::Transmitted => "transmitted",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Undeliverable => "undeliverable",
+            Self::Rejected(_) => "rejected",
+            Self::Blocked(_) => "blocked",
+            Self::Expired => "expired",
+        }
+    }
+
+    /// Whether nothing more will be attempted (a `Read` may still follow
+    /// `Delivered`).
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Self::Released | Self::Transmitted)
+    }
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// The mechanism tried.
+    pub mechanism: MediumKind,
+    /// The recipient's address on it.
+    pub address: String,
+    /// The destination gateway.
+    pub gateway: MemberId,
+    /// When it started (ms).
+    pub started_ms: u64,
+    /// Its outcome, once known (`delivered`, `non_delivery`, …).
+    pub outcome: Option<String>,
+    /// Why it failed, if it did.
+    pub reason: Option<String>,
+}
+
+/// Something that happened to a transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// When (ms).
+    pub at_ms: u64,
+    /// What (`submitted`, `released`, `delivered`, `read`, …).
+    pub kind: String,
+}
+
+/// A transaction as the broker keeps it: the truth about a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnRecord {
+    /// The originator's IMI.
+    pub imi: Imi,
+    /// Current status.
+    pub status: TxnStatus,
+    /// The current attempt's broker IMI and inner digest `ID`.
+    pub release: Option<(BrokerImi, Tag)>,
+    /// Every attempt.
+    pub attempts: Vec<AttemptRecord>,
+    /// The trail.
+    pub events: Vec<EventRecord>,
+    /// Whether the originator acknowledged the final notification.
+    pub closed: bool,
+}
+
+impl TxnRecord {
+    /// Key in [`super::Tree::Txn`].
+    pub fn key(txn: &TxnId) -> [u8; 16] {
+        txn.0
+    }
+}
+
+/// What an originating gateway holds until it learns the outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// The IMI it submitted.
+    pub imi: Imi,
+    /// The content.
+    pub content: Vec<u8>,
+}
+
+impl OutboxEntry {
+    /// Key in [`super::Tree::Outbox`].
+    pub fn key(member: &MemberId, txn: &TxnId) -> Vec<u8> {
+        key2(member.as_str(), txn.as_bytes())
+    }
+}
+
+/// A message in a user's built-in IM inbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxEntry {
+    /// The transaction.
+    pub txn: TxnId,
+    /// The sender (user id or address).
+    pub from: String,
+    /// The text.
+    pub body: String,
+    /// The subject, if any.
+    pub subject: Option<String>,
+    /// When it was sent (ms).
+    pub sent_at_ms: u64,
+    /// The attempt that delivered it, and the broker's `ID` (for reports).
+    pub attempt: u32,
+    /// The broker inner digest of that attempt.
+    pub id: Tag,
+    /// Whether the recipient read it.
+    pub read: bool,
+}
+
+impl InboxEntry {
+    /// Key in [`super::Tree::Inbox`].
+    pub fn key(user: &str, seq: u64) -> Vec<u8> {
+        key2(user, &seq.to_be_bytes())
+    }
+
+    /// Key in [`super::Tree::InboxIndex`].
+    pub fn index_key(user: &str, txn: &TxnId) -> Vec<u8> {
+        key2(user, txn.as_bytes())
+    }
+}
+
+/// One accounting record per final outcome of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountingRecord {
+    /// The transaction.
+    pub txn: TxnId,
+    /// The sender (user id or address).
+    pub sender: String,
+    /// The recipient (user id or address).
+    pub recipient: String,
+    /// The mechanism used.
+    pub medium: MediumKind,
+    /// The destination gateway.
+    pub gateway: MemberId,
+    /// Content length in bytes.
+    pub bytes: u64,
+    /// The outcome (`delivered`, `read`, `undeliverable`, …).
+    pub outcome: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When (ms).
+    pub at_ms: u64,
+}
+
+impl AccountingRecord {
+    /// Key in [`super::Tree::Accounting`]: time-ordered.
+    pub fn key(&self) -> Vec<u8> {
+        let mut k = self.at_ms.to_be_bytes().to_vec();
+        k.extend_from_slice(self.txn.as_bytes());
+        k.extend_from_slice(self.outcome.as_bytes());
+        k
+    }
+}

@@ -1,0 +1,177 @@
+//! The write side: one writer thread applies batches in arrival order and
+//! commits them in groups — every batch queued while the previous group was
+//! flushing is applied and made durable by one `flush`. A durable write's
+//! future completes only after the flush that covered it.
+//!
+//! Writes that need no durability (`write_nowait`) are applied in the same
+//! order and become durable with the next group that flushes, or with sled's
+//! own periodic flush.
+
+use std::sync::mpsc;
+use std::thread;
+
+use tokio::sync::oneshot;
+
+use super::{StoreError, Tree};
+
+/// The most batches applied by one group commit.
+const MAX_GROUP: usize = 4096;
+
+/// One write operation.
+#[derive(Debug, Clone)]
+enum Op {
+    Insert(Vec<u8>, Vec<u8>),
+    Remove(Vec<u8>),
+}
+
+/// Writes that are applied together.
+#[derive(Debug, Default, Clone)]
+pub struct WriteBatch {
+    ops: Vec<(Tree, Op)>,
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `key` to `value` in `tree`.
+    pub fn insert(&mut self, tree: Tree, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> &mut Self {
+        self.ops.push((tree, Op::Insert(key.into(), value.into())));
+        self
+    }
+
+    /// Removes `key` from `tree`.
+    pub fn remove(&mut self, tree: Tree, key: impl Into<Vec<u8>>) -> &mut Self {
+        self.ops.push((tree, Op::Remove(key.into())));
+        self
+    }
+
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+type Done = oneshot::Sender<Result<(), StoreError>>;
+
+enum Job {
+    Write(WriteBatch, Option<Done>),
+    Flush(Done),
+}
+
+/// Sends work to the writer thread. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct WriteHandle {
+    tx: mpsc::Sender<Job>,
+}
+
+impl WriteHandle {
+    /// Applies `batch` and completes once it is durable on disk.
+    ///
+    /// # Errors
+    /// The future yields [`StoreError`] when sled fails or the writer stopped.
+    pub fn write(&self, batch: WriteBatch) -> impl std::future::Future<Output = Result<(), StoreError>> + 'static {
+        let (done, rx) = oneshot::channel();
+        let sent = self.tx.send(Job::Write(batch, Some(done))).is_ok();
+        async move {
+            if !sent {
+                return Err(StoreError::Closed);
+            }
+            rx.await.unwrap_or(Err(StoreError::Closed))
+        }
+    }
+
+    /// Applies `batch` in order with the other writes, without waiting for it
+    /// to be durable.
+    pub fn write_nowait(&self, batch: WriteBatch) {
+        if self.tx.send(Job::Write(batch, None)).is_err() {
+            tracing::warn!("store writer stopped; a write was dropped");
+        }
+    }
+
+    /// Completes once everything queued before it is durable.
+    ///
+    /// # Errors
+    /// The future yields [`StoreError`] when sled fails or the writer stopped.
+    pub fn flush(&self) -> impl std::future::Future<Output = Result<(), StoreError>> + 'static {
+        let (done, rx) = oneshot::channel();
+        let sent = self.tx.send(Job::Flush(done)).is_ok();
+        async move {
+            if !sent {
+                return Err(StoreError::Closed);
+            }
+            rx.await.unwrap_or(Err(StoreError::Closed))
+        }
+    }
+}
+
+pub(super) fn spawn(db: sled::Db, trees: Vec<sled::Tree>) -> WriteHandle {
+    let (tx, rx) = mpsc::channel::<Job>();
+    thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || run(db, trees, rx))
+        .expect("spawning the store writer thread");
+    WriteHandle { tx }
+}
+
+fn run(db: sled::Db, trees: Vec<sled::Tree>, rx: mpsc::Receiver<Job>) {
+    let mut jobs = Vec::with_capacity(MAX_GROUP);
+    while let Ok(first) = rx.recv() {
+        jobs.push(first);
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let result = commit(&db, &trees, &jobs);
+        for job in jobs.drain(..) {
+            match job {
+                Job::Write(_, Some(done)) | Job::Flush(done) => {
+                    let _ = done.send(result.clone());
+                }
+                Job::Write(_, None) => {}
+            }
+        }
+    }
+    // Every handle is gone: make what was applied durable before exiting.
+    if let Err(e) = db.flush() {
+        tracing::error!(error = %e, "final store flush failed");
+    }
+}
+
+fn commit(db: &sled::Db, trees: &[sled::Tree], jobs: &[Job]) -> Result<(), StoreError> {
+    let mut batches: Vec<Option<sled::Batch>> = vec![None; trees.len()];
+    let mut durable = false;
+    for job in jobs {
+        match job {
+            Job::Write(batch, done) => {
+                durable |= done.is_some();
+                for (tree, op) in &batch.ops {
+                    let b = batches[tree.index()].get_or_insert_with(sled::Batch::default);
+                    match op {
+                        Op::Insert(k, v) => b.insert(k.as_slice(), v.as_slice()),
+                        Op::Remove(k) => b.remove(k.as_slice()),
+                    }
+                }
+            }
+            Job::Flush(_) => durable = true,
+        }
+    }
+    for (tree, batch) in trees.iter().zip(batches) {
+        if let Some(b) = batch {
+            tree.apply_batch(b)?;
+        }
+    }
+    if durable {
+        db.flush()?;
+    }
+    Ok(())
+}
