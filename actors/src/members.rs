@@ -45,7 +45,13 @@ pub struct MemberRegistry {
 impl MemberRegistry {
     /// Registers (or replaces) a member's connection; it is not routable
     /// until it logs in.
-    pub fn connect(&self, id: MemberId, medium: Option<MediumKind>, recipient: Recipient<MiapFrame>, now_ms: u64) {
+    pub fn connect(
+        &self,
+        id: MemberId,
+        medium: Option<MediumKind>,
+        recipient: Recipient<MiapFrame>,
+        now_ms: u64,
+    ) {
         self.inner.insert(
             id,
             LiveMember {
@@ -106,7 +112,15 @@ impl MemberRegistry {
         let mut v: Vec<_> = self
             .inner
             .iter()
-            .map(|m| (m.key().clone(), m.medium, m.logged_in, m.healthy, m.last_seen_ms))
+            .map(|m| {
+                (
+                    m.key().clone(),
+                    m.medium,
+                    m.logged_in,
+                    m.healthy,
+                    m.last_seen_ms,
+                )
+            })
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
@@ -138,7 +152,9 @@ impl BrokerHandle {
             None => from
                 .as_str()
                 .bytes()
-                .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3)),
+                .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+                }),
         };
         (h % n) as usize
     }

@@ -34,7 +34,10 @@ impl SessionPair {
     ///
     /// # Errors
     /// The current session's error when neither passes.
-    pub fn verify(&self, check: impl Fn(&Session) -> Result<(), ProtocolError>) -> Result<&Session, ProtocolError> {
+    pub fn verify(
+        &self,
+        check: impl Fn(&Session) -> Result<(), ProtocolError>,
+    ) -> Result<&Session, ProtocolError> {
         match check(&self.current) {
             Ok(()) => Ok(&self.current),
             Err(e) => match &self.previous {

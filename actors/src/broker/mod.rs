@@ -27,11 +27,13 @@ use crate::members::MiapFrame;
 use crate::protocol::frames::RefuseReason;
 use crate::protocol::verify::{self, status_variant, step, StepLog};
 use crate::protocol::{
-    Frame, Login, MediumKind, MemberId, NotifyAck, Outcome, PresenceFrame, ProtocolError, RejectReason,
-    ReleaseAck, Report, ReportStatus, Route, Submit, TxnId,
+    Frame, Login, MediumKind, MemberId, NotifyAck, Outcome, PresenceFrame, ProtocolError,
+    RejectReason, ReleaseAck, Report, ReportStatus, Route, Submit, TxnId,
 };
 use crate::store::records::enc;
-use crate::store::{AccountingRecord, AttemptRecord, EventRecord, TxnRecord, TxnStatus, Tree, WriteBatch};
+use crate::store::{
+    AccountingRecord, AttemptRecord, EventRecord, Tree, TxnRecord, TxnStatus, WriteBatch,
+};
 
 /// One broker shard.
 pub struct BrokerShard {
@@ -55,7 +57,8 @@ impl BrokerShard {
     fn refuse(&self, to: &MemberId, error: ProtocolError, txn: Option<TxnId>, kind: &str) {
         self.shared.count_refusal(error);
         tracing::warn!(member = %to, frame = kind, reason = error.code(), txn = ?txn.map(|t| t.to_string()), shard = self.index, "refused MIAP frame");
-        self.shared.send(to, Frame::Refused(RefuseReason { error, txn }));
+        self.shared
+            .send(to, Frame::Refused(RefuseReason { error, txn }));
     }
 
     fn now(&self) -> u64 {
@@ -103,7 +106,9 @@ impl BrokerShard {
     fn submit(&mut self, from: &MemberId, sub: Submit) -> Result<(), ProtocolError> {
         let now = self.now();
         let session = self.shared.session(from, now)?;
-        let session = session.verify(|s| verify::check_submit(s, &sub, now))?.clone();
+        let session = session
+            .verify(|s| verify::check_submit(s, &sub, now))?
+            .clone();
         let txn = sub.imi.txn;
         if let Some(rec) = self.load(&txn)? {
             // A resubmission (lost answer, restart): answer again, change nothing.
@@ -132,8 +137,10 @@ impl BrokerShard {
                 rec.closed = true;
                 self.persist(&rec);
                 tracing::info!(txn = %txn, reason = reason.code(), "message rejected");
-                self.shared
-                    .send(from, Frame::Rejected(verify::make_rejected(&session, txn, reason)));
+                self.shared.send(
+                    from,
+                    Frame::Rejected(verify::make_rejected(&session, txn, reason)),
+                );
             }
         }
         self.open.insert(txn, rec);
@@ -174,7 +181,8 @@ impl BrokerShard {
         rec.release = Some((bimi, id));
         rec.status = TxnStatus::Released;
         self.persist(rec);
-        self.shared.send(originator, Frame::Release(Box::new(frame)));
+        self.shared
+            .send(originator, Frame::Release(Box::new(frame)));
         Ok(())
     }
 
@@ -199,8 +207,10 @@ impl BrokerShard {
                     "expired" => RejectReason::Expired,
                     other => RejectReason::PolicyDenied(other.to_string()),
                 };
-                self.shared
-                    .send(from, Frame::Rejected(verify::make_rejected(session, txn, reason)));
+                self.shared.send(
+                    from,
+                    Frame::Rejected(verify::make_rejected(session, txn, reason)),
+                );
             }
             final_status => {
                 let outcome = outcome_of(final_status);
@@ -223,8 +233,15 @@ impl BrokerShard {
         if &rec.imi.originator != from {
             return Err(ProtocolError::WrongParty);
         }
-        if self.steps.admit(ack.txn, step::RELEASE, ack.attempt, 0).is_ok() {
-            let rec = self.open.get_mut(&ack.txn).ok_or(ProtocolError::UnknownTxn)?;
+        if self
+            .steps
+            .admit(ack.txn, step::RELEASE, ack.attempt, 0)
+            .is_ok()
+        {
+            let rec = self
+                .open
+                .get_mut(&ack.txn)
+                .ok_or(ProtocolError::UnknownTxn)?;
             rec.events.push(EventRecord {
                 at_ms: now,
                 kind: "release_acked".into(),
@@ -250,7 +267,11 @@ impl BrokerShard {
         }
         session_d.verify(|s| verify::check_report(s, &r, &id))?;
         verify::check_attestations(shared.directory.ring(), &bimi, &id, &r.attestations, now)?;
-        let ack = Frame::ReportAck(verify::make_report_ack(&session_d.current, r.txn, r.attempt));
+        let ack = Frame::ReportAck(verify::make_report_ack(
+            &session_d.current,
+            r.txn,
+            r.attempt,
+        ));
         if self
             .steps
             .admit(r.txn, step::REPORT, r.attempt, status_variant(&r.status))
@@ -362,7 +383,9 @@ impl BrokerShard {
         let session = self.shared.session(from, now)?;
         let skew = self.shared.skew_ms;
         session.verify(|s| verify::check_presence(s, &p, now, skew))?;
-        self.shared.presence.insert(p.user.clone(), (p.state, p.ts_ms));
+        self.shared
+            .presence
+            .insert(p.user.clone(), (p.state, p.ts_ms));
         Ok(())
     }
 }
@@ -402,18 +425,33 @@ fn apply_report(rec: &mut TxnRecord, status: &ReportStatus, now: u64) -> Next {
     let open = matches!(rec.status, TxnStatus::Released | TxnStatus::Transmitted);
     let attempt = rec.attempts.last_mut();
     let (outcome_name, reason, next, new_status) = match status {
-        ReportStatus::Delivered if open => ("delivered", None, Next::Notify(Outcome::Delivered), TxnStatus::Delivered),
+        ReportStatus::Delivered if open => (
+            "delivered",
+            None,
+            Next::Notify(Outcome::Delivered),
+            TxnStatus::Delivered,
+        ),
         ReportStatus::Read if open || rec.status == TxnStatus::Delivered => {
             ("read", None, Next::Notify(Outcome::Read), TxnStatus::Read)
         }
-        ReportStatus::NonDelivery(why) if open => ("non_delivery", Some(why.clone()), Next::Retry, rec.status.clone()),
+        ReportStatus::NonDelivery(why) if open => (
+            "non_delivery",
+            Some(why.clone()),
+            Next::Retry,
+            rec.status.clone(),
+        ),
         ReportStatus::Blocked(rule) if open => (
             "blocked",
             Some(rule.clone()),
             Next::Notify(Outcome::Blocked(rule.clone())),
             TxnStatus::Blocked(rule.clone()),
         ),
-        ReportStatus::Expired if open => ("expired", None, Next::Notify(Outcome::Expired), TxnStatus::Expired),
+        ReportStatus::Expired if open => (
+            "expired",
+            None,
+            Next::Notify(Outcome::Expired),
+            TxnStatus::Expired,
+        ),
         _ => return Next::Nothing,
     };
     if let Some(a) = attempt {
@@ -446,7 +484,7 @@ impl Actor for BrokerShard {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(usize::MAX);
+        ctx.set_mailbox_capacity(4096);
         tracing::debug!(shard = self.index, "broker shard started");
     }
 }
@@ -519,4 +557,3 @@ pub fn sender_name(rec: &TxnRecord) -> String {
         .clone()
         .unwrap_or_else(|| rec.imi.sender.to_string())
 }
-

@@ -33,7 +33,10 @@ pub fn resolve(to: &To, dir: &Directory) -> Result<Resolved, RejectReason> {
             let p = dir.profile(&id).ok_or(RejectReason::UnknownRecipient)?;
             let mut mechanisms: Vec<_> = first.into_iter().collect();
             for m in &p.mechanisms {
-                if !mechanisms.iter().any(|(md, a)| *md == m.medium && *a == m.address) {
+                if !mechanisms
+                    .iter()
+                    .any(|(md, a)| *md == m.medium && *a == m.address)
+                {
                     mechanisms.push((m.medium, m.address.clone()));
                 }
             }
@@ -55,7 +58,13 @@ pub trait RouteDecider: Send + Sync + 'static {
     ///
     /// # Errors
     /// Why the message cannot go anywhere (now).
-    fn decide(&self, imi: &Imi, tried: &[MediumKind], dir: &Directory, live: &MemberRegistry) -> Result<Route, RejectReason>;
+    fn decide(
+        &self,
+        imi: &Imi,
+        tried: &[MediumKind],
+        dir: &Directory,
+        live: &MemberRegistry,
+    ) -> Result<Route, RejectReason>;
 }
 
 /// The spine's policy: the recipient's first untried mechanism whose gateway
@@ -64,7 +73,13 @@ pub trait RouteDecider: Send + Sync + 'static {
 pub struct FirstLiveMechanism;
 
 impl RouteDecider for FirstLiveMechanism {
-    fn decide(&self, imi: &Imi, tried: &[MediumKind], dir: &Directory, live: &MemberRegistry) -> Result<Route, RejectReason> {
+    fn decide(
+        &self,
+        imi: &Imi,
+        tried: &[MediumKind],
+        dir: &Directory,
+        live: &MemberRegistry,
+    ) -> Result<Route, RejectReason> {
         let r = resolve(&imi.recipient, dir)?;
         first_live(&r, tried, |m| live.live_gateway(m))
     }
@@ -115,9 +130,21 @@ mod tests {
     #[test]
     fn first_live_mechanism_in_preference_order() {
         let table: &[(&[MediumKind], &[MediumKind], Option<MediumKind>)] = &[
-            (&[MediumKind::Im, MediumKind::Sms], &[], Some(MediumKind::Im)),
-            (&[MediumKind::Sms, MediumKind::Email], &[], Some(MediumKind::Sms)),
-            (&[MediumKind::Im, MediumKind::Sms], &[MediumKind::Im], Some(MediumKind::Sms)),
+            (
+                &[MediumKind::Im, MediumKind::Sms],
+                &[],
+                Some(MediumKind::Im),
+            ),
+            (
+                &[MediumKind::Sms, MediumKind::Email],
+                &[],
+                Some(MediumKind::Sms),
+            ),
+            (
+                &[MediumKind::Im, MediumKind::Sms],
+                &[MediumKind::Im],
+                Some(MediumKind::Sms),
+            ),
             (&[MediumKind::Email], &[MediumKind::Email], None),
             (&[MediumKind::Fax], &[], None),
             (&[], &[], None),

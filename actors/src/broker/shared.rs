@@ -13,8 +13,8 @@ use crate::members::{BrokerHandle, MemberRegistry};
 use crate::protocol::clock::SharedClock;
 use crate::protocol::tscs::{LoginVerifier, NonceCache, Session};
 use crate::protocol::{
-    Frame, Imi, Login, LoginAck, MediumKind, MemberId, PresenceState, ProtocolError, RejectReason, Route,
-    SecretKey,
+    Frame, Imi, Login, LoginAck, MediumKind, MemberId, PresenceState, ProtocolError, RejectReason,
+    Route, SecretKey,
 };
 use crate::session::SessionPair;
 use crate::store::records::key2;
@@ -129,7 +129,11 @@ impl BrokerShared {
 
     /// Checks a login; on success the nonce is recorded (and persisted, so a
     /// captured login cannot be replayed across a restart either).
-    pub(super) fn accept_login(&self, login: &Login, now: u64) -> Result<(LoginAck, Session), ProtocolError> {
+    pub(super) fn accept_login(
+        &self,
+        login: &Login,
+        now: u64,
+    ) -> Result<(LoginAck, Session), ProtocolError> {
         let mut nonces = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
         let r = self.verifier.accept(login, now, &mut nonces)?;
         drop(nonces);
@@ -165,7 +169,12 @@ impl BrokerShared {
         if pair.current.expired(now, self.session_ttl_ms) {
             return Err(ProtocolError::SessionExpired);
         }
-        if self.directory.ring().with(member, |m| Ok(m.revoked)).unwrap_or(true) {
+        if self
+            .directory
+            .ring()
+            .with(member, |m| Ok(m.revoked))
+            .unwrap_or(true)
+        {
             return Err(ProtocolError::Revoked);
         }
         Ok(pair.clone())
@@ -174,7 +183,8 @@ impl BrokerShared {
     /// Ends a member's session (disconnect, revocation).
     pub fn end_session(&self, member: &MemberId) {
         self.sessions.remove(member);
-        self.members.set_logged_in(member, false, self.clock.now_ms());
+        self.members
+            .set_logged_in(member, false, self.clock.now_ms());
     }
 
     /// Sends a frame from the broker to a member.
@@ -192,7 +202,8 @@ impl BrokerShared {
         if self.clock.now_ms() > imi.expires_at_ms {
             return Err(RejectReason::Expired);
         }
-        self.router.decide(imi, tried, &self.directory, &self.members)
+        self.router
+            .decide(imi, tried, &self.directory, &self.members)
     }
 
     pub(super) fn count_refusal(&self, e: ProtocolError) {
@@ -201,7 +212,11 @@ impl BrokerShared {
 
     /// Refused frames by reason.
     pub fn refusals(&self) -> Vec<(&'static str, u64)> {
-        let mut v: Vec<_> = self.refusals.iter().map(|e| (*e.key(), *e.value())).collect();
+        let mut v: Vec<_> = self
+            .refusals
+            .iter()
+            .map(|e| (*e.key(), *e.value()))
+            .collect();
         v.sort();
         v
     }
@@ -224,7 +239,8 @@ impl Broker {
         for i in 0..shards.max(1) {
             let arb = actix::Arbiter::new();
             let s = shared.clone();
-            let addr = BrokerShard::start_in_arbiter(&arb.handle(), move |_| BrokerShard::new(s, i));
+            let addr =
+                BrokerShard::start_in_arbiter(&arb.handle(), move |_| BrokerShard::new(s, i));
             recipients.push(addr.recipient());
             arbiters.push(arb);
         }

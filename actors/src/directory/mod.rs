@@ -85,7 +85,8 @@ impl Directory {
             ring: KeyRing::new(key_grace_ms),
         };
         for (_, v) in store.scan(Tree::Profiles, b"")? {
-            let rec: UserRecord = serde_json::from_slice(&v).map_err(|_| StoreError::Corrupt("profile"))?;
+            let rec: UserRecord =
+                serde_json::from_slice(&v).map_err(|_| StoreError::Corrupt("profile"))?;
             d.cache_user(rec);
         }
         for (_, v) in store.scan(Tree::Members, b"")? {
@@ -141,7 +142,10 @@ impl Directory {
     /// The user owning `address`, if any.
     pub fn user_for_address(&self, address: &Address) -> Option<String> {
         if address.medium == crate::protocol::MediumKind::Im {
-            return self.users.contains_key(&address.address).then(|| address.address.clone());
+            return self
+                .users
+                .contains_key(&address.address)
+                .then(|| address.address.clone());
         }
         self.by_address.get(address).map(|u| u.clone())
     }
@@ -165,7 +169,10 @@ impl Directory {
                 }
             }
         }
-        let existing = self.users.get(&profile.id).and_then(|u| u.token_hash.clone());
+        let existing = self
+            .users
+            .get(&profile.id)
+            .and_then(|u| u.token_hash.clone());
         let (token, token_hash) = match existing {
             Some(h) => (None, h),
             None => {
@@ -230,7 +237,11 @@ impl Directory {
     /// A store failure.
     pub async fn put_member(&self, m: MemberKeys) -> Result<(), StoreError> {
         let mut b = WriteBatch::new();
-        b.insert(Tree::Members, m.member.as_str().as_bytes().to_vec(), enc(&m));
+        b.insert(
+            Tree::Members,
+            m.member.as_str().as_bytes().to_vec(),
+            enc(&m),
+        );
         self.store.writer().write(b).await?;
         self.ring.put(m);
         Ok(())
@@ -248,7 +259,11 @@ impl Directory {
     pub fn broker_key(&self) -> Result<Option<SecretKey>, StoreError> {
         self.store
             .get(Tree::Meta, BROKER_KEY)?
-            .map(|v| v.try_into().map(SecretKey).map_err(|_| StoreError::Corrupt("broker key")))
+            .map(|v| {
+                v.try_into()
+                    .map(SecretKey)
+                    .map_err(|_| StoreError::Corrupt("broker key"))
+            })
             .transpose()
     }
 
@@ -259,7 +274,11 @@ impl Directory {
     pub async fn initialise(&self, k2: &SecretKey, admin_token: &str) -> Result<(), StoreError> {
         let mut b = WriteBatch::new();
         b.insert(Tree::Meta, BROKER_KEY.to_vec(), k2.bytes().to_vec());
-        b.insert(Tree::Meta, ADMIN_TOKEN.to_vec(), token_hash(admin_token).into_bytes());
+        b.insert(
+            Tree::Meta,
+            ADMIN_TOKEN.to_vec(),
+            token_hash(admin_token).into_bytes(),
+        );
         self.store.writer().write(b).await
     }
 
@@ -268,7 +287,11 @@ impl Directory {
         match self.store.get(Tree::Meta, ADMIN_TOKEN) {
             Ok(Some(h)) => {
                 let given = token_hash(token);
-                h.len() == given.len() && h.iter().zip(given.bytes()).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
+                h.len() == given.len()
+                    && h.iter()
+                        .zip(given.bytes())
+                        .fold(0u8, |d, (a, b)| d | (a ^ b))
+                        == 0
             }
             _ => false,
         }
@@ -289,12 +312,23 @@ mod tests {
             medium: crate::protocol::MediumKind::Sms,
             address: "+4915100".into(),
         });
-        let token = d.put_profile(bob.clone()).await.unwrap().expect("new user gets a token");
+        let token = d
+            .put_profile(bob.clone())
+            .await
+            .unwrap()
+            .expect("new user gets a token");
         assert_eq!(d.authenticate(&token).as_deref(), Some("bob"));
-        assert_eq!(d.put_profile(bob.clone()).await.unwrap(), None, "update keeps the token");
+        assert_eq!(
+            d.put_profile(bob.clone()).await.unwrap(),
+            None,
+            "update keeps the token"
+        );
         let mut alice = Profile::im_only("alice");
         alice.mechanisms.push(bob.mechanisms[1].clone());
-        assert!(matches!(d.put_profile(alice).await, Err(DirectoryError::AddressTaken(..))));
+        assert!(matches!(
+            d.put_profile(alice).await,
+            Err(DirectoryError::AddressTaken(..))
+        ));
 
         let d2 = Directory::load(store, 0).unwrap();
         assert_eq!(d2.authenticate(&token).as_deref(), Some("bob"));

@@ -96,9 +96,9 @@ pub fn valid_user_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id.as_bytes()[0].is_ascii_alphanumeric()
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+        && id.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        })
 }
 
 impl Profile {
@@ -124,7 +124,10 @@ impl Profile {
     /// The first invalid field.
     pub fn validate(&self) -> Result<(), InvalidProfile> {
         if !valid_user_id(&self.id) {
-            return Err(invalid("id", "1-64 characters of a-z 0-9 . _ -, starting with a letter or digit"));
+            return Err(invalid(
+                "id",
+                "1-64 characters of a-z 0-9 . _ -, starting with a letter or digit",
+            ));
         }
         if self.display_name.as_ref().is_some_and(|n| n.len() > 200) {
             return Err(invalid("display_name", "longer than 200 bytes"));
@@ -135,19 +138,29 @@ impl Profile {
         for m in &self.mechanisms {
             let a = m.address.trim();
             if a.is_empty() || a.len() > 320 || a.chars().any(char::is_control) || a != m.address {
-                return Err(invalid("mechanisms", format!("bad {} address {:?}", m.medium, m.address)));
+                return Err(invalid(
+                    "mechanisms",
+                    format!("bad {} address {:?}", m.medium, m.address),
+                ));
             }
             let ok = match m.medium {
                 MediumKind::Im => a == self.id,
                 MediumKind::Email => a.contains('@') && !a.contains(char::is_whitespace),
                 MediumKind::Sms | MediumKind::Fax => {
-                    a.strip_prefix('+').unwrap_or(a).bytes().all(|b| b.is_ascii_digit()) && a.len() >= 3
+                    a.strip_prefix('+')
+                        .unwrap_or(a)
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                        && a.len() >= 3
                 }
             };
             if !ok {
                 return Err(invalid(
                     "mechanisms",
-                    format!("bad {} address {:?} (im: the user id; email: a mailbox; sms/fax: +digits)", m.medium, a),
+                    format!(
+                        "bad {} address {:?} (im: the user id; email: a mailbox; sms/fax: +digits)",
+                        m.medium, a
+                    ),
                 ));
             }
         }
@@ -161,7 +174,9 @@ impl Profile {
 
     /// The user's addresses.
     pub fn addresses(&self) -> impl Iterator<Item = Address> + '_ {
-        self.mechanisms.iter().map(|m| Address::new(m.medium, m.address.clone()))
+        self.mechanisms
+            .iter()
+            .map(|m| Address::new(m.medium, m.address.clone()))
     }
 }
 

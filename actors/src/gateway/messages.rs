@@ -2,7 +2,9 @@
 
 use actix::prelude::*;
 
-use crate::protocol::{Address, MediumKind, Outcome, Priority, RejectReason, ReportStatus, Route, Tag, To, TxnId};
+use crate::protocol::{
+    Address, MediumKind, Outcome, Priority, RejectReason, ReportStatus, Route, Tag, To, TxnId,
+};
 
 /// A client on this gateway's medium sends a message.
 #[derive(Message, Debug, Clone)]

@@ -20,7 +20,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-pub use messages::{Accepted, GetInFlight, InFlight, MediumReport, Originate, OriginateError, Receipt};
+pub use messages::{
+    Accepted, GetInFlight, InFlight, MediumReport, Originate, OriginateError, Receipt,
+};
 
 use crate::medium::{Delivery, Medium};
 use crate::members::{BrokerHandle, MemberRegistry, MiapFrame};
@@ -197,11 +199,16 @@ impl<M: Medium> Gateway<M> {
             .clone();
         match verify::make_transmit(&r, &hop, content) {
             Some(t) => {
-                if !self.members.send(&hop, &self.cfg.id, Frame::Transmit(Box::new(t))) {
+                if !self
+                    .members
+                    .send(&hop, &self.cfg.id, Frame::Transmit(Box::new(t)))
+                {
                     tracing::warn!(txn = %txn, hop = %hop, "next hop not connected; the broker's attempt timeout moves on");
                 }
             }
-            None => tracing::warn!(txn = %txn, hop = %hop, "release carries no grant for the first hop"),
+            None => {
+                tracing::warn!(txn = %txn, hop = %hop, "release carries no grant for the first hop")
+            }
         }
         Ok(())
     }
@@ -217,7 +224,10 @@ impl<M: Medium> Gateway<M> {
 
     fn on_notify(&mut self, n: Notify) -> Result<(), ProtocolError> {
         self.session()?.verify(|s| verify::check_notify(s, &n))?;
-        let sender_user = self.outbox.get(&n.txn).and_then(|e| e.imi.sender_user.clone());
+        let sender_user = self
+            .outbox
+            .get(&n.txn)
+            .and_then(|e| e.imi.sender_user.clone());
         if n.outcome != Outcome::Read {
             self.forget_outbox(&n.txn);
         }
@@ -237,7 +247,12 @@ impl<M: Medium> Gateway<M> {
 
     // ---- destination ----
 
-    fn on_transmit(&mut self, from: MemberId, t: Transmit, ctx: &mut Context<Self>) -> Result<(), ProtocolError> {
+    fn on_transmit(
+        &mut self,
+        from: MemberId,
+        t: Transmit,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), ProtocolError> {
         verify::check_transmit(&self.cfg.key, &t, self.now())?;
         let txn = t.imi.imi.txn;
         let attempt = t.imi.attempt;
@@ -254,7 +269,10 @@ impl<M: Medium> Gateway<M> {
             txn,
             attempt,
             id: t.id,
-            from: imi.sender_user.clone().unwrap_or_else(|| imi.sender.to_string()),
+            from: imi
+                .sender_user
+                .clone()
+                .unwrap_or_else(|| imi.sender.to_string()),
             sender: imi.sender.clone(),
             route: t.imi.route.clone(),
             subject: imi.subject.clone(),
@@ -289,15 +307,19 @@ impl<M: Medium> Gateway<M> {
     }
 
     fn on_report_ack(&mut self, a: ReportAck) -> Result<(), ProtocolError> {
-        self.session()?.verify(|s| verify::check_report_ack(s, &a))?;
-        self.unacked.retain(|(t, at, _), _| !(*t == a.txn && *at == a.attempt));
+        self.session()?
+            .verify(|s| verify::check_report_ack(s, &a))?;
+        self.unacked
+            .retain(|(t, at, _), _| !(*t == a.txn && *at == a.attempt));
         Ok(())
     }
 
     fn on_refused(&mut self, from: &MemberId, r: RefuseReason) {
         tracing::warn!(member = %self.cfg.id, by = %from, reason = r.error.code(), txn = ?r.txn.map(|t| t.to_string()), "frame refused");
         match r.error {
-            ProtocolError::NoSession | ProtocolError::SessionExpired | ProtocolError::BadMac if from.as_str() == self.cfg.broker_id => {
+            ProtocolError::NoSession | ProtocolError::SessionExpired | ProtocolError::BadMac
+                if from.as_str() == self.cfg.broker_id =>
+            {
                 // Our session is gone or stale: log in again; the outbox and
                 // unacknowledged reports are resent after the new LoginAck.
                 if let Some(txn) = r.txn.filter(|t| self.outbox.contains_key(t)) {
@@ -315,7 +337,7 @@ impl<M: Medium> Actor for Gateway<M> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(usize::MAX);
+        ctx.set_mailbox_capacity(4096);
         self.members.connect(
             self.cfg.id.clone(),
             Some(self.medium.kind()),
@@ -332,7 +354,9 @@ impl<M: Medium> Actor for Gateway<M> {
                     self.outbox.insert(e.imi.txn, e);
                 }
             }
-            Err(e) => tracing::error!(member = %self.cfg.id, error = %e, "reading the outbox failed"),
+            Err(e) => {
+                tracing::error!(member = %self.cfg.id, error = %e, "reading the outbox failed")
+            }
         }
         self.login();
         let renew = Duration::from_millis((self.cfg.session_ttl_ms / 2).max(1_000));
@@ -415,9 +439,16 @@ impl<M: Medium> Handler<Originate> for Gateway<M> {
             receipt: m.receipt,
             attributes: Vec::new(),
         };
-        let entry = OutboxEntry { imi, content: m.content };
+        let entry = OutboxEntry {
+            imi,
+            content: m.content,
+        };
         let mut b = WriteBatch::new();
-        b.insert(Tree::Outbox, OutboxEntry::key(&self.cfg.id, &txn), enc(&entry));
+        b.insert(
+            Tree::Outbox,
+            OutboxEntry::key(&self.cfg.id, &txn),
+            enc(&entry),
+        );
         self.outbox.insert(txn, entry);
         let (tx, rx) = oneshot::channel();
         self.waiting.insert(txn, tx);

@@ -22,7 +22,10 @@ impl Store {
     pub fn scan(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         self.tree(tree)
             .scan_prefix(prefix)
-            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from))
+            .map(|r| {
+                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(StoreError::from)
+            })
             .collect()
     }
 
@@ -78,7 +81,12 @@ impl Store {
     ///
     /// # Errors
     /// When sled fails or a record is corrupt.
-    pub fn inbox(&self, user: &str, after: Option<u64>, limit: usize) -> Result<Vec<(u64, InboxEntry)>, StoreError> {
+    pub fn inbox(
+        &self,
+        user: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, InboxEntry)>, StoreError> {
         let start = InboxEntry::key(user, after.map_or(0, |a| a.saturating_add(1)));
         let end = super::records::key2(user, &[0xff; 9]);
         let mut out = Vec::new();
@@ -96,11 +104,18 @@ impl Store {
     ///
     /// # Errors
     /// When sled fails or a record is corrupt.
-    pub fn inbox_entry(&self, user: &str, txn: &TxnId) -> Result<Option<(u64, InboxEntry)>, StoreError> {
+    pub fn inbox_entry(
+        &self,
+        user: &str,
+        txn: &TxnId,
+    ) -> Result<Option<(u64, InboxEntry)>, StoreError> {
         let Some(seq) = self.get(Tree::InboxIndex, &InboxEntry::index_key(user, txn))? else {
             return Ok(None);
         };
-        let seq = u64::from_be_bytes(seq.try_into().map_err(|_| StoreError::Corrupt("inbox index"))?);
+        let seq = u64::from_be_bytes(
+            seq.try_into()
+                .map_err(|_| StoreError::Corrupt("inbox index"))?,
+        );
         Ok(self
             .get(Tree::Inbox, &InboxEntry::key(user, seq))?
             .map(|v| dec(&v, "inbox"))
@@ -112,7 +127,11 @@ impl Store {
     ///
     /// # Errors
     /// When sled fails or a record is corrupt.
-    pub fn accounting(&self, from_ms: u64, to_ms: u64) -> Result<Vec<AccountingRecord>, StoreError> {
+    pub fn accounting(
+        &self,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<AccountingRecord>, StoreError> {
         self.tree(Tree::Accounting)
             .range(from_ms.to_be_bytes()..to_ms.to_be_bytes())
             .map(|kv| {
@@ -167,7 +186,10 @@ mod tests {
         }
         store.writer().flush().await.unwrap();
         assert_eq!(store.count(Tree::Meta), 501);
-        assert_eq!(store.get(Tree::Meta, b"last").unwrap(), Some(499u32.to_be_bytes().to_vec()));
+        assert_eq!(
+            store.get(Tree::Meta, b"last").unwrap(),
+            Some(499u32.to_be_bytes().to_vec())
+        );
     }
 
     #[test]
@@ -185,12 +207,31 @@ mod tests {
             read: false,
         };
         let t = store.tree(Tree::Inbox);
-        for (user, seq, n) in [("bob", 1u64, 1u8), ("bob", 5, 2), ("bobby", 2, 3), ("bob", 256, 4)] {
-            t.insert(InboxEntry::key(user, seq), super::super::records::enc(&entry(n))).unwrap();
+        for (user, seq, n) in [
+            ("bob", 1u64, 1u8),
+            ("bob", 5, 2),
+            ("bobby", 2, 3),
+            ("bob", 256, 4),
+        ] {
+            t.insert(
+                InboxEntry::key(user, seq),
+                super::super::records::enc(&entry(n)),
+            )
+            .unwrap();
         }
-        let all: Vec<u64> = store.inbox("bob", None, 10).unwrap().iter().map(|e| e.0).collect();
+        let all: Vec<u64> = store
+            .inbox("bob", None, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.0)
+            .collect();
         assert_eq!(all, vec![1, 5, 256]);
-        let after: Vec<u64> = store.inbox("bob", Some(5), 10).unwrap().iter().map(|e| e.0).collect();
+        let after: Vec<u64> = store
+            .inbox("bob", Some(5), 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.0)
+            .collect();
         assert_eq!(after, vec![256]);
         assert_eq!(store.inbox("bob", None, 1).unwrap().len(), 1);
     }

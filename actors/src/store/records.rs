@@ -17,7 +17,10 @@ pub fn enc<T: Serialize>(v: &T) -> Vec<u8> {
 ///
 /// # Errors
 /// [`StoreError::Corrupt`] naming `what` when the bytes do not decode.
-pub fn dec<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, StoreError> {
+pub fn dec<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<T, StoreError> {
     codec::decode(bytes).map_err(|_| StoreError::Corrupt(what))
 }
 

@@ -37,7 +37,12 @@ impl WriteBatch {
     }
 
     /// Sets `key` to `value` in `tree`.
-    pub fn insert(&mut self, tree: Tree, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> &mut Self {
+    pub fn insert(
+        &mut self,
+        tree: Tree,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> &mut Self {
         self.ops.push((tree, Op::Insert(key.into(), value.into())));
         self
     }
@@ -77,7 +82,10 @@ impl WriteHandle {
     ///
     /// # Errors
     /// The future yields [`StoreError`] when sled fails or the writer stopped.
-    pub fn write(&self, batch: WriteBatch) -> impl std::future::Future<Output = Result<(), StoreError>> + 'static {
+    pub fn write(
+        &self,
+        batch: WriteBatch,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + 'static {
         let (done, rx) = oneshot::channel();
         let sent = self.tx.send(Job::Write(batch, Some(done))).is_ok();
         async move {

@@ -1,0 +1,216 @@
+//! Admin endpoints (admin token): users, members, transactions, accounting.
+
+use actix_web::http::header::IF_NONE_MATCH;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use switchboard_actors::directory::Profile;
+
+use super::auth::Admin;
+use super::error::ApiError;
+use super::messages::txn_json;
+use super::time::{parse_time, rfc3339};
+use super::ApiState;
+use actix_web::http::StatusCode;
+
+/// `GET /v1/admin/users`.
+pub async fn list_users(st: web::Data<ApiState>, _: Admin) -> HttpResponse {
+    let users: Vec<Profile> = st
+        .directory
+        .profiles()
+        .iter()
+        .map(|p| (**p).clone())
+        .collect();
+    HttpResponse::Ok().json(json!({ "users": users }))
+}
+
+/// `GET /v1/admin/users/{id}`.
+pub async fn get_user(
+    st: web::Data<ApiState>,
+    _: Admin,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let p = st
+        .directory
+        .profile(&id)
+        .ok_or_else(|| ApiError::not_found("no such user"))?;
+    Ok(HttpResponse::Ok().json(&*p))
+}
+
+/// `PUT /v1/admin/users/{id}`: creates (201, with the user's token, shown
+/// once) or replaces (200) a profile. `If-None-Match: *` makes it create-only
+/// (409 when the user exists).
+pub async fn put_user(
+    st: web::Data<ApiState>,
+    _: Admin,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<Profile>,
+) -> Result<HttpResponse, ApiError> {
+    let profile = body.into_inner();
+    if profile.id != *id {
+        return Err(ApiError::bad_request(format!(
+            "the profile's id {:?} differs from the path's {:?}",
+            profile.id, *id
+        )));
+    }
+    let exists = st.directory.profile(&id).is_some();
+    if exists && req.headers().get(IF_NONE_MATCH).is_some_and(|v| v == "*") {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "exists",
+            format!("user {:?} already exists", *id),
+        ));
+    }
+    let token = st.directory.put_profile(profile.clone()).await?;
+    Ok(match token {
+        Some(t) => HttpResponse::Created().json(json!({ "profile": profile, "token": t })),
+        None => HttpResponse::Ok().json(json!({ "profile": profile })),
+    })
+}
+
+/// `DELETE /v1/admin/users/{id}`.
+pub async fn delete_user(
+    st: web::Data<ApiState>,
+    _: Admin,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    st.directory.remove_user(&id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /v1/admin/users/{id}/token`: a new token; the old one stops working.
+pub async fn rotate_token(
+    st: web::Data<ApiState>,
+    _: Admin,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let token = st.directory.rotate_token(&id).await?;
+    Ok(HttpResponse::Ok().json(json!({ "user": *id, "token": token })))
+}
+
+/// `GET /v1/admin/members`: every known member, connected or not.
+pub async fn members(st: web::Data<ApiState>, _: Admin) -> HttpResponse {
+    let live = st.members.snapshot();
+    let mut ids = st.directory.ring().ids();
+    ids.sort();
+    let list: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let keys = st.directory.member(id);
+            let conn = live.iter().find(|m| &m.0 == id);
+            json!({
+                "id": id.as_str(),
+                "medium": keys.as_ref().and_then(|k| k.medium),
+                "key_id": keys.as_ref().map(|k| k.current().0),
+                "revoked": keys.as_ref().is_some_and(|k| k.revoked),
+                "connected": conn.is_some(),
+                "logged_in": conn.is_some_and(|c| c.2),
+                "healthy": conn.is_some_and(|c| c.3),
+                "last_seen": conn.map(|c| rfc3339(c.4)),
+            })
+        })
+        .collect();
+    let refusals: serde_json::Map<String, serde_json::Value> = st
+        .broker
+        .refusals()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    HttpResponse::Ok().json(json!({ "members": list, "refusals": refusals }))
+}
+
+/// `GET /v1/admin/transactions` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TxnQuery {
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+const STATUSES: [&str; 8] = [
+    "released",
+    "transmitted",
+    "delivered",
+    "read",
+    "undeliverable",
+    "rejected",
+    "blocked",
+    "expired",
+];
+
+/// `GET /v1/admin/transactions?status=…&limit=…`, newest first.
+pub async fn transactions(
+    st: web::Data<ApiState>,
+    _: Admin,
+    q: web::Query<TxnQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    if let Some(s) = &q.status {
+        if !STATUSES.contains(&s.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "\"status\" must be one of {}",
+                STATUSES.join(", ")
+            )));
+        }
+    }
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let store = st.store.clone();
+    let recs = web::block(move || store.txns(q.status.as_deref(), limit)).await??;
+    Ok(HttpResponse::Ok()
+        .json(json!({ "transactions": recs.iter().map(txn_json).collect::<Vec<_>>() })))
+}
+
+/// `GET /v1/admin/accounting` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountingQuery {
+    from: Option<String>,
+    to: Option<String>,
+    user: Option<String>,
+}
+
+/// `GET /v1/admin/accounting?from=…&to=…&user=…` (times: RFC 3339, a date,
+/// or milliseconds; `to` is exclusive).
+pub async fn accounting(
+    st: web::Data<ApiState>,
+    _: Admin,
+    q: web::Query<AccountingQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let time = |name: &str, v: &Option<String>, default: u64| match v {
+        None => Ok(default),
+        Some(s) => parse_time(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "\"{name}\" must be RFC 3339, YYYY-MM-DD or milliseconds"
+            ))
+        }),
+    };
+    let from = time("from", &q.from, 0)?;
+    let to = time("to", &q.to, u64::MAX)?;
+    let store = st.store.clone();
+    let recs = web::block(move || store.accounting(from, to)).await??;
+    let records: Vec<_> = recs
+        .iter()
+        .filter(|r| {
+            q.user
+                .as_ref()
+                .is_none_or(|u| &r.sender == u || &r.recipient == u)
+        })
+        .map(|r| {
+            json!({
+                "txn": r.txn.to_string(),
+                "sender": r.sender,
+                "recipient": r.recipient,
+                "medium": r.medium,
+                "gateway": r.gateway.as_str(),
+                "bytes": r.bytes,
+                "outcome": r.outcome,
+                "attempts": r.attempts,
+                "at": rfc3339(r.at_ms),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "records": records })))
+}

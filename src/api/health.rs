@@ -1,0 +1,39 @@
+//! `/healthz` (the process answers) and `/readyz` (storage and every
+//! configured gateway are up).
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use super::error::ApiError;
+use super::ApiState;
+use crate::gateways::BUILT_IN;
+
+/// `GET /healthz`.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`.
+pub async fn readyz(st: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let mut not_ready = Vec::new();
+    if !st.store.healthy() {
+        not_ready.push("storage".to_string());
+    }
+    let live = st.members.snapshot();
+    for (id, _) in BUILT_IN {
+        let ok = live
+            .iter()
+            .any(|(m, _, logged_in, healthy, _)| m.as_str() == *id && *logged_in && *healthy);
+        if !ok {
+            not_ready.push(format!("gateway {id}"));
+        }
+    }
+    if not_ready.is_empty() {
+        Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
+    } else {
+        Err(ApiError::unavailable(
+            "not_ready",
+            format!("not ready: {}", not_ready.join(", ")),
+        ))
+    }
+}

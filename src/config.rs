@@ -1,0 +1,450 @@
+//! Configuration: serde with `deny_unknown_fields`, the default embedded from
+//! `config/default.toml`, overridden by a file and then by environment
+//! variables `SWITCHBOARD_<SECTION>__<KEY>`. Errors name the bad key and why.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The default configuration, as shipped.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Data directory.
+    pub data: Data,
+    /// HTTP API.
+    pub http: Http,
+    /// MIAP (remote members).
+    pub miap: Miap,
+    /// The broker.
+    pub broker: Broker,
+    /// Email gateway.
+    pub email: Email,
+    /// SMS gateway.
+    pub sms: Sms,
+    /// Fax gateway.
+    pub fax: Fax,
+    /// Logging.
+    pub log: Log,
+    /// Shutdown.
+    pub shutdown: Shutdown,
+    /// Cluster mode.
+    pub cluster: Cluster,
+}
+
+/// `[data]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Data {
+    /// Where the node keeps its database, keys and admin token.
+    pub dir: PathBuf,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    /// Listen address.
+    pub listen: String,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// How long a submit waits for the broker's decision, seconds.
+    pub submit_timeout_s: u64,
+}
+
+/// `[miap]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Miap {
+    /// Listen address for remote members.
+    pub listen: String,
+    /// Allowed clock skew, ms.
+    pub skew_ms: u64,
+    /// Session lifetime, seconds.
+    pub session_ttl_s: u64,
+    /// Largest frame, bytes.
+    pub max_frame_bytes: usize,
+    /// Grace period of a rotated key, seconds.
+    pub key_grace_s: u64,
+}
+
+/// `[broker]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Broker {
+    /// The broker's id.
+    pub id: String,
+    /// Number of shards.
+    pub shards: usize,
+    /// Default message lifetime, seconds.
+    pub default_expires_in_s: u64,
+    /// Longest message lifetime, seconds.
+    pub max_expires_in_s: u64,
+}
+
+/// `[email]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Email {
+    /// Run the email gateway.
+    pub enabled: bool,
+    /// SMTP listen address.
+    pub listen: String,
+    /// Local domains.
+    pub local_domains: Vec<String>,
+    /// Outbound relay.
+    pub relay: String,
+    /// Largest message, bytes.
+    pub max_message_bytes: usize,
+}
+
+/// `[sms]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sms {
+    /// Run the SMS gateway.
+    pub enabled: bool,
+    /// The SMSC.
+    pub smsc: String,
+    /// SMPP system_id.
+    pub system_id: String,
+    /// SMPP password.
+    pub password: String,
+    /// Outstanding requests allowed.
+    pub window: u32,
+}
+
+/// `[fax]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fax {
+    /// Run the fax gateway.
+    pub enabled: bool,
+    /// Spool directory.
+    pub spool: String,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// Level.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+/// `[shutdown]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shutdown {
+    /// Longest wait for in-flight work, seconds.
+    pub timeout_s: u64,
+}
+
+/// `[cluster]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// Cluster mode.
+    pub enabled: bool,
+    /// NATS URL.
+    pub nats_url: String,
+    /// Node id.
+    pub node_id: String,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {error}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The TOML is not valid or has unknown/mistyped keys.
+    #[error("{origin}: {message}")]
+    Parse {
+        /// Where the TOML came from.
+        origin: String,
+        /// What is wrong (names the key).
+        message: String,
+    },
+    /// A key has a value that cannot work.
+    #[error("{key}: {reason}")]
+    Invalid {
+        /// `section.key`.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+fn parse_table(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
+        origin: origin.to_string(),
+        message: e.message().to_string(),
+    })
+}
+
+/// Applies `SWITCHBOARD_<SECTION>__<KEY>` variables from `vars` to `table`.
+/// A value is read as TOML (numbers, booleans, lists) and otherwise as a string.
+///
+/// # Errors
+/// A variable naming a section that does not exist.
+pub fn apply_env(
+    table: &mut toml::Table,
+    vars: impl Iterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    for (name, value) in vars {
+        let Some(rest) = name.strip_prefix("SWITCHBOARD_") else {
+            continue;
+        };
+        let Some((section, key)) = rest.split_once("__") else {
+            continue;
+        };
+        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        let v = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(value));
+        match table.get_mut(&section) {
+            Some(toml::Value::Table(t)) => {
+                t.insert(key, v);
+            }
+            _ => {
+                return Err(invalid(
+                    &format!("{section}.{key}"),
+                    format!("{name} names no config section {section:?}"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Config {
+    /// The embedded default, then `file` if given, then the environment.
+    ///
+    /// # Errors
+    /// A file that cannot be read, bad TOML, an unknown or mistyped key, or
+    /// a value that cannot work — naming the key.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(file, std::env::vars())
+    }
+
+    /// As [`Config::load`] with explicit environment variables (tests).
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn load_with(
+        file: Option<&Path>,
+        vars: impl Iterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = parse_table(DEFAULT_TOML, "default config")?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+                path: path.to_path_buf(),
+                error,
+            })?;
+            merge(&mut table, parse_table(&text, &path.display().to_string())?);
+        }
+        apply_env(&mut table, vars)?;
+        let origin = file.map_or("config".to_string(), |p| p.display().to_string());
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                origin,
+                message: e.message().to_string(),
+            })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values that parse but cannot work.
+    ///
+    /// # Errors
+    /// The first bad key and why.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, addr) in [
+            ("http.listen", &self.http.listen),
+            ("miap.listen", &self.miap.listen),
+            ("email.listen", &self.email.listen),
+        ] {
+            addr.parse::<SocketAddr>()
+                .map_err(|e| invalid(key, format!("{addr:?} is not host:port ({e})")))?;
+        }
+        if self.data.dir.as_os_str().is_empty() {
+            return Err(invalid("data.dir", "must not be empty"));
+        }
+        if self.http.max_body_bytes < 1024 {
+            return Err(invalid("http.max_body_bytes", "must be at least 1024"));
+        }
+        if self.http.submit_timeout_s == 0 {
+            return Err(invalid("http.submit_timeout_s", "must be at least 1"));
+        }
+        if !(1..=64).contains(&self.broker.shards) {
+            return Err(invalid("broker.shards", "must be between 1 and 64"));
+        }
+        if self.broker.id.is_empty() || self.broker.id.len() > 64 {
+            return Err(invalid("broker.id", "must be 1 to 64 characters"));
+        }
+        if self.broker.default_expires_in_s == 0
+            || self.broker.default_expires_in_s > self.broker.max_expires_in_s
+        {
+            return Err(invalid(
+                "broker.default_expires_in_s",
+                "must be between 1 and broker.max_expires_in_s",
+            ));
+        }
+        if self.miap.skew_ms == 0 {
+            return Err(invalid("miap.skew_ms", "must be positive"));
+        }
+        if self.miap.session_ttl_s < 10 {
+            return Err(invalid("miap.session_ttl_s", "must be at least 10"));
+        }
+        if self.miap.max_frame_bytes < 1024 {
+            return Err(invalid("miap.max_frame_bytes", "must be at least 1024"));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(invalid(
+                "log.format",
+                format!("{:?} is neither \"text\" nor \"json\"", self.log.format),
+            ));
+        }
+        if !matches!(
+            self.log.level.as_str(),
+            "error" | "warn" | "info" | "debug" | "trace"
+        ) {
+            return Err(invalid(
+                "log.level",
+                format!(
+                    "{:?} is not one of error, warn, info, debug, trace",
+                    self.log.level
+                ),
+            ));
+        }
+        for (key, on) in [
+            ("email.enabled", self.email.enabled),
+            ("sms.enabled", self.sms.enabled),
+            ("fax.enabled", self.fax.enabled),
+            ("cluster.enabled", self.cluster.enabled),
+        ] {
+            if on {
+                return Err(invalid(
+                    key,
+                    "this build does not include it yet; leave it false",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn default_loads() {
+        let c = Config::load_with(None, env(&[])).unwrap();
+        assert_eq!(c.http.listen, "127.0.0.1:8080");
+        assert_eq!(c.broker.shards, 2);
+    }
+
+    #[test]
+    fn env_overrides_every_kind_of_value() {
+        let c = Config::load_with(
+            None,
+            env(&[
+                ("SWITCHBOARD_HTTP__LISTEN", "127.0.0.1:0"),
+                ("SWITCHBOARD_BROKER__SHARDS", "4"),
+                (
+                    "SWITCHBOARD_EMAIL__LOCAL_DOMAINS",
+                    r#"["example.com","example.org"]"#,
+                ),
+                ("SWITCHBOARD_DATA__DIR", "/tmp/x y"),
+                ("SWITCHBOARD_ADMIN_TOKEN", "ignored: not a config key"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.http.listen, "127.0.0.1:0");
+        assert_eq!(c.broker.shards, 4);
+        assert_eq!(c.email.local_domains, vec!["example.com", "example.org"]);
+        assert_eq!(c.data.dir, PathBuf::from("/tmp/x y"));
+    }
+
+    #[test]
+    fn bad_keys_are_named() {
+        let e = Config::load_with(None, env(&[("SWITCHBOARD_HTTP__LISTN", "x")])).unwrap_err();
+        assert!(e.to_string().contains("listn"), "{e}");
+        let e = Config::load_with(None, env(&[("SWITCHBOARD_NOPE__X", "1")])).unwrap_err();
+        assert!(e.to_string().contains("nope.x"), "{e}");
+        let e = Config::load_with(None, env(&[("SWITCHBOARD_BROKER__SHARDS", "0")])).unwrap_err();
+        assert!(e.to_string().starts_with("broker.shards"), "{e}");
+        let e =
+            Config::load_with(None, env(&[("SWITCHBOARD_BROKER__SHARDS", "many")])).unwrap_err();
+        assert!(
+            e.to_string().contains("shards") || e.to_string().contains("integer"),
+            "{e}"
+        );
+        let e =
+            Config::load_with(None, env(&[("SWITCHBOARD_HTTP__LISTEN", "nowhere")])).unwrap_err();
+        assert!(e.to_string().starts_with("http.listen"), "{e}");
+        let e = Config::load_with(None, env(&[("SWITCHBOARD_LOG__FORMAT", "xml")])).unwrap_err();
+        assert!(e.to_string().starts_with("log.format"), "{e}");
+    }
+
+    #[test]
+    fn a_file_overrides_the_default_and_unknown_keys_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[broker]\nshards = 3\n").unwrap();
+        assert_eq!(
+            Config::load_with(Some(&f), env(&[])).unwrap().broker.shards,
+            3
+        );
+        std::fs::write(&f, "[broker]\nshardz = 3\n").unwrap();
+        let e = Config::load_with(Some(&f), env(&[])).unwrap_err();
+        assert!(e.to_string().contains("shardz"), "{e}");
+        std::fs::write(&f, "[broker\n").unwrap();
+        assert!(matches!(
+            Config::load_with(Some(&f), env(&[])),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+}

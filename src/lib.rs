@@ -1,0 +1,9 @@
+//! Switchboard, the product shell: CLI, configuration, the HTTP API, the
+//! medium implementations and node assembly. The runtime (protocol, store,
+//! actors) is the `switchboard-actors` crate.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod gateways;
+pub mod node;

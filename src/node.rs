@@ -1,0 +1,286 @@
+//! Node assembly: the data directory, the store, the directory, the broker's
+//! shards, the built-in gateways and the HTTP API — started in that order and
+//! stopped in the reverse order (stop accepting, drain in-flight steps, flush
+//! the store, stop the actors).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use anyhow::{bail, Context as _};
+
+use switchboard_actors::accounting::Accounting;
+use switchboard_actors::broker::route::FirstLiveMechanism;
+use switchboard_actors::broker::shared::{Broker, BrokerSettings};
+use switchboard_actors::broker::BrokerShared;
+use switchboard_actors::directory::{new_token, Directory};
+use switchboard_actors::gateway::{Gateway, GatewayConfig, GetInFlight};
+use switchboard_actors::members::MemberRegistry;
+use switchboard_actors::protocol::clock::SharedClock;
+use switchboard_actors::protocol::{MemberId, MemberKeys, SecretKey, SystemClock};
+use switchboard_actors::store::Store;
+
+use crate::api::{self, ApiState};
+use crate::config::Config;
+use crate::gateways::{self, im::ImMedium};
+
+/// The file holding the admin token in the data directory.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// The built-in IM gateway's address.
+pub type ImGateway = Addr<Gateway<ImMedium>>;
+
+/// A running node.
+pub struct Node {
+    /// Where the HTTP API listens.
+    pub http_addr: SocketAddr,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The admin token, when this start initialised the data directory.
+    pub new_admin_token: Option<String>,
+    server: actix_web::dev::ServerHandle,
+    broker: Broker,
+    im: ImGateway,
+    store: Store,
+    shutdown_timeout: Duration,
+}
+
+fn create_dir_private(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Opens the data directory's store.
+///
+/// # Errors
+/// When the directory cannot be created or the database is held by another
+/// process.
+pub fn open_store(dir: &Path) -> anyhow::Result<Store> {
+    create_dir_private(dir)?;
+    Store::open(&dir.join("db")).with_context(|| {
+        format!(
+            "opening the database in {} (is another switchboard node using it?)",
+            dir.display()
+        )
+    })
+}
+
+/// Initialises a data directory's store if it is not yet: the broker key,
+/// the built-in members' keys, and an admin token (returned, and written to
+/// `DIR/admin.token` with mode 0600). Returns `None` if it was initialised.
+///
+/// # Errors
+/// Storage or file-system failures.
+pub async fn initialise(dir: &Path, directory: &Directory) -> anyhow::Result<Option<String>> {
+    let fresh = directory.broker_key()?.is_none();
+    for (id, medium) in gateways::BUILT_IN {
+        let id = MemberId::new(*id);
+        if directory.member(&id).is_none() {
+            directory
+                .put_member(MemberKeys::generate(id, Some(*medium)))
+                .await?;
+        }
+    }
+    if !fresh {
+        return Ok(None);
+    }
+    let token = new_token();
+    directory.initialise(&SecretKey::generate(), &token).await?;
+    write_private(&dir.join(ADMIN_TOKEN_FILE), &format!("{token}\n"))?;
+    Ok(Some(token))
+}
+
+impl Node {
+    /// Starts a node (inside an actix system). Returns once the HTTP API is
+    /// listening and the built-in gateways have logged in to the broker.
+    ///
+    /// # Errors
+    /// A data directory that cannot be opened or initialised, or an address
+    /// that cannot be bound.
+    pub async fn start(cfg: &Config) -> anyhow::Result<Node> {
+        let clock: SharedClock = Arc::new(SystemClock);
+        let dir = cfg.data.dir.clone();
+        let store = open_store(&dir)?;
+        let directory = Directory::load(store.clone(), cfg.miap.key_grace_s * 1000)?;
+        let new_admin_token = initialise(&dir, &directory).await?;
+        if new_admin_token.is_some() {
+            tracing::info!(dir = %dir.display(), "initialised a new data directory; the admin token is in {}", dir.join(ADMIN_TOKEN_FILE).display());
+        }
+        let k2 = directory
+            .broker_key()?
+            .context("the data directory has no broker key")?;
+
+        let accounting = Accounting::new(store.clone()).start();
+        let members = MemberRegistry::default();
+        let settings = BrokerSettings {
+            id: MemberId::new(cfg.broker.id.clone()),
+            skew_ms: cfg.miap.skew_ms,
+            session_ttl_ms: cfg.miap.session_ttl_s * 1000,
+            shards: cfg.broker.shards,
+        };
+        let shared = Arc::new(BrokerShared::new(
+            &settings,
+            store.clone(),
+            clock.clone(),
+            directory.clone(),
+            k2,
+            members.clone(),
+            Arc::new(FirstLiveMechanism),
+            accounting.recipient(),
+        )?);
+        let broker = Broker::start(shared.clone(), settings.shards);
+
+        let im_id = MemberId::new(gateways::im::MEMBER_ID);
+        let im_keys = directory
+            .member(&im_id)
+            .context("the IM gateway has no key")?;
+        let (key_id, key) = im_keys.current();
+        let im = Gateway::new(
+            GatewayConfig {
+                id: im_id,
+                key_id,
+                key: key.clone(),
+                broker_id: cfg.broker.id.clone(),
+                session_ttl_ms: settings.session_ttl_ms,
+            },
+            ImMedium::new(store.clone(), directory.clone()),
+            broker.handle.clone(),
+            members.clone(),
+            store.clone(),
+            clock.clone(),
+        )
+        .start();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !im
+            .send(GetInFlight)
+            .await
+            .map(|f| f.logged_in)
+            .unwrap_or(false)
+        {
+            if Instant::now() > deadline {
+                bail!("the IM gateway could not log in to the broker");
+            }
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+
+        let state = ApiState {
+            directory,
+            store: store.clone(),
+            im: im.clone(),
+            members,
+            broker: shared,
+            clock,
+            max_body_bytes: cfg.http.max_body_bytes,
+            submit_timeout: Duration::from_secs(cfg.http.submit_timeout_s),
+            default_expires_in_s: cfg.broker.default_expires_in_s,
+            max_expires_in_s: cfg.broker.max_expires_in_s,
+        };
+        let (server, http_addr) = api::serve(state, &cfg.http.listen, cfg.shutdown.timeout_s)?;
+        let handle = server.handle();
+        actix_rt::spawn(server);
+        tracing::info!(http = %http_addr, data = %dir.display(), shards = settings.shards, "switchboard node ready");
+        Ok(Node {
+            http_addr,
+            data_dir: dir,
+            new_admin_token,
+            server: handle,
+            broker,
+            im,
+            store,
+            shutdown_timeout: Duration::from_secs(cfg.shutdown.timeout_s),
+        })
+    }
+
+    /// Ordered shutdown: stop accepting requests (finishing those in
+    /// progress), wait for the gateways' in-flight steps, flush the store,
+    /// stop the broker.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down: no longer accepting requests");
+        self.server.stop(true).await;
+        let deadline = Instant::now() + self.shutdown_timeout;
+        loop {
+            match self.im.send(GetInFlight).await {
+                Ok(f) if f.waiting == 0 && f.delivering == 0 && f.unacked_reports == 0 => break,
+                Ok(f) if Instant::now() > deadline => {
+                    tracing::warn!(?f, "shutdown timeout: stopping with work in flight (it is durable and resumes on start)");
+                    break;
+                }
+                Err(_) => break,
+                Ok(_) => actix_rt::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+        if let Err(e) = self.store.writer().flush().await {
+            tracing::error!(error = %e, "final flush failed");
+        }
+        self.broker.stop();
+        tracing::info!("shutdown complete");
+    }
+}
+
+/// `switchboard serve`: runs a node until SIGINT or SIGTERM, then shuts down
+/// in order.
+///
+/// # Errors
+/// When the node cannot start.
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let node = Node::start(&cfg).await?;
+    if let Some(t) = &node.new_admin_token {
+        eprintln!(
+            "switchboard: new data directory {}; admin token (also in {}):\n{t}",
+            node.data_dir.display(),
+            node.data_dir.join(ADMIN_TOKEN_FILE).display()
+        );
+    }
+    println!("switchboard: http listening on {}", node.http_addr);
+    wait_for_signal().await;
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
