@@ -33,3 +33,6 @@ pub mod members;
 pub mod protocol;
 pub mod session;
 pub mod store;
+
+#[cfg(test)]
+mod testkit;

@@ -1,1 +1,564 @@
+//! Mailbox tests of a broker shard: recording members stand in for the
+//! gateways; every frame is made with the protocol functions a real member
+//! uses.
 
+use std::sync::{Arc, Mutex};
+
+use actix::prelude::*;
+
+use super::route::FirstLiveMechanism;
+use super::shared::{BrokerSettings, BrokerShared};
+use super::BrokerShard;
+use crate::accounting::Account;
+use crate::directory::{Directory, Mechanism, Profile};
+use crate::members::{MemberRegistry, MiapFrame};
+use crate::protocol::clock::ManualClock;
+use crate::protocol::frames::RefuseReason;
+use crate::protocol::tscs::{finish_login, start_login, Session};
+use crate::protocol::verify::{self, make_report, make_submit};
+use crate::protocol::*;
+use crate::store::{Store, TxnStatus};
+use crate::testkit::Recorder;
+
+const NOW: u64 = 1_800_000_000_000;
+
+#[derive(Default, Clone)]
+struct AccountLog(Arc<Mutex<Vec<Account>>>);
+impl Actor for AccountLog {
+    type Context = Context<Self>;
+}
+impl Handler<Account> for AccountLog {
+    type Result = ();
+    fn handle(&mut self, m: Account, _: &mut Context<Self>) {
+        self.0.lock().unwrap().push(m);
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    store: Store,
+    shard: Addr<BrokerShard>,
+    shared: Arc<BrokerShared>,
+    clock: ManualClock,
+    im: Member,
+    sms: Member,
+    accounts: AccountLog,
+}
+
+struct Member {
+    id: MemberId,
+    keys: MemberKeys,
+    rec: Recorder,
+    session: Option<Session>,
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let directory = Directory::load(store.clone(), 0).unwrap();
+    let clock = ManualClock::at(NOW);
+    let members = MemberRegistry::default();
+    let make = |id: &str, medium| {
+        let keys = MemberKeys::generate(MemberId::new(id), Some(medium));
+        let rec = Recorder::default();
+        members.connect(
+            keys.member.clone(),
+            Some(medium),
+            rec.clone().start().recipient(),
+            NOW,
+        );
+        Member {
+            id: keys.member.clone(),
+            keys,
+            rec,
+            session: None,
+        }
+    };
+    let im = make("gw-im", MediumKind::Im);
+    let sms = make("gw-sms", MediumKind::Sms);
+    directory.put_member(im.keys.clone()).await.unwrap();
+    directory.put_member(sms.keys.clone()).await.unwrap();
+    directory
+        .put_profile(Profile::im_only("alice"))
+        .await
+        .unwrap();
+    let mut bob = Profile::im_only("bob");
+    bob.mechanisms.push(Mechanism {
+        medium: MediumKind::Sms,
+        address: "+49151".into(),
+    });
+    directory.put_profile(bob).await.unwrap();
+    let accounts = AccountLog::default();
+    let settings = BrokerSettings {
+        id: MemberId::new("broker-1"),
+        skew_ms: 30_000,
+        session_ttl_ms: 600_000,
+        shards: 1,
+    };
+    let shared = Arc::new(
+        BrokerShared::new(
+            &settings,
+            store.clone(),
+            Arc::new(clock.clone()),
+            directory,
+            SecretKey::generate(),
+            members,
+            Arc::new(FirstLiveMechanism),
+            accounts.clone().start().recipient(),
+        )
+        .unwrap(),
+    );
+    let shard = BrokerShard::new(shared.clone(), 0).start();
+    let mut w = World {
+        _dir: dir,
+        store,
+        shard,
+        shared,
+        clock,
+        im,
+        sms,
+        accounts,
+    };
+    w.im.session = Some(w.login(&w.im).await);
+    w.sms.session = Some(w.login(&w.sms).await);
+    w
+}
+
+fn refused(f: &Frame) -> Option<RefuseReason> {
+    match f {
+        Frame::Refused(r) => Some(*r),
+        _ => None,
+    }
+}
+
+impl World {
+    /// Delivers a frame and waits until the shard has handled it.
+    async fn send(&self, from: &MemberId, frame: Frame) {
+        self.shard
+            .send(MiapFrame {
+                from: from.clone(),
+                frame,
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn login(&self, m: &Member) -> Session {
+        let (id, key) = m.keys.current();
+        let p = start_login(
+            m.id.clone(),
+            id,
+            key.clone(),
+            "broker-1",
+            self.clock.now_ms(),
+        );
+        self.send(&m.id, Frame::Login(p.login.clone())).await;
+        let ack = m
+            .rec
+            .take("login ack", |f| match f {
+                Frame::LoginAck(a) => Some(a.clone()),
+                _ => None,
+            })
+            .await;
+        finish_login(&p, &ack, self.clock.now_ms()).unwrap()
+    }
+
+    fn imi(&self, to: To) -> Imi {
+        Imi {
+            txn: TxnId::generate(self.clock.now_ms()),
+            originator: self.im.id.clone(),
+            sender: Address::new(MediumKind::Im, "alice"),
+            sender_user: Some("alice".into()),
+            recipient: to,
+            content_type: "text/plain".into(),
+            content_len: 5,
+            content_sha256: mac::sha256(b"hello"),
+            subject: None,
+            priority: Priority::Normal,
+            expires_at_ms: self.clock.now_ms() + 60_000,
+            created_at_ms: self.clock.now_ms(),
+            receipt: true,
+            attributes: vec![],
+        }
+    }
+
+    async fn submit(&self, imi: Imi) -> Release {
+        let s = self.im.session.as_ref().unwrap();
+        self.send(&self.im.id, Frame::Submit(make_submit(s, imi)))
+            .await;
+        let r = self.im.rec.take("release", |f| match f {
+            Frame::Release(r) => Some((**r).clone()),
+            _ => None,
+        });
+        let r = r.await;
+        verify::check_release(s, &r).expect("the release verifies at the originator");
+        r
+    }
+
+    fn report(&self, by: &Member, r: &Release, status: ReportStatus) -> Report {
+        make_report(
+            by.session.as_ref().unwrap(),
+            r.imi.imi.txn,
+            r.imi.attempt,
+            r.id,
+            status,
+            vec![],
+        )
+    }
+
+    async fn notify(&self) -> Notify {
+        self.im
+            .rec
+            .take("notify", |f| match f {
+                Frame::Notify(n) => Some(n.clone()),
+                _ => None,
+            })
+            .await
+    }
+
+    async fn stored(&self, txn: &TxnId) -> Option<crate::store::TxnRecord> {
+        self.store.writer().flush().await.unwrap();
+        self.store.txn(txn).unwrap()
+    }
+}
+
+#[actix_rt::test]
+async fn submit_release_report_notify_account() {
+    let w = world().await;
+    let r = w.submit(w.imi(To::User("bob".into()))).await;
+    assert_eq!(r.imi.route.mechanism, MediumKind::Im);
+    assert_eq!(r.imi.route.destination, w.im.id);
+    assert_eq!(r.imi.attempt, 1);
+    assert_eq!(r.grants.len(), 1);
+    let s = w.im.session.as_ref().unwrap();
+    w.send(
+        &w.im.id,
+        Frame::ReleaseAck(verify::make_release_ack(s, r.imi.imi.txn, 1)),
+    )
+    .await;
+    w.send(
+        &w.im.id,
+        Frame::Report(w.report(&w.im, &r, ReportStatus::Delivered)),
+    )
+    .await;
+    let ack = w.im.rec.take("report ack", |f| match f {
+        Frame::ReportAck(a) => Some(a.clone()),
+        _ => None,
+    });
+    verify::check_report_ack(s, &ack.await).unwrap();
+    let n = w.notify().await;
+    verify::check_notify(s, &n).unwrap();
+    assert_eq!(
+        (n.outcome, n.mechanism),
+        (Outcome::Delivered, Some(MediumKind::Im))
+    );
+    let rec = w.stored(&r.imi.imi.txn).await.unwrap();
+    assert_eq!(rec.status, TxnStatus::Delivered);
+    assert_eq!(rec.attempts[0].outcome.as_deref(), Some("delivered"));
+    let accounts = w.accounts.0.lock().unwrap().clone();
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts[0].0.outcome, "delivered");
+    assert_eq!(accounts[0].0.sender, "alice");
+
+    w.send(
+        &w.im.id,
+        Frame::NotifyAck(verify::make_notify_ack(
+            s,
+            r.imi.imi.txn,
+            Outcome::Delivered,
+        )),
+    )
+    .await;
+    assert!(w.stored(&r.imi.imi.txn).await.unwrap().closed);
+    // A Read report after closing reloads the record and notifies again.
+    w.send(
+        &w.im.id,
+        Frame::Report(w.report(&w.im, &r, ReportStatus::Read)),
+    )
+    .await;
+    assert_eq!(w.notify().await.outcome, Outcome::Read);
+    assert_eq!(
+        w.stored(&r.imi.imi.txn).await.unwrap().status,
+        TxnStatus::Read
+    );
+}
+
+#[actix_rt::test]
+async fn forged_submit_changes_nothing() {
+    let w = world().await;
+    let imi = w.imi(To::User("bob".into()));
+    let txn = imi.txn;
+    let mut sub = make_submit(w.im.session.as_ref().unwrap(), imi.clone());
+    sub.imi.recipient = To::User("alice".into());
+    w.send(&w.im.id, Frame::Submit(sub)).await;
+    let r = w.im.rec.take("refused", refused).await;
+    assert_eq!(
+        r,
+        RefuseReason {
+            error: ProtocolError::BadMac,
+            txn: Some(txn)
+        }
+    );
+    // Signed by another member's session, in the originator's name.
+    let sub = make_submit(w.sms.session.as_ref().unwrap(), imi.clone());
+    w.send(&w.sms.id, Frame::Submit(sub)).await;
+    assert_eq!(
+        w.sms.rec.take("refused", refused).await.error,
+        ProtocolError::WrongParty
+    );
+    w.im.rec
+        .none("release", |f| matches!(f, Frame::Release(_)).then_some(()))
+        .await;
+    assert_eq!(w.stored(&txn).await, None);
+    assert_eq!(
+        w.shared.refusals(),
+        vec![("bad_mac", 1), ("wrong_party", 1)]
+    );
+}
+
+#[actix_rt::test]
+async fn replayed_report_and_submit_are_answered_again_without_state_change() {
+    let w = world().await;
+    let r = w.submit(w.imi(To::User("bob".into()))).await;
+    let rep = w.report(&w.im, &r, ReportStatus::Delivered);
+    w.send(&w.im.id, Frame::Report(rep.clone())).await;
+    w.notify().await;
+    w.send(&w.im.id, Frame::Report(rep)).await;
+    w.im.rec
+        .take("first report ack", |f| {
+            matches!(f, Frame::ReportAck(_)).then_some(())
+        })
+        .await;
+    w.im.rec
+        .take("second report ack", |f| {
+            matches!(f, Frame::ReportAck(_)).then_some(())
+        })
+        .await;
+    w.im.rec
+        .none("second notify", |f| {
+            matches!(f, Frame::Notify(_)).then_some(())
+        })
+        .await;
+    assert_eq!(w.accounts.0.lock().unwrap().len(), 1, "accounted once");
+
+    // The same Submit again after delivery: the outcome is told again,
+    // nothing is released or stored anew.
+    let before = w.stored(&r.imi.imi.txn).await.unwrap();
+    let s = w.im.session.as_ref().unwrap();
+    w.send(&w.im.id, Frame::Submit(make_submit(s, r.imi.imi.clone())))
+        .await;
+    assert_eq!(w.notify().await.outcome, Outcome::Delivered);
+    w.im.rec
+        .none("release", |f| matches!(f, Frame::Release(_)).then_some(()))
+        .await;
+    assert_eq!(before, w.stored(&r.imi.imi.txn).await.unwrap());
+}
+
+#[actix_rt::test]
+async fn resubmitted_open_transaction_gets_the_same_release() {
+    let w = world().await;
+    let r = w.submit(w.imi(To::User("bob".into()))).await;
+    let again = w.submit(r.imi.imi.clone()).await;
+    assert_eq!(
+        (again.id, again.imi.attempt),
+        (r.id, 1),
+        "same ID, same attempt"
+    );
+    assert_eq!(w.stored(&r.imi.imi.txn).await.unwrap().attempts.len(), 1);
+}
+
+#[actix_rt::test]
+async fn report_with_wrong_id_or_from_the_wrong_member_is_refused() {
+    let w = world().await;
+    let r = w.submit(w.imi(To::User("bob".into()))).await;
+    let mut bad = r.clone();
+    bad.id[0] ^= 1;
+    w.send(
+        &w.im.id,
+        Frame::Report(w.report(&w.im, &bad, ReportStatus::Delivered)),
+    )
+    .await;
+    assert_eq!(
+        w.im.rec.take("refused", refused).await.error,
+        ProtocolError::IdMismatch
+    );
+    w.send(
+        &w.sms.id,
+        Frame::Report(w.report(&w.sms, &r, ReportStatus::Delivered)),
+    )
+    .await;
+    assert_eq!(
+        w.sms.rec.take("refused", refused).await.error,
+        ProtocolError::WrongParty
+    );
+    w.im.rec
+        .none("notify", |f| matches!(f, Frame::Notify(_)).then_some(()))
+        .await;
+    assert_eq!(
+        w.stored(&r.imi.imi.txn).await.unwrap().status,
+        TxnStatus::Released
+    );
+}
+
+#[actix_rt::test]
+async fn replayed_login_is_refused_and_the_session_survives() {
+    let w = world().await;
+    let (id, key) = w.im.keys.current();
+    let p = start_login(w.im.id.clone(), id, key.clone(), "broker-1", NOW);
+    w.send(&w.im.id, Frame::Login(p.login.clone())).await;
+    w.im.rec
+        .take("ack", |f| matches!(f, Frame::LoginAck(_)).then_some(()))
+        .await;
+    w.send(&w.im.id, Frame::Login(p.login.clone())).await;
+    assert_eq!(
+        w.im.rec.take("refused", refused).await.error,
+        ProtocolError::ReplayedNonce
+    );
+    // A login for another member over this member's link.
+    let q = start_login(
+        w.sms.id.clone(),
+        1,
+        w.sms.keys.current().1.clone(),
+        "broker-1",
+        NOW,
+    );
+    w.send(&w.im.id, Frame::Login(q.login)).await;
+    assert_eq!(
+        w.im.rec.take("refused", refused).await.error,
+        ProtocolError::WrongParty
+    );
+    // Stale skew.
+    w.clock.advance(31_000);
+    let late = start_login(w.im.id.clone(), id, key.clone(), "broker-1", NOW);
+    w.send(&w.im.id, Frame::Login(late.login)).await;
+    assert_eq!(
+        w.im.rec.take("refused", refused).await.error,
+        ProtocolError::SkewExceeded
+    );
+}
+
+#[actix_rt::test]
+async fn non_delivery_fails_over_then_undeliverable_lists_every_attempt() {
+    let w = world().await;
+    let r1 = w.submit(w.imi(To::User("bob".into()))).await;
+    assert_eq!(r1.imi.route.mechanism, MediumKind::Im);
+    w.send(
+        &w.im.id,
+        Frame::Report(w.report(&w.im, &r1, ReportStatus::NonDelivery("offline".into()))),
+    )
+    .await;
+    let r2 = w.im.rec.take("second release", |f| match f {
+        Frame::Release(r) => Some((**r).clone()),
+        _ => None,
+    });
+    let r2 = r2.await;
+    assert_eq!(
+        (r2.imi.attempt, r2.imi.route.mechanism),
+        (2, MediumKind::Sms)
+    );
+    assert_eq!(r2.imi.route.destination, w.sms.id);
+    assert_eq!(r2.imi.route.address, "+49151");
+    // A late report on attempt 1 no longer counts.
+    w.send(
+        &w.im.id,
+        Frame::Report(w.report(&w.im, &r1, ReportStatus::Delivered)),
+    )
+    .await;
+    assert_eq!(
+        w.im.rec.take("refused", refused).await.error,
+        ProtocolError::IdMismatch
+    );
+    w.send(
+        &w.sms.id,
+        Frame::Report(w.report(&w.sms, &r2, ReportStatus::NonDelivery("no signal".into()))),
+    )
+    .await;
+    let n = w.notify().await;
+    assert_eq!(n.outcome, Outcome::Undeliverable);
+    let rec = w.stored(&r1.imi.imi.txn).await.unwrap();
+    assert_eq!(rec.status, TxnStatus::Undeliverable);
+    let attempts: Vec<_> = rec
+        .attempts
+        .iter()
+        .map(|a| {
+            (
+                a.mechanism,
+                a.outcome.clone().unwrap(),
+                a.reason.clone().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        attempts,
+        vec![
+            (MediumKind::Im, "non_delivery".into(), "offline".into()),
+            (MediumKind::Sms, "non_delivery".into(), "no signal".into()),
+        ]
+    );
+    assert_eq!(w.accounts.0.lock().unwrap()[0].0.outcome, "undeliverable");
+}
+
+#[actix_rt::test]
+async fn unknown_recipient_and_expired_messages_are_rejected() {
+    let w = world().await;
+    let s = w.im.session.as_ref().unwrap();
+    let imi = w.imi(To::User("nobody".into()));
+    w.send(&w.im.id, Frame::Submit(make_submit(s, imi.clone())))
+        .await;
+    let rej = w.im.rec.take("rejected", |f| match f {
+        Frame::Rejected(r) => Some(r.clone()),
+        _ => None,
+    });
+    let rej = rej.await;
+    verify::check_rejected(s, &rej).unwrap();
+    assert_eq!(rej.reason, RejectReason::UnknownRecipient);
+    assert_eq!(
+        w.stored(&imi.txn).await.unwrap().status,
+        TxnStatus::Rejected("unknown_recipient".into())
+    );
+
+    let imi = w.imi(To::User("bob".into()));
+    w.clock.advance(61_000);
+    w.send(&w.im.id, Frame::Submit(make_submit(s, imi.clone())))
+        .await;
+    assert_eq!(
+        w.im.rec.take("refused", refused).await.error,
+        ProtocolError::Expired
+    );
+    assert_eq!(w.stored(&imi.txn).await, None);
+}
+
+#[actix_rt::test]
+async fn frames_without_a_session_or_from_a_revoked_member_are_refused() {
+    let w = world().await;
+    let stranger = MemberId::new("gw-x");
+    let rec = Recorder::default();
+    w.shared.members.connect(
+        stranger.clone(),
+        Some(MediumKind::Im),
+        rec.clone().start().recipient(),
+        NOW,
+    );
+    let sub = make_submit(
+        w.im.session.as_ref().unwrap(),
+        w.imi(To::User("bob".into())),
+    );
+    w.send(&stranger, Frame::Submit(sub)).await;
+    assert_eq!(
+        rec.take("refused", refused).await.error,
+        ProtocolError::NoSession
+    );
+
+    w.shared.directory.ring().revoke(&w.im.id).unwrap();
+    let imi = w.imi(To::User("bob".into()));
+    w.send(
+        &w.im.id,
+        Frame::Submit(make_submit(w.im.session.as_ref().unwrap(), imi.clone())),
+    )
+    .await;
+    assert_eq!(
+        w.im.rec.take("refused", refused).await.error,
+        ProtocolError::Revoked
+    );
+    assert_eq!(w.stored(&imi.txn).await, None);
+}

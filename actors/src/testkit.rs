@@ -1,0 +1,64 @@
+//! Test helpers shared by the actor tests: a recording member, and waiting
+//! for what it recorded.
+#![cfg(test)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::members::MiapFrame;
+use crate::protocol::Frame;
+
+/// Records every frame it is sent.
+#[derive(Default, Clone)]
+pub struct Recorder {
+    pub frames: Arc<Mutex<Vec<MiapFrame>>>,
+}
+
+impl Actor for Recorder {
+    type Context = Context<Self>;
+}
+
+impl Handler<MiapFrame> for Recorder {
+    type Result = ();
+    fn handle(&mut self, m: MiapFrame, _: &mut Context<Self>) {
+        self.frames.lock().unwrap().push(m);
+    }
+}
+
+impl Recorder {
+    /// Waits (2 s at most) for a frame matching `pick`, removes and returns it.
+    pub async fn take<T>(&self, what: &str, pick: impl Fn(&Frame) -> Option<T>) -> T {
+        for _ in 0..400 {
+            {
+                let mut f = self.frames.lock().unwrap();
+                if let Some(i) = f.iter().position(|m| pick(&m.frame).is_some()) {
+                    let m = f.remove(i);
+                    return pick(&m.frame).unwrap();
+                }
+            }
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("no {what} frame; recorded: {:?}", self.kinds());
+    }
+
+    /// Waits briefly and asserts nothing matching `pick` arrives.
+    pub async fn none<T>(&self, what: &str, pick: impl Fn(&Frame) -> Option<T>) {
+        actix_rt::time::sleep(Duration::from_millis(60)).await;
+        let f = self.frames.lock().unwrap();
+        assert!(
+            !f.iter().any(|m| pick(&m.frame).is_some()),
+            "unexpected {what}: {:?}",
+            self.kinds_locked(&f)
+        );
+    }
+
+    pub fn kinds(&self) -> Vec<&'static str> {
+        self.kinds_locked(&self.frames.lock().unwrap())
+    }
+
+    fn kinds_locked(&self, f: &[MiapFrame]) -> Vec<&'static str> {
+        f.iter().map(|m| m.frame.kind()).collect()
+    }
+}

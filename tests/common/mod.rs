@@ -1,0 +1,295 @@
+//! The test harness: the real node on `127.0.0.1:0` with a temp dir, in this
+//! process ([`TestNode`]) or as a child process that can be killed
+//! ([`ProcNode`]), and a small HTTP client with fluent helpers.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use switchboard::config::Config;
+use switchboard::node::Node;
+
+/// An HTTP answer: status and JSON body (Null when empty).
+pub type Answer = (u16, Value);
+
+/// A blocking API client with one token.
+#[derive(Clone)]
+pub struct Api {
+    agent: ureq::Agent,
+    pub base: String,
+    pub token: String,
+}
+
+impl Api {
+    pub fn new(base: &str, token: &str) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(20)))
+            .build()
+            .into();
+        Self {
+            agent,
+            base: base.to_string(),
+            token: token.to_string(),
+        }
+    }
+
+    pub fn with_token(&self, token: &str) -> Self {
+        Self::new(&self.base, token)
+    }
+
+    fn answer(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
+        let mut r = r.expect("the node answers");
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().unwrap_or_default();
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, v)
+    }
+
+    pub fn get(&self, path: &str) -> Answer {
+        Self::answer(
+            self.agent
+                .get(format!("{}{path}", self.base))
+                .header("Authorization", format!("Bearer {}", self.token))
+                .call(),
+        )
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Answer {
+        Self::answer(
+            self.agent
+                .post(format!("{}{path}", self.base))
+                .header("Authorization", format!("Bearer {}", self.token))
+                .send_json(body),
+        )
+    }
+
+    /// As [`Api::post`], but `None` when the node does not answer.
+    pub fn try_post(&self, path: &str, body: &Value) -> Option<Answer> {
+        let r = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .send_json(body);
+        r.is_ok().then(|| Self::answer(r))
+    }
+
+    pub fn post_raw(&self, path: &str, body: &[u8]) -> Answer {
+        Self::answer(
+            self.agent
+                .post(format!("{}{path}", self.base))
+                .header("Authorization", format!("Bearer {}", self.token))
+                .header("Content-Type", "application/json")
+                .send(body),
+        )
+    }
+
+    pub fn put(&self, path: &str, body: &Value) -> Answer {
+        Self::answer(
+            self.agent
+                .put(format!("{}{path}", self.base))
+                .header("Authorization", format!("Bearer {}", self.token))
+                .send_json(body),
+        )
+    }
+
+    /// Adds a user with `mechanisms` (`[("im","bob"), …]`); returns their API.
+    pub fn add_user(&self, id: &str, mechanisms: &[(&str, &str)]) -> Api {
+        let mechs: Vec<Value> = mechanisms
+            .iter()
+            .map(|(m, a)| json!({"medium": m, "address": a}))
+            .collect();
+        let (status, v) = self.put(
+            &format!("/v1/admin/users/{id}"),
+            &json!({"id": id, "mechanisms": mechs}),
+        );
+        assert_eq!(status, 201, "adding {id}: {v}");
+        self.with_token(v["token"].as_str().expect("a token"))
+    }
+
+    /// Sends `body` to `to`; returns the txn (asserts 202).
+    pub fn send(&self, to: &str, body: &str) -> String {
+        let (status, v) = self.post("/v1/messages", &json!({"to": to, "body": body}));
+        assert_eq!(status, 202, "send to {to}: {v}");
+        v["txn"].as_str().expect("a txn").to_string()
+    }
+
+    /// Polls the message's status until it is `want` (10 s at most).
+    pub fn expect_status(&self, txn: &str, want: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (code, v) = self.get(&format!("/v1/messages/{txn}"));
+            assert_eq!(code, 200, "status of {txn}: {v}");
+            if v["status"] == want {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "txn {txn} stayed {} (wanted {want}): {v}",
+                v["status"]
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The whole inbox of this API's user.
+    pub fn inbox(&self) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut after = String::new();
+        loop {
+            let (code, v) = self.get(&format!("/v1/inbox?limit=1000&after={after}"));
+            assert_eq!(code, 200, "inbox: {v}");
+            let msgs = v["messages"].as_array().cloned().unwrap_or_default();
+            if msgs.is_empty() {
+                return all;
+            }
+            after = v["next"].as_str().unwrap_or_default().to_string();
+            all.extend(msgs);
+        }
+    }
+}
+
+fn config(dir: &Path) -> Config {
+    let vars = vec![
+        (
+            "SWITCHBOARD_DATA__DIR".to_string(),
+            dir.display().to_string(),
+        ),
+        (
+            "SWITCHBOARD_HTTP__LISTEN".to_string(),
+            "127.0.0.1:0".to_string(),
+        ),
+        (
+            "SWITCHBOARD_MIAP__LISTEN".to_string(),
+            "127.0.0.1:0".to_string(),
+        ),
+        (
+            "SWITCHBOARD_SHUTDOWN__TIMEOUT_S".to_string(),
+            "5".to_string(),
+        ),
+    ];
+    Config::load_with(None, vars.into_iter()).expect("test config")
+}
+
+/// The node in this process, on its own actix system thread.
+pub struct TestNode {
+    pub url: String,
+    pub admin: Api,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestNode {
+    pub fn start() -> Self {
+        Self::start_in(tempfile::tempdir().expect("temp dir"))
+    }
+
+    pub fn start_in(dir: tempfile::TempDir) -> Self {
+        let cfg = config(dir.path());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let node = Node::start(&cfg).await.expect("node starts");
+                ready_tx.send(node.http_addr).expect("test waits");
+                let _ = stop_rx.await;
+                node.shutdown().await;
+            });
+        });
+        let addr = ready_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("node ready within 30 s");
+        let url = format!("http://{addr}");
+        let admin_token =
+            std::fs::read_to_string(dir.path().join("admin.token")).expect("admin token");
+        Self {
+            admin: Api::new(&url, admin_token.trim()),
+            url,
+            dir,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Ordered shutdown; returns the data directory for a restart.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown();
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The `switchboard` binary built for these tests.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_switchboard"))
+}
+
+/// The node as a child process (`switchboard serve`), killable with SIGKILL.
+pub struct ProcNode {
+    pub child: Child,
+    pub url: String,
+}
+
+impl ProcNode {
+    pub fn spawn(dir: &Path) -> Self {
+        let mut child = Command::new(bin())
+            .arg("serve")
+            .env("SWITCHBOARD_DATA__DIR", dir)
+            .env("SWITCHBOARD_HTTP__LISTEN", "127.0.0.1:0")
+            .env("SWITCHBOARD_MIAP__LISTEN", "127.0.0.1:0")
+            .env("SWITCHBOARD_LOG__LEVEL", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn switchboard serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("switchboard: http listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Self {
+            child,
+            url: format!("http://{addr}"),
+        }
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ProcNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,270 @@
+//! End to end: alice → bob through the real node — POST, inbox, read,
+//! status `delivered` then `read`, an accounting record — and the CLI's
+//! walk-through against a running node.
+
+mod common;
+
+use std::process::Command;
+
+use common::{bin, TestNode};
+use serde_json::json;
+
+#[test]
+fn alice_to_bob_delivered_then_read_with_accounting() {
+    let node = TestNode::start();
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+
+    let (code, v) = alice.post(
+        "/v1/messages",
+        &json!({"to": "bob", "body": "hello bob", "subject": "hi", "priority": "urgent"}),
+    );
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(v["status"], "released");
+    assert_eq!(v["route"], json!({"mechanism": "im", "address": "bob"}));
+    let txn = v["txn"].as_str().unwrap().to_string();
+
+    let st = alice.expect_status(&txn, "delivered");
+    assert_eq!(st["from"], "alice");
+    assert_eq!(st["to"], "bob");
+    assert_eq!(st["attempts"][0]["mechanism"], "im");
+    assert_eq!(st["attempts"][0]["gateway"], "gw-im-1");
+    assert_eq!(st["attempts"][0]["outcome"], "delivered");
+
+    let inbox = bob.inbox();
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0]["txn"], txn.as_str());
+    assert_eq!(inbox[0]["from"], "alice");
+    assert_eq!(inbox[0]["body"], "hello bob");
+    assert_eq!(inbox[0]["subject"], "hi");
+    assert_eq!(inbox[0]["read"], false);
+    assert!(alice.inbox().is_empty(), "the sender's inbox stays empty");
+
+    let (code, _) = bob.post(&format!("/v1/messages/{txn}/read"), &json!({}));
+    assert_eq!(code, 204);
+    let st = alice.expect_status(&txn, "read");
+    let kinds: Vec<&str> = st["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for k in ["submitted", "released:im", "delivered", "read"] {
+        assert!(kinds.contains(&k), "event {k} missing from {kinds:?}");
+    }
+    assert_eq!(bob.inbox()[0]["read"], true);
+    // Reading again is idempotent.
+    assert_eq!(
+        bob.post(&format!("/v1/messages/{txn}/read"), &json!({})).0,
+        204
+    );
+
+    let (code, acct) = node.admin.get("/v1/admin/accounting?user=alice");
+    assert_eq!(code, 200);
+    let recs: Vec<_> = acct["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["txn"] == txn.as_str())
+        .collect();
+    assert_eq!(recs.len(), 1, "{acct}");
+    assert_eq!(recs[0]["outcome"], "delivered");
+    assert_eq!(recs[0]["sender"], "alice");
+    assert_eq!(recs[0]["recipient"], "bob");
+    assert_eq!(recs[0]["bytes"], 9);
+
+    // The admin sees the transaction too; a third user does not.
+    assert_eq!(node.admin.get(&format!("/v1/messages/{txn}")).0, 200);
+    let carol = node.admin.add_user("carol", &[("im", "carol")]);
+    assert_eq!(carol.get(&format!("/v1/messages/{txn}")).0, 404);
+    let (_, list) = node.admin.get("/v1/admin/transactions?status=read");
+    assert!(list["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["txn"] == txn.as_str()));
+}
+
+#[test]
+fn many_messages_arrive_once_each_in_order() {
+    let node = TestNode::start();
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+    let txns: Vec<String> = (0..50)
+        .map(|i| alice.send("im:bob", &format!("m{i}")))
+        .collect();
+    for t in &txns {
+        alice.expect_status(t, "delivered");
+    }
+    let inbox = bob.inbox();
+    let got: Vec<&str> = inbox.iter().map(|m| m["txn"].as_str().unwrap()).collect();
+    assert_eq!(got, txns.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_recipient_without_a_live_mechanism_is_refused() {
+    let node = TestNode::start();
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    node.admin.add_user("dora", &[("sms", "+4915100000")]);
+    let (code, v) = alice.post("/v1/messages", &json!({"to": "dora", "body": "x"}));
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(v["error"]["code"], "no_mechanism");
+    // An external address on a medium without a gateway, too.
+    let (code, v) = alice.post(
+        "/v1/messages",
+        &json!({"to": "email:x@example.org", "body": "x"}),
+    );
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (422, Some("no_mechanism"))
+    );
+}
+
+fn cli(node: &TestNode, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .args(["--url", &node.url, "--admin-token", &node.admin.token])
+        .output()
+        .expect("run the CLI");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cli_walk_through() {
+    let node = TestNode::start();
+    let (ok, out, err) = cli(&node, &["user", "add", "alice", "--display-name", "Alice"]);
+    assert!(ok, "{err}");
+    let alice_token = out.lines().last().unwrap().to_string();
+    let (ok, out, err) = cli(
+        &node,
+        &["user", "add", "bob", "--sms", "+4915112345678", "--im"],
+    );
+    assert!(ok, "{err}");
+    let bob_token = out.lines().last().unwrap().to_string();
+    let (_, show, _) = cli(&node, &["user", "show", "bob"]);
+    let profile: serde_json::Value = serde_json::from_str(&show).unwrap();
+    assert_eq!(
+        profile["mechanisms"][0]["medium"], "sms",
+        "the order given is the preference order"
+    );
+    assert_eq!(profile["mechanisms"][1]["medium"], "im");
+
+    let (ok, _, err) = cli(&node, &["user", "add", "bob"]);
+    assert!(!ok);
+    assert!(err.contains("409") && err.lines().count() == 1, "{err}");
+
+    let (ok, out, err) = cli(
+        &node,
+        &[
+            "send",
+            "--token",
+            &alice_token,
+            "--to",
+            "bob",
+            "--wait",
+            "hello from the CLI",
+        ],
+    );
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[1], "delivered via im");
+    let txn = lines[0];
+
+    let bob = node.admin.with_token(&bob_token);
+    assert_eq!(bob.inbox()[0]["body"], "hello from the CLI");
+    let (ok, out, _) = cli(&node, &["status", txn]);
+    assert!(ok);
+    assert!(out.contains("status    delivered"), "{out}");
+
+    let (_, list, _) = cli(&node, &["user", "list"]);
+    assert!(
+        list.contains("alice\tim:alice") && list.contains("bob\tsms:+4915112345678 im:bob"),
+        "{list}"
+    );
+    let (ok, out, _) = cli(&node, &["user", "token", "alice"]);
+    assert!(ok);
+    assert_ne!(out.lines().last().unwrap(), alice_token);
+    assert_eq!(
+        node.admin.with_token(&alice_token).get("/v1/inbox").0,
+        401,
+        "the old token stops working"
+    );
+    let (ok, _, _) = cli(&node, &["user", "remove", "alice"]);
+    assert!(ok);
+    let (ok, _, err) = cli(&node, &["user", "show", "alice"]);
+    assert!(!ok && err.contains("404"), "{err}");
+}
+
+#[test]
+fn cli_config_and_init() {
+    let out = Command::new(bin())
+        .args(["config", "default"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, String::from_utf8(out.stdout).unwrap()).unwrap();
+    let out = Command::new(bin())
+        .args(["config", "check"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[http]\nlisten = \"nowhere\"\n").unwrap();
+    let out = Command::new(bin())
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("http.listen"), "{err}");
+
+    let data = dir.path().join("data");
+    let out = Command::new(bin())
+        .args(["init", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let token = stdout.lines().last().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(data.join("admin.token"))
+            .unwrap()
+            .trim(),
+        token
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("admin.token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let out = Command::new(bin())
+        .args(["init", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a second init must refuse");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already initialised"));
+}

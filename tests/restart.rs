@@ -1,0 +1,132 @@
+//! Crash safety of the spine: messages accepted (202) before an abrupt stop
+//! (`kill -9`) are all delivered after a restart, none twice; and an ordered
+//! restart keeps users, tokens and inboxes.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Api, ProcNode, TestNode};
+use serde_json::json;
+
+#[test]
+fn kill_9_loses_nothing_accepted_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = ProcNode::spawn(dir.path());
+    let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
+    let admin = Api::new(&node.url, token.trim());
+    let alice = admin.add_user("alice", &[("im", "alice")]);
+    let bob = admin.add_user("bob", &[("im", "bob")]);
+
+    // Four senders post concurrently; the node is killed mid-stream.
+    let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
+    let dead = Arc::new(AtomicBool::new(false));
+    let senders: Vec<_> = (0..4)
+        .map(|s| {
+            let (alice, accepted, dead) = (alice.clone(), accepted.clone(), dead.clone());
+            std::thread::spawn(move || {
+                for i in 0..400 {
+                    if dead.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let r = alice.try_post(
+                        "/v1/messages",
+                        &json!({"to": "bob", "body": format!("s{s} m{i}")}),
+                    );
+                    match r {
+                        Some((202, v)) => accepted
+                            .lock()
+                            .unwrap()
+                            .push(v["txn"].as_str().unwrap().to_string()),
+                        _ => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while accepted.lock().unwrap().len() < 150 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    node.kill9();
+    dead.store(true, Ordering::SeqCst);
+    for s in senders {
+        let _ = s.join();
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    assert!(
+        accepted.len() >= 150,
+        "only {} accepted before the kill",
+        accepted.len()
+    );
+
+    let node = ProcNode::spawn(dir.path());
+    let bob = Api::new(&node.url, &bob.token);
+    let before = bob.inbox().len();
+    eprintln!(
+        "{} accepted before kill -9; {before} in the inbox at restart",
+        accepted.len()
+    );
+    let bob = Api::new(&node.url, &bob.token);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let inbox = loop {
+        let inbox = bob.inbox();
+        let have: std::collections::HashSet<String> = inbox
+            .iter()
+            .map(|m| m["txn"].as_str().unwrap().to_string())
+            .collect();
+        if accepted.iter().all(|t| have.contains(t)) || Instant::now() > deadline {
+            break inbox;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for m in &inbox {
+        *seen
+            .entry(m["txn"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    let missing: Vec<_> = accepted.iter().filter(|t| !seen.contains_key(*t)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} accepted messages lost: {missing:?}",
+        missing.len(),
+        accepted.len()
+    );
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+
+    // And every accepted message's status ends delivered.
+    let alice = Api::new(&node.url, &alice.token);
+    for t in accepted.iter().step_by(10) {
+        alice.expect_status(t, "delivered");
+    }
+    node.kill9();
+}
+
+#[test]
+fn ordered_restart_keeps_users_tokens_inboxes_and_read_receipts_work_after() {
+    let node = TestNode::start();
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+    let txn = alice.send("bob", "before restart");
+    alice.expect_status(&txn, "delivered");
+    let (alice_token, bob_token) = (alice.token.clone(), bob.token.clone());
+
+    let dir = node.stop();
+    let node = TestNode::start_in(dir);
+    let alice = node.admin.with_token(&alice_token);
+    let bob = node.admin.with_token(&bob_token);
+    assert_eq!(bob.inbox()[0]["body"], "before restart");
+    // The Read report of a message delivered before the restart.
+    assert_eq!(
+        bob.post(&format!("/v1/messages/{txn}/read"), &json!({})).0,
+        204
+    );
+    alice.expect_status(&txn, "read");
+    let t2 = alice.send("bob", "after restart");
+    alice.expect_status(&t2, "delivered");
+}
