@@ -1,1 +1,124 @@
-fn main() {}
+//! Broker throughput: whole transactions through the in-process flow — every
+//! MIAP phase with every MAC, sled on a temp dir, the IM inbox as destination —
+//! with a window of messages in flight. Also the MAC work of one transaction
+//! on its own. Reports messages/s; asserts nothing.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+use switchboard::config::Config;
+use switchboard::node::Core;
+use switchboard_actors::directory::Profile;
+use switchboard_actors::gateway::{Originate, Receipt};
+use switchboard_actors::protocol::{Address, MediumKind, Outcome, Priority, To};
+
+/// Messages in flight at once.
+const WINDOW: usize = 256;
+/// Message size.
+const SIZE: usize = 256;
+
+struct Delivered(Arc<AtomicUsize>);
+
+impl Actor for Delivered {
+    type Context = Context<Self>;
+}
+
+impl Handler<Receipt> for Delivered {
+    type Result = ();
+    fn handle(&mut self, r: Receipt, _: &mut Context<Self>) {
+        if r.outcome == Outcome::Delivered {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn originate() -> Originate {
+    Originate {
+        sender: Address::new(MediumKind::Im, "alice"),
+        sender_user: Some("alice".into()),
+        to: To::User("bob".into()),
+        content: vec![b'x'; SIZE],
+        content_type: "text/plain".into(),
+        subject: None,
+        priority: Priority::Normal,
+        expires_in_ms: 3_600_000,
+        receipt: true,
+    }
+}
+
+fn full_transactions(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let vars = vec![("SWITCHBOARD_DATA__DIR".to_string(), dir.path().display().to_string())];
+    let cfg = Config::load_with(None, vars.into_iter()).expect("config");
+    let runner = actix_rt::System::new();
+    let delivered = Arc::new(AtomicUsize::new(0));
+    let core = runner.block_on(async {
+        let counter = Delivered(delivered.clone()).start();
+        let core = Core::start(&cfg, Some(counter.recipient())).await.expect("core starts");
+        for u in ["alice", "bob"] {
+            core.directory.put_profile(Profile::im_only(u)).await.expect("user");
+        }
+        core
+    });
+
+    let mut g = c.benchmark_group("broker");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(10));
+    g.bench_function(format!("full_transaction_{SIZE}B_window_{WINDOW}_shards_{}", cfg.broker.shards), |b| {
+        b.iter_custom(|iters| {
+            runner.block_on(async {
+                let target = delivered.load(Ordering::Relaxed) + iters as usize;
+                let window = Arc::new(tokio::sync::Semaphore::new(WINDOW));
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let permit = window.clone().acquire_owned().await.expect("semaphore");
+                    let im = core.im.clone();
+                    actix_rt::spawn(async move {
+                        let r = im.send(originate()).await;
+                        assert!(matches!(r, Ok(Ok(_))), "message refused: {r:?}");
+                        drop(permit);
+                    });
+                }
+                while delivered.load(Ordering::Relaxed) < target {
+                    actix_rt::time::sleep(Duration::from_micros(200)).await;
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.finish();
+    runner.block_on(core.stop(Duration::from_secs(5)));
+}
+
+fn macs_of_one_transaction(c: &mut Criterion) {
+    use switchboard_actors::protocol::mac::{mac, step_key};
+    use switchboard_actors::protocol::TxnId;
+    let k = [7u8; 32];
+    let imi = vec![0u8; 200];
+    let txn = TxnId::generate(0);
+    let mut g = c.benchmark_group("miap");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("macs_of_one_transaction", |b| {
+        b.iter(|| {
+            // submit, inner ID, outer, grant, report, notify, and their step keys.
+            let mut acc = 0u8;
+            for step in [1u8, 2, 4, 5] {
+                let c = step_key(&k, &txn, step);
+                acc ^= mac(&k, "step-bound", &[&imi, &c])[0];
+            }
+            let id = mac(&k, "inner", &[&imi]);
+            acc ^= mac(&k, "outer", &[&imi, &id])[0];
+            acc ^= mac(&k, "grant", &[&imi, &id])[0];
+            std::hint::black_box(acc)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, full_transactions, macs_of_one_transaction);
+criterion_main!(benches);

@@ -16,7 +16,7 @@ use switchboard_actors::broker::route::FirstLiveMechanism;
 use switchboard_actors::broker::shared::{Broker, BrokerSettings};
 use switchboard_actors::broker::BrokerShared;
 use switchboard_actors::directory::{new_token, Directory};
-use switchboard_actors::gateway::{Gateway, GatewayConfig, GetInFlight};
+use switchboard_actors::gateway::{Gateway, GatewayConfig, GetInFlight, Receipt};
 use switchboard_actors::members::MemberRegistry;
 use switchboard_actors::protocol::clock::SharedClock;
 use switchboard_actors::protocol::{MemberId, MemberKeys, SecretKey, SystemClock};
@@ -41,9 +41,7 @@ pub struct Node {
     /// The admin token, when this start initialised the data directory.
     pub new_admin_token: Option<String>,
     server: actix_web::dev::ServerHandle,
-    broker: Broker,
-    im: ImGateway,
-    store: Store,
+    core: Core,
     shutdown_timeout: Duration,
 }
 
@@ -115,14 +113,33 @@ pub async fn initialise(dir: &Path, directory: &Directory) -> anyhow::Result<Opt
     Ok(Some(token))
 }
 
-impl Node {
-    /// Starts a node (inside an actix system). Returns once the HTTP API is
-    /// listening and the built-in gateways have logged in to the broker.
+/// The node without its HTTP API: store, directory, broker shards and the
+/// built-in gateways (what the bench drives directly).
+pub struct Core {
+    /// The store.
+    pub store: Store,
+    /// Profiles, tokens, member keys.
+    pub directory: Directory,
+    /// Connected members.
+    pub members: MemberRegistry,
+    /// The broker.
+    pub broker: Broker,
+    /// The built-in IM gateway.
+    pub im: ImGateway,
+    /// The clock.
+    pub clock: SharedClock,
+    /// The admin token, when this start initialised the data directory.
+    pub new_admin_token: Option<String>,
+}
+
+impl Core {
+    /// Starts everything but the HTTP API (inside an actix system). Returns
+    /// once the built-in gateways have logged in to the broker. Outcomes of
+    /// messages the IM gateway originates go to `receipts`, if given.
     ///
     /// # Errors
-    /// A data directory that cannot be opened or initialised, or an address
-    /// that cannot be bound.
-    pub async fn start(cfg: &Config) -> anyhow::Result<Node> {
+    /// A data directory that cannot be opened or initialised.
+    pub async fn start(cfg: &Config, receipts: Option<Recipient<Receipt>>) -> anyhow::Result<Core> {
         let clock: SharedClock = Arc::new(SystemClock);
         let dir = cfg.data.dir.clone();
         let store = open_store(&dir)?;
@@ -131,9 +148,7 @@ impl Node {
         if new_admin_token.is_some() {
             tracing::info!(dir = %dir.display(), "initialised a new data directory; the admin token is in {}", dir.join(ADMIN_TOKEN_FILE).display());
         }
-        let k2 = directory
-            .broker_key()?
-            .context("the data directory has no broker key")?;
+        let k2 = directory.broker_key()?.context("the data directory has no broker key")?;
 
         let accounting = Accounting::new(store.clone()).start();
         let members = MemberRegistry::default();
@@ -153,14 +168,12 @@ impl Node {
             Arc::new(FirstLiveMechanism),
             accounting.recipient(),
         )?);
-        let broker = Broker::start(shared.clone(), settings.shards);
+        let broker = Broker::start(shared, settings.shards);
 
         let im_id = MemberId::new(gateways::im::MEMBER_ID);
-        let im_keys = directory
-            .member(&im_id)
-            .context("the IM gateway has no key")?;
+        let im_keys = directory.member(&im_id).context("the IM gateway has no key")?;
         let (key_id, key) = im_keys.current();
-        let im = Gateway::new(
+        let mut gateway = Gateway::new(
             GatewayConfig {
                 id: im_id,
                 key_id,
@@ -173,56 +186,33 @@ impl Node {
             members.clone(),
             store.clone(),
             clock.clone(),
-        )
-        .start();
+        );
+        if let Some(r) = receipts {
+            gateway = gateway.with_receipts(r);
+        }
+        let im = gateway.start();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !im
-            .send(GetInFlight)
-            .await
-            .map(|f| f.logged_in)
-            .unwrap_or(false)
-        {
+        while !im.send(GetInFlight).await.map(|f| f.logged_in).unwrap_or(false) {
             if Instant::now() > deadline {
                 bail!("the IM gateway could not log in to the broker");
             }
             actix_rt::time::sleep(Duration::from_millis(5)).await;
         }
-
-        let state = ApiState {
+        Ok(Core {
+            store,
             directory,
-            store: store.clone(),
-            im: im.clone(),
             members,
-            broker: shared,
-            clock,
-            max_body_bytes: cfg.http.max_body_bytes,
-            submit_timeout: Duration::from_secs(cfg.http.submit_timeout_s),
-            default_expires_in_s: cfg.broker.default_expires_in_s,
-            max_expires_in_s: cfg.broker.max_expires_in_s,
-        };
-        let (server, http_addr) = api::serve(state, &cfg.http.listen, cfg.shutdown.timeout_s)?;
-        let handle = server.handle();
-        actix_rt::spawn(server);
-        tracing::info!(http = %http_addr, data = %dir.display(), shards = settings.shards, "switchboard node ready");
-        Ok(Node {
-            http_addr,
-            data_dir: dir,
-            new_admin_token,
-            server: handle,
             broker,
             im,
-            store,
-            shutdown_timeout: Duration::from_secs(cfg.shutdown.timeout_s),
+            clock,
+            new_admin_token,
         })
     }
 
-    /// Ordered shutdown: stop accepting requests (finishing those in
-    /// progress), wait for the gateways' in-flight steps, flush the store,
-    /// stop the broker.
-    pub async fn shutdown(self) {
-        tracing::info!("shutting down: no longer accepting requests");
-        self.server.stop(true).await;
-        let deadline = Instant::now() + self.shutdown_timeout;
+    /// Waits (up to `timeout`) for the gateways' in-flight steps, flushes the
+    /// store and stops the broker.
+    pub async fn stop(self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
         loop {
             match self.im.send(GetInFlight).await {
                 Ok(f) if f.waiting == 0 && f.delivering == 0 && f.unacked_reports == 0 => break,
@@ -238,6 +228,51 @@ impl Node {
             tracing::error!(error = %e, "final flush failed");
         }
         self.broker.stop();
+    }
+}
+
+impl Node {
+    /// Starts a node (inside an actix system). Returns once the HTTP API is
+    /// listening and the built-in gateways have logged in to the broker.
+    ///
+    /// # Errors
+    /// A data directory that cannot be opened or initialised, or an address
+    /// that cannot be bound.
+    pub async fn start(cfg: &Config) -> anyhow::Result<Node> {
+        let core = Core::start(cfg, None).await?;
+        let state = ApiState {
+            directory: core.directory.clone(),
+            store: core.store.clone(),
+            im: core.im.clone(),
+            members: core.members.clone(),
+            broker: core.broker.shared.clone(),
+            clock: core.clock.clone(),
+            max_body_bytes: cfg.http.max_body_bytes,
+            submit_timeout: Duration::from_secs(cfg.http.submit_timeout_s),
+            default_expires_in_s: cfg.broker.default_expires_in_s,
+            max_expires_in_s: cfg.broker.max_expires_in_s,
+        };
+        let (server, http_addr) = api::serve(state, &cfg.http.listen, cfg.shutdown.timeout_s)?;
+        let handle = server.handle();
+        actix_rt::spawn(server);
+        tracing::info!(http = %http_addr, data = %cfg.data.dir.display(), shards = cfg.broker.shards, "switchboard node ready");
+        Ok(Node {
+            http_addr,
+            data_dir: cfg.data.dir.clone(),
+            new_admin_token: core.new_admin_token.clone(),
+            server: handle,
+            core,
+            shutdown_timeout: Duration::from_secs(cfg.shutdown.timeout_s),
+        })
+    }
+
+    /// Ordered shutdown: stop accepting requests (finishing those in
+    /// progress), wait for the gateways' in-flight steps, flush the store,
+    /// stop the broker.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down: no longer accepting requests");
+        self.server.stop(true).await;
+        self.core.stop(self.shutdown_timeout).await;
         tracing::info!("shutdown complete");
     }
 }

@@ -189,6 +189,7 @@ pub async fn accounting(
     };
     let from = time("from", &q.from, 0)?;
     let to = time("to", &q.to, u64::MAX)?;
+    st.store.writer().barrier().await?;
     let store = st.store.clone();
     let recs = web::block(move || store.accounting(from, to)).await??;
     let records: Vec<_> = recs

@@ -155,7 +155,14 @@ pub async fn status(
 ) -> Result<HttpResponse, ApiError> {
     let txn = parse_txn(&path)?;
     let store = st.store.clone();
-    let rec = web::block(move || store.txn(&txn)).await??;
+    let mut rec = web::block(move || store.txn(&txn)).await??;
+    if rec.is_none() {
+        // The broker queues a transaction's record before it answers the
+        // originator; a client can ask faster than the writer applies it.
+        st.store.writer().barrier().await?;
+        let store = st.store.clone();
+        rec = web::block(move || store.txn(&txn)).await??;
+    }
     let rec = rec.ok_or_else(|| ApiError::not_found("no such message"))?;
     if let Caller::User(u) = &caller {
         if rec.imi.sender_user.as_deref() != Some(u.as_str()) {

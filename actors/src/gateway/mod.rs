@@ -74,7 +74,7 @@ pub struct Gateway<M: Medium> {
     /// Deliveries in progress (dedupe of concurrent transmits).
     delivering: HashSet<TxnId>,
     /// Reports sent and not yet acknowledged, by (txn, attempt, variant).
-    unacked: HashMap<(TxnId, u32, u8), (u32, TxnId, [u8; 32], ReportStatus)>,
+    unacked: HashMap<(TxnId, u32, u8), MediumReport>,
 }
 
 impl<M: Medium> Gateway<M> {
@@ -143,8 +143,8 @@ impl<M: Medium> Gateway<M> {
             self.submit(txn);
         }
         let unacked: Vec<_> = self.unacked.values().cloned().collect();
-        for (attempt, txn, id, status) in unacked {
-            self.send_report(txn, attempt, id, status);
+        for r in unacked {
+            self.send_report(r.txn, r.attempt, r.id, r.status);
         }
         Ok(())
     }
@@ -298,8 +298,13 @@ impl<M: Medium> Gateway<M> {
 
     fn send_report(&mut self, txn: TxnId, attempt: u32, id: [u8; 32], status: ReportStatus) {
         let variant = verify::status_variant(&status);
-        self.unacked
-            .insert((txn, attempt, variant), (attempt, txn, id, status.clone()));
+        let pending = MediumReport {
+            txn,
+            attempt,
+            id,
+            status: status.clone(),
+        };
+        self.unacked.insert((txn, attempt, variant), pending);
         if let Some(s) = &self.session {
             let r = verify::make_report(&s.current, txn, attempt, id, status, Vec::new());
             self.to_broker(Frame::Report(r));
@@ -407,12 +412,12 @@ impl<M: Medium> Handler<MiapFrame> for Gateway<M> {
         if let Err(error) = result {
             tracing::warn!(member = %self.cfg.id, from = %from, frame = kind, reason = error.code(), "refused MIAP frame");
             let refusal = Frame::Refused(RefuseReason { error, txn });
-            self.members.send(&from, &self.cfg.id, refusal.clone());
             if !from_broker {
-                // A hop never acts on a message whose grant fails, and tells
-                // the broker: a security event.
-                self.to_broker(refusal);
+                self.members.send(&from, &self.cfg.id, refusal.clone());
             }
+            // The broker hears of every refusal: its own frames' and, as a
+            // security event, a hop's (a hop never acts on a failed grant).
+            self.to_broker(refusal);
         }
     }
 }

@@ -1,1 +1,405 @@
+//! Mailbox tests of a gateway with a fake medium; a recording recipient plays
+//! the broker, answering with frames made by the protocol functions.
 
+use std::sync::{Arc, Mutex};
+
+use actix::prelude::*;
+
+use super::*;
+use crate::medium::futures_like::LocalBoxFuture;
+use crate::medium::{Delivery, Health, Medium, NonDelivery};
+use crate::members::{BrokerHandle, MemberRegistry, MiapFrame};
+use crate::protocol::clock::ManualClock;
+use crate::protocol::frames::RefuseReason;
+use crate::protocol::tscs::{LoginVerifier, NonceCache, Session};
+use crate::protocol::*;
+use crate::store::Store;
+use crate::testkit::Recorder;
+
+const NOW: u64 = 1_800_000_000_000;
+
+#[derive(Clone, Default)]
+struct FakeMedium {
+    delivered: Arc<Mutex<Vec<Delivery>>>,
+    fail: Option<String>,
+}
+
+impl Medium for FakeMedium {
+    fn kind(&self) -> MediumKind {
+        MediumKind::Im
+    }
+    fn health(&self) -> Health {
+        Health {
+            up: true,
+            detail: "fake".into(),
+        }
+    }
+    fn deliver(&mut self, d: Delivery) -> LocalBoxFuture<'static, Result<(), NonDelivery>> {
+        self.delivered.lock().unwrap().push(d);
+        let r = self.fail.clone().map_or(Ok(()), |f| Err(NonDelivery(f)));
+        Box::pin(async move { r })
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    store: Store,
+    ring: KeyRing,
+    k2: SecretKey,
+    clock: ManualClock,
+    members: MemberRegistry,
+    broker: Recorder,
+    broker_handle: BrokerHandle,
+    me: MemberKeys,
+}
+
+struct Running {
+    gw: Addr<Gateway<FakeMedium>>,
+    medium: FakeMedium,
+    session: Session,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let ring = KeyRing::new(0);
+    let me = MemberKeys::generate(MemberId::new("gw-a"), Some(MediumKind::Im));
+    ring.put(me.clone());
+    ring.put(MemberKeys::generate(
+        MemberId::new("gw-b"),
+        Some(MediumKind::Im),
+    ));
+    let broker = Recorder::default();
+    let broker_handle = BrokerHandle::new(vec![broker.clone().start().recipient()]);
+    World {
+        _dir: dir,
+        store,
+        ring,
+        k2: SecretKey::generate(),
+        clock: ManualClock::at(NOW),
+        members: MemberRegistry::default(),
+        broker,
+        broker_handle,
+        me,
+    }
+}
+
+fn broker_id() -> MemberId {
+    MemberId::new("broker-1")
+}
+
+impl World {
+    async fn start(&self, medium: FakeMedium) -> Running {
+        let (key_id, key) = self.me.current();
+        let gw = Gateway::new(
+            GatewayConfig {
+                id: self.me.member.clone(),
+                key_id,
+                key: key.clone(),
+                broker_id: "broker-1".into(),
+                session_ttl_ms: 600_000,
+            },
+            medium.clone(),
+            self.broker_handle.clone(),
+            self.members.clone(),
+            self.store.clone(),
+            Arc::new(self.clock.clone()),
+        )
+        .start();
+        let login = self
+            .broker
+            .take("login", |f| match f {
+                Frame::Login(l) => Some(l.clone()),
+                _ => None,
+            })
+            .await;
+        let v = LoginVerifier {
+            broker: "broker-1".into(),
+            skew_ms: 30_000,
+            ring: self.ring.clone(),
+        };
+        let (ack, session) = v.accept(&login, NOW, &mut NonceCache::default()).unwrap();
+        gw.send(MiapFrame {
+            from: broker_id(),
+            frame: Frame::LoginAck(ack),
+        })
+        .await
+        .unwrap();
+        Running {
+            gw,
+            medium,
+            session,
+        }
+    }
+
+    fn originate(&self) -> Originate {
+        Originate {
+            sender: Address::new(MediumKind::Im, "alice"),
+            sender_user: Some("alice".into()),
+            to: To::User("bob".into()),
+            content: b"hello".to_vec(),
+            content_type: "text/plain".into(),
+            subject: None,
+            priority: Priority::Normal,
+            expires_in_ms: 60_000,
+            receipt: true,
+        }
+    }
+
+    async fn submit(&self) -> Submit {
+        self.broker
+            .take("submit", |f| match f {
+                Frame::Submit(s) => Some(s.clone()),
+                _ => None,
+            })
+            .await
+    }
+
+    fn release(&self, r: &Running, imi: Imi, dest: &str) -> Release {
+        let bimi = BrokerImi {
+            imi,
+            route: Route {
+                mechanism: MediumKind::Im,
+                address: "bob".into(),
+                recipient_user: Some("bob".into()),
+                destination: MemberId::new(dest),
+                processors: vec![],
+                archive: None,
+            },
+            attempt: 1,
+            tags: vec![],
+        };
+        let id = verify::inner_id(&self.k2, &r.session, &bimi);
+        verify::make_release(&r.session, &self.ring, bimi, id).unwrap()
+    }
+}
+
+async fn from_broker(r: &Running, frame: Frame) {
+    r.gw.send(MiapFrame {
+        from: broker_id(),
+        frame,
+    })
+    .await
+    .unwrap();
+}
+
+#[actix_rt::test]
+async fn originate_release_transmit_deliver_report_notify() {
+    let w = world();
+    let r = w.start(FakeMedium::default()).await;
+    let gw = r.gw.clone();
+    let o = w.originate();
+    let client = actix_rt::spawn(async move { gw.send(o).await.unwrap() });
+    let sub = w.submit().await;
+    verify::check_submit(&r.session, &sub, NOW).expect("the submit verifies at the broker");
+    assert_eq!(sub.imi.content_sha256, mac::sha256(b"hello"));
+    assert_eq!(
+        w.store.outbox(&w.me.member).unwrap().len(),
+        1,
+        "durable before submit"
+    );
+
+    let rel = w.release(&r, sub.imi.clone(), "gw-a");
+    from_broker(&r, Frame::Release(Box::new(rel.clone()))).await;
+    let accepted = client.await.unwrap().unwrap();
+    assert_eq!(accepted.txn, sub.imi.txn);
+    assert_eq!(accepted.route.destination.as_str(), "gw-a");
+    let ack = w.broker.take("release ack", |f| match f {
+        Frame::ReleaseAck(a) => Some(a.clone()),
+        _ => None,
+    });
+    verify::check_release_ack(&r.session, &ack.await).unwrap();
+
+    // The gateway is also the destination: it transmits to itself, delivers
+    // and reports.
+    let report = w
+        .broker
+        .take("report", |f| match f {
+            Frame::Report(x) => Some(x.clone()),
+            _ => None,
+        })
+        .await;
+    verify::check_report(&r.session, &report, &rel.id).unwrap();
+    assert_eq!(report.status, ReportStatus::Delivered);
+    let delivered = r.medium.delivered.lock().unwrap().clone();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(
+        (delivered[0].content.as_slice(), delivered[0].from.as_str()),
+        (&b"hello"[..], "alice")
+    );
+
+    let n = verify::make_notify(
+        &r.session,
+        sub.imi.txn,
+        Outcome::Delivered,
+        Some(MediumKind::Im),
+        NOW,
+    );
+    from_broker(&r, Frame::Notify(n)).await;
+    w.broker
+        .take("notify ack", |f| {
+            matches!(f, Frame::NotifyAck(_)).then_some(())
+        })
+        .await;
+    w.store.writer().flush().await.unwrap();
+    assert!(
+        w.store.outbox(&w.me.member).unwrap().is_empty(),
+        "content dropped after the outcome"
+    );
+}
+
+#[actix_rt::test]
+async fn forged_release_is_refused_and_nothing_is_transmitted() {
+    let w = world();
+    let r = w.start(FakeMedium::default()).await;
+    let gw = r.gw.clone();
+    let o = w.originate();
+    actix_rt::spawn(async move { gw.send(o).await });
+    let sub = w.submit().await;
+    let mut rel = w.release(&r, sub.imi.clone(), "gw-a");
+    rel.imi.route.address = "mallory".into();
+    from_broker(&r, Frame::Release(Box::new(rel))).await;
+    let refused = w.broker.take("refused", |f| match f {
+        Frame::Refused(x) => Some(*x),
+        _ => None,
+    });
+    assert_eq!(refused.await.error, ProtocolError::BadMac);
+    w.broker
+        .none("release ack", |f| {
+            matches!(f, Frame::ReleaseAck(_)).then_some(())
+        })
+        .await;
+    assert!(r.medium.delivered.lock().unwrap().is_empty());
+    assert_eq!(
+        r.gw.send(GetInFlight).await.unwrap().outbox,
+        1,
+        "the content is kept"
+    );
+}
+
+#[actix_rt::test]
+async fn transmit_with_another_hops_grant_or_wrong_content_is_refused() {
+    let w = world();
+    let r = w.start(FakeMedium::default()).await;
+    let other = Recorder::default();
+    w.members.connect(
+        MemberId::new("gw-b"),
+        Some(MediumKind::Im),
+        other.clone().start().recipient(),
+        NOW,
+    );
+    let imi = Imi {
+        txn: TxnId::generate(NOW),
+        originator: MemberId::new("gw-b"),
+        sender: Address::new(MediumKind::Im, "carol"),
+        sender_user: Some("carol".into()),
+        recipient: To::User("bob".into()),
+        content_type: "text/plain".into(),
+        content_len: 2,
+        content_sha256: mac::sha256(b"hi"),
+        subject: None,
+        priority: Priority::Normal,
+        expires_at_ms: NOW + 60_000,
+        created_at_ms: NOW,
+        receipt: false,
+        attributes: vec![],
+    };
+    // A release whose grant is for gw-b, presented to gw-a.
+    let rel = w.release(&r, imi.clone(), "gw-b");
+    let mut t = verify::make_transmit(&rel, &MemberId::new("gw-b"), b"hi".to_vec()).unwrap();
+    t.imi.route.destination = MemberId::new("gw-a");
+    r.gw.send(MiapFrame {
+        from: MemberId::new("gw-b"),
+        frame: Frame::Transmit(Box::new(t)),
+    })
+    .await
+    .unwrap();
+    let e = other.take("refused", |f| match f {
+        Frame::Refused(x) => Some(*x),
+        _ => None,
+    });
+    assert_eq!(
+        e.await,
+        RefuseReason {
+            error: ProtocolError::BadGrant,
+            txn: Some(imi.txn)
+        }
+    );
+    let security = w.broker.take("security event", |f| match f {
+        Frame::Refused(x) => Some(*x),
+        _ => None,
+    });
+    assert_eq!(security.await.error, ProtocolError::BadGrant);
+
+    let rel = w.release(&r, imi.clone(), "gw-a");
+    let t = verify::make_transmit(&rel, &MemberId::new("gw-a"), b"HI".to_vec()).unwrap();
+    r.gw.send(MiapFrame {
+        from: MemberId::new("gw-b"),
+        frame: Frame::Transmit(Box::new(t)),
+    })
+    .await
+    .unwrap();
+    let e = other.take("refused", |f| match f {
+        Frame::Refused(x) => Some(x.error),
+        _ => None,
+    });
+    assert_eq!(e.await, ProtocolError::DigestMismatch);
+    assert!(
+        r.medium.delivered.lock().unwrap().is_empty(),
+        "nothing delivered"
+    );
+    w.broker
+        .none("report", |f| matches!(f, Frame::Report(_)).then_some(()))
+        .await;
+}
+
+#[actix_rt::test]
+async fn medium_failure_becomes_non_delivery_and_reports_are_resent_until_acked() {
+    let w = world();
+    let r = w
+        .start(FakeMedium {
+            fail: Some("mailbox full".into()),
+            ..Default::default()
+        })
+        .await;
+    let gw = r.gw.clone();
+    let o = w.originate();
+    actix_rt::spawn(async move { gw.send(o).await });
+    let sub = w.submit().await;
+    let rel = w.release(&r, sub.imi.clone(), "gw-a");
+    from_broker(&r, Frame::Release(Box::new(rel.clone()))).await;
+    let report = w.broker.take("report", |f| match f {
+        Frame::Report(x) => Some(x.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        report.await.status,
+        ReportStatus::NonDelivery("mailbox full".into())
+    );
+    assert_eq!(r.gw.send(GetInFlight).await.unwrap().unacked_reports, 1);
+    from_broker(
+        &r,
+        Frame::ReportAck(verify::make_report_ack(&r.session, sub.imi.txn, 1)),
+    )
+    .await;
+    assert_eq!(r.gw.send(GetInFlight).await.unwrap().unacked_reports, 0);
+}
+
+#[actix_rt::test]
+async fn restart_resubmits_the_outbox() {
+    let w = world();
+    let r = w.start(FakeMedium::default()).await;
+    let gw = r.gw.clone();
+    let o = w.originate();
+    actix_rt::spawn(async move { gw.send(o).await });
+    let first = w.submit().await;
+    // The gateway stops before the broker answers (a crash after the outbox
+    // write); a new instance over the same store submits the message again.
+    r.gw.send(GetInFlight).await.unwrap();
+    drop(r);
+    w.members.disconnect(&w.me.member);
+    let r2 = w.start(FakeMedium::default()).await;
+    let again = w.submit().await;
+    assert_eq!(again.imi, first.imi, "the same IMI, the same txn");
+    verify::check_submit(&r2.session, &again, NOW).unwrap();
+}

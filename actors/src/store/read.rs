@@ -2,6 +2,9 @@
 //! served from its page cache; callers on an actor's event loop keep them to
 //! single-key look-ups, and API handlers run scans on the blocking pool.
 
+/// A stored key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 use super::records::{dec, AccountingRecord, InboxEntry, OutboxEntry, TxnRecord};
 use super::{Store, StoreError, Tree};
 use crate::protocol::{MemberId, TxnId};
@@ -19,7 +22,7 @@ impl Store {
     ///
     /// # Errors
     /// When sled fails.
-    pub fn scan(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn scan(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
         self.tree(tree)
             .scan_prefix(prefix)
             .map(|r| {
@@ -190,6 +193,19 @@ mod tests {
             store.get(Tree::Meta, b"last").unwrap(),
             Some(499u32.to_be_bytes().to_vec())
         );
+    }
+
+    #[actix_rt::test]
+    async fn barrier_makes_queued_writes_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for i in 0u32..200 {
+            let mut b = WriteBatch::new();
+            b.insert(Tree::Txn, i.to_be_bytes().to_vec(), b"r".to_vec());
+            store.writer().write_nowait(b);
+        }
+        store.writer().barrier().await.unwrap();
+        assert_eq!(store.count(Tree::Txn), 200);
     }
 
     #[test]

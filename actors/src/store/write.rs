@@ -69,6 +69,7 @@ type Done = oneshot::Sender<Result<(), StoreError>>;
 enum Job {
     Write(WriteBatch, Option<Done>),
     Flush(Done),
+    Barrier(Done),
 }
 
 /// Sends work to the writer thread. Cheap to clone.
@@ -101,6 +102,23 @@ impl WriteHandle {
     pub fn write_nowait(&self, batch: WriteBatch) {
         if self.tx.send(Job::Write(batch, None)).is_err() {
             tracing::warn!("store writer stopped; a write was dropped");
+        }
+    }
+
+    /// Completes once everything queued before it is applied (visible to
+    /// readers), durable or not. A reader that missed a record it has reason
+    /// to expect (the broker queued it before answering) waits on this.
+    ///
+    /// # Errors
+    /// The future yields [`StoreError`] when sled fails or the writer stopped.
+    pub fn barrier(&self) -> impl std::future::Future<Output = Result<(), StoreError>> + 'static {
+        let (done, rx) = oneshot::channel();
+        let sent = self.tx.send(Job::Barrier(done)).is_ok();
+        async move {
+            if !sent {
+                return Err(StoreError::Closed);
+            }
+            rx.await.unwrap_or(Err(StoreError::Closed))
         }
     }
 
@@ -142,7 +160,7 @@ fn run(db: sled::Db, trees: Vec<sled::Tree>, rx: mpsc::Receiver<Job>) {
         let result = commit(&db, &trees, &jobs);
         for job in jobs.drain(..) {
             match job {
-                Job::Write(_, Some(done)) | Job::Flush(done) => {
+                Job::Write(_, Some(done)) | Job::Flush(done) | Job::Barrier(done) => {
                     let _ = done.send(result.clone());
                 }
                 Job::Write(_, None) => {}
@@ -171,6 +189,7 @@ fn commit(db: &sled::Db, trees: &[sled::Tree], jobs: &[Job]) -> Result<(), Store
                 }
             }
             Job::Flush(_) => durable = true,
+            Job::Barrier(_) => {}
         }
     }
     for (tree, batch) in trees.iter().zip(batches) {
