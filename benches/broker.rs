@@ -52,15 +52,23 @@ fn originate() -> Originate {
 
 fn full_transactions(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let vars = vec![("SWITCHBOARD_DATA__DIR".to_string(), dir.path().display().to_string())];
+    let vars = vec![(
+        "SWITCHBOARD_DATA__DIR".to_string(),
+        dir.path().display().to_string(),
+    )];
     let cfg = Config::load_with(None, vars.into_iter()).expect("config");
     let runner = actix_rt::System::new();
     let delivered = Arc::new(AtomicUsize::new(0));
     let core = runner.block_on(async {
         let counter = Delivered(delivered.clone()).start();
-        let core = Core::start(&cfg, Some(counter.recipient())).await.expect("core starts");
+        let core = Core::start(&cfg, Some(counter.recipient()))
+            .await
+            .expect("core starts");
         for u in ["alice", "bob"] {
-            core.directory.put_profile(Profile::im_only(u)).await.expect("user");
+            core.directory
+                .put_profile(Profile::im_only(u))
+                .await
+                .expect("user");
         }
         core
     });
@@ -69,28 +77,34 @@ fn full_transactions(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(10));
-    g.bench_function(format!("full_transaction_{SIZE}B_window_{WINDOW}_shards_{}", cfg.broker.shards), |b| {
-        b.iter_custom(|iters| {
-            runner.block_on(async {
-                let target = delivered.load(Ordering::Relaxed) + iters as usize;
-                let window = Arc::new(tokio::sync::Semaphore::new(WINDOW));
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let permit = window.clone().acquire_owned().await.expect("semaphore");
-                    let im = core.im.clone();
-                    actix_rt::spawn(async move {
-                        let r = im.send(originate()).await;
-                        assert!(matches!(r, Ok(Ok(_))), "message refused: {r:?}");
-                        drop(permit);
-                    });
-                }
-                while delivered.load(Ordering::Relaxed) < target {
-                    actix_rt::time::sleep(Duration::from_micros(200)).await;
-                }
-                start.elapsed()
+    g.bench_function(
+        format!(
+            "full_transaction_{SIZE}B_window_{WINDOW}_shards_{}",
+            cfg.broker.shards
+        ),
+        |b| {
+            b.iter_custom(|iters| {
+                runner.block_on(async {
+                    let target = delivered.load(Ordering::Relaxed) + iters as usize;
+                    let window = Arc::new(tokio::sync::Semaphore::new(WINDOW));
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let permit = window.clone().acquire_owned().await.expect("semaphore");
+                        let im = core.im.clone();
+                        actix_rt::spawn(async move {
+                            let r = im.send(originate()).await;
+                            assert!(matches!(r, Ok(Ok(_))), "message refused: {r:?}");
+                            drop(permit);
+                        });
+                    }
+                    while delivered.load(Ordering::Relaxed) < target {
+                        actix_rt::time::sleep(Duration::from_micros(200)).await;
+                    }
+                    start.elapsed()
+                })
             })
-        })
-    });
+        },
+    );
     g.finish();
     runner.block_on(core.stop(Duration::from_secs(5)));
 }

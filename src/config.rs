@@ -277,15 +277,19 @@ impl Config {
         }
         apply_env(&mut table, vars)?;
         let origin = file.map_or("config".to_string(), |p| p.display().to_string());
-        let cfg: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-            let key = e.path().to_string();
-            let message = e.inner().message().to_string();
-            if key == "." {
-                ConfigError::Parse { origin, message }
-            } else {
-                ConfigError::Invalid { key, reason: message }
-            }
-        })?;
+        let cfg: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                let message = e.inner().message().to_string();
+                if key == "." {
+                    ConfigError::Parse { origin, message }
+                } else {
+                    ConfigError::Invalid {
+                        key,
+                        reason: message,
+                    }
+                }
+            })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -421,7 +425,10 @@ mod tests {
         assert!(e.to_string().starts_with("broker.shards"), "{e}");
         let e =
             Config::load_with(None, env(&[("SWITCHBOARD_BROKER__SHARDS", "many")])).unwrap_err();
-        assert!(e.to_string().starts_with("broker.shards: invalid type"), "{e}");
+        assert!(
+            e.to_string().starts_with("broker.shards: invalid type"),
+            "{e}"
+        );
         let e =
             Config::load_with(None, env(&[("SWITCHBOARD_HTTP__LISTEN", "nowhere")])).unwrap_err();
         assert!(e.to_string().starts_with("http.listen"), "{e}");

@@ -148,7 +148,9 @@ impl Core {
         if new_admin_token.is_some() {
             tracing::info!(dir = %dir.display(), "initialised a new data directory; the admin token is in {}", dir.join(ADMIN_TOKEN_FILE).display());
         }
-        let k2 = directory.broker_key()?.context("the data directory has no broker key")?;
+        let k2 = directory
+            .broker_key()?
+            .context("the data directory has no broker key")?;
 
         let accounting = Accounting::new(store.clone()).start();
         let members = MemberRegistry::default();
@@ -171,7 +173,9 @@ impl Core {
         let broker = Broker::start(shared, settings.shards);
 
         let im_id = MemberId::new(gateways::im::MEMBER_ID);
-        let im_keys = directory.member(&im_id).context("the IM gateway has no key")?;
+        let im_keys = directory
+            .member(&im_id)
+            .context("the IM gateway has no key")?;
         let (key_id, key) = im_keys.current();
         let mut gateway = Gateway::new(
             GatewayConfig {
@@ -192,7 +196,12 @@ impl Core {
         }
         let im = gateway.start();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !im.send(GetInFlight).await.map(|f| f.logged_in).unwrap_or(false) {
+        while !im
+            .send(GetInFlight)
+            .await
+            .map(|f| f.logged_in)
+            .unwrap_or(false)
+        {
             if Instant::now() > deadline {
                 bail!("the IM gateway could not log in to the broker");
             }
