@@ -130,3 +130,38 @@ fn ordered_restart_keeps_users_tokens_inboxes_and_read_receipts_work_after() {
     let t2 = alice.send("bob", "after restart");
     alice.expect_status(&t2, "delivered");
 }
+
+#[test]
+fn sigterm_drains_flushes_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = ProcNode::spawn(dir.path());
+    let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
+    let admin = Api::new(&node.url, token.trim());
+    let alice = admin.add_user("alice", &[("im", "alice")]);
+    let bob = admin.add_user("bob", &[("im", "bob")]);
+    let txns: Vec<String> = (0..30)
+        .map(|i| alice.send("bob", &format!("m{i}")))
+        .collect();
+    let status = node.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        alice
+            .try_post("/v1/messages", &json!({"to": "bob", "body": "late"}))
+            .is_none(),
+        "no longer accepting"
+    );
+
+    let node = ProcNode::spawn(dir.path());
+    let alice = Api::new(&node.url, &alice.token);
+    let bob = Api::new(&node.url, &bob.token);
+    for t in &txns {
+        alice.expect_status(t, "delivered");
+    }
+    let got: Vec<String> = bob
+        .inbox()
+        .iter()
+        .map(|m| m["txn"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, txns, "every message once, in order");
+    node.kill9();
+}

@@ -9,6 +9,7 @@
 //! `ReportAck`, `Notify` → `NotifyAck` → closed. `NonDelivery` releases the
 //! next mechanism (attempt + 1) until none is left.
 
+pub mod messages;
 pub mod route;
 pub mod shared;
 
@@ -113,6 +114,10 @@ impl BrokerShard {
         if let Some(rec) = self.load(&txn)? {
             // A resubmission (lost answer, restart): answer again, change nothing.
             let rec = rec.clone();
+            if rec.status.is_final() {
+                // Nothing more happens to it here; keep memory for open work.
+                self.open.remove(&txn);
+            }
             return self.answer_again(from, &session, &rec);
         }
         let mut rec = TxnRecord {
@@ -141,6 +146,8 @@ impl BrokerShard {
                     from,
                     Frame::Rejected(verify::make_rejected(&session, txn, reason)),
                 );
+                // Stored and final: a resubmission loads it again.
+                return Ok(());
             }
         }
         self.open.insert(txn, rec);
@@ -512,6 +519,14 @@ impl Handler<MiapFrame> for BrokerShard {
         if let Err(e) = result {
             self.refuse(&from, e, txn, kind);
         }
+    }
+}
+
+impl Handler<messages::OpenTransactions> for BrokerShard {
+    type Result = usize;
+
+    fn handle(&mut self, _: messages::OpenTransactions, _: &mut Context<Self>) -> usize {
+        self.open.len()
     }
 }
 

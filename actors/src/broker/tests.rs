@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 
+use super::messages::OpenTransactions;
 use super::route::FirstLiveMechanism;
 use super::shared::{BrokerSettings, BrokerShared};
 use super::BrokerShard;
@@ -260,6 +261,7 @@ async fn submit_release_report_notify_account() {
     assert_eq!(accounts[0].0.outcome, "delivered");
     assert_eq!(accounts[0].0.sender, "alice");
 
+    assert_eq!(w.shard.send(OpenTransactions).await.unwrap(), 1);
     w.send(
         &w.im.id,
         Frame::NotifyAck(verify::make_notify_ack(
@@ -269,6 +271,11 @@ async fn submit_release_report_notify_account() {
         )),
     )
     .await;
+    assert_eq!(
+        w.shard.send(OpenTransactions).await.unwrap(),
+        0,
+        "closed work leaves memory"
+    );
     assert!(w.stored(&r.imi.imi.txn).await.unwrap().closed);
     // A Read report after closing reloads the record and notifies again.
     w.send(
@@ -516,6 +523,7 @@ async fn unknown_recipient_and_expired_messages_are_rejected() {
         w.stored(&imi.txn).await.unwrap().status,
         TxnStatus::Rejected("unknown_recipient".into())
     );
+    assert_eq!(w.shard.send(OpenTransactions).await.unwrap(), 0);
 
     let imi = w.imi(To::User("bob".into()));
     w.clock.advance(61_000);

@@ -17,6 +17,9 @@ pub use records::{
 };
 pub use write::{WriteBatch, WriteHandle};
 
+/// How long [`Store::open`] waits for another process to release the database.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The trees of a node's database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tree {
@@ -122,13 +125,27 @@ impl Store {
     /// # Errors
     /// When sled cannot open the directory (missing permissions, another
     /// process holds it).
+    /// A database still locked by a previous instance that is exiting is
+    /// waited for, up to [`LOCK_WAIT`].
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(256 * 1024 * 1024)
-            .flush_every_ms(Some(1000))
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(dir)
+                .cache_capacity(256 * 1024 * 1024)
+                .flush_every_ms(Some(1000))
+                .mode(sled::Mode::HighThroughput)
+                .open();
+            match opened {
+                Err(e)
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => break other?,
+            }
+        };
         let trees = Tree::ALL
             .iter()
             .map(|t| db.open_tree(t.name()))
