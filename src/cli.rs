@@ -10,6 +10,8 @@ use anyhow::{anyhow, bail, Context as _};
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde_json::{json, Value};
 
+use switchboard_actors::store::TxnStatus;
+
 use crate::config::{Config, DEFAULT_TOML};
 use crate::node::{self, ADMIN_TOKEN_FILE};
 
@@ -385,6 +387,22 @@ fn mechanisms_in_given_order(u: &UserAdd, m: &ArgMatches) -> Vec<Value> {
     v.into_iter().map(|(_, m)| m).collect()
 }
 
+/// A profile's mechanisms as `medium:address` words.
+fn mechanisms_text(profile: &Value) -> Vec<String> {
+    profile["mechanisms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            format!(
+                "{}:{}",
+                m["medium"].as_str().unwrap_or(""),
+                m["address"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
 fn user(cli: &Cli, cmd: &UserCmd, matches: &ArgMatches) -> anyhow::Result<()> {
     let c = Client::new(&cli.url, &admin_token(cli)?);
     match cmd {
@@ -395,18 +413,7 @@ fn user(cli: &Cli, cmd: &UserCmd, matches: &ArgMatches) -> anyhow::Result<()> {
                 profile["display_name"] = json!(n);
             }
             let v = c.put(&format!("/v1/admin/users/{}", u.id), &profile, true)?;
-            let mechs: Vec<String> = profile["mechanisms"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|m| {
-                    format!(
-                        "{}:{}",
-                        m["medium"].as_str().unwrap_or(""),
-                        m["address"].as_str().unwrap_or("")
-                    )
-                })
-                .collect();
+            let mechs = mechanisms_text(&profile);
             println!("added user {} ({})", u.id, mechs.join(", "));
             println!(
                 "{}",
@@ -420,18 +427,7 @@ fn user(cli: &Cli, cmd: &UserCmd, matches: &ArgMatches) -> anyhow::Result<()> {
         UserCmd::List => {
             let v = c.get("/v1/admin/users")?;
             for u in v["users"].as_array().into_iter().flatten() {
-                let mechs: Vec<String> = u["mechanisms"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|m| {
-                        format!(
-                            "{}:{}",
-                            m["medium"].as_str().unwrap_or(""),
-                            m["address"].as_str().unwrap_or("")
-                        )
-                    })
-                    .collect();
+                let mechs = mechanisms_text(u);
                 println!("{}\t{}", u["id"].as_str().unwrap_or(""), mechs.join(" "));
             }
         }
@@ -450,15 +446,6 @@ fn user(cli: &Cli, cmd: &UserCmd, matches: &ArgMatches) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-const FINAL: [&str; 6] = [
-    "delivered",
-    "read",
-    "undeliverable",
-    "rejected",
-    "blocked",
-    "expired",
-];
 
 fn send(cli: &Cli, s: &SendArgs) -> anyhow::Result<()> {
     let c = Client::new(&cli.url, &s.token);
@@ -482,7 +469,7 @@ fn send(cli: &Cli, s: &SendArgs) -> anyhow::Result<()> {
     loop {
         let st = c.get(&format!("/v1/messages/{txn}"))?;
         let status = st["status"].as_str().unwrap_or("").to_string();
-        if FINAL.contains(&status.as_str()) {
+        if TxnStatus::FINAL_NAMES.contains(&status.as_str()) {
             let via = st["attempts"]
                 .as_array()
                 .and_then(|a| {

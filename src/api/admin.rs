@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use switchboard_actors::directory::Profile;
+use switchboard_actors::store::TxnStatus;
 
 use super::auth::Admin;
 use super::error::ApiError;
@@ -129,17 +130,6 @@ pub struct TxnQuery {
     limit: Option<usize>,
 }
 
-const STATUSES: [&str; 8] = [
-    "released",
-    "transmitted",
-    "delivered",
-    "read",
-    "undeliverable",
-    "rejected",
-    "blocked",
-    "expired",
-];
-
 /// `GET /v1/admin/transactions?status=…&limit=…`, newest first.
 pub async fn transactions(
     st: web::Data<ApiState>,
@@ -148,10 +138,10 @@ pub async fn transactions(
 ) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     if let Some(s) = &q.status {
-        if !STATUSES.contains(&s.as_str()) {
+        if !TxnStatus::NAMES.contains(&s.as_str()) {
             return Err(ApiError::bad_request(format!(
                 "\"status\" must be one of {}",
-                STATUSES.join(", ")
+                TxnStatus::NAMES.join(", ")
             )));
         }
     }

@@ -55,6 +55,28 @@ pub enum TxnStatus {
 }
 
 impl TxnStatus {
+    /// Every status name, in lifecycle order.
+    pub const NAMES: [&'static str; 8] = [
+        "released",
+        "transmitted",
+        "delivered",
+        "read",
+        "undeliverable",
+        "rejected",
+        "blocked",
+        "expired",
+    ];
+
+    /// The names of the final statuses (see [`TxnStatus::is_final`]).
+    pub const FINAL_NAMES: [&'static str; 6] = [
+        "delivered",
+        "read",
+        "undeliverable",
+        "rejected",
+        "blocked",
+        "expired",
+    ];
+
     /// The API's status name.
     pub fn as_str(&self) -> &'static str {
         match self {

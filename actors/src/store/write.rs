@@ -79,6 +79,21 @@ pub struct WriteHandle {
 }
 
 impl WriteHandle {
+    /// Queues `job` and returns the future of its completion.
+    fn request(
+        &self,
+        job: impl FnOnce(Done) -> Job,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + 'static {
+        let (done, rx) = oneshot::channel();
+        let sent = self.tx.send(job(done)).is_ok();
+        async move {
+            if !sent {
+                return Err(StoreError::Closed);
+            }
+            rx.await.unwrap_or(Err(StoreError::Closed))
+        }
+    }
+
     /// Applies `batch` and completes once it is durable on disk.
     ///
     /// # Errors
@@ -87,14 +102,7 @@ impl WriteHandle {
         &self,
         batch: WriteBatch,
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + 'static {
-        let (done, rx) = oneshot::channel();
-        let sent = self.tx.send(Job::Write(batch, Some(done))).is_ok();
-        async move {
-            if !sent {
-                return Err(StoreError::Closed);
-            }
-            rx.await.unwrap_or(Err(StoreError::Closed))
-        }
+        self.request(|done| Job::Write(batch, Some(done)))
     }
 
     /// Applies `batch` in order with the other writes, without waiting for it
@@ -112,14 +120,7 @@ impl WriteHandle {
     /// # Errors
     /// The future yields [`StoreError`] when sled fails or the writer stopped.
     pub fn barrier(&self) -> impl std::future::Future<Output = Result<(), StoreError>> + 'static {
-        let (done, rx) = oneshot::channel();
-        let sent = self.tx.send(Job::Barrier(done)).is_ok();
-        async move {
-            if !sent {
-                return Err(StoreError::Closed);
-            }
-            rx.await.unwrap_or(Err(StoreError::Closed))
-        }
+        self.request(Job::Barrier)
     }
 
     /// Completes once everything queued before it is durable.
@@ -127,14 +128,7 @@ impl WriteHandle {
     /// # Errors
     /// The future yields [`StoreError`] when sled fails or the writer stopped.
     pub fn flush(&self) -> impl std::future::Future<Output = Result<(), StoreError>> + 'static {
-        let (done, rx) = oneshot::channel();
-        let sent = self.tx.send(Job::Flush(done)).is_ok();
-        async move {
-            if !sent {
-                return Err(StoreError::Closed);
-            }
-            rx.await.unwrap_or(Err(StoreError::Closed))
-        }
+        self.request(Job::Flush)
     }
 }
 
