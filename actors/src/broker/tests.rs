@@ -570,3 +570,34 @@ async fn frames_without_a_session_or_from_a_revoked_member_are_refused() {
     );
     assert_eq!(w.stored(&imi.txn).await, None);
 }
+
+#[actix_rt::test]
+async fn renewal_keeps_the_previous_session_valid_and_expiry_needs_a_new_login() {
+    let mut w = world().await;
+    let old = w.im.session.clone().unwrap();
+    let new = w.login(&w.im).await;
+    assert_ne!(old.secret, new.secret);
+    // A frame signed just before the renewal still verifies.
+    let imi = w.imi(To::User("bob".into()));
+    w.send(&w.im.id, Frame::Submit(make_submit(&old, imi.clone())))
+        .await;
+    w.im.rec
+        .take("release", |f| matches!(f, Frame::Release(_)).then_some(()))
+        .await;
+    w.im.session = Some(new);
+    w.submit(w.imi(To::User("bob".into()))).await;
+    // Past the session TTL the member must log in again.
+    w.clock.advance(600_001);
+    let imi = w.imi(To::User("bob".into()));
+    w.send(
+        &w.im.id,
+        Frame::Submit(make_submit(w.im.session.as_ref().unwrap(), imi.clone())),
+    )
+    .await;
+    assert_eq!(
+        w.im.rec.take("refused", refused).await.error,
+        ProtocolError::SessionExpired
+    );
+    w.im.session = Some(w.login(&w.im).await);
+    w.submit(imi).await;
+}

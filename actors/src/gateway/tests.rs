@@ -403,3 +403,46 @@ async fn restart_resubmits_the_outbox() {
     assert_eq!(again.imi, first.imi, "the same IMI, the same txn");
     verify::check_submit(&r2.session, &again, NOW).unwrap();
 }
+
+#[actix_rt::test]
+async fn an_expired_session_is_renewed_and_the_submit_sent_again() {
+    let w = world();
+    let r = w.start(FakeMedium::default()).await;
+    let gw = r.gw.clone();
+    let o = w.originate();
+    let client = actix_rt::spawn(async move { gw.send(o).await.unwrap() });
+    let first = w.submit().await;
+    let refusal = RefuseReason {
+        error: ProtocolError::SessionExpired,
+        txn: Some(first.imi.txn),
+    };
+    from_broker(&r, Frame::Refused(refusal)).await;
+    let login = w.broker.take("new login", |f| match f {
+        Frame::Login(l) => Some(l.clone()),
+        _ => None,
+    });
+    let v = LoginVerifier {
+        broker: "broker-1".into(),
+        skew_ms: 30_000,
+        ring: w.ring.clone(),
+    };
+    let (ack, session) = v
+        .accept(&login.await, NOW, &mut NonceCache::default())
+        .unwrap();
+    from_broker(&r, Frame::LoginAck(ack)).await;
+    let again = w.submit().await;
+    assert_eq!(again.imi, first.imi);
+    verify::check_submit(&session, &again, NOW).expect("signed under the new session");
+    let r2 = Running {
+        gw: r.gw.clone(),
+        medium: r.medium.clone(),
+        session,
+    };
+    let rel = w.release(&r2, again.imi.clone(), "gw-a");
+    from_broker(&r2, Frame::Release(Box::new(rel))).await;
+    assert_eq!(
+        client.await.unwrap().unwrap().txn,
+        first.imi.txn,
+        "the waiting client gets its answer"
+    );
+}
