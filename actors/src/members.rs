@@ -107,24 +107,37 @@ impl MemberRegistry {
             .min()
     }
 
-    /// A snapshot of every connected member.
-    pub fn snapshot(&self) -> Vec<(MemberId, Option<MediumKind>, bool, bool, u64)> {
+    /// A snapshot of every connected member, by id.
+    pub fn snapshot(&self) -> Vec<MemberStatus> {
         let mut v: Vec<_> = self
             .inner
             .iter()
-            .map(|m| {
-                (
-                    m.key().clone(),
-                    m.medium,
-                    m.logged_in,
-                    m.healthy,
-                    m.last_seen_ms,
-                )
+            .map(|m| MemberStatus {
+                id: m.key().clone(),
+                medium: m.medium,
+                logged_in: m.logged_in,
+                healthy: m.healthy,
+                last_seen_ms: m.last_seen_ms,
             })
             .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.sort_by(|a, b| a.id.cmp(&b.id));
         v
     }
+}
+
+/// A connected member's state, as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberStatus {
+    /// The member.
+    pub id: MemberId,
+    /// Its medium, if a gateway.
+    pub medium: Option<MediumKind>,
+    /// Whether it completed TSCS.
+    pub logged_in: bool,
+    /// Whether its medium reports healthy.
+    pub healthy: bool,
+    /// When it was last heard from (ms).
+    pub last_seen_ms: u64,
 }
 
 /// How members reach the broker: one recipient per shard; a transaction's

@@ -100,16 +100,16 @@ pub async fn members(st: web::Data<ApiState>, _: Admin) -> HttpResponse {
         .iter()
         .map(|id| {
             let keys = st.directory.member(id);
-            let conn = live.iter().find(|m| &m.0 == id);
+            let conn = live.iter().find(|m| &m.id == id);
             json!({
                 "id": id.as_str(),
                 "medium": keys.as_ref().and_then(|k| k.medium),
                 "key_id": keys.as_ref().map(|k| k.current().0),
                 "revoked": keys.as_ref().is_some_and(|k| k.revoked),
                 "connected": conn.is_some(),
-                "logged_in": conn.is_some_and(|c| c.2),
-                "healthy": conn.is_some_and(|c| c.3),
-                "last_seen": conn.map(|c| rfc3339(c.4)),
+                "logged_in": conn.is_some_and(|c| c.logged_in),
+                "healthy": conn.is_some_and(|c| c.healthy),
+                "last_seen": conn.map(|c| rfc3339(c.last_seen_ms)),
             })
         })
         .collect();

@@ -23,7 +23,7 @@ pub async fn readyz(st: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     for (id, _) in BUILT_IN {
         let ok = live
             .iter()
-            .any(|(m, _, logged_in, healthy, _)| m.as_str() == *id && *logged_in && *healthy);
+            .any(|m| m.id.as_str() == *id && m.logged_in && m.healthy);
         if !ok {
             not_ready.push(format!("gateway {id}"));
         }

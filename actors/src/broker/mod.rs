@@ -132,7 +132,7 @@ impl BrokerShard {
             closed: false,
         };
         match self.shared.decide(&rec.imi, &[]) {
-            Ok(route) => self.release(from, &session, &mut rec, route, now)?,
+            Ok(route) => self.shared.release(from, &session, &mut rec, route, now)?,
             Err(reason) => {
                 rec.status = TxnStatus::Rejected(reason.code().into());
                 rec.events.push(EventRecord {
@@ -151,45 +151,6 @@ impl BrokerShard {
             }
         }
         self.open.insert(txn, rec);
-        Ok(())
-    }
-
-    fn release(
-        &self,
-        originator: &MemberId,
-        session: &crate::protocol::tscs::Session,
-        rec: &mut TxnRecord,
-        route: Route,
-        now: u64,
-    ) -> Result<(), ProtocolError> {
-        let attempt = rec.attempts.len() as u32 + 1;
-        let bimi = crate::protocol::BrokerImi {
-            imi: rec.imi.clone(),
-            route,
-            attempt,
-            tags: Vec::new(),
-        };
-        let id = verify::inner_id(&self.shared.k2, session, &bimi);
-        let frame = verify::make_release(session, self.shared.directory.ring(), bimi.clone(), id)?;
-        rec.attempts.push(AttemptRecord {
-            attempt,
-            mechanism: bimi.route.mechanism,
-            address: bimi.route.address.clone(),
-            gateway: bimi.route.destination.clone(),
-            started_ms: now,
-            outcome: None,
-            reason: None,
-        });
-        rec.events.push(EventRecord {
-            at_ms: now,
-            kind: format!("released:{}", bimi.route.mechanism),
-        });
-        tracing::debug!(txn = %rec.imi.txn, attempt, mechanism = %bimi.route.mechanism, destination = %bimi.route.destination, "released");
-        rec.release = Some((bimi, id));
-        rec.status = TxnStatus::Released;
-        self.persist(rec);
-        self.shared
-            .send(originator, Frame::Release(Box::new(frame)));
         Ok(())
     }
 
@@ -326,10 +287,7 @@ impl BrokerShard {
         let originator = rec.imi.originator.clone();
         match (route, shared.session(&originator, now)) {
             (Ok(route), Ok(session)) => {
-                let mut taken = std::mem::replace(rec, placeholder(&rec.imi));
-                let res = self.release(&originator, &session.current, &mut taken, route, now);
-                self.open.insert(*txn, taken);
-                res
+                shared.release(&originator, &session.current, rec, route, now)
             }
             (Ok(_), Err(_)) => {
                 // The originator is away; it resubmits on reconnect and gets
@@ -402,17 +360,6 @@ fn persist(store: &crate::store::Store, rec: &TxnRecord) {
     let mut b = WriteBatch::new();
     b.insert(Tree::Txn, TxnRecord::key(&rec.imi.txn).to_vec(), enc(rec));
     store.writer().write_nowait(b);
-}
-
-fn placeholder(imi: &crate::protocol::Imi) -> TxnRecord {
-    TxnRecord {
-        imi: imi.clone(),
-        status: TxnStatus::Released,
-        release: None,
-        attempts: Vec::new(),
-        events: Vec::new(),
-        closed: false,
-    }
 }
 
 /// What follows a report.
@@ -531,6 +478,46 @@ impl Handler<messages::OpenTransactions> for BrokerShard {
 }
 
 impl BrokerShared {
+    /// Releases the next attempt of `rec` on `route` to its originator:
+    /// computes and stores `ID`, records the attempt, sends the `Release`.
+    fn release(
+        &self,
+        originator: &MemberId,
+        session: &crate::protocol::tscs::Session,
+        rec: &mut TxnRecord,
+        route: Route,
+        now: u64,
+    ) -> Result<(), ProtocolError> {
+        let attempt = rec.attempts.len() as u32 + 1;
+        let bimi = crate::protocol::BrokerImi {
+            imi: rec.imi.clone(),
+            route,
+            attempt,
+            tags: Vec::new(),
+        };
+        let id = verify::inner_id(&self.k2, session, &bimi);
+        let frame = verify::make_release(session, self.directory.ring(), bimi.clone(), id)?;
+        rec.attempts.push(AttemptRecord {
+            attempt,
+            mechanism: bimi.route.mechanism,
+            address: bimi.route.address.clone(),
+            gateway: bimi.route.destination.clone(),
+            started_ms: now,
+            outcome: None,
+            reason: None,
+        });
+        rec.events.push(EventRecord {
+            at_ms: now,
+            kind: format!("released:{}", bimi.route.mechanism),
+        });
+        tracing::debug!(txn = %rec.imi.txn, attempt, mechanism = %bimi.route.mechanism, destination = %bimi.route.destination, "released");
+        rec.release = Some((bimi, id));
+        rec.status = TxnStatus::Released;
+        persist(&self.store, rec);
+        self.send(originator, Frame::Release(Box::new(frame)));
+        Ok(())
+    }
+
     fn account(&self, rec: &TxnRecord, outcome: &Outcome, now: u64) {
         let (medium, gateway) = rec
             .release

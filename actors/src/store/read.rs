@@ -2,12 +2,12 @@
 //! served from its page cache; callers on an actor's event loop keep them to
 //! single-key look-ups, and API handlers run scans on the blocking pool.
 
-/// A stored key and its value.
-pub type KeyValue = (Vec<u8>, Vec<u8>);
-
 use super::records::{dec, AccountingRecord, InboxEntry, OutboxEntry, TxnRecord};
 use super::{Store, StoreError, Tree};
 use crate::protocol::{MemberId, TxnId};
+
+/// A stored key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
 
 impl Store {
     /// The raw value of `key` in `tree`.
