@@ -112,7 +112,12 @@ impl BrokerShard {
             .clone();
         let txn = sub.imi.txn;
         if let Some(rec) = self.load(&txn)? {
-            // A resubmission (lost answer, restart): answer again, change nothing.
+            // A resubmission (lost answer, restart) carries the very same IMI;
+            // anything else reusing the id learns nothing about the original.
+            if rec.imi != sub.imi {
+                return Err(ProtocolError::TxnConflict);
+            }
+            // Answer again, change nothing.
             let rec = rec.clone();
             if rec.status.is_final() {
                 // Nothing more happens to it here; keep memory for open work.

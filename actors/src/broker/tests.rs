@@ -601,3 +601,38 @@ async fn renewal_keeps_the_previous_session_valid_and_expiry_needs_a_new_login()
     w.im.session = Some(w.login(&w.im).await);
     w.submit(imi).await;
 }
+
+#[actix_rt::test]
+async fn another_message_reusing_a_txn_id_learns_nothing() {
+    let w = world().await;
+    let r = w.submit(w.imi(To::User("bob".into()))).await;
+    // gw-sms submits its own IMI under the same txn id.
+    let mut theirs = r.imi.imi.clone();
+    theirs.originator = w.sms.id.clone();
+    w.send(
+        &w.sms.id,
+        Frame::Submit(make_submit(w.sms.session.as_ref().unwrap(), theirs)),
+    )
+    .await;
+    assert_eq!(
+        w.sms.rec.take("refused", refused).await.error,
+        ProtocolError::TxnConflict
+    );
+    w.sms
+        .rec
+        .none("release", |f| matches!(f, Frame::Release(_)).then_some(()))
+        .await;
+    // The originator changing its own IMI under a used id is refused too.
+    let mut changed = r.imi.imi.clone();
+    changed.recipient = To::User("alice".into());
+    w.send(
+        &w.im.id,
+        Frame::Submit(make_submit(w.im.session.as_ref().unwrap(), changed)),
+    )
+    .await;
+    assert_eq!(
+        w.im.rec.take("refused", refused).await.error,
+        ProtocolError::TxnConflict
+    );
+    assert_eq!(w.stored(&r.imi.imi.txn).await.unwrap().attempts.len(), 1);
+}

@@ -55,6 +55,9 @@ pub enum ProtocolError {
     /// The transaction is not known to the broker.
     #[error("unknown transaction")]
     UnknownTxn,
+    /// A different message already uses this transaction id.
+    #[error("transaction id conflict")]
+    TxnConflict,
     /// The frame came from a member that is not the party of this step.
     #[error("wrong party")]
     WrongParty,
@@ -86,6 +89,7 @@ impl ProtocolError {
             Self::BadAttestation => "bad_attestation",
             Self::Expired => "expired",
             Self::UnknownTxn => "unknown_txn",
+            Self::TxnConflict => "txn_conflict",
             Self::WrongParty => "wrong_party",
             Self::FrameTooLarge => "frame_too_large",
             Self::Malformed => "malformed",
