@@ -22,6 +22,10 @@ pub struct Config {
     pub miap: Miap,
     /// The broker.
     pub broker: Broker,
+    /// Delivery managers.
+    pub delivery: Delivery,
+    /// Presence.
+    pub presence: Presence,
     /// Email gateway.
     pub email: Email,
     /// SMS gateway.
@@ -84,6 +88,24 @@ pub struct Broker {
     pub default_expires_in_s: u64,
     /// Longest message lifetime, seconds.
     pub max_expires_in_s: u64,
+}
+
+/// `[delivery]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delivery {
+    /// Manager for messages whose recipient names none.
+    pub default_manager: String,
+    /// `move_on` or `wait`: IM attempts for recipients without a session.
+    pub im_offline: String,
+}
+
+/// `[presence]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Presence {
+    /// Idle seconds before online turns into away.
+    pub idle_timeout_s: u64,
 }
 
 /// `[email]`
@@ -338,6 +360,21 @@ impl Config {
         }
         if self.miap.max_frame_bytes < 1024 {
             return Err(invalid("miap.max_frame_bytes", "must be at least 1024"));
+        }
+        if !switchboard_actors::delivery::manager::valid_name(&self.delivery.default_manager) {
+            return Err(invalid("delivery.default_manager", "1-64 of a-z 0-9 _ -"));
+        }
+        if !matches!(self.delivery.im_offline.as_str(), "move_on" | "wait") {
+            return Err(invalid(
+                "delivery.im_offline",
+                format!(
+                    "{:?} is neither \"move_on\" nor \"wait\"",
+                    self.delivery.im_offline
+                ),
+            ));
+        }
+        if self.presence.idle_timeout_s == 0 {
+            return Err(invalid("presence.idle_timeout_s", "must be at least 1"));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(invalid(

@@ -12,12 +12,13 @@ use actix::prelude::*;
 use anyhow::{bail, Context as _};
 
 use switchboard_actors::accounting::Accounting;
-use switchboard_actors::broker::route::FirstLiveMechanism;
-use switchboard_actors::broker::shared::{Broker, BrokerSettings};
+use switchboard_actors::broker::shared::{Broker, BrokerDeps, BrokerSettings};
 use switchboard_actors::broker::BrokerShared;
+use switchboard_actors::delivery::DeliveryService;
 use switchboard_actors::directory::{new_token, Directory};
 use switchboard_actors::gateway::{Gateway, GatewayConfig, GetInFlight, Receipt};
 use switchboard_actors::members::MemberRegistry;
+use switchboard_actors::presence::{Presence, PresencePush, PresenceView};
 use switchboard_actors::protocol::clock::SharedClock;
 use switchboard_actors::protocol::{MemberId, MemberKeys, SecretKey, SystemClock};
 use switchboard_actors::store::Store;
@@ -126,6 +127,12 @@ pub struct Core {
     pub broker: Broker,
     /// The built-in IM gateway.
     pub im: ImGateway,
+    /// Delivery managers.
+    pub delivery: Addr<DeliveryService>,
+    /// Presence.
+    pub presence: Addr<Presence>,
+    /// Presence, read side.
+    pub presence_view: PresenceView,
     /// The clock.
     pub clock: SharedClock,
     /// The admin token, when this start initialised the data directory.
@@ -139,7 +146,11 @@ impl Core {
     ///
     /// # Errors
     /// A data directory that cannot be opened or initialised.
-    pub async fn start(cfg: &Config, receipts: Option<Recipient<Receipt>>) -> anyhow::Result<Core> {
+    pub async fn start(
+        cfg: &Config,
+        receipts: Option<Recipient<Receipt>>,
+        presence_push: Option<Recipient<PresencePush>>,
+    ) -> anyhow::Result<Core> {
         let clock: SharedClock = Arc::new(SystemClock);
         let dir = cfg.data.dir.clone();
         let store = open_store(&dir)?;
@@ -160,15 +171,29 @@ impl Core {
             session_ttl_ms: cfg.miap.session_ttl_s * 1000,
             shards: cfg.broker.shards,
         };
+        let delivery = DeliveryService::load(store.clone(), &cfg.delivery.default_manager)?;
+        let registry = delivery.registry();
+        let delivery = delivery.start();
+        let presence = Presence::new(
+            clock.clone(),
+            cfg.presence.idle_timeout_s * 1000,
+            presence_push,
+        );
+        let presence_view = presence.view();
+        let presence = presence.start();
         let shared = Arc::new(BrokerShared::new(
             &settings,
-            store.clone(),
-            clock.clone(),
-            directory.clone(),
-            k2,
-            members.clone(),
-            Arc::new(FirstLiveMechanism),
-            accounting.recipient(),
+            BrokerDeps {
+                store: store.clone(),
+                clock: clock.clone(),
+                directory: directory.clone(),
+                k2,
+                members: members.clone(),
+                delivery: registry,
+                presence: presence_view.clone(),
+                presence_sink: Some(presence.clone().recipient()),
+                accounting: accounting.recipient(),
+            },
         )?);
         let broker = Broker::start(shared, settings.shards);
 
@@ -213,6 +238,9 @@ impl Core {
             members,
             broker,
             im,
+            delivery,
+            presence,
+            presence_view,
             clock,
             new_admin_token,
         })
@@ -248,7 +276,7 @@ impl Node {
     /// A data directory that cannot be opened or initialised, or an address
     /// that cannot be bound.
     pub async fn start(cfg: &Config) -> anyhow::Result<Node> {
-        let core = Core::start(cfg, None).await?;
+        let core = Core::start(cfg, None, None).await?;
         let state = ApiState {
             directory: core.directory.clone(),
             store: core.store.clone(),

@@ -26,10 +26,12 @@
 pub mod accounting;
 pub mod broker;
 pub mod converter;
+pub mod delivery;
 pub mod directory;
 pub mod gateway;
 pub mod medium;
 pub mod members;
+pub mod presence;
 pub mod protocol;
 pub mod session;
 pub mod store;

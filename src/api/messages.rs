@@ -127,14 +127,15 @@ pub fn txn_json(rec: &TxnRecord) -> Value {
         "to": rec.imi.recipient.to_string(),
         "status": rec.status.as_str(),
         "priority": rec.imi.priority.as_str(),
+        "manager": rec.manager.as_ref().map(|m| m.name.as_str()),
         "created_at": rfc3339(rec.imi.created_at_ms),
         "expires_at": rfc3339(rec.imi.expires_at_ms),
         "attempts": rec.attempts.iter().map(|a| {
             let mut v = json!({
                 "attempt": a.attempt,
-                "mechanism": a.mechanism,
-                "address": a.address,
-                "gateway": a.gateway.as_str(),
+                "mechanism": a.route.mechanism,
+                "address": a.route.address,
+                "gateway": a.route.destination.as_str(),
                 "started_at": rfc3339(a.started_ms),
                 "outcome": a.outcome,
             });

@@ -7,3 +7,9 @@ use actix::prelude::*;
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "usize")]
 pub struct OpenTransactions;
+
+/// Applies attempt timeouts and expiries that are due now (the shard does
+/// this on an interval; tests send it after moving an injected clock).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct CheckTimeouts;

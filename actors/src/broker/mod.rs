@@ -1,13 +1,16 @@
 //! The `Broker`: N shards, each an actor on its own arbiter, owning the
 //! transactions whose id hashes to it. A shard sees only meta information,
-//! verifies every frame before it changes state, decides the route
-//! ([`route`]), keeps the transaction's truth in the store, writes accounting,
-//! and tells the originator the outcome.
+//! verifies every frame before it changes state, plans routes with the
+//! transaction's delivery manager ([`BrokerShared::plan`]), keeps the
+//! transaction's truth in the store, writes accounting, and tells the
+//! originator the outcome.
 //!
-//! Flow per transaction: `Submit` → route → `Release` (or `Rejected`) →
-//! `ReleaseAck` → … → `Report` (from the destination) → accounting,
-//! `ReportAck`, `Notify` → `NotifyAck` → closed. `NonDelivery` releases the
-//! next mechanism (attempt + 1) until none is left.
+//! Flow per transaction: `Submit` → plan → `Release` per route (one for a
+//! sequential manager, several for a parallel one) or `Rejected` →
+//! `ReleaseAck` → `Report` (from each destination) → accounting, `ReportAck`,
+//! `Notify` → `NotifyAck` → closed. A `NonDelivery` or an attempt timeout
+//! releases the next mechanism (attempt + 1); when none is left the outcome
+//! is `Undeliverable`; past its expiry a message is `Expired`.
 
 pub mod messages;
 pub mod route;
@@ -16,8 +19,9 @@ pub mod shared;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 
@@ -25,16 +29,21 @@ pub use shared::BrokerShared;
 
 use crate::accounting::Account;
 use crate::members::MiapFrame;
+use crate::presence::{SetPresence, State};
 use crate::protocol::frames::RefuseReason;
+use crate::protocol::tscs::Session;
 use crate::protocol::verify::{self, status_variant, step, StepLog};
 use crate::protocol::{
-    Frame, Login, MediumKind, MemberId, NotifyAck, Outcome, PresenceFrame, ProtocolError,
-    RejectReason, ReleaseAck, Report, ReportStatus, Route, Submit, TxnId,
+    Frame, Login, MemberId, NotifyAck, Outcome, PresenceFrame, ProtocolError, RejectReason,
+    ReleaseAck, Report, ReportStatus, Route, Submit, TxnId,
 };
 use crate::store::records::enc;
 use crate::store::{
-    AccountingRecord, AttemptRecord, EventRecord, Tree, TxnRecord, TxnStatus, WriteBatch,
+    AccountingRecord, AttemptRecord, Store, Tree, TxnRecord, TxnStatus, WriteBatch,
 };
+
+/// How often a shard checks attempt deadlines and expiries.
+const TIMEOUT_CHECK: Duration = Duration::from_millis(100);
 
 /// One broker shard.
 pub struct BrokerShard {
@@ -42,6 +51,16 @@ pub struct BrokerShard {
     index: usize,
     open: HashMap<TxnId, TxnRecord>,
     steps: StepLog,
+    /// `(when, txn, attempt)`: attempt deadlines; attempt 0 is the message's
+    /// expiry.
+    deadlines: BTreeSet<(u64, TxnId, u32)>,
+}
+
+/// Queues a transaction's record for the next group commit.
+fn persist(store: &Store, rec: &TxnRecord) {
+    let mut b = WriteBatch::new();
+    b.insert(Tree::Txn, TxnRecord::key(&rec.imi.txn).to_vec(), enc(rec));
+    store.writer().write_nowait(b);
 }
 
 impl BrokerShard {
@@ -52,6 +71,7 @@ impl BrokerShard {
             index,
             open: HashMap::new(),
             steps: StepLog::default(),
+            deadlines: BTreeSet::new(),
         }
     }
 
@@ -66,12 +86,37 @@ impl BrokerShard {
         self.shared.clock.now_ms()
     }
 
-    /// The open transaction, loading it from the store if this shard does not
+    /// Registers the deadlines of an open transaction.
+    fn track(&mut self, rec: &TxnRecord) {
+        if !rec.status.is_open() {
+            return;
+        }
+        self.deadlines
+            .insert((rec.imi.expires_at_ms, rec.imi.txn, 0));
+        for a in rec.attempts.iter().filter(|a| a.is_open()) {
+            self.deadlines
+                .insert((a.deadline_ms, rec.imi.txn, a.attempt));
+        }
+    }
+
+    /// Drops a transaction from memory (it stays in the store).
+    fn forget(&mut self, txn: &TxnId) {
+        if let Some(rec) = self.open.remove(txn) {
+            self.deadlines.remove(&(rec.imi.expires_at_ms, *txn, 0));
+            for a in &rec.attempts {
+                self.deadlines.remove(&(a.deadline_ms, *txn, a.attempt));
+            }
+        }
+        self.steps.forget(txn);
+    }
+
+    /// The transaction, loading it from the store if this shard does not
     /// hold it (after a restart, or a `Read` long after delivery).
     fn load(&mut self, txn: &TxnId) -> Result<Option<&mut TxnRecord>, ProtocolError> {
         if !self.open.contains_key(txn) {
             match self.shared.store.txn(txn) {
                 Ok(Some(rec)) => {
+                    self.track(&rec);
                     self.open.insert(*txn, rec);
                 }
                 Ok(None) => return Ok(None),
@@ -84,8 +129,15 @@ impl BrokerShard {
         Ok(self.open.get_mut(txn))
     }
 
-    fn persist(&self, rec: &TxnRecord) {
+    /// Persists a transaction and lets go of it once nothing is pending.
+    fn settle(&mut self, txn: &TxnId) {
+        let Some(rec) = self.open.get(txn) else {
+            return;
+        };
         persist(&self.shared.store, rec);
+        if rec.closed && rec.status.is_final() {
+            self.forget(txn);
+        }
     }
 
     // ---- TSCS ----
@@ -117,45 +169,44 @@ impl BrokerShard {
             if rec.imi != sub.imi {
                 return Err(ProtocolError::TxnConflict);
             }
-            // Answer again, change nothing.
             let rec = rec.clone();
+            self.answer_again(from, &session, &rec)?;
             if rec.status.is_final() {
                 // Nothing more happens to it here; keep memory for open work.
-                self.open.remove(&txn);
+                self.forget(&txn);
             }
-            return self.answer_again(from, &session, &rec);
+            return Ok(());
         }
         let mut rec = TxnRecord {
             imi: sub.imi,
             status: TxnStatus::Released,
-            release: None,
+            manager: None,
             attempts: Vec::new(),
-            events: vec![EventRecord {
-                at_ms: now,
-                kind: "submitted".into(),
-            }],
+            events: Vec::new(),
             closed: false,
         };
-        match self.shared.decide(&rec.imi, &[]) {
-            Ok(route) => self.shared.release(from, &session, &mut rec, route, now)?,
+        rec.event(now, "submitted");
+        match self.shared.plan(&rec.imi, None, &[]) {
+            Ok((manager, routes)) => {
+                rec.event(now, format!("manager:{}", manager.name));
+                rec.manager = Some(manager);
+                for route in routes {
+                    self.shared.release(from, &session, &mut rec, route, now)?;
+                }
+                persist(&self.shared.store, &rec);
+                self.track(&rec);
+                self.open.insert(txn, rec);
+            }
             Err(reason) => {
                 rec.status = TxnStatus::Rejected(reason.code().into());
-                rec.events.push(EventRecord {
-                    at_ms: now,
-                    kind: format!("rejected:{}", reason.code()),
-                });
+                rec.event(now, format!("rejected:{}", reason.code()));
                 rec.closed = true;
-                self.persist(&rec);
+                persist(&self.shared.store, &rec);
                 tracing::info!(txn = %txn, reason = reason.code(), "message rejected");
-                self.shared.send(
-                    from,
-                    Frame::Rejected(verify::make_rejected(&session, txn, reason)),
-                );
-                // Stored and final: a resubmission loads it again.
-                return Ok(());
+                let frame = Frame::Rejected(verify::make_rejected(&session, txn, reason));
+                self.shared.send(from, frame);
             }
         }
-        self.open.insert(txn, rec);
         Ok(())
     }
 
@@ -163,15 +214,21 @@ impl BrokerShard {
     fn answer_again(
         &self,
         from: &MemberId,
-        session: &crate::protocol::tscs::Session,
+        session: &Session,
         rec: &TxnRecord,
     ) -> Result<(), ProtocolError> {
         let txn = rec.imi.txn;
         match &rec.status {
             TxnStatus::Released | TxnStatus::Transmitted => {
-                let (bimi, id) = rec.release.clone().ok_or(ProtocolError::UnknownTxn)?;
-                let frame = verify::make_release(session, self.shared.directory.ring(), bimi, id)?;
-                self.shared.send(from, Frame::Release(Box::new(frame)));
+                for a in rec.attempts.iter().filter(|a| a.is_open()) {
+                    let frame = verify::make_release(
+                        session,
+                        self.shared.directory.ring(),
+                        rec.broker_imi(a),
+                        a.id,
+                    )?;
+                    self.shared.send(from, Frame::Release(Box::new(frame)));
+                }
             }
             TxnStatus::Rejected(code) => {
                 let reason = match code.as_str() {
@@ -187,7 +244,7 @@ impl BrokerShard {
             }
             final_status => {
                 let outcome = outcome_of(final_status);
-                let mechanism = rec.release.as_ref().map(|(b, _)| b.route.mechanism);
+                let mechanism = rec.deciding_attempt().map(|a| a.route.mechanism);
                 let at = rec.events.last().map_or(0, |e| e.at_ms);
                 self.shared.send(
                     from,
@@ -215,10 +272,7 @@ impl BrokerShard {
                 .open
                 .get_mut(&ack.txn)
                 .ok_or(ProtocolError::UnknownTxn)?;
-            rec.events.push(EventRecord {
-                at_ms: now,
-                kind: "release_acked".into(),
-            });
+            rec.event(now, format!("release_acked:{}", ack.attempt));
         }
         Ok(())
     }
@@ -230,16 +284,19 @@ impl BrokerShard {
         let session_d = self.shared.session(from, now)?;
         let shared = self.shared.clone();
         let rec = self.load(&r.txn)?.ok_or(ProtocolError::UnknownTxn)?;
-        let (bimi, id) = rec.release.clone().ok_or(ProtocolError::UnknownTxn)?;
-        if r.attempt != bimi.attempt {
-            // A report on a superseded attempt: its ID is not the stored one.
-            return Err(ProtocolError::IdMismatch);
-        }
-        if from != &bimi.route.destination {
+        // A report is checked against the ID of the attempt it names.
+        let attempt = rec.attempt(r.attempt).ok_or(ProtocolError::IdMismatch)?;
+        if from != &attempt.route.destination {
             return Err(ProtocolError::WrongParty);
         }
-        session_d.verify(|s| verify::check_report(s, &r, &id))?;
-        verify::check_attestations(shared.directory.ring(), &bimi, &id, &r.attestations, now)?;
+        session_d.verify(|s| verify::check_report(s, &r, &attempt.id))?;
+        verify::check_attestations(
+            shared.directory.ring(),
+            &rec.broker_imi(attempt),
+            &attempt.id,
+            &r.attestations,
+            now,
+        )?;
         let ack = Frame::ReportAck(verify::make_report_ack(
             &session_d.current,
             r.txn,
@@ -255,68 +312,109 @@ impl BrokerShard {
             return Ok(());
         }
         let rec = self.open.get_mut(&r.txn).ok_or(ProtocolError::UnknownTxn)?;
-        let next = apply_report(rec, &r.status, now);
+        let next = apply_report(rec, r.attempt, &r.status, now);
         shared.send(from, ack);
         match next {
-            Next::Nothing => self.persist_open(&r.txn),
-            Next::Notify(outcome) => {
-                let rec = &self.open[&r.txn];
-                self.persist(rec);
-                if outcome != Outcome::Read {
-                    shared.account(rec, &outcome, now);
-                }
-                shared.notify(rec, outcome, now);
-            }
-            Next::Retry => self.retry(&r.txn, now)?,
+            Next::Nothing => {}
+            Next::Notify(outcome) => self.conclude(&r.txn, outcome, now),
+            Next::Retry => self.retry(&r.txn, now),
         }
+        self.settle(&r.txn);
         Ok(())
     }
 
-    fn persist_open(&self, txn: &TxnId) {
-        if let Some(rec) = self.open.get(txn) {
-            self.persist(rec);
+    /// Tells the originator (and accounting) an outcome already applied to
+    /// the record.
+    fn conclude(&mut self, txn: &TxnId, outcome: Outcome, now: u64) {
+        let Some(rec) = self.open.get_mut(txn) else {
+            return;
+        };
+        rec.closed = false;
+        if outcome != Outcome::Read {
+            self.shared.account(rec, &outcome, now);
         }
+        self.shared.notify(rec, outcome, now);
     }
 
-    /// After a non-delivery: the next mechanism, or `Undeliverable`.
-    fn retry(&mut self, txn: &TxnId, now: u64) -> Result<(), ProtocolError> {
+    /// After a non-delivery or a timeout: wait for attempts still running,
+    /// else release the next mechanism, else the message is undeliverable
+    /// (or expired).
+    fn retry(&mut self, txn: &TxnId, now: u64) {
         let shared = self.shared.clone();
-        let rec = self.open.get_mut(txn).ok_or(ProtocolError::UnknownTxn)?;
-        let tried: Vec<MediumKind> = rec.attempts.iter().map(|a| a.mechanism).collect();
-        let expired = now > rec.imi.expires_at_ms;
-        let route = if expired {
-            Err(RejectReason::Expired)
-        } else {
-            shared.decide(&rec.imi, &tried)
+        let Some(rec) = self.open.get_mut(txn) else {
+            return;
         };
+        if !rec.status.is_open() || rec.attempts.iter().any(AttemptRecord::is_open) {
+            return;
+        }
+        let planned = shared.plan(&rec.imi, rec.manager.as_ref(), &rec.tried());
         let originator = rec.imi.originator.clone();
-        match (route, shared.session(&originator, now)) {
-            (Ok(route), Ok(session)) => {
-                shared.release(&originator, &session.current, rec, route, now)
+        let outcome = match (planned, shared.session(&originator, now)) {
+            (Ok((_, routes)), Ok(session)) => {
+                for route in routes {
+                    if let Err(e) = shared.release(&originator, &session.current, rec, route, now) {
+                        tracing::error!(txn = %txn, reason = e.code(), "cannot release the next attempt");
+                    }
+                }
+                let rec = rec.clone();
+                self.track(&rec);
+                return;
             }
             (Ok(_), Err(_)) => {
                 // The originator is away; it resubmits on reconnect and gets
                 // the next release then.
-                persist(&shared.store, rec);
-                Ok(())
+                return;
             }
-            (Err(reason), _) => {
-                let (status, outcome) = if reason == RejectReason::Expired {
-                    (TxnStatus::Expired, Outcome::Expired)
-                } else {
-                    (TxnStatus::Undeliverable, Outcome::Undeliverable)
+            (Err(RejectReason::Expired), _) => {
+                rec.status = TxnStatus::Expired;
+                Outcome::Expired
+            }
+            (Err(_), _) => {
+                rec.status = TxnStatus::Undeliverable;
+                Outcome::Undeliverable
+            }
+        };
+        rec.event(now, outcome.as_str());
+        self.conclude(txn, outcome, now);
+    }
+
+    /// Applies attempt timeouts and message expiries that are due.
+    fn check_timeouts(&mut self) {
+        let now = self.now();
+        while let Some(&(due, txn, attempt)) = self.deadlines.first() {
+            if due > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            let Some(rec) = self.open.get_mut(&txn) else {
+                continue;
+            };
+            if !rec.status.is_open() {
+                continue;
+            }
+            if attempt == 0 {
+                for a in rec.attempts.iter_mut().filter(|a| a.is_open()) {
+                    a.outcome = Some("expired".into());
+                }
+                rec.status = TxnStatus::Expired;
+                rec.event(now, "expired");
+                tracing::info!(txn = %txn, "message expired");
+                self.conclude(&txn, Outcome::Expired, now);
+            } else {
+                let Some(a) = rec
+                    .attempts
+                    .iter_mut()
+                    .find(|a| a.attempt == attempt && a.is_open())
+                else {
+                    continue;
                 };
-                rec.status = status;
-                rec.events.push(EventRecord {
-                    at_ms: now,
-                    kind: outcome.as_str().into(),
-                });
-                let rec = &self.open[txn];
-                self.persist(rec);
-                shared.account(rec, &outcome, now);
-                shared.notify(rec, outcome, now);
-                Ok(())
+                a.outcome = Some("timeout".into());
+                let kind = format!("timeout:{}", a.route.mechanism);
+                tracing::info!(txn = %txn, attempt, mechanism = %a.route.mechanism, "attempt timed out");
+                rec.event(now, kind);
+                self.retry(&txn, now);
             }
+            self.settle(&txn);
         }
     }
 
@@ -332,18 +430,10 @@ impl BrokerShard {
         }
         if !rec.closed && outcome_of(&rec.status) == ack.outcome {
             rec.closed = true;
-            rec.events.push(EventRecord {
-                at_ms: now,
-                kind: "closed".into(),
-            });
-            let rec = rec.clone();
-            self.persist(&rec);
-        }
-        // Closed or not, the shard no longer needs the record in memory: a
-        // later Read report loads it again.
-        if self.open.get(&ack.txn).is_some_and(|r| r.status.is_final()) {
-            self.open.remove(&ack.txn);
-            self.steps.forget(&ack.txn);
+            rec.event(now, "closed");
+            self.settle(&ack.txn);
+        } else if rec.closed && rec.status.is_final() {
+            self.forget(&ack.txn);
         }
         Ok(())
     }
@@ -353,18 +443,16 @@ impl BrokerShard {
         let session = self.shared.session(from, now)?;
         let skew = self.shared.skew_ms;
         session.verify(|s| verify::check_presence(s, &p, now, skew))?;
-        self.shared
-            .presence
-            .insert(p.user.clone(), (p.state, p.ts_ms));
+        if let Some(sink) = &self.shared.presence_sink {
+            let (state, note) = State::from_frame(&p.state);
+            sink.do_send(SetPresence {
+                user: p.user,
+                state,
+                note,
+            });
+        }
         Ok(())
     }
-}
-
-/// Queues a transaction's record for the next group commit.
-fn persist(store: &crate::store::Store, rec: &TxnRecord) {
-    let mut b = WriteBatch::new();
-    b.insert(Tree::Txn, TxnRecord::key(&rec.imi.txn).to_vec(), enc(rec));
-    store.writer().write_nowait(b);
 }
 
 /// What follows a report.
@@ -374,57 +462,73 @@ enum Next {
     Nothing,
     /// Tell the originator.
     Notify(Outcome),
-    /// Try the next mechanism.
+    /// Try the next mechanism (or wait for the others).
     Retry,
 }
 
-/// Applies a verified report to a transaction. Idempotent: a status the
-/// transaction already has changes nothing.
-fn apply_report(rec: &mut TxnRecord, status: &ReportStatus, now: u64) -> Next {
-    let open = matches!(rec.status, TxnStatus::Released | TxnStatus::Transmitted);
-    let attempt = rec.attempts.last_mut();
-    let (outcome_name, reason, next, new_status) = match status {
-        ReportStatus::Delivered if open => (
-            "delivered",
-            None,
-            Next::Notify(Outcome::Delivered),
-            TxnStatus::Delivered,
-        ),
-        ReportStatus::Read if open || rec.status == TxnStatus::Delivered => {
-            ("read", None, Next::Notify(Outcome::Read), TxnStatus::Read)
+/// Applies a verified report on attempt `n` to a transaction. Idempotent: a
+/// status the transaction already has changes nothing. A late success (on a
+/// timed-out or parallel attempt, even after `undeliverable`) still counts.
+fn apply_report(rec: &mut TxnRecord, n: u32, status: &ReportStatus, now: u64) -> Next {
+    let open = rec.status.is_open();
+    let Some(a) = rec.attempts.iter_mut().find(|a| a.attempt == n) else {
+        return Next::Nothing;
+    };
+    let mechanism = a.route.mechanism;
+    let (kind, next, new_status) = match status {
+        ReportStatus::Delivered => {
+            if a.outcome.as_deref() != Some("read") {
+                a.outcome = Some("delivered".into());
+                a.reason = None;
+            }
+            match rec.status {
+                TxnStatus::Released
+                | TxnStatus::Transmitted
+                | TxnStatus::Undeliverable
+                | TxnStatus::Expired => (
+                    "delivered",
+                    Next::Notify(Outcome::Delivered),
+                    TxnStatus::Delivered,
+                ),
+                _ => return Next::Nothing,
+            }
         }
-        ReportStatus::NonDelivery(why) if open => (
-            "non_delivery",
-            Some(why.clone()),
-            Next::Retry,
-            rec.status.clone(),
-        ),
-        ReportStatus::Blocked(rule) if open => (
-            "blocked",
-            Some(rule.clone()),
-            Next::Notify(Outcome::Blocked(rule.clone())),
-            TxnStatus::Blocked(rule.clone()),
-        ),
-        ReportStatus::Expired if open => (
-            "expired",
-            None,
-            Next::Notify(Outcome::Expired),
-            TxnStatus::Expired,
-        ),
+        ReportStatus::Read => {
+            a.outcome = Some("read".into());
+            a.reason = None;
+            if rec.status == TxnStatus::Read {
+                return Next::Nothing;
+            }
+            ("read", Next::Notify(Outcome::Read), TxnStatus::Read)
+        }
+        ReportStatus::NonDelivery(why) if a.is_open() => {
+            a.outcome = Some("non_delivery".into());
+            a.reason = Some(why.clone());
+            if !open {
+                return Next::Nothing;
+            }
+            ("non_delivery", Next::Retry, rec.status.clone())
+        }
+        ReportStatus::Expired if a.is_open() => {
+            a.outcome = Some("expired".into());
+            if !open {
+                return Next::Nothing;
+            }
+            ("expired_at_destination", Next::Retry, rec.status.clone())
+        }
+        ReportStatus::Blocked(rule) if open => {
+            a.outcome = Some("blocked".into());
+            a.reason = Some(rule.clone());
+            (
+                "blocked",
+                Next::Notify(Outcome::Blocked(rule.clone())),
+                TxnStatus::Blocked(rule.clone()),
+            )
+        }
         _ => return Next::Nothing,
     };
-    if let Some(a) = attempt {
-        if a.outcome.as_deref() != Some("delivered") || outcome_name != "read" {
-            a.outcome = Some(outcome_name.to_string());
-            a.reason = reason;
-        }
-    }
     rec.status = new_status;
-    rec.closed = false;
-    rec.events.push(EventRecord {
-        at_ms: now,
-        kind: outcome_name.to_string(),
-    });
+    rec.event(now, format!("{kind}:{mechanism}"));
     next
 }
 
@@ -444,6 +548,7 @@ impl Actor for BrokerShard {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
+        ctx.run_interval(TIMEOUT_CHECK, |act, _| act.check_timeouts());
         tracing::debug!(shard = self.index, "broker shard started");
     }
 }
@@ -463,7 +568,7 @@ impl Handler<MiapFrame> for BrokerShard {
             Frame::NotifyAck(a) => self.notify_ack(&from, a),
             Frame::Presence(p) => self.presence(&from, p),
             Frame::Refused(r) => {
-                tracing::warn!(member = %from, reason = r.error.code(), txn = ?r.txn.map(|t| t.to_string()), "member refused a broker frame");
+                tracing::warn!(member = %from, reason = r.error.code(), txn = ?r.txn.map(|t| t.to_string()), "member refused a frame");
                 Ok(())
             }
             _ => Err(ProtocolError::WrongParty),
@@ -482,18 +587,31 @@ impl Handler<messages::OpenTransactions> for BrokerShard {
     }
 }
 
+impl Handler<messages::CheckTimeouts> for BrokerShard {
+    type Result = ();
+
+    fn handle(&mut self, _: messages::CheckTimeouts, _: &mut Context<Self>) {
+        self.check_timeouts();
+    }
+}
+
 impl BrokerShared {
-    /// Releases the next attempt of `rec` on `route` to its originator:
-    /// computes and stores `ID`, records the attempt, sends the `Release`.
+    /// Releases one attempt of `rec` on `route` to its originator: computes
+    /// the attempt's `ID`, records the attempt with its deadline, sends the
+    /// `Release`. The caller persists the record.
     fn release(
         &self,
         originator: &MemberId,
-        session: &crate::protocol::tscs::Session,
+        session: &Session,
         rec: &mut TxnRecord,
         route: Route,
         now: u64,
     ) -> Result<(), ProtocolError> {
         let attempt = rec.attempts.len() as u32 + 1;
+        let timeout_ms = rec
+            .manager
+            .as_ref()
+            .map_or(60_000, |m| m.config.attempt_timeout_s * 1000);
         let bimi = crate::protocol::BrokerImi {
             imi: rec.imi.clone(),
             route,
@@ -501,40 +619,34 @@ impl BrokerShared {
             tags: Vec::new(),
         };
         let id = verify::inner_id(&self.k2, session, &bimi);
-        let frame = verify::make_release(session, self.directory.ring(), bimi.clone(), id)?;
+        let route = bimi.route.clone();
+        let frame = verify::make_release(session, self.directory.ring(), bimi, id)?;
+        tracing::debug!(txn = %rec.imi.txn, attempt, mechanism = %route.mechanism, destination = %route.destination, store_and_forward = route.store_and_forward, "released");
+        rec.event(now, format!("released:{}", route.mechanism));
         rec.attempts.push(AttemptRecord {
             attempt,
-            mechanism: bimi.route.mechanism,
-            address: bimi.route.address.clone(),
-            gateway: bimi.route.destination.clone(),
+            route,
+            id,
             started_ms: now,
+            deadline_ms: now.saturating_add(timeout_ms),
             outcome: None,
             reason: None,
         });
-        rec.events.push(EventRecord {
-            at_ms: now,
-            kind: format!("released:{}", bimi.route.mechanism),
-        });
-        tracing::debug!(txn = %rec.imi.txn, attempt, mechanism = %bimi.route.mechanism, destination = %bimi.route.destination, "released");
-        rec.release = Some((bimi, id));
         rec.status = TxnStatus::Released;
-        persist(&self.store, rec);
         self.send(originator, Frame::Release(Box::new(frame)));
         Ok(())
     }
 
     fn account(&self, rec: &TxnRecord, outcome: &Outcome, now: u64) {
-        let (medium, gateway) = rec
-            .release
-            .as_ref()
-            .map(|(b, _)| (b.route.mechanism, b.route.destination.clone()))
-            .unwrap_or((MediumKind::Im, MemberId::new("")));
+        let Some(a) = rec.deciding_attempt() else {
+            return;
+        };
         self.accounting.do_send(Account(AccountingRecord {
             txn: rec.imi.txn,
             sender: sender_name(rec),
             recipient: rec.imi.recipient.to_string(),
-            medium,
-            gateway,
+            medium: a.route.mechanism,
+            gateway: a.route.destination.clone(),
             bytes: rec.imi.content_len,
             outcome: outcome.as_str().into(),
             attempts: rec.attempts.len() as u32,
@@ -546,7 +658,11 @@ impl BrokerShared {
         let origin = &rec.imi.originator;
         match self.session(origin, now) {
             Ok(s) => {
-                let mechanism = rec.release.as_ref().map(|(b, _)| b.route.mechanism);
+                let mechanism = rec
+                    .attempts
+                    .iter()
+                    .find(|a| a.succeeded())
+                    .map(|a| a.route.mechanism);
                 let n = verify::make_notify(&s.current, rec.imi.txn, outcome, mechanism, now);
                 self.send(origin, Frame::Notify(n));
             }

@@ -1,12 +1,11 @@
-//! The route decision: where delivery managers plug in. Given a message's
-//! IMI, the mechanisms already tried, the directory and the live members, a
-//! [`RouteDecider`] picks the next mechanism or says why there is none. It is
-//! a plain synchronous function over in-memory state: no blocking call on the
-//! broker's hot path.
+//! Recipient resolution: who a message is for and on which mechanisms they
+//! can be reached. The route decision itself is
+//! [`crate::broker::BrokerShared::plan`] with the delivery policy
+//! ([`crate::delivery::delivery_policy`]): plain synchronous functions over
+//! in-memory state, no blocking call on the broker's hot path.
 
 use crate::directory::Directory;
-use crate::members::MemberRegistry;
-use crate::protocol::{Imi, MediumKind, RejectReason, Route, To};
+use crate::protocol::{MediumKind, RejectReason, To};
 
 /// The recipient resolved against the directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,116 +51,45 @@ pub fn resolve(to: &To, dir: &Directory) -> Result<Resolved, RejectReason> {
     }
 }
 
-/// Picks the route of the next attempt.
-pub trait RouteDecider: Send + Sync + 'static {
-    /// The route for `imi`, skipping mechanisms in `tried`.
-    ///
-    /// # Errors
-    /// Why the message cannot go anywhere (now).
-    fn decide(
-        &self,
-        imi: &Imi,
-        tried: &[MediumKind],
-        dir: &Directory,
-        live: &MemberRegistry,
-    ) -> Result<Route, RejectReason>;
-}
-
-/// The spine's policy: the recipient's first untried mechanism whose gateway
-/// is live.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct FirstLiveMechanism;
-
-impl RouteDecider for FirstLiveMechanism {
-    fn decide(
-        &self,
-        imi: &Imi,
-        tried: &[MediumKind],
-        dir: &Directory,
-        live: &MemberRegistry,
-    ) -> Result<Route, RejectReason> {
-        let r = resolve(&imi.recipient, dir)?;
-        first_live(&r, tried, |m| live.live_gateway(m))
-    }
-}
-
-/// The pure core of [`FirstLiveMechanism`]: the first mechanism of `r` not
-/// in `tried` for which `gateway` names a live gateway.
-///
-/// # Errors
-/// [`RejectReason::NoMechanism`] when none qualifies.
-pub fn first_live(
-    r: &Resolved,
-    tried: &[MediumKind],
-    gateway: impl Fn(MediumKind) -> Option<crate::protocol::MemberId>,
-) -> Result<Route, RejectReason> {
-    r.mechanisms
-        .iter()
-        .filter(|(m, _)| !tried.contains(m))
-        .find_map(|(m, a)| {
-            gateway(*m).map(|g| Route {
-                mechanism: *m,
-                address: a.clone(),
-                recipient_user: r.user.clone(),
-                destination: g,
-                processors: Vec::new(),
-                archive: None,
-            })
-        })
-        .ok_or(RejectReason::NoMechanism)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::MemberId;
+    use crate::directory::{Mechanism, Profile};
+    use crate::protocol::Address;
+    use crate::store::Store;
 
-    fn resolved() -> Resolved {
-        Resolved {
-            user: Some("bob".into()),
-            mechanisms: vec![
+    #[actix_rt::test]
+    async fn users_addresses_and_external_recipients() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Directory::load(Store::open(dir.path()).unwrap(), 0).unwrap();
+        let mut bob = Profile::im_only("bob");
+        bob.mechanisms.push(Mechanism {
+            medium: MediumKind::Sms,
+            address: "+49151".into(),
+        });
+        d.put_profile(bob).await.unwrap();
+        let by_id = resolve(&To::User("bob".into()), &d).unwrap();
+        assert_eq!(by_id.user.as_deref(), Some("bob"));
+        assert_eq!(
+            by_id.mechanisms,
+            vec![
                 (MediumKind::Im, "bob".into()),
-                (MediumKind::Sms, "+49151".into()),
-                (MediumKind::Email, "bob@example.com".into()),
-            ],
-        }
-    }
-
-    #[test]
-    fn first_live_mechanism_in_preference_order() {
-        let table: &[(&[MediumKind], &[MediumKind], Option<MediumKind>)] = &[
-            (
-                &[MediumKind::Im, MediumKind::Sms],
-                &[],
-                Some(MediumKind::Im),
-            ),
-            (
-                &[MediumKind::Sms, MediumKind::Email],
-                &[],
-                Some(MediumKind::Sms),
-            ),
-            (
-                &[MediumKind::Im, MediumKind::Sms],
-                &[MediumKind::Im],
-                Some(MediumKind::Sms),
-            ),
-            (&[MediumKind::Email], &[MediumKind::Email], None),
-            (&[MediumKind::Fax], &[], None),
-            (&[], &[], None),
-        ];
-        for (live, tried, want) in table {
-            let got = first_live(&resolved(), tried, |m| {
-                live.contains(&m).then(|| MemberId::new(format!("gw-{m}")))
-            });
-            match want {
-                Some(m) => {
-                    let r = got.unwrap();
-                    assert_eq!(r.mechanism, *m, "live {live:?} tried {tried:?}");
-                    assert_eq!(r.destination, MemberId::new(format!("gw-{m}")));
-                    assert_eq!(r.recipient_user.as_deref(), Some("bob"));
-                }
-                None => assert_eq!(got.unwrap_err(), RejectReason::NoMechanism, "live {live:?}"),
-            }
-        }
+                (MediumKind::Sms, "+49151".into())
+            ]
+        );
+        let by_sms = resolve(&To::Address(Address::new(MediumKind::Sms, "+49151")), &d).unwrap();
+        assert_eq!(
+            by_sms.mechanisms[0],
+            (MediumKind::Sms, "+49151".into()),
+            "the addressed medium first"
+        );
+        assert_eq!(by_sms.mechanisms.len(), 2);
+        let external =
+            resolve(&To::Address(Address::new(MediumKind::Email, "x@y.org")), &d).unwrap();
+        assert_eq!((external.user, external.mechanisms.len()), (None, 1));
+        assert_eq!(
+            resolve(&To::User("nobody".into()), &d),
+            Err(RejectReason::UnknownRecipient)
+        );
     }
 }

@@ -8,19 +8,21 @@ use actix::prelude::*;
 use dashmap::DashMap;
 
 use crate::accounting::Account;
+use crate::delivery::{delivery_policy, DeliveryRegistry, Dispatch, ManagerChoice, Reach};
 use crate::directory::Directory;
 use crate::members::{BrokerHandle, MemberRegistry};
+use crate::presence::{PresenceView, SetPresence};
 use crate::protocol::clock::SharedClock;
 use crate::protocol::tscs::{LoginVerifier, NonceCache, Session};
 use crate::protocol::{
-    Frame, Imi, Login, LoginAck, MediumKind, MemberId, PresenceState, ProtocolError, RejectReason,
-    Route, SecretKey,
+    Frame, Imi, Login, LoginAck, MediumKind, MemberId, ProtocolError, RejectReason, Route,
+    SecretKey,
 };
 use crate::session::SessionPair;
 use crate::store::records::key2;
 use crate::store::{Store, StoreError, Tree, WriteBatch};
 
-use super::route::RouteDecider;
+use super::route::resolve;
 use super::BrokerShard;
 
 /// Broker settings.
@@ -34,6 +36,28 @@ pub struct BrokerSettings {
     pub session_ttl_ms: u64,
     /// Number of shards.
     pub shards: usize,
+}
+
+/// What the broker is built from.
+pub struct BrokerDeps {
+    /// The store.
+    pub store: Store,
+    /// The clock.
+    pub clock: SharedClock,
+    /// Profiles, members, keys.
+    pub directory: Directory,
+    /// The broker key `K2`.
+    pub k2: SecretKey,
+    /// Live members.
+    pub members: MemberRegistry,
+    /// Delivery managers.
+    pub delivery: DeliveryRegistry,
+    /// Presence.
+    pub presence: PresenceView,
+    /// Where verified presence frames go.
+    pub presence_sink: Option<Recipient<SetPresence>>,
+    /// Where accounting records go.
+    pub accounting: Recipient<Account>,
 }
 
 /// What all shards share.
@@ -50,16 +74,18 @@ pub struct BrokerShared {
     pub k2: SecretKey,
     /// Live members.
     pub members: MemberRegistry,
-    /// The route decision.
-    pub router: Arc<dyn RouteDecider>,
+    /// Delivery managers (a snapshot per decision).
+    pub delivery: DeliveryRegistry,
+    /// Presence (read on every decision).
+    pub presence: PresenceView,
+    /// Where verified presence frames from gateways go.
+    pub presence_sink: Option<Recipient<SetPresence>>,
     /// Where accounting records go.
     pub accounting: Recipient<Account>,
     /// Allowed clock skew (ms).
     pub skew_ms: u64,
     /// Session lifetime (ms).
     pub session_ttl_ms: u64,
-    /// The last presence per user, from gateways.
-    pub presence: DashMap<String, (PresenceState, u64)>,
     sessions: DashMap<MemberId, SessionPair>,
     nonces: Mutex<NonceCache>,
     verifier: LoginVerifier,
@@ -72,17 +98,18 @@ impl BrokerShared {
     ///
     /// # Errors
     /// When the store fails.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        settings: &BrokerSettings,
-        store: Store,
-        clock: SharedClock,
-        directory: Directory,
-        k2: SecretKey,
-        members: MemberRegistry,
-        router: Arc<dyn RouteDecider>,
-        accounting: Recipient<Account>,
-    ) -> Result<Self, StoreError> {
+    pub fn new(settings: &BrokerSettings, deps: BrokerDeps) -> Result<Self, StoreError> {
+        let BrokerDeps {
+            store,
+            clock,
+            directory,
+            k2,
+            members,
+            delivery,
+            presence,
+            presence_sink,
+            accounting,
+        } = deps;
         let now = clock.now_ms();
         let mut nonces = NonceCache::default();
         let mut stale = WriteBatch::new();
@@ -116,11 +143,12 @@ impl BrokerShared {
             directory,
             k2,
             members,
-            router,
+            delivery,
+            presence,
+            presence_sink,
             accounting,
             skew_ms: settings.skew_ms,
             session_ttl_ms: settings.session_ttl_ms,
-            presence: DashMap::new(),
             sessions: DashMap::new(),
             nonces: Mutex::new(nonces),
             refusals: DashMap::new(),
@@ -194,16 +222,70 @@ impl BrokerShared {
         }
     }
 
-    /// The route decision for `imi`, skipping `tried`.
+    /// The route decision: the manager (the one given — a transaction keeps
+    /// its own — or the recipient's choice for the priority) and the routes
+    /// of the next dispatch: one for a sequential manager, every candidate
+    /// for a parallel one, or the IM mailbox when presence skipped them all.
     ///
     /// # Errors
     /// Why no route exists.
-    pub fn decide(&self, imi: &Imi, tried: &[MediumKind]) -> Result<Route, RejectReason> {
+    pub fn plan(
+        &self,
+        imi: &Imi,
+        manager: Option<&ManagerChoice>,
+        tried: &[MediumKind],
+    ) -> Result<(ManagerChoice, Vec<Route>), RejectReason> {
         if self.clock.now_ms() > imi.expires_at_ms {
             return Err(RejectReason::Expired);
         }
-        self.router
-            .decide(imi, tried, &self.directory, &self.members)
+        let r = resolve(&imi.recipient, &self.directory)?;
+        let choice = match manager {
+            Some(m) => m.clone(),
+            None => {
+                let profile = r.user.as_deref().and_then(|u| self.directory.profile(u));
+                self.delivery.choose(profile.as_deref(), imi.priority)
+            }
+        };
+        let user = r.user.as_deref();
+        let policy = delivery_policy(
+            &r.mechanisms,
+            &choice.config,
+            |m| self.members.live_gateway(m).is_some(),
+            |m| user.map_or(Reach::Unknown, |u| self.presence.reach(u, m)),
+            tried,
+        );
+        let picks: Vec<((MediumKind, String), bool)> =
+            match (policy.candidates.split_first(), choice.dispatch) {
+                (Some((first, _)), Dispatch::Sequential) => vec![(first.clone(), false)],
+                (Some(_), Dispatch::Parallel) => {
+                    policy.candidates.into_iter().map(|c| (c, false)).collect()
+                }
+                (None, _) => policy
+                    .store_and_forward
+                    .map(|c| (c, true))
+                    .into_iter()
+                    .collect(),
+            };
+        let routes: Vec<Route> = picks
+            .into_iter()
+            .filter_map(|((mechanism, address), store_and_forward)| {
+                self.members
+                    .live_gateway(mechanism)
+                    .map(|destination| Route {
+                        mechanism,
+                        address,
+                        recipient_user: r.user.clone(),
+                        destination,
+                        processors: Vec::new(),
+                        archive: None,
+                        store_and_forward,
+                    })
+            })
+            .collect();
+        if routes.is_empty() {
+            return Err(RejectReason::NoMechanism);
+        }
+        Ok((choice, routes))
     }
 
     pub(super) fn count_refusal(&self, e: ProtocolError) {

@@ -7,12 +7,13 @@ use std::sync::{Arc, Mutex};
 use actix::prelude::*;
 
 use super::messages::OpenTransactions;
-use super::route::FirstLiveMechanism;
-use super::shared::{BrokerSettings, BrokerShared};
+use super::shared::{BrokerDeps, BrokerSettings, BrokerShared};
 use super::BrokerShard;
 use crate::accounting::Account;
+use crate::delivery::DeliveryService;
 use crate::directory::{Directory, Mechanism, Profile};
 use crate::members::{MemberRegistry, MiapFrame};
+use crate::presence::{Presence, SetPresence, State};
 use crate::protocol::clock::ManualClock;
 use crate::protocol::frames::RefuseReason;
 use crate::protocol::tscs::{finish_login, start_login, Session};
@@ -37,6 +38,9 @@ impl Handler<Account> for AccountLog {
 
 struct World {
     _dir: tempfile::TempDir,
+    delivery: Addr<DeliveryService>,
+    #[allow(dead_code)]
+    presence: Addr<Presence>,
     store: Store,
     shard: Addr<BrokerShard>,
     shared: Arc<BrokerShared>,
@@ -96,26 +100,48 @@ async fn world() -> World {
         session_ttl_ms: 600_000,
         shards: 1,
     };
+    let presence = Presence::new(Arc::new(clock.clone()), 600_000, None);
+    let view = presence.view();
+    let presence = presence.start();
+    for u in ["alice", "bob"] {
+        presence
+            .send(SetPresence {
+                user: u.into(),
+                state: State::Online,
+                note: None,
+            })
+            .await
+            .unwrap();
+    }
+    let delivery = DeliveryService::load(store.clone(), "sequential").unwrap();
+    let registry = delivery.registry();
+    let delivery = delivery.start();
     let shared = Arc::new(
         BrokerShared::new(
             &settings,
-            store.clone(),
-            Arc::new(clock.clone()),
-            directory,
-            SecretKey::generate(),
-            members,
-            Arc::new(FirstLiveMechanism),
-            accounts.clone().start().recipient(),
+            BrokerDeps {
+                store: store.clone(),
+                clock: Arc::new(clock.clone()),
+                directory,
+                k2: SecretKey::generate(),
+                members,
+                delivery: registry,
+                presence: view,
+                presence_sink: Some(presence.clone().recipient()),
+                accounting: accounts.clone().start().recipient(),
+            },
         )
         .unwrap(),
     );
     let shard = BrokerShard::new(shared.clone(), 0).start();
     let mut w = World {
         _dir: dir,
+        delivery,
         store,
         shard,
         shared,
         clock,
+        presence,
         im,
         sms,
         accounts,
@@ -176,7 +202,7 @@ impl World {
             content_sha256: mac::sha256(b"hello"),
             subject: None,
             priority: Priority::Normal,
-            expires_at_ms: self.clock.now_ms() + 60_000,
+            expires_at_ms: self.clock.now_ms() + 3_600_000,
             created_at_ms: self.clock.now_ms(),
             receipt: true,
             attributes: vec![],
@@ -465,16 +491,6 @@ async fn non_delivery_fails_over_then_undeliverable_lists_every_attempt() {
     );
     assert_eq!(r2.imi.route.destination, w.sms.id);
     assert_eq!(r2.imi.route.address, "+49151");
-    // A late report on attempt 1 no longer counts.
-    w.send(
-        &w.im.id,
-        Frame::Report(w.report(&w.im, &r1, ReportStatus::Delivered)),
-    )
-    .await;
-    assert_eq!(
-        w.im.rec.take("refused", refused).await.error,
-        ProtocolError::IdMismatch
-    );
     w.send(
         &w.sms.id,
         Frame::Report(w.report(&w.sms, &r2, ReportStatus::NonDelivery("no signal".into()))),
@@ -489,7 +505,7 @@ async fn non_delivery_fails_over_then_undeliverable_lists_every_attempt() {
         .iter()
         .map(|a| {
             (
-                a.mechanism,
+                a.route.mechanism,
                 a.outcome.clone().unwrap(),
                 a.reason.clone().unwrap(),
             )
@@ -525,8 +541,9 @@ async fn unknown_recipient_and_expired_messages_are_rejected() {
     );
     assert_eq!(w.shard.send(OpenTransactions).await.unwrap(), 0);
 
-    let imi = w.imi(To::User("bob".into()));
-    w.clock.advance(61_000);
+    let mut imi = w.imi(To::User("bob".into()));
+    imi.expires_at_ms = NOW + 1_000;
+    w.clock.advance(1_001);
     w.send(&w.im.id, Frame::Submit(make_submit(s, imi.clone())))
         .await;
     assert_eq!(
@@ -635,4 +652,207 @@ async fn another_message_reusing_a_txn_id_learns_nothing() {
         ProtocolError::TxnConflict
     );
     assert_eq!(w.stored(&r.imi.imi.txn).await.unwrap().attempts.len(), 1);
+}
+
+fn release_frame(f: &Frame) -> Option<Release> {
+    match f {
+        Frame::Release(r) => Some((**r).clone()),
+        _ => None,
+    }
+}
+
+impl World {
+    async fn tick(&self, ms: u64) {
+        self.clock.advance(ms);
+        self.shard
+            .send(super::messages::CheckTimeouts)
+            .await
+            .unwrap();
+    }
+
+    async fn next_release(&self) -> Release {
+        self.im.rec.take("release", release_frame).await
+    }
+
+    async fn set_presence(&self, user: &str, state: State) {
+        self.presence
+            .send(SetPresence {
+                user: user.into(),
+                state,
+                note: None,
+            })
+            .await
+            .unwrap();
+    }
+}
+
+#[actix_rt::test]
+async fn timeouts_fail_over_then_undeliverable_and_a_late_success_still_counts() {
+    let w = world().await;
+    let r1 = w.submit(w.imi(To::User("bob".into()))).await;
+    assert_eq!(r1.imi.route.mechanism, MediumKind::Im);
+    w.tick(59_000).await;
+    w.im.rec.none("release", release_frame).await;
+    w.tick(2_000).await;
+    let r2 = w.next_release().await;
+    assert_eq!(
+        (r2.imi.attempt, r2.imi.route.mechanism),
+        (2, MediumKind::Sms)
+    );
+    w.tick(61_000).await;
+    let n = w.notify().await;
+    assert_eq!(n.outcome, Outcome::Undeliverable);
+    let rec = w.stored(&r1.imi.imi.txn).await.unwrap();
+    let outcomes: Vec<_> = rec
+        .attempts
+        .iter()
+        .map(|a| (a.route.mechanism, a.outcome.clone().unwrap()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            (MediumKind::Im, "timeout".into()),
+            (MediumKind::Sms, "timeout".into())
+        ]
+    );
+    // The IM gateway was only slow: its delivery still counts.
+    w.send(
+        &w.im.id,
+        Frame::Report(w.report(&w.im, &r1, ReportStatus::Delivered)),
+    )
+    .await;
+    let n = w.notify().await;
+    assert_eq!(
+        (n.outcome, n.mechanism),
+        (Outcome::Delivered, Some(MediumKind::Im))
+    );
+    assert_eq!(
+        w.stored(&r1.imi.imi.txn).await.unwrap().status,
+        TxnStatus::Delivered
+    );
+}
+
+#[actix_rt::test]
+async fn offline_on_im_goes_straight_to_sms_and_im_only_users_get_the_mailbox() {
+    let w = world().await;
+    w.set_presence("bob", State::Offline).await;
+    let r = w.submit(w.imi(To::User("bob".into()))).await;
+    assert_eq!(
+        (r.imi.route.mechanism, r.imi.route.store_and_forward),
+        (MediumKind::Sms, false)
+    );
+    // alice has only IM: offline, she still gets it in her mailbox.
+    w.set_presence("alice", State::Offline).await;
+    let r = w.submit(w.imi(To::User("alice".into()))).await;
+    assert_eq!(
+        (r.imi.route.mechanism, r.imi.route.store_and_forward),
+        (MediumKind::Im, true)
+    );
+    // Away is still reachable for the default managers.
+    w.set_presence("alice", State::Away).await;
+    let r = w.submit(w.imi(To::User("alice".into()))).await;
+    assert_eq!(
+        (r.imi.route.mechanism, r.imi.route.store_and_forward),
+        (MediumKind::Im, false)
+    );
+}
+
+#[actix_rt::test]
+async fn parallel_dispatch_first_success_wins() {
+    let w = world().await;
+    let mut bob = (*w.shared.directory.profile("bob").unwrap()).clone();
+    bob.delivery.insert("normal".into(), "parallel".into());
+    w.shared.directory.put_profile(bob).await.unwrap();
+    let s = w.im.session.as_ref().unwrap();
+    let imi = w.imi(To::User("bob".into()));
+    w.send(&w.im.id, Frame::Submit(make_submit(s, imi.clone())))
+        .await;
+    let a = w.next_release().await;
+    let b = w.next_release().await;
+    let mut got = vec![
+        (a.imi.attempt, a.imi.route.mechanism),
+        (b.imi.attempt, b.imi.route.mechanism),
+    ];
+    got.sort();
+    assert_eq!(got, vec![(1, MediumKind::Im), (2, MediumKind::Sms)]);
+    let (im, sms) = if a.imi.route.mechanism == MediumKind::Im {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    w.send(
+        &w.sms.id,
+        Frame::Report(w.report(&w.sms, &sms, ReportStatus::NonDelivery("no signal".into()))),
+    )
+    .await;
+    w.im.rec
+        .none("notify", |f| matches!(f, Frame::Notify(_)).then_some(()))
+        .await;
+    w.send(
+        &w.im.id,
+        Frame::Report(w.report(&w.im, &im, ReportStatus::Delivered)),
+    )
+    .await;
+    let n = w.notify().await;
+    assert_eq!(
+        (n.outcome, n.mechanism),
+        (Outcome::Delivered, Some(MediumKind::Im))
+    );
+    assert_eq!(
+        w.stored(&imi.txn).await.unwrap().manager.unwrap().name,
+        "parallel"
+    );
+}
+
+#[actix_rt::test]
+async fn expiry_stops_attempts_and_tells_the_sender() {
+    let w = world().await;
+    let mut imi = w.imi(To::User("bob".into()));
+    imi.expires_at_ms = NOW + 5_000;
+    let r = w.submit(imi).await;
+    w.tick(5_001).await;
+    assert_eq!(w.notify().await.outcome, Outcome::Expired);
+    let rec = w.stored(&r.imi.imi.txn).await.unwrap();
+    assert_eq!(rec.status, TxnStatus::Expired);
+    assert_eq!(rec.attempts[0].outcome.as_deref(), Some("expired"));
+    w.tick(120_000).await;
+    w.im.rec.none("release", release_frame).await;
+}
+
+#[actix_rt::test]
+async fn a_hot_swap_applies_to_new_messages_only() {
+    use crate::delivery::{built_in, PutManager};
+    let w = world().await;
+    let first = w.submit(w.imi(To::User("bob".into()))).await;
+    // Replace the default manager: email only, which bob does not have.
+    let mut m = built_in().remove(0).1;
+    m.configs.retain(|p, _| p == "normal");
+    m.configs.get_mut("normal").unwrap().mechanisms = vec![MediumKind::Email];
+    w.delivery
+        .send(PutManager {
+            name: "sequential".into(),
+            manager: m,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let s = w.im.session.as_ref().unwrap();
+    let new = w.imi(To::User("bob".into()));
+    w.send(&w.im.id, Frame::Submit(make_submit(s, new))).await;
+    let rej = w.im.rec.take("rejected", |f| match f {
+        Frame::Rejected(r) => Some(r.reason.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        rej.await,
+        RejectReason::NoMechanism,
+        "new messages use the new definition"
+    );
+    // The message in flight keeps its manager: its next attempt is SMS.
+    w.tick(61_000).await;
+    let r2 = w.next_release().await;
+    assert_eq!(
+        (r2.imi.imi.txn, r2.imi.route.mechanism),
+        (first.imi.imi.txn, MediumKind::Sms)
+    );
 }

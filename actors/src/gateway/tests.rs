@@ -165,6 +165,7 @@ impl World {
                 destination: MemberId::new(dest),
                 processors: vec![],
                 archive: None,
+                store_and_forward: false,
             },
             attempt: 1,
             tags: vec![],

@@ -119,6 +119,9 @@ pub struct Route {
     pub processors: Vec<MemberId>,
     /// The archive that receives a copy, if any.
     pub archive: Option<MemberId>,
+    /// Deliver into the recipient's mailbox even though presence says they
+    /// are away (every mechanism was skipped for presence).
+    pub store_and_forward: bool,
 }
 
 impl Route {

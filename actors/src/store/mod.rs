@@ -44,11 +44,13 @@ pub enum Tree {
     Replay,
     /// Node metadata: the broker key, the admin token hash.
     Meta,
+    /// Delivery managers changed at run time: name → JSON (empty: removed).
+    Managers,
 }
 
 impl Tree {
     /// Every tree.
-    pub const ALL: [Tree; 10] = [
+    pub const ALL: [Tree; 11] = [
         Tree::Profiles,
         Tree::Tokens,
         Tree::Members,
@@ -59,6 +61,7 @@ impl Tree {
         Tree::Accounting,
         Tree::Replay,
         Tree::Meta,
+        Tree::Managers,
     ];
 
     fn name(self) -> &'static str {
@@ -73,6 +76,7 @@ impl Tree {
             Tree::Accounting => "accounting",
             Tree::Replay => "replay",
             Tree::Meta => "meta",
+            Tree::Managers => "managers",
         }
     }
 

@@ -3,8 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::delivery::ManagerChoice;
 use crate::protocol::codec;
-use crate::protocol::{BrokerImi, Imi, MediumKind, MemberId, Tag, TxnId};
+use crate::protocol::{BrokerImi, Imi, MediumKind, MemberId, Route, Tag, TxnId};
 
 use super::StoreError;
 
@@ -94,7 +95,12 @@ impl TxnStatus {
     /// Whether nothing more will be attempted (a `Read` may still follow
     /// `Delivered`).
     pub fn is_final(&self) -> bool {
-        !matches!(self, Self::Released | Self::Transmitted)
+        !self.is_open()
+    }
+
+    /// Whether delivery is still being attempted.
+    pub fn is_open(&self) -> bool {
+        matches!(self, Self::Released | Self::Transmitted)
     }
 }
 
@@ -103,18 +109,31 @@ impl TxnStatus {
 pub struct AttemptRecord {
     /// Attempt number, from 1.
     pub attempt: u32,
-    /// The mechanism tried.
-    pub mechanism: MediumKind,
-    /// The recipient's address on it.
-    pub address: String,
-    /// The destination gateway.
-    pub gateway: MemberId,
+    /// The route: mechanism, address, destination gateway.
+    pub route: Route,
+    /// The broker's inner digest `ID` of this attempt.
+    pub id: Tag,
     /// When it started (ms).
     pub started_ms: u64,
-    /// Its outcome, once known (`delivered`, `non_delivery`, …).
+    /// When it times out (ms).
+    pub deadline_ms: u64,
+    /// Its outcome, once known (`delivered`, `read`, `non_delivery`,
+    /// `timeout`, `expired`, `blocked`).
     pub outcome: Option<String>,
     /// Why it failed, if it did.
     pub reason: Option<String>,
+}
+
+impl AttemptRecord {
+    /// Whether no outcome is known yet.
+    pub fn is_open(&self) -> bool {
+        self.outcome.is_none()
+    }
+
+    /// Whether it reached the recipient.
+    pub fn succeeded(&self) -> bool {
+        matches!(self.outcome.as_deref(), Some("delivered" | "read"))
+    }
 }
 
 /// Something that happened to a transaction.
@@ -133,13 +152,13 @@ pub struct TxnRecord {
     pub imi: Imi,
     /// Current status.
     pub status: TxnStatus,
-    /// The current attempt's broker IMI and inner digest `ID`.
-    pub release: Option<(BrokerImi, Tag)>,
-    /// Every attempt.
+    /// The delivery manager it runs under (none when rejected).
+    pub manager: Option<ManagerChoice>,
+    /// Every attempt, in order.
     pub attempts: Vec<AttemptRecord>,
     /// The trail.
     pub events: Vec<EventRecord>,
-    /// Whether the originator acknowledged the final notification.
+    /// Whether the originator acknowledged the latest notification.
     pub closed: bool,
 }
 
@@ -147,6 +166,42 @@ impl TxnRecord {
     /// Key in [`super::Tree::Txn`].
     pub fn key(txn: &TxnId) -> [u8; 16] {
         txn.0
+    }
+
+    /// The broker IMI of `attempt`.
+    pub fn broker_imi(&self, attempt: &AttemptRecord) -> BrokerImi {
+        BrokerImi {
+            imi: self.imi.clone(),
+            route: attempt.route.clone(),
+            attempt: attempt.attempt,
+            tags: Vec::new(),
+        }
+    }
+
+    /// The attempt numbered `n`.
+    pub fn attempt(&self, n: u32) -> Option<&AttemptRecord> {
+        self.attempts.iter().find(|a| a.attempt == n)
+    }
+
+    /// The attempt that reached the recipient, else the latest one.
+    pub fn deciding_attempt(&self) -> Option<&AttemptRecord> {
+        self.attempts
+            .iter()
+            .find(|a| a.succeeded())
+            .or(self.attempts.last())
+    }
+
+    /// Mechanisms attempted so far.
+    pub fn tried(&self) -> Vec<MediumKind> {
+        self.attempts.iter().map(|a| a.route.mechanism).collect()
+    }
+
+    /// Appends an event.
+    pub fn event(&mut self, at_ms: u64, kind: impl Into<String>) {
+        self.events.push(EventRecord {
+            at_ms,
+            kind: kind.into(),
+        });
     }
 }
 

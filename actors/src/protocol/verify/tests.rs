@@ -85,6 +85,7 @@ fn broker_imi(imi: Imi, dest: &str) -> BrokerImi {
             destination: MemberId::new(dest),
             processors: vec![],
             archive: None,
+            store_and_forward: false,
         },
         attempt: 1,
         tags: vec![],
