@@ -49,7 +49,13 @@ fn alice_to_bob_delivered_then_read_with_accounting() {
         .iter()
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
-    for k in ["submitted", "manager:sequential", "released:im", "delivered:im", "read:im"] {
+    for k in [
+        "submitted",
+        "manager:sequential",
+        "released:im",
+        "delivered:im",
+        "read:im",
+    ] {
         assert!(kinds.contains(&k), "event {k} missing from {kinds:?}");
     }
     assert_eq!(bob.inbox()[0]["read"], true);

@@ -302,7 +302,6 @@ async fn submit_release_report_notify_account() {
         0,
         "closed work leaves memory"
     );
-    assert!(w.stored(&r.imi.imi.txn).await.unwrap().closed);
     // A Read report after closing reloads the record and notifies again.
     w.send(
         &w.im.id,

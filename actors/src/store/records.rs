@@ -158,7 +158,9 @@ pub struct TxnRecord {
     pub attempts: Vec<AttemptRecord>,
     /// The trail.
     pub events: Vec<EventRecord>,
-    /// Whether the originator acknowledged the latest notification.
+    /// Whether the originator acknowledged the latest notification. Kept in
+    /// the shard's memory (a closed transaction leaves it); not written back,
+    /// to save a write per message.
     pub closed: bool,
 }
 
