@@ -61,7 +61,7 @@ fn full_transactions(c: &mut Criterion) {
     let delivered = Arc::new(AtomicUsize::new(0));
     let core = runner.block_on(async {
         let counter = Delivered(delivered.clone()).start();
-        let core = Core::start(&cfg, Some(counter.recipient()), None)
+        let core = Core::start(&cfg, Some(counter.recipient()))
             .await
             .expect("core starts");
         for u in ["alice", "bob"] {

@@ -25,6 +25,7 @@ use switchboard_actors::store::Store;
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
+use crate::gateways::im::hub::Hub;
 use crate::gateways::{self, im::ImMedium};
 
 /// The file holding the admin token in the data directory.
@@ -133,6 +134,8 @@ pub struct Core {
     pub presence: Addr<Presence>,
     /// Presence, read side.
     pub presence_view: PresenceView,
+    /// The IM session hub.
+    pub hub: Addr<Hub>,
     /// The clock.
     pub clock: SharedClock,
     /// The admin token, when this start initialised the data directory.
@@ -146,11 +149,7 @@ impl Core {
     ///
     /// # Errors
     /// A data directory that cannot be opened or initialised.
-    pub async fn start(
-        cfg: &Config,
-        receipts: Option<Recipient<Receipt>>,
-        presence_push: Option<Recipient<PresencePush>>,
-    ) -> anyhow::Result<Core> {
+    pub async fn start(cfg: &Config, receipts: Option<Recipient<Receipt>>) -> anyhow::Result<Core> {
         let clock: SharedClock = Arc::new(SystemClock);
         let dir = cfg.data.dir.clone();
         let store = open_store(&dir)?;
@@ -174,10 +173,12 @@ impl Core {
         let delivery = DeliveryService::load(store.clone(), &cfg.delivery.default_manager)?;
         let registry = delivery.registry();
         let delivery = delivery.start();
+        let hub = Hub::new(store.clone(), receipts).start();
+        let presence_push: Recipient<PresencePush> = hub.clone().recipient();
         let presence = Presence::new(
             clock.clone(),
             cfg.presence.idle_timeout_s * 1000,
-            presence_push,
+            Some(presence_push),
         );
         let presence_view = presence.view();
         let presence = presence.start();
@@ -210,15 +211,19 @@ impl Core {
                 broker_id: cfg.broker.id.clone(),
                 session_ttl_ms: settings.session_ttl_ms,
             },
-            ImMedium::new(store.clone(), directory.clone()),
+            ImMedium::new(
+                store.clone(),
+                directory.clone(),
+                hub.clone(),
+                presence_view.clone(),
+                cfg.delivery.im_offline == "wait",
+            ),
             broker.handle.clone(),
             members.clone(),
             store.clone(),
             clock.clone(),
         );
-        if let Some(r) = receipts {
-            gateway = gateway.with_receipts(r);
-        }
+        gateway = gateway.with_receipts(hub.clone().recipient());
         let im = gateway.start();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !im
@@ -241,6 +246,7 @@ impl Core {
             delivery,
             presence,
             presence_view,
+            hub,
             clock,
             new_admin_token,
         })
@@ -276,11 +282,15 @@ impl Node {
     /// A data directory that cannot be opened or initialised, or an address
     /// that cannot be bound.
     pub async fn start(cfg: &Config) -> anyhow::Result<Node> {
-        let core = Core::start(cfg, None, None).await?;
+        let core = Core::start(cfg, None).await?;
         let state = ApiState {
             directory: core.directory.clone(),
             store: core.store.clone(),
             im: core.im.clone(),
+            hub: core.hub.clone(),
+            presence: core.presence.clone(),
+            presence_view: core.presence_view.clone(),
+            delivery: core.delivery.clone(),
             members: core.members.clone(),
             broker: core.broker.shared.clone(),
             clock: core.clock.clone(),

@@ -40,6 +40,18 @@ pub struct Delivery {
     pub sent_at_ms: u64,
 }
 
+/// What a medium did with a message it accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediumAck {
+    /// Delivered: the gateway reports `Delivered` now.
+    Delivered,
+    /// Held for the recipient (the IM inbox of a user with no open
+    /// session): the medium reports `Delivered` later through
+    /// [`crate::gateway::MediumReport`], and the delivery manager may move
+    /// on after the attempt timeout meanwhile.
+    Pending,
+}
+
 /// Why a medium could not deliver (becomes `NonDelivery(reason)`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -58,13 +70,16 @@ pub struct Health {
 ///
 /// - It MUST name its medium ([`Medium::kind`]) and report its health
 ///   ([`Medium::health`]) without blocking.
-/// - [`Medium::deliver`] MUST resolve `Ok(())` only once the medium has
-///   accepted the message (for the built-in IM medium: durably in the
-///   recipient's inbox; for SMTP: the relay's `250`), and `Err` with a reason
-///   otherwise; it MUST NOT panic on any input.
+/// - [`Medium::deliver`] MUST resolve `Ok(MediumAck::Delivered)` only once
+///   the medium has accepted the message (for the built-in IM medium:
+///   durably in the recipient's inbox; for SMTP: the relay's `250`),
+///   `Ok(MediumAck::Pending)` when it holds the message durably for a
+///   recipient who is not reachable yet (and then reports the delivery
+///   later), and `Err` with a reason otherwise; it MUST NOT panic on any
+///   input.
 /// - Delivery MUST be idempotent on `txn`: delivering the same transaction
-///   again MUST NOT give the recipient a second copy, and resolves `Ok(())`
-///   if the first delivery succeeded.
+///   again MUST NOT give the recipient a second copy, and resolves as the
+///   first delivery did.
 /// - It SHOULD bound the time a delivery takes.
 pub trait Medium: Unpin + 'static {
     /// The medium served.
@@ -79,5 +94,8 @@ pub trait Medium: Unpin + 'static {
     fn health(&self) -> Health;
 
     /// Delivers one message.
-    fn deliver(&mut self, delivery: Delivery) -> LocalBoxFuture<'static, Result<(), NonDelivery>>;
+    fn deliver(
+        &mut self,
+        delivery: Delivery,
+    ) -> LocalBoxFuture<'static, Result<MediumAck, NonDelivery>>;
 }

@@ -5,6 +5,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use switchboard_actors::delivery::{
+    DeleteManager, DeliveryError, DeliveryManager, ListManagers, PutManager,
+};
 use switchboard_actors::directory::Profile;
 use switchboard_actors::store::TxnStatus;
 
@@ -204,4 +207,88 @@ pub async fn accounting(
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "records": records })))
+}
+
+fn delivery_error(e: DeliveryError) -> ApiError {
+    match e {
+        DeliveryError::Invalid(i) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_manager",
+            i.to_string(),
+        ),
+        DeliveryError::IsDefault(_) => {
+            ApiError::new(StatusCode::CONFLICT, "is_default", e.to_string())
+        }
+        DeliveryError::NotFound => ApiError::not_found("no such delivery manager"),
+        DeliveryError::Store(s) => s.into(),
+    }
+}
+
+fn gone() -> ApiError {
+    ApiError::unavailable("unavailable", "the node is shutting down")
+}
+
+/// `GET /v1/admin/delivery-managers`.
+pub async fn list_managers(st: web::Data<ApiState>, _: Admin) -> Result<HttpResponse, ApiError> {
+    let all = st.delivery.send(ListManagers).await.map_err(|_| gone())?;
+    let map: serde_json::Map<String, serde_json::Value> = all
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::to_value(v).unwrap_or_default()))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "managers": map })))
+}
+
+/// `GET /v1/admin/delivery-managers/{name}`.
+pub async fn get_manager(
+    st: web::Data<ApiState>,
+    _: Admin,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let all = st.delivery.send(ListManagers).await.map_err(|_| gone())?;
+    let (_, m) = all
+        .into_iter()
+        .find(|(k, _)| *k == *name)
+        .ok_or_else(|| ApiError::not_found("no such delivery manager"))?;
+    Ok(HttpResponse::Ok().json(m))
+}
+
+/// `PUT /v1/admin/delivery-managers/{name}`: adds (201) or replaces (200) a
+/// manager; new messages use it at once, messages in flight keep theirs.
+pub async fn put_manager(
+    st: web::Data<ApiState>,
+    _: Admin,
+    name: web::Path<String>,
+    body: web::Json<DeliveryManager>,
+) -> Result<HttpResponse, ApiError> {
+    let manager = body.into_inner();
+    let put = PutManager {
+        name: name.clone(),
+        manager: manager.clone(),
+    };
+    let new = st
+        .delivery
+        .send(put)
+        .await
+        .map_err(|_| gone())?
+        .map_err(delivery_error)?;
+    Ok(if new {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    }
+    .json(manager))
+}
+
+/// `DELETE /v1/admin/delivery-managers/{name}` → 204 (409 for the default).
+pub async fn delete_manager(
+    st: web::Data<ApiState>,
+    _: Admin,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    st.delivery
+        .send(DeleteManager(name.into_inner()))
+        .await
+        .map_err(|_| gone())?
+        .map_err(delivery_error)?;
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -7,7 +7,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use switchboard_actors::gateway::{MediumReport, Originate, OriginateError};
+use switchboard_actors::gateway::{Accepted, MediumReport, Originate, OriginateError};
 use switchboard_actors::protocol::{
     Address, MediumKind, Priority, RejectReason, ReportStatus, To, TxnId,
 };
@@ -26,12 +26,12 @@ const MAX_SUBJECT: usize = 998;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
-    to: String,
-    body: String,
-    subject: Option<String>,
-    priority: Option<Priority>,
-    expires_in_s: Option<u64>,
-    receipt: Option<bool>,
+    pub(crate) to: String,
+    pub(crate) body: String,
+    pub(crate) subject: Option<String>,
+    pub(crate) priority: Option<Priority>,
+    pub(crate) expires_in_s: Option<u64>,
+    pub(crate) receipt: Option<bool>,
 }
 
 fn reject_error(r: &RejectReason) -> ApiError {
@@ -55,13 +55,12 @@ fn reject_error(r: &RejectReason) -> ApiError {
     ApiError::new(status, r.code(), message)
 }
 
-/// `POST /v1/messages`: answers after the broker's decision.
-pub async fn send(
-    st: web::Data<ApiState>,
-    user: User,
-    req: web::Json<SendRequest>,
-) -> Result<HttpResponse, ApiError> {
-    let req = req.into_inner();
+/// Checks a send request from `user` and turns it into the IM gateway's
+/// `Originate`.
+///
+/// # Errors
+/// 400 naming the bad field.
+pub fn originate(st: &ApiState, user: &str, req: SendRequest) -> Result<Originate, ApiError> {
     let to = To::parse(&req.to).ok_or_else(|| {
         ApiError::bad_request(
             "\"to\" must be a user id or medium:address (im:, email:, sms:, fax:)",
@@ -84,9 +83,9 @@ pub async fn send(
             st.max_expires_in_s
         )));
     }
-    let originate = Originate {
-        sender: Address::new(MediumKind::Im, user.0.clone()),
-        sender_user: Some(user.0),
+    Ok(Originate {
+        sender: Address::new(MediumKind::Im, user.to_string()),
+        sender_user: Some(user.to_string()),
         to,
         content: req.body.into_bytes(),
         content_type: "text/plain; charset=utf-8".into(),
@@ -94,14 +93,16 @@ pub async fn send(
         priority: req.priority.unwrap_or_default(),
         expires_in_ms: expires_in_s * 1000,
         receipt: req.receipt.unwrap_or(true),
-    };
-    let answer = actix_rt::time::timeout(st.submit_timeout, st.im.send(originate)).await;
-    match answer {
-        Ok(Ok(Ok(acc))) => Ok(HttpResponse::Accepted().json(json!({
-            "txn": acc.txn.to_string(),
-            "status": "released",
-            "route": { "mechanism": acc.route.mechanism, "address": acc.route.address },
-        }))),
+    })
+}
+
+/// Hands a message to the IM gateway and waits for the broker's decision.
+///
+/// # Errors
+/// The broker's refusal (422/403), storage (503), timeout (503), shutdown (503).
+pub async fn submit(st: &ApiState, o: Originate) -> Result<Accepted, ApiError> {
+    match actix_rt::time::timeout(st.submit_timeout, st.im.send(o)).await {
+        Ok(Ok(Ok(acc))) => Ok(acc),
         Ok(Ok(Err(OriginateError::Rejected(r)))) => Err(reject_error(&r)),
         Ok(Ok(Err(OriginateError::Store(e)))) => Err(ApiError::unavailable("storage_unavailable", e)),
         Ok(Ok(Err(OriginateError::Stopping))) | Ok(Err(_)) => {
@@ -114,7 +115,27 @@ pub async fn send(
     }
 }
 
-fn parse_txn(s: &str) -> Result<TxnId, ApiError> {
+/// The route as the API shows it.
+pub fn route_json(acc: &Accepted) -> Value {
+    json!({ "mechanism": acc.route.mechanism, "address": acc.route.address })
+}
+
+/// `POST /v1/messages`: answers after the broker's decision.
+pub async fn send(
+    st: web::Data<ApiState>,
+    user: User,
+    req: web::Json<SendRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let o = originate(&st, &user.0, req.into_inner())?;
+    let acc = submit(&st, o).await?;
+    Ok(HttpResponse::Accepted().json(json!({
+        "txn": acc.txn.to_string(),
+        "status": "released",
+        "route": route_json(&acc),
+    })))
+}
+
+pub(crate) fn parse_txn(s: &str) -> Result<TxnId, ApiError> {
     s.parse()
         .map_err(|_| ApiError::not_found("no such message"))
 }
@@ -224,6 +245,43 @@ pub async fn inbox(
         .json(json!({ "messages": messages, "next": next.map(|n| n.to_string()) })))
 }
 
+/// Marks a message in `user`'s inbox read (reporting it delivered first if
+/// it was held); the sender is notified.
+///
+/// # Errors
+/// 404 when it is not in the inbox; storage errors.
+pub async fn mark_read(st: &ApiState, user: &str, txn: TxnId) -> Result<(), ApiError> {
+    let store = st.store.clone();
+    let who = user.to_string();
+    let found = web::block(move || store.inbox_entry(&who, &txn)).await??;
+    let (seq, mut entry) =
+        found.ok_or_else(|| ApiError::not_found("no such message in your inbox"))?;
+    if entry.read {
+        return Ok(());
+    }
+    let was_delivered = entry.delivered;
+    entry.read = true;
+    entry.delivered = true;
+    let mut b = WriteBatch::new();
+    b.insert(Tree::Inbox, InboxEntry::key(user, seq), enc(&entry));
+    st.store.writer().write(b).await?;
+    for status in [
+        (!was_delivered).then_some(ReportStatus::Delivered),
+        Some(ReportStatus::Read),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        st.im.do_send(MediumReport {
+            txn,
+            attempt: entry.attempt,
+            id: entry.id,
+            status,
+        });
+    }
+    Ok(())
+}
+
 /// `POST /v1/messages/{txn}/read` (the recipient): 204; the sender is notified.
 pub async fn read(
     st: web::Data<ApiState>,
@@ -231,22 +289,6 @@ pub async fn read(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let txn = parse_txn(&path)?;
-    let store = st.store.clone();
-    let who = user.0.clone();
-    let found = web::block(move || store.inbox_entry(&who, &txn)).await??;
-    let (seq, mut entry) =
-        found.ok_or_else(|| ApiError::not_found("no such message in your inbox"))?;
-    if !entry.read {
-        entry.read = true;
-        let mut b = WriteBatch::new();
-        b.insert(Tree::Inbox, InboxEntry::key(&user.0, seq), enc(&entry));
-        st.store.writer().write(b).await?;
-        st.im.do_send(MediumReport {
-            txn,
-            attempt: entry.attempt,
-            id: entry.id,
-            status: ReportStatus::Read,
-        });
-    }
+    mark_read(&st, &user.0, txn).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod health;
 pub mod messages;
+pub mod presence;
 pub mod time;
 
 use std::net::SocketAddr;
@@ -17,12 +18,16 @@ use actix_web::http::StatusCode;
 use actix_web::{error::JsonPayloadError, web, App, HttpRequest, HttpServer};
 use anyhow::Context as _;
 
+use actix::Addr;
 use switchboard_actors::broker::BrokerShared;
+use switchboard_actors::delivery::DeliveryService;
 use switchboard_actors::directory::Directory;
 use switchboard_actors::members::MemberRegistry;
+use switchboard_actors::presence::{Presence, PresenceView};
 use switchboard_actors::protocol::clock::SharedClock;
 use switchboard_actors::store::Store;
 
+use crate::gateways::im::hub::Hub;
 use crate::node::ImGateway;
 use error::ApiError;
 
@@ -35,6 +40,14 @@ pub struct ApiState {
     pub store: Store,
     /// The built-in IM gateway (API clients are IM clients).
     pub im: ImGateway,
+    /// The IM session hub.
+    pub hub: Addr<Hub>,
+    /// Presence.
+    pub presence: Addr<Presence>,
+    /// Presence, read side.
+    pub presence_view: PresenceView,
+    /// Delivery managers.
+    pub delivery: Addr<DeliveryService>,
     /// Connected members.
     pub members: MemberRegistry,
     /// The broker's shared state (refusal counts).
@@ -94,6 +107,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/messages/{txn}", web::get().to(messages::status))
                 .route("/messages/{txn}/read", web::post().to(messages::read))
                 .route("/inbox", web::get().to(messages::inbox))
+                .route("/ws", web::get().to(crate::gateways::im::ws::ws))
+                .route("/presence", web::put().to(presence::set))
+                .route("/presence/{user}", web::get().to(presence::get))
                 .service(
                     web::scope("/admin")
                         .route("/users", web::get().to(admin::list_users))
@@ -102,6 +118,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                         .route("/users/{id}", web::delete().to(admin::delete_user))
                         .route("/users/{id}/token", web::post().to(admin::rotate_token))
                         .route("/members", web::get().to(admin::members))
+                        .route("/delivery-managers", web::get().to(admin::list_managers))
+                        .route(
+                            "/delivery-managers/{name}",
+                            web::get().to(admin::get_manager),
+                        )
+                        .route(
+                            "/delivery-managers/{name}",
+                            web::put().to(admin::put_manager),
+                        )
+                        .route(
+                            "/delivery-managers/{name}",
+                            web::delete().to(admin::delete_manager),
+                        )
                         .route("/transactions", web::get().to(admin::transactions))
                         .route("/accounting", web::get().to(admin::accounting)),
                 ),

@@ -24,7 +24,7 @@ pub use messages::{
     Accepted, GetInFlight, InFlight, MediumReport, Originate, OriginateError, Receipt,
 };
 
-use crate::medium::{Delivery, Medium};
+use crate::medium::{Delivery, Medium, MediumAck};
 use crate::members::{BrokerHandle, MemberRegistry, MiapFrame};
 use crate::protocol::clock::SharedClock;
 use crate::protocol::frames::RefuseReason;
@@ -285,7 +285,11 @@ impl<M: Medium> Gateway<M> {
         ctx.spawn(fut.into_actor(self).map(move |res, act, _| {
             act.delivering.remove(&txn);
             let status = match res {
-                Ok(()) => ReportStatus::Delivered,
+                Ok(MediumAck::Delivered) => ReportStatus::Delivered,
+                Ok(MediumAck::Pending) => {
+                    tracing::debug!(txn = %txn, "held by the medium; delivery is reported later");
+                    return;
+                }
                 Err(e) => {
                     tracing::info!(txn = %txn, reason = %e, "non-delivery");
                     ReportStatus::NonDelivery(e.0)

@@ -7,7 +7,7 @@ use actix::prelude::*;
 
 use super::*;
 use crate::medium::futures_like::LocalBoxFuture;
-use crate::medium::{Delivery, Health, Medium, NonDelivery};
+use crate::medium::{Delivery, Health, Medium, MediumAck, NonDelivery};
 use crate::members::{BrokerHandle, MemberRegistry, MiapFrame};
 use crate::protocol::clock::ManualClock;
 use crate::protocol::frames::RefuseReason;
@@ -34,9 +34,12 @@ impl Medium for FakeMedium {
             detail: "fake".into(),
         }
     }
-    fn deliver(&mut self, d: Delivery) -> LocalBoxFuture<'static, Result<(), NonDelivery>> {
+    fn deliver(&mut self, d: Delivery) -> LocalBoxFuture<'static, Result<MediumAck, NonDelivery>> {
         self.delivered.lock().unwrap().push(d);
-        let r = self.fail.clone().map_or(Ok(()), |f| Err(NonDelivery(f)));
+        let r = self
+            .fail
+            .clone()
+            .map_or(Ok(MediumAck::Delivered), |f| Err(NonDelivery(f)));
         Box::pin(async move { r })
     }
 }

@@ -220,6 +220,7 @@ mod tests {
             sent_at_ms: 0,
             attempt: 1,
             id: [0; 32],
+            delivered: true,
             read: false,
         };
         let t = store.tree(Tree::Inbox);

@@ -240,6 +240,9 @@ pub struct InboxEntry {
     pub attempt: u32,
     /// The broker inner digest of that attempt.
     pub id: Tag,
+    /// Whether it was reported delivered (false while held for a recipient
+    /// with no open session).
+    pub delivered: bool,
     /// Whether the recipient read it.
     pub read: bool,
 }

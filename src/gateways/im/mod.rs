@@ -1,14 +1,30 @@
-//! The built-in IM medium: a message to `im:<user>` is delivered once it is
-//! durably in that user's inbox (like mail in a mailbox); the user reads it
-//! through the API (`GET /v1/inbox`) and marks it read, which becomes the
-//! `Read` report.
+//! The built-in IM medium: a message to `im:<user>` is kept durably in that
+//! user's inbox (like mail in a mailbox) and pushed at once to their open
+//! WebSocket sessions ([`hub`], [`ws`]); later sessions get it on connect;
+//! API clients read it with `GET /v1/inbox`. Marking it read is the `Read`
+//! report.
+//!
+//! It is *delivered* once it is in the inbox and the recipient is reachable:
+//! a session is open, presence says they are not offline, the broker sent it
+//! store-and-forward, or `delivery.im_offline = "wait"`. Otherwise it is held
+//! (`Pending`) and reported delivered when a session opens, while the
+//! delivery manager may move on to the next mechanism after the attempt
+//! timeout.
+
+pub mod hub;
+pub mod ws;
+
+use actix::Addr;
 
 use switchboard_actors::directory::Directory;
 use switchboard_actors::medium::futures_like::LocalBoxFuture;
-use switchboard_actors::medium::{Delivery, Health, Medium, NonDelivery};
+use switchboard_actors::medium::{Delivery, Health, Medium, MediumAck, NonDelivery};
+use switchboard_actors::presence::PresenceView;
 use switchboard_actors::protocol::MediumKind;
 use switchboard_actors::store::records::enc;
 use switchboard_actors::store::{InboxEntry, Store, Tree, WriteBatch};
+
+use hub::{Hub, PushMessage, SessionCount};
 
 /// The member id of the built-in IM gateway.
 pub const MEMBER_ID: &str = "gw-im-1";
@@ -17,13 +33,33 @@ pub const MEMBER_ID: &str = "gw-im-1";
 pub struct ImMedium {
     store: Store,
     directory: Directory,
+    hub: Addr<Hub>,
+    presence: PresenceView,
+    offline_wait: bool,
 }
 
 impl ImMedium {
-    /// An IM medium over the node's store.
-    pub fn new(store: Store, directory: Directory) -> Self {
-        Self { store, directory }
+    /// An IM medium over the node's store; `offline_wait` counts a message
+    /// delivered once it is in the inbox even when its recipient is away.
+    pub fn new(
+        store: Store,
+        directory: Directory,
+        hub: Addr<Hub>,
+        presence: PresenceView,
+        offline_wait: bool,
+    ) -> Self {
+        Self {
+            store,
+            directory,
+            hub,
+            presence,
+            offline_wait,
+        }
     }
+}
+
+fn failed(reason: String) -> LocalBoxFuture<'static, Result<MediumAck, NonDelivery>> {
+    Box::pin(async move { Err(NonDelivery(reason)) })
 }
 
 impl Medium for ImMedium {
@@ -38,54 +74,71 @@ impl Medium for ImMedium {
         }
     }
 
-    fn deliver(&mut self, d: Delivery) -> LocalBoxFuture<'static, Result<(), NonDelivery>> {
+    fn deliver(&mut self, d: Delivery) -> LocalBoxFuture<'static, Result<MediumAck, NonDelivery>> {
         let user = d
             .route
             .recipient_user
             .clone()
             .unwrap_or_else(|| d.route.address.clone());
         if self.directory.profile(&user).is_none() {
-            return Box::pin(async move { Err(NonDelivery(format!("no IM user {user:?}"))) });
+            return failed(format!("no IM user {user:?}"));
         }
-        // Idempotent on txn: a second delivery of the same message is a no-op.
-        match self
-            .store
-            .get(Tree::InboxIndex, &InboxEntry::index_key(&user, &d.txn))
-        {
-            Ok(Some(_)) => return Box::pin(async { Ok(()) }),
-            Ok(None) => {}
-            Err(e) => {
-                return Box::pin(async move { Err(NonDelivery(format!("inbox unavailable: {e}"))) })
+        // Idempotent on txn: a second delivery of the same message is answered
+        // as the first was.
+        match self.store.inbox_entry(&user, &d.txn) {
+            Ok(Some((_, e))) => {
+                let ack = if e.delivered {
+                    MediumAck::Delivered
+                } else {
+                    MediumAck::Pending
+                };
+                return Box::pin(async move { Ok(ack) });
             }
+            Ok(None) => {}
+            Err(e) => return failed(format!("inbox unavailable: {e}")),
         }
         let seq = match self.store.next_id() {
             Ok(s) => s,
-            Err(e) => {
-                return Box::pin(async move { Err(NonDelivery(format!("inbox unavailable: {e}"))) })
-            }
+            Err(e) => return failed(format!("inbox unavailable: {e}")),
         };
-        let entry = InboxEntry {
-            txn: d.txn,
-            from: d.from,
-            body: String::from_utf8_lossy(&d.content).into_owned(),
-            subject: d.subject,
-            sent_at_ms: d.sent_at_ms,
-            attempt: d.attempt,
-            id: d.id,
-            read: false,
-        };
-        let mut b = WriteBatch::new();
-        b.insert(Tree::Inbox, InboxEntry::key(&user, seq), enc(&entry));
-        b.insert(
-            Tree::InboxIndex,
-            InboxEntry::index_key(&user, &d.txn),
-            seq.to_be_bytes().to_vec(),
-        );
-        let write = self.store.writer().write(b);
+        let present = self.presence.reach(&user, MediumKind::Im)
+            != switchboard_actors::delivery::Reach::Offline;
+        let mailbox = d.route.store_and_forward || self.offline_wait || present;
+        let (store, hub) = (self.store.clone(), self.hub.clone());
         Box::pin(async move {
-            write
+            let sessions = hub.send(SessionCount(user.clone())).await.unwrap_or(0);
+            let delivered = mailbox || sessions > 0;
+            let entry = InboxEntry {
+                txn: d.txn,
+                from: d.from,
+                body: String::from_utf8_lossy(&d.content).into_owned(),
+                subject: d.subject,
+                sent_at_ms: d.sent_at_ms,
+                attempt: d.attempt,
+                id: d.id,
+                delivered,
+                read: false,
+            };
+            let mut b = WriteBatch::new();
+            b.insert(Tree::Inbox, InboxEntry::key(&user, seq), enc(&entry));
+            b.insert(
+                Tree::InboxIndex,
+                InboxEntry::index_key(&user, &d.txn),
+                seq.to_be_bytes().to_vec(),
+            );
+            store
+                .writer()
+                .write(b)
                 .await
-                .map_err(|e| NonDelivery(format!("inbox write failed: {e}")))
+                .map_err(|e| NonDelivery(format!("inbox write failed: {e}")))?;
+            if sessions > 0 {
+                hub.do_send(PushMessage { user, entry });
+            }
+            Ok(if delivered {
+                MediumAck::Delivered
+            } else {
+                MediumAck::Pending
+            })
         })
     }
 }

@@ -1,0 +1,195 @@
+//! The IM session hub: which WebSocket sessions each user has open, and
+//! fan-out to them — new messages, receipts for messages they sent, presence
+//! of users they subscribed to. Each session drains its own channel, so a
+//! slow socket never holds up the hub.
+
+use std::collections::HashMap;
+
+use actix::prelude::*;
+use serde_json::{json, Value};
+use tokio::sync::mpsc::UnboundedSender;
+
+use switchboard_actors::gateway::Receipt;
+use switchboard_actors::presence::PresencePush;
+use switchboard_actors::protocol::Outcome;
+use switchboard_actors::store::{InboxEntry, Store};
+
+use crate::api::time::rfc3339;
+
+/// A text frame for one session.
+pub type Outbound = UnboundedSender<String>;
+
+/// Tracks open sessions and fans out to them.
+pub struct Hub {
+    sessions: HashMap<String, HashMap<u64, Outbound>>,
+    next_id: u64,
+    store: Store,
+    observer: Option<Recipient<Receipt>>,
+}
+
+impl Hub {
+    /// A hub; it also forwards every receipt to `observer` (the bench).
+    pub fn new(store: Store, observer: Option<Recipient<Receipt>>) -> Self {
+        Self {
+            sessions: HashMap::new(),
+            next_id: 0,
+            store,
+            observer,
+        }
+    }
+
+    /// Sends `frame` to every session of `user`; returns how many got it.
+    fn push(&mut self, user: &str, frame: &Value) -> usize {
+        let Some(sessions) = self.sessions.get_mut(user) else {
+            return 0;
+        };
+        let text = frame.to_string();
+        sessions.retain(|_, tx| tx.send(text.clone()).is_ok());
+        let n = sessions.len();
+        if n == 0 {
+            self.sessions.remove(user);
+        }
+        n
+    }
+}
+
+impl Actor for Hub {
+    type Context = Context<Self>;
+}
+
+/// The `message` frame for an inbox entry.
+pub fn message_frame(e: &InboxEntry) -> Value {
+    let mut v = json!({
+        "type": "message",
+        "txn": e.txn.to_string(),
+        "from": e.from,
+        "body": e.body,
+        "sent_at": rfc3339(e.sent_at_ms),
+    });
+    if let Some(s) = &e.subject {
+        v["subject"] = json!(s);
+    }
+    v
+}
+
+/// A session of `user` opened; returns its id.
+#[derive(Message)]
+#[rtype(result = "u64")]
+pub struct Join {
+    /// The user.
+    pub user: String,
+    /// Where its frames go.
+    pub tx: Outbound,
+}
+
+/// A session closed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave {
+    /// The user.
+    pub user: String,
+    /// The session id from [`Join`].
+    pub id: u64,
+}
+
+/// How many sessions `user` has open.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct SessionCount(pub String);
+
+/// Push a delivered message to the recipient's sessions; returns how many
+/// got it.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct PushMessage {
+    /// The recipient.
+    pub user: String,
+    /// The message.
+    pub entry: InboxEntry,
+}
+
+impl Handler<Join> for Hub {
+    type Result = u64;
+    fn handle(&mut self, m: Join, _: &mut Context<Self>) -> u64 {
+        self.next_id += 1;
+        self.sessions
+            .entry(m.user)
+            .or_default()
+            .insert(self.next_id, m.tx);
+        self.next_id
+    }
+}
+
+impl Handler<Leave> for Hub {
+    type Result = ();
+    fn handle(&mut self, m: Leave, _: &mut Context<Self>) {
+        if let Some(s) = self.sessions.get_mut(&m.user) {
+            s.remove(&m.id);
+            if s.is_empty() {
+                self.sessions.remove(&m.user);
+            }
+        }
+    }
+}
+
+impl Handler<SessionCount> for Hub {
+    type Result = usize;
+    fn handle(&mut self, SessionCount(user): SessionCount, _: &mut Context<Self>) -> usize {
+        self.sessions.get(&user).map_or(0, HashMap::len)
+    }
+}
+
+impl Handler<PushMessage> for Hub {
+    type Result = usize;
+    fn handle(&mut self, m: PushMessage, _: &mut Context<Self>) -> usize {
+        self.push(&m.user, &message_frame(&m.entry))
+    }
+}
+
+impl Handler<Receipt> for Hub {
+    type Result = ();
+    fn handle(&mut self, r: Receipt, _: &mut Context<Self>) {
+        // A Read comes after the originator let go of the message: the
+        // transaction names the sender.
+        let sender = r.sender_user.clone().or_else(|| {
+            self.store
+                .txn(&r.txn)
+                .ok()
+                .flatten()
+                .and_then(|t| t.imi.sender_user)
+        });
+        if let Some(user) = &sender {
+            let status = match &r.outcome {
+                Outcome::Blocked(_) => "blocked",
+                o => o.as_str(),
+            };
+            let frame = json!({
+                "type": "receipt",
+                "txn": r.txn.to_string(),
+                "status": status,
+                "via": r.via,
+                "at": rfc3339(r.at_ms),
+            });
+            self.push(user, &frame);
+        }
+        if let Some(o) = &self.observer {
+            o.do_send(r);
+        }
+    }
+}
+
+impl Handler<PresencePush> for Hub {
+    type Result = ();
+    fn handle(&mut self, p: PresencePush, _: &mut Context<Self>) {
+        let mut frame = json!({
+            "type": "presence",
+            "user": p.user,
+            "state": p.state,
+            "since": rfc3339(p.since_ms),
+        });
+        if let Some(n) = &p.note {
+            frame["note"] = json!(n);
+        }
+        self.push(&p.to, &frame);
+    }
+}

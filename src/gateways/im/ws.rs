@@ -1,0 +1,436 @@
+//! `GET /v1/ws`: the IM client protocol over WebSocket (INTERFACES.md). JSON
+//! text frames with a `type`. The token comes in the `Authorization` header,
+//! `?token=`, or a first frame `{"type":"auth","token":…}`; until then any
+//! other frame is answered with an `error` and the socket is closed.
+//!
+//! Bad input never takes the node down: malformed JSON, an unknown `type` or
+//! a bad field get an `error` frame and the session goes on; a binary frame
+//! gets an `error`; an oversized frame or a protocol violation closes the
+//! socket with a reason.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use switchboard_actors::gateway::MediumReport;
+use switchboard_actors::presence::{
+    Activity, SessionClosed, SessionOpened, SetPresence, State, Subscribe,
+};
+use switchboard_actors::protocol::{Priority, ReportStatus};
+use switchboard_actors::store::records::enc;
+use switchboard_actors::store::{InboxEntry, Tree, WriteBatch};
+
+use super::hub::{message_frame, Join, Leave};
+use crate::api::error::ApiError;
+use crate::api::messages::{mark_read, originate, parse_txn, route_json, submit, SendRequest};
+use crate::api::ApiState;
+
+/// How long an unauthenticated socket may stay open.
+const AUTH_WINDOW: Duration = Duration::from_secs(10);
+/// Unread messages pushed when a session opens.
+const PUSH_ON_CONNECT: usize = 200;
+/// Users one `subscribe` frame may name.
+const MAX_SUBSCRIBE: usize = 1000;
+
+/// Frames a client sends.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientFrame {
+    Auth {
+        token: String,
+    },
+    Send {
+        id: Option<Value>,
+        to: String,
+        body: String,
+        subject: Option<String>,
+        priority: Option<Priority>,
+        expires_in_s: Option<u64>,
+        receipt: Option<bool>,
+    },
+    Read {
+        id: Option<Value>,
+        txn: String,
+    },
+    Presence {
+        state: State,
+        note: Option<String>,
+    },
+    Subscribe {
+        users: Vec<String>,
+    },
+}
+
+const TYPES: [&str; 5] = ["auth", "send", "read", "presence", "subscribe"];
+
+fn error_frame(id: Option<&Value>, code: &str, message: &str) -> String {
+    let mut v = json!({"type": "error", "code": code, "message": message});
+    if let Some(id) = id {
+        v["id"] = id.clone();
+    }
+    v.to_string()
+}
+
+fn token_of(req: &HttpRequest) -> Option<String> {
+    if let Some(h) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        return h
+            .to_str()
+            .ok()?
+            .strip_prefix("Bearer ")
+            .map(|t| t.trim().to_string());
+    }
+    req.query_string()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="))
+        .map(str::to_string)
+}
+
+/// `GET /v1/ws`: upgrades to a WebSocket IM session.
+///
+/// # Errors
+/// 401 for a token that is given but invalid; 400 when the request is no
+/// WebSocket handshake.
+pub async fn ws(
+    req: HttpRequest,
+    body: web::Payload,
+    st: web::Data<ApiState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let user = match token_of(&req) {
+        Some(t) => Some(
+            st.directory
+                .authenticate(&t)
+                .ok_or_else(|| ApiError::unauthorized("invalid token"))?,
+        ),
+        None => None,
+    };
+    let (resp, session, stream) = actix_ws::handle(&req, body)?;
+    let stream = stream
+        .max_frame_size(st.max_body_bytes)
+        .aggregate_continuations()
+        .max_continuation_size(st.max_body_bytes);
+    actix_rt::spawn(run(st.into_inner(), session, stream, user));
+    Ok(resp)
+}
+
+struct Conn {
+    st: Arc<ApiState>,
+    user: Option<String>,
+    joined: Option<u64>,
+    tx: mpsc::UnboundedSender<String>,
+}
+
+impl Conn {
+    /// The session is authenticated as `user`: join the hub, come online,
+    /// subscribe to the user's contacts, get unread messages.
+    async fn join(&mut self, user: String) {
+        let st = &self.st;
+        let id = st
+            .hub
+            .send(Join {
+                user: user.clone(),
+                tx: self.tx.clone(),
+            })
+            .await
+            .unwrap_or(0);
+        st.presence.do_send(SessionOpened(user.clone()));
+        if let Some(p) = st.directory.profile(&user) {
+            if !p.contacts.is_empty() {
+                st.presence.do_send(Subscribe {
+                    subscriber: user.clone(),
+                    users: p.contacts.clone(),
+                });
+            }
+        }
+        self.joined = Some(id);
+        self.user = Some(user.clone());
+        if let Err(e) = self.push_unread(&user).await {
+            tracing::warn!(user = %user, error = %e, "pushing unread messages on connect failed");
+        }
+    }
+
+    /// Pushes unread messages; those held for this user are now delivered.
+    async fn push_unread(&self, user: &str) -> Result<(), ApiError> {
+        let store = self.st.store.clone();
+        let who = user.to_string();
+        let entries = web::block(move || {
+            store.inbox(&who, None, usize::MAX).map(|all| {
+                all.into_iter()
+                    .filter(|(_, e)| !e.read)
+                    .take(PUSH_ON_CONNECT)
+                    .collect::<Vec<_>>()
+            })
+        })
+        .await??;
+        let mut held = WriteBatch::new();
+        let mut reports = Vec::new();
+        for (seq, mut e) in entries {
+            let _ = self.tx.send(message_frame(&e).to_string());
+            if !e.delivered {
+                e.delivered = true;
+                held.insert(Tree::Inbox, InboxEntry::key(user, seq), enc(&e));
+                reports.push(MediumReport {
+                    txn: e.txn,
+                    attempt: e.attempt,
+                    id: e.id,
+                    status: ReportStatus::Delivered,
+                });
+            }
+        }
+        if !held.is_empty() {
+            self.st.store.writer().write(held).await?;
+            for r in reports {
+                self.st.im.do_send(r);
+            }
+        }
+        Ok(())
+    }
+
+    fn leave(&self) {
+        if let (Some(user), Some(id)) = (&self.user, self.joined) {
+            self.st.hub.do_send(Leave {
+                user: user.clone(),
+                id,
+            });
+            self.st.presence.do_send(SessionClosed(user.clone()));
+        }
+    }
+
+    /// Handles one text frame. `Err` carries a close reason.
+    async fn text(&mut self, text: &str) -> Result<(), CloseReason> {
+        let v: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = self.tx.send(error_frame(
+                    None,
+                    "bad_json",
+                    &format!("malformed JSON: {e}"),
+                ));
+                return Ok(());
+            }
+        };
+        let id = v.get("id").cloned();
+        let Some(kind) = v.get("type").and_then(Value::as_str).map(str::to_string) else {
+            let _ = self.tx.send(error_frame(
+                id.as_ref(),
+                "bad_request",
+                "a frame needs a string \"type\"",
+            ));
+            return Ok(());
+        };
+        if !TYPES.contains(&kind.as_str()) {
+            let msg = format!(
+                "unknown type {kind:?}; expected one of {}",
+                TYPES.join(", ")
+            );
+            let _ = self.tx.send(error_frame(id.as_ref(), "unknown_type", &msg));
+            return Ok(());
+        }
+        let frame: ClientFrame = match serde_json::from_value(v) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = self.tx.send(error_frame(
+                    id.as_ref(),
+                    "bad_request",
+                    &format!("invalid {kind} frame: {e}"),
+                ));
+                return Ok(());
+            }
+        };
+        let Some(user) = self.user.clone() else {
+            return match frame {
+                ClientFrame::Auth { token } => match self.st.directory.authenticate(&token) {
+                    Some(u) => {
+                        self.join(u).await;
+                        Ok(())
+                    }
+                    None => Err(close(CloseCode::Policy, "invalid token")),
+                },
+                _ => {
+                    let _ = self.tx.send(error_frame(
+                        id.as_ref(),
+                        "unauthorized",
+                        "authenticate first",
+                    ));
+                    Err(close(CloseCode::Policy, "authenticate first"))
+                }
+            };
+        };
+        self.st.presence.do_send(Activity(user.clone()));
+        match frame {
+            ClientFrame::Auth { .. } => {
+                let _ = self
+                    .tx
+                    .send(error_frame(None, "bad_request", "already authenticated"));
+            }
+            ClientFrame::Send {
+                id,
+                to,
+                body,
+                subject,
+                priority,
+                expires_in_s,
+                receipt,
+            } => {
+                let req = SendRequest {
+                    to,
+                    body,
+                    subject,
+                    priority,
+                    expires_in_s,
+                    receipt,
+                };
+                match originate(&self.st, &user, req) {
+                    Err(e) => {
+                        let _ = self.tx.send(rejected(id.as_ref(), &e));
+                    }
+                    Ok(o) => {
+                        // The broker's decision comes back on this session's
+                        // channel; the socket keeps reading meanwhile.
+                        let (st, tx) = (self.st.clone(), self.tx.clone());
+                        actix_rt::spawn(async move {
+                            let frame = match submit(&st, o).await {
+                                Ok(acc) => {
+                                    let mut f = json!({"type": "accepted", "txn": acc.txn.to_string(), "route": route_json(&acc)});
+                                    if let Some(id) = id {
+                                        f["id"] = id;
+                                    }
+                                    f.to_string()
+                                }
+                                Err(e) => rejected(id.as_ref(), &e),
+                            };
+                            let _ = tx.send(frame);
+                        });
+                    }
+                }
+            }
+            ClientFrame::Read { id, txn } => {
+                let res = match parse_txn(&txn) {
+                    Ok(t) => mark_read(&self.st, &user, t).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = res {
+                    let _ = self.tx.send(error_frame(id.as_ref(), &e.code, &e.message));
+                }
+            }
+            ClientFrame::Presence { state, note } => {
+                if note
+                    .as_ref()
+                    .is_some_and(|n| n.len() > 200 || n.contains(['\r', '\n']))
+                {
+                    let _ = self.tx.send(error_frame(
+                        None,
+                        "bad_request",
+                        "\"note\" must be one line of at most 200 bytes",
+                    ));
+                } else {
+                    self.st.presence.do_send(SetPresence { user, state, note });
+                }
+            }
+            ClientFrame::Subscribe { users } => {
+                let valid = users.len() <= MAX_SUBSCRIBE
+                    && users
+                        .iter()
+                        .all(|u| switchboard_actors::directory::profile::valid_user_id(u));
+                if valid {
+                    self.st.presence.do_send(Subscribe {
+                        subscriber: user,
+                        users,
+                    });
+                } else {
+                    let msg = format!("\"users\" must be at most {MAX_SUBSCRIBE} user ids");
+                    let _ = self.tx.send(error_frame(None, "bad_request", &msg));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn rejected(id: Option<&Value>, e: &ApiError) -> String {
+    let mut f = json!({"type": "rejected", "code": e.code, "message": e.message});
+    if let Some(id) = id {
+        f["id"] = id.clone();
+    }
+    f.to_string()
+}
+
+fn close(code: CloseCode, why: &str) -> CloseReason {
+    CloseReason {
+        code,
+        description: Some(why.to_string()),
+    }
+}
+
+async fn run(
+    st: Arc<ApiState>,
+    mut session: Session,
+    mut stream: actix_ws::AggregatedMessageStream,
+    user: Option<String>,
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let mut conn = Conn {
+        st,
+        user: None,
+        joined: None,
+        tx,
+    };
+    if let Some(u) = user {
+        conn.join(u).await;
+    }
+    let auth_deadline = actix_rt::time::sleep(AUTH_WINDOW);
+    tokio::pin!(auth_deadline);
+    let reason = loop {
+        tokio::select! {
+            msg = stream.recv() => match msg {
+                None => break None,
+                Some(Ok(AggregatedMessage::Text(t))) => {
+                    if let Err(r) = conn.text(&t).await {
+                        break Some(r);
+                    }
+                }
+                Some(Ok(AggregatedMessage::Binary(_))) => {
+                    let _ = conn.tx.send(error_frame(None, "unsupported", "binary frames are not supported; send JSON text"));
+                }
+                Some(Ok(AggregatedMessage::Ping(b))) => {
+                    if session.pong(&b).await.is_err() {
+                        break None;
+                    }
+                }
+                Some(Ok(AggregatedMessage::Pong(_))) => {}
+                Some(Ok(AggregatedMessage::Close(_))) => break None,
+                Some(Err(e)) => {
+                    let size = matches!(e, actix_ws::ProtocolError::Overflow);
+                    let r = if size {
+                        close(CloseCode::Size, "frame too large")
+                    } else {
+                        close(CloseCode::Protocol, &format!("protocol error: {e}"))
+                    };
+                    tracing::info!(error = %e, "closing a WebSocket");
+                    break Some(r);
+                }
+            },
+            out = rx.recv() => {
+                let Some(text) = out else { break None };
+                if session.text(text).await.is_err() {
+                    break None;
+                }
+            }
+            _ = &mut auth_deadline, if conn.user.is_none() => {
+                break Some(close(CloseCode::Policy, "authenticate within 10 s"));
+            }
+        }
+    };
+    conn.leave();
+    // Flush what is queued (an error frame, say), then close with the reason.
+    while let Ok(text) = rx.try_recv() {
+        if session.text(text).await.is_err() {
+            return;
+        }
+    }
+    let _ = session.close(reason).await;
+}
