@@ -17,6 +17,7 @@ use switchboard_actors::broker::BrokerShared;
 use switchboard_actors::delivery::DeliveryService;
 use switchboard_actors::directory::{new_token, Directory};
 use switchboard_actors::gateway::{Gateway, GatewayConfig, GetInFlight, Receipt};
+use switchboard_actors::medium::Medium;
 use switchboard_actors::members::MemberRegistry;
 use switchboard_actors::presence::{Presence, PresencePush, PresenceView};
 use switchboard_actors::protocol::clock::SharedClock;
@@ -43,7 +44,8 @@ pub struct Node {
     /// The admin token, when this start initialised the data directory.
     pub new_admin_token: Option<String>,
     server: actix_web::dev::ServerHandle,
-    core: Core,
+    /// The node's actors and shared state.
+    pub core: Core,
     shutdown_timeout: Duration,
 }
 
@@ -136,6 +138,7 @@ pub struct Core {
     pub presence_view: PresenceView,
     /// The IM session hub.
     pub hub: Addr<Hub>,
+    gateway_config: GatewayConfig,
     /// The clock.
     pub clock: SharedClock,
     /// The admin token, when this start initialised the data directory.
@@ -169,6 +172,7 @@ impl Core {
             skew_ms: cfg.miap.skew_ms,
             session_ttl_ms: cfg.miap.session_ttl_s * 1000,
             shards: cfg.broker.shards,
+            im_offline_wait: cfg.delivery.im_offline == "wait",
         };
         let delivery = DeliveryService::load(store.clone(), &cfg.delivery.default_manager)?;
         let registry = delivery.registry();
@@ -203,14 +207,15 @@ impl Core {
             .member(&im_id)
             .context("the IM gateway has no key")?;
         let (key_id, key) = im_keys.current();
+        let gateway_config = GatewayConfig {
+            id: im_id,
+            key_id,
+            key: key.clone(),
+            broker_id: cfg.broker.id.clone(),
+            session_ttl_ms: settings.session_ttl_ms,
+        };
         let mut gateway = Gateway::new(
-            GatewayConfig {
-                id: im_id,
-                key_id,
-                key: key.clone(),
-                broker_id: cfg.broker.id.clone(),
-                session_ttl_ms: settings.session_ttl_ms,
-            },
+            gateway_config.clone(),
             ImMedium::new(
                 store.clone(),
                 directory.clone(),
@@ -225,18 +230,7 @@ impl Core {
         );
         gateway = gateway.with_receipts(hub.clone().recipient());
         let im = gateway.start();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !im
-            .send(GetInFlight)
-            .await
-            .map(|f| f.logged_in)
-            .unwrap_or(false)
-        {
-            if Instant::now() > deadline {
-                bail!("the IM gateway could not log in to the broker");
-            }
-            actix_rt::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_logged_in(&im).await?;
         Ok(Core {
             store,
             directory,
@@ -247,9 +241,50 @@ impl Core {
             presence,
             presence_view,
             hub,
+            gateway_config,
             clock,
             new_admin_token,
         })
+    }
+
+    /// Starts another in-process gateway for `medium` as member `id` (its key
+    /// is created if it has none) and waits until it has logged in.
+    ///
+    /// # Errors
+    /// A store failure, or a gateway that cannot log in.
+    pub async fn add_gateway<M: Medium>(
+        &self,
+        id: &str,
+        medium: M,
+    ) -> anyhow::Result<Addr<Gateway<M>>> {
+        let member = MemberId::new(id);
+        if self.directory.member(&member).is_none() {
+            self.directory
+                .put_member(MemberKeys::generate(member.clone(), Some(medium.kind())))
+                .await?;
+        }
+        let keys = self
+            .directory
+            .member(&member)
+            .context("the member has no key")?;
+        let (key_id, key) = keys.current();
+        let cfg = GatewayConfig {
+            id: member,
+            key_id,
+            key: key.clone(),
+            ..self.gateway_config.clone()
+        };
+        let gw = Gateway::new(
+            cfg,
+            medium,
+            self.broker.handle.clone(),
+            self.members.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+        )
+        .start();
+        wait_logged_in(&gw).await?;
+        Ok(gw)
     }
 
     /// Waits (up to `timeout`) for the gateways' in-flight steps, flushes the
@@ -272,6 +307,22 @@ impl Core {
         }
         self.broker.stop();
     }
+}
+
+async fn wait_logged_in<M: Medium>(gw: &Addr<Gateway<M>>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gw
+        .send(GetInFlight)
+        .await
+        .map(|f| f.logged_in)
+        .unwrap_or(false)
+    {
+        if Instant::now() > deadline {
+            bail!("a gateway could not log in to the broker");
+        }
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
 }
 
 impl Node {

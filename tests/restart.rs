@@ -96,6 +96,11 @@ fn kill_9_loses_nothing_accepted_and_duplicates_nothing() {
         missing.len(),
         accepted.len()
     );
+    for m in &inbox {
+        if seen[m["txn"].as_str().unwrap()] > 1 {
+            eprintln!("DUP {m}");
+        }
+    }
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "delivered more than once: {twice:?}");
 

@@ -100,6 +100,17 @@ impl Api {
         )
     }
 
+    /// DELETE `path`; the status.
+    pub fn delete_path(&self, path: &str) -> u16 {
+        Self::answer(
+            self.agent
+                .delete(format!("{}{path}", self.base))
+                .header("Authorization", format!("Bearer {}", self.token))
+                .call(),
+        )
+        .0
+    }
+
     /// Adds a user with `mechanisms` (`[("im","bob"), …]`); returns their API.
     pub fn add_user(&self, id: &str, mechanisms: &[(&str, &str)]) -> Api {
         let mechs: Vec<Value> = mechanisms
@@ -178,6 +189,12 @@ fn config(dir: &Path) -> Config {
     Config::load_with(None, vars.into_iter()).expect("test config")
 }
 
+/// Runs inside the node's actix system once it started (adds gateways, …).
+pub type Setup = Box<
+    dyn for<'a> FnOnce(&'a Node) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>
+        + Send,
+>;
+
 /// The node in this process, on its own actix system thread.
 pub struct TestNode {
     pub url: String,
@@ -193,12 +210,17 @@ impl TestNode {
     }
 
     pub fn start_in(dir: tempfile::TempDir) -> Self {
+        Self::start_with(dir, Box::new(|_| Box::pin(async {})))
+    }
+
+    pub fn start_with(dir: tempfile::TempDir, setup: Setup) -> Self {
         let cfg = config(dir.path());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             actix_rt::System::new().block_on(async move {
                 let node = Node::start(&cfg).await.expect("node starts");
+                setup(&node).await;
                 ready_tx.send(node.http_addr).expect("test waits");
                 let _ = stop_rx.await;
                 node.shutdown().await;
@@ -312,5 +334,145 @@ impl Drop for ProcNode {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A test SMS medium (the real one speaks SMPP): records what it is given and
+/// accepts it, or refuses everything when `fail` is set.
+#[derive(Clone, Default)]
+pub struct TestSms {
+    pub sent: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    pub fail: bool,
+}
+
+impl switchboard_actors::medium::Medium for TestSms {
+    fn kind(&self) -> switchboard_actors::protocol::MediumKind {
+        switchboard_actors::protocol::MediumKind::Sms
+    }
+
+    fn health(&self) -> switchboard_actors::medium::Health {
+        switchboard_actors::medium::Health {
+            up: true,
+            detail: "test sink".into(),
+        }
+    }
+
+    fn deliver(
+        &mut self,
+        d: switchboard_actors::medium::Delivery,
+    ) -> switchboard_actors::medium::futures_like::LocalBoxFuture<
+        'static,
+        Result<switchboard_actors::medium::MediumAck, switchboard_actors::medium::NonDelivery>,
+    > {
+        self.sent.lock().unwrap().push((
+            d.route.address.clone(),
+            String::from_utf8_lossy(&d.content).into_owned(),
+        ));
+        let r = if self.fail {
+            Err(switchboard_actors::medium::NonDelivery(
+                "test SMSC refused".into(),
+            ))
+        } else {
+            Ok(switchboard_actors::medium::MediumAck::Delivered)
+        };
+        Box::pin(async move { r })
+    }
+}
+
+/// A node with the test SMS medium as gateway `gw-sms-test`.
+pub fn node_with_sms(sms: TestSms) -> TestNode {
+    TestNode::start_with(
+        tempfile::tempdir().expect("temp dir"),
+        Box::new(move |node| {
+            Box::pin(async move {
+                node.core
+                    .add_gateway("gw-sms-test", sms)
+                    .await
+                    .expect("test SMS gateway");
+            })
+        }),
+    )
+}
+
+/// A blocking WebSocket client of `/v1/ws`.
+pub struct Ws {
+    sock: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+    held: Vec<Value>,
+}
+
+impl Ws {
+    /// Connects with the token in the `Authorization` header (or none).
+    pub fn connect(base: &str, token: Option<&str>) -> Self {
+        use tungstenite::client::IntoClientRequest;
+        let url = format!("{}/v1/ws", base.replacen("http://", "ws://", 1));
+        let mut req = url.into_client_request().expect("request");
+        if let Some(t) = token {
+            req.headers_mut().insert(
+                "Authorization",
+                format!("Bearer {t}").parse().expect("header"),
+            );
+        }
+        let (sock, _) = tungstenite::connect(req).expect("WebSocket handshake");
+        if let tungstenite::stream::MaybeTlsStream::Plain(s) = sock.get_ref() {
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+        }
+        Self {
+            sock,
+            held: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, v: Value) {
+        self.sock
+            .send(tungstenite::Message::Text(v.to_string().into()))
+            .expect("send");
+    }
+
+    pub fn send_raw(&mut self, m: tungstenite::Message) {
+        self.sock.send(m).expect("send");
+    }
+
+    fn read(&mut self) -> Value {
+        loop {
+            match self.sock.read().expect("a frame within 10 s") {
+                tungstenite::Message::Text(t) => {
+                    return serde_json::from_str(&t).expect("JSON frame")
+                }
+                tungstenite::Message::Close(c) => panic!("closed: {c:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next frame of `kind` (other frames are kept for later).
+    pub fn expect(&mut self, kind: &str) -> Value {
+        if let Some(i) = self.held.iter().position(|v| v["type"] == kind) {
+            return self.held.remove(i);
+        }
+        loop {
+            let v = self.read();
+            if v["type"] == kind {
+                return v;
+            }
+            self.held.push(v);
+        }
+    }
+
+    /// Reads until the server closes; returns the close code and reason.
+    pub fn expect_close(&mut self) -> (u16, String) {
+        loop {
+            match self.sock.read() {
+                Ok(tungstenite::Message::Close(Some(f))) => {
+                    return (f.code.into(), f.reason.to_string())
+                }
+                Ok(tungstenite::Message::Close(None)) => return (1005, String::new()),
+                Ok(tungstenite::Message::Text(t)) => self
+                    .held
+                    .push(serde_json::from_str(&t).unwrap_or(Value::Null)),
+                Ok(_) => {}
+                Err(e) => panic!("no close frame: {e}"),
+            }
+        }
     }
 }

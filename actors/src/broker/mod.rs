@@ -129,14 +129,12 @@ impl BrokerShard {
         Ok(self.open.get_mut(txn))
     }
 
-    /// Persists a transaction and lets go of it once nothing is pending.
-    fn settle(&mut self, txn: &TxnId) {
-        let Some(rec) = self.open.get(txn) else {
-            return;
-        };
-        persist(&self.shared.store, rec);
-        if rec.closed && rec.status.is_final() {
-            self.forget(txn);
+    /// Queues the transaction's record. Every path persists *before* it
+    /// sends anything that depends on the new state, so after a crash no
+    /// member holds an answer the store does not.
+    fn persist_open(&self, txn: &TxnId) {
+        if let Some(rec) = self.open.get(txn) {
+            persist(&self.shared.store, rec);
         }
     }
 
@@ -190,10 +188,14 @@ impl BrokerShard {
             Ok((manager, routes)) => {
                 rec.event(now, format!("manager:{}", manager.name));
                 rec.manager = Some(manager);
+                let mut frames = Vec::new();
                 for route in routes {
-                    self.shared.release(from, &session, &mut rec, route, now)?;
+                    frames.push(self.shared.release(&session, &mut rec, route, now)?);
                 }
                 persist(&self.shared.store, &rec);
+                for f in frames {
+                    self.shared.send(from, f);
+                }
                 self.track(&rec);
                 self.open.insert(txn, rec);
             }
@@ -305,23 +307,34 @@ impl BrokerShard {
         }
         let rec = self.open.get_mut(&r.txn).ok_or(ProtocolError::UnknownTxn)?;
         let next = apply_report(rec, r.attempt, &r.status, now);
-        shared.send(from, ack);
-        match next {
-            Next::Nothing => {}
-            Next::Notify(outcome) => self.conclude(&r.txn, outcome, now),
+        let persisted = match next {
+            Next::Nothing => false,
+            Next::Notify(outcome) => {
+                self.conclude(&r.txn, outcome, now);
+                true
+            }
             Next::Retry => self.retry(&r.txn, now),
+        };
+        if !persisted {
+            self.persist_open(&r.txn);
+            // A late or repeated report on a finished message: nothing is
+            // pending for it here.
+            if self.open.get(&r.txn).is_some_and(|t| t.status.is_final()) {
+                self.forget(&r.txn);
+            }
         }
-        self.settle(&r.txn);
+        shared.send(from, ack);
         Ok(())
     }
 
-    /// Tells the originator (and accounting) an outcome already applied to
-    /// the record.
+    /// Persists an outcome already applied to the record, then tells
+    /// accounting and the originator.
     fn conclude(&mut self, txn: &TxnId, outcome: Outcome, now: u64) {
         let Some(rec) = self.open.get_mut(txn) else {
             return;
         };
         rec.closed = false;
+        persist(&self.shared.store, rec);
         if outcome != Outcome::Read {
             self.shared.account(rec, &outcome, now);
         }
@@ -330,32 +343,40 @@ impl BrokerShard {
 
     /// After a non-delivery or a timeout: wait for attempts still running,
     /// else release the next mechanism, else the message is undeliverable
-    /// (or expired).
-    fn retry(&mut self, txn: &TxnId, now: u64) {
+    /// (or expired). Returns whether it persisted the record.
+    fn retry(&mut self, txn: &TxnId, now: u64) -> bool {
         let shared = self.shared.clone();
         let Some(rec) = self.open.get_mut(txn) else {
-            return;
+            return false;
         };
         if !rec.status.is_open() || rec.attempts.iter().any(AttemptRecord::is_open) {
-            return;
+            return false;
         }
         let planned = shared.plan(&rec.imi, rec.manager.as_ref(), &rec.tried());
         let originator = rec.imi.originator.clone();
         let outcome = match (planned, shared.session(&originator, now)) {
             (Ok((_, routes)), Ok(session)) => {
+                let mut frames = Vec::new();
                 for route in routes {
-                    if let Err(e) = shared.release(&originator, &session.current, rec, route, now) {
-                        tracing::error!(txn = %txn, reason = e.code(), "cannot release the next attempt");
+                    match shared.release(&session.current, rec, route, now) {
+                        Ok(f) => frames.push(f),
+                        Err(e) => {
+                            tracing::error!(txn = %txn, reason = e.code(), "cannot release the next attempt")
+                        }
                     }
+                }
+                persist(&shared.store, rec);
+                for f in frames {
+                    shared.send(&originator, f);
                 }
                 let rec = rec.clone();
                 self.track(&rec);
-                return;
+                return true;
             }
             (Ok(_), Err(_)) => {
                 // The originator is away; it resubmits on reconnect and gets
                 // the next release then.
-                return;
+                return false;
             }
             (Err(RejectReason::Expired), _) => {
                 rec.status = TxnStatus::Expired;
@@ -368,6 +389,7 @@ impl BrokerShard {
         };
         rec.event(now, outcome.as_str());
         self.conclude(txn, outcome, now);
+        true
     }
 
     /// Applies attempt timeouts and message expiries that are due.
@@ -404,9 +426,10 @@ impl BrokerShard {
                 let kind = format!("timeout:{}", a.route.mechanism);
                 tracing::info!(txn = %txn, attempt, mechanism = %a.route.mechanism, "attempt timed out");
                 rec.event(now, kind);
-                self.retry(&txn, now);
+                if !self.retry(&txn, now) {
+                    self.persist_open(&txn);
+                }
             }
-            self.settle(&txn);
         }
     }
 
@@ -588,17 +611,16 @@ impl Handler<messages::CheckTimeouts> for BrokerShard {
 }
 
 impl BrokerShared {
-    /// Releases one attempt of `rec` on `route` to its originator: computes
-    /// the attempt's `ID`, records the attempt with its deadline, sends the
-    /// `Release`. The caller persists the record.
+    /// Releases one attempt of `rec` on `route`: computes the attempt's `ID`,
+    /// records the attempt with its deadline, and returns the `Release` for
+    /// the originator. The caller persists the record, then sends it.
     fn release(
         &self,
-        originator: &MemberId,
         session: &Session,
         rec: &mut TxnRecord,
         route: Route,
         now: u64,
-    ) -> Result<(), ProtocolError> {
+    ) -> Result<Frame, ProtocolError> {
         let attempt = rec.attempts.len() as u32 + 1;
         let timeout_ms = rec
             .manager
@@ -625,8 +647,7 @@ impl BrokerShared {
             reason: None,
         });
         rec.status = TxnStatus::Released;
-        self.send(originator, Frame::Release(Box::new(frame)));
-        Ok(())
+        Ok(Frame::Release(Box::new(frame)))
     }
 
     fn account(&self, rec: &TxnRecord, outcome: &Outcome, now: u64) {

@@ -36,6 +36,10 @@ pub struct BrokerSettings {
     pub session_ttl_ms: u64,
     /// Number of shards.
     pub shards: usize,
+    /// Treat IM as a mailbox that is always reachable (`delivery.im_offline
+    /// = "wait"`): a recipient offline on IM gets the message in their inbox
+    /// instead of on their next mechanism.
+    pub im_offline_wait: bool,
 }
 
 /// What the broker is built from.
@@ -86,6 +90,7 @@ pub struct BrokerShared {
     pub skew_ms: u64,
     /// Session lifetime (ms).
     pub session_ttl_ms: u64,
+    im_offline_wait: bool,
     sessions: DashMap<MemberId, SessionPair>,
     nonces: Mutex<NonceCache>,
     verifier: LoginVerifier,
@@ -149,6 +154,7 @@ impl BrokerShared {
             accounting,
             skew_ms: settings.skew_ms,
             session_ttl_ms: settings.session_ttl_ms,
+            im_offline_wait: settings.im_offline_wait,
             sessions: DashMap::new(),
             nonces: Mutex::new(nonces),
             refusals: DashMap::new(),
@@ -251,7 +257,13 @@ impl BrokerShared {
             &r.mechanisms,
             &choice.config,
             |m| self.members.live_gateway(m).is_some(),
-            |m| user.map_or(Reach::Unknown, |u| self.presence.reach(u, m)),
+            |m| match user.map(|u| self.presence.reach(u, m)) {
+                Some(Reach::Offline) if m == MediumKind::Im && self.im_offline_wait => {
+                    Reach::Unknown
+                }
+                Some(r) => r,
+                None => Reach::Unknown,
+            },
             tried,
         );
         let picks: Vec<((MediumKind, String), bool)> =

@@ -58,6 +58,10 @@ struct Member {
 }
 
 async fn world() -> World {
+    world_with(false).await
+}
+
+async fn world_with(im_offline_wait: bool) -> World {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let directory = Directory::load(store.clone(), 0).unwrap();
@@ -99,6 +103,7 @@ async fn world() -> World {
         skew_ms: 30_000,
         session_ttl_ms: 600_000,
         shards: 1,
+        im_offline_wait,
     };
     let presence = Presence::new(Arc::new(clock.clone()), 600_000, None);
     let view = presence.view();
@@ -853,5 +858,16 @@ async fn a_hot_swap_applies_to_new_messages_only() {
     assert_eq!(
         (r2.imi.imi.txn, r2.imi.route.mechanism),
         (first.imi.imi.txn, MediumKind::Sms)
+    );
+}
+
+#[actix_rt::test]
+async fn with_im_offline_wait_the_inbox_is_a_mailbox() {
+    let w = world_with(true).await;
+    w.set_presence("bob", State::Offline).await;
+    let r = w.submit(w.imi(To::User("bob".into()))).await;
+    assert_eq!(
+        (r.imi.route.mechanism, r.imi.route.store_and_forward),
+        (MediumKind::Im, false)
     );
 }

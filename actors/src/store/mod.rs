@@ -34,10 +34,10 @@ pub enum Tree {
     /// Content a gateway originated and has not yet been told the outcome of:
     /// `member \0 txn` → [`OutboxEntry`].
     Outbox,
-    /// IM inboxes: `user \0 seq` → [`InboxEntry`].
+    /// IM inboxes: `user \0 m seq` → [`InboxEntry`], and in the same tree
+    /// (so one atomic batch writes both) `user \0 i txn` → seq, the index
+    /// that dedupes by txn.
     Inbox,
-    /// IM inbox index: `user \0 txn` → seq (dedupe by txn, reads).
-    InboxIndex,
     /// Accounting records: `at_ms ‖ txn` → [`AccountingRecord`].
     Accounting,
     /// Seen login nonces: `member \0 nonce` → ts.
@@ -50,14 +50,13 @@ pub enum Tree {
 
 impl Tree {
     /// Every tree.
-    pub const ALL: [Tree; 11] = [
+    pub const ALL: [Tree; 10] = [
         Tree::Profiles,
         Tree::Tokens,
         Tree::Members,
         Tree::Txn,
         Tree::Outbox,
         Tree::Inbox,
-        Tree::InboxIndex,
         Tree::Accounting,
         Tree::Replay,
         Tree::Meta,
@@ -72,7 +71,6 @@ impl Tree {
             Tree::Txn => "txn",
             Tree::Outbox => "outbox",
             Tree::Inbox => "inbox",
-            Tree::InboxIndex => "inbox_index",
             Tree::Accounting => "accounting",
             Tree::Replay => "replay",
             Tree::Meta => "meta",

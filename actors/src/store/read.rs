@@ -91,7 +91,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(u64, InboxEntry)>, StoreError> {
         let start = InboxEntry::key(user, after.map_or(0, |a| a.saturating_add(1)));
-        let end = super::records::key2(user, &[0xff; 9]);
+        let end = InboxEntry::key(user, u64::MAX);
         let mut out = Vec::new();
         for kv in self.tree(Tree::Inbox).range(start..end).take(limit) {
             let (k, v) = kv?;
@@ -112,7 +112,7 @@ impl Store {
         user: &str,
         txn: &TxnId,
     ) -> Result<Option<(u64, InboxEntry)>, StoreError> {
-        let Some(seq) = self.get(Tree::InboxIndex, &InboxEntry::index_key(user, txn))? else {
+        let Some(seq) = self.get(Tree::Inbox, &InboxEntry::index_key(user, txn))? else {
             return Ok(None);
         };
         let seq = u64::from_be_bytes(

@@ -248,14 +248,18 @@ pub struct InboxEntry {
 }
 
 impl InboxEntry {
-    /// Key in [`super::Tree::Inbox`].
+    /// Key of the entry in [`super::Tree::Inbox`]: `user \0 m seq`.
     pub fn key(user: &str, seq: u64) -> Vec<u8> {
-        key2(user, &seq.to_be_bytes())
+        let mut k = key2(user, b"m");
+        k.extend_from_slice(&seq.to_be_bytes());
+        k
     }
 
-    /// Key in [`super::Tree::InboxIndex`].
+    /// Key of the txn index in [`super::Tree::Inbox`]: `user \0 i txn`.
     pub fn index_key(user: &str, txn: &TxnId) -> Vec<u8> {
-        key2(user, txn.as_bytes())
+        let mut k = key2(user, b"i");
+        k.extend_from_slice(txn.as_bytes());
+        k
     }
 }
 

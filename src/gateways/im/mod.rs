@@ -122,7 +122,7 @@ impl Medium for ImMedium {
             let mut b = WriteBatch::new();
             b.insert(Tree::Inbox, InboxEntry::key(&user, seq), enc(&entry));
             b.insert(
-                Tree::InboxIndex,
+                Tree::Inbox,
                 InboxEntry::index_key(&user, &d.txn),
                 seq.to_be_bytes().to_vec(),
             );

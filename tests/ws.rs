@@ -1,0 +1,374 @@
+//! Real-time IM over a real WebSocket: pushes, receipts, read, several
+//! sessions, presence, cross-medium failover with a test SMS medium, delivery
+//! manager hot-swap over the admin API, and bad input that never takes the
+//! node down. One test drives the socket from Python's `websockets`.
+
+mod common;
+
+use std::process::Command;
+
+use common::{node_with_sms, TestNode, TestSms, Ws};
+use serde_json::json;
+
+#[test]
+fn im_over_websocket_pushes_receipts_and_reads_across_sessions() {
+    let node = TestNode::start();
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+    let mut a = Ws::connect(&node.url, Some(&alice.token));
+    let mut b1 = Ws::connect(&node.url, Some(&bob.token));
+    let mut b2 = Ws::connect(&node.url, Some(&bob.token));
+    // Both of bob's sessions are open before alice sends.
+    assert_eq!(node.admin.get("/v1/presence/bob").1["state"], "online");
+
+    a.send(json!({"type": "send", "id": 7, "to": "bob", "body": "hi bob", "subject": "s"}));
+    let acc = a.expect("accepted");
+    assert_eq!(acc["id"], 7);
+    assert_eq!(acc["route"], json!({"mechanism": "im", "address": "bob"}));
+    let txn = acc["txn"].as_str().unwrap().to_string();
+    for b in [&mut b1, &mut b2] {
+        let m = b.expect("message");
+        assert_eq!(
+            (m["txn"].as_str(), m["from"].as_str(), m["body"].as_str()),
+            (Some(txn.as_str()), Some("alice"), Some("hi bob"))
+        );
+        assert_eq!(m["subject"], "s");
+    }
+    let r = a.expect("receipt");
+    assert_eq!(
+        (r["txn"].as_str(), r["status"].as_str(), r["via"].as_str()),
+        (Some(txn.as_str()), Some("delivered"), Some("im"))
+    );
+
+    b2.send(json!({"type": "read", "txn": txn}));
+    let r = a.expect("receipt");
+    assert_eq!(
+        (r["status"].as_str(), r["txn"].as_str()),
+        (Some("read"), Some(txn.as_str()))
+    );
+    alice.expect_status(&txn, "read");
+
+    // A rejected send names the reason and echoes the id.
+    a.send(json!({"type": "send", "id": "x1", "to": "nobody", "body": "?"}));
+    let rej = a.expect("rejected");
+    assert_eq!(
+        (rej["id"].as_str(), rej["code"].as_str()),
+        (Some("x1"), Some("unknown_recipient"))
+    );
+}
+
+#[test]
+fn offline_on_im_fails_over_to_sms_and_online_stays_on_im() {
+    let sms = TestSms::default();
+    let node = node_with_sms(sms.clone());
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    let bob = node
+        .admin
+        .add_user("bob", &[("im", "bob"), ("sms", "+4915112345678")]);
+    let mut a = Ws::connect(&node.url, Some(&alice.token));
+
+    // bob has no session: offline on IM → the delivery manager goes to SMS.
+    a.send(json!({"type": "send", "id": 1, "to": "bob", "body": "are you there?"}));
+    let acc = a.expect("accepted");
+    assert_eq!(
+        acc["route"],
+        json!({"mechanism": "sms", "address": "+4915112345678"})
+    );
+    let r = a.expect("receipt");
+    assert_eq!(
+        (r["status"].as_str(), r["via"].as_str()),
+        (Some("delivered"), Some("sms"))
+    );
+    assert_eq!(
+        sms.sent.lock().unwrap().clone(),
+        vec![("+4915112345678".to_string(), "are you there?".to_string())]
+    );
+    assert!(bob.inbox().is_empty(), "not also in the IM inbox");
+
+    // bob comes online: IM it is, then read.
+    let mut b = Ws::connect(&node.url, Some(&bob.token));
+    a.send(json!({"type": "send", "id": 2, "to": "bob", "body": "now on IM"}));
+    let txn = a.expect("accepted")["txn"].as_str().unwrap().to_string();
+    assert_eq!(b.expect("message")["body"], "now on IM");
+    assert_eq!(a.expect("receipt")["via"], "im");
+    b.send(json!({"type": "read", "txn": txn}));
+    assert_eq!(a.expect("receipt")["status"], "read");
+    let st = alice.expect_status(&txn, "read");
+    assert_eq!(st["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(sms.sent.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn an_sms_refusal_fails_over_to_the_im_mailbox() {
+    let node = node_with_sms(TestSms {
+        fail: true,
+        ..TestSms::default()
+    });
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    let bob = node
+        .admin
+        .add_user("bob", &[("im", "bob"), ("sms", "+4915100")]);
+    let txn = alice.send("bob", "try sms first");
+    let st = alice.expect_status(&txn, "delivered");
+    let attempts: Vec<(String, String)> = st["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["mechanism"].as_str().unwrap().into(),
+                a["outcome"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        attempts,
+        vec![
+            ("sms".into(), "non_delivery".into()),
+            ("im".into(), "delivered".into())
+        ],
+        "SMS refused, then bob's IM mailbox (store-and-forward)"
+    );
+    assert_eq!(st["attempts"][0]["reason"], "test SMSC refused");
+    assert_eq!(bob.inbox()[0]["body"], "try sms first");
+}
+
+#[test]
+fn undeliverable_lists_every_attempt() {
+    let node = node_with_sms(TestSms {
+        fail: true,
+        ..TestSms::default()
+    });
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    node.admin.add_user("dora", &[("sms", "+4915177")]);
+    let mut a = Ws::connect(&node.url, Some(&alice.token));
+    a.send(json!({"type": "send", "to": "dora", "body": "x"}));
+    let txn = a.expect("accepted")["txn"].as_str().unwrap().to_string();
+    assert_eq!(a.expect("receipt")["status"], "undeliverable");
+    let st = alice.expect_status(&txn, "undeliverable");
+    assert_eq!(st["attempts"][0]["outcome"], "non_delivery");
+    assert_eq!(st["attempts"][0]["gateway"], "gw-sms-test");
+}
+
+#[test]
+fn presence_pushes_and_endpoints() {
+    let node = TestNode::start();
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    let bob = node
+        .admin
+        .add_user("bob", &[("im", "bob"), ("sms", "+4915100")]);
+    let mut a = Ws::connect(&node.url, Some(&alice.token));
+    a.send(json!({"type": "subscribe", "users": ["bob"]}));
+    assert_eq!(a.expect("presence")["state"], "offline");
+    let mut b = Ws::connect(&node.url, Some(&bob.token));
+    let p = a.expect("presence");
+    assert_eq!(
+        (p["user"].as_str(), p["state"].as_str()),
+        (Some("bob"), Some("online"))
+    );
+    b.send(json!({"type": "presence", "state": "away", "note": "lunch"}));
+    let p = a.expect("presence");
+    assert_eq!(
+        (p["state"].as_str(), p["note"].as_str()),
+        (Some("away"), Some("lunch"))
+    );
+
+    let (code, v) = alice.get("/v1/presence/bob");
+    assert_eq!(code, 200);
+    assert_eq!(
+        (v["state"].as_str(), v["note"].as_str()),
+        (Some("away"), Some("lunch"))
+    );
+    assert_eq!(v["mediums"], json!({"im": "away", "sms": "reachable"}));
+    assert!(v["since"].as_str().unwrap().ends_with('Z'));
+
+    assert_eq!(bob.put("/v1/presence", &json!({"state": "busy"})).0, 204);
+    assert_eq!(a.expect("presence")["state"], "busy");
+    assert_eq!(bob.put("/v1/presence", &json!({"state": "asleep"})).0, 400);
+    assert_eq!(alice.get("/v1/presence/nobody").0, 404);
+    drop(b);
+    assert_eq!(a.expect("presence")["state"], "offline");
+}
+
+#[test]
+fn delivery_managers_hot_swap_over_the_admin_api() {
+    let sms = TestSms::default();
+    let node = node_with_sms(sms.clone());
+    let admin = &node.admin;
+    let alice = admin.add_user("alice", &[("im", "alice")]);
+    admin.add_user("bob", &[("im", "bob"), ("sms", "+4915100")]);
+    let (code, v) = admin.get("/v1/admin/delivery-managers");
+    assert_eq!(code, 200);
+    assert_eq!(v["managers"]["sequential"]["dispatch"], "sequential");
+    assert_eq!(v["managers"]["parallel"]["dispatch"], "parallel");
+
+    // A manager that prefers SMS, named in bob's profile for normal messages.
+    let sms_first = json!({"dispatch": "sequential", "configs": {"normal": {"mechanisms": ["sms", "im"], "attempt_timeout_s": 30}}});
+    assert_eq!(
+        admin
+            .put("/v1/admin/delivery-managers/sms-first", &sms_first)
+            .0,
+        201
+    );
+    assert_eq!(
+        admin
+            .put("/v1/admin/delivery-managers/sms-first", &sms_first)
+            .0,
+        200
+    );
+    let mut stored = sms_first.clone();
+    stored["configs"]["normal"]["require_presence"] = json!(false);
+    assert_eq!(
+        admin.get("/v1/admin/delivery-managers/sms-first").1,
+        stored,
+        "defaults filled in"
+    );
+    let profile = json!({"id": "bob", "mechanisms": [{"medium": "im", "address": "bob"}, {"medium": "sms", "address": "+4915100"}], "delivery": {"normal": "sms-first"}});
+    assert_eq!(admin.put("/v1/admin/users/bob", &profile).0, 200);
+    let txn = alice.send("bob", "via the new manager");
+    let st = alice.expect_status(&txn, "delivered");
+    assert_eq!(
+        (
+            st["manager"].as_str(),
+            st["attempts"][0]["mechanism"].as_str()
+        ),
+        (Some("sms-first"), Some("sms"))
+    );
+
+    // Removing it: new messages fall back to the default manager.
+    assert_eq!(
+        admin.delete_path("/v1/admin/delivery-managers/sms-first"),
+        204
+    );
+    let txn = alice.send("bob", "default again");
+    assert_eq!(
+        alice.expect_status(&txn, "delivered")["manager"],
+        "sequential"
+    );
+
+    for (body, code) in [
+        (json!({"dispatch": "sequential", "configs": {}}), 422),
+        (
+            json!({"dispatch": "sequential", "configs": {"normal": {"mechanisms": [], "attempt_timeout_s": 3}}}),
+            422,
+        ),
+        (json!({"dispatch": "random", "configs": {}}), 400),
+    ] {
+        assert_eq!(
+            admin.put("/v1/admin/delivery-managers/bad", &body).0,
+            code,
+            "{body}"
+        );
+    }
+    assert_eq!(
+        admin.put("/v1/admin/delivery-managers/Bad!", &sms_first).0,
+        422
+    );
+    assert_eq!(
+        admin.delete_path("/v1/admin/delivery-managers/sequential"),
+        409
+    );
+    assert_eq!(admin.delete_path("/v1/admin/delivery-managers/nope"), 404);
+    assert_eq!(alice.get("/v1/admin/delivery-managers").0, 403);
+}
+
+#[test]
+fn bad_websocket_input_is_refused_and_the_node_keeps_serving() {
+    let node = TestNode::start();
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+    let mut a = Ws::connect(&node.url, Some(&alice.token));
+    a.send_raw(tungstenite::Message::Text("{not json".into()));
+    assert_eq!(a.expect("error")["code"], "bad_json");
+    a.send(json!({"type": "teleport"}));
+    assert_eq!(a.expect("error")["code"], "unknown_type");
+    a.send(json!({"no": "type"}));
+    assert_eq!(a.expect("error")["code"], "bad_request");
+    a.send(json!({"type": "send", "id": 3, "to": "bob"}));
+    let e = a.expect("error");
+    assert_eq!(
+        (e["code"].as_str(), e["id"].as_i64()),
+        (Some("bad_request"), Some(3))
+    );
+    a.send(json!({"type": "send", "id": 4, "to": "bob", "body": ""}));
+    assert_eq!(a.expect("rejected")["code"], "bad_request");
+    a.send(json!({"type": "read", "id": 5, "txn": "00"}));
+    assert_eq!(a.expect("error")["code"], "not_found");
+    a.send(json!({"type": "presence", "state": "asleep"}));
+    assert_eq!(a.expect("error")["code"], "bad_request");
+    a.send(json!({"type": "subscribe", "users": ["NOT VALID"]}));
+    assert_eq!(a.expect("error")["code"], "bad_request");
+    a.send_raw(tungstenite::Message::Binary(vec![0, 1, 2].into()));
+    assert_eq!(a.expect("error")["code"], "unsupported");
+    // Still serving this socket.
+    a.send(json!({"type": "send", "to": "bob", "body": "still here"}));
+    a.expect("accepted");
+
+    // Oversized frame: closed with 1009.
+    let mut big = Ws::connect(&node.url, Some(&alice.token));
+    big.send(json!({"type": "send", "to": "bob", "body": "x".repeat(2 * 1024 * 1024)}));
+    assert_eq!(big.expect_close().0, 1009);
+
+    // Sends before authenticating: an error, then a close with the reason.
+    let mut anon = Ws::connect(&node.url, None);
+    anon.send(json!({"type": "send", "to": "bob", "body": "hi"}));
+    let (code, reason) = anon.expect_close();
+    assert_eq!((code, reason.as_str()), (1008, "authenticate first"));
+    assert_eq!(anon.expect("error")["code"], "unauthorized");
+    // Authenticating with a frame works.
+    let mut late = Ws::connect(&node.url, None);
+    late.send(json!({"type": "auth", "token": bob.token}));
+    late.send(json!({"type": "send", "to": "alice", "body": "authenticated late"}));
+    late.expect("accepted");
+    // A bad token at the handshake is a 401.
+    let url = format!(
+        "{}/v1/ws?token=sb_nope",
+        node.url.replacen("http://", "ws://", 1)
+    );
+    match tungstenite::connect(url) {
+        Err(tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!("expected 401, got {:?}", other.map(|_| ())),
+    }
+    // Others are served throughout.
+    let txn = alice.send("bob", "over HTTP");
+    alice.expect_status(&txn, "delivered");
+}
+
+#[test]
+fn python_websockets_client_receives_and_reads() {
+    let node = TestNode::start();
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ws_client.py");
+    let ws_url = format!("{}/v1/ws", node.url.replacen("http://", "ws://", 1));
+    let child = Command::new("python3")
+        .args([script, &ws_url, &bob.token, "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs (scripts/test installs the websockets package)");
+    // Wait until bob's Python session is online before sending.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while alice.get("/v1/presence/bob").1["state"] != "online" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the Python client never came online"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let txn = alice.send("bob", "hello from rust to python");
+    let out = child.wait_with_output().expect("python exits");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python failed: {}{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (got["txn"].as_str(), got["body"].as_str()),
+        (Some(txn.as_str()), Some("hello from rust to python"))
+    );
+    alice.expect_status(&txn, "read");
+}
