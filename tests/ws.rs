@@ -372,3 +372,32 @@ fn python_websockets_client_receives_and_reads() {
     );
     alice.expect_status(&txn, "read");
 }
+
+#[test]
+fn a_message_for_an_offline_im_user_waits_in_the_inbox_and_is_pushed_on_connect() {
+    let node = TestNode::start();
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+    let txn = alice.send("bob", "while you were out");
+    // Presence skipped IM and there is no other mechanism: store-and-forward.
+    let st = alice.expect_status(&txn, "delivered");
+    assert_eq!(st["attempts"][0]["mechanism"], "im");
+    let mut b = Ws::connect(&node.url, Some(&bob.token));
+    let m = b.expect("message");
+    assert_eq!(
+        (m["txn"].as_str(), m["body"].as_str()),
+        (Some(txn.as_str()), Some("while you were out"))
+    );
+    // Read ones are not pushed again on the next connect.
+    b.send(json!({"type": "read", "txn": txn}));
+    alice.expect_status(&txn, "read");
+    let t2 = alice.send("bob", "second");
+    assert_eq!(b.expect("message")["txn"], t2.as_str());
+    drop(b);
+    let mut again = Ws::connect(&node.url, Some(&bob.token));
+    assert_eq!(
+        again.expect("message")["txn"],
+        t2.as_str(),
+        "only the unread one"
+    );
+}
