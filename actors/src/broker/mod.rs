@@ -83,7 +83,7 @@ impl BrokerShard {
     }
 
     fn now(&self) -> u64 {
-        self.shared.clock.now_ms()
+        self.shared.deps.clock.now_ms()
     }
 
     /// Registers the deadlines of an open transaction.
@@ -114,7 +114,7 @@ impl BrokerShard {
     /// hold it (after a restart, or a `Read` long after delivery).
     fn load(&mut self, txn: &TxnId) -> Result<Option<&mut TxnRecord>, ProtocolError> {
         if !self.open.contains_key(txn) {
-            match self.shared.store.txn(txn) {
+            match self.shared.deps.store.txn(txn) {
                 Ok(Some(rec)) => {
                     self.track(&rec);
                     self.open.insert(*txn, rec);
@@ -134,7 +134,7 @@ impl BrokerShard {
     /// member holds an answer the store does not.
     fn persist_open(&self, txn: &TxnId) {
         if let Some(rec) = self.open.get(txn) {
-            persist(&self.shared.store, rec);
+            persist(&self.shared.deps.store, rec);
         }
     }
 
@@ -192,7 +192,7 @@ impl BrokerShard {
                 for route in routes {
                     frames.push(self.shared.release(&session, &mut rec, route, now)?);
                 }
-                persist(&self.shared.store, &rec);
+                persist(&self.shared.deps.store, &rec);
                 for f in frames {
                     self.shared.send(from, f);
                 }
@@ -203,7 +203,7 @@ impl BrokerShard {
                 rec.status = TxnStatus::Rejected(reason.code().into());
                 rec.event(now, format!("rejected:{}", reason.code()));
                 rec.closed = true;
-                persist(&self.shared.store, &rec);
+                persist(&self.shared.deps.store, &rec);
                 tracing::info!(txn = %txn, reason = reason.code(), "message rejected");
                 let frame = Frame::Rejected(verify::make_rejected(&session, txn, reason));
                 self.shared.send(from, frame);
@@ -225,7 +225,7 @@ impl BrokerShard {
                 for a in rec.attempts.iter().filter(|a| a.is_open()) {
                     let frame = verify::make_release(
                         session,
-                        self.shared.directory.ring(),
+                        self.shared.deps.directory.ring(),
                         rec.broker_imi(a),
                         a.id,
                     )?;
@@ -285,7 +285,7 @@ impl BrokerShard {
         }
         session_d.verify(|s| verify::check_report(s, &r, &attempt.id))?;
         verify::check_attestations(
-            shared.directory.ring(),
+            shared.deps.directory.ring(),
             &rec.broker_imi(attempt),
             &attempt.id,
             &r.attestations,
@@ -334,7 +334,7 @@ impl BrokerShard {
             return;
         };
         rec.closed = false;
-        persist(&self.shared.store, rec);
+        persist(&self.shared.deps.store, rec);
         if outcome != Outcome::Read {
             self.shared.account(rec, &outcome, now);
         }
@@ -365,7 +365,7 @@ impl BrokerShard {
                         }
                     }
                 }
-                persist(&shared.store, rec);
+                persist(&shared.deps.store, rec);
                 for f in frames {
                     shared.send(&originator, f);
                 }
@@ -458,7 +458,7 @@ impl BrokerShard {
         let session = self.shared.session(from, now)?;
         let skew = self.shared.skew_ms;
         session.verify(|s| verify::check_presence(s, &p, now, skew))?;
-        if let Some(sink) = &self.shared.presence_sink {
+        if let Some(sink) = &self.shared.deps.presence_sink {
             let (state, note) = State::from_frame(&p.state);
             sink.do_send(SetPresence {
                 user: p.user,
@@ -632,9 +632,9 @@ impl BrokerShared {
             attempt,
             tags: Vec::new(),
         };
-        let id = verify::inner_id(&self.k2, session, &bimi);
+        let id = verify::inner_id(&self.deps.k2, session, &bimi);
         let route = bimi.route.clone();
-        let frame = verify::make_release(session, self.directory.ring(), bimi, id)?;
+        let frame = verify::make_release(session, self.deps.directory.ring(), bimi, id)?;
         tracing::debug!(txn = %rec.imi.txn, attempt, mechanism = %route.mechanism, destination = %route.destination, store_and_forward = route.store_and_forward, "released");
         rec.event(now, format!("released:{}", route.mechanism));
         rec.attempts.push(AttemptRecord {
@@ -654,7 +654,7 @@ impl BrokerShared {
         let Some(a) = rec.deciding_attempt() else {
             return;
         };
-        self.accounting.do_send(Account(AccountingRecord {
+        self.deps.accounting.do_send(Account(AccountingRecord {
             txn: rec.imi.txn,
             sender: sender_name(rec),
             recipient: rec.imi.recipient.to_string(),

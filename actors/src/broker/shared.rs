@@ -68,24 +68,8 @@ pub struct BrokerDeps {
 pub struct BrokerShared {
     /// The broker's id.
     pub id: MemberId,
-    /// The store.
-    pub store: Store,
-    /// The clock.
-    pub clock: SharedClock,
-    /// Profiles, members, keys.
-    pub directory: Directory,
-    /// The broker key `K2`.
-    pub k2: SecretKey,
-    /// Live members.
-    pub members: MemberRegistry,
-    /// Delivery managers (a snapshot per decision).
-    pub delivery: DeliveryRegistry,
-    /// Presence (read on every decision).
-    pub presence: PresenceView,
-    /// Where verified presence frames from gateways go.
-    pub presence_sink: Option<Recipient<SetPresence>>,
-    /// Where accounting records go.
-    pub accounting: Recipient<Account>,
+    /// What the broker is built from.
+    pub deps: BrokerDeps,
     /// Allowed clock skew (ms).
     pub skew_ms: u64,
     /// Session lifetime (ms).
@@ -104,18 +88,8 @@ impl BrokerShared {
     /// # Errors
     /// When the store fails.
     pub fn new(settings: &BrokerSettings, deps: BrokerDeps) -> Result<Self, StoreError> {
-        let BrokerDeps {
-            store,
-            clock,
-            directory,
-            k2,
-            members,
-            delivery,
-            presence,
-            presence_sink,
-            accounting,
-        } = deps;
-        let now = clock.now_ms();
+        let store = &deps.store;
+        let now = deps.clock.now_ms();
         let mut nonces = NonceCache::default();
         let mut stale = WriteBatch::new();
         for (k, v) in store.scan(Tree::Replay, b"")? {
@@ -141,17 +115,9 @@ impl BrokerShared {
             verifier: LoginVerifier {
                 broker: settings.id.as_str().to_string(),
                 skew_ms: settings.skew_ms,
-                ring: directory.ring().clone(),
+                ring: deps.directory.ring().clone(),
             },
-            store,
-            clock,
-            directory,
-            k2,
-            members,
-            delivery,
-            presence,
-            presence_sink,
-            accounting,
+            deps,
             skew_ms: settings.skew_ms,
             session_ttl_ms: settings.session_ttl_ms,
             im_offline_wait: settings.im_offline_wait,
@@ -177,7 +143,7 @@ impl BrokerShared {
             key2(login.member.as_str(), &login.nonce),
             login.ts_ms.to_be_bytes().to_vec(),
         );
-        self.store.writer().write_nowait(b);
+        self.deps.store.writer().write_nowait(b);
         Ok(r)
     }
 
@@ -190,7 +156,7 @@ impl BrokerShared {
                 self.sessions.insert(member.clone(), SessionPair::new(s));
             }
         }
-        self.members.set_logged_in(&member, true, now);
+        self.deps.members.set_logged_in(&member, true, now);
     }
 
     /// The member's sessions.
@@ -204,6 +170,7 @@ impl BrokerShared {
             return Err(ProtocolError::SessionExpired);
         }
         if self
+            .deps
             .directory
             .ring()
             .with(member, |m| Ok(m.revoked))
@@ -217,13 +184,14 @@ impl BrokerShared {
     /// Ends a member's session (disconnect, revocation).
     pub fn end_session(&self, member: &MemberId) {
         self.sessions.remove(member);
-        self.members
-            .set_logged_in(member, false, self.clock.now_ms());
+        self.deps
+            .members
+            .set_logged_in(member, false, self.deps.clock.now_ms());
     }
 
     /// Sends a frame from the broker to a member.
     pub fn send(&self, to: &MemberId, frame: Frame) {
-        if !self.members.send(to, &self.id, frame) {
+        if !self.deps.members.send(to, &self.id, frame) {
             tracing::debug!(member = %to, "member not connected; frame dropped (it resends on reconnect)");
         }
     }
@@ -241,23 +209,26 @@ impl BrokerShared {
         manager: Option<&ManagerChoice>,
         tried: &[MediumKind],
     ) -> Result<(ManagerChoice, Vec<Route>), RejectReason> {
-        if self.clock.now_ms() > imi.expires_at_ms {
+        if self.deps.clock.now_ms() > imi.expires_at_ms {
             return Err(RejectReason::Expired);
         }
-        let r = resolve(&imi.recipient, &self.directory)?;
+        let r = resolve(&imi.recipient, &self.deps.directory)?;
         let choice = match manager {
             Some(m) => m.clone(),
             None => {
-                let profile = r.user.as_deref().and_then(|u| self.directory.profile(u));
-                self.delivery.choose(profile.as_deref(), imi.priority)
+                let profile = r
+                    .user
+                    .as_deref()
+                    .and_then(|u| self.deps.directory.profile(u));
+                self.deps.delivery.choose(profile.as_deref(), imi.priority)
             }
         };
         let user = r.user.as_deref();
         let policy = delivery_policy(
             &r.mechanisms,
             &choice.config,
-            |m| self.members.live_gateway(m).is_some(),
-            |m| match user.map(|u| self.presence.reach(u, m)) {
+            |m| self.deps.members.live_gateway(m).is_some(),
+            |m| match user.map(|u| self.deps.presence.reach(u, m)) {
                 Some(Reach::Offline) if m == MediumKind::Im && self.im_offline_wait => {
                     Reach::Unknown
                 }
@@ -281,7 +252,8 @@ impl BrokerShared {
         let routes: Vec<Route> = picks
             .into_iter()
             .filter_map(|((mechanism, address), store_and_forward)| {
-                self.members
+                self.deps
+                    .members
                     .live_gateway(mechanism)
                     .map(|destination| Route {
                         mechanism,

@@ -562,7 +562,7 @@ async fn frames_without_a_session_or_from_a_revoked_member_are_refused() {
     let w = world().await;
     let stranger = MemberId::new("gw-x");
     let rec = Recorder::default();
-    w.shared.members.connect(
+    w.shared.deps.members.connect(
         stranger.clone(),
         Some(MediumKind::Im),
         rec.clone().start().recipient(),
@@ -578,7 +578,7 @@ async fn frames_without_a_session_or_from_a_revoked_member_are_refused() {
         ProtocolError::NoSession
     );
 
-    w.shared.directory.ring().revoke(&w.im.id).unwrap();
+    w.shared.deps.directory.ring().revoke(&w.im.id).unwrap();
     let imi = w.imi(To::User("bob".into()));
     w.send(
         &w.im.id,
@@ -764,9 +764,9 @@ async fn offline_on_im_goes_straight_to_sms_and_im_only_users_get_the_mailbox() 
 #[actix_rt::test]
 async fn parallel_dispatch_first_success_wins() {
     let w = world().await;
-    let mut bob = (*w.shared.directory.profile("bob").unwrap()).clone();
+    let mut bob = (*w.shared.deps.directory.profile("bob").unwrap()).clone();
     bob.delivery.insert("normal".into(), "parallel".into());
-    w.shared.directory.put_profile(bob).await.unwrap();
+    w.shared.deps.directory.put_profile(bob).await.unwrap();
     let s = w.im.session.as_ref().unwrap();
     let imi = w.imi(To::User("bob".into()));
     w.send(&w.im.id, Frame::Submit(make_submit(s, imi.clone())))
