@@ -394,8 +394,29 @@ impl Config {
                 ),
             ));
         }
+        if self.email.enabled {
+            if self.email.local_domains.is_empty() {
+                return Err(invalid(
+                    "email.local_domains",
+                    "at least one domain is needed when email is enabled",
+                ));
+            }
+            let port = self
+                .email
+                .relay
+                .rsplit_once(':')
+                .and_then(|(h, p)| (!h.is_empty()).then_some(p));
+            if port.and_then(|p| p.parse::<u16>().ok()).is_none() {
+                return Err(invalid(
+                    "email.relay",
+                    format!("{:?} is not host:port", self.email.relay),
+                ));
+            }
+            if self.email.max_message_bytes < 1024 {
+                return Err(invalid("email.max_message_bytes", "must be at least 1024"));
+            }
+        }
         for (key, on) in [
-            ("email.enabled", self.email.enabled),
             ("sms.enabled", self.sms.enabled),
             ("fax.enabled", self.fax.enabled),
             ("cluster.enabled", self.cluster.enabled),

@@ -39,6 +39,9 @@ pub type ImGateway = Addr<Gateway<ImMedium>>;
 pub struct Node {
     /// Where the HTTP API listens.
     pub http_addr: SocketAddr,
+    /// Where the SMTP server listens, when the email gateway runs.
+    pub smtp_addr: Option<SocketAddr>,
+    smtp_task: Option<actix_rt::task::JoinHandle<()>>,
     /// The data directory.
     pub data_dir: PathBuf,
     /// The admin token, when this start initialised the data directory.
@@ -309,6 +312,43 @@ impl Core {
     }
 }
 
+/// Starts the email gateway and its SMTP server.
+async fn start_email(
+    cfg: &Config,
+    core: &Core,
+) -> anyhow::Result<(SocketAddr, actix_rt::task::JoinHandle<()>)> {
+    use crate::gateways::email::{smtp, EmailMedium, MEMBER_ID};
+    let domain = cfg
+        .email
+        .local_domains
+        .first()
+        .context("email.local_domains: at least one domain is needed")?;
+    let gateway = core
+        .add_gateway(MEMBER_ID, EmailMedium::new(&cfg.email.relay, domain)?)
+        .await?;
+    let std_listener = std::net::TcpListener::bind(&cfg.email.listen)
+        .with_context(|| format!("binding the SMTP server to {}", cfg.email.listen))?;
+    std_listener.set_nonblocking(true)?;
+    let addr = std_listener.local_addr()?;
+    let listener = tokio::net::TcpListener::from_std(std_listener)?;
+    let ctx = Arc::new(smtp::SmtpContext {
+        local_domains: cfg
+            .email
+            .local_domains
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
+        max_message_bytes: cfg.email.max_message_bytes,
+        hostname: domain.clone(),
+        directory: core.directory.clone(),
+        gateway,
+        submit_timeout: Duration::from_secs(cfg.http.submit_timeout_s),
+        expires_in_ms: cfg.broker.default_expires_in_s * 1000,
+    });
+    tracing::info!(smtp = %addr, relay = %cfg.email.relay, "email gateway ready");
+    Ok((addr, actix_rt::spawn(smtp::serve(listener, ctx))))
+}
+
 async fn wait_logged_in<M: Medium>(gw: &Addr<Gateway<M>>) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !gw
@@ -334,7 +374,16 @@ impl Node {
     /// that cannot be bound.
     pub async fn start(cfg: &Config) -> anyhow::Result<Node> {
         let core = Core::start(cfg, None).await?;
+        let mut gateways = vec![gateways::im::MEMBER_ID.to_string()];
+        let (smtp_addr, smtp_task) = if cfg.email.enabled {
+            let (addr, task) = start_email(cfg, &core).await?;
+            gateways.push(gateways::email::MEMBER_ID.to_string());
+            (Some(addr), Some(task))
+        } else {
+            (None, None)
+        };
         let state = ApiState {
+            gateways,
             directory: core.directory.clone(),
             store: core.store.clone(),
             im: core.im.clone(),
@@ -356,6 +405,8 @@ impl Node {
         tracing::info!(http = %http_addr, data = %cfg.data.dir.display(), shards = cfg.broker.shards, "switchboard node ready");
         Ok(Node {
             http_addr,
+            smtp_addr,
+            smtp_task,
             data_dir: cfg.data.dir.clone(),
             new_admin_token: core.new_admin_token.clone(),
             server: handle,
@@ -369,6 +420,9 @@ impl Node {
     /// stop the broker.
     pub async fn shutdown(self) {
         tracing::info!("shutting down: no longer accepting requests");
+        if let Some(t) = &self.smtp_task {
+            t.abort();
+        }
         self.server.stop(true).await;
         self.core.stop(self.shutdown_timeout).await;
         tracing::info!("shutdown complete");
@@ -390,6 +444,9 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         );
     }
     println!("switchboard: http listening on {}", node.http_addr);
+    if let Some(a) = node.smtp_addr {
+        println!("switchboard: smtp listening on {a}");
+    }
     wait_for_signal().await;
     node.shutdown().await;
     Ok(())

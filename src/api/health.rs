@@ -6,7 +6,6 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::ApiState;
-use crate::gateways::BUILT_IN;
 
 /// `GET /healthz`.
 pub async fn healthz() -> HttpResponse {
@@ -20,7 +19,7 @@ pub async fn readyz(st: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
         not_ready.push("storage".to_string());
     }
     let live = st.members.snapshot();
-    for (id, _) in BUILT_IN {
+    for id in &st.gateways {
         let ok = live
             .iter()
             .any(|m| m.id.as_str() == *id && m.logged_in && m.healthy);

@@ -34,6 +34,8 @@ use error::ApiError;
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
+    /// The gateways this node runs (readiness).
+    pub gateways: Vec<String>,
     /// Profiles, tokens, member keys.
     pub directory: Directory,
     /// The store (reads).

@@ -2,6 +2,7 @@
 //! implementing [`switchboard_actors::medium::Medium`] plus one line in
 //! [`BUILT_IN`].
 
+pub mod email;
 pub mod im;
 
 use switchboard_actors::protocol::MediumKind;

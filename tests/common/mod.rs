@@ -167,25 +167,17 @@ impl Api {
     }
 }
 
-fn config(dir: &Path) -> Config {
-    let vars = vec![
-        (
-            "SWITCHBOARD_DATA__DIR".to_string(),
-            dir.display().to_string(),
-        ),
-        (
-            "SWITCHBOARD_HTTP__LISTEN".to_string(),
-            "127.0.0.1:0".to_string(),
-        ),
-        (
-            "SWITCHBOARD_MIAP__LISTEN".to_string(),
-            "127.0.0.1:0".to_string(),
-        ),
-        (
-            "SWITCHBOARD_SHUTDOWN__TIMEOUT_S".to_string(),
-            "5".to_string(),
-        ),
-    ];
+fn config(dir: &Path, extra: &[(String, String)]) -> Config {
+    let mut vars: Vec<(String, String)> = [
+        ("SWITCHBOARD_DATA__DIR", dir.display().to_string()),
+        ("SWITCHBOARD_HTTP__LISTEN", "127.0.0.1:0".to_string()),
+        ("SWITCHBOARD_MIAP__LISTEN", "127.0.0.1:0".to_string()),
+        ("SWITCHBOARD_SHUTDOWN__TIMEOUT_S", "5".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    vars.extend(extra.iter().cloned());
     Config::load_with(None, vars.into_iter()).expect("test config")
 }
 
@@ -198,6 +190,8 @@ pub type Setup = Box<
 /// The node in this process, on its own actix system thread.
 pub struct TestNode {
     pub url: String,
+    /// The SMTP server, when the email gateway runs.
+    pub smtp: Option<std::net::SocketAddr>,
     pub admin: Api,
     pub dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -214,19 +208,38 @@ impl TestNode {
     }
 
     pub fn start_with(dir: tempfile::TempDir, setup: Setup) -> Self {
-        let cfg = config(dir.path());
+        Self::start_full(dir, &[], setup)
+    }
+
+    /// With extra `SWITCHBOARD_…` settings.
+    pub fn start_env(extra: &[(&str, &str)]) -> Self {
+        let extra: Vec<(String, String)> = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::start_full(
+            tempfile::tempdir().expect("temp dir"),
+            &extra,
+            Box::new(|_| Box::pin(async {})),
+        )
+    }
+
+    pub fn start_full(dir: tempfile::TempDir, extra: &[(String, String)], setup: Setup) -> Self {
+        let cfg = config(dir.path(), extra);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             actix_rt::System::new().block_on(async move {
                 let node = Node::start(&cfg).await.expect("node starts");
                 setup(&node).await;
-                ready_tx.send(node.http_addr).expect("test waits");
+                ready_tx
+                    .send((node.http_addr, node.smtp_addr))
+                    .expect("test waits");
                 let _ = stop_rx.await;
                 node.shutdown().await;
             });
         });
-        let addr = ready_rx
+        let (addr, smtp) = ready_rx
             .recv_timeout(Duration::from_secs(30))
             .expect("node ready within 30 s");
         let url = format!("http://{addr}");
@@ -234,6 +247,7 @@ impl TestNode {
             std::fs::read_to_string(dir.path().join("admin.token")).expect("admin token");
         Self {
             admin: Api::new(&url, admin_token.trim()),
+            smtp,
             url,
             dir,
             stop: Some(stop_tx),
@@ -475,4 +489,113 @@ impl Ws {
             }
         }
     }
+}
+
+/// A free TCP port on loopback (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// The aiosmtpd relay sink (`tests/peers/smtp_sink.py`).
+pub struct Sink {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Sink {
+    /// Starts the sink; `rules` are `ADDRESS=REPLY` overrides for RCPT.
+    pub fn start(rules: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/smtp_sink.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(dir.path())
+            .args(rules)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs the SMTP sink (scripts/test installs aiosmtpd)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("sink output");
+        assert_eq!(line.trim(), "ready", "the SMTP sink did not start");
+        Self { port, dir, child }
+    }
+
+    /// The messages received so far, oldest first.
+    pub fn messages(&self) -> Vec<String> {
+        let mut v: Vec<(u32, String)> = std::fs::read_dir(self.dir.path())
+            .expect("sink dir")
+            .filter_map(|e| {
+                let p = e.ok()?.path();
+                let n: u32 = p
+                    .file_name()?
+                    .to_str()?
+                    .strip_suffix(".eml")?
+                    .parse()
+                    .ok()?;
+                Some((n, std::fs::read_to_string(&p).ok()?))
+            })
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, m)| m).collect()
+    }
+
+    /// Waits (10 s at most) until `n` messages arrived.
+    pub fn wait_for(&self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let m = self.messages();
+            if m.len() >= n {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the sink got {} of {n} messages",
+                m.len()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// RCPT commands seen.
+    pub fn rcpts(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("rcpt.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A node with the email gateway on, relaying to `sink`, local domains
+/// `localhost` and `sb.example`, and messages up to `max` bytes.
+pub fn node_with_email(sink: &Sink, max: usize) -> TestNode {
+    let relay = format!("127.0.0.1:{}", sink.port);
+    let max = max.to_string();
+    TestNode::start_env(&[
+        ("SWITCHBOARD_EMAIL__ENABLED", "true"),
+        ("SWITCHBOARD_EMAIL__LISTEN", "127.0.0.1:0"),
+        ("SWITCHBOARD_EMAIL__RELAY", &relay),
+        (
+            "SWITCHBOARD_EMAIL__LOCAL_DOMAINS",
+            r#"["localhost", "sb.example"]"#,
+        ),
+        ("SWITCHBOARD_EMAIL__MAX_MESSAGE_BYTES", &max),
+    ])
 }

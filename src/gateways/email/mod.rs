@@ -1,0 +1,148 @@
+//! The email medium. Inbound: an SMTP server ([`smtp`]) accepting mail for
+//! `ID@<local domain>`, answering `250` only once the message is durable and
+//! released. Outbound: to the configured relay with lettre; a permanent
+//! `5xx` is a non-delivery at once, a transient `4xx` (or a relay that does
+//! not answer) is retried with back-off, then a non-delivery.
+
+pub mod mime;
+pub mod smtp;
+
+use std::time::Duration;
+
+use lettre::message::header::ContentType;
+use lettre::message::Mailbox;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use switchboard_actors::medium::futures_like::LocalBoxFuture;
+use switchboard_actors::medium::{Delivery, Health, Medium, MediumAck, NonDelivery};
+use switchboard_actors::protocol::MediumKind;
+
+/// The member id of the email gateway.
+pub const MEMBER_ID: &str = "gw-email-1";
+
+/// Back-off between attempts at the relay after a transient failure.
+const RETRY_BACKOFF: [Duration; 2] = [Duration::from_millis(300), Duration::from_millis(900)];
+
+/// Outbound email through a relay.
+pub struct EmailMedium {
+    relay: AsyncSmtpTransport<Tokio1Executor>,
+    relay_name: String,
+    local_domain: String,
+}
+
+impl EmailMedium {
+    /// An email medium sending through `relay` (`host:port`); `local_domain`
+    /// names the senders (`alice@<local_domain>`).
+    ///
+    /// # Errors
+    /// A relay that is not `host:port`.
+    pub fn new(relay: &str, local_domain: &str) -> anyhow::Result<Self> {
+        let (host, port) = relay
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+            .ok_or_else(|| anyhow::anyhow!("email.relay: {relay:?} is not host:port"))?;
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+            .port(port)
+            .timeout(Some(Duration::from_secs(30)))
+            .build();
+        Ok(Self {
+            relay: transport,
+            relay_name: relay.to_string(),
+            local_domain: local_domain.to_string(),
+        })
+    }
+
+    fn message(&self, d: &Delivery) -> Result<Message, String> {
+        let (name, address) = match &d.sender.medium {
+            MediumKind::Email => (None, d.sender.address.clone()),
+            _ => (
+                Some(format!("{} via Switchboard", d.from)),
+                format!("{}@{}", sanitize_local(&d.from), self.local_domain),
+            ),
+        };
+        let from = Mailbox::new(
+            name,
+            address
+                .parse()
+                .map_err(|e| format!("bad sender address {address:?}: {e}"))?,
+        );
+        let to: Mailbox = d
+            .route
+            .address
+            .parse()
+            .map_err(|e| format!("bad recipient address {:?}: {e}", d.route.address))?;
+        let subject = d
+            .subject
+            .clone()
+            .unwrap_or_else(|| format!("Message from {}", d.from));
+        Message::builder()
+            .from(from)
+            .to(to)
+            .subject(mime::one_line(&subject))
+            .message_id(Some(format!("<{}@{}>", d.txn, self.local_domain)))
+            .header(ContentType::TEXT_PLAIN)
+            .body(String::from_utf8_lossy(&d.content).into_owned())
+            .map_err(|e| format!("cannot build the email: {e}"))
+    }
+}
+
+/// A user id or address made safe as an email local part.
+fn sanitize_local(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_+".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() {
+        "switchboard".into()
+    } else {
+        out
+    }
+}
+
+impl Medium for EmailMedium {
+    fn kind(&self) -> MediumKind {
+        MediumKind::Email
+    }
+
+    fn health(&self) -> Health {
+        Health {
+            up: true,
+            detail: format!("relay {}", self.relay_name),
+        }
+    }
+
+    fn deliver(&mut self, d: Delivery) -> LocalBoxFuture<'static, Result<MediumAck, NonDelivery>> {
+        let message = match self.message(&d) {
+            Ok(m) => m,
+            Err(e) => return Box::pin(async move { Err(NonDelivery(e)) }),
+        };
+        let relay = self.relay.clone();
+        let txn = d.txn;
+        Box::pin(async move {
+            let mut waits = RETRY_BACKOFF.iter();
+            loop {
+                match relay.send(message.clone()).await {
+                    Ok(_) => return Ok(MediumAck::Delivered),
+                    Err(e) if e.is_permanent() => {
+                        return Err(NonDelivery(format!("relay refused: {e}")));
+                    }
+                    Err(e) => match waits.next() {
+                        Some(w) => {
+                            tracing::info!(txn = %txn, error = %e, "relay failed transiently; retrying");
+                            actix_rt::time::sleep(*w).await;
+                        }
+                        None => {
+                            return Err(NonDelivery(format!("relay failed after retries: {e}")))
+                        }
+                    },
+                }
+            }
+        })
+    }
+}

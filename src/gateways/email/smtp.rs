@@ -1,0 +1,464 @@
+//! The inbound SMTP server (RFC 5321: EHLO/HELO, MAIL, RCPT, DATA, RSET,
+//! NOOP, QUIT, VRFY, HELP; PIPELINING, 8BITMIME, SIZE, ENHANCEDSTATUSCODES),
+//! driven by our own tokio loop. Mail for `ID@<local domain>` becomes a
+//! message from the envelope sender (a user when their email mechanism
+//! matches, otherwise an external sender) to user `ID`.
+//!
+//! Unknown local recipients are refused at `RCPT` (550), other domains too
+//! (no relaying), oversize mail at `DATA` (552); `250` is answered only once
+//! the message is durable in the email gateway's outbox and released by the
+//! broker. Bad input — over-long lines, junk bytes, commands out of order —
+//! gets a clear reply; too many errors or an idle client are disconnected.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use switchboard_actors::directory::Directory;
+use switchboard_actors::gateway::{Gateway, Originate, OriginateError};
+use switchboard_actors::protocol::{Address, MediumKind, Priority, To};
+
+use super::mime;
+use super::EmailMedium;
+
+/// Longest command line (RFC 5321 §4.5.3.1.4: 512; we allow extensions).
+const MAX_COMMAND: usize = 1000;
+/// Longest line inside DATA.
+const MAX_DATA_LINE: usize = 64 * 1024;
+/// Recipients per message.
+const MAX_RECIPIENTS: usize = 100;
+/// Errors before the server hangs up.
+const MAX_ERRORS: u32 = 10;
+/// Idle time before the server hangs up.
+const IDLE: Duration = Duration::from_secs(300);
+/// Simultaneous connections.
+const MAX_CONNECTIONS: usize = 256;
+
+/// What the server needs.
+pub struct SmtpContext {
+    /// Domains whose addresses are local users (lowercase).
+    pub local_domains: Vec<String>,
+    /// Largest message, bytes.
+    pub max_message_bytes: usize,
+    /// The name the server greets with.
+    pub hostname: String,
+    /// Users.
+    pub directory: Directory,
+    /// The email gateway, which originates the messages.
+    pub gateway: Addr<Gateway<EmailMedium>>,
+    /// How long to wait for the broker's decision.
+    pub submit_timeout: Duration,
+    /// Message lifetime (ms).
+    pub expires_in_ms: u64,
+}
+
+/// Accepts connections until the task is dropped.
+pub async fn serve(listener: TcpListener, ctx: Arc<SmtpContext>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (sock, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "SMTP accept failed");
+                actix_rt::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            let mut sock = sock;
+            let _ = sock
+                .write_all(b"421 4.3.2 Too many connections, try again later\r\n")
+                .await;
+            continue;
+        };
+        let ctx = ctx.clone();
+        actix_rt::spawn(async move {
+            if let Err(e) = Session::new(ctx, sock).run().await {
+                tracing::debug!(peer = %peer, error = %e, "SMTP session ended with an error");
+            }
+            drop(permit);
+        });
+    }
+}
+
+enum Line {
+    Text(Vec<u8>),
+    TooLong,
+}
+
+/// Reads one line (through `\n`), at most `max` bytes; a longer line is
+/// read to its end and reported as [`Line::TooLong`]. `None` at end of input.
+async fn read_line(r: &mut BufReader<OwnedReadHalf>, max: usize) -> std::io::Result<Option<Line>> {
+    let mut buf = Vec::new();
+    let mut too_long = false;
+    loop {
+        let available = r.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(if buf.is_empty() && !too_long {
+                None
+            } else {
+                Some(Line::Text(buf))
+            });
+        }
+        let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        if !too_long && buf.len() + chunk <= max {
+            buf.extend_from_slice(&available[..chunk]);
+        } else {
+            too_long = true;
+        }
+        r.consume(chunk);
+        if done {
+            return Ok(Some(if too_long {
+                Line::TooLong
+            } else {
+                Line::Text(buf)
+            }));
+        }
+    }
+}
+
+/// `<addr>` (with optional parameters after it) from a MAIL/RCPT argument.
+fn path(arg: &str, prefix: &str) -> Option<(String, Vec<String>)> {
+    let rest = arg
+        .get(..prefix.len())
+        .filter(|p| p.eq_ignore_ascii_case(prefix))
+        .map(|_| &arg[prefix.len()..])?;
+    let rest = rest.trim_start();
+    let rest = rest.strip_prefix('<')?;
+    let end = rest.find('>')?;
+    let addr = rest[..end].trim();
+    let valid = addr.len() <= 254
+        && !addr
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || "<>,;\"".contains(c));
+    if !valid {
+        return None;
+    }
+    let params = rest[end + 1..]
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    Some((addr.to_string(), params))
+}
+
+struct Session {
+    ctx: Arc<SmtpContext>,
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    helo: bool,
+    from: Option<String>,
+    rcpts: Vec<String>,
+    errors: u32,
+}
+
+impl Session {
+    fn new(ctx: Arc<SmtpContext>, sock: TcpStream) -> Self {
+        let (r, w) = sock.into_split();
+        Self {
+            ctx,
+            reader: BufReader::new(r),
+            writer: w,
+            helo: false,
+            from: None,
+            rcpts: Vec::new(),
+            errors: 0,
+        }
+    }
+
+    async fn reply(&mut self, text: &str) -> std::io::Result<()> {
+        self.writer.write_all(text.as_bytes()).await?;
+        self.writer.write_all(b"\r\n").await
+    }
+
+    async fn error(&mut self, text: &str) -> std::io::Result<()> {
+        self.errors += 1;
+        self.reply(text).await
+    }
+
+    fn reset(&mut self) {
+        self.from = None;
+        self.rcpts.clear();
+    }
+
+    async fn run(mut self) -> std::io::Result<()> {
+        let greeting = format!("220 {} ESMTP Switchboard ready", self.ctx.hostname);
+        self.reply(&greeting).await?;
+        loop {
+            if self.errors >= MAX_ERRORS {
+                return self
+                    .reply("421 4.7.0 Too many errors, closing connection")
+                    .await;
+            }
+            let line = match actix_rt::time::timeout(IDLE, read_line(&mut self.reader, MAX_COMMAND))
+                .await
+            {
+                Err(_) => {
+                    return self
+                        .reply("421 4.4.2 Idle for too long, closing connection")
+                        .await
+                }
+                Ok(r) => match r? {
+                    None => return Ok(()),
+                    Some(Line::TooLong) => {
+                        self.error("500 5.5.2 Line too long").await?;
+                        continue;
+                    }
+                    Some(Line::Text(bytes)) => bytes,
+                },
+            };
+            let Ok(text) = std::str::from_utf8(&line) else {
+                self.error("500 5.5.2 Command is not valid text").await?;
+                continue;
+            };
+            let text = text.trim_end_matches(['\r', '\n']);
+            let (verb, arg) = text.split_once(' ').unwrap_or((text, ""));
+            match verb.to_ascii_uppercase().as_str() {
+                "EHLO" | "HELO" if arg.trim().is_empty() => {
+                    self.error("501 5.5.4 Syntax: EHLO domain").await?
+                }
+                "EHLO" => {
+                    self.helo = true;
+                    self.reset();
+                    let lines = format!(
+                        "250-{} greets {}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE {}\r\n250 ENHANCEDSTATUSCODES",
+                        self.ctx.hostname,
+                        arg.trim(),
+                        self.ctx.max_message_bytes
+                    );
+                    self.reply(&lines).await?;
+                }
+                "HELO" => {
+                    self.helo = true;
+                    self.reset();
+                    let r = format!("250 {}", self.ctx.hostname);
+                    self.reply(&r).await?;
+                }
+                "MAIL" => self.mail(arg).await?,
+                "RCPT" => self.rcpt(arg).await?,
+                "DATA" => self.data().await?,
+                "RSET" => {
+                    self.reset();
+                    self.reply("250 2.0.0 Ok").await?;
+                }
+                "NOOP" => self.reply("250 2.0.0 Ok").await?,
+                "VRFY" => {
+                    self.reply("252 2.5.2 Cannot verify, but will accept the message")
+                        .await?
+                }
+                "HELP" => {
+                    self.reply(
+                        "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP",
+                    )
+                    .await?
+                }
+                "QUIT" => return self.reply("221 2.0.0 Bye").await,
+                "STARTTLS" | "AUTH" | "BDAT" | "ETRN" => {
+                    self.error("502 5.5.1 Not implemented").await?
+                }
+                _ => self.error("500 5.5.2 Command not recognized").await?,
+            }
+        }
+    }
+
+    async fn mail(&mut self, arg: &str) -> std::io::Result<()> {
+        if !self.helo {
+            return self.error("503 5.5.1 Say EHLO first").await;
+        }
+        if self.from.is_some() {
+            return self.error("503 5.5.1 Nested MAIL command").await;
+        }
+        let Some((addr, params)) = path(arg, "FROM:") else {
+            return self.error("501 5.1.7 Syntax: MAIL FROM:<address>").await;
+        };
+        if !addr.is_empty() && !addr.contains('@') {
+            return self.error("501 5.1.7 Bad sender address").await;
+        }
+        for p in &params {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            match k.to_ascii_uppercase().as_str() {
+                "SIZE" => match v.parse::<usize>() {
+                    Ok(n) if n > self.ctx.max_message_bytes => {
+                        return self
+                            .error("552 5.3.4 Message size exceeds the fixed limit")
+                            .await;
+                    }
+                    Ok(_) => {}
+                    Err(_) => return self.error("501 5.5.4 Bad SIZE parameter").await,
+                },
+                "BODY" if v.eq_ignore_ascii_case("8BITMIME") || v.eq_ignore_ascii_case("7BIT") => {}
+                _ => return self.error("555 5.5.4 Unsupported MAIL parameter").await,
+            }
+        }
+        self.from = Some(addr.to_ascii_lowercase());
+        self.reply("250 2.1.0 Ok").await
+    }
+
+    async fn rcpt(&mut self, arg: &str) -> std::io::Result<()> {
+        if self.from.is_none() {
+            return self.error("503 5.5.1 Need MAIL first").await;
+        }
+        let Some((addr, params)) = path(arg, "TO:") else {
+            return self.error("501 5.1.3 Syntax: RCPT TO:<address>").await;
+        };
+        if !params.is_empty() {
+            return self.error("555 5.5.4 Unsupported RCPT parameter").await;
+        }
+        if self.rcpts.len() >= MAX_RECIPIENTS {
+            return self.reply("452 4.5.3 Too many recipients").await;
+        }
+        let Some((local, domain)) = addr.rsplit_once('@') else {
+            return self.error("501 5.1.3 Bad recipient address").await;
+        };
+        if !self
+            .ctx
+            .local_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
+        {
+            return self.error("550 5.7.1 Relaying denied").await;
+        }
+        let user = local.to_ascii_lowercase();
+        if self.ctx.directory.profile(&user).is_none() {
+            return self.error("550 5.1.1 No such user here").await;
+        }
+        if !self.rcpts.contains(&user) {
+            self.rcpts.push(user);
+        }
+        self.reply("250 2.1.5 Ok").await
+    }
+
+    async fn data(&mut self) -> std::io::Result<()> {
+        if self.from.is_none() {
+            return self.error("503 5.5.1 Need MAIL first").await;
+        }
+        if self.rcpts.is_empty() {
+            return self.error("554 5.5.1 No valid recipients").await;
+        }
+        self.reply("354 End data with <CR><LF>.<CR><LF>").await?;
+        let mut raw = Vec::new();
+        let mut oversize = false;
+        loop {
+            let line =
+                match actix_rt::time::timeout(IDLE, read_line(&mut self.reader, MAX_DATA_LINE))
+                    .await
+                {
+                    Err(_) => {
+                        return self
+                            .reply("421 4.4.2 Idle for too long, closing connection")
+                            .await
+                    }
+                    Ok(r) => match r? {
+                        // The client went away mid-message: nothing is accepted.
+                        None => return Ok(()),
+                        Some(Line::TooLong) => {
+                            oversize = true;
+                            continue;
+                        }
+                        Some(Line::Text(l)) => l,
+                    },
+                };
+            if line == b".\r\n" || line == b".\n" {
+                break;
+            }
+            let content = line.strip_prefix(b".").unwrap_or(&line);
+            if raw.len() + content.len() > self.ctx.max_message_bytes {
+                oversize = true;
+            }
+            if !oversize {
+                raw.extend_from_slice(content);
+            }
+        }
+        let from = self.from.take().unwrap_or_default();
+        let rcpts = std::mem::take(&mut self.rcpts);
+        if oversize {
+            return self.reply("552 5.3.4 Message too big").await;
+        }
+        let reply = self.submit(&from, rcpts, &raw).await;
+        self.reply(&reply).await
+    }
+
+    /// Hands the message to the email gateway once per recipient; the reply
+    /// for the whole transaction.
+    async fn submit(&self, from: &str, rcpts: Vec<String>, raw: &[u8]) -> String {
+        let parsed = mime::parse(raw);
+        let sender = Address::new(
+            MediumKind::Email,
+            if from.is_empty() {
+                "mailer-daemon"
+            } else {
+                from
+            },
+        );
+        let sender_user = self.ctx.directory.user_for_address(&sender);
+        let mut accepted = Vec::new();
+        let mut refused = None;
+        let mut temporary = None;
+        for user in rcpts {
+            let o = Originate {
+                sender: sender.clone(),
+                sender_user: sender_user.clone(),
+                to: To::User(user.clone()),
+                content: parsed.body.clone().into_bytes(),
+                content_type: "text/plain; charset=utf-8".into(),
+                subject: parsed.subject.clone(),
+                priority: Priority::Normal,
+                expires_in_ms: self.ctx.expires_in_ms,
+                receipt: true,
+            };
+            match actix_rt::time::timeout(self.ctx.submit_timeout, self.ctx.gateway.send(o)).await {
+                Ok(Ok(Ok(acc))) => accepted.push(acc.txn.to_string()),
+                Ok(Ok(Err(OriginateError::Rejected(r)))) => {
+                    tracing::info!(user = %user, reason = r.code(), "mail refused by the broker");
+                    refused = Some(r.code());
+                }
+                other => {
+                    tracing::warn!(user = %user, result = ?other.map(|r| r.map(|x| x.map(|a| a.txn))), "mail not stored");
+                    temporary = Some(());
+                }
+            }
+        }
+        match (accepted.is_empty(), refused, temporary) {
+            (false, _, _) => format!("250 2.0.0 Ok: queued as {}", accepted.join(",")),
+            (true, _, Some(())) => "451 4.3.0 Temporary failure, try again later".into(),
+            (true, Some(code), None) => format!("550 5.7.1 Refused: {code}"),
+            (true, None, None) => "554 5.5.1 No valid recipients".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path;
+
+    #[test]
+    fn paths_and_parameters() {
+        assert_eq!(
+            path("FROM:<a@b.c>", "FROM:"),
+            Some(("a@b.c".into(), vec![]))
+        );
+        assert_eq!(
+            path("from: <a@b.c> SIZE=10 BODY=8BITMIME", "FROM:"),
+            Some((
+                "a@b.c".into(),
+                vec!["SIZE=10".into(), "BODY=8BITMIME".into()]
+            ))
+        );
+        assert_eq!(path("FROM:<>", "FROM:"), Some((String::new(), vec![])));
+        assert_eq!(
+            path("FROM:a@b.c", "FROM:"),
+            None,
+            "angle brackets are required"
+        );
+        assert_eq!(path("FROM:<a b@c>", "FROM:"), None);
+        assert_eq!(path("TO:<a@b>", "FROM:"), None);
+        assert_eq!(path("FROM:<a@b", "FROM:"), None);
+    }
+}

@@ -1,0 +1,348 @@
+//! The email gateway end to end with real SMTP peers: swaks sends into our
+//! SMTP server, an aiosmtpd server is the outbound relay. Bad SMTP input
+//! gets clear replies and changes nothing.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{node_with_email, Sink, TestNode};
+
+fn swaks(node: &TestNode, args: &[&str]) -> (bool, String) {
+    let smtp = node.smtp.expect("the SMTP server runs");
+    let out = Command::new("swaks")
+        .args([
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &smtp.port().to_string(),
+            "--timeout",
+            "20",
+        ])
+        .args(args)
+        .output()
+        .expect("swaks runs (scripts/test installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn mail_from_swaks_reaches_an_im_inbox() {
+    let sink = Sink::start(&[]);
+    let node = node_with_email(&sink, 1024 * 1024);
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+    node.admin
+        .add_user("alice", &[("im", "alice"), ("email", "alice@example.org")]);
+
+    let (ok, out) = swaks(
+        &node,
+        &[
+            "--from",
+            "ext@example.net",
+            "--to",
+            "bob@localhost",
+            "--header",
+            "Subject: hello over SMTP",
+            "--body",
+            "body from swaks",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("250 2.0.0 Ok: queued as"), "{out}");
+    let inbox = bob.inbox();
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(
+        (inbox[0]["from"].as_str(), inbox[0]["subject"].as_str()),
+        (Some("email:ext@example.net"), Some("hello over SMTP"))
+    );
+    assert_eq!(inbox[0]["body"], "body from swaks");
+
+    // The envelope sender maps to a user by their email mechanism; the
+    // second local domain works too; PIPELINING is used by swaks.
+    let (ok, out) = swaks(
+        &node,
+        &[
+            "--from",
+            "Alice@Example.org",
+            "--to",
+            "BOB@sb.example",
+            "--body",
+            "from alice",
+            "--pipeline",
+        ],
+    );
+    assert!(ok, "{out}");
+    let inbox = bob.inbox();
+    assert_eq!(
+        (inbox[1]["from"].as_str(), inbox[1]["body"].as_str()),
+        (Some("alice"), Some("from alice"))
+    );
+    let txn = inbox[1]["txn"].as_str().unwrap();
+    let st = node.admin.get(&format!("/v1/messages/{txn}")).1;
+    assert_eq!(
+        (st["status"].as_str(), st["from"].as_str()),
+        (Some("delivered"), Some("alice"))
+    );
+}
+
+#[test]
+fn unknown_local_users_and_other_domains_are_refused_at_rcpt() {
+    let sink = Sink::start(&[]);
+    let node = node_with_email(&sink, 1024 * 1024);
+    node.admin.add_user("bob", &[("im", "bob")]);
+    let (ok, out) = swaks(
+        &node,
+        &["--from", "x@example.net", "--to", "nobody@localhost"],
+    );
+    assert!(!ok);
+    assert!(out.contains("550 5.1.1 No such user here"), "{out}");
+    let (ok, out) = swaks(
+        &node,
+        &["--from", "x@example.net", "--to", "bob@elsewhere.example"],
+    );
+    assert!(!ok);
+    assert!(out.contains("550 5.7.1 Relaying denied"), "{out}");
+}
+
+#[test]
+fn im_to_an_email_recipient_goes_through_the_relay() {
+    let sink = Sink::start(&[]);
+    let node = node_with_email(&sink, 1024 * 1024);
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    node.admin
+        .add_user("carol", &[("email", "carol@example.org")]);
+    let (code, v) = alice.post(
+        "/v1/messages",
+        &serde_json::json!({"to": "carol", "body": "hello carol", "subject": "From IM"}),
+    );
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(v["route"]["mechanism"], "email");
+    let txn = v["txn"].as_str().unwrap().to_string();
+    let st = alice.expect_status(&txn, "delivered");
+    assert_eq!(st["attempts"][0]["gateway"], "gw-email-1");
+    let mail = sink.wait_for(1).remove(0);
+    assert!(mail.contains("Subject: From IM"), "{mail}");
+    assert!(mail.contains("hello carol"), "{mail}");
+    assert!(mail.contains("alice via Switchboard"), "{mail}");
+    assert!(
+        mail.contains(&format!("<{txn}@localhost>")),
+        "the txn is the Message-ID: {mail}"
+    );
+    // An external address works too.
+    let txn = alice.send("email:dave@example.net", "to an outsider");
+    alice.expect_status(&txn, "delivered");
+    assert!(sink.wait_for(2)[1].contains("to an outsider"));
+}
+
+#[test]
+fn a_permanent_relay_refusal_is_a_non_delivery_and_a_transient_one_is_retried() {
+    let sink = Sink::start(&[
+        "carol@example.org=550 5.1.1 No such mailbox",
+        "tom@example.org=451 4.3.0 Try again later",
+    ]);
+    let node = node_with_email(&sink, 1024 * 1024);
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    node.admin
+        .add_user("carol", &[("email", "carol@example.org")]);
+    node.admin.add_user("tom", &[("email", "tom@example.org")]);
+
+    let txn = alice.send("carol", "bounce me");
+    let st = alice.expect_status(&txn, "undeliverable");
+    let reason = st["attempts"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("550"), "{reason}");
+    assert_eq!(
+        sink.rcpts()
+            .iter()
+            .filter(|r| r.as_str() == "carol@example.org")
+            .count(),
+        1,
+        "no retry after a 5xx"
+    );
+
+    let txn = alice.send("tom", "retry me");
+    let st = alice.expect_status(&txn, "undeliverable");
+    assert!(
+        st["attempts"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("after retries"),
+        "{st}"
+    );
+    assert_eq!(
+        sink.rcpts()
+            .iter()
+            .filter(|r| r.as_str() == "tom@example.org")
+            .count(),
+        3,
+        "three tries after 4xx"
+    );
+    assert!(sink.messages().is_empty());
+}
+
+/// A raw SMTP conversation: send `lines`, collect the replies.
+struct Raw {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Raw {
+    fn connect(node: &TestNode) -> Self {
+        let s = TcpStream::connect(node.smtp.unwrap()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut raw = Self {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+        };
+        assert!(raw.reply().starts_with("220 "));
+        raw
+    }
+
+    /// One (possibly multi-line) reply.
+    fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if self.r.read_line(&mut line).unwrap() == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> String {
+        self.w.write_all(bytes).unwrap();
+        self.reply()
+    }
+}
+
+#[test]
+fn bad_smtp_input_gets_clear_replies_and_changes_nothing() {
+    let sink = Sink::start(&[]);
+    let node = node_with_email(&sink, 4096);
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+    let mut s = Raw::connect(&node);
+    assert!(
+        s.send(b"MAIL FROM:<a@b.example>\r\n").starts_with("503 "),
+        "EHLO first"
+    );
+    assert!(s.send(b"EHLO\r\n").starts_with("501 "));
+    let ehlo = s.send(b"EHLO client.example\r\n");
+    for ext in ["PIPELINING", "8BITMIME", "SIZE 4096", "ENHANCEDSTATUSCODES"] {
+        assert!(ehlo.contains(ext), "{ehlo}");
+    }
+    assert!(
+        s.send(b"RCPT TO:<bob@localhost>\r\n").starts_with("503 "),
+        "MAIL first"
+    );
+    assert!(s.send(b"DATA\r\n").starts_with("503 "));
+    assert!(s.send(b"FROB the widgets\r\n").starts_with("500 "));
+    assert!(
+        s.send(b"\xff\xfe\xfd junk\r\n").starts_with("500 "),
+        "8-bit junk as a command"
+    );
+    let long = format!("NOOP {}\r\n", "x".repeat(5000));
+    assert!(s
+        .send(long.as_bytes())
+        .starts_with("500 5.5.2 Line too long"));
+    // Seven errors so far; ten end a session, so go on in a fresh one.
+    let mut s = Raw::connect(&node);
+    assert!(s.send(b"EHLO client.example\r\n").starts_with("250"));
+    assert!(
+        s.send(b"MAIL FROM:a@b.example\r\n").starts_with("501 "),
+        "angle brackets"
+    );
+    assert!(
+        s.send(b"MAIL FROM:<a@b.example> SIZE=999999\r\n")
+            .starts_with("552 "),
+        "declared too big"
+    );
+    assert!(s
+        .send(b"MAIL FROM:<a@b.example> HACK=1\r\n")
+        .starts_with("555 "));
+    assert!(s.send(b"MAIL FROM:<a@b.example>\r\n").starts_with("250 "));
+    assert!(
+        s.send(b"MAIL FROM:<a@b.example>\r\n").starts_with("503 "),
+        "nested MAIL"
+    );
+    assert!(s
+        .send(b"RCPT TO:<bob@localhost>\r\nBcc: eve@evil.example\r\n")
+        .starts_with("250 "));
+    assert!(
+        s.reply().starts_with("500 "),
+        "an injected header line is just a bad command"
+    );
+    assert!(s.send(b"DATA\r\n").starts_with("354 "));
+    // Too big: the whole message is read, then refused.
+    let big = format!("Subject: big\r\n\r\n{}\r\n.\r\n", "y".repeat(8000));
+    assert!(s.send(big.as_bytes()).starts_with("552 5.3.4"));
+    // The session goes on: a message with 8-bit junk and an encoded header
+    // injection in its subject.
+    assert!(s
+        .send(b"MAIL FROM:<a@b.example> BODY=8BITMIME\r\n")
+        .starts_with("250 "));
+    assert!(s.send(b"RCPT TO:<bob@localhost>\r\n").starts_with("250 "));
+    assert!(s.send(b"DATA\r\n").starts_with("354 "));
+    let msg = b"Subject: =?utf-8?q?hi=0D=0ABcc:_eve@evil.example?=\r\n\r\ncaf\xe9 \xff body\r\n..dot-stuffed\r\n.\r\n";
+    assert!(s.send(msg).starts_with("250 2.0.0 Ok"));
+    assert!(s.send(b"RSET\r\n").starts_with("250 "));
+    assert!(s.send(b"QUIT\r\n").starts_with("221 "));
+    let mut rest = String::new();
+    let _ = s.r.read_to_string(&mut rest);
+    assert_eq!(rest, "", "closed after QUIT");
+
+    let inbox = bob.inbox();
+    assert_eq!(inbox.len(), 1, "only the one good message: {inbox:?}");
+    let subject = inbox[0]["subject"].as_str().unwrap();
+    assert!(
+        !subject.contains('\n') && !subject.contains('\r'),
+        "{subject:?}"
+    );
+    let body = inbox[0]["body"].as_str().unwrap();
+    assert!(
+        body.contains("body") && body.contains("\n.dot-stuffed"),
+        "{body:?}"
+    );
+
+    // A client that vanishes mid-DATA leaves nothing behind.
+    let mut gone = Raw::connect(&node);
+    gone.send(b"EHLO x\r\n");
+    gone.send(b"MAIL FROM:<a@b.example>\r\n");
+    gone.send(b"RCPT TO:<bob@localhost>\r\n");
+    gone.send(b"DATA\r\n");
+    gone.w
+        .write_all(b"Subject: half\r\n\r\nhalf a mess")
+        .unwrap();
+    drop(gone);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(bob.inbox().len(), 1);
+    // Too many errors: disconnected.
+    let mut noisy = Raw::connect(&node);
+    let mut last = String::new();
+    for _ in 0..11 {
+        last = noisy.send(b"BOGUS\r\n");
+    }
+    assert!(last.starts_with("421 "), "{last}");
+    // Everyone else is still served.
+    let (ok, out) = swaks(
+        &node,
+        &[
+            "--from",
+            "x@example.net",
+            "--to",
+            "bob@localhost",
+            "--body",
+            "still here",
+        ],
+    );
+    assert!(ok, "{out}");
+}
