@@ -418,7 +418,6 @@ impl Config {
         }
         for (key, on) in [
             ("sms.enabled", self.sms.enabled),
-            ("fax.enabled", self.fax.enabled),
             ("cluster.enabled", self.cluster.enabled),
         ] {
             if on {

@@ -41,7 +41,8 @@ pub struct Node {
     pub http_addr: SocketAddr,
     /// Where the SMTP server listens, when the email gateway runs.
     pub smtp_addr: Option<SocketAddr>,
-    smtp_task: Option<actix_rt::task::JoinHandle<()>>,
+    /// Background tasks that accept work (SMTP, the fax inbox): stopped first.
+    tasks: Vec<actix_rt::task::JoinHandle<()>>,
     /// The data directory.
     pub data_dir: PathBuf,
     /// The admin token, when this start initialised the data directory.
@@ -324,7 +325,10 @@ async fn start_email(
         .first()
         .context("email.local_domains: at least one domain is needed")?;
     let gateway = core
-        .add_gateway(MEMBER_ID, EmailMedium::new(&cfg.email.relay, domain)?)
+        .add_gateway(
+            MEMBER_ID,
+            EmailMedium::new(&cfg.email.relay, domain, core.store.clone())?,
+        )
         .await?;
     let std_listener = std::net::TcpListener::bind(&cfg.email.listen)
         .with_context(|| format!("binding the SMTP server to {}", cfg.email.listen))?;
@@ -347,6 +351,31 @@ async fn start_email(
     });
     tracing::info!(smtp = %addr, relay = %cfg.email.relay, "email gateway ready");
     Ok((addr, actix_rt::spawn(smtp::serve(listener, ctx))))
+}
+
+/// The fax spool: `fax.spool`, or `DATA/fax`.
+pub fn fax_spool(cfg: &Config) -> PathBuf {
+    if cfg.fax.spool.is_empty() {
+        cfg.data.dir.join("fax")
+    } else {
+        PathBuf::from(&cfg.fax.spool)
+    }
+}
+
+/// Starts the fax stub gateway and its inbox poller.
+async fn start_fax(cfg: &Config, core: &Core) -> anyhow::Result<actix_rt::task::JoinHandle<()>> {
+    use crate::gateways::fax::{inbox, FaxMedium, MEMBER_ID};
+    let spool = fax_spool(cfg);
+    let medium = FaxMedium::new(spool.clone())
+        .with_context(|| format!("creating the fax spool {}", spool.display()))?;
+    let gateway = core.add_gateway(MEMBER_ID, medium).await?;
+    tracing::info!(spool = %spool.display(), "fax gateway (stub) ready");
+    Ok(actix_rt::spawn(inbox::poll(
+        spool.join("inbox"),
+        gateway,
+        core.directory.clone(),
+        cfg.broker.default_expires_in_s * 1000,
+    )))
 }
 
 async fn wait_logged_in<M: Medium>(gw: &Addr<Gateway<M>>) -> anyhow::Result<()> {
@@ -375,13 +404,18 @@ impl Node {
     pub async fn start(cfg: &Config) -> anyhow::Result<Node> {
         let core = Core::start(cfg, None).await?;
         let mut gateways = vec![gateways::im::MEMBER_ID.to_string()];
-        let (smtp_addr, smtp_task) = if cfg.email.enabled {
+        let mut tasks = Vec::new();
+        let mut smtp_addr = None;
+        if cfg.email.enabled {
             let (addr, task) = start_email(cfg, &core).await?;
             gateways.push(gateways::email::MEMBER_ID.to_string());
-            (Some(addr), Some(task))
-        } else {
-            (None, None)
-        };
+            smtp_addr = Some(addr);
+            tasks.push(task);
+        }
+        if cfg.fax.enabled {
+            tasks.push(start_fax(cfg, &core).await?);
+            gateways.push(gateways::fax::MEMBER_ID.to_string());
+        }
         let state = ApiState {
             gateways,
             directory: core.directory.clone(),
@@ -406,7 +440,7 @@ impl Node {
         Ok(Node {
             http_addr,
             smtp_addr,
-            smtp_task,
+            tasks,
             data_dir: cfg.data.dir.clone(),
             new_admin_token: core.new_admin_token.clone(),
             server: handle,
@@ -420,7 +454,7 @@ impl Node {
     /// stop the broker.
     pub async fn shutdown(self) {
         tracing::info!("shutting down: no longer accepting requests");
-        if let Some(t) = &self.smtp_task {
+        for t in &self.tasks {
             t.abort();
         }
         self.server.stop(true).await;

@@ -2,7 +2,9 @@
 //! implementing [`switchboard_actors::medium::Medium`] plus one line in
 //! [`BUILT_IN`].
 
+pub mod compliance;
 pub mod email;
+pub mod fax;
 pub mod im;
 
 use switchboard_actors::protocol::MediumKind;

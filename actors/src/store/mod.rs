@@ -46,11 +46,14 @@ pub enum Tree {
     Meta,
     /// Delivery managers changed at run time: name → JSON (empty: removed).
     Managers,
+    /// Transactions a medium without its own dedupe handed on:
+    /// `member \0 txn` → when (ms).
+    Sent,
 }
 
 impl Tree {
     /// Every tree.
-    pub const ALL: [Tree; 10] = [
+    pub const ALL: [Tree; 11] = [
         Tree::Profiles,
         Tree::Tokens,
         Tree::Members,
@@ -61,6 +64,7 @@ impl Tree {
         Tree::Replay,
         Tree::Meta,
         Tree::Managers,
+        Tree::Sent,
     ];
 
     fn name(self) -> &'static str {
@@ -75,6 +79,7 @@ impl Tree {
             Tree::Replay => "replay",
             Tree::Meta => "meta",
             Tree::Managers => "managers",
+            Tree::Sent => "sent",
         }
     }
 

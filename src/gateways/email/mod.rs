@@ -16,6 +16,8 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use switchboard_actors::medium::futures_like::LocalBoxFuture;
 use switchboard_actors::medium::{Delivery, Health, Medium, MediumAck, NonDelivery};
 use switchboard_actors::protocol::MediumKind;
+use switchboard_actors::store::records::key2;
+use switchboard_actors::store::{Store, Tree, WriteBatch};
 
 /// The member id of the email gateway.
 pub const MEMBER_ID: &str = "gw-email-1";
@@ -28,6 +30,7 @@ pub struct EmailMedium {
     relay: AsyncSmtpTransport<Tokio1Executor>,
     relay_name: String,
     local_domain: String,
+    store: Store,
 }
 
 impl EmailMedium {
@@ -36,7 +39,10 @@ impl EmailMedium {
     ///
     /// # Errors
     /// A relay that is not `host:port`.
-    pub fn new(relay: &str, local_domain: &str) -> anyhow::Result<Self> {
+    /// Sent transactions are recorded in `store`, so the same transaction is
+    /// not mailed twice (at least once across a crash right after the relay
+    /// accepted it).
+    pub fn new(relay: &str, local_domain: &str, store: Store) -> anyhow::Result<Self> {
         let (host, port) = relay
             .rsplit_once(':')
             .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
@@ -49,6 +55,7 @@ impl EmailMedium {
             relay: transport,
             relay_name: relay.to_string(),
             local_domain: local_domain.to_string(),
+            store,
         })
     }
 
@@ -122,13 +129,30 @@ impl Medium for EmailMedium {
             Ok(m) => m,
             Err(e) => return Box::pin(async move { Err(NonDelivery(e)) }),
         };
-        let relay = self.relay.clone();
+        let sent_key = key2(MEMBER_ID, d.txn.as_bytes());
+        match self.store.get(Tree::Sent, &sent_key) {
+            Ok(Some(_)) => return Box::pin(async { Ok(MediumAck::Delivered) }),
+            Ok(None) => {}
+            Err(e) => {
+                return Box::pin(async move { Err(NonDelivery(format!("store unavailable: {e}"))) })
+            }
+        }
+        let (relay, store) = (self.relay.clone(), self.store.clone());
         let txn = d.txn;
         Box::pin(async move {
             let mut waits = RETRY_BACKOFF.iter();
             loop {
                 match relay.send(message.clone()).await {
-                    Ok(_) => return Ok(MediumAck::Delivered),
+                    Ok(_) => {
+                        let mut b = WriteBatch::new();
+                        b.insert(Tree::Sent, sent_key, d.sent_at_ms.to_be_bytes().to_vec());
+                        store
+                            .writer()
+                            .write(b)
+                            .await
+                            .map_err(|e| NonDelivery(format!("sent, but not recorded: {e}")))?;
+                        return Ok(MediumAck::Delivered);
+                    }
                     Err(e) if e.is_permanent() => {
                         return Err(NonDelivery(format!("relay refused: {e}")));
                     }

@@ -1,0 +1,81 @@
+//! Text to fax pages: A4, Courier 11 pt, lines wrapped at 80 columns, 60
+//! lines a page, the header on every page.
+
+use printpdf::{BuiltinFont, Mm, PdfDocument};
+
+const COLUMNS: usize = 80;
+const LINES_PER_PAGE: usize = 60;
+
+/// Wraps `text` into lines of at most [`COLUMNS`] characters.
+pub fn wrap(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let chars: Vec<char> = line.chars().filter(|c| !c.is_control()).collect();
+        if chars.is_empty() {
+            out.push(String::new());
+        }
+        for chunk in chars.chunks(COLUMNS) {
+            out.push(chunk.iter().collect());
+        }
+    }
+    out
+}
+
+/// A PDF of `text` under `header`, and its page count.
+///
+/// # Errors
+/// When printpdf fails.
+pub fn pdf(header: &str, text: &str) -> Result<(Vec<u8>, usize), printpdf::Error> {
+    let lines = wrap(text);
+    let pages: Vec<&[String]> = if lines.is_empty() {
+        vec![&[][..]]
+    } else {
+        lines.chunks(LINES_PER_PAGE).collect()
+    };
+    let (doc, page, layer) = PdfDocument::new("Switchboard fax", Mm(210.0), Mm(297.0), "text");
+    let font = doc.add_builtin_font(BuiltinFont::Courier)?;
+    let bold = doc.add_builtin_font(BuiltinFont::CourierBold)?;
+    let n = pages.len();
+    for (i, chunk) in pages.iter().enumerate() {
+        let layer = if i == 0 {
+            doc.get_page(page).get_layer(layer)
+        } else {
+            let (p, l) = doc.add_page(Mm(210.0), Mm(297.0), "text");
+            doc.get_page(p).get_layer(l)
+        };
+        layer.use_text(
+            format!("{header}   (page {} of {n})", i + 1),
+            11.0,
+            Mm(15.0),
+            Mm(282.0),
+            &bold,
+        );
+        for (j, line) in chunk.iter().enumerate() {
+            layer.use_text(
+                line.as_str(),
+                11.0,
+                Mm(15.0),
+                Mm(270.0 - 4.4 * j as f32),
+                &font,
+            );
+        }
+    }
+    Ok((doc.save_to_bytes()?, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wraps_and_paginates() {
+        assert_eq!(wrap("ab\n\ncd"), vec!["ab", "", "cd"]);
+        assert_eq!(wrap(&"x".repeat(170)).len(), 3);
+        let (bytes, pages) = pdf("Fax to +49", &"line\n".repeat(130)).unwrap();
+        assert_eq!(pages, 3);
+        assert!(bytes.starts_with(b"%PDF-"), "a PDF");
+        assert!(bytes.windows(5).any(|w| w == b"%%EOF"));
+        let (_, one) = pdf("h", "").unwrap();
+        assert_eq!(one, 1, "an empty fax still has a page");
+    }
+}
