@@ -122,6 +122,8 @@ pub struct Email {
     pub relay: String,
     /// Largest message, bytes.
     pub max_message_bytes: usize,
+    /// Delivery-status notifications to email senders: `failure`, `all`, `none`.
+    pub dsn: String,
 }
 
 /// `[sms]`
@@ -410,6 +412,12 @@ impl Config {
                 return Err(invalid(
                     "email.relay",
                     format!("{:?} is not host:port", self.email.relay),
+                ));
+            }
+            if !matches!(self.email.dsn.as_str(), "failure" | "all" | "none") {
+                return Err(invalid(
+                    "email.dsn",
+                    format!("{:?} is not failure, all or none", self.email.dsn),
                 ));
             }
             if self.email.max_message_bytes < 1024 {

@@ -260,6 +260,7 @@ impl Core {
         &self,
         id: &str,
         medium: M,
+        receipts: Option<Recipient<Receipt>>,
     ) -> anyhow::Result<Addr<Gateway<M>>> {
         let member = MemberId::new(id);
         if self.directory.member(&member).is_none() {
@@ -278,15 +279,18 @@ impl Core {
             key: key.clone(),
             ..self.gateway_config.clone()
         };
-        let gw = Gateway::new(
+        let mut gw = Gateway::new(
             cfg,
             medium,
             self.broker.handle.clone(),
             self.members.clone(),
             self.store.clone(),
             self.clock.clone(),
-        )
-        .start();
+        );
+        if let Some(r) = receipts {
+            gw = gw.with_receipts(r);
+        }
+        let gw = gw.start();
         wait_logged_in(&gw).await?;
         Ok(gw)
     }
@@ -324,11 +328,12 @@ async fn start_email(
         .local_domains
         .first()
         .context("email.local_domains: at least one domain is needed")?;
+    use crate::gateways::email::dsn::{Dsn, DsnPolicy};
+    let policy = DsnPolicy::parse(&cfg.email.dsn).context("email.dsn")?;
+    let dsn = Dsn::new(&cfg.email.relay, domain, policy)?.start();
+    let medium = EmailMedium::new(&cfg.email.relay, domain, core.store.clone())?;
     let gateway = core
-        .add_gateway(
-            MEMBER_ID,
-            EmailMedium::new(&cfg.email.relay, domain, core.store.clone())?,
-        )
+        .add_gateway(MEMBER_ID, medium, Some(dsn.recipient()))
         .await?;
     let std_listener = std::net::TcpListener::bind(&cfg.email.listen)
         .with_context(|| format!("binding the SMTP server to {}", cfg.email.listen))?;
@@ -368,7 +373,7 @@ async fn start_fax(cfg: &Config, core: &Core) -> anyhow::Result<actix_rt::task::
     let spool = fax_spool(cfg);
     let medium = FaxMedium::new(spool.clone())
         .with_context(|| format!("creating the fax spool {}", spool.display()))?;
-    let gateway = core.add_gateway(MEMBER_ID, medium).await?;
+    let gateway = core.add_gateway(MEMBER_ID, medium, None).await?;
     tracing::info!(spool = %spool.display(), "fax gateway (stub) ready");
     Ok(actix_rt::spawn(inbox::poll(
         spool.join("inbox"),

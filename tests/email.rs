@@ -346,3 +346,46 @@ fn bad_smtp_input_gets_clear_replies_and_changes_nothing() {
     );
     assert!(ok, "{out}");
 }
+
+#[test]
+fn an_email_sender_gets_a_dsn_when_delivery_fails() {
+    let sink = Sink::start(&["eve@example.org=550 5.1.1 No such mailbox"]);
+    let node = node_with_email(&sink, 1024 * 1024);
+    node.admin.add_user("eve", &[("email", "eve@example.org")]);
+    let (ok, out) = swaks(
+        &node,
+        &[
+            "--from",
+            "ext@example.net",
+            "--to",
+            "eve@localhost",
+            "--header",
+            "Subject: for eve",
+            "--body",
+            "will bounce",
+        ],
+    );
+    assert!(ok, "{out}");
+    let txn = out
+        .lines()
+        .find_map(|l| l.split("queued as ").nth(1))
+        .expect("a txn in the 250 reply")
+        .trim()
+        .to_string();
+    let dsn = sink.wait_for(1).remove(0);
+    assert!(
+        dsn.contains("Delivery Status Notification (Failure)"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("To: ext@example.net"), "{dsn}");
+    assert!(
+        dsn.contains("could not be delivered: undeliverable"),
+        "{dsn}"
+    );
+    assert!(dsn.contains(&txn), "{dsn}");
+    let envelope_from = std::fs::read_to_string(sink.dir.path().join("1.from")).unwrap();
+    assert_eq!(
+        envelope_from, "<>",
+        "a DSN goes out with a null sender (MAIL FROM:<>)"
+    );
+}

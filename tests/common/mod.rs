@@ -400,7 +400,7 @@ pub fn node_with_sms(sms: TestSms) -> TestNode {
         Box::new(move |node| {
             Box::pin(async move {
                 node.core
-                    .add_gateway("gw-sms-test", sms)
+                    .add_gateway("gw-sms-test", sms, None)
                     .await
                     .expect("test SMS gateway");
             })

@@ -3,7 +3,8 @@
 
 usage: smtp_sink.py PORT OUTDIR [ADDRESS=REPLY ...]
 
-Every accepted message is written to OUTDIR/<n>.eml; every RCPT is logged to
+Every accepted message is written to OUTDIR/<n>.eml (its envelope sender to
+OUTDIR/<n>.from); every RCPT is logged to
 OUTDIR/rcpt.log. ADDRESS=REPLY makes RCPT TO:<ADDRESS> answer REPLY instead,
 e.g. carol@example.org='550 5.1.1 No such mailbox' or '451 4.3.0 Try later'.
 Prints "ready" once it listens; runs until killed.
@@ -38,6 +39,8 @@ class Sink:
         path = os.path.join(self.outdir, f"{n}.eml")
         with open(path + ".tmp", "wb") as f:
             f.write(envelope.content if isinstance(envelope.content, bytes) else envelope.content.encode())
+        with open(os.path.join(self.outdir, f"{n}.from"), "w") as f:
+            f.write(envelope.mail_from or "")
         os.rename(path + ".tmp", path)
         return "250 Message accepted for delivery"
 

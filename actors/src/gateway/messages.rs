@@ -77,6 +77,11 @@ pub struct Receipt {
     pub txn: TxnId,
     /// The sender's user id, if a user.
     pub sender_user: Option<String>,
+    /// The sender's address on this medium (while the gateway still held
+    /// the message; a later `Read` has none).
+    pub sender: Option<Address>,
+    /// The recipient as the sender named them (same caveat).
+    pub recipient: Option<String>,
     /// The outcome.
     pub outcome: Outcome,
     /// The mechanism that reached the recipient.

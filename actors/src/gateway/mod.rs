@@ -224,10 +224,10 @@ impl<M: Medium> Gateway<M> {
 
     fn on_notify(&mut self, n: Notify) -> Result<(), ProtocolError> {
         self.session()?.verify(|s| verify::check_notify(s, &n))?;
-        let sender_user = self
-            .outbox
-            .get(&n.txn)
-            .and_then(|e| e.imi.sender_user.clone());
+        let held = self.outbox.get(&n.txn).map(|e| &e.imi);
+        let sender_user = held.and_then(|i| i.sender_user.clone());
+        let sender = held.map(|i| i.sender.clone());
+        let recipient = held.map(|i| i.recipient.to_string());
         if n.outcome != Outcome::Read {
             self.forget_outbox(&n.txn);
         }
@@ -235,6 +235,8 @@ impl<M: Medium> Gateway<M> {
             r.do_send(Receipt {
                 txn: n.txn,
                 sender_user,
+                sender,
+                recipient,
                 outcome: n.outcome.clone(),
                 via: n.mechanism,
                 at_ms: n.at_ms,
