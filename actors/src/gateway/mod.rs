@@ -255,7 +255,7 @@ impl<M: Medium> Gateway<M> {
         t: Transmit,
         ctx: &mut Context<Self>,
     ) -> Result<(), ProtocolError> {
-        verify::check_transmit(&self.cfg.key, &t, self.now())?;
+        verify::check_transmit(&self.cfg.id, &self.cfg.key, &t, self.now())?;
         let txn = t.imi.imi.txn;
         let attempt = t.imi.attempt;
         self.members.send(

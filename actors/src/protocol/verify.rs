@@ -189,32 +189,34 @@ pub fn check_release_ack(session: &Session, a: &ReleaseAck) -> Result<(), Protoc
 
 // ---- phase 3 ----
 
-/// The frame the originator sends to the first hop.
-pub fn make_transmit(release: &Release, hop: &MemberId, content: Vec<u8>) -> Option<Transmit> {
-    let grant = release.grants.iter().find(|g| &g.member == hop)?.mac;
+/// The frame the originator sends to the first hop (`None` when the release
+/// has no grant for it). It carries every hop's grant.
+pub fn make_transmit(release: &Release, first_hop: &MemberId, content: Vec<u8>) -> Option<Transmit> {
+    release.grants.iter().find(|g| &g.member == first_hop)?;
     Some(Transmit {
         imi: release.imi.clone(),
         id: release.id,
-        grant,
+        grants: release.grants.clone(),
         content,
         attestations: Vec::new(),
     })
 }
 
-/// A hop: checks its own grant with its own key, the expiry, and that the
-/// content's SHA-256 equals the IMI's digest or the last attestation's output.
+/// A hop (`me`): checks its own grant with its own key, the expiry, and that
+/// the content's SHA-256 equals the IMI's digest or the last attestation's
+/// output.
 ///
 /// # Errors
-/// [`ProtocolError::BadGrant`], [`ProtocolError::Expired`],
-/// [`ProtocolError::DigestMismatch`].
-pub fn check_transmit(my_key: &SecretKey, t: &Transmit, now_ms: u64) -> Result<(), ProtocolError> {
+/// [`ProtocolError::BadGrant`] (none for this hop, or it does not verify),
+/// [`ProtocolError::Expired`], [`ProtocolError::DigestMismatch`].
+pub fn check_transmit(me: &MemberId, my_key: &SecretKey, t: &Transmit, now_ms: u64) -> Result<(), ProtocolError> {
+    let grant = t
+        .grants
+        .iter()
+        .find(|g| &g.member == me)
+        .ok_or(ProtocolError::BadGrant)?;
     check(
-        mac::verify(
-            my_key.bytes(),
-            label::GRANT,
-            &[&encode(&t.imi), &t.id],
-            &t.grant,
-        ),
+        mac::verify(my_key.bytes(), label::GRANT, &[&encode(&t.imi), &t.id], &grant.mac),
         ProtocolError::BadGrant,
     )?;
     check(now_ms <= t.imi.imi.expires_at_ms, ProtocolError::Expired)?;
@@ -222,10 +224,7 @@ pub fn check_transmit(my_key: &SecretKey, t: &Transmit, now_ms: u64) -> Result<(
         .attestations
         .last()
         .map_or(t.imi.imi.content_sha256, |a| a.digest_out);
-    check(
-        sha256(&t.content) == expected,
-        ProtocolError::DigestMismatch,
-    )
+    check(sha256(&t.content) == expected, ProtocolError::DigestMismatch)
 }
 
 /// A processor's attestation of a conversion.
@@ -235,14 +234,20 @@ pub fn make_attestation(
     id: &Tag,
     input: &[u8],
     output: &[u8],
+    content_type: &str,
 ) -> Attestation {
     let digest_in = sha256(input);
     let digest_out = sha256(output);
-    let mac = mac::mac(key.bytes(), label::ATTEST, &[id, &digest_in, &digest_out]);
+    let mac = mac::mac(
+        key.bytes(),
+        label::ATTEST,
+        &[id, &digest_in, &digest_out, content_type.as_bytes()],
+    );
     Attestation {
         member,
         digest_in,
         digest_out,
+        content_type: content_type.to_string(),
         mac,
     }
 }
@@ -269,7 +274,7 @@ pub fn check_attestations(
             mac::verify(
                 k.bytes(),
                 label::ATTEST,
-                &[id, &a.digest_in, &a.digest_out],
+                &[id, &a.digest_in, &a.digest_out, a.content_type.as_bytes()],
                 &a.mac,
             )
         })?;

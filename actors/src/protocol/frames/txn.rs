@@ -84,7 +84,7 @@ pub struct ReleaseAck {
     pub mac: Tag,
 }
 
-/// A processor's attestation: `mac(K_p, "attest", ID, digest_in, digest_out)`.
+/// A processor's attestation: `mac(K_p, "attest", ID, digest_in, digest_out, content_type)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attestation {
     /// The processor.
@@ -93,19 +93,23 @@ pub struct Attestation {
     pub digest_in: [u8; 32],
     /// SHA-256 of the content it produced.
     pub digest_out: [u8; 32],
+    /// The MIME type of the content it produced.
+    pub content_type: String,
     /// The MAC.
     pub mac: Tag,
 }
 
-/// Phase 3: `Transmit { imi', ID, grant, content, attestations }`.
+/// Phase 3: `Transmit { imi', ID, grants, content, attestations }`. It carries
+/// the grants of every hop still ahead; each hop checks its own and passes
+/// the frame on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transmit {
     /// The broker IMI.
     pub imi: BrokerImi,
     /// The broker's inner digest.
     pub id: Tag,
-    /// The grant for the receiving hop.
-    pub grant: Tag,
+    /// The grants of the hops still ahead (processors, destination, archive).
+    pub grants: Vec<Grant>,
     /// The content.
     pub content: Vec<u8>,
     /// Attestations of the processors passed so far.

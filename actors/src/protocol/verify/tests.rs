@@ -107,7 +107,7 @@ fn a_whole_transaction_verifies() {
     check_release(&f.origin, &r).unwrap();
     check_release_ack(&f.origin, &make_release_ack(&f.origin, r.imi.imi.txn, 1)).unwrap();
     let t = make_transmit(&r, &MemberId::new("gw-d"), b"hi".to_vec()).unwrap();
-    check_transmit(&f.dest_key, &t, NOW).unwrap();
+    check_transmit(&MemberId::new("gw-d"), &f.dest_key, &t, NOW).unwrap();
     let rep = make_report(
         &f.dest,
         t.imi.imi.txn,
@@ -164,7 +164,7 @@ fn expired_message_is_refused_at_submit_and_at_transmit() {
     let r = release(&f, b"hi");
     let t = make_transmit(&r, &MemberId::new("gw-d"), b"hi".to_vec()).unwrap();
     assert_eq!(
-        check_transmit(&f.dest_key, &t, NOW + 60_001),
+        check_transmit(&MemberId::new("gw-d"), &f.dest_key, &t, NOW + 60_001),
         Err(ProtocolError::Expired)
     );
 }
@@ -189,7 +189,7 @@ fn grant_made_for_another_hop_is_refused() {
     let t = make_transmit(&r, &MemberId::new("gw-d"), b"hi".to_vec()).unwrap();
     // gw-x presents gw-d's grant: it does not verify with gw-x's key.
     assert_eq!(
-        check_transmit(&f.other_key, &t, NOW),
+        check_transmit(&MemberId::new("gw-x"), &f.other_key, &t, NOW),
         Err(ProtocolError::BadGrant)
     );
     // And there is no grant for gw-x in the release at all.
@@ -202,7 +202,7 @@ fn content_digest_mismatch_is_refused() {
     let r = release(&f, b"hi");
     let t = make_transmit(&r, &MemberId::new("gw-d"), b"HI".to_vec()).unwrap();
     assert_eq!(
-        check_transmit(&f.dest_key, &t, NOW),
+        check_transmit(&MemberId::new("gw-d"), &f.dest_key, &t, NOW),
         Err(ProtocolError::DigestMismatch)
     );
 }
@@ -312,7 +312,7 @@ fn attestations_chain_and_verify() {
     let mut b = broker_imi(imi(b"long text"), "gw-d");
     b.route.processors = vec![MemberId::new("proc-1")];
     let id = inner_id(&f.k2, &f.origin, &b);
-    let a = make_attestation(p.member.clone(), p.current().1, &id, b"long text", b"short");
+    let a = make_attestation(p.member.clone(), p.current().1, &id, b"long text", b"short", "text/plain");
     check_attestations(&f.ring, &b, &id, std::slice::from_ref(&a), NOW).unwrap();
     let mut bad = a.clone();
     bad.digest_out[0] ^= 1;
@@ -328,7 +328,7 @@ fn attestations_chain_and_verify() {
     let r = make_release(&f.origin, &f.ring, b, id).unwrap();
     let mut t = make_transmit(&r, &MemberId::new("gw-d"), b"short".to_vec()).unwrap();
     t.attestations.push(a);
-    check_transmit(&f.dest_key, &t, NOW).unwrap();
+    check_transmit(&MemberId::new("gw-d"), &f.dest_key, &t, NOW).unwrap();
 }
 
 #[test]
