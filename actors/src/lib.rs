@@ -30,6 +30,7 @@ pub mod delivery;
 pub mod directory;
 pub mod gateway;
 pub mod medium;
+pub mod member_link;
 pub mod members;
 pub mod presence;
 pub mod protocol;

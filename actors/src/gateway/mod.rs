@@ -25,46 +25,30 @@ pub use messages::{
 };
 
 use crate::medium::{Delivery, Medium, MediumAck};
+use crate::member_link::{MemberConfig, MemberLink};
 use crate::members::{BrokerHandle, MemberRegistry, MiapFrame};
 use crate::protocol::clock::SharedClock;
 use crate::protocol::frames::RefuseReason;
 use crate::protocol::mac::sha256;
-use crate::protocol::tscs::{finish_login, start_login, PendingLogin};
 use crate::protocol::verify;
 use crate::protocol::{
     Frame, Imi, LoginAck, MemberId, Notify, Outcome, ProtocolError, Rejected, Release, ReportAck,
-    ReportStatus, SecretKey, Transmit, TxnId,
+    ReportStatus, Transmit, TxnId,
 };
 use crate::session::SessionPair;
 use crate::store::records::enc;
 use crate::store::{OutboxEntry, Store, Tree, WriteBatch};
 
 /// How a gateway is set up.
-#[derive(Clone)]
-pub struct GatewayConfig {
-    /// Its member id.
-    pub id: MemberId,
-    /// Its key id and key.
-    pub key_id: u32,
-    /// Its key `K_m`.
-    pub key: SecretKey,
-    /// The broker's id.
-    pub broker_id: String,
-    /// Session lifetime (ms): the gateway renews at half of it.
-    pub session_ttl_ms: u64,
-}
+pub type GatewayConfig = MemberConfig;
 
 /// A medium's gateway.
 pub struct Gateway<M: Medium> {
-    cfg: GatewayConfig,
+    link: MemberLink,
     medium: M,
-    broker: BrokerHandle,
     members: MemberRegistry,
     store: Store,
-    clock: SharedClock,
     receipts: Option<Recipient<Receipt>>,
-    session: Option<SessionPair>,
-    pending_login: Option<PendingLogin>,
     /// Outbox mirror: content originated here, until the outcome is known.
     outbox: HashMap<TxnId, OutboxEntry>,
     /// Submits waiting for a session.
@@ -88,15 +72,11 @@ impl<M: Medium> Gateway<M> {
         clock: SharedClock,
     ) -> Self {
         Self {
-            cfg,
+            link: MemberLink::new(cfg, broker, clock),
             medium,
-            broker,
             members,
             store,
-            clock,
             receipts: None,
-            session: None,
-            pending_login: None,
             outbox: HashMap::new(),
             unsent: Vec::new(),
             waiting: HashMap::new(),
@@ -112,33 +92,20 @@ impl<M: Medium> Gateway<M> {
     }
 
     fn now(&self) -> u64 {
-        self.clock.now_ms()
+        self.link.now()
     }
 
     fn to_broker(&self, frame: Frame) {
-        self.broker.send(self.cfg.id.clone(), frame);
+        self.link.to_broker(frame);
     }
 
     fn login(&mut self) {
-        let p = start_login(
-            self.cfg.id.clone(),
-            self.cfg.key_id,
-            self.cfg.key.clone(),
-            &self.cfg.broker_id,
-            self.now(),
-        );
-        self.to_broker(Frame::Login(p.login.clone()));
-        self.pending_login = Some(p);
+        self.link.login();
     }
 
     fn on_login_ack(&mut self, ack: LoginAck) -> Result<(), ProtocolError> {
-        let p = self.pending_login.take().ok_or(ProtocolError::WrongParty)?;
-        let s = finish_login(&p, &ack, self.now())?;
-        match &mut self.session {
-            Some(pair) => pair.renew(s),
-            None => self.session = Some(SessionPair::new(s)),
-        }
-        tracing::info!(member = %self.cfg.id, medium = self.medium.name(), "logged in to the broker");
+        self.link.on_login_ack(&ack)?;
+        tracing::info!(member = %self.link.cfg.id, medium = self.medium.name(), "logged in to the broker");
         for txn in std::mem::take(&mut self.unsent) {
             self.submit(txn);
         }
@@ -150,7 +117,7 @@ impl<M: Medium> Gateway<M> {
     }
 
     fn submit(&mut self, txn: TxnId) {
-        let (Some(session), Some(entry)) = (&self.session, self.outbox.get(&txn)) else {
+        let (Some(session), Some(entry)) = (self.link.session().ok(), self.outbox.get(&txn)) else {
             if self.outbox.contains_key(&txn) {
                 self.unsent.push(txn);
             }
@@ -163,13 +130,13 @@ impl<M: Medium> Gateway<M> {
     fn forget_outbox(&mut self, txn: &TxnId) {
         if self.outbox.remove(txn).is_some() {
             let mut b = WriteBatch::new();
-            b.remove(Tree::Outbox, OutboxEntry::key(&self.cfg.id, txn));
+            b.remove(Tree::Outbox, OutboxEntry::key(&self.link.cfg.id, txn));
             self.store.writer().write_nowait(b);
         }
     }
 
     fn session(&self) -> Result<&SessionPair, ProtocolError> {
-        self.session.as_ref().ok_or(ProtocolError::NoSession)
+        self.link.session()
     }
 
     // ---- originator ----
@@ -201,7 +168,7 @@ impl<M: Medium> Gateway<M> {
             Some(t) => {
                 if !self
                     .members
-                    .send(&hop, &self.cfg.id, Frame::Transmit(Box::new(t)))
+                    .send(&hop, &self.link.cfg.id, Frame::Transmit(Box::new(t)))
                 {
                     tracing::warn!(txn = %txn, hop = %hop, "next hop not connected; the broker's attempt timeout moves on");
                 }
@@ -255,12 +222,12 @@ impl<M: Medium> Gateway<M> {
         t: Transmit,
         ctx: &mut Context<Self>,
     ) -> Result<(), ProtocolError> {
-        verify::check_transmit(&self.cfg.id, &self.cfg.key, &t, self.now())?;
+        verify::check_transmit(&self.link.cfg.id, &self.link.cfg.key, &t, self.now())?;
         let txn = t.imi.imi.txn;
         let attempt = t.imi.attempt;
         self.members.send(
             &from,
-            &self.cfg.id,
+            &self.link.cfg.id,
             Frame::TransmitAck(crate::protocol::TransmitAck { txn, attempt }),
         );
         if !self.delivering.insert(txn) {
@@ -311,7 +278,7 @@ impl<M: Medium> Gateway<M> {
             status: status.clone(),
         };
         self.unacked.insert((txn, attempt, variant), pending);
-        if let Some(s) = &self.session {
+        if let Ok(s) = self.link.session() {
             let r = verify::make_report(&s.current, txn, attempt, id, status, Vec::new());
             self.to_broker(Frame::Report(r));
         }
@@ -326,17 +293,17 @@ impl<M: Medium> Gateway<M> {
     }
 
     fn on_refused(&mut self, from: &MemberId, r: RefuseReason) {
-        tracing::warn!(member = %self.cfg.id, by = %from, reason = r.error.code(), txn = ?r.txn.map(|t| t.to_string()), "frame refused");
+        tracing::warn!(member = %self.link.cfg.id, by = %from, reason = r.error.code(), txn = ?r.txn.map(|t| t.to_string()), "frame refused");
         match r.error {
             ProtocolError::NoSession | ProtocolError::SessionExpired | ProtocolError::BadMac
-                if from.as_str() == self.cfg.broker_id =>
+                if self.link.is_broker(&from) =>
             {
                 // Our session is gone or stale: log in again; the outbox and
                 // unacknowledged reports are resent after the new LoginAck.
                 if let Some(txn) = r.txn.filter(|t| self.outbox.contains_key(t)) {
                     self.unsent.push(txn);
                 }
-                self.session = None;
+                self.link.drop_session();
                 self.login();
             }
             _ => {}
@@ -350,15 +317,15 @@ impl<M: Medium> Actor for Gateway<M> {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
         self.members.connect(
-            self.cfg.id.clone(),
+            self.link.cfg.id.clone(),
             Some(self.medium.kind()),
             ctx.address().recipient(),
             self.now(),
         );
-        match self.store.outbox(&self.cfg.id) {
+        match self.store.outbox(&self.link.cfg.id) {
             Ok(entries) => {
                 if !entries.is_empty() {
-                    tracing::info!(member = %self.cfg.id, count = entries.len(), "resubmitting the outbox");
+                    tracing::info!(member = %self.link.cfg.id, count = entries.len(), "resubmitting the outbox");
                 }
                 for e in entries {
                     self.unsent.push(e.imi.txn);
@@ -366,23 +333,23 @@ impl<M: Medium> Actor for Gateway<M> {
                 }
             }
             Err(e) => {
-                tracing::error!(member = %self.cfg.id, error = %e, "reading the outbox failed")
+                tracing::error!(member = %self.link.cfg.id, error = %e, "reading the outbox failed")
             }
         }
         self.login();
-        let renew = Duration::from_millis((self.cfg.session_ttl_ms / 2).max(1_000));
+        let renew = self.link.renew_every();
         ctx.run_interval(renew, |act, _| act.login());
         ctx.run_interval(Duration::from_secs(2), |act, _| {
             let healthy = act.medium.health().up;
-            act.members.set_healthy(&act.cfg.id, healthy);
-            if act.session.is_none() {
+            act.members.set_healthy(&act.link.cfg.id, healthy);
+            if !act.link.logged_in() {
                 act.login();
             }
         });
     }
 
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {
-        self.members.disconnect(&self.cfg.id);
+        self.members.disconnect(&self.link.cfg.id);
         for (_, w) in self.waiting.drain() {
             let _ = w.send(Err(OriginateError::Stopping));
         }
@@ -397,7 +364,7 @@ impl<M: Medium> Handler<MiapFrame> for Gateway<M> {
         let MiapFrame { from, frame } = msg;
         let txn = frame.txn();
         let kind = frame.kind();
-        let from_broker = from.as_str() == self.cfg.broker_id;
+        let from_broker = self.link.is_broker(&from);
         let result = match frame {
             Frame::LoginAck(a) if from_broker => self.on_login_ack(a),
             Frame::Release(r) if from_broker => self.on_release(*r),
@@ -416,10 +383,10 @@ impl<M: Medium> Handler<MiapFrame> for Gateway<M> {
             _ => Err(ProtocolError::WrongParty),
         };
         if let Err(error) = result {
-            tracing::warn!(member = %self.cfg.id, from = %from, frame = kind, reason = error.code(), "refused MIAP frame");
+            tracing::warn!(member = %self.link.cfg.id, from = %from, frame = kind, reason = error.code(), "refused MIAP frame");
             let refusal = Frame::Refused(RefuseReason { error, txn });
             if !from_broker {
-                self.members.send(&from, &self.cfg.id, refusal.clone());
+                self.members.send(&from, &self.link.cfg.id, refusal.clone());
             }
             // The broker hears of every refusal: its own frames' and, as a
             // security event, a hop's (a hop never acts on a failed grant).
@@ -436,7 +403,7 @@ impl<M: Medium> Handler<Originate> for Gateway<M> {
         let txn = TxnId::generate(now);
         let imi = Imi {
             txn,
-            originator: self.cfg.id.clone(),
+            originator: self.link.cfg.id.clone(),
             sender: m.sender,
             sender_user: m.sender_user,
             recipient: m.to,
@@ -457,7 +424,7 @@ impl<M: Medium> Handler<Originate> for Gateway<M> {
         let mut b = WriteBatch::new();
         b.insert(
             Tree::Outbox,
-            OutboxEntry::key(&self.cfg.id, &txn),
+            OutboxEntry::key(&self.link.cfg.id, &txn),
             enc(&entry),
         );
         self.outbox.insert(txn, entry);
@@ -494,7 +461,7 @@ impl<M: Medium> Handler<GetInFlight> for Gateway<M> {
             delivering: self.delivering.len(),
             unacked_reports: self.unacked.len(),
             outbox: self.outbox.len(),
-            logged_in: self.session.is_some(),
+            logged_in: self.link.logged_in(),
         })
     }
 }

@@ -191,7 +191,11 @@ pub fn check_release_ack(session: &Session, a: &ReleaseAck) -> Result<(), Protoc
 
 /// The frame the originator sends to the first hop (`None` when the release
 /// has no grant for it). It carries every hop's grant.
-pub fn make_transmit(release: &Release, first_hop: &MemberId, content: Vec<u8>) -> Option<Transmit> {
+pub fn make_transmit(
+    release: &Release,
+    first_hop: &MemberId,
+    content: Vec<u8>,
+) -> Option<Transmit> {
     release.grants.iter().find(|g| &g.member == first_hop)?;
     Some(Transmit {
         imi: release.imi.clone(),
@@ -209,14 +213,24 @@ pub fn make_transmit(release: &Release, first_hop: &MemberId, content: Vec<u8>) 
 /// # Errors
 /// [`ProtocolError::BadGrant`] (none for this hop, or it does not verify),
 /// [`ProtocolError::Expired`], [`ProtocolError::DigestMismatch`].
-pub fn check_transmit(me: &MemberId, my_key: &SecretKey, t: &Transmit, now_ms: u64) -> Result<(), ProtocolError> {
+pub fn check_transmit(
+    me: &MemberId,
+    my_key: &SecretKey,
+    t: &Transmit,
+    now_ms: u64,
+) -> Result<(), ProtocolError> {
     let grant = t
         .grants
         .iter()
         .find(|g| &g.member == me)
         .ok_or(ProtocolError::BadGrant)?;
     check(
-        mac::verify(my_key.bytes(), label::GRANT, &[&encode(&t.imi), &t.id], &grant.mac),
+        mac::verify(
+            my_key.bytes(),
+            label::GRANT,
+            &[&encode(&t.imi), &t.id],
+            &grant.mac,
+        ),
         ProtocolError::BadGrant,
     )?;
     check(now_ms <= t.imi.imi.expires_at_ms, ProtocolError::Expired)?;
@@ -224,7 +238,10 @@ pub fn check_transmit(me: &MemberId, my_key: &SecretKey, t: &Transmit, now_ms: u
         .attestations
         .last()
         .map_or(t.imi.imi.content_sha256, |a| a.digest_out);
-    check(sha256(&t.content) == expected, ProtocolError::DigestMismatch)
+    check(
+        sha256(&t.content) == expected,
+        ProtocolError::DigestMismatch,
+    )
 }
 
 /// A processor's attestation of a conversion.

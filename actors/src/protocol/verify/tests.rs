@@ -312,7 +312,14 @@ fn attestations_chain_and_verify() {
     let mut b = broker_imi(imi(b"long text"), "gw-d");
     b.route.processors = vec![MemberId::new("proc-1")];
     let id = inner_id(&f.k2, &f.origin, &b);
-    let a = make_attestation(p.member.clone(), p.current().1, &id, b"long text", b"short", "text/plain");
+    let a = make_attestation(
+        p.member.clone(),
+        p.current().1,
+        &id,
+        b"long text",
+        b"short",
+        "text/plain",
+    );
     check_attestations(&f.ring, &b, &id, std::slice::from_ref(&a), NOW).unwrap();
     let mut bad = a.clone();
     bad.digest_out[0] ^= 1;
