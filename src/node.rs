@@ -14,14 +14,16 @@ use anyhow::{bail, Context as _};
 use switchboard_actors::accounting::Accounting;
 use switchboard_actors::broker::shared::{Broker, BrokerDeps, BrokerSettings};
 use switchboard_actors::broker::BrokerShared;
+use switchboard_actors::converter::Converter;
 use switchboard_actors::delivery::DeliveryService;
 use switchboard_actors::directory::{new_token, Directory};
 use switchboard_actors::gateway::{Gateway, GatewayConfig, GetInFlight, Receipt};
 use switchboard_actors::medium::Medium;
 use switchboard_actors::members::MemberRegistry;
 use switchboard_actors::presence::{Presence, PresencePush, PresenceView};
+use switchboard_actors::processor::Processor;
 use switchboard_actors::protocol::clock::SharedClock;
-use switchboard_actors::protocol::{MemberId, MemberKeys, SecretKey, SystemClock};
+use switchboard_actors::protocol::{MediumKind, MemberId, MemberKeys, SecretKey, SystemClock};
 use switchboard_actors::store::Store;
 
 use crate::api::{self, ApiState};
@@ -235,7 +237,7 @@ impl Core {
         gateway = gateway.with_receipts(hub.clone().recipient());
         let im = gateway.start();
         wait_logged_in(&im).await?;
-        Ok(Core {
+        let core = Core {
             store,
             directory,
             members,
@@ -248,7 +250,69 @@ impl Core {
             gateway_config,
             clock,
             new_admin_token,
+        };
+        // Converts text for SMS on its way to an SMS gateway (MIAP hop).
+        core.add_processor(
+            crate::processors::SMS_PROCESSOR,
+            crate::processors::sms::SmsSegments,
+        )
+        .await?;
+        Ok(core)
+    }
+
+    /// The key and configuration of member `id` (created if it has none).
+    async fn member_config(
+        &self,
+        id: &str,
+        medium: Option<MediumKind>,
+    ) -> anyhow::Result<GatewayConfig> {
+        let member = MemberId::new(id);
+        if self.directory.member(&member).is_none() {
+            self.directory
+                .put_member(MemberKeys::generate(member.clone(), medium))
+                .await?;
+        }
+        let keys = self
+            .directory
+            .member(&member)
+            .context("the member has no key")?;
+        let (key_id, key) = keys.current();
+        Ok(GatewayConfig {
+            id: member,
+            key_id,
+            key: key.clone(),
+            ..self.gateway_config.clone()
         })
+    }
+
+    /// Starts an in-process processor for `converter` as member `id` and
+    /// waits until it has logged in.
+    ///
+    /// # Errors
+    /// A store failure, or a processor that cannot log in.
+    pub async fn add_processor<C: Converter>(
+        &self,
+        id: &str,
+        converter: C,
+    ) -> anyhow::Result<Addr<Processor<C>>> {
+        let cfg = self.member_config(id, None).await?;
+        let p = Processor::new(
+            cfg,
+            converter,
+            self.broker.handle.clone(),
+            self.members.clone(),
+            self.clock.clone(),
+        )
+        .start();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let member = MemberId::new(id);
+        while self.members.live_processor_id(&member).is_none() {
+            if Instant::now() > deadline {
+                bail!("processor {id} could not log in to the broker");
+            }
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(p)
     }
 
     /// Starts another in-process gateway for `medium` as member `id` (its key
@@ -262,23 +326,7 @@ impl Core {
         medium: M,
         receipts: Option<Recipient<Receipt>>,
     ) -> anyhow::Result<Addr<Gateway<M>>> {
-        let member = MemberId::new(id);
-        if self.directory.member(&member).is_none() {
-            self.directory
-                .put_member(MemberKeys::generate(member.clone(), Some(medium.kind())))
-                .await?;
-        }
-        let keys = self
-            .directory
-            .member(&member)
-            .context("the member has no key")?;
-        let (key_id, key) = keys.current();
-        let cfg = GatewayConfig {
-            id: member,
-            key_id,
-            key: key.clone(),
-            ..self.gateway_config.clone()
-        };
+        let cfg = self.member_config(id, Some(medium.kind())).await?;
         let mut gw = Gateway::new(
             cfg,
             medium,

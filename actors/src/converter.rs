@@ -25,7 +25,7 @@ pub enum Converted {
 ///   attestation covers both digests).
 /// - It MUST NOT panic on any input; content it cannot convert is an `Err`.
 /// - It MUST declare which destination medium it converts for.
-pub trait Converter: Send + 'static {
+pub trait Converter: Send + Unpin + 'static {
     /// The destination medium this converter prepares content for.
     fn target(&self) -> MediumKind;
 

@@ -33,6 +33,7 @@ pub mod medium;
 pub mod member_link;
 pub mod members;
 pub mod presence;
+pub mod processor;
 pub mod protocol;
 pub mod session;
 pub mod store;

@@ -25,6 +25,8 @@ pub struct MiapFrame {
 pub struct LiveMember {
     /// The medium it serves, if a gateway.
     pub medium: Option<MediumKind>,
+    /// The medium it converts content for, if a processor.
+    pub converts_for: Option<MediumKind>,
     /// Where frames for it go.
     pub recipient: Recipient<MiapFrame>,
     /// Whether it has completed TSCS (and so may be routed to).
@@ -56,12 +58,44 @@ impl MemberRegistry {
             id,
             LiveMember {
                 medium,
+                converts_for: None,
                 recipient,
                 logged_in: false,
                 healthy: true,
                 last_seen_ms: now_ms,
             },
         );
+    }
+
+    /// Registers a processor that converts content for `target`.
+    pub fn connect_processor(
+        &self,
+        id: MemberId,
+        target: MediumKind,
+        recipient: Recipient<MiapFrame>,
+        now_ms: u64,
+    ) {
+        self.connect(id.clone(), None, recipient, now_ms);
+        if let Some(mut m) = self.inner.get_mut(&id) {
+            m.converts_for = Some(target);
+        }
+    }
+
+    /// A live processor converting for `medium`, if any.
+    pub fn live_processor(&self, medium: MediumKind) -> Option<MemberId> {
+        self.inner
+            .iter()
+            .filter(|m| m.converts_for == Some(medium) && m.logged_in && m.healthy)
+            .map(|m| m.key().clone())
+            .min()
+    }
+
+    /// `id` when it is a live processor.
+    pub fn live_processor_id(&self, id: &MemberId) -> Option<MemberId> {
+        self.inner
+            .get(id)
+            .filter(|m| m.converts_for.is_some() && m.logged_in)
+            .map(|m| m.key().clone())
     }
 
     /// Removes a member's connection.

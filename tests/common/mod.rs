@@ -356,6 +356,7 @@ impl Drop for ProcNode {
 #[derive(Clone, Default)]
 pub struct TestSms {
     pub sent: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    pub segments: std::sync::Arc<std::sync::Mutex<Vec<Vec<String>>>>,
     pub fail: bool,
 }
 
@@ -378,10 +379,26 @@ impl switchboard_actors::medium::Medium for TestSms {
         'static,
         Result<switchboard_actors::medium::MediumAck, switchboard_actors::medium::NonDelivery>,
     > {
-        self.sent.lock().unwrap().push((
-            d.route.address.clone(),
-            String::from_utf8_lossy(&d.content).into_owned(),
-        ));
+        // Segmented by the text-to-SMS processor on the way: record the
+        // segments and the text they make up.
+        let (text, segments) = if d.content_type == switchboard::processors::sms::CONTENT_TYPE {
+            let v: Value = serde_json::from_slice(&d.content).expect("segment JSON");
+            let segs: Vec<String> = v["segments"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_str().unwrap().to_string())
+                .collect();
+            (segs.concat(), segs)
+        } else {
+            let t = String::from_utf8_lossy(&d.content).into_owned();
+            (t.clone(), vec![t])
+        };
+        self.sent
+            .lock()
+            .unwrap()
+            .push((d.route.address.clone(), text));
+        self.segments.lock().unwrap().push(segments);
         let r = if self.fail {
             Err(switchboard_actors::medium::NonDelivery(
                 "test SMSC refused".into(),

@@ -280,17 +280,27 @@ impl BrokerShard {
         let rec = self.load(&r.txn)?.ok_or(ProtocolError::UnknownTxn)?;
         // A report is checked against the ID of the attempt it names.
         let attempt = rec.attempt(r.attempt).ok_or(ProtocolError::IdMismatch)?;
-        if from != &attempt.route.destination {
+        // The destination reports; a processor may report that it stopped
+        // the content (blocked, or could not convert it).
+        let by_processor = attempt.route.processors.contains(from)
+            && matches!(
+                r.status,
+                ReportStatus::Blocked(_) | ReportStatus::NonDelivery(_)
+            );
+        if from != &attempt.route.destination && !by_processor {
             return Err(ProtocolError::WrongParty);
         }
         session_d.verify(|s| verify::check_report(s, &r, &attempt.id))?;
-        verify::check_attestations(
-            shared.deps.directory.ring(),
-            &rec.broker_imi(attempt),
-            &attempt.id,
-            &r.attestations,
-            now,
-        )?;
+        // Delivered content must have passed every processor of the route.
+        if r.status == ReportStatus::Delivered {
+            verify::check_attestations(
+                shared.deps.directory.ring(),
+                &rec.broker_imi(attempt),
+                &attempt.id,
+                &r.attestations,
+                now,
+            )?;
+        }
         let ack = Frame::ReportAck(verify::make_report_ack(
             &session_d.current,
             r.txn,

@@ -260,7 +260,12 @@ impl BrokerShared {
                         address,
                         recipient_user: r.user.clone(),
                         destination,
-                        processors: Vec::new(),
+                        processors: self
+                            .deps
+                            .members
+                            .live_processor(mechanism)
+                            .into_iter()
+                            .collect(),
                         archive: None,
                         store_and_forward,
                     })

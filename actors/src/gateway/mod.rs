@@ -32,8 +32,8 @@ use crate::protocol::frames::RefuseReason;
 use crate::protocol::mac::sha256;
 use crate::protocol::verify;
 use crate::protocol::{
-    Frame, Imi, LoginAck, MemberId, Notify, Outcome, ProtocolError, Rejected, Release, ReportAck,
-    ReportStatus, Transmit, TxnId,
+    Attestation, Frame, Imi, LoginAck, MemberId, Notify, Outcome, ProtocolError, Rejected, Release,
+    ReportAck, ReportStatus, Transmit, TxnId,
 };
 use crate::session::SessionPair;
 use crate::store::records::enc;
@@ -58,7 +58,7 @@ pub struct Gateway<M: Medium> {
     /// Deliveries in progress (dedupe of concurrent transmits).
     delivering: HashSet<TxnId>,
     /// Reports sent and not yet acknowledged, by (txn, attempt, variant).
-    unacked: HashMap<(TxnId, u32, u8), MediumReport>,
+    unacked: HashMap<(TxnId, u32, u8), (MediumReport, Vec<Attestation>)>,
 }
 
 impl<M: Medium> Gateway<M> {
@@ -110,8 +110,8 @@ impl<M: Medium> Gateway<M> {
             self.submit(txn);
         }
         let unacked: Vec<_> = self.unacked.values().cloned().collect();
-        for r in unacked {
-            self.send_report(r.txn, r.attempt, r.id, r.status);
+        for (r, atts) in unacked {
+            self.send_report(r.txn, r.attempt, r.id, r.status, atts);
         }
         Ok(())
     }
@@ -245,11 +245,16 @@ impl<M: Medium> Gateway<M> {
             sender: imi.sender.clone(),
             route: t.imi.route.clone(),
             subject: imi.subject.clone(),
-            content_type: imi.content_type.clone(),
+            // A processor on the way may have changed the type.
+            content_type: t
+                .attestations
+                .last()
+                .map_or_else(|| imi.content_type.clone(), |a| a.content_type.clone()),
             content: t.content,
             sent_at_ms: imi.created_at_ms,
         };
         let id = t.id;
+        let attestations = t.attestations;
         let fut = self.medium.deliver(delivery);
         ctx.spawn(fut.into_actor(self).map(move |res, act, _| {
             act.delivering.remove(&txn);
@@ -264,12 +269,21 @@ impl<M: Medium> Gateway<M> {
                     ReportStatus::NonDelivery(e.0)
                 }
             };
-            act.send_report(txn, attempt, id, status);
+            act.send_report(txn, attempt, id, status, attestations);
         }));
         Ok(())
     }
 
-    fn send_report(&mut self, txn: TxnId, attempt: u32, id: [u8; 32], status: ReportStatus) {
+    /// Sends (and keeps until acknowledged) a report; `attestations` are the
+    /// processors' on the way, which a `Delivered` report must carry.
+    fn send_report(
+        &mut self,
+        txn: TxnId,
+        attempt: u32,
+        id: [u8; 32],
+        status: ReportStatus,
+        attestations: Vec<Attestation>,
+    ) {
         let variant = verify::status_variant(&status);
         let pending = MediumReport {
             txn,
@@ -277,9 +291,10 @@ impl<M: Medium> Gateway<M> {
             id,
             status: status.clone(),
         };
-        self.unacked.insert((txn, attempt, variant), pending);
+        self.unacked
+            .insert((txn, attempt, variant), (pending, attestations.clone()));
         if let Ok(s) = self.link.session() {
-            let r = verify::make_report(&s.current, txn, attempt, id, status, Vec::new());
+            let r = verify::make_report(&s.current, txn, attempt, id, status, attestations);
             self.to_broker(Frame::Report(r));
         }
     }
@@ -296,7 +311,7 @@ impl<M: Medium> Gateway<M> {
         tracing::warn!(member = %self.link.cfg.id, by = %from, reason = r.error.code(), txn = ?r.txn.map(|t| t.to_string()), "frame refused");
         match r.error {
             ProtocolError::NoSession | ProtocolError::SessionExpired | ProtocolError::BadMac
-                if self.link.is_broker(&from) =>
+                if self.link.is_broker(from) =>
             {
                 // Our session is gone or stale: log in again; the outbox and
                 // unacknowledged reports are resent after the new LoginAck.
@@ -448,7 +463,7 @@ impl<M: Medium> Handler<MediumReport> for Gateway<M> {
     type Result = ();
 
     fn handle(&mut self, m: MediumReport, _: &mut Context<Self>) {
-        self.send_report(m.txn, m.attempt, m.id, m.status);
+        self.send_report(m.txn, m.attempt, m.id, m.status, Vec::new());
     }
 }
 

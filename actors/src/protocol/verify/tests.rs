@@ -321,6 +321,13 @@ fn attestations_chain_and_verify() {
         "text/plain",
     );
     check_attestations(&f.ring, &b, &id, std::slice::from_ref(&a), NOW).unwrap();
+    let mut retyped = a.clone();
+    retyped.content_type = "application/octet-stream".into();
+    assert_eq!(
+        check_attestations(&f.ring, &b, &id, &[retyped], NOW),
+        Err(ProtocolError::BadAttestation),
+        "the output type is attested too"
+    );
     let mut bad = a.clone();
     bad.digest_out[0] ^= 1;
     assert_eq!(

@@ -1,0 +1,170 @@
+//! `Processor<C: Converter>`: a MIAP hop that converts content on its way to
+//! the destination (long text → SMS segments, …). It checks its grant with
+//! its own key, the expiry and the content digest; converts; appends an
+//! attestation over the digests in and out; and forwards the frame to the
+//! next hop. A conversion that blocks or fails is reported to the broker by
+//! the processor itself (phase 4), and the content goes no further.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::converter::{Converted, Converter};
+use crate::member_link::{MemberConfig, MemberLink};
+use crate::members::{BrokerHandle, MemberRegistry, MiapFrame};
+use crate::protocol::clock::SharedClock;
+use crate::protocol::frames::RefuseReason;
+use crate::protocol::verify;
+use crate::protocol::{Frame, MemberId, ProtocolError, ReportStatus, Transmit, TransmitAck};
+
+/// A converting hop.
+pub struct Processor<C: Converter> {
+    link: MemberLink,
+    converter: C,
+    members: MemberRegistry,
+}
+
+impl<C: Converter> Processor<C> {
+    /// A processor for `converter`.
+    pub fn new(
+        cfg: MemberConfig,
+        converter: C,
+        broker: BrokerHandle,
+        members: MemberRegistry,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            link: MemberLink::new(cfg, broker, clock),
+            converter,
+            members,
+        }
+    }
+
+    fn on_transmit(&mut self, from: &MemberId, t: Transmit) -> Result<(), ProtocolError> {
+        let me = self.link.cfg.id.clone();
+        verify::check_transmit(&me, &self.link.cfg.key, &t, self.link.now())?;
+        let (txn, attempt) = (t.imi.imi.txn, t.imi.attempt);
+        self.members
+            .send(from, &me, Frame::TransmitAck(TransmitAck { txn, attempt }));
+        let input_type = t
+            .attestations
+            .last()
+            .map_or(t.imi.imi.content_type.as_str(), |a| a.content_type.as_str());
+        let status = match self.converter.convert(input_type, &t.content) {
+            Ok(Converted::Content {
+                content,
+                content_type,
+            }) => {
+                let att = verify::make_attestation(
+                    me.clone(),
+                    &self.link.cfg.key,
+                    &t.id,
+                    &t.content,
+                    &content,
+                    &content_type,
+                );
+                let route = &t.imi.route;
+                let next = route
+                    .processors
+                    .iter()
+                    .position(|p| p == &me)
+                    .and_then(|i| route.processors.get(i + 1))
+                    .unwrap_or(&route.destination)
+                    .clone();
+                let mut attestations = t.attestations;
+                attestations.push(att);
+                let forward = Transmit {
+                    imi: t.imi,
+                    id: t.id,
+                    grants: t.grants,
+                    content,
+                    attestations,
+                };
+                if !self
+                    .members
+                    .send(&next, &me, Frame::Transmit(Box::new(forward)))
+                {
+                    tracing::warn!(txn = %txn, next = %next, "next hop not connected; the attempt times out");
+                }
+                return Ok(());
+            }
+            Ok(Converted::Blocked(rule)) => ReportStatus::Blocked(rule),
+            Err(reason) => {
+                ReportStatus::NonDelivery(format!("{}: {reason}", self.converter.name()))
+            }
+        };
+        tracing::info!(txn = %txn, processor = %me, status = ?status, "content not forwarded");
+        let session = self.link.session()?;
+        let report =
+            verify::make_report(&session.current, txn, attempt, t.id, status, t.attestations);
+        self.link.to_broker(Frame::Report(report));
+        Ok(())
+    }
+}
+
+impl<C: Converter> Actor for Processor<C> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(4096);
+        self.members.connect_processor(
+            self.link.cfg.id.clone(),
+            self.converter.target(),
+            ctx.address().recipient(),
+            self.link.now(),
+        );
+        self.link.login();
+        ctx.run_interval(self.link.renew_every(), |act, _| act.link.login());
+        ctx.run_interval(Duration::from_secs(2), |act, _| {
+            if !act.link.logged_in() {
+                act.link.login();
+            }
+        });
+    }
+
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        self.members.disconnect(&self.link.cfg.id);
+        Running::Stop
+    }
+}
+
+impl<C: Converter> Handler<MiapFrame> for Processor<C> {
+    type Result = ();
+
+    fn handle(&mut self, msg: MiapFrame, _: &mut Context<Self>) {
+        let MiapFrame { from, frame } = msg;
+        let txn = frame.txn();
+        let kind = frame.kind();
+        let from_broker = self.link.is_broker(&from);
+        let result = match frame {
+            Frame::LoginAck(a) if from_broker => self.link.on_login_ack(&a),
+            Frame::ReportAck(a) if from_broker => self
+                .link
+                .session()
+                .and_then(|s| s.verify(|x| verify::check_report_ack(x, &a)).map(|_| ())),
+            Frame::Refused(r) => {
+                if from_broker
+                    && matches!(
+                        r.error,
+                        ProtocolError::NoSession | ProtocolError::SessionExpired
+                    )
+                {
+                    self.link.drop_session();
+                    self.link.login();
+                }
+                Ok(())
+            }
+            Frame::Transmit(t) => self.on_transmit(&from, *t),
+            Frame::TransmitAck(_) => Ok(()),
+            _ => Err(ProtocolError::WrongParty),
+        };
+        if let Err(error) = result {
+            tracing::warn!(member = %self.link.cfg.id, from = %from, frame = kind, reason = error.code(), "refused MIAP frame");
+            let refusal = Frame::Refused(RefuseReason { error, txn });
+            if !from_broker {
+                self.members.send(&from, &self.link.cfg.id, refusal.clone());
+            }
+            self.link.to_broker(refusal);
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Text → SMS segments. GSM 03.38 7-bit when every character is in the GSM
+//! alphabet (extension characters such as `€` take two septets), UCS-2
+//! otherwise. One message is up to 160 septets (70 UCS-2 units); a longer
+//! one is split into concatenated segments of 153 septets (67 units), never
+//! splitting an escape pair or a surrogate pair. The output is JSON —
+//! `{"encoding": "gsm7"|"ucs2", "segments": [...]}` — of type
+//! [`CONTENT_TYPE`], which the SMS medium submits segment by segment.
+
+use serde_json::json;
+
+use switchboard_actors::converter::{Converted, Converter};
+use switchboard_actors::protocol::MediumKind;
+
+/// The content type of converted SMS content.
+pub const CONTENT_TYPE: &str = "application/vnd.switchboard.sms+json";
+
+const GSM_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+const GSM_EXTENSION: &str = "^{}\\[~]|€\u{0C}";
+
+/// Septets `c` takes in GSM 7-bit, or `None` if it is not in the alphabet.
+pub fn gsm_septets(c: char) -> Option<usize> {
+    if GSM_BASIC.contains(c) {
+        Some(1)
+    } else if GSM_EXTENSION.contains(c) {
+        Some(2)
+    } else {
+        None
+    }
+}
+
+/// The encoding and the segments of `text`.
+pub fn segment(text: &str) -> (&'static str, Vec<String>) {
+    let gsm: Option<Vec<usize>> = text.chars().map(gsm_septets).collect();
+    match gsm {
+        Some(widths) => {
+            let total: usize = widths.iter().sum();
+            let limit = if total <= 160 { 160 } else { 153 };
+            ("gsm7", split(text, &widths, limit))
+        }
+        None => {
+            let widths: Vec<usize> = text.chars().map(char::len_utf16).collect();
+            let total: usize = widths.iter().sum();
+            let limit = if total <= 70 { 70 } else { 67 };
+            ("ucs2", split(text, &widths, limit))
+        }
+    }
+}
+
+fn split(text: &str, widths: &[usize], limit: usize) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut used = 0;
+    for (c, w) in text.chars().zip(widths) {
+        if used + w > limit {
+            out.push(String::new());
+            used = 0;
+        }
+        out.last_mut().expect("never empty").push(c);
+        used += w;
+    }
+    out
+}
+
+/// The text-to-SMS converter.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SmsSegments;
+
+impl Converter for SmsSegments {
+    fn target(&self) -> MediumKind {
+        MediumKind::Sms
+    }
+
+    fn name(&self) -> &str {
+        "text-to-sms"
+    }
+
+    fn convert(&self, content_type: &str, content: &[u8]) -> Result<Converted, String> {
+        if !content_type.starts_with("text/") {
+            return Err(format!("cannot turn {content_type} into SMS"));
+        }
+        let text = std::str::from_utf8(content).map_err(|_| "the text is not UTF-8".to_string())?;
+        if text.is_empty() {
+            return Err("an SMS cannot be empty".into());
+        }
+        let (encoding, segments) = segment(text);
+        Ok(Converted::Content {
+            content: json!({"encoding": encoding, "segments": segments})
+                .to_string()
+                .into_bytes(),
+            content_type: CONTENT_TYPE.into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes(text: &str) -> (&'static str, Vec<usize>) {
+        let (e, s) = segment(text);
+        (e, s.iter().map(|x| x.chars().count()).collect())
+    }
+
+    #[test]
+    fn gsm7_single_and_concatenated() {
+        assert_eq!(sizes(&"a".repeat(160)), ("gsm7", vec![160]));
+        assert_eq!(sizes(&"a".repeat(161)), ("gsm7", vec![153, 8]));
+        assert_eq!(sizes(&"a".repeat(306)), ("gsm7", vec![153, 153]));
+        // € takes two septets: 80 of them fill one message exactly.
+        assert_eq!(sizes(&"€".repeat(80)), ("gsm7", vec![80]));
+        // An escape pair is never split across segments.
+        let (_, s) = segment(&format!("{}€", "a".repeat(152)).repeat(2));
+        assert!(s
+            .iter()
+            .all(|x| x.chars().map(|c| gsm_septets(c).unwrap()).sum::<usize>() <= 153));
+    }
+
+    #[test]
+    fn ucs2_when_outside_the_gsm_alphabet() {
+        assert_eq!(sizes(&"привет".repeat(11)), ("ucs2", vec![66]));
+        assert_eq!(sizes(&"ж".repeat(71)), ("ucs2", vec![67, 4]));
+        // A surrogate pair (😀) counts two units and is never split.
+        let (e, s) = segment(&"😀".repeat(40));
+        assert_eq!(e, "ucs2");
+        assert!(s.iter().all(|x| x.encode_utf16().count() <= 67));
+        assert_eq!(s.concat(), "😀".repeat(40));
+    }
+
+    #[test]
+    fn converter_contract() {
+        let c = SmsSegments;
+        let out = c.convert("text/plain; charset=utf-8", b"hello").unwrap();
+        assert_eq!(
+            out,
+            Converted::Content {
+                content: br#"{"encoding":"gsm7","segments":["hello"]}"#.to_vec(),
+                content_type: CONTENT_TYPE.into()
+            }
+        );
+        assert_eq!(
+            c.convert("text/plain", b"hello"),
+            c.convert("text/plain", b"hello"),
+            "deterministic"
+        );
+        assert!(c.convert("image/png", b"x").is_err());
+        assert!(c.convert("text/plain", b"\xff").is_err());
+        assert!(c.convert("text/plain", b"").is_err());
+    }
+}
