@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
-use crate::members::BrokerHandle;
+use crate::members::{BrokerHandle, MemberRegistry};
 use crate::protocol::clock::SharedClock;
+use crate::protocol::frames::RefuseReason;
 use crate::protocol::tscs::{finish_login, start_login, PendingLogin};
+use crate::protocol::TxnId;
 use crate::protocol::{Frame, LoginAck, MemberId, ProtocolError, SecretKey};
 use crate::session::SessionPair;
 
@@ -106,6 +108,25 @@ impl MemberLink {
     /// Forgets the session (the broker no longer knows it).
     pub fn drop_session(&mut self) {
         self.session = None;
+    }
+
+    /// Refuses a frame `kind` from `from`: logged, answered with `Refused`,
+    /// and told to the broker — for its own frames and, as a security event,
+    /// for a hop's (a hop never acts on a failed check).
+    pub fn refuse(
+        &self,
+        members: &MemberRegistry,
+        from: &MemberId,
+        kind: &str,
+        error: ProtocolError,
+        txn: Option<TxnId>,
+    ) {
+        tracing::warn!(member = %self.cfg.id, from = %from, frame = kind, reason = error.code(), "refused MIAP frame");
+        let refusal = Frame::Refused(RefuseReason { error, txn });
+        if !self.is_broker(from) {
+            members.send(from, &self.cfg.id, refusal.clone());
+        }
+        self.to_broker(refusal);
     }
 
     /// How often to renew the session.

@@ -398,14 +398,7 @@ impl<M: Medium> Handler<MiapFrame> for Gateway<M> {
             _ => Err(ProtocolError::WrongParty),
         };
         if let Err(error) = result {
-            tracing::warn!(member = %self.link.cfg.id, from = %from, frame = kind, reason = error.code(), "refused MIAP frame");
-            let refusal = Frame::Refused(RefuseReason { error, txn });
-            if !from_broker {
-                self.members.send(&from, &self.link.cfg.id, refusal.clone());
-            }
-            // The broker hears of every refusal: its own frames' and, as a
-            // security event, a hop's (a hop never acts on a failed grant).
-            self.to_broker(refusal);
+            self.link.refuse(&self.members, &from, kind, error, txn);
         }
     }
 }

@@ -13,7 +13,6 @@ use crate::converter::{Converted, Converter};
 use crate::member_link::{MemberConfig, MemberLink};
 use crate::members::{BrokerHandle, MemberRegistry, MiapFrame};
 use crate::protocol::clock::SharedClock;
-use crate::protocol::frames::RefuseReason;
 use crate::protocol::verify;
 use crate::protocol::{Frame, MemberId, ProtocolError, ReportStatus, Transmit, TransmitAck};
 
@@ -159,12 +158,7 @@ impl<C: Converter> Handler<MiapFrame> for Processor<C> {
             _ => Err(ProtocolError::WrongParty),
         };
         if let Err(error) = result {
-            tracing::warn!(member = %self.link.cfg.id, from = %from, frame = kind, reason = error.code(), "refused MIAP frame");
-            let refusal = Frame::Refused(RefuseReason { error, txn });
-            if !from_broker {
-                self.members.send(&from, &self.link.cfg.id, refusal.clone());
-            }
-            self.link.to_broker(refusal);
+            self.link.refuse(&self.members, &from, kind, error, txn);
         }
     }
 }
