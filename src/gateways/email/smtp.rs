@@ -183,6 +183,19 @@ impl Session {
         self.reply(text).await
     }
 
+    /// The next line, or `None` when the client is gone — or idle for too
+    /// long, which is answered with `421` first.
+    async fn next_line(&mut self, max: usize) -> std::io::Result<Option<Line>> {
+        match actix_rt::time::timeout(IDLE, read_line(&mut self.reader, max)).await {
+            Ok(line) => line,
+            Err(_) => {
+                self.reply("421 4.4.2 Idle for too long, closing connection")
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+
     fn reset(&mut self) {
         self.from = None;
         self.rcpts.clear();
@@ -197,22 +210,13 @@ impl Session {
                     .reply("421 4.7.0 Too many errors, closing connection")
                     .await;
             }
-            let line = match actix_rt::time::timeout(IDLE, read_line(&mut self.reader, MAX_COMMAND))
-                .await
-            {
-                Err(_) => {
-                    return self
-                        .reply("421 4.4.2 Idle for too long, closing connection")
-                        .await
+            let line = match self.next_line(MAX_COMMAND).await? {
+                None => return Ok(()),
+                Some(Line::TooLong) => {
+                    self.error("500 5.5.2 Line too long").await?;
+                    continue;
                 }
-                Ok(r) => match r? {
-                    None => return Ok(()),
-                    Some(Line::TooLong) => {
-                        self.error("500 5.5.2 Line too long").await?;
-                        continue;
-                    }
-                    Some(Line::Text(bytes)) => bytes,
-                },
+                Some(Line::Text(bytes)) => bytes,
             };
             let Ok(text) = std::str::from_utf8(&line) else {
                 self.error("500 5.5.2 Command is not valid text").await?;
@@ -346,25 +350,15 @@ impl Session {
         let mut raw = Vec::new();
         let mut oversize = false;
         loop {
-            let line =
-                match actix_rt::time::timeout(IDLE, read_line(&mut self.reader, MAX_DATA_LINE))
-                    .await
-                {
-                    Err(_) => {
-                        return self
-                            .reply("421 4.4.2 Idle for too long, closing connection")
-                            .await
-                    }
-                    Ok(r) => match r? {
-                        // The client went away mid-message: nothing is accepted.
-                        None => return Ok(()),
-                        Some(Line::TooLong) => {
-                            oversize = true;
-                            continue;
-                        }
-                        Some(Line::Text(l)) => l,
-                    },
-                };
+            let line = match self.next_line(MAX_DATA_LINE).await? {
+                // The client went away mid-message: nothing is accepted.
+                None => return Ok(()),
+                Some(Line::TooLong) => {
+                    oversize = true;
+                    continue;
+                }
+                Some(Line::Text(l)) => l,
+            };
             if line == b".\r\n" || line == b".\n" {
                 break;
             }
