@@ -12,14 +12,20 @@ use std::time::{Duration, Instant};
 use common::{Api, ProcNode, TestNode};
 use serde_json::json;
 
-#[test]
-fn kill_9_loses_nothing_accepted_and_duplicates_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = ProcNode::spawn(dir.path());
-    let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
+/// A node process on `dir` with users alice and bob; their APIs.
+fn node_with_alice_and_bob(dir: &std::path::Path) -> (ProcNode, Api, Api) {
+    let node = ProcNode::spawn(dir);
+    let token = std::fs::read_to_string(dir.join("admin.token")).unwrap();
     let admin = Api::new(&node.url, token.trim());
     let alice = admin.add_user("alice", &[("im", "alice")]);
     let bob = admin.add_user("bob", &[("im", "bob")]);
+    (node, alice, bob)
+}
+
+#[test]
+fn kill_9_loses_nothing_accepted_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, alice, bob) = node_with_alice_and_bob(dir.path());
 
     // Four senders post concurrently; the node is killed mid-stream.
     let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -139,11 +145,7 @@ fn ordered_restart_keeps_users_tokens_inboxes_and_read_receipts_work_after() {
 #[test]
 fn sigterm_drains_flushes_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
-    let node = ProcNode::spawn(dir.path());
-    let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
-    let admin = Api::new(&node.url, token.trim());
-    let alice = admin.add_user("alice", &[("im", "alice")]);
-    let bob = admin.add_user("bob", &[("im", "bob")]);
+    let (node, alice, bob) = node_with_alice_and_bob(dir.path());
     let txns: Vec<String> = (0..30)
         .map(|i| alice.send("bob", &format!("m{i}")))
         .collect();

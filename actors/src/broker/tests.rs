@@ -238,6 +238,12 @@ impl World {
         )
     }
 
+    /// `by` reports `status` on the release `r` (the shard handles it).
+    async fn report_from(&self, by: &Member, r: &Release, status: ReportStatus) {
+        self.send(&by.id, Frame::Report(self.report(by, r, status)))
+            .await;
+    }
+
     async fn notify(&self) -> Notify {
         self.im
             .rec
@@ -268,11 +274,7 @@ async fn submit_release_report_notify_account() {
         Frame::ReleaseAck(verify::make_release_ack(s, r.imi.imi.txn, 1)),
     )
     .await;
-    w.send(
-        &w.im.id,
-        Frame::Report(w.report(&w.im, &r, ReportStatus::Delivered)),
-    )
-    .await;
+    w.report_from(&w.im, &r, ReportStatus::Delivered).await;
     let ack = w.im.rec.take("report ack", |f| match f {
         Frame::ReportAck(a) => Some(a.clone()),
         _ => None,
@@ -308,11 +310,7 @@ async fn submit_release_report_notify_account() {
         "closed work leaves memory"
     );
     // A Read report after closing reloads the record and notifies again.
-    w.send(
-        &w.im.id,
-        Frame::Report(w.report(&w.im, &r, ReportStatus::Read)),
-    )
-    .await;
+    w.report_from(&w.im, &r, ReportStatus::Read).await;
     assert_eq!(w.notify().await.outcome, Outcome::Read);
     assert_eq!(
         w.stored(&r.imi.imi.txn).await.unwrap().status,
@@ -410,20 +408,12 @@ async fn report_with_wrong_id_or_from_the_wrong_member_is_refused() {
     let r = w.submit(w.imi(To::User("bob".into()))).await;
     let mut bad = r.clone();
     bad.id[0] ^= 1;
-    w.send(
-        &w.im.id,
-        Frame::Report(w.report(&w.im, &bad, ReportStatus::Delivered)),
-    )
-    .await;
+    w.report_from(&w.im, &bad, ReportStatus::Delivered).await;
     assert_eq!(
         w.im.rec.take("refused", refused).await.error,
         ProtocolError::IdMismatch
     );
-    w.send(
-        &w.sms.id,
-        Frame::Report(w.report(&w.sms, &r, ReportStatus::Delivered)),
-    )
-    .await;
+    w.report_from(&w.sms, &r, ReportStatus::Delivered).await;
     assert_eq!(
         w.sms.rec.take("refused", refused).await.error,
         ProtocolError::WrongParty
@@ -479,11 +469,8 @@ async fn non_delivery_fails_over_then_undeliverable_lists_every_attempt() {
     let w = world().await;
     let r1 = w.submit(w.imi(To::User("bob".into()))).await;
     assert_eq!(r1.imi.route.mechanism, MediumKind::Im);
-    w.send(
-        &w.im.id,
-        Frame::Report(w.report(&w.im, &r1, ReportStatus::NonDelivery("offline".into()))),
-    )
-    .await;
+    w.report_from(&w.im, &r1, ReportStatus::NonDelivery("offline".into()))
+        .await;
     let r2 = w.im.rec.take("second release", |f| match f {
         Frame::Release(r) => Some((**r).clone()),
         _ => None,
@@ -495,11 +482,8 @@ async fn non_delivery_fails_over_then_undeliverable_lists_every_attempt() {
     );
     assert_eq!(r2.imi.route.destination, w.sms.id);
     assert_eq!(r2.imi.route.address, "+49151");
-    w.send(
-        &w.sms.id,
-        Frame::Report(w.report(&w.sms, &r2, ReportStatus::NonDelivery("no signal".into()))),
-    )
-    .await;
+    w.report_from(&w.sms, &r2, ReportStatus::NonDelivery("no signal".into()))
+        .await;
     let n = w.notify().await;
     assert_eq!(n.outcome, Outcome::Undeliverable);
     let rec = w.stored(&r1.imi.imi.txn).await.unwrap();
@@ -720,11 +704,7 @@ async fn timeouts_fail_over_then_undeliverable_and_a_late_success_still_counts()
         ]
     );
     // The IM gateway was only slow: its delivery still counts.
-    w.send(
-        &w.im.id,
-        Frame::Report(w.report(&w.im, &r1, ReportStatus::Delivered)),
-    )
-    .await;
+    w.report_from(&w.im, &r1, ReportStatus::Delivered).await;
     let n = w.notify().await;
     assert_eq!(
         (n.outcome, n.mechanism),
@@ -784,19 +764,12 @@ async fn parallel_dispatch_first_success_wins() {
     } else {
         (b, a)
     };
-    w.send(
-        &w.sms.id,
-        Frame::Report(w.report(&w.sms, &sms, ReportStatus::NonDelivery("no signal".into()))),
-    )
-    .await;
+    w.report_from(&w.sms, &sms, ReportStatus::NonDelivery("no signal".into()))
+        .await;
     w.im.rec
         .none("notify", |f| matches!(f, Frame::Notify(_)).then_some(()))
         .await;
-    w.send(
-        &w.im.id,
-        Frame::Report(w.report(&w.im, &im, ReportStatus::Delivered)),
-    )
-    .await;
+    w.report_from(&w.im, &im, ReportStatus::Delivered).await;
     let n = w.notify().await;
     assert_eq!(
         (n.outcome, n.mechanism),

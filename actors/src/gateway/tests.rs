@@ -149,6 +149,21 @@ impl World {
         }
     }
 
+    /// A client originates a message; returns its pending answer and the
+    /// `Submit` the broker received.
+    async fn originate_and_submit(
+        &self,
+        r: &Running,
+    ) -> (
+        actix_rt::task::JoinHandle<Result<Accepted, OriginateError>>,
+        Submit,
+    ) {
+        let gw = r.gw.clone();
+        let o = self.originate();
+        let client = actix_rt::spawn(async move { gw.send(o).await.unwrap() });
+        (client, self.submit().await)
+    }
+
     async fn submit(&self) -> Submit {
         self.broker
             .take("submit", |f| match f {
@@ -191,10 +206,7 @@ async fn from_broker(r: &Running, frame: Frame) {
 async fn originate_release_transmit_deliver_report_notify() {
     let w = world();
     let r = w.start(FakeMedium::default()).await;
-    let gw = r.gw.clone();
-    let o = w.originate();
-    let client = actix_rt::spawn(async move { gw.send(o).await.unwrap() });
-    let sub = w.submit().await;
+    let (client, sub) = w.originate_and_submit(&r).await;
     verify::check_submit(&r.session, &sub, NOW).expect("the submit verifies at the broker");
     assert_eq!(sub.imi.content_sha256, mac::sha256(b"hello"));
     assert_eq!(
@@ -256,10 +268,7 @@ async fn originate_release_transmit_deliver_report_notify() {
 async fn forged_release_is_refused_and_nothing_is_transmitted() {
     let w = world();
     let r = w.start(FakeMedium::default()).await;
-    let gw = r.gw.clone();
-    let o = w.originate();
-    actix_rt::spawn(async move { gw.send(o).await });
-    let sub = w.submit().await;
+    let (_client, sub) = w.originate_and_submit(&r).await;
     let mut rel = w.release(&r, sub.imi.clone(), "gw-a");
     rel.imi.route.address = "mallory".into();
     from_broker(&r, Frame::Release(Box::new(rel))).await;
@@ -366,10 +375,7 @@ async fn medium_failure_becomes_non_delivery_and_reports_are_resent_until_acked(
             ..Default::default()
         })
         .await;
-    let gw = r.gw.clone();
-    let o = w.originate();
-    actix_rt::spawn(async move { gw.send(o).await });
-    let sub = w.submit().await;
+    let (_client, sub) = w.originate_and_submit(&r).await;
     let rel = w.release(&r, sub.imi.clone(), "gw-a");
     from_broker(&r, Frame::Release(Box::new(rel.clone()))).await;
     let report = w.broker.take("report", |f| match f {
@@ -393,10 +399,7 @@ async fn medium_failure_becomes_non_delivery_and_reports_are_resent_until_acked(
 async fn restart_resubmits_the_outbox() {
     let w = world();
     let r = w.start(FakeMedium::default()).await;
-    let gw = r.gw.clone();
-    let o = w.originate();
-    actix_rt::spawn(async move { gw.send(o).await });
-    let first = w.submit().await;
+    let (_client, first) = w.originate_and_submit(&r).await;
     // The gateway stops before the broker answers (a crash after the outbox
     // write); a new instance over the same store submits the message again.
     r.gw.send(GetInFlight).await.unwrap();
@@ -412,10 +415,7 @@ async fn restart_resubmits_the_outbox() {
 async fn an_expired_session_is_renewed_and_the_submit_sent_again() {
     let w = world();
     let r = w.start(FakeMedium::default()).await;
-    let gw = r.gw.clone();
-    let o = w.originate();
-    let client = actix_rt::spawn(async move { gw.send(o).await.unwrap() });
-    let first = w.submit().await;
+    let (client, first) = w.originate_and_submit(&r).await;
     let refusal = RefuseReason {
         error: ProtocolError::SessionExpired,
         txn: Some(first.imi.txn),
