@@ -138,8 +138,77 @@ pub struct Sms {
     pub system_id: String,
     /// SMPP password.
     pub password: String,
-    /// Outstanding requests allowed.
+    /// Unanswered `submit_sm` allowed.
     pub window: u32,
+    /// Our address: the source of messages from users and of notices
+    /// (`+…` international, digits, or up to 11 letters and digits).
+    pub source: String,
+    /// Receipts to SMS senders: `failure`, `all`, `none`.
+    pub receipts: String,
+    /// Seconds between `enquire_link`s.
+    pub enquire_link_s: u64,
+    /// Longest wait for the SMSC's answer to a request, seconds.
+    pub response_timeout_s: u64,
+    /// Longest time a message waits for the SMSC to take it before it is a
+    /// non-delivery (and the next mechanism is tried), seconds.
+    pub submit_timeout_s: u64,
+}
+
+impl Sms {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !host_port(&self.smsc) {
+            return Err(invalid(
+                "sms.smsc",
+                format!("{:?} is not host:port", self.smsc),
+            ));
+        }
+        // SMPP 3.4 field sizes, NUL excluded.
+        if self.system_id.is_empty() || self.system_id.len() > 15 {
+            return Err(invalid("sms.system_id", "must be 1 to 15 characters"));
+        }
+        if self.password.len() > 8 {
+            return Err(invalid("sms.password", "must be at most 8 characters"));
+        }
+        if !(1..=1000).contains(&self.window) {
+            return Err(invalid("sms.window", "must be 1 to 1000"));
+        }
+        let digits = self.source.strip_prefix('+').unwrap_or(&self.source);
+        let numeric =
+            !digits.is_empty() && digits.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit());
+        let alphanumeric = (1..=11).contains(&self.source.len())
+            && self.source.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !(numeric || alphanumeric) {
+            return Err(invalid(
+                "sms.source",
+                format!(
+                    "{:?} is neither a number nor up to 11 letters and digits",
+                    self.source
+                ),
+            ));
+        }
+        if !matches!(self.receipts.as_str(), "failure" | "all" | "none") {
+            return Err(invalid(
+                "sms.receipts",
+                format!("{:?} is not failure, all or none", self.receipts),
+            ));
+        }
+        for (key, v) in [
+            ("sms.enquire_link_s", self.enquire_link_s),
+            ("sms.response_timeout_s", self.response_timeout_s),
+            ("sms.submit_timeout_s", self.submit_timeout_s),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `s` is `host:port`.
+fn host_port(s: &str) -> bool {
+    s.rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
 }
 
 /// `[fax]`
@@ -403,12 +472,7 @@ impl Config {
                     "at least one domain is needed when email is enabled",
                 ));
             }
-            let port = self
-                .email
-                .relay
-                .rsplit_once(':')
-                .and_then(|(h, p)| (!h.is_empty()).then_some(p));
-            if port.and_then(|p| p.parse::<u16>().ok()).is_none() {
+            if !host_port(&self.email.relay) {
                 return Err(invalid(
                     "email.relay",
                     format!("{:?} is not host:port", self.email.relay),
@@ -424,16 +488,14 @@ impl Config {
                 return Err(invalid("email.max_message_bytes", "must be at least 1024"));
             }
         }
-        for (key, on) in [
-            ("sms.enabled", self.sms.enabled),
-            ("cluster.enabled", self.cluster.enabled),
-        ] {
-            if on {
-                return Err(invalid(
-                    key,
-                    "this build does not include it yet; leave it false",
-                ));
-            }
+        if self.sms.enabled {
+            self.sms.validate()?;
+        }
+        if self.cluster.enabled {
+            return Err(invalid(
+                "cluster.enabled",
+                "this build does not include it yet; leave it false",
+            ));
         }
         Ok(())
     }

@@ -45,6 +45,8 @@ pub struct Node {
     pub smtp_addr: Option<SocketAddr>,
     /// Background tasks that accept work (SMTP, the fax inbox): stopped first.
     tasks: Vec<actix_rt::task::JoinHandle<()>>,
+    /// The SMS gateway's ESME, unbound on shutdown.
+    sms: Option<tokio::sync::mpsc::UnboundedSender<gateways::sms::esme::Job>>,
     /// The data directory.
     pub data_dir: PathBuf,
     /// The admin token, when this start initialised the data directory.
@@ -376,8 +378,8 @@ async fn start_email(
         .local_domains
         .first()
         .context("email.local_domains: at least one domain is needed")?;
-    use crate::gateways::email::dsn::{Dsn, DsnPolicy};
-    let policy = DsnPolicy::parse(&cfg.email.dsn).context("email.dsn")?;
+    use crate::gateways::email::dsn::Dsn;
+    let policy = gateways::ReceiptPolicy::parse(&cfg.email.dsn).context("email.dsn")?;
     let dsn = Dsn::new(&cfg.email.relay, domain, policy)?.start();
     let medium = EmailMedium::new(&cfg.email.relay, domain, core.store.clone())?;
     let gateway = core
@@ -431,6 +433,55 @@ async fn start_fax(cfg: &Config, core: &Core) -> anyhow::Result<actix_rt::task::
     )))
 }
 
+/// Starts the SMS gateway and its ESME; returns the ESME's job queue.
+async fn start_sms(
+    cfg: &Config,
+    core: &Core,
+) -> anyhow::Result<tokio::sync::mpsc::UnboundedSender<gateways::sms::esme::Job>> {
+    use crate::gateways::sms::esme::{Esme, EsmeSettings};
+    use crate::gateways::sms::inbound::MoContext;
+    use crate::gateways::sms::notify::SmsNotify;
+    use crate::gateways::sms::{SmsMedium, MEMBER_ID};
+    use switchboard_actors::medium::Health;
+    let c = &cfg.sms;
+    let policy = gateways::ReceiptPolicy::parse(&c.receipts).context("sms.receipts")?;
+    let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
+    let health = Arc::new(std::sync::Mutex::new(Health {
+        up: false,
+        detail: format!("not bound to {} yet", c.smsc),
+    }));
+    let medium = SmsMedium::new(
+        jobs.clone(),
+        health.clone(),
+        core.store.clone(),
+        c.source.clone(),
+        Duration::from_secs(c.submit_timeout_s),
+    );
+    let notify = SmsNotify::new(jobs.clone(), c.source.clone(), policy).start();
+    let gateway = core
+        .add_gateway(MEMBER_ID, medium, Some(notify.recipient()))
+        .await?;
+    let settings = EsmeSettings {
+        smsc: c.smsc.clone(),
+        system_id: c.system_id.clone(),
+        password: c.password.clone(),
+        window: c.window as usize,
+        enquire_link: Duration::from_secs(c.enquire_link_s),
+        response_timeout: Duration::from_secs(c.response_timeout_s),
+        source: c.source.clone(),
+    };
+    let mo = MoContext {
+        directory: core.directory.clone(),
+        store: core.store.clone(),
+        gateway: gateway.clone(),
+        expires_in_ms: cfg.broker.default_expires_in_s * 1000,
+    };
+    let esme = Esme::new(settings, core.store.clone(), gateway, health, mo);
+    actix_rt::spawn(esme.run(queue));
+    tracing::info!(smsc = %c.smsc, system_id = %c.system_id, "SMS gateway started");
+    Ok(jobs)
+}
+
 async fn wait_logged_in<M: Medium>(gw: &Addr<Gateway<M>>) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !gw
@@ -469,6 +520,11 @@ impl Node {
             tasks.push(start_fax(cfg, &core).await?);
             gateways.push(gateways::fax::MEMBER_ID.to_string());
         }
+        let mut sms = None;
+        if cfg.sms.enabled {
+            sms = Some(start_sms(cfg, &core).await?);
+            gateways.push(gateways::sms::MEMBER_ID.to_string());
+        }
         let state = ApiState {
             gateways,
             directory: core.directory.clone(),
@@ -494,6 +550,7 @@ impl Node {
             http_addr,
             smtp_addr,
             tasks,
+            sms,
             data_dir: cfg.data.dir.clone(),
             new_admin_token: core.new_admin_token.clone(),
             server: handle,
@@ -511,6 +568,12 @@ impl Node {
             t.abort();
         }
         self.server.stop(true).await;
+        if let Some(esme) = &self.sms {
+            let (done, unbound) = tokio::sync::oneshot::channel();
+            if esme.send(gateways::sms::esme::Job::Stop(done)).is_ok() {
+                let _ = actix_rt::time::timeout(Duration::from_secs(5), unbound).await;
+            }
+        }
         self.core.stop(self.shutdown_timeout).await;
         tracing::info!("shutdown complete");
     }

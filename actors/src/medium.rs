@@ -5,7 +5,7 @@
 
 use futures_like::LocalBoxFuture;
 
-use crate::protocol::{Address, MediumKind, Route, Tag, TxnId};
+use crate::protocol::{Address, Attestation, MediumKind, Route, Tag, TxnId};
 
 /// Tiny local stand-in for `futures::future::LocalBoxFuture`, so the crate
 /// needs no extra dependency for one type alias.
@@ -28,6 +28,8 @@ pub struct Delivery {
     pub from: String,
     /// The sender's address.
     pub sender: Address,
+    /// The sender's user id, when the sender is a user.
+    pub sender_user: Option<String>,
     /// The route: mechanism, the recipient's address on it, their user id.
     pub route: Route,
     /// Subject, if any.
@@ -38,6 +40,11 @@ pub struct Delivery {
     pub content: Vec<u8>,
     /// When the sender sent it (ms).
     pub sent_at_ms: u64,
+    /// The processors' attestations on the way. A medium that answers
+    /// [`MediumAck::Pending`] hands them back in its later
+    /// [`crate::gateway::MediumReport`] (a `Delivered` report must carry
+    /// them), keeping them as durably as the delivery itself.
+    pub attestations: Vec<Attestation>,
 }
 
 /// What a medium did with a message it accepted.

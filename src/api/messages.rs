@@ -277,6 +277,8 @@ pub async fn mark_read(st: &ApiState, user: &str, txn: TxnId) -> Result<(), ApiE
             attempt: entry.attempt,
             id: entry.id,
             status,
+            // The IM inbox is never on a processor's route.
+            attestations: Vec::new(),
         });
     }
     Ok(())

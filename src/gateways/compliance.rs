@@ -33,6 +33,7 @@ pub fn delivery(medium: MediumKind, address: &str, user: Option<String>, body: &
         id: [7; 32],
         from: "alice".into(),
         sender: Address::new(MediumKind::Im, "alice"),
+        sender_user: Some("alice".into()),
         route: Route {
             mechanism: medium,
             address: address.into(),
@@ -46,6 +47,7 @@ pub fn delivery(medium: MediumKind, address: &str, user: Option<String>, body: &
         content_type: "text/plain; charset=utf-8".into(),
         content: body.as_bytes().to_vec(),
         sent_at_ms: 1_800_000_000_000,
+        attestations: Vec::new(),
     }
 }
 

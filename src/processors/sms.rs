@@ -17,6 +17,74 @@ pub const CONTENT_TYPE: &str = "application/vnd.switchboard.sms+json";
 const GSM_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
 const GSM_EXTENSION: &str = "^{}\\[~]|€\u{0C}";
 
+/// The GSM 03.38 extension table: (septet after the escape, character).
+const GSM_EXTENSION_CODES: [(u8, char); 10] = [
+    (0x0A, '\u{0C}'),
+    (0x14, '^'),
+    (0x28, '{'),
+    (0x29, '}'),
+    (0x2F, '\\'),
+    (0x3C, '['),
+    (0x3D, '~'),
+    (0x3E, ']'),
+    (0x40, '|'),
+    (0x65, '€'),
+];
+const GSM_ESCAPE: u8 = 0x1B;
+
+/// The character of basic-table septet `septet` (`None` for the escape).
+fn gsm_basic(septet: u8) -> Option<char> {
+    // GSM_BASIC is the table without the escape at 0x1B.
+    let i = usize::from(septet & 0x7F);
+    match i.cmp(&usize::from(GSM_ESCAPE)) {
+        std::cmp::Ordering::Less => GSM_BASIC.chars().nth(i),
+        std::cmp::Ordering::Equal => None,
+        std::cmp::Ordering::Greater => GSM_BASIC.chars().nth(i - 1),
+    }
+}
+
+/// `text` as unpacked GSM 03.38 septets (one per octet, as SMPP carries
+/// `data_coding` 0), or `None` if a character is not in the alphabet.
+pub fn gsm_encode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len());
+    for c in text.chars() {
+        if let Some(i) = GSM_BASIC.chars().position(|b| b == c) {
+            let i = u8::try_from(i).ok()?;
+            out.push(if i >= GSM_ESCAPE { i + 1 } else { i });
+        } else {
+            let (code, _) = GSM_EXTENSION_CODES.iter().find(|(_, e)| *e == c)?;
+            out.extend([GSM_ESCAPE, *code]);
+        }
+    }
+    Some(out)
+}
+
+/// Unpacked GSM 03.38 septets as text; an unknown extension code becomes
+/// the character of its basic septet (as 03.38 asks), a lone trailing
+/// escape a space.
+pub fn gsm_decode(septets: &[u8]) -> String {
+    let mut out = String::with_capacity(septets.len());
+    let mut it = septets.iter();
+    while let Some(&b) = it.next() {
+        if b & 0x7F == GSM_ESCAPE {
+            match it.next() {
+                Some(&e) => out.push(
+                    GSM_EXTENSION_CODES
+                        .iter()
+                        .find(|(code, _)| *code == e & 0x7F)
+                        .map(|(_, c)| *c)
+                        .or_else(|| gsm_basic(e))
+                        .unwrap_or(' '),
+                ),
+                None => out.push(' '),
+            }
+        } else {
+            out.extend(gsm_basic(b));
+        }
+    }
+    out
+}
+
 /// Septets `c` takes in GSM 7-bit, or `None` if it is not in the alphabet.
 pub fn gsm_septets(c: char) -> Option<usize> {
     if GSM_BASIC.contains(c) {
@@ -123,6 +191,22 @@ mod tests {
         assert_eq!(e, "ucs2");
         assert!(s.iter().all(|x| x.encode_utf16().count() <= 67));
         assert_eq!(s.concat(), "😀".repeat(40));
+    }
+
+    #[test]
+    fn gsm_codec_round_trips_and_matches_the_table() {
+        assert_eq!(GSM_BASIC.chars().count(), 127, "128 minus the escape");
+        assert_eq!(gsm_encode("@"), Some(vec![0x00]));
+        assert_eq!(gsm_encode("A a"), Some(vec![0x41, 0x20, 0x61]));
+        assert_eq!(gsm_encode("Æ"), Some(vec![0x1C]), "after the escape slot");
+        assert_eq!(gsm_encode("à"), Some(vec![0x7F]));
+        assert_eq!(gsm_encode("€"), Some(vec![0x1B, 0x65]));
+        assert_eq!(gsm_encode("ж"), None);
+        let all: String = GSM_BASIC.chars().chain(GSM_EXTENSION.chars()).collect();
+        assert_eq!(gsm_decode(&gsm_encode(&all).unwrap()), all);
+        assert_eq!(gsm_decode(&[0x1B, 0x41]), "A", "unknown extension");
+        assert_eq!(gsm_decode(&[0x41, 0x1B]), "A ", "lone escape");
+        assert_eq!(gsm_decode(&[0xC1]), "A", "high bit ignored");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 use actix::prelude::*;
 
 use crate::protocol::{
-    Address, MediumKind, Outcome, Priority, RejectReason, ReportStatus, Route, Tag, To, TxnId,
+    Address, Attestation, MediumKind, Outcome, Priority, RejectReason, ReportStatus, Route, Tag,
+    To, TxnId,
 };
 
 /// A client on this gateway's medium sends a message.
@@ -66,6 +67,9 @@ pub struct MediumReport {
     pub id: Tag,
     /// What happened.
     pub status: ReportStatus,
+    /// The processors' attestations from the delivery
+    /// ([`crate::medium::Delivery::attestations`]); empty when none.
+    pub attestations: Vec<Attestation>,
 }
 
 /// The outcome of a message this gateway originated (phase 5), for the

@@ -58,7 +58,7 @@ pub struct Gateway<M: Medium> {
     /// Deliveries in progress (dedupe of concurrent transmits).
     delivering: HashSet<TxnId>,
     /// Reports sent and not yet acknowledged, by (txn, attempt, variant).
-    unacked: HashMap<(TxnId, u32, u8), (MediumReport, Vec<Attestation>)>,
+    unacked: HashMap<(TxnId, u32, u8), MediumReport>,
 }
 
 impl<M: Medium> Gateway<M> {
@@ -110,8 +110,8 @@ impl<M: Medium> Gateway<M> {
             self.submit(txn);
         }
         let unacked: Vec<_> = self.unacked.values().cloned().collect();
-        for (r, atts) in unacked {
-            self.send_report(r.txn, r.attempt, r.id, r.status, atts);
+        for r in unacked {
+            self.send_report(r.txn, r.attempt, r.id, r.status, r.attestations);
         }
         Ok(())
     }
@@ -243,6 +243,7 @@ impl<M: Medium> Gateway<M> {
                 .clone()
                 .unwrap_or_else(|| imi.sender.to_string()),
             sender: imi.sender.clone(),
+            sender_user: imi.sender_user.clone(),
             route: t.imi.route.clone(),
             subject: imi.subject.clone(),
             // A processor on the way may have changed the type.
@@ -252,6 +253,7 @@ impl<M: Medium> Gateway<M> {
                 .map_or_else(|| imi.content_type.clone(), |a| a.content_type.clone()),
             content: t.content,
             sent_at_ms: imi.created_at_ms,
+            attestations: t.attestations.clone(),
         };
         let id = t.id;
         let attestations = t.attestations;
@@ -290,9 +292,9 @@ impl<M: Medium> Gateway<M> {
             attempt,
             id,
             status: status.clone(),
+            attestations: attestations.clone(),
         };
-        self.unacked
-            .insert((txn, attempt, variant), (pending, attestations.clone()));
+        self.unacked.insert((txn, attempt, variant), pending);
         if let Ok(s) = self.link.session() {
             let r = verify::make_report(&s.current, txn, attempt, id, status, attestations);
             self.to_broker(Frame::Report(r));
@@ -456,7 +458,7 @@ impl<M: Medium> Handler<MediumReport> for Gateway<M> {
     type Result = ();
 
     fn handle(&mut self, m: MediumReport, _: &mut Context<Self>) {
-        self.send_report(m.txn, m.attempt, m.id, m.status, Vec::new());
+        self.send_report(m.txn, m.attempt, m.id, m.status, m.attestations);
     }
 }
 

@@ -10,38 +10,16 @@ use lettre::message::header::ContentType;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use switchboard_actors::gateway::Receipt;
-use switchboard_actors::protocol::{MediumKind, Outcome};
+use switchboard_actors::protocol::MediumKind;
 
 use crate::api::time::rfc3339;
-
-/// Which outcomes produce a DSN.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DsnPolicy {
-    /// Never.
-    None,
-    /// Failures only (the default).
-    Failure,
-    /// Every final outcome.
-    All,
-}
-
-impl DsnPolicy {
-    /// From `email.dsn`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "none" => Some(Self::None),
-            "failure" => Some(Self::Failure),
-            "all" => Some(Self::All),
-            _ => None,
-        }
-    }
-}
+use crate::gateways::ReceiptPolicy;
 
 /// Sends DSNs for the email gateway's receipts.
 pub struct Dsn {
     relay: AsyncSmtpTransport<Tokio1Executor>,
     local_domain: String,
-    policy: DsnPolicy,
+    policy: ReceiptPolicy,
 }
 
 impl Dsn {
@@ -49,7 +27,7 @@ impl Dsn {
     ///
     /// # Errors
     /// A relay that is not `host:port`.
-    pub fn new(relay: &str, local_domain: &str, policy: DsnPolicy) -> anyhow::Result<Self> {
+    pub fn new(relay: &str, local_domain: &str, policy: ReceiptPolicy) -> anyhow::Result<Self> {
         let (host, port) = relay
             .rsplit_once(':')
             .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
@@ -79,18 +57,10 @@ impl Handler<Receipt> for Dsn {
         else {
             return;
         };
-        let failed = matches!(
-            r.outcome,
-            Outcome::Undeliverable | Outcome::Expired | Outcome::Blocked(_)
-        );
-        let wanted = match self.policy {
-            DsnPolicy::None => false,
-            DsnPolicy::Failure => failed,
-            DsnPolicy::All => r.outcome != Outcome::Read,
-        };
-        if !wanted {
+        if !self.policy.wants(&r.outcome) {
             return;
         }
+        let failed = ReceiptPolicy::failed(&r.outcome);
         let to = r.recipient.unwrap_or_else(|| "the recipient".into());
         let (title, text) = if failed {
             (

@@ -178,6 +178,7 @@ impl Conn {
                     attempt: e.attempt,
                     id: e.id,
                     status: ReportStatus::Delivered,
+                    attestations: Vec::new(),
                 });
             }
         }

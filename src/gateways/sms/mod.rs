@@ -1,0 +1,211 @@
+//! The SMS medium: an SMPP 3.4 ESME bound as transceiver to the SMSC
+//! ([`esme`]), on `rusmpp`'s PDUs ([`pdu`]).
+//!
+//! Outbound, a message becomes one `submit_sm` per segment (UDH-concatenated
+//! when long) with `registered_delivery` = 1. Once the SMSC has answered
+//! every segment, the message ids are written durably with the transaction
+//! ([`SmsRecord`]) and the medium answers [`MediumAck::Pending`]; the SMSC's
+//! delivery receipts become the delivery report — `Delivered` when every
+//! segment is `DELIVRD`, a non-delivery at the first failed one. A restart
+//! between the submit and the receipt loses nothing: the correlation is read
+//! back from the store when the receipt arrives.
+//!
+//! Inbound, a `deliver_sm` from a phone is a message to the user named by a
+//! leading `@ID `, otherwise to the last user who messaged that number,
+//! otherwise refused with a reply saying how to address one ([`inbound`]).
+//! SMS senders learn the outcome of their messages by SMS ([`notify`]).
+
+pub mod esme;
+pub mod inbound;
+pub mod notify;
+pub mod pdu;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use switchboard_actors::medium::futures_like::LocalBoxFuture;
+use switchboard_actors::medium::{Delivery, Health, Medium, MediumAck, NonDelivery};
+use switchboard_actors::protocol::{Attestation, MediumKind, Tag, TxnId};
+use switchboard_actors::store::records::{dec, key2};
+use switchboard_actors::store::{Store, StoreError, Tree};
+
+use esme::{Job, Outgoing};
+
+/// The member id of the SMS gateway.
+pub const MEMBER_ID: &str = "gw-sms-1";
+
+/// What the SMS gateway keeps of a message it submitted, in the `sent`
+/// tree under [`record_key`]: enough to turn the SMSC's receipts into the
+/// delivery report after any restart.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SmsRecord {
+    /// The attempt delivered.
+    pub attempt: u32,
+    /// That attempt's broker `ID`.
+    pub id: Tag,
+    /// The processors' attestations, for the `Delivered` report.
+    pub attestations: Vec<Attestation>,
+    /// The SMSC's message ids, one per segment.
+    pub message_ids: Vec<String>,
+    /// The message ids not yet receipted `DELIVRD`.
+    pub pending: Vec<String>,
+    /// Where it stands.
+    pub state: SmsState,
+    /// When it was submitted (ms).
+    pub submitted_ms: u64,
+}
+
+/// Where a submitted message stands.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum SmsState {
+    /// Waiting for receipts.
+    Submitted,
+    /// Every segment was delivered.
+    Delivered,
+    /// A segment failed.
+    Failed(String),
+}
+
+/// The key of `txn`'s record.
+pub fn record_key(txn: &TxnId) -> Vec<u8> {
+    let mut k = b"t".to_vec();
+    k.extend_from_slice(txn.to_string().as_bytes());
+    key2(MEMBER_ID, &k)
+}
+
+/// The key mapping an SMSC message id to its transaction.
+pub fn message_id_key(message_id: &str) -> Vec<u8> {
+    let mut k = b"m".to_vec();
+    k.extend_from_slice(message_id.as_bytes());
+    key2(MEMBER_ID, &k)
+}
+
+/// The key naming the last user who messaged `number` (replies go there).
+pub fn reply_key(number: &str) -> Vec<u8> {
+    let mut k = b"r".to_vec();
+    k.extend_from_slice(number.as_bytes());
+    key2(MEMBER_ID, &k)
+}
+
+/// Reads `txn`'s record.
+///
+/// # Errors
+/// A store failure or a record that does not decode.
+pub fn load_record(store: &Store, txn: &TxnId) -> Result<Option<SmsRecord>, StoreError> {
+    store
+        .get(Tree::Sent, &record_key(txn))?
+        .map(|b| dec(&b, "sms record"))
+        .transpose()
+}
+
+/// The SMPP bind's state, shared by the ESME task and the medium.
+pub type SharedHealth = Arc<Mutex<Health>>;
+
+/// Outbound SMS through the ESME task.
+pub struct SmsMedium {
+    jobs: mpsc::UnboundedSender<Job>,
+    health: SharedHealth,
+    store: Store,
+    source: String,
+    submit_timeout: Duration,
+}
+
+impl SmsMedium {
+    /// A medium handing messages to the ESME task behind `jobs`, sending
+    /// from `source`; a message the SMSC has not taken within
+    /// `submit_timeout` is a non-delivery.
+    pub fn new(
+        jobs: mpsc::UnboundedSender<Job>,
+        health: SharedHealth,
+        store: Store,
+        source: String,
+        submit_timeout: Duration,
+    ) -> Self {
+        Self {
+            jobs,
+            health,
+            store,
+            source,
+            submit_timeout,
+        }
+    }
+}
+
+/// A stable concatenation reference for `txn` (the same on a resubmission).
+fn reference(txn: &TxnId) -> u8 {
+    txn.as_bytes().iter().fold(0u8, |a, b| a.wrapping_add(*b))
+}
+
+impl Medium for SmsMedium {
+    fn kind(&self) -> MediumKind {
+        MediumKind::Sms
+    }
+
+    fn health(&self) -> Health {
+        self.health
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_else(|_| Health {
+                up: false,
+                detail: "health lock poisoned".into(),
+            })
+    }
+
+    fn deliver(&mut self, d: Delivery) -> LocalBoxFuture<'static, Result<MediumAck, NonDelivery>> {
+        // Idempotent on the transaction: a message already submitted is not
+        // sent twice; its receipts report it.
+        match load_record(&self.store, &d.txn) {
+            Ok(Some(r)) => {
+                let ack = match r.state {
+                    SmsState::Submitted => Ok(MediumAck::Pending),
+                    SmsState::Delivered => Ok(MediumAck::Delivered),
+                    SmsState::Failed(e) => Err(NonDelivery(e)),
+                };
+                return Box::pin(async move { ack });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Box::pin(async move { Err(NonDelivery(format!("store unavailable: {e}"))) })
+            }
+        }
+        let segments = match pdu::segments(&d.content_type, &d.content, reference(&d.txn)) {
+            Ok(s) => s,
+            Err(e) => return Box::pin(async move { Err(NonDelivery(e)) }),
+        };
+        let (tx, rx) = oneshot::channel();
+        let job = Job::Submit(Outgoing {
+            to: d.route.address.clone(),
+            from: self.source.clone(),
+            segments,
+            message: Some(esme::Tracked {
+                txn: d.txn,
+                attempt: d.attempt,
+                id: d.id,
+                attestations: d.attestations,
+                sender_user: d.sender_user,
+            }),
+            reply: Some(tx),
+        });
+        let sent = self.jobs.send(job).is_ok();
+        let timeout = self.submit_timeout;
+        let health = self.health.clone();
+        Box::pin(async move {
+            if !sent {
+                return Err(NonDelivery("the SMS gateway is shutting down".into()));
+            }
+            match actix_rt::time::timeout(timeout, rx).await {
+                Ok(Ok(Ok(()))) => Ok(MediumAck::Pending),
+                Ok(Ok(Err(e))) => Err(NonDelivery(e)),
+                Ok(Err(_)) => Err(NonDelivery("the SMS gateway stopped".into())),
+                Err(_) => Err(NonDelivery(format!(
+                    "the SMSC did not take the message within {}s ({})",
+                    timeout.as_secs(),
+                    health.lock().map(|h| h.detail.clone()).unwrap_or_default()
+                ))),
+            }
+        })
+    }
+}
