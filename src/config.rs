@@ -322,13 +322,20 @@ pub fn apply_env(
             continue;
         };
         let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
-        let v = format!("v = {value}")
+        let parsed = format!("v = {value}")
             .parse::<toml::Table>()
             .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or(toml::Value::String(value));
+            .and_then(|mut t| t.remove("v"));
         match table.get_mut(&section) {
             Some(toml::Value::Table(t)) => {
+                // A key whose default is a string takes the value as written
+                // (`+4930…` stays a number's text), unless it is quoted.
+                let wants_string = matches!(t.get(&key), Some(toml::Value::String(_)));
+                let v = match parsed {
+                    Some(p @ toml::Value::String(_)) => p,
+                    Some(p) if !wants_string => p,
+                    _ => toml::Value::String(value),
+                };
                 t.insert(key, v);
             }
             _ => {
@@ -561,6 +568,35 @@ mod tests {
         assert!(e.to_string().starts_with("http.listen"), "{e}");
         let e = Config::load_with(None, env(&[("SWITCHBOARD_LOG__FORMAT", "xml")])).unwrap_err();
         assert!(e.to_string().starts_with("log.format"), "{e}");
+    }
+
+    #[test]
+    fn sms_settings_are_checked_when_enabled() {
+        let on = |k: &str, v: &str| {
+            Config::load_with(None, env(&[("SWITCHBOARD_SMS__ENABLED", "true"), (k, v)]))
+        };
+        assert!(on("SWITCHBOARD_SMS__WINDOW", "10").is_ok());
+        assert!(on("SWITCHBOARD_SMS__SOURCE", "+4930123456").is_ok());
+        for (key, value, name) in [
+            ("SWITCHBOARD_SMS__SMSC", "nowhere", "sms.smsc"),
+            ("SWITCHBOARD_SMS__SYSTEM_ID", "", "sms.system_id"),
+            (
+                "SWITCHBOARD_SMS__SYSTEM_ID",
+                "a-very-long-system-id",
+                "sms.system_id",
+            ),
+            ("SWITCHBOARD_SMS__PASSWORD", "ninechars", "sms.password"),
+            ("SWITCHBOARD_SMS__WINDOW", "0", "sms.window"),
+            ("SWITCHBOARD_SMS__SOURCE", "Switchboard Inc", "sms.source"),
+            ("SWITCHBOARD_SMS__SOURCE", "TooLongSender", "sms.source"),
+            ("SWITCHBOARD_SMS__RECEIPTS", "sometimes", "sms.receipts"),
+            ("SWITCHBOARD_SMS__ENQUIRE_LINK_S", "0", "sms.enquire_link_s"),
+        ] {
+            let e = on(key, value).unwrap_err();
+            assert!(e.to_string().starts_with(name), "{key}={value}: {e}");
+        }
+        // Off, the section is not checked.
+        assert!(Config::load_with(None, env(&[("SWITCHBOARD_SMS__WINDOW", "0")])).is_ok());
     }
 
     #[test]

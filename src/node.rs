@@ -473,10 +473,16 @@ async fn start_sms(
     let mo = MoContext {
         directory: core.directory.clone(),
         store: core.store.clone(),
-        gateway: gateway.clone(),
+        gateway: gateway.clone().recipient(),
         expires_in_ms: cfg.broker.default_expires_in_s * 1000,
     };
-    let esme = Esme::new(settings, core.store.clone(), gateway, health, mo);
+    let esme = Esme::new(
+        settings,
+        core.store.clone(),
+        gateway.recipient(),
+        health,
+        mo,
+    );
     actix_rt::spawn(esme.run(queue));
     tracing::info!(smsc = %c.smsc, system_id = %c.system_id, "SMS gateway started");
     Ok(jobs)

@@ -1,19 +1,26 @@
 //! The gateway compliance suite (`switchboard::gateways::compliance`) run
 //! against every medium, each with its real far side: the IM inbox in sled,
-//! an aiosmtpd relay for email, the spool directory for the fax stub.
+//! an aiosmtpd relay for email, the SMSC simulator (npm `smpp`) for SMS,
+//! the spool directory for the fax stub.
 
 mod common;
 
 use actix::prelude::*;
 
-use common::Sink;
+use common::{Sink, Smsc};
 use switchboard::gateways::compliance::{check, Subject};
 use switchboard::gateways::email::EmailMedium;
 use switchboard::gateways::fax::FaxMedium;
 use switchboard::gateways::im::hub::Hub;
 use switchboard::gateways::im::ImMedium;
+use switchboard::gateways::sms::esme::{Esme, EsmeSettings, Job};
+use switchboard::gateways::sms::inbound::MoContext;
+use switchboard::gateways::sms::SmsMedium;
 use switchboard_actors::directory::{Directory, Profile};
+use switchboard_actors::gateway::{MediumReport, Originate, OriginateError};
+use switchboard_actors::medium::Health;
 use switchboard_actors::presence::PresenceView;
+use switchboard_actors::protocol::ReportStatus;
 use switchboard_actors::protocol::{MediumKind, TxnId};
 use switchboard_actors::store::Store;
 
@@ -172,6 +179,158 @@ async fn fax_medium_complies() {
         spool: tempfile::tempdir().unwrap(),
     };
     check(&mut s).await.unwrap();
+}
+
+/// Stands in for the SMS gateway: records the ESME's reports, refuses
+/// phone messages (none are sent here).
+#[derive(Default, Clone)]
+struct GatewayStub {
+    reports: std::sync::Arc<std::sync::Mutex<Vec<MediumReport>>>,
+}
+
+impl Actor for GatewayStub {
+    type Context = Context<Self>;
+}
+
+impl Handler<MediumReport> for GatewayStub {
+    type Result = ();
+    fn handle(&mut self, r: MediumReport, _: &mut Context<Self>) {
+        self.reports.lock().unwrap().push(r);
+    }
+}
+
+impl Handler<Originate> for GatewayStub {
+    type Result = Result<switchboard_actors::gateway::Accepted, OriginateError>;
+    fn handle(&mut self, _: Originate, _: &mut Context<Self>) -> Self::Result {
+        Err(OriginateError::Stopping)
+    }
+}
+
+type Link = (
+    tokio::sync::mpsc::UnboundedSender<Job>,
+    std::sync::Arc<std::sync::Mutex<Health>>,
+);
+
+/// Starts an ESME bound (or trying to bind) to `smsc`.
+fn esme(smsc: &str, store: &Store, stub: &Addr<GatewayStub>) -> Link {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let health = std::sync::Arc::new(std::sync::Mutex::new(Health {
+        up: false,
+        detail: "not bound yet".into(),
+    }));
+    let settings = EsmeSettings {
+        smsc: smsc.into(),
+        system_id: "switchboard".into(),
+        password: "secret".into(),
+        window: 4,
+        enquire_link: std::time::Duration::from_secs(30),
+        response_timeout: std::time::Duration::from_secs(2),
+        source: "Switchboard".into(),
+    };
+    let mo = MoContext {
+        directory: Directory::load(store.clone(), 0).unwrap(),
+        store: store.clone(),
+        gateway: stub.clone().recipient(),
+        expires_in_ms: 60_000,
+    };
+    let e = Esme::new(
+        settings,
+        store.clone(),
+        stub.clone().recipient(),
+        health.clone(),
+        mo,
+    );
+    actix_rt::spawn(e.run(rx));
+    (tx, health)
+}
+
+struct Sms {
+    smsc: Smsc,
+    store: Store,
+    good: Link,
+    broken: Link,
+    next: std::cell::Cell<u32>,
+    last: std::cell::RefCell<String>,
+}
+
+impl Sms {
+    fn medium_on(&self, link: &Link, submit_timeout_s: u64) -> SmsMedium {
+        SmsMedium::new(
+            link.0.clone(),
+            link.1.clone(),
+            self.store.clone(),
+            "Switchboard".into(),
+            std::time::Duration::from_secs(submit_timeout_s),
+        )
+    }
+}
+
+impl Subject for Sms {
+    type M = SmsMedium;
+    fn medium(&mut self) -> SmsMedium {
+        self.medium_on(&self.good, 10)
+    }
+    fn broken(&mut self) -> Option<SmsMedium> {
+        Some(self.medium_on(&self.broken, 1))
+    }
+    fn kind(&self) -> MediumKind {
+        MediumKind::Sms
+    }
+    fn good_address(&self) -> (String, Option<String>) {
+        // A fresh number each time: the far side counts per number.
+        self.next.set(self.next.get() + 1);
+        let n = format!("+491510000{:04}", self.next.get());
+        self.last.replace(n.clone());
+        (n, Some("dora".into()))
+    }
+    fn bad_address(&self) -> Option<(String, Option<String>)> {
+        self.last.replace("call me maybe".into());
+        Some(("call me maybe".into(), None))
+    }
+    fn copies(&self, _: &TxnId) -> usize {
+        let last = self.last.borrow();
+        self.smsc
+            .submits_to(last.strip_prefix('+').unwrap_or(&last))
+            .len()
+    }
+}
+
+#[actix_rt::test]
+async fn sms_medium_complies() {
+    let smsc = Smsc::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let stub = GatewayStub::default();
+    let reports = stub.reports.clone();
+    let stub = stub.start();
+    let good = esme(&format!("127.0.0.1:{}", smsc.port), &store, &stub);
+    let broken = esme(&format!("127.0.0.1:{}", common::free_port()), &store, &stub);
+    for _ in 0..200 {
+        if good.1.lock().unwrap().up {
+            break;
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let mut s = Sms {
+        smsc,
+        store,
+        good,
+        broken,
+        next: std::cell::Cell::new(0),
+        last: std::cell::RefCell::new(String::new()),
+    };
+    check(&mut s).await.unwrap();
+    // The SMSC's receipt for the good delivery became its report.
+    for _ in 0..200 {
+        if !reports.lock().unwrap().is_empty() {
+            break;
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let r = reports.lock().unwrap().clone();
+    assert_eq!(r.len(), 1, "one report: {r:?}");
+    assert_eq!(r[0].status, ReportStatus::Delivered);
+    let _ = s.good.0.send(Job::Stop(tokio::sync::oneshot::channel().0));
 }
 
 /// A medium that acknowledges what it never delivers: the suite must fail it.

@@ -616,3 +616,186 @@ pub fn node_with_email(sink: &Sink, max: usize) -> TestNode {
         ("SWITCHBOARD_EMAIL__MAX_MESSAGE_BYTES", &max),
     ])
 }
+
+/// The SMSC simulator (`tests/peers/smsc.js`, on the npm package `smpp` in
+/// server mode), accepting `switchboard` / `secret`.
+pub struct Smsc {
+    /// Its SMPP port.
+    pub port: u16,
+    control: String,
+    child: Child,
+}
+
+impl Smsc {
+    pub fn start() -> Self {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/smsc.js");
+        let mut child = Command::new("node")
+            .arg(script)
+            .args(["--system-id", "switchboard", "--password", "secret"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node runs the SMSC simulator (scripts/test installs nodejs and `smpp`)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("simulator output");
+        let ports: Value = serde_json::from_str(line.trim())
+            .unwrap_or_else(|e| panic!("the SMSC simulator did not start ({e}): {line:?}"));
+        Self {
+            port: ports["smpp"].as_u64().expect("smpp port") as u16,
+            control: format!("http://127.0.0.1:{}", ports["control"]),
+            child,
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, body: &Value) -> Value {
+        let url = format!("{}{path}", self.control);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let resp = if method == "GET" {
+            agent.get(&url).call()
+        } else {
+            agent.post(&url).send_json(body)
+        };
+        resp.expect("simulator control")
+            .body_mut()
+            .read_json()
+            .expect("simulator JSON")
+    }
+
+    /// Everything it saw (see smsc.js).
+    pub fn state(&self) -> Value {
+        self.call("GET", "/state", &Value::Null)
+    }
+
+    /// Changes how it behaves.
+    pub fn mode(&self, m: Value) {
+        self.call("POST", "/mode", &m);
+    }
+
+    /// Sends a phone's message to the bound ESME; the `command_status`es of
+    /// its `deliver_sm_resp`s.
+    pub fn mo(&self, m: Value) -> Vec<u64> {
+        let r = self.call("POST", "/mo", &m);
+        r["statuses"]
+            .as_array()
+            .unwrap_or_else(|| panic!("mo refused: {r}"))
+            .iter()
+            .map(|s| s.as_u64().expect("status"))
+            .collect()
+    }
+
+    /// Sends the held receipts.
+    pub fn release(&self) -> u64 {
+        self.call("POST", "/release", &json!({}))["released"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// Writes raw bytes to every bound session.
+    pub fn raw(&self, hex: &str) {
+        self.call("POST", "/raw", &json!({ "hex": hex }));
+    }
+
+    /// Destroys every session's socket.
+    pub fn drop_sessions(&self) {
+        self.call("POST", "/drop", &json!({}));
+    }
+
+    /// Waits (15 s at most) until `pred` holds of the state; returns it.
+    pub fn wait(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let s = self.state();
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited for {what}; SMSC state: {s}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until a session is bound.
+    pub fn wait_bound(&self) {
+        self.wait("a bound session", |s| s["sessions"].as_u64() >= Some(1));
+    }
+
+    /// The `submit_sm`s answered so far to `dest` (digits, no `+`).
+    pub fn submits_to(&self, dest: &str) -> Vec<Value> {
+        self.state()["submits"]
+            .as_array()
+            .expect("submits")
+            .iter()
+            .filter(|s| s["dest"] == dest)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until `n` submit_sm to `dest` were answered.
+    pub fn wait_submits(&self, dest: &str, n: usize) -> Vec<Value> {
+        self.wait(&format!("{n} submit_sm to {dest}"), |s| {
+            s["submits"]
+                .as_array()
+                .is_some_and(|a| a.iter().filter(|x| x["dest"] == dest).count() >= n)
+        });
+        self.submits_to(dest)
+    }
+}
+
+impl Drop for Smsc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The settings of a node whose SMS gateway binds to `smsc`.
+pub fn sms_env(smsc: &Smsc) -> Vec<(String, String)> {
+    [
+        ("SWITCHBOARD_SMS__ENABLED", "true".to_string()),
+        ("SWITCHBOARD_SMS__SMSC", format!("127.0.0.1:{}", smsc.port)),
+        ("SWITCHBOARD_SMS__SYSTEM_ID", "switchboard".into()),
+        ("SWITCHBOARD_SMS__PASSWORD", "secret".into()),
+        ("SWITCHBOARD_SMS__RESPONSE_TIMEOUT_S", "3".into()),
+        ("SWITCHBOARD_SMS__SUBMIT_TIMEOUT_S", "10".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// A node bound to `smsc`, with `extra` settings on top; returns once the
+/// simulator sees the bind.
+pub fn node_with_smsc(smsc: &Smsc, extra: &[(&str, &str)]) -> TestNode {
+    node_with_smsc_in(smsc, tempfile::tempdir().expect("temp dir"), extra)
+}
+
+/// [`node_with_smsc`] on an existing data directory.
+pub fn node_with_smsc_in(smsc: &Smsc, dir: tempfile::TempDir, extra: &[(&str, &str)]) -> TestNode {
+    let mut env = sms_env(smsc);
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let node = TestNode::start_full(dir, &env, Box::new(|_| Box::pin(async {})));
+    node.wait_ready();
+    node
+}
+
+impl TestNode {
+    /// Waits (15 s at most) until `/readyz` answers 200.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (status, body) = self.admin.get("/readyz");
+            if status == 200 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "never ready: {body}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

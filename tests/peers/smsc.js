@@ -12,13 +12,14 @@
 // submit asked for one (registered_delivery & 1), sends a delivery receipt
 // (deliver_sm, esm_class 0x04, "id:… stat:…") after `receipt_delay_ms`.
 // Control over HTTP on 127.0.0.1 (JSON):
-//   GET  /state    {binds, submits, events, max_inflight, sessions, held}
+//   GET  /state    {binds, submits, events, received, max_inflight,
+//                  sessions, held}
 //                  submits: {seq, source, source_ton, dest, dest_ton,
 //                  esm_class, data_coding, registered_delivery, udh (hex),
 //                  text (decoded by `smpp`), message_id}
 //   POST /mode     merge into the mode: {receipt: "DELIVRD"|"UNDELIV"|…|
 //                  "hold"|"none", receipt_delay_ms, resp_delay_ms,
-//                  submit_status, stat_for: {number: stat}}
+//                  submit_status, nack_submit, stat_for: {number: stat}}
 //   POST /mo       {from, to, text, coding: "gsm"|"ucs2", parts?: [texts]}
 //                  → a deliver_sm (or several, concatenated) to the ESME;
 //                  answers {statuses: [command_status…]}
@@ -45,7 +46,7 @@ const mode = {
   submit_status: 0,
   stat_for: {},
 };
-const state = { binds: [], submits: [], events: [], max_inflight: 0, held: [] };
+const state = { binds: [], submits: [], events: [], received: 0, max_inflight: 0, held: [] };
 const sessions = new Set();
 let nextId = 1000;
 
@@ -93,6 +94,11 @@ const server = smpp.createServer((session) => {
     session.send(pdu.response({ system_id: 'simsc' }));
   });
   session.on('submit_sm', (pdu) => {
+    state.received += 1;
+    if (mode.nack_submit) {
+      session.send(new smpp.PDU('generic_nack', { sequence_number: pdu.sequence_number, command_status: smpp.ESME_RSYSERR }));
+      return;
+    }
     session.inflight += 1;
     state.max_inflight = Math.max(state.max_inflight, session.inflight);
     const sm = pdu.short_message || {};

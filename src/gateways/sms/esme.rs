@@ -17,19 +17,19 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use actix::Addr;
+use actix::Recipient;
 use futures_util::{SinkExt, StreamExt};
 use rusmpp::pdus::{BindTransceiver, DeliverSmResp, SubmitSm};
 use rusmpp::types::{COctetString, OctetString};
 use rusmpp::values::{
     DataCoding, EsmClass, InterfaceVersion, Npi, RegisteredDelivery, ServiceType, Ton,
 };
-use rusmpp::{Command, CommandStatus, Pdu};
+use rusmpp::{Command, CommandId, CommandStatus, Pdu};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 
-use switchboard_actors::gateway::{Gateway, MediumReport};
+use switchboard_actors::gateway::MediumReport;
 use switchboard_actors::medium::Health;
 use switchboard_actors::protocol::{Attestation, ReportStatus, Tag, TxnId};
 use switchboard_actors::store::records::{dec, enc, key2};
@@ -38,8 +38,8 @@ use switchboard_actors::store::{Store, Tree, WriteBatch};
 use super::inbound::{Mo, MoContext};
 use super::pdu::{self, Inbound, PduCodec, ReceiptOutcome, Segment, ShortMessage};
 use super::{
-    load_record, message_id_key, record_key, reply_key, SharedHealth, SmsMedium, SmsRecord,
-    SmsState, MEMBER_ID,
+    load_record, message_id_key, record_key, reply_key, SharedHealth, SmsRecord, SmsState,
+    MEMBER_ID,
 };
 
 /// A message the broker sent, whose receipts become its report.
@@ -150,7 +150,7 @@ const RECORD_TTL_MS: u64 = 24 * 3600 * 1000;
 pub struct Esme {
     settings: EsmeSettings,
     store: Store,
-    gateway: Addr<Gateway<SmsMedium>>,
+    reports: Recipient<MediumReport>,
     health: SharedHealth,
     mo: MoContext,
     seq: u32,
@@ -162,18 +162,18 @@ pub struct Esme {
 }
 
 impl Esme {
-    /// An ESME for `gateway`.
+    /// An ESME whose receipts become reports to `reports` (the gateway).
     pub fn new(
         settings: EsmeSettings,
         store: Store,
-        gateway: Addr<Gateway<SmsMedium>>,
+        reports: Recipient<MediumReport>,
         health: SharedHealth,
         mo: MoContext,
     ) -> Self {
         Self {
             settings,
             store,
-            gateway,
+            reports,
             health,
             mo,
             seq: 0,
@@ -282,8 +282,11 @@ impl Esme {
                 Some(Ok(Inbound::Command(c))) => c,
             };
             match c.pdu() {
-                Some(Pdu::BindTransceiverResp(_)) | Some(Pdu::GenericNack)
-                    if c.sequence_number() == seq =>
+                _ if c.sequence_number() == seq
+                    && matches!(
+                        c.id(),
+                        CommandId::BindTransceiverResp | CommandId::GenericNack
+                    ) =>
                 {
                     if c.status() != CommandStatus::EsmeRok {
                         return Err(format!(
@@ -454,12 +457,17 @@ impl Esme {
             }
         };
         let seq = c.sequence_number();
-        match c.pdu() {
-            Some(Pdu::SubmitSmResp(resp)) => {
-                let id = resp.message_id().as_str().to_string();
+        // Responses go by command id: one with an error status may carry
+        // no body at all.
+        match (c.id(), c.pdu()) {
+            (CommandId::SubmitSmResp, pdu) => {
+                let id = match pdu {
+                    Some(Pdu::SubmitSmResp(r)) => r.message_id().as_str().to_string(),
+                    _ => String::new(),
+                };
                 self.on_submit_resp(seq, c.status(), id).await;
             }
-            Some(Pdu::GenericNack) => {
+            (CommandId::GenericNack, _) => {
                 if let Some((key, _, _)) = self.inflight.remove(&seq) {
                     self.fail(
                         key,
@@ -472,7 +480,7 @@ impl Esme {
                     tracing::warn!(seq, status = ?c.status(), "generic_nack from the SMSC");
                 }
             }
-            Some(Pdu::DeliverSm(d)) => {
+            (_, Some(Pdu::DeliverSm(d))) => {
                 let status = self
                     .on_deliver_sm(
                         u8::from(d.esm_class),
@@ -487,22 +495,21 @@ impl Esme {
                     .build();
                 reply(link, &c, status, resp).await?;
             }
-            Some(Pdu::EnquireLink) => {
+            (_, Some(Pdu::EnquireLink)) => {
                 reply(link, &c, CommandStatus::EsmeRok, Pdu::EnquireLinkResp).await?;
             }
-            Some(Pdu::Unbind) => {
+            (_, Some(Pdu::Unbind)) => {
                 reply(link, &c, CommandStatus::EsmeRok, Pdu::UnbindResp).await?;
                 return Ok(Some(End::Lost("the SMSC unbound".into())));
             }
-            Some(Pdu::EnquireLinkResp | Pdu::UnbindResp | Pdu::DeliverSmResp(_)) => {}
-            Some(p) if u32::from(c.id()) & 0x8000_0000 == 0 => {
-                tracing::info!(command = ?p.command_id(), "unsupported request from the SMSC");
+            (id, _) if u32::from(id) & 0x8000_0000 != 0 => {}
+            _ => {
+                tracing::info!(command = ?c.id(), "unsupported request from the SMSC");
                 let nack = Command::new(CommandStatus::EsmeRinvcmdid, seq, Pdu::GenericNack);
                 link.send(nack)
                     .await
                     .map_err(|e| format!("sending generic_nack: {e}"))?;
             }
-            _ => {}
         }
         Ok(None)
     }
@@ -707,7 +714,7 @@ impl Esme {
             SmsState::Failed(why) => ReportStatus::NonDelivery(why.clone()),
         };
         tracing::info!(txn = %txn, status = ?status, "SMS receipt");
-        self.gateway.do_send(MediumReport {
+        self.reports.do_send(MediumReport {
             txn,
             attempt: rec.attempt,
             id: rec.id,
@@ -771,7 +778,7 @@ impl Esme {
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         while let Ok(Some(Ok(i))) = tokio::time::timeout_at(deadline, link.next()).await {
-            if matches!(&i, Inbound::Command(c) if c.sequence_number() == seq && matches!(c.pdu(), Some(Pdu::UnbindResp)))
+            if matches!(&i, Inbound::Command(c) if c.sequence_number() == seq && c.id() == CommandId::UnbindResp)
             {
                 tracing::info!(smsc = %self.settings.smsc, "unbound from the SMSC");
                 break;

@@ -8,16 +8,16 @@
 //! was answered with a reply SMS); a failure to store it is a temporary
 //! error (`ESME_RX_T_APPN`), so the SMSC delivers it again.
 
-use actix::Addr;
+use actix::Recipient;
 use rusmpp::CommandStatus;
 
 use switchboard_actors::directory::profile::valid_user_id;
 use switchboard_actors::directory::Directory;
-use switchboard_actors::gateway::{Gateway, Originate, OriginateError};
+use switchboard_actors::gateway::{Originate, OriginateError};
 use switchboard_actors::protocol::{Address, MediumKind, Priority, To};
 use switchboard_actors::store::{Store, Tree};
 
-use super::{reply_key, SmsMedium};
+use super::reply_key;
 
 /// The help sent to a phone whose message names no one.
 pub const HOW_TO_ADDRESS: &str =
@@ -48,7 +48,7 @@ pub struct MoContext {
     /// The store (reply mapping).
     pub store: Store,
     /// The gateway that originates the message.
-    pub gateway: Addr<Gateway<SmsMedium>>,
+    pub gateway: Recipient<Originate>,
     /// Expiry of originated messages (ms).
     pub expires_in_ms: u64,
 }

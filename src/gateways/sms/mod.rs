@@ -134,6 +134,12 @@ impl SmsMedium {
     }
 }
 
+/// Whether `s` is a phone number: digits, `+` first when international.
+pub fn is_number(s: &str) -> bool {
+    let digits = s.strip_prefix('+').unwrap_or(s);
+    (3..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// A stable concatenation reference for `txn` (the same on a resubmission).
 fn reference(txn: &TxnId) -> u8 {
     txn.as_bytes().iter().fold(0u8, |a, b| a.wrapping_add(*b))
@@ -170,6 +176,10 @@ impl Medium for SmsMedium {
             Err(e) => {
                 return Box::pin(async move { Err(NonDelivery(format!("store unavailable: {e}"))) })
             }
+        }
+        if !is_number(&d.route.address) {
+            let why = format!("{:?} is not a phone number", d.route.address);
+            return Box::pin(async move { Err(NonDelivery(why)) });
         }
         let segments = match pdu::segments(&d.content_type, &d.content, reference(&d.txn)) {
             Ok(s) => s,
