@@ -253,12 +253,14 @@ impl Core {
             clock,
             new_admin_token,
         };
-        // Converts text for SMS on its way to an SMS gateway (MIAP hop).
-        core.add_processor(
-            crate::processors::SMS_PROCESSOR,
-            crate::processors::sms::SmsSegments,
-        )
-        .await?;
+        // Content converters, MIAP hops the broker puts on routes that need
+        // them: text → SMS segments, email → text, text → fax pages.
+        use crate::processors::{email, fax, sms};
+        use crate::processors::{EMAIL_PROCESSOR, FAX_PROCESSOR, SMS_PROCESSOR};
+        core.add_processor(SMS_PROCESSOR, sms::SmsSegments).await?;
+        core.add_processor(EMAIL_PROCESSOR, email::EmailText)
+            .await?;
+        core.add_processor(FAX_PROCESSOR, fax::FaxPage).await?;
         Ok(core)
     }
 

@@ -6,32 +6,9 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{node_with_email, Sink, TestNode};
-
-fn swaks(node: &TestNode, args: &[&str]) -> (bool, String) {
-    let smtp = node.smtp.expect("the SMTP server runs");
-    let out = Command::new("swaks")
-        .args([
-            "--server",
-            "127.0.0.1",
-            "--port",
-            &smtp.port().to_string(),
-            "--timeout",
-            "20",
-        ])
-        .args(args)
-        .output()
-        .expect("swaks runs (scripts/test installs it)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
+use common::{node_with_email, swaks, Sink, TestNode};
 
 #[test]
 fn mail_from_swaks_reaches_an_im_inbox() {
@@ -63,6 +40,13 @@ fn mail_from_swaks_reaches_an_im_inbox() {
         (Some("email:ext@example.net"), Some("hello over SMTP"))
     );
     assert_eq!(inbox[0]["body"], "body from swaks");
+    let txn = inbox[0]["txn"].as_str().unwrap();
+    let st = node.admin.get(&format!("/v1/messages/{txn}")).1;
+    assert_eq!(
+        st["attempts"][0]["processors"],
+        serde_json::json!(["proc-email-1"]),
+        "the raw mail became text on the way"
+    );
 
     // The envelope sender maps to a user by their email mechanism; the
     // second local domain works too; PIPELINING is used by swaks.
@@ -90,6 +74,52 @@ fn mail_from_swaks_reaches_an_im_inbox() {
         (st["status"].as_str(), st["from"].as_str()),
         (Some("delivered"), Some("alice"))
     );
+}
+
+#[test]
+fn html_and_multipart_mail_arrives_as_text() {
+    let sink = Sink::start(&[]);
+    let node = node_with_email(&sink, 1024 * 1024);
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+    let (ok, out) = swaks(
+        &node,
+        &[
+            "--from",
+            "ext@example.net",
+            "--to",
+            "bob@localhost",
+            "--add-header",
+            "Content-Type: text/html; charset=utf-8",
+            "--body",
+            "<html><body><p>Hello <b>bob</b>,</p><p>see you &amp; soon</p></body></html>",
+        ],
+    );
+    assert!(ok, "{out}");
+    let multipart = "This is MIME.\r\n--XYZ\r\nContent-Type: text/plain\r\n\r\nthe plain part\r\n--XYZ\r\nContent-Type: text/html\r\n\r\n<p>the html part</p>\r\n--XYZ--";
+    let (ok, out) = swaks(
+        &node,
+        &[
+            "--from",
+            "ext@example.net",
+            "--to",
+            "bob@localhost",
+            "--add-header",
+            "MIME-Version: 1.0",
+            "--add-header",
+            "Content-Type: multipart/alternative; boundary=XYZ",
+            "--body",
+            multipart,
+        ],
+    );
+    assert!(ok, "{out}");
+    let inbox = bob.inbox();
+    let html = inbox[0]["body"].as_str().unwrap();
+    assert!(
+        html.contains("Hello bob") && html.contains("see you & soon"),
+        "{html:?}"
+    );
+    assert!(!html.contains('<'), "no markup left: {html:?}");
+    assert_eq!(inbox[1]["body"], "the plain part");
 }
 
 #[test]

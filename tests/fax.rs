@@ -25,7 +25,12 @@ fn a_fax_to_a_fax_only_user_is_a_valid_pdf_with_a_sidecar() {
     assert_eq!(code, 202, "{v}");
     assert_eq!(v["route"]["mechanism"], "fax");
     let txn = v["txn"].as_str().unwrap().to_string();
-    alice.expect_status(&txn, "delivered");
+    let st = alice.expect_status(&txn, "delivered");
+    assert_eq!(
+        st["attempts"][0]["processors"],
+        serde_json::json!(["proc-fax-1"]),
+        "the text-to-fax processor made the page"
+    );
 
     let outbox = node.dir.path().join("fax/outbox");
     let pdf = outbox.join(format!("{txn}.pdf"));
@@ -69,12 +74,32 @@ fn spool_files_become_messages_and_bad_ones_are_refused() {
     std::fs::write(inbox.join("+4930999__page1.txt"), "To: bob\nhello by fax\n").unwrap();
     std::fs::write(inbox.join("+4930111__x.txt"), "no recipient line\n").unwrap();
     std::fs::write(inbox.join("+4930222__y.txt"), "To: nobody\nlost\n").unwrap();
+    // A PDF fax (read by its text layer), and a file that only says it is one.
+    let (pdf, _) =
+        switchboard::gateways::fax::render::pdf("To: bob", "the signed contract").unwrap();
+    std::fs::write(inbox.join("+4930333__scan.pdf"), pdf).unwrap();
+    std::fs::write(inbox.join("+4930444__junk.pdf"), b"%PDF-1.4 not really").unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while bob.inbox().is_empty() || !inbox.join("rejected/+4930222__y.reason").exists() {
+    while bob.inbox().len() < 2
+        || !inbox.join("rejected/+4930222__y.reason").exists()
+        || !inbox.join("rejected/+4930444__junk.reason").exists()
+    {
         assert!(Instant::now() < deadline, "the fax inbox was not processed");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let m = &bob.inbox()[0];
+    let all = bob.inbox();
+    let pdf_fax = all
+        .iter()
+        .find(|m| m["from"] == "fax:+4930333")
+        .expect("the PDF fax");
+    assert_eq!(pdf_fax["body"], "the signed contract");
+    assert!(inbox.join("done/+4930333__scan.pdf").exists());
+    let why = std::fs::read_to_string(inbox.join("rejected/+4930444__junk.reason")).unwrap();
+    assert!(why.contains("not a readable PDF"), "{why}");
+    let m = all
+        .iter()
+        .find(|m| m["from"] == "dora")
+        .expect("dora's fax");
     assert_eq!(
         (m["from"].as_str(), m["body"].as_str()),
         (Some("dora"), Some("hello by fax")),
@@ -87,5 +112,5 @@ fn spool_files_become_messages_and_bad_ones_are_refused() {
         std::fs::read_to_string(inbox.join("rejected/+4930222__y.reason")).unwrap(),
         "unknown_recipient"
     );
-    assert_eq!(bob.inbox().len(), 1);
+    assert_eq!(bob.inbox().len(), 2);
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{TestNode, TestSms};
-use switchboard_actors::converter::{Converted, Converter};
+use switchboard_actors::converter::{Converted, Converter, Input, ProcessorSpec};
 use switchboard_actors::protocol::MediumKind;
 
 #[test]
@@ -37,19 +37,23 @@ fn text_for_sms_is_segmented_on_the_way() {
 struct Filter;
 
 impl Converter for Filter {
-    fn target(&self) -> MediumKind {
-        MediumKind::Sms
+    fn spec(&self) -> ProcessorSpec {
+        ProcessorSpec {
+            target: Some(MediumKind::Sms),
+            accepts: vec!["text/".into()],
+            output: "text/plain; charset=utf-8".into(),
+        }
     }
     fn name(&self) -> &str {
         "filter"
     }
-    fn convert(&self, content_type: &str, content: &[u8]) -> Result<Converted, String> {
-        if String::from_utf8_lossy(content).contains("forbidden") {
+    fn convert(&self, input: &Input<'_>) -> Result<Converted, String> {
+        if String::from_utf8_lossy(input.content).contains("forbidden") {
             return Ok(Converted::Blocked("no-forbidden-words".into()));
         }
         Ok(Converted::Content {
-            content: content.to_vec(),
-            content_type: content_type.into(),
+            content: input.content.to_vec(),
+            content_type: input.content_type.into(),
         })
     }
 }

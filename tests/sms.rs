@@ -445,3 +445,46 @@ fn the_simulator_is_a_real_smsc_to_an_independent_client() {
     // ESME_RBINDFAIL (0x0D) for a wrong password.
     assert_eq!(run("wrong", "x")["bind"], 13);
 }
+
+/// An email to a user whose only mechanism is SMS passes two processors:
+/// the raw mail becomes text (`proc-email-1`), the text SMS segments
+/// (`proc-sms-1`).
+#[test]
+fn an_email_to_an_sms_user_is_converted_twice_on_the_way() {
+    let smsc = Smsc::start();
+    let node = node_with_smsc(
+        &smsc,
+        &[
+            ("SWITCHBOARD_EMAIL__ENABLED", "true"),
+            ("SWITCHBOARD_EMAIL__LISTEN", "127.0.0.1:0"),
+            ("SWITCHBOARD_EMAIL__LOCAL_DOMAINS", r#"["localhost"]"#),
+        ],
+    );
+    node.admin.add_user("dora", &[("sms", DORA)]);
+    let (ok, out) = common::swaks(
+        &node,
+        &[
+            "--from",
+            "ext@example.net",
+            "--to",
+            "dora@localhost",
+            "--add-header",
+            "Content-Type: text/html",
+            "--body",
+            "<p>Your <b>parcel</b> arrives today.</p>",
+        ],
+    );
+    assert!(out.contains("250 2.0.0 Ok: queued as"), "{ok} {out}");
+    let subs = smsc.wait_submits(DORA_DIGITS, 1);
+    assert_eq!(subs[0]["text"], "Your parcel arrives today.");
+    let txn = out
+        .split("queued as ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("txn in the reply");
+    let st = node.admin.expect_status(txn, "delivered");
+    assert_eq!(
+        st["attempts"][0]["processors"],
+        json!(["proc-email-1", "proc-sms-1"])
+    );
+}

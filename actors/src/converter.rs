@@ -19,22 +19,88 @@ pub enum Converted {
     Blocked(String),
 }
 
+/// What a converter is given: the content and the meta information a
+/// processor sees in the `Transmit`.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    /// The content's MIME type.
+    pub content_type: &'a str,
+    /// The content.
+    pub content: &'a [u8],
+    /// The subject, if any.
+    pub subject: Option<&'a str>,
+    /// The sender as shown to the recipient.
+    pub from: &'a str,
+    /// The recipient's address on the destination medium.
+    pub to: &'a str,
+}
+
+/// Where a processor fits on routes: the broker chains live processors
+/// whose target is the destination medium (or any medium) and that accept
+/// the content type at that point, each one's output feeding the next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessorSpec {
+    /// The destination medium it prepares content for; `None`: any.
+    pub target: Option<MediumKind>,
+    /// Content-type prefixes it accepts (`text/`, `message/rfc822`).
+    pub accepts: Vec<String>,
+    /// The content type it produces.
+    pub output: String,
+}
+
+impl ProcessorSpec {
+    /// Whether it belongs on a route to `medium` for content of type `ct`.
+    pub fn fits(&self, medium: MediumKind, ct: &str) -> bool {
+        self.target.is_none_or(|t| t == medium)
+            && self
+                .accepts
+                .iter()
+                .any(|a| ct.get(..a.len()).is_some_and(|p| p.eq_ignore_ascii_case(a)))
+    }
+}
+
 /// A content converter.
 ///
 /// - It MUST be deterministic: the same input gives the same output (the
 ///   attestation covers both digests).
 /// - It MUST NOT panic on any input; content it cannot convert is an `Err`.
-/// - It MUST declare which destination medium it converts for.
+/// - It MUST declare where it fits ([`Converter::spec`]).
 pub trait Converter: Send + Unpin + 'static {
-    /// The destination medium this converter prepares content for.
-    fn target(&self) -> MediumKind;
+    /// Where it fits on routes.
+    fn spec(&self) -> ProcessorSpec;
 
     /// A short name (`text-to-sms`, …).
     fn name(&self) -> &str;
 
-    /// Converts `content` of type `content_type`.
+    /// Converts the content of `input`.
     ///
     /// # Errors
     /// A reason, when the content cannot be converted.
-    fn convert(&self, content_type: &str, content: &[u8]) -> Result<Converted, String>;
+    fn convert(&self, input: &Input<'_>) -> Result<Converted, String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_fit_by_medium_and_type() {
+        let sms = ProcessorSpec {
+            target: Some(MediumKind::Sms),
+            accepts: vec!["text/".into()],
+            output: "x".into(),
+        };
+        assert!(sms.fits(MediumKind::Sms, "text/plain; charset=utf-8"));
+        assert!(sms.fits(MediumKind::Sms, "Text/Plain"));
+        assert!(!sms.fits(MediumKind::Im, "text/plain"));
+        assert!(!sms.fits(MediumKind::Sms, "message/rfc822"));
+        let any = ProcessorSpec {
+            target: None,
+            accepts: vec!["message/rfc822".into()],
+            output: "text/plain".into(),
+        };
+        assert!(any.fits(MediumKind::Im, "message/rfc822"));
+        assert!(any.fits(MediumKind::Fax, "message/rfc822"));
+        assert!(!any.fits(MediumKind::Im, "text/plain"));
+    }
 }

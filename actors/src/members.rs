@@ -8,7 +8,11 @@ use std::sync::Arc;
 use actix::prelude::*;
 use dashmap::DashMap;
 
+use crate::converter::ProcessorSpec;
 use crate::protocol::{Frame, MediumKind, MemberId};
+
+/// The most processors on one route.
+pub const MAX_PROCESSORS: usize = 4;
 
 /// One MIAP frame from `from`.
 #[derive(Message, Debug, Clone)]
@@ -25,8 +29,8 @@ pub struct MiapFrame {
 pub struct LiveMember {
     /// The medium it serves, if a gateway.
     pub medium: Option<MediumKind>,
-    /// The medium it converts content for, if a processor.
-    pub converts_for: Option<MediumKind>,
+    /// Where it fits on routes, if a processor.
+    pub converts: Option<ProcessorSpec>,
     /// Where frames for it go.
     pub recipient: Recipient<MiapFrame>,
     /// Whether it has completed TSCS (and so may be routed to).
@@ -58,7 +62,7 @@ impl MemberRegistry {
             id,
             LiveMember {
                 medium,
-                converts_for: None,
+                converts: None,
                 recipient,
                 logged_in: false,
                 healthy: true,
@@ -67,34 +71,50 @@ impl MemberRegistry {
         );
     }
 
-    /// Registers a processor that converts content for `target`.
+    /// Registers a processor that fits routes as `spec` says.
     pub fn connect_processor(
         &self,
         id: MemberId,
-        target: MediumKind,
+        spec: ProcessorSpec,
         recipient: Recipient<MiapFrame>,
         now_ms: u64,
     ) {
         self.connect(id.clone(), None, recipient, now_ms);
         if let Some(mut m) = self.inner.get_mut(&id) {
-            m.converts_for = Some(target);
+            m.converts = Some(spec);
         }
     }
 
-    /// A live processor converting for `medium`, if any.
-    pub fn live_processor(&self, medium: MediumKind) -> Option<MemberId> {
-        self.inner
+    /// The live processors for content of type `content_type` on its way to
+    /// `medium`, in order: at each step the first (by id) live processor
+    /// that fits the destination and the type so far, its output the next
+    /// step's type; each at most once, at most [`MAX_PROCESSORS`].
+    pub fn processor_chain(&self, medium: MediumKind, content_type: &str) -> Vec<MemberId> {
+        let mut live: Vec<(MemberId, ProcessorSpec)> = self
+            .inner
             .iter()
-            .filter(|m| m.converts_for == Some(medium) && m.logged_in && m.healthy)
-            .map(|m| m.key().clone())
-            .min()
+            .filter(|m| m.logged_in && m.healthy)
+            .filter_map(|m| Some((m.key().clone(), m.converts.clone()?)))
+            .collect();
+        live.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut chain = Vec::new();
+        let mut ct = content_type.to_string();
+        while chain.len() < MAX_PROCESSORS {
+            let Some(i) = live.iter().position(|(_, s)| s.fits(medium, &ct)) else {
+                break;
+            };
+            let (id, spec) = live.remove(i);
+            chain.push(id);
+            ct = spec.output;
+        }
+        chain
     }
 
     /// `id` when it is a live processor.
     pub fn live_processor_id(&self, id: &MemberId) -> Option<MemberId> {
         self.inner
             .get(id)
-            .filter(|m| m.converts_for.is_some() && m.logged_in)
+            .filter(|m| m.converts.is_some() && m.logged_in)
             .map(|m| m.key().clone())
     }
 
@@ -215,5 +235,77 @@ impl BrokerHandle {
     /// Number of shards.
     pub fn shards(&self) -> usize {
         self.shards.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::Recorder;
+
+    fn spec(target: Option<MediumKind>, accepts: &str, output: &str) -> ProcessorSpec {
+        ProcessorSpec {
+            target,
+            accepts: vec![accepts.into()],
+            output: output.into(),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn processors_chain_by_destination_and_content_type() {
+        let reg = MemberRegistry::default();
+        let r = Recorder::default().start().recipient();
+        for (id, s) in [
+            ("proc-email", spec(None, "message/rfc822", "text/plain")),
+            (
+                "proc-sms",
+                spec(Some(MediumKind::Sms), "text/", "application/sms"),
+            ),
+            (
+                "proc-fax",
+                spec(Some(MediumKind::Fax), "text/", "application/pdf"),
+            ),
+            ("proc-down", spec(None, "text/", "text/plain")),
+        ] {
+            let id = MemberId::new(id);
+            reg.connect_processor(id.clone(), s, r.clone(), 0);
+            reg.set_logged_in(&id, true, 0);
+        }
+        reg.set_healthy(&MemberId::new("proc-down"), false);
+        let chain = |m, ct| -> Vec<String> {
+            reg.processor_chain(m, ct)
+                .iter()
+                .map(|p| p.as_str().to_string())
+                .collect()
+        };
+        assert_eq!(chain(MediumKind::Sms, "text/plain"), ["proc-sms"]);
+        assert_eq!(chain(MediumKind::Im, "text/plain"), Vec::<String>::new());
+        assert_eq!(chain(MediumKind::Im, "message/rfc822"), ["proc-email"]);
+        assert_eq!(
+            chain(MediumKind::Sms, "message/rfc822"),
+            ["proc-email", "proc-sms"]
+        );
+        assert_eq!(
+            chain(MediumKind::Fax, "message/rfc822"),
+            ["proc-email", "proc-fax"]
+        );
+        // A processor that is not logged in is not on routes.
+        reg.set_logged_in(&MemberId::new("proc-sms"), false, 0);
+        assert_eq!(chain(MediumKind::Sms, "text/plain"), Vec::<String>::new());
+    }
+
+    #[actix_rt::test]
+    async fn a_chain_never_loops() {
+        let reg = MemberRegistry::default();
+        let r = Recorder::default().start().recipient();
+        for id in ["p1", "p2", "p3", "p4", "p5", "p6"] {
+            let id = MemberId::new(id);
+            reg.connect_processor(id.clone(), spec(None, "text/", "text/plain"), r.clone(), 0);
+            reg.set_logged_in(&id, true, 0);
+        }
+        assert_eq!(
+            reg.processor_chain(MediumKind::Im, "text/plain").len(),
+            MAX_PROCESSORS
+        );
     }
 }

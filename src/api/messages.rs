@@ -163,6 +163,9 @@ pub fn txn_json(rec: &TxnRecord) -> Value {
             if let Some(r) = &a.reason {
                 v["reason"] = json!(r);
             }
+            if !a.route.processors.is_empty() {
+                v["processors"] = json!(a.route.processors.iter().map(|p| p.as_str()).collect::<Vec<_>>());
+            }
             v
         }).collect::<Vec<_>>(),
         "events": rec.events.iter().map(|e| json!({"at": rfc3339(e.at_ms), "kind": e.kind})).collect::<Vec<_>>(),

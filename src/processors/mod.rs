@@ -1,7 +1,15 @@
-//! Content converters run by `Processor` hops (MIAP phase 3). The broker puts
-//! a live processor for the destination medium on the route.
+//! Content converters run by `Processor` hops (MIAP phase 3). The broker
+//! chains the live processors that fit the destination medium and the
+//! content type (`ProcessorSpec`): a raw email becomes text for any medium,
+//! text becomes SMS segments for SMS and a PDF for fax.
 
+pub mod email;
+pub mod fax;
 pub mod sms;
 
 /// The member id of the text-to-SMS processor.
 pub const SMS_PROCESSOR: &str = "proc-sms-1";
+/// The member id of the email-to-text processor.
+pub const EMAIL_PROCESSOR: &str = "proc-email-1";
+/// The member id of the text-to-fax-page processor.
+pub const FAX_PROCESSOR: &str = "proc-fax-1";

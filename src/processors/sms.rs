@@ -8,7 +8,7 @@
 
 use serde_json::json;
 
-use switchboard_actors::converter::{Converted, Converter};
+use switchboard_actors::converter::{Converted, Converter, Input, ProcessorSpec};
 use switchboard_actors::protocol::MediumKind;
 
 /// The content type of converted SMS content.
@@ -133,19 +133,24 @@ fn split(text: &str, widths: &[usize], limit: usize) -> Vec<String> {
 pub struct SmsSegments;
 
 impl Converter for SmsSegments {
-    fn target(&self) -> MediumKind {
-        MediumKind::Sms
+    fn spec(&self) -> ProcessorSpec {
+        ProcessorSpec {
+            target: Some(MediumKind::Sms),
+            accepts: vec!["text/".into()],
+            output: CONTENT_TYPE.into(),
+        }
     }
 
     fn name(&self) -> &str {
         "text-to-sms"
     }
 
-    fn convert(&self, content_type: &str, content: &[u8]) -> Result<Converted, String> {
-        if !content_type.starts_with("text/") {
-            return Err(format!("cannot turn {content_type} into SMS"));
+    fn convert(&self, input: &Input<'_>) -> Result<Converted, String> {
+        if !input.content_type.starts_with("text/") {
+            return Err(format!("cannot turn {} into SMS", input.content_type));
         }
-        let text = std::str::from_utf8(content).map_err(|_| "the text is not UTF-8".to_string())?;
+        let text =
+            std::str::from_utf8(input.content).map_err(|_| "the text is not UTF-8".to_string())?;
         if text.is_empty() {
             return Err("an SMS cannot be empty".into());
         }
@@ -209,10 +214,22 @@ mod tests {
         assert_eq!(gsm_decode(&[0xC1]), "A", "high bit ignored");
     }
 
+    fn text(ct: &'static str, content: &'static [u8]) -> Input<'static> {
+        Input {
+            content_type: ct,
+            content,
+            subject: None,
+            from: "alice",
+            to: "+4915100",
+        }
+    }
+
     #[test]
     fn converter_contract() {
         let c = SmsSegments;
-        let out = c.convert("text/plain; charset=utf-8", b"hello").unwrap();
+        let out = c
+            .convert(&text("text/plain; charset=utf-8", b"hello"))
+            .unwrap();
         assert_eq!(
             out,
             Converted::Content {
@@ -221,12 +238,14 @@ mod tests {
             }
         );
         assert_eq!(
-            c.convert("text/plain", b"hello"),
-            c.convert("text/plain", b"hello"),
+            c.convert(&text("text/plain", b"hello")),
+            c.convert(&text("text/plain", b"hello")),
             "deterministic"
         );
-        assert!(c.convert("image/png", b"x").is_err());
-        assert!(c.convert("text/plain", b"\xff").is_err());
-        assert!(c.convert("text/plain", b"").is_err());
+        assert!(c.convert(&text("image/png", b"x")).is_err());
+        assert!(c.convert(&text("text/plain", b"\xff")).is_err());
+        assert!(c.convert(&text("text/plain", b"")).is_err());
+        assert!(c.spec().fits(MediumKind::Sms, "text/plain"));
+        assert!(!c.spec().fits(MediumKind::Fax, "text/plain"));
     }
 }

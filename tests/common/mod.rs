@@ -799,3 +799,26 @@ impl TestNode {
         }
     }
 }
+
+/// Runs swaks against the node's SMTP server; (success, its output).
+pub fn swaks(node: &TestNode, args: &[&str]) -> (bool, String) {
+    let smtp = node.smtp.expect("the SMTP server runs");
+    let out = Command::new("swaks")
+        .args([
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &smtp.port().to_string(),
+            "--timeout",
+            "20",
+        ])
+        .args(args)
+        .output()
+        .expect("swaks runs (scripts/test installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}

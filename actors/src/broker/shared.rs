@@ -263,9 +263,7 @@ impl BrokerShared {
                         processors: self
                             .deps
                             .members
-                            .live_processor(mechanism)
-                            .into_iter()
-                            .collect(),
+                            .processor_chain(mechanism, &imi.content_type),
                         archive: None,
                         store_and_forward,
                     })

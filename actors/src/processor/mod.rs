@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::converter::{Converted, Converter};
+use crate::converter::{Converted, Converter, Input};
 use crate::member_link::{MemberConfig, MemberLink};
 use crate::members::{BrokerHandle, MemberRegistry, MiapFrame};
 use crate::protocol::clock::SharedClock;
@@ -45,11 +45,22 @@ impl<C: Converter> Processor<C> {
         let (txn, attempt) = (t.imi.imi.txn, t.imi.attempt);
         self.members
             .send(from, &me, Frame::TransmitAck(TransmitAck { txn, attempt }));
-        let input_type = t
-            .attestations
-            .last()
-            .map_or(t.imi.imi.content_type.as_str(), |a| a.content_type.as_str());
-        let status = match self.converter.convert(input_type, &t.content) {
+        let imi = &t.imi.imi;
+        let from = imi
+            .sender_user
+            .clone()
+            .unwrap_or_else(|| imi.sender.to_string());
+        let input = Input {
+            content_type: t
+                .attestations
+                .last()
+                .map_or(imi.content_type.as_str(), |a| a.content_type.as_str()),
+            content: &t.content,
+            subject: imi.subject.as_deref(),
+            from: &from,
+            to: &t.imi.route.address,
+        };
+        let status = match self.converter.convert(&input) {
             Ok(Converted::Content {
                 content,
                 content_type,
@@ -108,7 +119,7 @@ impl<C: Converter> Actor for Processor<C> {
         ctx.set_mailbox_capacity(4096);
         self.members.connect_processor(
             self.link.cfg.id.clone(),
-            self.converter.target(),
+            self.converter.spec(),
             ctx.address().recipient(),
             self.link.now(),
         );

@@ -89,7 +89,7 @@ impl EmailMedium {
             .subject(mime::one_line(&subject))
             .message_id(Some(format!("<{}@{}>", d.txn, self.local_domain)))
             .header(ContentType::TEXT_PLAIN)
-            .body(String::from_utf8_lossy(&d.content).into_owned())
+            .body(crate::gateways::text_of(&d.content_type, &d.content))
             .map_err(|e| format!("cannot build the email: {e}"))
     }
 }

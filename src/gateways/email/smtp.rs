@@ -1,7 +1,8 @@
 //! The inbound SMTP server (RFC 5321: EHLO/HELO, MAIL, RCPT, DATA, RSET,
 //! NOOP, QUIT, VRFY, HELP; PIPELINING, 8BITMIME, SIZE, ENHANCEDSTATUSCODES),
 //! driven by our own tokio loop. Mail for `ID@<local domain>` becomes a
-//! message from the envelope sender (a user when their email mechanism
+//! message (`message/rfc822`, the raw mail; its subject in the meta
+//! information) from the envelope sender (a user when their email mechanism
 //! matches, otherwise an external sender) to user `ID`.
 //!
 //! Unknown local recipients are refused at `RCPT` (550), other domains too
@@ -400,8 +401,10 @@ impl Session {
                 sender: sender.clone(),
                 sender_user: sender_user.clone(),
                 to: To::User(user.clone()),
-                content: parsed.body.clone().into_bytes(),
-                content_type: "text/plain; charset=utf-8".into(),
+                // The raw message travels; the email-to-text processor turns
+                // it into text on its way to the recipient's medium.
+                content: raw.to_vec(),
+                content_type: crate::processors::email::RFC822.into(),
                 subject: parsed.subject.clone(),
                 priority: Priority::Normal,
                 expires_in_ms: self.ctx.expires_in_ms,

@@ -1,6 +1,7 @@
 //! Inbound faxes (stub): every second, files in `SPOOL/inbox` named
-//! `<from-number>__<anything>.txt` become messages from that number to the
-//! user named in the first line, `To: ID`. A handled file moves to
+//! `<from-number>__<anything>.txt` (or `.pdf`, read by its text layer)
+//! become messages from that number to the user named in the first line,
+//! `To: ID`. A handled file moves to
 //! `inbox/done/`; a refused one to `inbox/rejected/` with a `.reason` file
 //! saying why; one that could not be stored stays for the next round.
 
@@ -15,23 +16,51 @@ use switchboard_actors::protocol::{Address, MediumKind, Priority, To};
 
 use super::FaxMedium;
 
-/// What a spool file says, or why it is refused.
+/// The text of a spool file: a `.txt` as it is, a `.pdf` by its text layer.
+///
+/// # Errors
+/// Another kind of file, or a PDF without readable text.
+pub fn text_of(name: &str, bytes: &[u8]) -> Result<String, String> {
+    if name.ends_with(".txt") {
+        return Ok(String::from_utf8_lossy(bytes).into_owned());
+    }
+    if !name.ends_with(".pdf") {
+        return Err("only .txt and .pdf faxes are read".into());
+    }
+    let doc = printpdf::lopdf::Document::load_mem(bytes)
+        .map_err(|e| format!("not a readable PDF: {e}"))?;
+    let pages: Vec<u32> = doc.get_pages().keys().copied().collect();
+    let text = doc
+        .extract_text(&pages)
+        .map_err(|e| format!("cannot read the PDF's text: {e}"))?;
+    if text.trim().is_empty() {
+        return Err(
+            "the PDF has no text layer to read \"To: ID\" from (the stub does no OCR)".into(),
+        );
+    }
+    Ok(text)
+}
+
+/// What a spool file says — (from, to, body) — or why it is refused.
 pub fn parse(name: &str, content: &str) -> Result<(String, String, String), String> {
     let stem = name
         .strip_suffix(".txt")
-        .ok_or("only .txt faxes are read by the stub")?;
+        .or_else(|| name.strip_suffix(".pdf"))
+        .ok_or("only .txt and .pdf faxes are read")?;
     let (from, _) = stem
         .split_once("__")
-        .ok_or("the file name must be <from-number>__<anything>.txt")?;
+        .ok_or("the file name must be <from-number>__<anything>.txt (or .pdf)")?;
     let digits = from.strip_prefix('+').unwrap_or(from);
     if digits.len() < 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("{from:?} is not a fax number"));
     }
-    let mut lines = content.lines();
+    let mut lines = content.lines().skip_while(|l| l.trim().is_empty());
     let first = lines.next().unwrap_or_default();
+    // The first word after `To:` (a cover page may say more on that line).
     let to = first
+        .trim()
         .strip_prefix("To:")
-        .map(str::trim)
+        .and_then(|t| t.split_whitespace().next())
         .filter(|t| switchboard_actors::directory::profile::valid_user_id(t))
         .ok_or("the first line must be \"To: ID\"")?;
     let body: Vec<&str> = lines.collect();
@@ -72,9 +101,14 @@ pub async fn poll(
                         .map(|e| e.path())
                         .filter(|p| p.is_file() && p.extension().is_some_and(|e| e != "tmp"))
                         .map(|p| {
+                            let name = p
+                                .file_name()
+                                .and_then(|n| n.to_str())
+                                .unwrap_or_default()
+                                .to_string();
                             let content = std::fs::read(&p)
-                                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                                .map_err(|e| e.to_string());
+                                .map_err(|e| e.to_string())
+                                .and_then(|b| text_of(&name, &b));
                             (p, content)
                         })
                         .collect()
@@ -143,6 +177,28 @@ mod tests {
             parse("+4930123__x.txt", "To: B O B\n").is_err(),
             "not a user id"
         );
-        assert!(parse("+4930123__x.pdf", "To: bob\n").is_err());
+        assert_eq!(
+            parse("+4930123__x.pdf", "\nTo: bob   (page 1 of 1)\nhi\n"),
+            Ok(("+4930123".into(), "bob".into(), "hi".into())),
+            "a cover line may say more"
+        );
+        assert!(parse("+4930123__x.doc", "To: bob\n").is_err());
+    }
+
+    #[test]
+    fn pdf_faxes_are_read_by_their_text_layer() {
+        let (pdf, _) =
+            crate::gateways::fax::render::pdf("To: bob", "Hello Bob,\nline two").unwrap();
+        let text = super::text_of("+4930__a.pdf", &pdf).unwrap();
+        assert_eq!(
+            parse("+4930123__a.pdf", &text),
+            Ok((
+                "+4930123".into(),
+                "bob".into(),
+                "Hello Bob,\nline two".into()
+            ))
+        );
+        assert!(super::text_of("+4930__a.pdf", b"%PDF-1.4 garbage").is_err());
+        assert!(super::text_of("+4930__a.png", b"x").is_err());
     }
 }

@@ -65,18 +65,23 @@ impl Medium for FaxMedium {
                 if pdf_path.exists() {
                     return Ok(()); // idempotent on txn
                 }
-                let text = String::from_utf8_lossy(&d.content);
-                let header = format!(
-                    "Fax to {} from {}{}",
-                    d.route.address,
-                    d.from,
-                    d.subject
-                        .as_deref()
-                        .map(|s| format!(" - {s}"))
-                        .unwrap_or_default()
-                );
-                let (pdf, pages) = render::pdf(&header, &text)
-                    .map_err(|e| format!("cannot render the fax: {e}"))?;
+                // A PDF from the text-to-fax processor goes as it is; text
+                // (no processor was live) is rendered here.
+                let (pdf, pages) = match crate::processors::fax::pages(&d.content_type) {
+                    Some(n) if d.content_type.starts_with(crate::processors::fax::PDF) => {
+                        (d.content.clone(), n)
+                    }
+                    _ => {
+                        let text = crate::gateways::text_of(&d.content_type, &d.content);
+                        let header = crate::processors::fax::header(
+                            &d.route.address,
+                            &d.from,
+                            d.subject.as_deref(),
+                        );
+                        render::pdf(&header, &text)
+                            .map_err(|e| format!("cannot render the fax: {e}"))?
+                    }
+                };
                 let sidecar = serde_json::json!({
                     "txn": d.txn.to_string(),
                     "to": d.route.address,

@@ -1,7 +1,10 @@
 //! Text to fax pages: A4, Courier 11 pt, lines wrapped at 80 columns, 60
-//! lines a page, the header on every page.
+//! lines a page, the header on every page. The same text and header give
+//! the same bytes (fixed dates, and the trailer's random IDs replaced by
+//! ones derived from the input), as a converter must.
 
-use printpdf::{BuiltinFont, Mm, PdfDocument};
+use printpdf::{BuiltinFont, Mm, OffsetDateTime, PdfDocument};
+use switchboard_actors::protocol::mac::sha256;
 
 const COLUMNS: usize = 80;
 const LINES_PER_PAGE: usize = 60;
@@ -33,6 +36,11 @@ pub fn pdf(header: &str, text: &str) -> Result<(Vec<u8>, usize), printpdf::Error
         lines.chunks(LINES_PER_PAGE).collect()
     };
     let (doc, page, layer) = PdfDocument::new("Switchboard fax", Mm(210.0), Mm(297.0), "text");
+    let epoch = OffsetDateTime::UNIX_EPOCH;
+    let doc = doc
+        .with_creation_date(epoch)
+        .with_mod_date(epoch)
+        .with_metadata_date(epoch);
     let font = doc.add_builtin_font(BuiltinFont::Courier)?;
     let bold = doc.add_builtin_font(BuiltinFont::CourierBold)?;
     let n = pages.len();
@@ -60,7 +68,33 @@ pub fn pdf(header: &str, text: &str) -> Result<(Vec<u8>, usize), printpdf::Error
             );
         }
     }
-    Ok((doc.save_to_bytes()?, n))
+    let mut bytes = doc.save_to_bytes()?;
+    let seed = sha256(format!("{header}\n{text}").as_bytes());
+    fix_trailer_ids(&mut bytes, &seed);
+    Ok((bytes, n))
+}
+
+/// Overwrites the two 32-character strings of the trailer's `/ID[(…)(…)]`
+/// (random in printpdf) with characters derived from `seed`, in place: the
+/// lengths, and so every offset, stay the same.
+fn fix_trailer_ids(pdf: &mut [u8], seed: &[u8; 32]) {
+    const ID: &[u8] = b"/ID[(";
+    let Some(at) = pdf.windows(ID.len()).rposition(|w| w == ID) else {
+        return;
+    };
+    let first = at + ID.len();
+    for (start, salt) in [(first, 0u8), (first + 32 + 2, 16u8)] {
+        let Some(field) = pdf.get_mut(start..start + 32) else {
+            return;
+        };
+        if field.iter().any(|b| !b.is_ascii_alphanumeric()) {
+            return;
+        }
+        for (i, b) in field.iter_mut().enumerate() {
+            let nibble = (seed[(i / 2 + usize::from(salt)) % 32] >> ((i % 2) * 4)) & 0x0F;
+            *b = b'A' + nibble;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -77,5 +111,11 @@ mod tests {
         assert!(bytes.windows(5).any(|w| w == b"%%EOF"));
         let (_, one) = pdf("h", "").unwrap();
         assert_eq!(one, 1, "an empty fax still has a page");
+        assert_eq!(
+            bytes,
+            pdf("Fax to +49", &"line\n".repeat(130)).unwrap().0,
+            "deterministic"
+        );
+        assert_ne!(bytes, pdf("Fax to +49", &"line\n".repeat(131)).unwrap().0);
     }
 }

@@ -111,7 +111,7 @@ impl Medium for ImMedium {
             let entry = InboxEntry {
                 txn: d.txn,
                 from: d.from,
-                body: String::from_utf8_lossy(&d.content).into_owned(),
+                body: crate::gateways::text_of(&d.content_type, &d.content),
                 subject: d.subject,
                 sent_at_ms: d.sent_at_ms,
                 attempt: d.attempt,

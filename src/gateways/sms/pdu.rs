@@ -211,14 +211,19 @@ pub fn segments(content_type: &str, content: &[u8], reference: u8) -> Result<Vec
             .map_err(|e| format!("bad converted SMS content: {e}"))?;
         return segments_of(&c.encoding, &c.segments, reference);
     }
-    if !content_type.starts_with("text/") {
+    let text = if content_type.starts_with(crate::processors::email::RFC822) {
+        crate::gateways::text_of(content_type, content)
+    } else if content_type.starts_with("text/") {
+        std::str::from_utf8(content)
+            .map_err(|_| "the text is not UTF-8".to_string())?
+            .to_string()
+    } else {
         return Err(format!("cannot send {content_type} as SMS"));
-    }
-    let text = std::str::from_utf8(content).map_err(|_| "the text is not UTF-8".to_string())?;
+    };
     if text.is_empty() {
         return Err("an SMS cannot be empty".into());
     }
-    let (encoding, parts) = segment(text);
+    let (encoding, parts) = segment(&text);
     segments_of(encoding, &parts, reference)
 }
 

@@ -1,0 +1,100 @@
+//! Text → fax pages: a PDF (A4, Courier, 80 columns, 60 lines a page, a
+//! header line on every page naming the recipient's number, the sender and
+//! the subject) of type `application/pdf; pages=N`, on its way to the fax
+//! gateway. The same input gives the same bytes.
+
+use switchboard_actors::converter::{Converted, Converter, Input, ProcessorSpec};
+use switchboard_actors::protocol::MediumKind;
+
+use crate::gateways::fax::render;
+
+/// The content type produced (a `pages=N` parameter is added).
+pub const PDF: &str = "application/pdf";
+
+/// The header line of a fax.
+pub fn header(to: &str, from: &str, subject: Option<&str>) -> String {
+    format!(
+        "Fax to {to} from {from}{}",
+        subject.map(|s| format!(" - {s}")).unwrap_or_default()
+    )
+}
+
+/// The page count of a `application/pdf; pages=N` content type.
+pub fn pages(content_type: &str) -> Option<usize> {
+    content_type
+        .split(';')
+        .skip(1)
+        .find_map(|p| p.trim().strip_prefix("pages=")?.parse().ok())
+}
+
+/// The text-to-fax-page converter.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FaxPage;
+
+impl Converter for FaxPage {
+    fn spec(&self) -> ProcessorSpec {
+        ProcessorSpec {
+            target: Some(MediumKind::Fax),
+            accepts: vec!["text/".into()],
+            output: PDF.into(),
+        }
+    }
+
+    fn name(&self) -> &str {
+        "text-to-fax"
+    }
+
+    fn convert(&self, input: &Input<'_>) -> Result<Converted, String> {
+        if !input.content_type.starts_with("text/") {
+            return Err(format!("cannot put {} on a fax page", input.content_type));
+        }
+        let text = String::from_utf8_lossy(input.content);
+        let (pdf, n) = render::pdf(&header(input.to, input.from, input.subject), &text)
+            .map_err(|e| format!("cannot render the fax: {e}"))?;
+        Ok(Converted::Content {
+            content: pdf,
+            content_type: format!("{PDF}; pages={n}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_becomes_a_paginated_pdf() {
+        let long = "line\n".repeat(130);
+        let input = Input {
+            content_type: "text/plain; charset=utf-8",
+            content: long.as_bytes(),
+            subject: Some("report"),
+            from: "alice",
+            to: "+4930123",
+        };
+        let Converted::Content {
+            content,
+            content_type,
+        } = FaxPage.convert(&input).unwrap()
+        else {
+            panic!("not content")
+        };
+        assert!(content.starts_with(b"%PDF-"));
+        assert_eq!(content_type, "application/pdf; pages=3");
+        assert_eq!(pages(&content_type), Some(3));
+        assert_eq!(
+            FaxPage.convert(&input),
+            FaxPage.convert(&input),
+            "deterministic"
+        );
+        assert!(FaxPage
+            .convert(&Input {
+                content_type: "image/png",
+                ..input
+            })
+            .is_err());
+        assert!(FaxPage.spec().fits(MediumKind::Fax, "text/plain"));
+        assert!(!FaxPage.spec().fits(MediumKind::Sms, "text/plain"));
+        assert_eq!(pages("application/pdf"), None);
+    }
+}
