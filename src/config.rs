@@ -124,6 +124,17 @@ pub struct Email {
     pub max_message_bytes: usize,
     /// Delivery-status notifications to email senders: `failure`, `all`, `none`.
     pub dsn: String,
+    /// PEM certificate chain for STARTTLS on the SMTP server (with `tls_key`).
+    pub tls_cert: String,
+    /// PEM private key for STARTTLS.
+    pub tls_key: String,
+    /// Refuse mail on a connection that has not started TLS.
+    pub require_tls: bool,
+    /// TLS to the relay: `none`, `opportunistic` (STARTTLS when offered,
+    /// certificate not verified) or `required` (certificate verified).
+    pub relay_tls: String,
+    /// Extra PEM root certificate(s) trusted for the relay (`required`).
+    pub relay_ca: String,
 }
 
 /// `[sms]`
@@ -491,6 +502,30 @@ impl Config {
                     format!("{:?} is not failure, all or none", self.email.dsn),
                 ));
             }
+            if self.email.tls_cert.is_empty() != self.email.tls_key.is_empty() {
+                return Err(invalid(
+                    "email.tls_cert",
+                    "set both email.tls_cert and email.tls_key, or neither",
+                ));
+            }
+            if self.email.require_tls && self.email.tls_cert.is_empty() {
+                return Err(invalid(
+                    "email.require_tls",
+                    "needs email.tls_cert and email.tls_key",
+                ));
+            }
+            if !matches!(
+                self.email.relay_tls.as_str(),
+                "none" | "opportunistic" | "required"
+            ) {
+                return Err(invalid(
+                    "email.relay_tls",
+                    format!(
+                        "{:?} is not none, opportunistic or required",
+                        self.email.relay_tls
+                    ),
+                ));
+            }
             if self.email.max_message_bytes < 1024 {
                 return Err(invalid("email.max_message_bytes", "must be at least 1024"));
             }
@@ -597,6 +632,33 @@ mod tests {
         }
         // Off, the section is not checked.
         assert!(Config::load_with(None, env(&[("SWITCHBOARD_SMS__WINDOW", "0")])).is_ok());
+    }
+
+    #[test]
+    fn email_tls_settings_are_checked() {
+        let on = |pairs: &[(&str, &str)]| {
+            let mut v = vec![("SWITCHBOARD_EMAIL__ENABLED", "true")];
+            v.extend_from_slice(pairs);
+            Config::load_with(None, env(&v))
+        };
+        assert!(on(&[("SWITCHBOARD_EMAIL__RELAY_TLS", "required")]).is_ok());
+        for (pairs, name) in [
+            (
+                &[("SWITCHBOARD_EMAIL__TLS_CERT", "/c.pem")][..],
+                "email.tls_cert",
+            ),
+            (
+                &[("SWITCHBOARD_EMAIL__REQUIRE_TLS", "true")][..],
+                "email.require_tls",
+            ),
+            (
+                &[("SWITCHBOARD_EMAIL__RELAY_TLS", "maybe")][..],
+                "email.relay_tls",
+            ),
+        ] {
+            let e = on(pairs).unwrap_err();
+            assert!(e.to_string().starts_with(name), "{pairs:?}: {e}");
+        }
     }
 
     #[test]

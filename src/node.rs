@@ -382,8 +382,19 @@ async fn start_email(
         .context("email.local_domains: at least one domain is needed")?;
     use crate::gateways::email::dsn::Dsn;
     let policy = gateways::ReceiptPolicy::parse(&cfg.email.dsn).context("email.dsn")?;
-    let dsn = Dsn::new(&cfg.email.relay, domain, policy)?.start();
-    let medium = EmailMedium::new(&cfg.email.relay, domain, core.store.clone())?;
+    use crate::gateways::email::tls::{self, RelayTls};
+    let relay_tls = RelayTls::parse(&cfg.email.relay_tls).context("email.relay_tls")?;
+    let relay = tls::relay_transport(&cfg.email.relay, relay_tls, &cfg.email.relay_ca)?;
+    let dsn = Dsn::new(relay.clone(), domain, policy).start();
+    let medium = EmailMedium::new(relay, &cfg.email.relay, domain, core.store.clone());
+    let starttls = if cfg.email.tls_cert.is_empty() {
+        None
+    } else {
+        Some(tls::acceptor(
+            Path::new(&cfg.email.tls_cert),
+            Path::new(&cfg.email.tls_key),
+        )?)
+    };
     let gateway = core
         .add_gateway(MEMBER_ID, medium, Some(dsn.recipient()))
         .await?;
@@ -405,6 +416,8 @@ async fn start_email(
         gateway,
         submit_timeout: Duration::from_secs(cfg.http.submit_timeout_s),
         expires_in_ms: cfg.broker.default_expires_in_s * 1000,
+        tls: starttls,
+        require_tls: cfg.email.require_tls,
     });
     tracing::info!(smtp = %addr, relay = %cfg.email.relay, "email gateway ready");
     Ok((addr, actix_rt::spawn(smtp::serve(listener, ctx))))

@@ -9,6 +9,7 @@ use actix::prelude::*;
 
 use common::{Sink, Smsc};
 use switchboard::gateways::compliance::{check, Subject};
+use switchboard::gateways::email::tls::{relay_transport, RelayTls};
 use switchboard::gateways::email::EmailMedium;
 use switchboard::gateways::fax::FaxMedium;
 use switchboard::gateways::im::hub::Hub;
@@ -83,6 +84,11 @@ async fn im_medium_complies() {
     check(&mut s).await.unwrap();
 }
 
+fn email_medium(relay: &str, store: &Store) -> EmailMedium {
+    let transport = relay_transport(relay, RelayTls::None, "").unwrap();
+    EmailMedium::new(transport, relay, "localhost", store.clone())
+}
+
 struct Email {
     _dir: tempfile::TempDir,
     store: Store,
@@ -92,23 +98,11 @@ struct Email {
 impl Subject for Email {
     type M = EmailMedium;
     fn medium(&mut self) -> EmailMedium {
-        EmailMedium::new(
-            &format!("127.0.0.1:{}", self.sink.port),
-            "localhost",
-            self.store.clone(),
-        )
-        .unwrap()
+        email_medium(&format!("127.0.0.1:{}", self.sink.port), &self.store)
     }
     fn broken(&mut self) -> Option<EmailMedium> {
         let closed = common::free_port();
-        Some(
-            EmailMedium::new(
-                &format!("127.0.0.1:{closed}"),
-                "localhost",
-                self.store.clone(),
-            )
-            .unwrap(),
-        )
+        Some(email_medium(&format!("127.0.0.1:{closed}"), &self.store))
     }
     fn kind(&self) -> MediumKind {
         MediumKind::Email

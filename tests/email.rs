@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{node_with_email, swaks, Sink, TestNode};
+use common::{node_with_email, swaks, Cert, Sink, TestNode};
 
 #[test]
 fn mail_from_swaks_reaches_an_im_inbox() {
@@ -418,4 +418,189 @@ fn an_email_sender_gets_a_dsn_when_delivery_fails() {
         envelope_from, "<>",
         "a DSN goes out with a null sender (MAIL FROM:<>)"
     );
+}
+
+/// A node whose SMTP server has `cert` for STARTTLS and requires it.
+fn node_with_starttls(sink: &Sink, cert: &Cert) -> TestNode {
+    let relay = format!("127.0.0.1:{}", sink.port);
+    TestNode::start_env(&[
+        ("SWITCHBOARD_EMAIL__ENABLED", "true"),
+        ("SWITCHBOARD_EMAIL__LISTEN", "127.0.0.1:0"),
+        ("SWITCHBOARD_EMAIL__RELAY", &relay),
+        ("SWITCHBOARD_EMAIL__LOCAL_DOMAINS", r#"["localhost"]"#),
+        ("SWITCHBOARD_EMAIL__TLS_CERT", cert.cert.to_str().unwrap()),
+        ("SWITCHBOARD_EMAIL__TLS_KEY", cert.key.to_str().unwrap()),
+        ("SWITCHBOARD_EMAIL__REQUIRE_TLS", "true"),
+    ])
+}
+
+#[test]
+fn starttls_is_offered_and_required_when_a_certificate_is_configured() {
+    let cert = Cert::new();
+    let sink = Sink::start(&[]);
+    let node = node_with_starttls(&sink, &cert);
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+
+    let mut s = Raw::connect(&node);
+    assert!(s.send(b"EHLO me\r\n").contains("250-STARTTLS"));
+    assert!(
+        s.send(b"MAIL FROM:<a@example.net>\r\n")
+            .starts_with("530 5.7.0"),
+        "no mail in the clear"
+    );
+
+    let (ok, out) = swaks(
+        &node,
+        &[
+            "--tls",
+            "--from",
+            "ext@example.net",
+            "--to",
+            "bob@localhost",
+            "--body",
+            "over TLS",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("TLS started"), "{out}");
+    assert!(out.contains("250 2.0.0 Ok: queued as"), "{out}");
+    assert_eq!(bob.inbox()[0]["body"], "over TLS");
+
+    // openssl's client verifies the chain against the CA; inside TLS,
+    // STARTTLS is no longer offered and a second one is refused.
+    let mut child = std::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-crlf", "-verify_return_error"])
+        .args(["-starttls", "smtp", "-connect"])
+        .arg(node.smtp.unwrap().to_string())
+        .arg("-CAfile")
+        .arg(&cert.ca)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"EHLO inside\nSTARTTLS\nQUIT\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("250 ENHANCEDSTATUSCODES") && !text.contains("STARTTLS\r\n250"),
+        "{text}"
+    );
+    assert!(!text.contains("250-STARTTLS"), "{text}");
+    assert!(text.contains("503 5.5.1 TLS already active"), "{text}");
+    assert!(text.contains("221 2.0.0 Bye"), "{text}");
+}
+
+#[test]
+fn plaintext_after_starttls_is_dropped_and_a_failed_handshake_harms_nothing() {
+    let cert = Cert::new();
+    let sink = Sink::start(&[]);
+    let node = node_with_starttls(&sink, &cert);
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+
+    // A command pipelined after STARTTLS in the clear (the STARTTLS
+    // injection attack) is never answered: the server waits for TLS.
+    let mut s = Raw::connect(&node);
+    s.send(b"EHLO me\r\n");
+    assert!(s
+        .send(b"STARTTLS\r\nMAIL FROM:<evil@example.net>\r\n")
+        .starts_with("220 2.0.0"));
+    s.w.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let waited = s.r.get_mut().read(&mut buf);
+    assert!(waited.is_err(), "nothing more in the clear: {waited:?}");
+    // Not TLS at all: the handshake fails and the connection is closed.
+    s.w.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.w.write_all(b"this is not a ClientHello\r\n").unwrap();
+    let mut rest = Vec::new();
+    let _ = s.r.read_to_end(&mut rest);
+    assert!(!String::from_utf8_lossy(&rest).contains("250"), "{rest:?}");
+
+    // The server still serves.
+    let (ok, out) = swaks(
+        &node,
+        &[
+            "--tls",
+            "--from",
+            "ext@example.net",
+            "--to",
+            "bob@localhost",
+            "--body",
+            "still here",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert_eq!(bob.inbox().len(), 1);
+}
+
+#[test]
+fn the_relay_is_reached_over_starttls_as_configured() {
+    let cert = Cert::new();
+    let sink = Sink::start_tls(&cert);
+    let relay = format!("127.0.0.1:{}", sink.port);
+    let ca = cert.ca.to_str().unwrap();
+    let node = |tls: &str, ca: &str| {
+        TestNode::start_env(&[
+            ("SWITCHBOARD_EMAIL__ENABLED", "true"),
+            ("SWITCHBOARD_EMAIL__LISTEN", "127.0.0.1:0"),
+            ("SWITCHBOARD_EMAIL__RELAY", &relay),
+            ("SWITCHBOARD_EMAIL__LOCAL_DOMAINS", r#"["localhost"]"#),
+            ("SWITCHBOARD_EMAIL__RELAY_TLS", tls),
+            ("SWITCHBOARD_EMAIL__RELAY_CA", ca),
+        ])
+    };
+    let send = |node: &TestNode, want: &str| -> serde_json::Value {
+        let alice = node.admin.add_user("alice", &[("im", "alice")]);
+        let txn = alice.send("email:carol@example.org", "hello over TLS");
+        alice.expect_status(&txn, want)
+    };
+
+    // Required, with the relay's CA: verified TLS.
+    let n = node("required", ca);
+    send(&n, "delivered");
+    assert_eq!(sink.wait_for(1).len(), 1);
+    assert!(sink.tls(1), "the relay saw TLS");
+    drop(n);
+
+    // Opportunistic: TLS without verifying the (self-signed) certificate.
+    let n = node("opportunistic", "");
+    send(&n, "delivered");
+    sink.wait_for(2);
+    assert!(sink.tls(2));
+    drop(n);
+
+    // Required without trusting the certificate: never sent in the clear.
+    let n = node("required", "");
+    let st = send(&n, "undeliverable");
+    assert!(
+        st["attempts"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("relay failed"),
+        "{st}"
+    );
+    drop(n);
+
+    // None, to a relay that requires TLS: the relay's 530 is the reason.
+    let n = node("none", "");
+    let st = send(&n, "undeliverable");
+    assert!(
+        st["attempts"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("530"),
+        "{st}"
+    );
+    assert_eq!(sink.messages().len(), 2);
 }

@@ -527,6 +527,19 @@ pub struct Sink {
 impl Sink {
     /// Starts the sink; `rules` are `ADDRESS=REPLY` overrides for RCPT.
     pub fn start(rules: &[&str]) -> Self {
+        Self::start_with(&[], rules)
+    }
+
+    /// A sink that requires STARTTLS, with `cert`.
+    pub fn start_tls(cert: &Cert) -> Self {
+        let (c, k) = (
+            cert.cert.display().to_string(),
+            cert.key.display().to_string(),
+        );
+        Self::start_with(&["--tls", &c, &k], &[])
+    }
+
+    fn start_with(opts: &[&str], rules: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/smtp_sink.py");
@@ -534,6 +547,7 @@ impl Sink {
             .arg(script)
             .arg(port.to_string())
             .arg(dir.path())
+            .args(opts)
             .args(rules)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -545,6 +559,14 @@ impl Sink {
             .expect("sink output");
         assert_eq!(line.trim(), "ready", "the SMTP sink did not start");
         Self { port, dir, child }
+    }
+
+    /// Whether message `n` (1-based) came over TLS.
+    pub fn tls(&self, n: usize) -> bool {
+        std::fs::read_to_string(self.dir.path().join(format!("{n}.tls")))
+            .ok()
+            .as_deref()
+            == Some("tls")
     }
 
     /// The messages received so far, oldest first.
@@ -821,4 +843,102 @@ pub fn swaks(node: &TestNode, args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
+}
+
+/// A test CA and a certificate it signed for `localhost` and `127.0.0.1`
+/// (made with the openssl command), in a temp dir.
+pub struct Cert {
+    /// The leaf certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM, PKCS#8).
+    pub key: PathBuf,
+    /// The CA that signed it (PEM).
+    pub ca: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Cert {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let p = |n: &str| dir.path().join(n);
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("openssl runs (scripts/test installs it)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=Switchboard test CA",
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-subj",
+                    "/CN=localhost",
+                    "-keyout",
+                    "key.pem",
+                    "-out",
+                    "leaf.csr",
+                ],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            p("leaf.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .expect("ext file");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "cert.pem",
+        ]);
+        Self {
+            cert: p("cert.pem"),
+            key: p("key.pem"),
+            ca: p("ca.pem"),
+            _dir: dir,
+        }
+    }
 }

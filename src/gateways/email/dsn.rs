@@ -23,23 +23,17 @@ pub struct Dsn {
 }
 
 impl Dsn {
-    /// A DSN sender through `relay` (`host:port`).
-    ///
-    /// # Errors
-    /// A relay that is not `host:port`.
-    pub fn new(relay: &str, local_domain: &str, policy: ReceiptPolicy) -> anyhow::Result<Self> {
-        let (host, port) = relay
-            .rsplit_once(':')
-            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
-            .ok_or_else(|| anyhow::anyhow!("email.relay: {relay:?} is not host:port"))?;
-        Ok(Self {
-            relay: AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-                .port(port)
-                .timeout(Some(std::time::Duration::from_secs(30)))
-                .build(),
+    /// A DSN sender through `relay`.
+    pub fn new(
+        relay: AsyncSmtpTransport<Tokio1Executor>,
+        local_domain: &str,
+        policy: ReceiptPolicy,
+    ) -> Self {
+        Self {
+            relay,
             local_domain: local_domain.to_string(),
             policy,
-        })
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod dsn;
 pub mod mime;
 pub mod smtp;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -35,29 +36,23 @@ pub struct EmailMedium {
 }
 
 impl EmailMedium {
-    /// An email medium sending through `relay` (`host:port`); `local_domain`
-    /// names the senders (`alice@<local_domain>`).
-    ///
-    /// # Errors
-    /// A relay that is not `host:port`.
-    /// Sent transactions are recorded in `store`, so the same transaction is
-    /// not mailed twice (at least once across a crash right after the relay
-    /// accepted it).
-    pub fn new(relay: &str, local_domain: &str, store: Store) -> anyhow::Result<Self> {
-        let (host, port) = relay
-            .rsplit_once(':')
-            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
-            .ok_or_else(|| anyhow::anyhow!("email.relay: {relay:?} is not host:port"))?;
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-            .port(port)
-            .timeout(Some(Duration::from_secs(30)))
-            .build();
-        Ok(Self {
-            relay: transport,
-            relay_name: relay.to_string(),
+    /// An email medium sending through `relay` (see [`tls::relay_transport`];
+    /// `relay_name` names it in the health detail); `local_domain` names the
+    /// senders (`alice@<local_domain>`). Sent transactions are recorded in
+    /// `store`, so the same transaction is not mailed twice (at least once
+    /// across a crash right after the relay accepted it).
+    pub fn new(
+        relay: AsyncSmtpTransport<Tokio1Executor>,
+        relay_name: &str,
+        local_domain: &str,
+        store: Store,
+    ) -> Self {
+        Self {
+            relay,
+            relay_name: relay_name.to_string(),
             local_domain: local_domain.to_string(),
             store,
-        })
+        }
     }
 
     fn message(&self, d: &Delivery) -> Result<Message, String> {

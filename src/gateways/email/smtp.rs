@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
 use switchboard_actors::directory::Directory;
 use switchboard_actors::gateway::{Gateway, Originate, OriginateError};
@@ -39,6 +39,8 @@ const MAX_ERRORS: u32 = 10;
 const IDLE: Duration = Duration::from_secs(300);
 /// Simultaneous connections.
 const MAX_CONNECTIONS: usize = 256;
+/// Longest TLS handshake.
+const HANDSHAKE: Duration = Duration::from_secs(30);
 
 /// What the server needs.
 pub struct SmtpContext {
@@ -56,7 +58,15 @@ pub struct SmtpContext {
     pub submit_timeout: Duration,
     /// Message lifetime (ms).
     pub expires_in_ms: u64,
+    /// STARTTLS, when a certificate is configured.
+    pub tls: Option<TlsAcceptor>,
+    /// Refuse mail until the client has started TLS.
+    pub require_tls: bool,
 }
+
+/// A connection, plain or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
 
 /// Accepts connections until the task is dropped.
 pub async fn serve(listener: TcpListener, ctx: Arc<SmtpContext>) {
@@ -94,7 +104,10 @@ enum Line {
 
 /// Reads one line (through `\n`), at most `max` bytes; a longer line is
 /// read to its end and reported as [`Line::TooLong`]. `None` at end of input.
-async fn read_line(r: &mut BufReader<OwnedReadHalf>, max: usize) -> std::io::Result<Option<Line>> {
+async fn read_line<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> std::io::Result<Option<Line>> {
     let mut buf = Vec::new();
     let mut too_long = false;
     loop {
@@ -152,8 +165,9 @@ fn path(arg: &str, prefix: &str) -> Option<(String, Vec<String>)> {
 
 struct Session {
     ctx: Arc<SmtpContext>,
-    reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
+    /// Reads are buffered; writes pass through.
+    io: BufReader<Box<dyn Io>>,
+    tls: bool,
     helo: bool,
     from: Option<String>,
     rcpts: Vec<String>,
@@ -162,11 +176,10 @@ struct Session {
 
 impl Session {
     fn new(ctx: Arc<SmtpContext>, sock: TcpStream) -> Self {
-        let (r, w) = sock.into_split();
         Self {
             ctx,
-            reader: BufReader::new(r),
-            writer: w,
+            io: BufReader::new(Box::new(sock)),
+            tls: false,
             helo: false,
             from: None,
             rcpts: Vec::new(),
@@ -174,9 +187,14 @@ impl Session {
         }
     }
 
+    /// Writes one reply (with its CRLF) in one write: clients that read a
+    /// line per read (openssl's s_client) must not see half a line.
     async fn reply(&mut self, text: &str) -> std::io::Result<()> {
-        self.writer.write_all(text.as_bytes()).await?;
-        self.writer.write_all(b"\r\n").await
+        let mut line = Vec::with_capacity(text.len() + 2);
+        line.extend_from_slice(text.as_bytes());
+        line.extend_from_slice(b"\r\n");
+        self.io.write_all(&line).await?;
+        self.io.flush().await
     }
 
     async fn error(&mut self, text: &str) -> std::io::Result<()> {
@@ -187,7 +205,7 @@ impl Session {
     /// The next line, or `None` when the client is gone — or idle for too
     /// long, which is answered with `421` first.
     async fn next_line(&mut self, max: usize) -> std::io::Result<Option<Line>> {
-        match actix_rt::time::timeout(IDLE, read_line(&mut self.reader, max)).await {
+        match actix_rt::time::timeout(IDLE, read_line(&mut self.io, max)).await {
             Ok(line) => line,
             Err(_) => {
                 self.reply("421 4.4.2 Idle for too long, closing connection")
@@ -202,7 +220,15 @@ impl Session {
         self.rcpts.clear();
     }
 
+    /// Serves the connection, then closes it cleanly (a TLS `close_notify`
+    /// first, when TLS is on).
     async fn run(mut self) -> std::io::Result<()> {
+        let r = self.commands().await;
+        let _ = self.io.shutdown().await;
+        r
+    }
+
+    async fn commands(&mut self) -> std::io::Result<()> {
         let greeting = format!("220 {} ESMTP Switchboard ready", self.ctx.hostname);
         self.reply(&greeting).await?;
         loop {
@@ -232,13 +258,23 @@ impl Session {
                 "EHLO" => {
                     self.helo = true;
                     self.reset();
+                    let starttls = if self.ctx.tls.is_some() && !self.tls {
+                        "250-STARTTLS\r\n"
+                    } else {
+                        ""
+                    };
                     let lines = format!(
-                        "250-{} greets {}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE {}\r\n250 ENHANCEDSTATUSCODES",
+                        "250-{} greets {}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE {}\r\n{starttls}250 ENHANCEDSTATUSCODES",
                         self.ctx.hostname,
                         arg.trim(),
                         self.ctx.max_message_bytes
                     );
                     self.reply(&lines).await?;
+                }
+                "STARTTLS" => {
+                    if !self.starttls(arg).await? {
+                        return Ok(());
+                    }
                 }
                 "HELO" => {
                     self.helo = true;
@@ -260,12 +296,12 @@ impl Session {
                 }
                 "HELP" => {
                     self.reply(
-                        "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP",
+                        "214 2.0.0 Commands: EHLO HELO STARTTLS MAIL RCPT DATA RSET NOOP QUIT VRFY HELP",
                     )
                     .await?
                 }
                 "QUIT" => return self.reply("221 2.0.0 Bye").await,
-                "STARTTLS" | "AUTH" | "BDAT" | "ETRN" => {
+                "AUTH" | "BDAT" | "ETRN" => {
                     self.error("502 5.5.1 Not implemented").await?
                 }
                 _ => self.error("500 5.5.2 Command not recognized").await?,
@@ -273,9 +309,61 @@ impl Session {
         }
     }
 
+    /// `STARTTLS` (RFC 3207); `false` when the connection is over.
+    async fn starttls(&mut self, arg: &str) -> std::io::Result<bool> {
+        let Some(acceptor) = self.ctx.tls.clone() else {
+            self.error("502 5.5.1 Not implemented (no certificate configured)")
+                .await?;
+            return Ok(true);
+        };
+        if self.tls {
+            self.error("503 5.5.1 TLS already active").await?;
+            return Ok(true);
+        }
+        if !arg.trim().is_empty() {
+            self.error("501 5.5.4 Syntax: STARTTLS").await?;
+            return Ok(true);
+        }
+        // Anything the client sent after STARTTLS in the clear is dropped,
+        // never read as a command inside the TLS session.
+        let pipelined = self.io.buffer().len();
+        if pipelined > 0 {
+            tracing::info!(bytes = pipelined, "plaintext after STARTTLS dropped");
+        }
+        self.reply("220 2.0.0 Ready to start TLS").await?;
+        let plain = std::mem::replace(
+            &mut self.io,
+            BufReader::new(Box::new(tokio::io::duplex(1).0)),
+        )
+        .into_inner();
+        match actix_rt::time::timeout(HANDSHAKE, acceptor.accept(plain)).await {
+            Ok(Ok(stream)) => {
+                self.io = BufReader::new(Box::new(stream));
+                self.tls = true;
+                // RFC 3207 §4.2: forget everything said before TLS.
+                self.helo = false;
+                self.reset();
+                Ok(true)
+            }
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "TLS handshake failed");
+                Ok(false)
+            }
+            Err(_) => {
+                tracing::info!("TLS handshake timed out");
+                Ok(false)
+            }
+        }
+    }
+
     async fn mail(&mut self, arg: &str) -> std::io::Result<()> {
         if !self.helo {
             return self.error("503 5.5.1 Say EHLO first").await;
+        }
+        if self.ctx.require_tls && !self.tls {
+            return self
+                .error("530 5.7.0 Must issue a STARTTLS command first")
+                .await;
         }
         if self.from.is_some() {
             return self.error("503 5.5.1 Nested MAIL command").await;
