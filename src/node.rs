@@ -491,13 +491,15 @@ async fn start_sms(
         gateway: gateway.clone().recipient(),
         expires_in_ms: cfg.broker.default_expires_in_s * 1000,
     };
+    let members = core.members.clone();
     let esme = Esme::new(
         settings,
         core.store.clone(),
         gateway.recipient(),
         health,
         mo,
-    );
+    )
+    .on_health(move |up| members.set_healthy(&MemberId::new(MEMBER_ID), up));
     actix_rt::spawn(esme.run(queue));
     tracing::info!(smsc = %c.smsc, system_id = %c.system_id, "SMS gateway started");
     Ok(jobs)

@@ -18,6 +18,12 @@ fn texts(submits: &[Value]) -> String {
         .collect()
 }
 
+/// Adds alice (IM) and dora (SMS only); alice's API.
+fn alice_and_dora(node: &common::TestNode) -> common::Api {
+    node.admin.add_user("dora", &[("sms", DORA)]);
+    node.admin.add_user("alice", &[("im", "alice")])
+}
+
 /// Polls until `f` returns something (15 s at most).
 fn eventually<T>(what: &str, f: impl Fn() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -34,8 +40,7 @@ fn eventually<T>(what: &str, f: impl Fn() -> Option<T>) -> T {
 fn im_to_an_sms_only_user_is_segmented_submitted_and_receipted() {
     let smsc = Smsc::start();
     let node = node_with_smsc(&smsc, &[]);
-    let alice = node.admin.add_user("alice", &[("im", "alice")]);
-    node.admin.add_user("dora", &[("sms", DORA)]);
+    let alice = alice_and_dora(&node);
     let mut ws = Ws::connect(&node.url, Some(&alice.token));
 
     // 200 GSM characters: two concatenated segments, 153 + 47.
@@ -114,24 +119,12 @@ fn a_failed_receipt_fails_over_to_the_next_mechanism() {
     smsc.mode(json!({"submit_status": 11}));
     let txn = alice.send("dora", "second");
     let st = alice.expect_status(&txn, "delivered");
-    assert!(
-        st["attempts"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("refused submit_sm"),
-        "{st}"
-    );
+    assert!(common::reason(&st, 0).contains("refused submit_sm"), "{st}");
     // So is a generic_nack.
     smsc.mode(json!({"submit_status": 0, "nack_submit": true}));
     let txn = alice.send("dora", "third");
     let st = alice.expect_status(&txn, "delivered");
-    assert!(
-        st["attempts"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("generic_nack"),
-        "{st}"
-    );
+    assert!(common::reason(&st, 0).contains("generic_nack"), "{st}");
     assert_eq!(dora.inbox().len(), 3);
 }
 
@@ -219,8 +212,7 @@ fn a_restart_between_submit_and_receipt_loses_no_receipt() {
     let smsc = Smsc::start();
     smsc.mode(json!({"receipt": "hold"}));
     let node = node_with_smsc(&smsc, &[]);
-    let alice = node.admin.add_user("alice", &[("im", "alice")]);
-    node.admin.add_user("dora", &[("sms", DORA)]);
+    let alice = alice_and_dora(&node);
     let txn = alice.send("dora", "see you after the restart");
     smsc.wait_submits(DORA_DIGITS, 1);
     let (_, st) = alice.get(&format!("/v1/messages/{txn}"));
@@ -256,8 +248,7 @@ fn the_window_is_respected_and_pipelined() {
     let smsc = Smsc::start();
     smsc.mode(json!({"resp_delay_ms": 150}));
     let node = node_with_smsc(&smsc, &[("SWITCHBOARD_SMS__WINDOW", "3")]);
-    let alice = node.admin.add_user("alice", &[("im", "alice")]);
-    node.admin.add_user("dora", &[("sms", DORA)]);
+    let alice = alice_and_dora(&node);
     let txns: Vec<String> = (0..10)
         .map(|i| alice.send("dora", &format!("msg {i}")))
         .collect();
@@ -276,8 +267,7 @@ fn an_smsc_that_vanishes_mid_window_loses_nothing() {
     // Slow answers: the drop comes while submits are unanswered.
     smsc.mode(json!({"resp_delay_ms": 400}));
     let node = node_with_smsc(&smsc, &[("SWITCHBOARD_SMS__WINDOW", "4")]);
-    let alice = node.admin.add_user("alice", &[("im", "alice")]);
-    node.admin.add_user("dora", &[("sms", DORA)]);
+    let alice = alice_and_dora(&node);
     let txns: Vec<String> = (0..4)
         .map(|i| alice.send("dora", &format!("msg {i}")))
         .collect();
@@ -344,8 +334,7 @@ fn a_refused_bind_keeps_the_gateway_down_and_sms_off_the_route() {
 fn bad_pdus_from_the_smsc_get_generic_nack_and_nothing_breaks() {
     let smsc = Smsc::start();
     let node = node_with_smsc(&smsc, &[("SWITCHBOARD_SMS__ENQUIRE_LINK_S", "1")]);
-    let alice = node.admin.add_user("alice", &[("im", "alice")]);
-    node.admin.add_user("dora", &[("sms", DORA)]);
+    let alice = alice_and_dora(&node);
 
     // An unknown command (id 0x00000fff, seq 77): generic_nack ESME_RINVCMDID.
     smsc.raw("0000001000000fff000000000000004d");
@@ -387,12 +376,19 @@ fn bad_pdus_from_the_smsc_get_generic_nack_and_nothing_breaks() {
             .any(|e| e["pdu"] == "enquire_link")
     });
 
-    // A length no PDU can have: the stream cannot be framed; the ESME
-    // drops the link, binds again and goes on.
+    // A length no PDU can have — too short, then far too long: the stream
+    // cannot be framed; the ESME drops the link, binds again and goes on.
     smsc.raw("00000005ff");
     smsc.wait("a re-bind", |s| s["binds"].as_array().unwrap().len() >= 2);
     smsc.wait_bound();
     let txn = alice.send("dora", "after the re-bind");
+    alice.expect_status(&txn, "delivered");
+    smsc.raw("7fffffff00000004000000000000000a");
+    smsc.wait("another re-bind", |s| {
+        s["binds"].as_array().unwrap().len() >= 3
+    });
+    smsc.wait_bound();
+    let txn = alice.send("dora", "after an oversized PDU");
     alice.expect_status(&txn, "delivered");
 }
 

@@ -639,6 +639,14 @@ pub fn node_with_email(sink: &Sink, max: usize) -> TestNode {
     ])
 }
 
+/// The reason of attempt `i` in a status answer (empty when none).
+pub fn reason(st: &Value, i: usize) -> String {
+    st["attempts"][i]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// The SMSC simulator (`tests/peers/smsc.js`, on the npm package `smpp` in
 /// server mode), accepting `switchboard` / `secret`.
 pub struct Smsc {

@@ -143,8 +143,12 @@ const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Longest time the parts of a phone message are waited for.
 const PARTS_TTL: Duration = Duration::from_secs(600);
+/// Most phone messages being reassembled at once (the oldest goes first).
+const MAX_PARTIAL: usize = 1000;
 /// Final records are kept this long (idempotent redelivery, report resends).
 const RECORD_TTL_MS: u64 = 24 * 3600 * 1000;
+/// How often old records are forgotten while bound.
+const TIDY_EVERY: Duration = Duration::from_secs(3600);
 
 /// The ESME task's state.
 pub struct Esme {
@@ -159,6 +163,7 @@ pub struct Esme {
     ready: VecDeque<(u64, usize)>,
     inflight: HashMap<u32, (u64, usize, Instant)>,
     parts: HashMap<(String, u16), Parts>,
+    on_health: Option<Box<dyn Fn(bool)>>,
 }
 
 impl Esme {
@@ -182,7 +187,15 @@ impl Esme {
             ready: VecDeque::new(),
             inflight: HashMap::new(),
             parts: HashMap::new(),
+            on_health: None,
         }
+    }
+
+    /// Calls `f` whenever the bind comes up or goes down (the node marks the
+    /// gateway routable at once, not at its next health poll).
+    pub fn on_health(mut self, f: impl Fn(bool) + 'static) -> Self {
+        self.on_health = Some(Box::new(f));
+        self
     }
 
     fn set_health(&self, up: bool, detail: String) {
@@ -194,7 +207,14 @@ impl Esme {
                     tracing::warn!(smsc = %self.settings.smsc, "SMS gateway down: {detail}");
                 }
             }
+            let changed = h.up != up;
             *h = Health { up, detail };
+            drop(h);
+            if changed {
+                if let Some(f) = &self.on_health {
+                    f(up);
+                }
+            }
         }
     }
 
@@ -209,7 +229,7 @@ impl Esme {
 
     /// Runs until stopped (a `Job::Stop`, or every sender gone).
     pub async fn run(mut self, mut jobs: mpsc::UnboundedReceiver<Job>) {
-        self.resend_final_reports().await;
+        self.tidy_records(true).await;
         let mut backoff = BACKOFF_MIN;
         loop {
             let end = match self.bind().await {
@@ -316,6 +336,8 @@ impl Esme {
         let every = self.settings.enquire_link;
         let timeout = self.settings.response_timeout;
         let mut enquire = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut tidy =
+            tokio::time::interval_at(tokio::time::Instant::now() + TIDY_EVERY, TIDY_EVERY);
         let mut heard = Instant::now();
         loop {
             if let Err(why) = self.fill_window(link).await {
@@ -366,6 +388,7 @@ impl Esme {
                         return End::Lost(format!("sending enquire_link: {e}"));
                     }
                 }
+                _ = tidy.tick() => self.tidy_records(false).await,
                 () = sleep_until_opt(oldest) => {
                     return End::Lost(format!(
                         "a submit_sm went unanswered for {}s",
@@ -633,6 +656,17 @@ impl Esme {
     fn reassemble(&mut self, from: &str, c: pdu::Concat, text: String) -> Option<String> {
         self.parts.retain(|_, p| p.first.elapsed() < PARTS_TTL);
         let key = (from.to_string(), c.reference);
+        if self.parts.len() >= MAX_PARTIAL && !self.parts.contains_key(&key) {
+            let oldest = self
+                .parts
+                .iter()
+                .min_by_key(|(_, p)| p.first)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                tracing::warn!(from = %k.0, "too many partial phone messages; dropping the oldest");
+                self.parts.remove(&k);
+            }
+        }
         let p = self.parts.entry(key.clone()).or_insert_with(|| Parts {
             total: c.total,
             got: BTreeMap::new(),
@@ -723,11 +757,11 @@ impl Esme {
         });
     }
 
-    /// Reports again the final outcomes of the last day (a crash may have
-    /// come between storing a receipt and the broker's acknowledgement of
-    /// its report; the broker takes a repeated report as a no-op), and
-    /// forgets older records.
-    async fn resend_final_reports(&self) {
+    /// Forgets final records older than a day; with `resend`, reports the
+    /// younger final outcomes again (a crash may have come between storing
+    /// a receipt and the broker's acknowledgement of its report; the broker
+    /// takes a repeated report as a no-op).
+    async fn tidy_records(&self, resend: bool) {
         let records = match self.store.scan(Tree::Sent, &key2(MEMBER_ID, b"t")) {
             Ok(r) => r,
             Err(e) => {
@@ -756,7 +790,7 @@ impl Esme {
                 for id in &rec.message_ids {
                     forget.remove(Tree::Sent, message_id_key(id));
                 }
-            } else {
+            } else if resend {
                 self.report(txn, &rec);
             }
         }
@@ -869,6 +903,115 @@ fn submit_sm(out: &Outgoing, seg: &Segment) -> Result<SubmitSm, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::sync::{Arc, Mutex};
+
+    use actix::prelude::*;
+    use switchboard_actors::directory::Directory;
+    use switchboard_actors::gateway::{Accepted, Originate, OriginateError};
+
+    #[derive(Default, Clone)]
+    struct Stub(Arc<Mutex<Vec<MediumReport>>>);
+    impl Actor for Stub {
+        type Context = Context<Self>;
+    }
+    impl Handler<MediumReport> for Stub {
+        type Result = ();
+        fn handle(&mut self, r: MediumReport, _: &mut Context<Self>) {
+            self.0.lock().unwrap().push(r);
+        }
+    }
+    impl Handler<Originate> for Stub {
+        type Result = Result<Accepted, OriginateError>;
+        fn handle(&mut self, _: Originate, _: &mut Context<Self>) -> Self::Result {
+            Err(OriginateError::Stopping)
+        }
+    }
+
+    #[actix_rt::test]
+    async fn old_records_are_forgotten_and_young_outcomes_reported_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let stub = Stub::default();
+        let got = stub.0.clone();
+        let addr = stub.start();
+        let mo = MoContext {
+            directory: Directory::load(store.clone(), 0).unwrap(),
+            store: store.clone(),
+            gateway: addr.clone().recipient(),
+            expires_in_ms: 1000,
+        };
+        let settings = EsmeSettings {
+            smsc: "127.0.0.1:1".into(),
+            system_id: "x".into(),
+            password: "y".into(),
+            window: 1,
+            enquire_link: Duration::from_secs(30),
+            response_timeout: Duration::from_secs(1),
+            source: "Switchboard".into(),
+        };
+        let health = Arc::new(Mutex::new(Health {
+            up: false,
+            detail: String::new(),
+        }));
+        let esme = Esme::new(settings, store.clone(), addr.recipient(), health, mo);
+        let rec = |state: SmsState, age_ms: u64, id: &str| SmsRecord {
+            attempt: 1,
+            id: [1; 32],
+            attestations: Vec::new(),
+            message_ids: vec![id.into()],
+            pending: Vec::new(),
+            state,
+            submitted_ms: now_ms() - age_ms,
+        };
+        let day = RECORD_TTL_MS;
+        let (old, young, open) = (
+            TxnId::generate(now_ms()),
+            TxnId::generate(now_ms()),
+            TxnId::generate(now_ms()),
+        );
+        let mut b = WriteBatch::new();
+        for (txn, r) in [
+            (old, rec(SmsState::Delivered, day + 1000, "A")),
+            (
+                young,
+                rec(SmsState::Failed("stat:UNDELIV".into()), 1000, "B"),
+            ),
+            (open, rec(SmsState::Submitted, day + 1000, "C")),
+        ] {
+            b.insert(Tree::Sent, record_key(&txn), enc(&r));
+            b.insert(
+                Tree::Sent,
+                message_id_key(&r.message_ids[0]),
+                txn.to_string().into_bytes(),
+            );
+        }
+        store.writer().write(b).await.unwrap();
+
+        esme.tidy_records(true).await;
+        assert!(load_record(&store, &old).unwrap().is_none(), "forgotten");
+        assert!(store
+            .get(Tree::Sent, &message_id_key("A"))
+            .unwrap()
+            .is_none());
+        assert!(load_record(&store, &young).unwrap().is_some(), "kept");
+        assert!(
+            load_record(&store, &open).unwrap().is_some(),
+            "still waiting: kept"
+        );
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        let reports = got.lock().unwrap().clone();
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert_eq!(reports[0].txn, young);
+        assert_eq!(
+            reports[0].status,
+            ReportStatus::NonDelivery("stat:UNDELIV".into())
+        );
+        // The hourly tidy does not report again.
+        esme.tidy_records(false).await;
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(got.lock().unwrap().len(), 1);
+    }
 
     #[test]
     fn addresses_get_their_ton_and_npi() {
