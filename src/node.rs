@@ -43,6 +43,8 @@ pub struct Node {
     pub http_addr: SocketAddr,
     /// Where the SMTP server listens, when the email gateway runs.
     pub smtp_addr: Option<SocketAddr>,
+    /// Where remote members connect (MIAP over TCP).
+    pub miap_addr: SocketAddr,
     /// Background tasks that accept work (SMTP, the fax inbox): stopped first.
     tasks: Vec<actix_rt::task::JoinHandle<()>>,
     /// The SMS gateway's ESME, unbound on shutdown.
@@ -448,6 +450,34 @@ async fn start_fax(cfg: &Config, core: &Core) -> anyhow::Result<actix_rt::task::
     )))
 }
 
+/// Starts the MIAP listener for remote members.
+fn start_miap(
+    cfg: &Config,
+    core: &Core,
+) -> anyhow::Result<(SocketAddr, actix_rt::task::JoinHandle<()>)> {
+    use switchboard_actors::link::{self, LinkDeps, LinkLimits};
+    let std_listener = std::net::TcpListener::bind(&cfg.miap.listen)
+        .with_context(|| format!("binding the MIAP listener to {}", cfg.miap.listen))?;
+    std_listener.set_nonblocking(true)?;
+    let addr = std_listener.local_addr()?;
+    let listener = tokio::net::TcpListener::from_std(std_listener)?;
+    let deps = LinkDeps {
+        broker: core.broker.handle.clone(),
+        shared: core.broker.shared.clone(),
+        members: core.members.clone(),
+        directory: core.directory.clone(),
+        limits: LinkLimits {
+            max_frame: cfg.miap.max_frame_bytes,
+            // A member renews its session twice per lifetime: silence for
+            // two lifetimes means it is gone.
+            idle_timeout: Duration::from_secs(cfg.miap.session_ttl_s * 2),
+            ..LinkLimits::default()
+        },
+    };
+    tracing::info!(miap = %addr, "MIAP listener ready");
+    Ok((addr, actix_rt::spawn(link::serve(listener, deps))))
+}
+
 /// Starts the SMS gateway and its ESME; returns the ESME's job queue.
 async fn start_sms(
     cfg: &Config,
@@ -543,6 +573,8 @@ impl Node {
             tasks.push(start_fax(cfg, &core).await?);
             gateways.push(gateways::fax::MEMBER_ID.to_string());
         }
+        let (miap_addr, miap) = start_miap(cfg, &core)?;
+        tasks.push(miap);
         let mut sms = None;
         if cfg.sms.enabled {
             sms = Some(start_sms(cfg, &core).await?);
@@ -572,6 +604,7 @@ impl Node {
         Ok(Node {
             http_addr,
             smtp_addr,
+            miap_addr,
             tasks,
             sms,
             data_dir: cfg.data.dir.clone(),
@@ -617,6 +650,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         );
     }
     println!("switchboard: http listening on {}", node.http_addr);
+    println!("switchboard: miap listening on {}", node.miap_addr);
     if let Some(a) = node.smtp_addr {
         println!("switchboard: smtp listening on {a}");
     }

@@ -29,6 +29,7 @@ pub mod converter;
 pub mod delivery;
 pub mod directory;
 pub mod gateway;
+pub mod link;
 pub mod medium;
 pub mod member_link;
 pub mod members;

@@ -39,6 +39,8 @@ pub struct LiveMember {
     pub healthy: bool,
     /// When it was last heard from (ms).
     pub last_seen_ms: u64,
+    /// The id of the TCP link it is reached through, if remote.
+    pub link: Option<u64>,
 }
 
 /// The registry of connected members (the "delivery mechanism database").
@@ -46,6 +48,7 @@ pub struct LiveMember {
 #[derive(Clone, Default)]
 pub struct MemberRegistry {
     inner: Arc<DashMap<MemberId, LiveMember>>,
+    fallback: Arc<std::sync::OnceLock<Recipient<MiapFrame>>>,
 }
 
 impl MemberRegistry {
@@ -67,8 +70,46 @@ impl MemberRegistry {
                 logged_in: false,
                 healthy: true,
                 last_seen_ms: now_ms,
+                link: None,
             },
         );
+    }
+
+    /// Registers a remote member reached through link `link_id` (after the
+    /// broker accepted its login there); a reconnection replaces the old
+    /// link, keeping the member's state.
+    pub fn attach_link(
+        &self,
+        id: MemberId,
+        medium: Option<MediumKind>,
+        recipient: Recipient<MiapFrame>,
+        link_id: u64,
+        now_ms: u64,
+    ) {
+        let mut e = self.inner.entry(id).or_insert_with(|| LiveMember {
+            medium,
+            converts: None,
+            recipient: recipient.clone(),
+            logged_in: false,
+            healthy: true,
+            last_seen_ms: now_ms,
+            link: Some(link_id),
+        });
+        e.medium = medium;
+        e.recipient = recipient;
+        e.link = Some(link_id);
+        e.last_seen_ms = now_ms;
+    }
+
+    /// Removes a remote member, if it is still reached through `link_id`.
+    pub fn detach_link(&self, id: &MemberId, link_id: u64) {
+        self.inner.remove_if(id, |_, m| m.link == Some(link_id));
+    }
+
+    /// Where frames for members not registered here go (in a member's own
+    /// process: the link to the node).
+    pub fn set_fallback(&self, r: Recipient<MiapFrame>) {
+        let _ = self.fallback.set(r);
     }
 
     /// Registers a processor that fits routes as `spec` says.
@@ -140,12 +181,17 @@ impl MemberRegistry {
 
     /// Sends `frame` from `from` to member `to`; false when it is not connected.
     pub fn send(&self, to: &MemberId, from: &MemberId, frame: Frame) -> bool {
-        match self.inner.get(to) {
-            Some(m) => {
-                m.recipient.do_send(MiapFrame {
-                    from: from.clone(),
-                    frame,
-                });
+        let m = MiapFrame {
+            from: from.clone(),
+            frame,
+        };
+        if let Some(member) = self.inner.get(to) {
+            member.recipient.do_send(m);
+            return true;
+        }
+        match self.fallback.get() {
+            Some(f) => {
+                f.do_send(m);
                 true
             }
             None => false,
@@ -200,6 +246,7 @@ pub struct MemberStatus {
 #[derive(Clone)]
 pub struct BrokerHandle {
     shards: Arc<Vec<Recipient<MiapFrame>>>,
+    logins: Arc<Vec<Recipient<crate::link::LinkLogin>>>,
 }
 
 impl BrokerHandle {
@@ -208,6 +255,30 @@ impl BrokerHandle {
         assert!(!shards.is_empty(), "a broker has at least one shard");
         Self {
             shards: Arc::new(shards),
+            logins: Arc::new(Vec::new()),
+        }
+    }
+
+    /// With the shards' handlers of logins that arrive on links (in the
+    /// same order as the shards).
+    pub fn with_link_logins(mut self, logins: Vec<Recipient<crate::link::LinkLogin>>) -> Self {
+        self.logins = Arc::new(logins);
+        self
+    }
+
+    /// Hands a login that arrived on a link to the shard of its member
+    /// (refused when this handle has no link logins: a member process).
+    pub fn link_login(&self, l: crate::link::LinkLogin) {
+        let i = self.shard_of(&l.login.member, &Frame::Login(l.login.clone()));
+        match self.logins.get(i) {
+            Some(r) => r.do_send(l),
+            None => l.link.do_send(MiapFrame {
+                from: l.login.member.clone(),
+                frame: Frame::Refused(crate::protocol::frames::RefuseReason {
+                    error: crate::protocol::ProtocolError::WrongParty,
+                    txn: None,
+                }),
+            }),
         }
     }
 

@@ -9,6 +9,7 @@ use switchboard_actors::delivery::{
     DeleteManager, DeliveryError, DeliveryManager, ListManagers, PutManager,
 };
 use switchboard_actors::directory::Profile;
+use switchboard_actors::protocol::{MediumKind, MemberId, MemberKeys, SecretKey};
 use switchboard_actors::store::TxnStatus;
 
 use super::auth::Admin;
@@ -123,6 +124,98 @@ pub async fn members(st: web::Data<ApiState>, _: Admin) -> HttpResponse {
         .map(|(k, v)| (k.to_string(), json!(v)))
         .collect();
     HttpResponse::Ok().json(json!({ "members": list, "refusals": refusals }))
+}
+
+/// `PUT /v1/admin/members/{id}` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewMember {
+    /// The medium the member's gateway serves.
+    pub medium: MediumKind,
+}
+
+fn key_json(st: &ApiState, id: &str, medium: Option<MediumKind>, key_id: u32, key: &SecretKey) -> serde_json::Value {
+    json!({
+        "member": id,
+        "medium": medium,
+        "key_id": key_id,
+        "key": key.to_hex(),
+        "broker": st.broker.id.as_str(),
+    })
+}
+
+fn member_id(id: &str) -> Result<MemberId, ApiError> {
+    let ok = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+    if !ok {
+        return Err(ApiError::bad_request(
+            "a member id is 1 to 64 of a-z 0-9 - _ .",
+        ));
+    }
+    Ok(MemberId::new(id))
+}
+
+/// `PUT /v1/admin/members/{id}` `{"medium"}`: creates a remote gateway
+/// member and its key, shown once (201); 409 when it exists.
+pub async fn put_member(
+    st: web::Data<ApiState>,
+    _: Admin,
+    id: web::Path<String>,
+    body: web::Json<NewMember>,
+) -> Result<HttpResponse, ApiError> {
+    let member = member_id(&id)?;
+    if st.directory.member(&member).is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "exists",
+            format!("member {id} exists (rotate its key instead)"),
+        ));
+    }
+    let keys = MemberKeys::generate(member, Some(body.medium));
+    let (key_id, key) = keys.current();
+    let out = key_json(&st, &id, Some(body.medium), key_id, key);
+    st.directory.put_member(keys).await?;
+    Ok(HttpResponse::Created().json(out))
+}
+
+/// `POST /v1/admin/members/{id}/rotate`: a new key, shown once; the old one
+/// is accepted for `miap.key_grace_s`.
+pub async fn rotate_member(
+    st: web::Data<ApiState>,
+    _: Admin,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let member = member_id(&id)?;
+    let medium = st.directory.member(&member).and_then(|k| k.medium);
+    match st.directory.rotate_member(&member, st.clock.now_ms()).await? {
+        Some((key_id, key)) => Ok(HttpResponse::Ok().json(key_json(&st, &id, medium, key_id, &key))),
+        None => Err(ApiError::not_found(format!("no member {id}"))),
+    }
+}
+
+/// `DELETE /v1/admin/members/{id}`: revokes the member (204); its logins
+/// and frames are refused from now on. The node's own members cannot be
+/// revoked (409).
+pub async fn revoke_member(
+    st: web::Data<ApiState>,
+    _: Admin,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let member = member_id(&id)?;
+    if st.gateways.iter().any(|g| g == &*id) || id.starts_with("proc-") {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "built_in",
+            format!("{id} is one of this node's own members"),
+        ));
+    }
+    if st.directory.revoke_member(&member).await? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::not_found(format!("no member {id}")))
+    }
 }
 
 /// `GET /v1/admin/transactions` query.

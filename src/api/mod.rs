@@ -120,6 +120,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                         .route("/users/{id}", web::delete().to(admin::delete_user))
                         .route("/users/{id}/token", web::post().to(admin::rotate_token))
                         .route("/members", web::get().to(admin::members))
+                        .route("/members/{id}", web::put().to(admin::put_member))
+                        .route("/members/{id}", web::delete().to(admin::revoke_member))
+                        .route(
+                            "/members/{id}/rotate",
+                            web::post().to(admin::rotate_member),
+                        )
                         .route("/delivery-managers", web::get().to(admin::list_managers))
                         .route(
                             "/delivery-managers/{name}",

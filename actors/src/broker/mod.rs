@@ -604,6 +604,42 @@ impl Handler<MiapFrame> for BrokerShard {
     }
 }
 
+impl Handler<crate::link::LinkLogin> for BrokerShard {
+    type Result = ();
+
+    /// A login on a TCP link: on success the link becomes the member's way
+    /// in (then `LoginAck`); a failed one is answered on the link alone.
+    fn handle(&mut self, m: crate::link::LinkLogin, _: &mut Context<Self>) {
+        let crate::link::LinkLogin {
+            login,
+            link,
+            link_id,
+            medium,
+        } = m;
+        let now = self.now();
+        let member = login.member.clone();
+        match self.shared.accept_login(&login, now) {
+            Ok((ack, session)) => {
+                self.shared
+                    .deps
+                    .members
+                    .attach_link(member.clone(), medium, link, link_id, now);
+                tracing::info!(member = %member, key_id = login.key_id, link = link_id, "member logged in over a link");
+                self.shared.send(&member, Frame::LoginAck(ack));
+                self.shared.install_session(session, now);
+            }
+            Err(error) => {
+                self.shared.count_refusal(error);
+                tracing::warn!(member = %member, reason = error.code(), link = link_id, "refused a login on a link");
+                link.do_send(MiapFrame {
+                    from: self.shared.id.clone(),
+                    frame: Frame::Refused(RefuseReason { error, txn: None }),
+                });
+            }
+        }
+    }
+}
+
 impl Handler<messages::OpenTransactions> for BrokerShard {
     type Result = usize;
 

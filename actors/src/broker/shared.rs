@@ -275,7 +275,8 @@ impl BrokerShared {
         Ok((choice, routes))
     }
 
-    pub(super) fn count_refusal(&self, e: ProtocolError) {
+    /// Counts a refused frame (the admin API shows the counts).
+    pub fn count_refusal(&self, e: ProtocolError) {
         *self.refusals.entry(e.code()).or_insert(0) += 1;
     }
 
@@ -305,16 +306,18 @@ impl Broker {
     pub fn start(shared: Arc<BrokerShared>, shards: usize) -> Self {
         let mut arbiters = Vec::new();
         let mut recipients = Vec::new();
+        let mut logins = Vec::new();
         for i in 0..shards.max(1) {
             let arb = actix::Arbiter::new();
             let s = shared.clone();
             let addr =
                 BrokerShard::start_in_arbiter(&arb.handle(), move |_| BrokerShard::new(s, i));
-            recipients.push(addr.recipient());
+            recipients.push(addr.clone().recipient());
+            logins.push(addr.recipient());
             arbiters.push(arb);
         }
         Self {
-            handle: BrokerHandle::new(recipients),
+            handle: BrokerHandle::new(recipients).with_link_logins(logins),
             shared,
             arbiters,
         }

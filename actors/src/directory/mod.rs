@@ -247,6 +247,38 @@ impl Directory {
         Ok(())
     }
 
+    /// Gives member `id` a fresh key (the previous one stays valid for the
+    /// grace period); the new key's id and key.
+    ///
+    /// # Errors
+    /// An unknown member, or a store failure.
+    pub async fn rotate_member(
+        &self,
+        id: &MemberId,
+        now_ms: u64,
+    ) -> Result<Option<(u32, SecretKey)>, StoreError> {
+        let Some(mut m) = self.member(id) else {
+            return Ok(None);
+        };
+        let key_id = m.rotate(now_ms, self.ring.grace_ms());
+        let key = m.current().1.clone();
+        self.put_member(m).await?;
+        Ok(Some((key_id, key)))
+    }
+
+    /// Revokes member `id` (durably): its logins and frames are refused.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn revoke_member(&self, id: &MemberId) -> Result<bool, StoreError> {
+        let Some(mut m) = self.member(id) else {
+            return Ok(false);
+        };
+        m.revoked = true;
+        self.put_member(m).await?;
+        Ok(true)
+    }
+
     /// A member's keys.
     pub fn member(&self, id: &MemberId) -> Option<MemberKeys> {
         self.ring.get(id)

@@ -462,6 +462,20 @@ impl<M: Medium> Handler<MediumReport> for Gateway<M> {
     }
 }
 
+impl<M: Medium> Handler<crate::link::LinkUp> for Gateway<M> {
+    type Result = ();
+
+    /// A (new) connection to a remote node: whatever was in flight on the
+    /// old one may be lost, so log in again and, once logged in, submit the
+    /// whole outbox and every unacknowledged report again (the broker
+    /// answers repeats idempotently).
+    fn handle(&mut self, _: crate::link::LinkUp, _: &mut Context<Self>) {
+        self.link.drop_session();
+        self.unsent = self.outbox.keys().copied().collect();
+        self.login();
+    }
+}
+
 impl<M: Medium> Handler<GetInFlight> for Gateway<M> {
     type Result = MessageResult<GetInFlight>;
 

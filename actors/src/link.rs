@@ -1,0 +1,566 @@
+//! MIAP over TCP: a `Link` actor per connection, on both ends.
+//!
+//! The wire is `docs/INTERFACES.md`'s framing — a u32 big-endian length,
+//! then the bincode encoding of one [`Frame`] — with nothing around it: a
+//! frame's addressee follows from the frame. On the node, a [`NodeLink`]
+//! stands for the remote member: what it reads goes to the broker, except a
+//! `Transmit` (to the next hop of its route) and a `TransmitAck` (to the
+//! member whose `Transmit` it acknowledges); what the node sends the member
+//! it writes. It is registered as the member only once the broker accepted
+//! the member's `Login` on it ([`LinkLogin`]), so a connection that proves
+//! nothing can never take over a member's frames. In the member's process,
+//! an [`Uplink`] stands for the node: it is the broker (and every other
+//! member) for the local gateway, and reconnects with back-off.
+//!
+//! Bad input on a link — garbage, an oversized frame, anything before a
+//! login, a second member on one connection — is refused with the reason
+//! (`Refused`), counted with the broker's refusals and logged; ten bad
+//! frames, an oversized one, no login within the login timeout, or silence
+//! past the idle timeout close the connection. Unauthenticated connections
+//! are bounded per peer address.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use dashmap::DashMap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::broker::BrokerShared;
+use crate::directory::Directory;
+use crate::members::{BrokerHandle, MemberRegistry, MiapFrame};
+use crate::protocol::codec::{self, Check};
+use crate::protocol::frames::RefuseReason;
+use crate::protocol::{Frame, Login, MediumKind, MemberId, ProtocolError, TxnId};
+
+/// A member's `Login` that arrived on a link: the broker answers on `link`,
+/// and registers it as the member only when the login is good.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LinkLogin {
+    /// The login.
+    pub login: Login,
+    /// The link it came on.
+    pub link: Recipient<MiapFrame>,
+    /// The link's id (so only this link is unregistered when it closes).
+    pub link_id: u64,
+    /// The member's medium, from the directory.
+    pub medium: Option<MediumKind>,
+}
+
+/// The local gateway's link to the node came (back) up: log in again and
+/// resend what is not acknowledged.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct LinkUp;
+
+/// Limits of the node's MIAP listener.
+#[derive(Debug, Clone)]
+pub struct LinkLimits {
+    /// Largest frame, bytes.
+    pub max_frame: usize,
+    /// Time a new connection has to log in.
+    pub login_timeout: Duration,
+    /// Silence after which a connection is closed.
+    pub idle_timeout: Duration,
+    /// Connections not logged in allowed per peer address.
+    pub unauthenticated_per_peer: usize,
+    /// Frames a connection may queue unwritten before it counts as stuck.
+    pub write_queue: usize,
+}
+
+impl Default for LinkLimits {
+    fn default() -> Self {
+        Self {
+            max_frame: codec::DEFAULT_MAX_FRAME,
+            login_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(600),
+            unauthenticated_per_peer: 8,
+            write_queue: 4096,
+        }
+    }
+}
+
+/// Bad frames before a connection is closed.
+const MAX_BAD: u32 = 10;
+/// `Transmit`s remembered per link for routing their acknowledgements.
+const MAX_TRANSMITS: usize = 65_536;
+
+/// What the node's links need.
+#[derive(Clone)]
+pub struct LinkDeps {
+    /// The broker.
+    pub broker: BrokerHandle,
+    /// Its shared state (refusal counters, the broker's id).
+    pub shared: Arc<BrokerShared>,
+    /// Who is connected.
+    pub members: MemberRegistry,
+    /// Members' media.
+    pub directory: Directory,
+    /// Limits.
+    pub limits: LinkLimits,
+}
+
+/// One frame, or what went wrong, off the wire.
+#[derive(Message)]
+#[rtype(result = "()")]
+enum Wire {
+    Frame(Box<Frame>),
+    Bad(ProtocolError),
+    Closed(String),
+}
+
+/// Reads frames from `r` into `to` until the connection ends.
+async fn read_frames(mut r: OwnedReadHalf, max: usize, to: Recipient<Wire>) {
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        loop {
+            match codec::check(&buf, max) {
+                Ok(Check::Complete(n)) => {
+                    let parsed = codec::parse(&buf, n);
+                    buf.drain(..n);
+                    to.do_send(match parsed {
+                        Ok(f) => Wire::Frame(Box::new(f)),
+                        Err(e) => Wire::Bad(e),
+                    });
+                }
+                Ok(Check::Incomplete) => break,
+                Err(e) => {
+                    // The stream cannot be trusted past an oversized length.
+                    to.do_send(Wire::Bad(e));
+                    to.do_send(Wire::Closed("oversized frame".into()));
+                    return;
+                }
+            }
+        }
+        match r.read(&mut chunk).await {
+            Ok(0) => {
+                to.do_send(Wire::Closed("closed by the peer".into()));
+                return;
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => {
+                to.do_send(Wire::Closed(format!("read failed: {e}")));
+                return;
+            }
+        }
+    }
+}
+
+/// Writes queued frames to `w` until the queue closes.
+async fn write_frames(mut w: OwnedWriteHalf, mut queue: mpsc::Receiver<Vec<u8>>) {
+    while let Some(bytes) = queue.recv().await {
+        if w.write_all(&bytes).await.is_err() {
+            return;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+/// Starts the reader and writer of `stream` for actor `ctx`; returns the
+/// write queue.
+fn wire_up<A>(stream: TcpStream, max: usize, queue: usize, ctx: &mut Context<A>) -> mpsc::Sender<Vec<u8>>
+where
+    A: Actor<Context = Context<A>> + Handler<Wire>,
+{
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    let (tx, rx) = mpsc::channel(queue);
+    let reader = read_frames(r, max, ctx.address().recipient());
+    ctx.spawn(actix::fut::wrap_future::<_, A>(reader));
+    ctx.spawn(actix::fut::wrap_future::<_, A>(write_frames(w, rx)));
+    tx
+}
+
+static NEXT_LINK: AtomicU64 = AtomicU64::new(1);
+
+/// Accepts MIAP connections on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, deps: LinkDeps) {
+    let pending: Arc<DashMap<IpAddr, usize>> = Arc::new(DashMap::new());
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "MIAP accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let slot = {
+            let mut n = pending.entry(peer.ip()).or_insert(0);
+            if *n >= deps.limits.unauthenticated_per_peer {
+                None
+            } else {
+                *n += 1;
+                Some(Slot {
+                    pending: pending.clone(),
+                    ip: peer.ip(),
+                })
+            }
+        };
+        let Some(slot) = slot else {
+            deps.shared.count_refusal(ProtocolError::NoSession);
+            tracing::warn!(peer = %peer, "MIAP connection refused: too many connections from this peer that have not logged in");
+            drop(stream);
+            continue;
+        };
+        let deps = deps.clone();
+        NodeLink::create(move |ctx| {
+            let out = wire_up(stream, deps.limits.max_frame, deps.limits.write_queue, ctx);
+            NodeLink {
+                id: NEXT_LINK.fetch_add(1, Ordering::Relaxed),
+                peer,
+                deps,
+                out,
+                member: None,
+                pending: None,
+                slot: Some(slot),
+                transmits: HashMap::new(),
+                order: VecDeque::new(),
+                bad: 0,
+                heard: Instant::now(),
+            }
+        });
+    }
+}
+
+/// A place among a peer's connections that have not logged in yet.
+struct Slot {
+    pending: Arc<DashMap<IpAddr, usize>>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let gone = match self.pending.get_mut(&self.ip) {
+            Some(mut n) => {
+                *n = n.saturating_sub(1);
+                *n == 0
+            }
+            None => false,
+        };
+        if gone {
+            self.pending.remove_if(&self.ip, |_, n| *n == 0);
+        }
+    }
+}
+
+/// The node's end of a remote member's connection.
+pub struct NodeLink {
+    id: u64,
+    peer: SocketAddr,
+    deps: LinkDeps,
+    out: mpsc::Sender<Vec<u8>>,
+    /// The member, once the broker accepted its login here.
+    member: Option<MemberId>,
+    /// The member whose login is with the broker.
+    pending: Option<MemberId>,
+    slot: Option<Slot>,
+    /// Who sent each `Transmit` written here (for its `TransmitAck`).
+    transmits: HashMap<(TxnId, u32), MemberId>,
+    order: VecDeque<(TxnId, u32)>,
+    bad: u32,
+    heard: Instant,
+}
+
+impl NodeLink {
+    fn broker_id(&self) -> MemberId {
+        self.deps.shared.id.clone()
+    }
+
+    fn write(&mut self, frame: &Frame, ctx: &mut Context<Self>) {
+        let bytes = match codec::frame_bytes(frame, self.deps.limits.max_frame) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(peer = %self.peer, error = e.code(), "a frame for the link is too large; dropped");
+                return;
+            }
+        };
+        if self.out.try_send(bytes).is_err() {
+            tracing::warn!(peer = %self.peer, member = ?self.member.as_ref().map(MemberId::as_str), "the peer does not read; closing the link");
+            ctx.stop();
+        }
+    }
+
+    fn refuse(&mut self, error: ProtocolError, txn: Option<TxnId>, ctx: &mut Context<Self>) {
+        self.deps.shared.count_refusal(error);
+        tracing::warn!(peer = %self.peer, member = ?self.member.as_ref().map(MemberId::as_str), reason = error.code(), "refused MIAP frame on a link");
+        self.write(&Frame::Refused(RefuseReason { error, txn }), ctx);
+    }
+
+    fn bad(&mut self, error: ProtocolError, ctx: &mut Context<Self>) {
+        self.refuse(error, None, ctx);
+        self.bad += 1;
+        if self.bad >= MAX_BAD {
+            tracing::warn!(peer = %self.peer, "too many bad frames; closing the link");
+            ctx.stop();
+        }
+    }
+
+    fn remember(&mut self, key: (TxnId, u32), from: MemberId) {
+        if self.transmits.insert(key, from).is_none() {
+            self.order.push_back(key);
+            if self.order.len() > MAX_TRANSMITS {
+                if let Some(old) = self.order.pop_front() {
+                    self.transmits.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn inbound(&mut self, frame: Frame, ctx: &mut Context<Self>) {
+        if let Frame::Login(l) = frame {
+            if self.member.as_ref().is_some_and(|m| *m != l.member) {
+                // One member per connection.
+                return self.bad(ProtocolError::WrongParty, ctx);
+            }
+            let medium = self
+                .deps
+                .directory
+                .member(&l.member)
+                .and_then(|k| k.medium);
+            self.pending = Some(l.member.clone());
+            self.deps.broker.link_login(LinkLogin {
+                login: l,
+                link: ctx.address().recipient(),
+                link_id: self.id,
+                medium,
+            });
+            return;
+        }
+        let Some(from) = self.member.clone() else {
+            return self.bad(ProtocolError::NoSession, ctx);
+        };
+        match frame {
+            Frame::Transmit(t) => {
+                let route = &t.imi.route;
+                let next = match route.processors.iter().position(|p| *p == from) {
+                    Some(i) => route.processors.get(i + 1).unwrap_or(&route.destination),
+                    None => route.processors.first().unwrap_or(&route.destination),
+                }
+                .clone();
+                if !self.deps.members.send(&next, &from, Frame::Transmit(t)) {
+                    tracing::debug!(next = %next, "next hop not connected; the attempt times out");
+                }
+            }
+            Frame::TransmitAck(a) => {
+                if let Some(prev) = self.transmits.get(&(a.txn, a.attempt)).cloned() {
+                    self.deps.members.send(&prev, &from, Frame::TransmitAck(a));
+                }
+            }
+            Frame::Refused(r) => {
+                let prev = r.txn.and_then(|t| {
+                    self.transmits
+                        .iter()
+                        .find(|((x, _), _)| *x == t)
+                        .map(|(_, m)| m.clone())
+                });
+                match prev {
+                    Some(p) => {
+                        self.deps.members.send(&p, &from, Frame::Refused(r));
+                    }
+                    None => self.deps.broker.send(from, Frame::Refused(r)),
+                }
+            }
+            other => self.deps.broker.send(from, other),
+        }
+    }
+}
+
+impl Actor for NodeLink {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        tracing::debug!(peer = %self.peer, link = self.id, "MIAP connection");
+        let limits = self.deps.limits.clone();
+        ctx.run_later(limits.login_timeout, |act, ctx| {
+            if act.member.is_none() {
+                act.deps.shared.count_refusal(ProtocolError::NoSession);
+                tracing::warn!(peer = %act.peer, "no login in time; closing the link");
+                ctx.stop();
+            }
+        });
+        let every = (limits.idle_timeout / 4).max(Duration::from_millis(100));
+        ctx.run_interval(every, move |act, ctx| {
+            if act.heard.elapsed() > limits.idle_timeout {
+                tracing::info!(peer = %act.peer, member = ?act.member.as_ref().map(MemberId::as_str), "idle link closed");
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if let Some(m) = &self.member {
+            self.deps.members.detach_link(m, self.id);
+            tracing::info!(member = %m, peer = %self.peer, "remote member disconnected");
+        }
+    }
+}
+
+impl Handler<Wire> for NodeLink {
+    type Result = ();
+
+    fn handle(&mut self, w: Wire, ctx: &mut Context<Self>) {
+        match w {
+            Wire::Frame(f) => {
+                self.heard = Instant::now();
+                self.inbound(*f, ctx);
+            }
+            Wire::Bad(e) => {
+                self.heard = Instant::now();
+                self.bad(e, ctx);
+            }
+            Wire::Closed(why) => {
+                tracing::debug!(peer = %self.peer, reason = %why, "MIAP connection ended");
+                ctx.stop();
+            }
+        }
+    }
+}
+
+impl Handler<MiapFrame> for NodeLink {
+    type Result = ();
+
+    fn handle(&mut self, m: MiapFrame, ctx: &mut Context<Self>) {
+        match &m.frame {
+            Frame::LoginAck(_) if m.from == self.broker_id() => {
+                if let Some(p) = self.pending.take() {
+                    if self.member.is_none() {
+                        tracing::info!(member = %p, peer = %self.peer, "remote member logged in");
+                    }
+                    self.member = Some(p);
+                    self.slot = None;
+                }
+            }
+            Frame::Transmit(t) => self.remember((t.imi.imi.txn, t.imi.attempt), m.from.clone()),
+            _ => {}
+        }
+        self.write(&m.frame, ctx);
+    }
+}
+
+/// How an [`Uplink`] reaches the node.
+#[derive(Debug, Clone)]
+pub struct UplinkConfig {
+    /// The node's MIAP address.
+    pub connect: String,
+    /// The broker's id (the sender of what the node sends, but `Transmit`s).
+    pub broker_id: MemberId,
+    /// Largest frame, bytes.
+    pub max_frame: usize,
+}
+
+/// The id an [`Uplink`] gives the sender of a `Transmit` (the previous hop,
+/// which the node's link knows).
+pub const PEER: &str = "peer";
+
+/// The member process's end: the node, for the local member.
+pub struct Uplink {
+    cfg: UplinkConfig,
+    member: Recipient<MiapFrame>,
+    on_up: Recipient<LinkUp>,
+    out: Option<mpsc::Sender<Vec<u8>>>,
+    backoff: Duration,
+}
+
+impl Uplink {
+    /// A link for `member` (the local gateway), told `LinkUp` at every
+    /// (re)connection.
+    pub fn new(cfg: UplinkConfig, member: Recipient<MiapFrame>, on_up: Recipient<LinkUp>) -> Self {
+        Self {
+            cfg,
+            member,
+            on_up,
+            out: None,
+            backoff: Duration::from_millis(200),
+        }
+    }
+
+    fn connect(&mut self, ctx: &mut Context<Self>) {
+        let addr = self.cfg.connect.clone();
+        ctx.spawn(
+            async move { TcpStream::connect(addr).await }
+                .into_actor(self)
+                .map(|res, act, ctx| match res {
+                    Ok(stream) => {
+                        tracing::info!(node = %act.cfg.connect, "connected to the node");
+                        act.backoff = Duration::from_millis(200);
+                        act.out = Some(wire_up(stream, act.cfg.max_frame, 4096, ctx));
+                        act.on_up.do_send(LinkUp);
+                    }
+                    Err(e) => {
+                        tracing::warn!(node = %act.cfg.connect, error = %e, "cannot reach the node");
+                        act.retry(ctx);
+                    }
+                }),
+        );
+    }
+
+    fn retry(&mut self, ctx: &mut Context<Self>) {
+        self.out = None;
+        let wait = self.backoff;
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(10));
+        ctx.run_later(wait, |act, ctx| act.connect(ctx));
+    }
+}
+
+impl Actor for Uplink {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(4096);
+        self.connect(ctx);
+    }
+}
+
+impl Handler<Wire> for Uplink {
+    type Result = ();
+
+    fn handle(&mut self, w: Wire, ctx: &mut Context<Self>) {
+        match w {
+            Wire::Frame(f) => {
+                let from = match *f {
+                    Frame::Transmit(_) => MemberId::new(PEER),
+                    _ => self.cfg.broker_id.clone(),
+                };
+                self.member.do_send(MiapFrame { from, frame: *f });
+            }
+            Wire::Bad(e) => {
+                tracing::warn!(reason = e.code(), "a bad frame from the node");
+            }
+            Wire::Closed(why) => {
+                if self.out.is_some() {
+                    tracing::warn!(node = %self.cfg.connect, reason = %why, "lost the node; reconnecting");
+                    // The old connection's reader and writer end with it.
+                    self.retry(ctx);
+                }
+            }
+        }
+    }
+}
+
+impl Handler<MiapFrame> for Uplink {
+    type Result = ();
+
+    fn handle(&mut self, m: MiapFrame, _: &mut Context<Self>) {
+        let Some(out) = &self.out else {
+            tracing::debug!("not connected; frame dropped (resent after the next login)");
+            return;
+        };
+        match codec::frame_bytes(&m.frame, self.cfg.max_frame) {
+            Ok(bytes) => {
+                if out.try_send(bytes).is_err() {
+                    tracing::warn!("the link's write queue is full; frame dropped");
+                }
+            }
+            Err(e) => tracing::warn!(reason = e.code(), "a frame too large for the link; dropped"),
+        }
+    }
+}
