@@ -10,6 +10,7 @@ use anyhow::{anyhow, bail, Context as _};
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde_json::{json, Value};
 
+use switchboard_actors::protocol::MediumKind;
 use switchboard_actors::store::TxnStatus;
 
 use crate::config::{Config, DEFAULT_TOML};
@@ -62,6 +63,12 @@ pub enum Command {
     User(UserCmd),
     /// Send a message as a user.
     Send(SendArgs),
+    /// Manage remote members and their keys (admin).
+    #[command(subcommand)]
+    Member(MemberCmd),
+    /// Run one medium's gateway in this process, connected to a node over
+    /// MIAP/TCP.
+    Gateway(GatewayArgs),
     /// Show a message's status and attempts.
     Status {
         /// The transaction id.
@@ -70,6 +77,58 @@ pub enum Command {
         #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+}
+
+/// `member` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum MemberCmd {
+    /// Create a remote gateway member; writes its key file (mode 0600).
+    Add {
+        /// Member id (a-z 0-9 - _ .), e.g. gw-fax-2.
+        id: String,
+        /// The medium its gateway serves: email, sms or fax.
+        #[arg(long)]
+        medium: String,
+        /// Where to write the key file (default: ./ID.key).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
+    /// Give a member a new key (the old one works for miap.key_grace_s);
+    /// rewrites its key file.
+    Rotate {
+        /// Member id.
+        id: String,
+        /// The key file to write (default: ./ID.key).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
+    /// Revoke a member: its logins and frames are refused from now on.
+    Revoke {
+        /// Member id.
+        id: String,
+    },
+    /// List members (id, medium, key id, connected, logged in).
+    List,
+}
+
+/// `gateway`.
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// The medium: email, sms or fax.
+    #[arg(long)]
+    pub medium: String,
+    /// The node's MIAP address, host:port.
+    #[arg(long)]
+    pub connect: String,
+    /// The member id (must match the key file).
+    #[arg(long)]
+    pub member: String,
+    /// The key file `member add` wrote.
+    #[arg(long)]
+    pub key_file: PathBuf,
+    /// The gateway's own data directory (default: ./switchboard-gateway-MEMBER).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
 }
 
 /// `config` subcommands.
@@ -179,6 +238,8 @@ pub fn run() -> anyhow::Result<()> {
         }
         Command::User(u) => user(&cli, u, &matches),
         Command::Send(s) => send(&cli, s),
+        Command::Member(m) => member(&cli, m),
+        Command::Gateway(g) => gateway(&cli, g),
         Command::Status { txn, token } => {
             let token = match token {
                 Some(t) => t.clone(),
@@ -445,6 +506,103 @@ fn user(cli: &Cli, cmd: &UserCmd, matches: &ArgMatches) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn write_key_file(v: &Value, id: &str, path: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
+    let key: crate::remote::KeyFile =
+        serde_json::from_value(v.clone()).context("the node returned no key")?;
+    let path = path
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from(format!("{id}.key")));
+    key.write(&path)?;
+    Ok(path)
+}
+
+fn member(cli: &Cli, cmd: &MemberCmd) -> anyhow::Result<()> {
+    let c = Client::new(&cli.url, &admin_token(cli)?);
+    match cmd {
+        MemberCmd::Add {
+            id,
+            medium,
+            key_file,
+        } => {
+            let v = c.put(
+                &format!("/v1/admin/members/{id}"),
+                &json!({ "medium": medium }),
+                true,
+            )?;
+            let path = write_key_file(&v, id, key_file.as_ref())?;
+            println!(
+                "added member {id} ({medium}); its key is in {}",
+                path.display()
+            );
+        }
+        MemberCmd::Rotate { id, key_file } => {
+            let v = c.post(&format!("/v1/admin/members/{id}/rotate"), &json!({}))?;
+            let path = write_key_file(&v, id, key_file.as_ref())?;
+            println!(
+                "new key {} for {id} in {} (the old one works for the grace period)",
+                v["key_id"],
+                path.display()
+            );
+        }
+        MemberCmd::Revoke { id } => {
+            c.delete(&format!("/v1/admin/members/{id}"))?;
+            println!("revoked member {id}");
+        }
+        MemberCmd::List => {
+            let v = c.get("/v1/admin/members")?;
+            for m in v["members"].as_array().into_iter().flatten() {
+                println!(
+                    "{}\t{}\tkey {}\t{}{}",
+                    m["id"].as_str().unwrap_or(""),
+                    m["medium"].as_str().unwrap_or("-"),
+                    m["key_id"],
+                    if m["logged_in"] == true {
+                        "logged in"
+                    } else if m["connected"] == true {
+                        "connected"
+                    } else {
+                        "not connected"
+                    },
+                    if m["revoked"] == true {
+                        " (revoked)"
+                    } else {
+                        ""
+                    },
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn gateway(cli: &Cli, g: &GatewayArgs) -> anyhow::Result<()> {
+    let cfg = load_config(cli)?;
+    init_logging(&cfg);
+    let medium: MediumKind = g
+        .medium
+        .parse()
+        .map_err(|_| anyhow!("--medium {:?}: use email, sms or fax", g.medium))?;
+    let key = crate::remote::KeyFile::read(&g.key_file)?;
+    if key.member != g.member {
+        bail!(
+            "the key file {} is for member {}, not {}",
+            g.key_file.display(),
+            key.member,
+            g.member
+        );
+    }
+    let r = crate::remote::RemoteGateway {
+        medium,
+        connect: g.connect.clone(),
+        key_file: g.key_file.clone(),
+        data: g
+            .data
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("switchboard-gateway-{}", g.member))),
+    };
+    actix_rt::System::new().block_on(crate::remote::run(cfg, r))
 }
 
 fn send(cli: &Cli, s: &SendArgs) -> anyhow::Result<()> {

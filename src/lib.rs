@@ -8,3 +8,4 @@ pub mod config;
 pub mod gateways;
 pub mod node;
 pub mod processors;
+pub mod remote;

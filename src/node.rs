@@ -70,7 +70,11 @@ fn create_dir_private(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+/// Writes `text` to `path`, readable by the owner only.
+///
+/// # Errors
+/// A file that cannot be written.
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -376,19 +380,45 @@ async fn start_email(
     cfg: &Config,
     core: &Core,
 ) -> anyhow::Result<(SocketAddr, actix_rt::task::JoinHandle<()>)> {
-    use crate::gateways::email::{smtp, EmailMedium, MEMBER_ID};
+    use crate::gateways::email::MEMBER_ID;
+    start_email_with(cfg, &core.store, &core.directory, true, |medium, dsn| {
+        core.add_gateway(MEMBER_ID, medium, Some(dsn))
+    })
+    .await
+}
+
+/// The email gateway's parts: its medium and DSN sender handed to `start`
+/// (which starts the gateway), then the SMTP server. `check_recipients`
+/// refuses unknown local users at `RCPT` (a node); without it the broker
+/// refuses them after `DATA` (a remote gateway, which has no directory).
+///
+/// # Errors
+/// Bad settings, an address that cannot be bound, or a gateway that does
+/// not start.
+pub async fn start_email_with<F, Fut>(
+    cfg: &Config,
+    store: &Store,
+    directory: &Directory,
+    check_recipients: bool,
+    start: F,
+) -> anyhow::Result<(SocketAddr, actix_rt::task::JoinHandle<()>)>
+where
+    F: FnOnce(gateways::email::EmailMedium, Recipient<Receipt>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Addr<Gateway<gateways::email::EmailMedium>>>>,
+{
+    use crate::gateways::email::dsn::Dsn;
+    use crate::gateways::email::tls::{self, RelayTls};
+    use crate::gateways::email::{smtp, EmailMedium};
     let domain = cfg
         .email
         .local_domains
         .first()
         .context("email.local_domains: at least one domain is needed")?;
-    use crate::gateways::email::dsn::Dsn;
     let policy = gateways::ReceiptPolicy::parse(&cfg.email.dsn).context("email.dsn")?;
-    use crate::gateways::email::tls::{self, RelayTls};
     let relay_tls = RelayTls::parse(&cfg.email.relay_tls).context("email.relay_tls")?;
     let relay = tls::relay_transport(&cfg.email.relay, relay_tls, &cfg.email.relay_ca)?;
     let dsn = Dsn::new(relay.clone(), domain, policy).start();
-    let medium = EmailMedium::new(relay, &cfg.email.relay, domain, core.store.clone());
+    let medium = EmailMedium::new(relay, &cfg.email.relay, domain, store.clone());
     let starttls = if cfg.email.tls_cert.is_empty() {
         None
     } else {
@@ -397,9 +427,7 @@ async fn start_email(
             Path::new(&cfg.email.tls_key),
         )?)
     };
-    let gateway = core
-        .add_gateway(MEMBER_ID, medium, Some(dsn.recipient()))
-        .await?;
+    let gateway = start(medium, dsn.recipient()).await?;
     let std_listener = std::net::TcpListener::bind(&cfg.email.listen)
         .with_context(|| format!("binding the SMTP server to {}", cfg.email.listen))?;
     std_listener.set_nonblocking(true)?;
@@ -414,7 +442,7 @@ async fn start_email(
             .collect(),
         max_message_bytes: cfg.email.max_message_bytes,
         hostname: domain.clone(),
-        directory: core.directory.clone(),
+        directory: check_recipients.then(|| directory.clone()),
         gateway,
         submit_timeout: Duration::from_secs(cfg.http.submit_timeout_s),
         expires_in_ms: cfg.broker.default_expires_in_s * 1000,
@@ -427,8 +455,13 @@ async fn start_email(
 
 /// The fax spool: `fax.spool`, or `DATA/fax`.
 pub fn fax_spool(cfg: &Config) -> PathBuf {
+    fax_spool_in(cfg, &cfg.data.dir)
+}
+
+/// The fax spool: `fax.spool`, or `fax` in `data`.
+pub fn fax_spool_in(cfg: &Config, data: &Path) -> PathBuf {
     if cfg.fax.spool.is_empty() {
-        cfg.data.dir.join("fax")
+        data.join("fax")
     } else {
         PathBuf::from(&cfg.fax.spool)
     }
@@ -483,10 +516,45 @@ async fn start_sms(
     cfg: &Config,
     core: &Core,
 ) -> anyhow::Result<tokio::sync::mpsc::UnboundedSender<gateways::sms::esme::Job>> {
+    use crate::gateways::sms::MEMBER_ID;
+    let members = core.members.clone();
+    let (jobs, _) = start_sms_with(
+        cfg,
+        &core.store,
+        &core.directory,
+        |medium, notify| core.add_gateway(MEMBER_ID, medium, Some(notify)),
+        Some(Box::new(move |up| {
+            members.set_healthy(&MemberId::new(MEMBER_ID), up)
+        })),
+    )
+    .await?;
+    Ok(jobs)
+}
+
+/// The SMS gateway's parts: its medium and receipt notices handed to
+/// `start` (which starts the gateway), then the ESME, told of bind changes
+/// through `on_health`. Returns the ESME's job queue and task.
+///
+/// # Errors
+/// Bad settings, or a gateway that does not start.
+pub async fn start_sms_with<F, Fut>(
+    cfg: &Config,
+    store: &Store,
+    directory: &Directory,
+    start: F,
+    on_health: Option<Box<dyn Fn(bool)>>,
+) -> anyhow::Result<(
+    tokio::sync::mpsc::UnboundedSender<gateways::sms::esme::Job>,
+    actix_rt::task::JoinHandle<()>,
+)>
+where
+    F: FnOnce(gateways::sms::SmsMedium, Recipient<Receipt>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Addr<Gateway<gateways::sms::SmsMedium>>>>,
+{
     use crate::gateways::sms::esme::{Esme, EsmeSettings};
     use crate::gateways::sms::inbound::MoContext;
     use crate::gateways::sms::notify::SmsNotify;
-    use crate::gateways::sms::{SmsMedium, MEMBER_ID};
+    use crate::gateways::sms::SmsMedium;
     use switchboard_actors::medium::Health;
     let c = &cfg.sms;
     let policy = gateways::ReceiptPolicy::parse(&c.receipts).context("sms.receipts")?;
@@ -498,14 +566,12 @@ async fn start_sms(
     let medium = SmsMedium::new(
         jobs.clone(),
         health.clone(),
-        core.store.clone(),
+        store.clone(),
         c.source.clone(),
         Duration::from_secs(c.submit_timeout_s),
     );
     let notify = SmsNotify::new(jobs.clone(), c.source.clone(), policy).start();
-    let gateway = core
-        .add_gateway(MEMBER_ID, medium, Some(notify.recipient()))
-        .await?;
+    let gateway = start(medium, notify.recipient()).await?;
     let settings = EsmeSettings {
         smsc: c.smsc.clone(),
         system_id: c.system_id.clone(),
@@ -516,23 +582,18 @@ async fn start_sms(
         source: c.source.clone(),
     };
     let mo = MoContext {
-        directory: core.directory.clone(),
-        store: core.store.clone(),
+        directory: directory.clone(),
+        store: store.clone(),
         gateway: gateway.clone().recipient(),
         expires_in_ms: cfg.broker.default_expires_in_s * 1000,
     };
-    let members = core.members.clone();
-    let esme = Esme::new(
-        settings,
-        core.store.clone(),
-        gateway.recipient(),
-        health,
-        mo,
-    )
-    .on_health(move |up| members.set_healthy(&MemberId::new(MEMBER_ID), up));
-    actix_rt::spawn(esme.run(queue));
+    let mut esme = Esme::new(settings, store.clone(), gateway.recipient(), health, mo);
+    if let Some(f) = on_health {
+        esme = esme.on_health(f);
+    }
+    let task = actix_rt::spawn(esme.run(queue));
     tracing::info!(smsc = %c.smsc, system_id = %c.system_id, "SMS gateway started");
-    Ok(jobs)
+    Ok((jobs, task))
 }
 
 async fn wait_logged_in<M: Medium>(gw: &Addr<Gateway<M>>) -> anyhow::Result<()> {
@@ -659,7 +720,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

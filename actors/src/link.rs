@@ -166,7 +166,12 @@ async fn write_frames(mut w: OwnedWriteHalf, mut queue: mpsc::Receiver<Vec<u8>>)
 
 /// Starts the reader and writer of `stream` for actor `ctx`; returns the
 /// write queue.
-fn wire_up<A>(stream: TcpStream, max: usize, queue: usize, ctx: &mut Context<A>) -> mpsc::Sender<Vec<u8>>
+fn wire_up<A>(
+    stream: TcpStream,
+    max: usize,
+    queue: usize,
+    ctx: &mut Context<A>,
+) -> mpsc::Sender<Vec<u8>>
 where
     A: Actor<Context = Context<A>> + Handler<Wire>,
 {
@@ -321,11 +326,7 @@ impl NodeLink {
                 // One member per connection.
                 return self.bad(ProtocolError::WrongParty, ctx);
             }
-            let medium = self
-                .deps
-                .directory
-                .member(&l.member)
-                .and_then(|k| k.medium);
+            let medium = self.deps.directory.member(&l.member).and_then(|k| k.medium);
             self.pending = Some(l.member.clone());
             self.deps.broker.link_login(LinkLogin {
                 login: l,

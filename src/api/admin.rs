@@ -134,7 +134,13 @@ pub struct NewMember {
     pub medium: MediumKind,
 }
 
-fn key_json(st: &ApiState, id: &str, medium: Option<MediumKind>, key_id: u32, key: &SecretKey) -> serde_json::Value {
+fn key_json(
+    st: &ApiState,
+    id: &str,
+    medium: Option<MediumKind>,
+    key_id: u32,
+    key: &SecretKey,
+) -> serde_json::Value {
     json!({
         "member": id,
         "medium": medium,
@@ -189,8 +195,14 @@ pub async fn rotate_member(
 ) -> Result<HttpResponse, ApiError> {
     let member = member_id(&id)?;
     let medium = st.directory.member(&member).and_then(|k| k.medium);
-    match st.directory.rotate_member(&member, st.clock.now_ms()).await? {
-        Some((key_id, key)) => Ok(HttpResponse::Ok().json(key_json(&st, &id, medium, key_id, &key))),
+    match st
+        .directory
+        .rotate_member(&member, st.clock.now_ms())
+        .await?
+    {
+        Some((key_id, key)) => {
+            Ok(HttpResponse::Ok().json(key_json(&st, &id, medium, key_id, &key)))
+        }
         None => Err(ApiError::not_found(format!("no member {id}"))),
     }
 }

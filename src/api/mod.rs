@@ -122,10 +122,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                         .route("/members", web::get().to(admin::members))
                         .route("/members/{id}", web::put().to(admin::put_member))
                         .route("/members/{id}", web::delete().to(admin::revoke_member))
-                        .route(
-                            "/members/{id}/rotate",
-                            web::post().to(admin::rotate_member),
-                        )
+                        .route("/members/{id}/rotate", web::post().to(admin::rotate_member))
                         .route("/delivery-managers", web::get().to(admin::list_managers))
                         .route(
                             "/delivery-managers/{name}",

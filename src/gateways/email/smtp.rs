@@ -50,8 +50,9 @@ pub struct SmtpContext {
     pub max_message_bytes: usize,
     /// The name the server greets with.
     pub hostname: String,
-    /// Users.
-    pub directory: Directory,
+    /// Users, to refuse unknown ones at `RCPT`; `None` (a remote gateway):
+    /// the broker refuses them after `DATA`.
+    pub directory: Option<Directory>,
     /// The email gateway, which originates the messages.
     pub gateway: Addr<Gateway<EmailMedium>>,
     /// How long to wait for the broker's decision.
@@ -419,7 +420,11 @@ impl Session {
             return self.error("550 5.7.1 Relaying denied").await;
         }
         let user = local.to_ascii_lowercase();
-        if self.ctx.directory.profile(&user).is_none() {
+        let known = match &self.ctx.directory {
+            Some(d) => d.profile(&user).is_some(),
+            None => switchboard_actors::directory::profile::valid_user_id(&user),
+        };
+        if !known {
             return self.error("550 5.1.1 No such user here").await;
         }
         if !self.rcpts.contains(&user) {
@@ -480,7 +485,11 @@ impl Session {
                 from
             },
         );
-        let sender_user = self.ctx.directory.user_for_address(&sender);
+        let sender_user = self
+            .ctx
+            .directory
+            .as_ref()
+            .and_then(|d| d.user_for_address(&sender));
         let mut accepted = Vec::new();
         let mut refused = None;
         let mut temporary = None;

@@ -1,0 +1,212 @@
+//! A gateway in its own process (`switchboard gateway`): one medium's
+//! gateway that reaches a node over MIAP/TCP through an [`Uplink`]. It has
+//! its own data directory (its outbox, the medium's records), logs in with
+//! the key file `switchboard member add` wrote, and reconnects with back-off;
+//! after every reconnection it logs in again and resends what the node has
+//! not acknowledged.
+//!
+//! A remote gateway does not see the node's directory: senders on its
+//! medium are not mapped to users (they are `medium:address` senders), and
+//! the email gateway's SMTP server accepts any local-domain recipient at
+//! `RCPT`, refusing an unknown one after `DATA` once the broker has said so.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use anyhow::{bail, Context as _};
+use serde::{Deserialize, Serialize};
+
+use switchboard_actors::directory::Directory;
+use switchboard_actors::gateway::{Gateway, GatewayConfig, Receipt};
+use switchboard_actors::link::{Uplink, UplinkConfig};
+use switchboard_actors::medium::Medium;
+use switchboard_actors::members::{BrokerHandle, MemberRegistry};
+use switchboard_actors::protocol::clock::SharedClock;
+use switchboard_actors::protocol::{MediumKind, MemberId, SecretKey, SystemClock};
+use switchboard_actors::store::Store;
+
+use crate::config::Config;
+use crate::node;
+
+/// What `switchboard member add` writes (JSON, mode 0600).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyFile {
+    /// The member id.
+    pub member: String,
+    /// Its medium.
+    pub medium: Option<MediumKind>,
+    /// The key id.
+    pub key_id: u32,
+    /// The key, hex.
+    pub key: String,
+    /// The broker's id.
+    pub broker: String,
+}
+
+impl KeyFile {
+    /// Reads a key file.
+    ///
+    /// # Errors
+    /// A file that cannot be read or is not a key file.
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the key file {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a member key file", path.display()))
+    }
+
+    /// Writes it, readable by the owner only.
+    ///
+    /// # Errors
+    /// A file that cannot be written.
+    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+        node::write_private(path, &serde_json::to_string_pretty(self)?)
+    }
+}
+
+/// How to run a remote gateway.
+#[derive(Debug, Clone)]
+pub struct RemoteGateway {
+    /// The medium.
+    pub medium: MediumKind,
+    /// The node's MIAP address.
+    pub connect: String,
+    /// The key file.
+    pub key_file: PathBuf,
+    /// The gateway's own data directory.
+    pub data: PathBuf,
+}
+
+/// Runs a remote gateway until SIGINT or SIGTERM (inside an actix system).
+///
+/// # Errors
+/// A bad key file, a medium the key is not for, or one that cannot start.
+pub async fn run(cfg: Config, r: RemoteGateway) -> anyhow::Result<()> {
+    let key = KeyFile::read(&r.key_file)?;
+    if key.medium.is_some_and(|m| m != r.medium) {
+        bail!(
+            "the key file is for a {} gateway, not {}",
+            key.medium.map(|m| m.to_string()).unwrap_or_default(),
+            r.medium
+        );
+    }
+    let secret = SecretKey::from_hex(&key.key)
+        .map_err(|e| anyhow::anyhow!("the key file's key: {}", e.code()))?;
+    let store = node::open_store(&r.data)?;
+    let directory = Directory::load(store.clone(), cfg.miap.key_grace_s * 1000)?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let gw_cfg = GatewayConfig {
+        id: MemberId::new(key.member.clone()),
+        key_id: key.key_id,
+        key: secret,
+        broker_id: key.broker.clone(),
+        session_ttl_ms: cfg.miap.session_ttl_s * 1000,
+    };
+    let uplink_cfg = UplinkConfig {
+        connect: r.connect.clone(),
+        broker_id: MemberId::new(key.broker.clone()),
+        max_frame: cfg.miap.max_frame_bytes,
+    };
+    let parts = Parts {
+        cfg: gw_cfg,
+        uplink: uplink_cfg,
+        store: store.clone(),
+        clock,
+    };
+    let expires = cfg.broker.default_expires_in_s * 1000;
+    let mut tasks = Vec::new();
+    match r.medium {
+        MediumKind::Fax => {
+            use crate::gateways::fax::{inbox, FaxMedium};
+            let spool = node::fax_spool_in(&cfg, &r.data);
+            let medium = FaxMedium::new(spool.clone())
+                .with_context(|| format!("creating the fax spool {}", spool.display()))?;
+            let gw = parts.start(medium, None);
+            tasks.push(actix_rt::spawn(inbox::poll(
+                spool.join("inbox"),
+                gw,
+                directory,
+                expires,
+            )));
+            println!("switchboard: fax gateway {} (spool {})", key.member, spool.display());
+        }
+        MediumKind::Sms => {
+            let (_, esme) = node::start_sms_with(
+                &cfg,
+                &store,
+                &directory,
+                |medium, notify| async { Ok(parts.start(medium, Some(notify))) },
+                None,
+            )
+            .await?;
+            tasks.push(esme);
+            println!("switchboard: sms gateway {} (SMSC {})", key.member, cfg.sms.smsc);
+        }
+        MediumKind::Email => {
+            let (addr, task) =
+                node::start_email_with(&cfg, &store, &directory, false, |medium, dsn| async {
+                    Ok(parts.start(medium, Some(dsn)))
+                })
+                .await?;
+            tasks.push(task);
+            println!("switchboard: email gateway {} (smtp listening on {addr})", key.member);
+        }
+        MediumKind::Im => bail!(
+            "the IM medium is the node's own inbox and WebSocket hub; it does not run as a remote gateway"
+        ),
+    }
+    println!("switchboard: connecting to {}", r.connect);
+    node::wait_for_signal().await;
+    for t in &tasks {
+        t.abort();
+    }
+    if let Err(e) = store.writer().flush().await {
+        tracing::error!(error = %e, "final flush failed");
+    }
+    Ok(())
+}
+
+/// What every remote gateway is made of.
+struct Parts {
+    cfg: GatewayConfig,
+    uplink: UplinkConfig,
+    store: Store,
+    clock: SharedClock,
+}
+
+impl Parts {
+    /// Starts the gateway for `medium` behind an uplink to the node.
+    fn start<M: Medium>(
+        &self,
+        medium: M,
+        receipts: Option<Recipient<Receipt>>,
+    ) -> Addr<Gateway<M>> {
+        let ctx = Context::<Gateway<M>>::new();
+        let gw_addr = ctx.address();
+        let uplink = Uplink::new(
+            self.uplink.clone(),
+            gw_addr.clone().recipient(),
+            gw_addr.clone().recipient(),
+        )
+        .start();
+        let members = MemberRegistry::default();
+        members.set_fallback(uplink.clone().recipient());
+        let mut gw = Gateway::new(
+            self.cfg.clone(),
+            medium,
+            BrokerHandle::new(vec![uplink.recipient()]),
+            members,
+            self.store.clone(),
+            self.clock.clone(),
+        );
+        if let Some(r) = receipts {
+            gw = gw.with_receipts(r);
+        }
+        ctx.run(gw)
+    }
+}
+
+/// How long the process waits for its flush at shutdown.
+pub const SHUTDOWN: Duration = Duration::from_secs(10);
