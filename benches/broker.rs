@@ -47,6 +47,7 @@ fn originate() -> Originate {
         priority: Priority::Normal,
         expires_in_ms: 3_600_000,
         receipt: true,
+        dedupe: None,
     }
 }
 

@@ -74,6 +74,10 @@ pub struct Miap {
     pub max_frame_bytes: usize,
     /// Grace period of a rotated key, seconds.
     pub key_grace_s: u64,
+    /// Time a new connection has to log in, seconds.
+    pub login_timeout_s: u64,
+    /// Connections not logged in allowed per peer address.
+    pub unauthenticated_per_peer: usize,
 }
 
 /// `[broker]`
@@ -446,6 +450,15 @@ impl Config {
         }
         if self.miap.session_ttl_s < 10 {
             return Err(invalid("miap.session_ttl_s", "must be at least 10"));
+        }
+        if self.miap.login_timeout_s == 0 {
+            return Err(invalid("miap.login_timeout_s", "must be at least 1"));
+        }
+        if self.miap.unauthenticated_per_peer == 0 {
+            return Err(invalid(
+                "miap.unauthenticated_per_peer",
+                "must be at least 1",
+            ));
         }
         if self.miap.max_frame_bytes < 1024 {
             return Err(invalid("miap.max_frame_bytes", "must be at least 1024"));

@@ -504,6 +504,8 @@ fn start_miap(
             // A member renews its session twice per lifetime: silence for
             // two lifetimes means it is gone.
             idle_timeout: Duration::from_secs(cfg.miap.session_ttl_s * 2),
+            login_timeout: Duration::from_secs(cfg.miap.login_timeout_s),
+            unauthenticated_per_peer: cfg.miap.unauthenticated_per_peer,
             ..LinkLimits::default()
         },
     };
@@ -710,11 +712,16 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             node.data_dir.join(ADMIN_TOKEN_FILE).display()
         );
     }
-    println!("switchboard: http listening on {}", node.http_addr);
-    println!("switchboard: miap listening on {}", node.miap_addr);
+    // Stdout may be closed (a supervisor that read the first line): a
+    // failed write must not bring the node down.
+    use std::io::Write as _;
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "switchboard: http listening on {}", node.http_addr);
+    let _ = writeln!(out, "switchboard: miap listening on {}", node.miap_addr);
     if let Some(a) = node.smtp_addr {
-        println!("switchboard: smtp listening on {a}");
+        let _ = writeln!(out, "switchboard: smtp listening on {a}");
     }
+    let _ = out.flush();
     wait_for_signal().await;
     node.shutdown().await;
     Ok(())

@@ -179,8 +179,11 @@ where
     let (r, w) = stream.into_split();
     let (tx, rx) = mpsc::channel(queue);
     let reader = read_frames(r, max, ctx.address().recipient());
+    // The reader ends with the actor; the writer outlives it until the
+    // queue is drained (a last `Refused` still reaches the peer), then
+    // closes the connection.
     ctx.spawn(actix::fut::wrap_future::<_, A>(reader));
-    ctx.spawn(actix::fut::wrap_future::<_, A>(write_frames(w, rx)));
+    tokio::task::spawn_local(write_frames(w, rx));
     tx
 }
 

@@ -93,6 +93,7 @@ pub fn originate(st: &ApiState, user: &str, req: SendRequest) -> Result<Originat
         priority: req.priority.unwrap_or_default(),
         expires_in_ms: expires_in_s * 1000,
         receipt: req.receipt.unwrap_or(true),
+        dedupe: None,
     })
 }
 
@@ -105,6 +106,11 @@ pub async fn submit(st: &ApiState, o: Originate) -> Result<Accepted, ApiError> {
         Ok(Ok(Ok(acc))) => Ok(acc),
         Ok(Ok(Err(OriginateError::Rejected(r)))) => Err(reject_error(&r)),
         Ok(Ok(Err(OriginateError::Store(e)))) => Err(ApiError::unavailable("storage_unavailable", e)),
+        Ok(Ok(Err(OriginateError::Duplicate(txn)))) => Err(ApiError::new(
+            actix_web::http::StatusCode::CONFLICT,
+            "duplicate",
+            format!("already accepted as {txn}"),
+        )),
         Ok(Ok(Err(OriginateError::Stopping))) | Ok(Err(_)) => {
             Err(ApiError::unavailable("unavailable", "the node is shutting down"))
         }

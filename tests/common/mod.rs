@@ -190,6 +190,8 @@ pub type Setup = Box<
 /// The node in this process, on its own actix system thread.
 pub struct TestNode {
     pub url: String,
+    /// Where remote members connect.
+    pub miap: std::net::SocketAddr,
     /// The SMTP server, when the email gateway runs.
     pub smtp: Option<std::net::SocketAddr>,
     pub admin: Api,
@@ -233,13 +235,13 @@ impl TestNode {
                 let node = Node::start(&cfg).await.expect("node starts");
                 setup(&node).await;
                 ready_tx
-                    .send((node.http_addr, node.smtp_addr))
+                    .send((node.http_addr, node.smtp_addr, node.miap_addr))
                     .expect("test waits");
                 let _ = stop_rx.await;
                 node.shutdown().await;
             });
         });
-        let (addr, smtp) = ready_rx
+        let (addr, smtp, miap) = ready_rx
             .recv_timeout(Duration::from_secs(30))
             .expect("node ready within 30 s");
         let url = format!("http://{addr}");
@@ -248,6 +250,7 @@ impl TestNode {
         Self {
             admin: Api::new(&url, admin_token.trim()),
             smtp,
+            miap,
             url,
             dir,
             stop: Some(stop_tx),
@@ -291,21 +294,30 @@ pub struct ProcNode {
 
 impl ProcNode {
     pub fn spawn(dir: &Path) -> Self {
+        Self::spawn_with(dir, &[])
+    }
+
+    /// With extra environment settings (e.g. a fixed MIAP port).
+    pub fn spawn_with(dir: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(bin())
             .arg("serve")
             .env("SWITCHBOARD_DATA__DIR", dir)
             .env("SWITCHBOARD_HTTP__LISTEN", "127.0.0.1:0")
             .env("SWITCHBOARD_MIAP__LISTEN", "127.0.0.1:0")
             .env("SWITCHBOARD_LOG__LEVEL", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn switchboard serve");
         let stdout = child.stdout.take().expect("stdout");
+        let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout)
+        reader
             .read_line(&mut line)
             .expect("read the listening line");
+        // Keep reading, so the node never writes into a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         let addr = line
             .trim()
             .strip_prefix("switchboard: http listening on ")
@@ -948,5 +960,93 @@ impl Cert {
             ca: p("ca.pem"),
             _dir: dir,
         }
+    }
+}
+
+/// Creates remote member `id` for `medium` through the admin API and writes
+/// its key file into `dir`; the file's path.
+pub fn add_member(admin: &Api, id: &str, medium: &str, dir: &Path) -> PathBuf {
+    let (code, v) = admin.put(
+        &format!("/v1/admin/members/{id}"),
+        &json!({ "medium": medium }),
+    );
+    assert_eq!(code, 201, "adding member {id}: {v}");
+    let path = dir.join(format!("{id}.key"));
+    std::fs::write(&path, v.to_string()).expect("key file");
+    path
+}
+
+/// A gateway in its own process (`switchboard gateway`), killable with
+/// SIGKILL.
+pub struct RemoteGw {
+    child: Child,
+}
+
+impl RemoteGw {
+    /// Starts `switchboard gateway --medium M --connect ADDR --member ID
+    /// --key-file F --data DIR` with `env` on top.
+    pub fn spawn(
+        medium: &str,
+        connect: &str,
+        key_file: &Path,
+        data: &Path,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let member = key_file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("ID.key")
+            .to_string();
+        let child = Command::new(bin())
+            .args([
+                "gateway",
+                "--medium",
+                medium,
+                "--connect",
+                connect,
+                "--member",
+                &member,
+            ])
+            .arg("--key-file")
+            .arg(key_file)
+            .arg("--data")
+            .arg(data)
+            .env("SWITCHBOARD_LOG__LEVEL", "warn")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn switchboard gateway");
+        Self { child }
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RemoteGw {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits (15 s at most) until member `id` is logged in at the node.
+pub fn wait_logged_in(admin: &Api, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, v) = admin.get("/v1/admin/members");
+        let up = v["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| m["id"] == id && m["logged_in"] == true);
+        if up {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{id} never logged in: {v}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

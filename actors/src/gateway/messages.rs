@@ -29,6 +29,11 @@ pub struct Originate {
     pub expires_in_ms: u64,
     /// Whether receipts are wanted.
     pub receipt: bool,
+    /// An idempotency key from the medium (a spool file, say): a second
+    /// `Originate` with the same key is answered
+    /// [`OriginateError::Duplicate`] with the first one's transaction, so a
+    /// client that retries after a crash does not send the message twice.
+    pub dedupe: Option<String>,
 }
 
 /// The broker released the message: it is durable and on its way.
@@ -52,6 +57,9 @@ pub enum OriginateError {
     /// The gateway is stopping.
     #[error("gateway stopping")]
     Stopping,
+    /// The same message (by its dedupe key) was originated already.
+    #[error("already accepted as {0}")]
+    Duplicate(TxnId),
 }
 
 /// A later event on the medium for a delivered message (the recipient read

@@ -36,7 +36,7 @@ use crate::protocol::{
     ReportAck, ReportStatus, Transmit, TxnId,
 };
 use crate::session::SessionPair;
-use crate::store::records::enc;
+use crate::store::records::{enc, key2};
 use crate::store::{OutboxEntry, Store, Tree, WriteBatch};
 
 /// How a gateway is set up.
@@ -409,6 +409,28 @@ impl<M: Medium> Handler<Originate> for Gateway<M> {
     type Result = ResponseFuture<Result<Accepted, OriginateError>>;
 
     fn handle(&mut self, m: Originate, ctx: &mut Context<Self>) -> Self::Result {
+        let dedupe = m.dedupe.as_ref().map(|k| {
+            let mut key = b"d".to_vec();
+            key.extend_from_slice(k.as_bytes());
+            key2(self.link.cfg.id.as_str(), &key)
+        });
+        if let Some(k) = &dedupe {
+            match self.store.get(Tree::Sent, k) {
+                Ok(Some(t)) => {
+                    let known = std::str::from_utf8(&t)
+                        .ok()
+                        .and_then(|s| s.parse::<TxnId>().ok());
+                    if let Some(txn) = known {
+                        return Box::pin(async move { Err(OriginateError::Duplicate(txn)) });
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let e = e.to_string();
+                    return Box::pin(async move { Err(OriginateError::Store(e)) });
+                }
+            }
+        }
         let now = self.now();
         let txn = TxnId::generate(now);
         let imi = Imi {
@@ -437,6 +459,10 @@ impl<M: Medium> Handler<Originate> for Gateway<M> {
             OutboxEntry::key(&self.link.cfg.id, &txn),
             enc(&entry),
         );
+        if let Some(k) = dedupe {
+            // In the same batch as the outbox entry: both or neither.
+            b.insert(Tree::Sent, k, txn.to_string().into_bytes());
+        }
         self.outbox.insert(txn, entry);
         let (tx, rx) = oneshot::channel();
         self.waiting.insert(txn, tx);

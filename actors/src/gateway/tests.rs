@@ -146,6 +146,7 @@ impl World {
             priority: Priority::Normal,
             expires_in_ms: 60_000,
             receipt: true,
+            dedupe: None,
         }
     }
 
@@ -409,6 +410,46 @@ async fn restart_resubmits_the_outbox() {
     let again = w.submit().await;
     assert_eq!(again.imi, first.imi, "the same IMI, the same txn");
     verify::check_submit(&r2.session, &again, NOW).unwrap();
+}
+
+#[actix_rt::test]
+async fn a_dedupe_key_makes_a_retried_originate_a_duplicate_even_after_a_restart() {
+    let w = world();
+    let r = w.start(FakeMedium::default()).await;
+    let keyed = || Originate {
+        dedupe: Some("fax-inbox:+4930__a.txt".into()),
+        ..w.originate()
+    };
+    let gw = r.gw.clone();
+    let o = keyed();
+    let _client = actix_rt::spawn(async move { gw.send(o).await.unwrap() });
+    let first = w.submit().await;
+    // The client retries (it crashed before recording the answer).
+    assert_eq!(
+        r.gw.send(keyed()).await.unwrap(),
+        Err(OriginateError::Duplicate(first.imi.txn))
+    );
+    // Across a restart of the gateway too.
+    drop(r);
+    w.members.disconnect(&w.me.member);
+    let r2 = w.start(FakeMedium::default()).await;
+    let again = w.submit().await;
+    assert_eq!(
+        again.imi.txn, first.imi.txn,
+        "the outbox entry is resubmitted"
+    );
+    assert_eq!(
+        r2.gw.send(keyed()).await.unwrap(),
+        Err(OriginateError::Duplicate(first.imi.txn))
+    );
+    // Another key is another message.
+    let other = Originate {
+        dedupe: Some("fax-inbox:+4930__b.txt".into()),
+        ..w.originate()
+    };
+    let gw = r2.gw.clone();
+    let _c2 = actix_rt::spawn(async move { gw.send(other).await.unwrap() });
+    assert_ne!(w.submit().await.imi.txn, first.imi.txn);
 }
 
 #[actix_rt::test]

@@ -506,6 +506,7 @@ impl Session {
                 priority: Priority::Normal,
                 expires_in_ms: self.ctx.expires_in_ms,
                 receipt: true,
+                dedupe: None,
             };
             match actix_rt::time::timeout(self.ctx.submit_timeout, self.ctx.gateway.send(o)).await {
                 Ok(Ok(Ok(acc))) => accepted.push(acc.txn.to_string()),

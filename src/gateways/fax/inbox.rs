@@ -145,10 +145,17 @@ pub async fn poll(
                 priority: Priority::Normal,
                 expires_in_ms,
                 receipt: false,
+                // A crash between acceptance and moving the file to done/
+                // must not send the fax twice.
+                dedupe: Some(format!("fax-inbox:{name}")),
             };
             match gateway.send(o).await {
                 Ok(Ok(acc)) => {
                     tracing::info!(file = %name, txn = %acc.txn, "fax received");
+                    park(&path, "done", None);
+                }
+                Ok(Err(OriginateError::Duplicate(txn))) => {
+                    tracing::info!(file = %name, txn = %txn, "fax already received");
                     park(&path, "done", None);
                 }
                 Ok(Err(OriginateError::Rejected(r))) => park(&path, "rejected", Some(r.code())),

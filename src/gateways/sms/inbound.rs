@@ -105,6 +105,7 @@ impl MoContext {
             priority: Priority::Normal,
             expires_in_ms: self.expires_in_ms,
             receipt: true,
+            dedupe: None,
         };
         match self.gateway.send(o).await {
             Ok(Ok(acc)) => {

@@ -1,0 +1,341 @@
+//! Remote members over MIAP/TCP: a gateway in its own process
+//! (`switchboard gateway`) delivering and originating through a node, across
+//! restarts and `kill -9` of either side; and bad input on the MIAP port.
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use common::{add_member, free_port, wait_logged_in, Api, ProcNode, RemoteGw, TestNode};
+use switchboard_actors::protocol::codec;
+use switchboard_actors::protocol::frames::RefuseReason;
+use switchboard_actors::protocol::tscs::start_login;
+use switchboard_actors::protocol::{Frame, MemberId, ProtocolError, SecretKey};
+
+/// Polls until `f` returns something (20 s at most).
+fn eventually<T>(what: &str, f: impl Fn() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "waited for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Writes a spool file as the fax line would: whole, then renamed.
+fn drop_fax(inbox: &Path, name: &str, text: &str) {
+    std::fs::create_dir_all(inbox).unwrap();
+    let tmp = inbox.join(format!("{name}.tmp"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(tmp, inbox.join(name)).unwrap();
+}
+
+fn node_on(dir: tempfile::TempDir, miap_port: u16) -> TestNode {
+    let listen = format!("127.0.0.1:{miap_port}");
+    TestNode::start_full(
+        dir,
+        &[("SWITCHBOARD_MIAP__LISTEN".to_string(), listen)],
+        Box::new(|_| Box::pin(async {})),
+    )
+}
+
+#[test]
+fn a_remote_fax_gateway_delivers_and_originates_across_a_node_restart() {
+    let port = free_port();
+    let node = node_on(tempfile::tempdir().unwrap(), port);
+    let keys = tempfile::tempdir().unwrap();
+    let key = add_member(&node.admin, "gw-fax-2", "fax", keys.path());
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    node.admin.add_user("dora", &[("fax", "+4930555")]);
+    let gw_data = tempfile::tempdir().unwrap();
+    let connect = format!("127.0.0.1:{port}");
+    let _gw = RemoteGw::spawn("fax", &connect, &key, gw_data.path(), &[]);
+    wait_logged_in(&node.admin, "gw-fax-2");
+
+    // Out: the node's IM → proc-fax-1 (node) → the remote gateway's spool.
+    let txn = alice.send("dora", "to the remote fax");
+    let st = alice.expect_status(&txn, "delivered");
+    assert_eq!(st["attempts"][0]["gateway"], "gw-fax-2");
+    assert!(gw_data
+        .path()
+        .join(format!("fax/outbox/{txn}.pdf"))
+        .exists());
+
+    // In: a spool file at the remote gateway → alice's IM inbox.
+    drop_fax(
+        &gw_data.path().join("fax/inbox"),
+        "+4930777__a.txt",
+        "To: alice\nfrom afar\n",
+    );
+    let inbox = eventually("the inbound fax", || {
+        let i = alice.inbox();
+        (!i.is_empty()).then_some(i)
+    });
+    assert_eq!(
+        (inbox[0]["from"].as_str(), inbox[0]["body"].as_str()),
+        (Some("fax:+4930777"), Some("from afar"))
+    );
+
+    // The node restarts; the gateway reconnects and logs in again.
+    let token = alice.token.clone();
+    let dir = node.stop();
+    let node = node_on(dir, port);
+    wait_logged_in(&node.admin, "gw-fax-2");
+    let alice = node.admin.with_token(&token);
+    let txn = alice.send("dora", "after the restart");
+    alice.expect_status(&txn, "delivered");
+    assert!(gw_data
+        .path()
+        .join(format!("fax/outbox/{txn}.pdf"))
+        .exists());
+}
+
+/// One raw MIAP connection.
+struct Raw(TcpStream);
+
+impl Raw {
+    fn connect(node: &TestNode) -> Self {
+        let s = TcpStream::connect(node.miap).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Self(s)
+    }
+
+    fn send(&mut self, f: &Frame) {
+        let bytes = codec::frame_bytes(f, codec::DEFAULT_MAX_FRAME).unwrap();
+        self.0.write_all(&bytes).unwrap();
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.0.write_all(bytes).unwrap();
+    }
+
+    /// The next frame, or `None` when the node closed the connection.
+    fn recv(&mut self) -> Option<Frame> {
+        let mut len = [0u8; 4];
+        self.0.read_exact(&mut len).ok()?;
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        self.0.read_exact(&mut body).ok()?;
+        Some(codec::decode(&body).expect("the node sends frames"))
+    }
+
+    fn refused(&mut self) -> ProtocolError {
+        match self.recv() {
+            Some(Frame::Refused(RefuseReason { error, .. })) => error,
+            other => panic!("expected Refused, got {other:?}"),
+        }
+    }
+
+    fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.0.read(&mut b), Ok(0))
+    }
+}
+
+fn login(member: &str, key: &SecretKey) -> Frame {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    Frame::Login(start_login(MemberId::new(member), 1, key.clone(), "broker-1", now).login)
+}
+
+fn key_of(file: &Path) -> SecretKey {
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    SecretKey::from_hex(v["key"].as_str().unwrap()).unwrap()
+}
+
+fn refusals(admin: &Api) -> Value {
+    admin.get("/v1/admin/members").1["refusals"].clone()
+}
+
+#[test]
+fn bad_input_on_the_miap_port_is_refused_counted_and_changes_nothing() {
+    let node = TestNode::start_env(&[
+        ("SWITCHBOARD_MIAP__LOGIN_TIMEOUT_S", "1"),
+        ("SWITCHBOARD_MIAP__UNAUTHENTICATED_PER_PEER", "3"),
+    ]);
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = add_member(&node.admin, "gw-fax-2", "fax", keys.path());
+    let key = key_of(&key_file);
+
+    // Garbage in a well-framed body: Malformed, and the connection goes on.
+    let mut c = Raw::connect(&node);
+    c.send_raw(&[0, 0, 0, 5, 0xde, 0xad, 0xbe, 0xef, 0x00]);
+    assert_eq!(c.refused(), ProtocolError::Malformed);
+    // Anything but a login first: NoSession.
+    c.send(&login("gw-fax-2", &key));
+    let ack = c.recv();
+    assert!(matches!(ack, Some(Frame::LoginAck(_))), "{ack:?}");
+    drop(c);
+
+    // Not a member; a wrong key; a login replayed on another connection.
+    let mut c = Raw::connect(&node);
+    c.send(&login("gw-nobody", &key));
+    assert_eq!(c.refused(), ProtocolError::UnknownMember);
+    c.send(&login("gw-fax-2", &SecretKey::generate()));
+    assert_eq!(c.refused(), ProtocolError::BadMac);
+    let captured = login("gw-fax-2", &key);
+    c.send(&captured);
+    assert!(matches!(c.recv(), Some(Frame::LoginAck(_))));
+    let mut replay = Raw::connect(&node);
+    replay.send(&captured);
+    assert_eq!(replay.refused(), ProtocolError::ReplayedNonce);
+    // A second member on a logged-in connection.
+    c.send(&login("gw-im-1", &key));
+    assert_eq!(c.refused(), ProtocolError::WrongParty);
+    drop(c);
+
+    // Before any login, frames are refused without reaching the broker.
+    let mut c = Raw::connect(&node);
+    c.send(&Frame::TransmitAck(
+        switchboard_actors::protocol::TransmitAck {
+            txn: switchboard_actors::protocol::TxnId::generate(1),
+            attempt: 1,
+        },
+    ));
+    assert_eq!(c.refused(), ProtocolError::NoSession);
+    // An oversized frame: refused, then the connection is closed.
+    c.send_raw(&(codec::DEFAULT_MAX_FRAME as u32 + 1).to_be_bytes());
+    assert_eq!(c.refused(), ProtocolError::FrameTooLarge);
+    assert!(c.closed());
+
+    // Connections that never log in: closed after the login timeout, and at
+    // most three at once from one address.
+    let mut idle: Vec<Raw> = (0..3).map(|_| Raw::connect(&node)).collect();
+    let mut fourth = Raw::connect(&node);
+    assert!(fourth.closed(), "over the per-peer limit");
+    for c in &mut idle {
+        assert!(c.closed(), "closed after the login timeout");
+    }
+
+    // Counted, and the node still serves.
+    let r = refusals(&node.admin);
+    for code in [
+        "malformed",
+        "unknown_member",
+        "bad_mac",
+        "replayed_nonce",
+        "no_session",
+        "frame_too_large",
+        "wrong_party",
+    ] {
+        assert!(
+            r[code].as_u64().unwrap_or(0) >= 1,
+            "{code} not counted: {r}"
+        );
+    }
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+    let txn = alice.send("bob", "still serving");
+    alice.expect_status(&txn, "delivered");
+    assert_eq!(bob.inbox().len(), 1);
+}
+
+#[test]
+fn killing_the_remote_gateway_mid_load_loses_and_duplicates_nothing() {
+    let node = TestNode::start();
+    let keys = tempfile::tempdir().unwrap();
+    let key = add_member(&node.admin, "gw-fax-2", "fax", keys.path());
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    let gw_data = tempfile::tempdir().unwrap();
+    let inbox = gw_data.path().join("fax/inbox");
+    let connect = node.miap.to_string();
+    let mut gw = RemoteGw::spawn("fax", &connect, &key, gw_data.path(), &[]);
+    wait_logged_in(&node.admin, "gw-fax-2");
+
+    // 30 faxes arrive over ~3 s while the gateway is killed twice.
+    const N: usize = 30;
+    for i in 0..N {
+        drop_fax(
+            &inbox,
+            &format!("+4930{i:03}__f.txt"),
+            &format!("To: alice\nfax {i}\n"),
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        if i == 10 || i == 20 {
+            gw.kill9();
+            gw = RemoteGw::spawn("fax", &connect, &key, gw_data.path(), &[]);
+        }
+    }
+    let got = eventually("every fax in alice's inbox", || {
+        let i = alice.inbox();
+        (i.len() >= N).then_some(i)
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let got = if alice.inbox().len() > got.len() {
+        alice.inbox()
+    } else {
+        got
+    };
+    let mut bodies: Vec<String> = got
+        .iter()
+        .map(|m| m["body"].as_str().unwrap().to_string())
+        .collect();
+    bodies.sort();
+    let mut want: Vec<String> = (0..N).map(|i| format!("fax {i}")).collect();
+    want.sort();
+    assert_eq!(bodies, want, "each fax exactly once");
+}
+
+#[test]
+fn killing_the_node_under_a_remote_gateway_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let env = [("SWITCHBOARD_MIAP__LISTEN", listen.as_str())];
+    let node = ProcNode::spawn_with(dir.path(), &env);
+    let admin_token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
+    let admin = Api::new(&node.url, admin_token.trim());
+    let keys = tempfile::tempdir().unwrap();
+    let key = add_member(&admin, "gw-fax-2", "fax", keys.path());
+    let alice = admin.add_user("alice", &[("im", "alice")]);
+    let gw_data = tempfile::tempdir().unwrap();
+    let inbox = gw_data.path().join("fax/inbox");
+    let _gw = RemoteGw::spawn("fax", &listen, &key, gw_data.path(), &[]);
+    wait_logged_in(&admin, "gw-fax-2");
+
+    // Faxes keep arriving while the node is killed (kill -9) twice.
+    const N: usize = 24;
+    let mut node = Some(node);
+    let mut url = String::new();
+    for i in 0..N {
+        drop_fax(
+            &inbox,
+            &format!("+4931{i:03}__f.txt"),
+            &format!("To: alice\nfax {i}\n"),
+        );
+        std::thread::sleep(Duration::from_millis(120));
+        if i == 8 || i == 16 {
+            node.take().unwrap().kill9();
+            let n = ProcNode::spawn_with(dir.path(), &env);
+            url = n.url.clone();
+            node = Some(n);
+        }
+    }
+    let alice = Api::new(&url, &alice.token);
+    let got = eventually("every fax in alice's inbox", || {
+        let i = alice.inbox();
+        (i.len() >= N).then_some(i)
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let got = if alice.inbox().len() > got.len() {
+        alice.inbox()
+    } else {
+        got
+    };
+    let mut bodies: Vec<String> = got
+        .iter()
+        .map(|m| m["body"].as_str().unwrap().to_string())
+        .collect();
+    bodies.sort();
+    let mut want: Vec<String> = (0..N).map(|i| format!("fax {i}")).collect();
+    want.sort();
+    assert_eq!(bodies, want, "each fax exactly once");
+    drop(node);
+}
