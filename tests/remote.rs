@@ -138,11 +138,15 @@ impl Raw {
 }
 
 fn login(member: &str, key: &SecretKey) -> Frame {
+    login_with(member, 1, key)
+}
+
+fn login_with(member: &str, key_id: u32, key: &SecretKey) -> Frame {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    Frame::Login(start_login(MemberId::new(member), 1, key.clone(), "broker-1", now).login)
+    Frame::Login(start_login(MemberId::new(member), key_id, key.clone(), "broker-1", now).login)
 }
 
 fn key_of(file: &Path) -> SecretKey {
@@ -338,4 +342,145 @@ fn killing_the_node_under_a_remote_gateway_loses_and_duplicates_nothing() {
     want.sort();
     assert_eq!(bodies, want, "each fax exactly once");
     drop(node);
+}
+
+#[test]
+fn a_remote_sms_gateway_binds_to_the_smsc_and_reports_receipts() {
+    let smsc = common::Smsc::start();
+    let node = TestNode::start();
+    let keys = tempfile::tempdir().unwrap();
+    let key = add_member(&node.admin, "gw-sms-2", "sms", keys.path());
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    node.admin.add_user("dora", &[("sms", "+4915100000001")]);
+    let gw_data = tempfile::tempdir().unwrap();
+    let env: Vec<(String, String)> = common::sms_env(&smsc);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let _gw = RemoteGw::spawn("sms", &node.miap.to_string(), &key, gw_data.path(), &env);
+    wait_logged_in(&node.admin, "gw-sms-2");
+    smsc.wait_bound();
+
+    let long = "A text long enough for two SMS segments. ".repeat(5);
+    let txn = alice.send("dora", &long);
+    let st = alice.expect_status(&txn, "delivered");
+    assert_eq!(st["attempts"][0]["gateway"], "gw-sms-2");
+    assert_eq!(
+        st["attempts"][0]["processors"],
+        serde_json::json!(["proc-sms-1"]),
+        "segmented at the node, sent by the remote gateway"
+    );
+    let subs = smsc.submits_to("4915100000001");
+    assert_eq!(subs.len(), 2);
+    let text: String = subs.iter().map(|s| s["text"].as_str().unwrap()).collect();
+    assert_eq!(text, long);
+
+    // A phone's message through the remote gateway reaches alice.
+    assert_eq!(
+        smsc.mo(serde_json::json!({"from": "+4917700000009", "text": "@alice hi from a phone"})),
+        [0]
+    );
+    let inbox = eventually("the phone's message", || {
+        let i = alice.inbox();
+        (!i.is_empty()).then_some(i)
+    });
+    assert_eq!(inbox[0]["body"], "hi from a phone");
+}
+
+#[test]
+fn a_remote_email_gateway_takes_mail_and_the_broker_judges_recipients() {
+    let node = TestNode::start();
+    let keys = tempfile::tempdir().unwrap();
+    let key = add_member(&node.admin, "gw-email-2", "email", keys.path());
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+    let gw_data = tempfile::tempdir().unwrap();
+    let smtp = free_port().to_string();
+    let listen = format!("127.0.0.1:{smtp}");
+    let env = [
+        ("SWITCHBOARD_EMAIL__ENABLED", "true"),
+        ("SWITCHBOARD_EMAIL__LISTEN", listen.as_str()),
+        ("SWITCHBOARD_EMAIL__LOCAL_DOMAINS", r#"["localhost"]"#),
+    ];
+    let _gw = RemoteGw::spawn("email", &node.miap.to_string(), &key, gw_data.path(), &env);
+    wait_logged_in(&node.admin, "gw-email-2");
+    let swaks = |to: &str| {
+        let out = std::process::Command::new("swaks")
+            .args(["--server", "127.0.0.1", "--port", &smtp, "--timeout", "20"])
+            .args([
+                "--from",
+                "ext@example.net",
+                "--to",
+                to,
+                "--body",
+                "via a remote gateway",
+            ])
+            .output()
+            .expect("swaks runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = swaks("bob@localhost");
+    assert!(out.contains("250 2.0.0 Ok: queued as"), "{out}");
+    assert_eq!(bob.inbox()[0]["body"], "via a remote gateway");
+    // No directory here: an unknown user passes RCPT and is refused once
+    // the broker has looked.
+    let out = swaks("nobody@localhost");
+    assert!(
+        out.contains("550 5.7.1 Refused: unknown_recipient"),
+        "{out}"
+    );
+}
+
+#[test]
+fn rotated_keys_keep_working_for_the_grace_period_and_revoked_members_are_refused() {
+    let node = TestNode::start();
+    let keys = tempfile::tempdir().unwrap();
+    let old = key_of(&add_member(&node.admin, "gw-fax-2", "fax", keys.path()));
+    let (code, v) = node
+        .admin
+        .post("/v1/admin/members/gw-fax-2/rotate", &serde_json::json!({}));
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["key_id"], 2);
+    let new = SecretKey::from_hex(v["key"].as_str().unwrap()).unwrap();
+    let mut c = Raw::connect(&node);
+    c.send(&login_with("gw-fax-2", 1, &old));
+    assert!(
+        matches!(c.recv(), Some(Frame::LoginAck(_))),
+        "the old key, in its grace period"
+    );
+    c.send(&login_with("gw-fax-2", 2, &new));
+    assert!(matches!(c.recv(), Some(Frame::LoginAck(_))), "the new key");
+    // Member ids are checked, and members exist once.
+    let (code, _) = node.admin.put(
+        "/v1/admin/members/Bad%20Id",
+        &serde_json::json!({"medium": "fax"}),
+    );
+    assert_eq!(code, 400);
+    let (code, _) = node.admin.put(
+        "/v1/admin/members/gw-fax-2",
+        &serde_json::json!({"medium": "fax"}),
+    );
+    assert_eq!(code, 409);
+    // Revoked: refused from now on; the node's own members cannot be.
+    assert_eq!(node.admin.delete_path("/v1/admin/members/gw-fax-2"), 204);
+    assert_eq!(node.admin.delete_path("/v1/admin/members/gw-im-1"), 409);
+    let mut c2 = Raw::connect(&node);
+    c2.send(&login_with("gw-fax-2", 2, &new));
+    assert_eq!(c2.refused(), ProtocolError::Revoked);
+    let (_, v) = node.admin.get("/v1/admin/members");
+    assert!(
+        v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "gw-fax-2" && m["connected"] == false),
+        "off the routes: {v}"
+    );
+    drop(c);
+    let (_, v) = node.admin.get("/v1/admin/members");
+    let m = v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "gw-fax-2")
+        .unwrap()
+        .clone();
+    assert_eq!(m["revoked"], true, "{m}");
 }

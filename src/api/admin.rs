@@ -224,6 +224,9 @@ pub async fn revoke_member(
         ));
     }
     if st.directory.revoke_member(&member).await? {
+        // Off every route at once; its frames are refused from now on.
+        st.members.disconnect(&member);
+        tracing::warn!(member = %member, "member revoked");
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::not_found(format!("no member {id}")))
