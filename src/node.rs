@@ -49,6 +49,10 @@ pub struct Node {
     tasks: Vec<actix_rt::task::JoinHandle<()>>,
     /// The SMS gateway's ESME, unbound on shutdown.
     sms: Option<tokio::sync::mpsc::UnboundedSender<gateways::sms::esme::Job>>,
+    /// Told when the node starts shutting down.
+    draining: tokio::sync::watch::Sender<bool>,
+    /// The remote members' connections, closed on shutdown.
+    links: switchboard_actors::link::Links,
     /// The data directory.
     pub data_dir: PathBuf,
     /// The admin token, when this start initialised the data directory.
@@ -487,6 +491,7 @@ async fn start_fax(cfg: &Config, core: &Core) -> anyhow::Result<actix_rt::task::
 fn start_miap(
     cfg: &Config,
     core: &Core,
+    links: switchboard_actors::link::Links,
 ) -> anyhow::Result<(SocketAddr, actix_rt::task::JoinHandle<()>)> {
     use switchboard_actors::link::{self, LinkDeps, LinkLimits};
     let std_listener = std::net::TcpListener::bind(&cfg.miap.listen)
@@ -508,6 +513,7 @@ fn start_miap(
             unauthenticated_per_peer: cfg.miap.unauthenticated_per_peer,
             ..LinkLimits::default()
         },
+        links,
     };
     tracing::info!(miap = %addr, "MIAP listener ready");
     Ok((addr, actix_rt::spawn(link::serve(listener, deps))))
@@ -636,7 +642,9 @@ impl Node {
             tasks.push(start_fax(cfg, &core).await?);
             gateways.push(gateways::fax::MEMBER_ID.to_string());
         }
-        let (miap_addr, miap) = start_miap(cfg, &core)?;
+        let (draining, draining_rx) = tokio::sync::watch::channel(false);
+        let links = switchboard_actors::link::Links::default();
+        let (miap_addr, miap) = start_miap(cfg, &core, links.clone())?;
         tasks.push(miap);
         let mut sms = None;
         if cfg.sms.enabled {
@@ -659,6 +667,7 @@ impl Node {
             submit_timeout: Duration::from_secs(cfg.http.submit_timeout_s),
             default_expires_in_s: cfg.broker.default_expires_in_s,
             max_expires_in_s: cfg.broker.max_expires_in_s,
+            draining: draining_rx,
         };
         let (server, http_addr) = api::serve(state, &cfg.http.listen, cfg.shutdown.timeout_s)?;
         let handle = server.handle();
@@ -670,6 +679,8 @@ impl Node {
             miap_addr,
             tasks,
             sms,
+            draining,
+            links,
             data_dir: cfg.data.dir.clone(),
             new_admin_token: core.new_admin_token.clone(),
             server: handle,
@@ -683,6 +694,9 @@ impl Node {
     /// stop the broker.
     pub async fn shutdown(self) {
         tracing::info!("shutting down: no longer accepting requests");
+        // Lame duck: not ready, WebSocket sessions closed (1001), new
+        // messages refused — while requests in progress finish.
+        let _ = self.draining.send(true);
         for t in &self.tasks {
             t.abort();
         }
@@ -693,6 +707,9 @@ impl Node {
                 let _ = actix_rt::time::timeout(Duration::from_secs(5), unbound).await;
             }
         }
+        // Remote members are told by their connection closing; they log in
+        // again and resend when the node is back.
+        self.links.close_all();
         self.core.stop(self.shutdown_timeout).await;
         tracing::info!("shutdown complete");
     }

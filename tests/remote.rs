@@ -484,3 +484,28 @@ fn rotated_keys_keep_working_for_the_grace_period_and_revoked_members_are_refuse
         .clone();
     assert_eq!(m["revoked"], true, "{m}");
 }
+
+#[test]
+fn an_ordered_shutdown_closes_links_and_sessions_politely() {
+    let node = TestNode::start();
+    let keys = tempfile::tempdir().unwrap();
+    let key = key_of(&add_member(&node.admin, "gw-fax-2", "fax", keys.path()));
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    let mut link = Raw::connect(&node);
+    link.send(&login("gw-fax-2", &key));
+    assert!(matches!(link.recv(), Some(Frame::LoginAck(_))));
+    let mut ws = common::Ws::connect(&node.url, Some(&alice.token));
+
+    let started = Instant::now();
+    let _dir = node.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "within the shutdown timeout"
+    );
+    assert_eq!(
+        ws.expect_close(),
+        (1001, "the server is shutting down".to_string()),
+        "WebSocket clients are told"
+    );
+    assert!(link.recv().is_none(), "the member's connection is closed");
+}

@@ -105,7 +105,37 @@ pub struct LinkDeps {
     pub directory: Directory,
     /// Limits.
     pub limits: LinkLimits,
+    /// The open connections.
+    pub links: Links,
 }
+
+/// The node's open MIAP connections (to close them on shutdown).
+#[derive(Clone, Default)]
+pub struct Links(Arc<DashMap<u64, Addr<NodeLink>>>);
+
+impl Links {
+    /// Closes every connection (each writes what it has queued first).
+    pub fn close_all(&self) {
+        for l in self.0.iter() {
+            l.value().do_send(Close);
+        }
+    }
+
+    /// How many are open.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none is open.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Close the connection.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Close;
 
 /// One frame, or what went wrong, off the wire.
 #[derive(Message)]
@@ -383,6 +413,7 @@ impl Actor for NodeLink {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         tracing::debug!(peer = %self.peer, link = self.id, "MIAP connection");
+        self.deps.links.0.insert(self.id, ctx.address());
         let limits = self.deps.limits.clone();
         ctx.run_later(limits.login_timeout, |act, ctx| {
             if act.member.is_none() {
@@ -401,6 +432,7 @@ impl Actor for NodeLink {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        self.deps.links.0.remove(&self.id);
         if let Some(m) = &self.member {
             self.deps.members.detach_link(m, self.id);
             tracing::info!(member = %m, peer = %self.peer, "remote member disconnected");
@@ -426,6 +458,15 @@ impl Handler<Wire> for NodeLink {
                 ctx.stop();
             }
         }
+    }
+}
+
+impl Handler<Close> for NodeLink {
+    type Result = ();
+
+    fn handle(&mut self, _: Close, ctx: &mut Context<Self>) {
+        tracing::info!(peer = %self.peer, member = ?self.member.as_ref().map(MemberId::as_str), "closing the link (shutdown)");
+        ctx.stop();
     }
 }
 

@@ -14,6 +14,12 @@ pub async fn healthz() -> HttpResponse {
 
 /// `GET /readyz`.
 pub async fn readyz(st: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    if *st.draining.borrow() {
+        return Err(ApiError::unavailable(
+            "shutting_down",
+            "the node is shutting down",
+        ));
+    }
     let mut not_ready = Vec::new();
     if !st.store.healthy() {
         not_ready.push("storage".to_string());

@@ -102,6 +102,12 @@ pub fn originate(st: &ApiState, user: &str, req: SendRequest) -> Result<Originat
 /// # Errors
 /// The broker's refusal (422/403), storage (503), timeout (503), shutdown (503).
 pub async fn submit(st: &ApiState, o: Originate) -> Result<Accepted, ApiError> {
+    if *st.draining.borrow() {
+        return Err(ApiError::unavailable(
+            "shutting_down",
+            "the node is shutting down; try again shortly",
+        ));
+    }
     match actix_rt::time::timeout(st.submit_timeout, st.im.send(o)).await {
         Ok(Ok(Ok(acc))) => Ok(acc),
         Ok(Ok(Err(OriginateError::Rejected(r)))) => Err(reject_error(&r)),

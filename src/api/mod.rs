@@ -64,6 +64,9 @@ pub struct ApiState {
     pub default_expires_in_s: u64,
     /// Longest message lifetime (s).
     pub max_expires_in_s: u64,
+    /// Set when the node shuts down: readiness fails, WebSocket sessions
+    /// are closed (1001), new messages are refused (503).
+    pub draining: tokio::sync::watch::Receiver<bool>,
 }
 
 fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {

@@ -385,8 +385,14 @@ async fn run(
     }
     let auth_deadline = actix_rt::time::sleep(AUTH_WINDOW);
     tokio::pin!(auth_deadline);
+    let mut draining = conn.st.draining.clone();
+    let mut watching = true;
     let reason = loop {
+        if *draining.borrow() {
+            break Some(close(CloseCode::Away, "the server is shutting down"));
+        }
         tokio::select! {
+            changed = draining.changed(), if watching => watching = changed.is_ok(),
             msg = stream.recv() => match msg {
                 None => break None,
                 Some(Ok(AggregatedMessage::Text(t))) => {
