@@ -509,3 +509,35 @@ fn an_ordered_shutdown_closes_links_and_sessions_politely() {
     );
     assert!(link.recv().is_none(), "the member's connection is closed");
 }
+
+#[test]
+fn a_transmit_lost_with_a_remote_gateway_is_sent_again_when_it_is_back() {
+    let node = TestNode::start();
+    let keys = tempfile::tempdir().unwrap();
+    let key = add_member(&node.admin, "gw-fax-2", "fax", keys.path());
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    node.admin.add_user("dora", &[("fax", "+4930555")]);
+    let gw_data = tempfile::tempdir().unwrap();
+    let connect = node.miap.to_string();
+    let gw = RemoteGw::spawn("fax", &connect, &key, gw_data.path(), &[]);
+    wait_logged_in(&node.admin, "gw-fax-2");
+
+    // The gateway freezes with its connection open: the message is routed
+    // to it and its Transmit sits unread; then the process dies.
+    gw.freeze();
+    let txn = alice.send("dora", "in flight when the gateway died");
+    std::thread::sleep(Duration::from_millis(300));
+    gw.kill9();
+    let (_, st) = alice.get(&format!("/v1/messages/{txn}"));
+    assert_ne!(st["status"], "delivered", "{st}");
+
+    // Back: the broker releases the open attempt again, the originator
+    // transmits again, the fax is written once.
+    let _gw = RemoteGw::spawn("fax", &connect, &key, gw_data.path(), &[]);
+    let st = alice.expect_status(&txn, "delivered");
+    assert_eq!(st["attempts"].as_array().unwrap().len(), 1, "{st}");
+    assert!(gw_data
+        .path()
+        .join(format!("fax/outbox/{txn}.pdf"))
+        .exists());
+}

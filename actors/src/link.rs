@@ -54,6 +54,13 @@ pub struct LinkLogin {
     pub medium: Option<MediumKind>,
 }
 
+/// Member `0` (re)connected: open attempts that pass through it are
+/// released again to their originators, which transmit again (what was in
+/// flight on its old connection may be lost; hops dedupe by transaction).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct MemberBack(pub MemberId);
+
 /// The local gateway's link to the node came (back) up: log in again and
 /// resend what is not acknowledged.
 #[derive(Message, Debug, Clone, Copy)]
@@ -479,6 +486,7 @@ impl Handler<MiapFrame> for NodeLink {
                 if let Some(p) = self.pending.take() {
                     if self.member.is_none() {
                         tracing::info!(member = %p, peer = %self.peer, "remote member logged in");
+                        self.deps.broker.member_back(p.clone());
                     }
                     self.member = Some(p);
                     self.slot = None;

@@ -247,6 +247,7 @@ pub struct MemberStatus {
 pub struct BrokerHandle {
     shards: Arc<Vec<Recipient<MiapFrame>>>,
     logins: Arc<Vec<Recipient<crate::link::LinkLogin>>>,
+    backs: Arc<Vec<Recipient<crate::link::MemberBack>>>,
 }
 
 impl BrokerHandle {
@@ -256,6 +257,20 @@ impl BrokerHandle {
         Self {
             shards: Arc::new(shards),
             logins: Arc::new(Vec::new()),
+            backs: Arc::new(Vec::new()),
+        }
+    }
+
+    /// With every shard's handler of [`crate::link::MemberBack`].
+    pub fn with_member_backs(mut self, backs: Vec<Recipient<crate::link::MemberBack>>) -> Self {
+        self.backs = Arc::new(backs);
+        self
+    }
+
+    /// Tells every shard that `member` is back on a new connection.
+    pub fn member_back(&self, member: MemberId) {
+        for b in self.backs.iter() {
+            b.do_send(crate::link::MemberBack(member.clone()));
         }
     }
 

@@ -1024,6 +1024,16 @@ impl RemoteGw {
         self.child.kill().expect("SIGKILL");
         let _ = self.child.wait();
     }
+
+    /// Freezes the process (SIGSTOP): its connection stays open, it reads
+    /// nothing.
+    pub fn freeze(&self) {
+        let ok = Command::new("kill")
+            .args(["-STOP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(ok.success());
+    }
 }
 
 impl Drop for RemoteGw {

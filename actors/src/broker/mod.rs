@@ -640,6 +640,52 @@ impl Handler<crate::link::LinkLogin> for BrokerShard {
     }
 }
 
+impl Handler<crate::link::MemberBack> for BrokerShard {
+    type Result = ();
+
+    /// A member is back on a new connection: every open attempt routed
+    /// through it is released again to its originator, which transmits
+    /// again (what the old connection carried may be lost).
+    fn handle(&mut self, m: crate::link::MemberBack, _: &mut Context<Self>) {
+        let now = self.now();
+        let member = m.0;
+        let mut again = 0;
+        for rec in self.open.values() {
+            let through = |a: &crate::store::records::AttemptRecord| {
+                a.is_open()
+                    && (a.route.destination == member || a.route.processors.contains(&member))
+            };
+            if !rec.status.is_open() || !rec.attempts.iter().any(through) {
+                continue;
+            }
+            let originator = &rec.imi.originator;
+            let Ok(pair) = self.shared.session(originator, now) else {
+                continue;
+            };
+            for a in rec.attempts.iter().filter(|a| through(a)) {
+                match verify::make_release(
+                    &pair.current,
+                    self.shared.deps.directory.ring(),
+                    rec.broker_imi(a),
+                    a.id,
+                ) {
+                    Ok(frame) => {
+                        self.shared
+                            .send(originator, Frame::Release(Box::new(frame)));
+                        again += 1;
+                    }
+                    Err(e) => {
+                        tracing::warn!(txn = %rec.imi.txn, reason = e.code(), "cannot release again")
+                    }
+                }
+            }
+        }
+        if again > 0 {
+            tracing::info!(member = %member, attempts = again, "member back: open attempts released again");
+        }
+    }
+}
+
 impl Handler<messages::OpenTransactions> for BrokerShard {
     type Result = usize;
 

@@ -307,17 +307,21 @@ impl Broker {
         let mut arbiters = Vec::new();
         let mut recipients = Vec::new();
         let mut logins = Vec::new();
+        let mut backs = Vec::new();
         for i in 0..shards.max(1) {
             let arb = actix::Arbiter::new();
             let s = shared.clone();
             let addr =
                 BrokerShard::start_in_arbiter(&arb.handle(), move |_| BrokerShard::new(s, i));
             recipients.push(addr.clone().recipient());
-            logins.push(addr.recipient());
+            logins.push(addr.clone().recipient());
+            backs.push(addr.recipient());
             arbiters.push(arb);
         }
         Self {
-            handle: BrokerHandle::new(recipients).with_link_logins(logins),
+            handle: BrokerHandle::new(recipients)
+                .with_link_logins(logins)
+                .with_member_backs(backs),
             shared,
             arbiters,
         }
