@@ -541,3 +541,45 @@ fn a_transmit_lost_with_a_remote_gateway_is_sent_again_when_it_is_back() {
         .join(format!("fax/outbox/{txn}.pdf"))
         .exists());
 }
+
+#[test]
+fn a_remote_gateway_that_cannot_deliver_is_routed_around() {
+    let smsc = common::Smsc::start();
+    let node = TestNode::start();
+    let keys = tempfile::tempdir().unwrap();
+    let key = add_member(&node.admin, "gw-sms-2", "sms", keys.path());
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    let dora = node
+        .admin
+        .add_user("dora", &[("sms", "+4915100000001"), ("im", "dora")]);
+    let gw_data = tempfile::tempdir().unwrap();
+    // The SMSC refuses this gateway's bind: connected to the node, but its
+    // medium is down — and it says so over MIAP (a Health frame).
+    let env: Vec<(String, String)> = common::sms_env(&smsc)
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "SWITCHBOARD_SMS__PASSWORD" {
+                (k, "wrong".into())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let _gw = RemoteGw::spawn("sms", &node.miap.to_string(), &key, gw_data.path(), &env);
+    wait_logged_in(&node.admin, "gw-sms-2");
+    eventually("the node to learn the gateway is down", || {
+        let (_, v) = node.admin.get("/v1/admin/members");
+        v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "gw-sms-2" && m["logged_in"] == true && m["healthy"] == false)
+            .then_some(())
+    });
+    let txn = alice.send("dora", "routed around the broken SMS gateway");
+    let st = alice.expect_status(&txn, "delivered");
+    assert_eq!(st["attempts"][0]["mechanism"], "im", "{st}");
+    assert_eq!(dora.inbox().len(), 1);
+    assert_eq!(smsc.state()["received"], 0);
+}

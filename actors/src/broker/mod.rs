@@ -34,8 +34,8 @@ use crate::protocol::frames::RefuseReason;
 use crate::protocol::tscs::Session;
 use crate::protocol::verify::{self, status_variant, step, StepLog};
 use crate::protocol::{
-    Frame, Login, MemberId, NotifyAck, Outcome, PresenceFrame, ProtocolError, RejectReason,
-    ReleaseAck, Report, ReportStatus, Route, Submit, TxnId,
+    Frame, HealthFrame, Login, MemberId, NotifyAck, Outcome, PresenceFrame, ProtocolError,
+    RejectReason, ReleaseAck, Report, ReportStatus, Route, Submit, TxnId,
 };
 use crate::store::records::enc;
 use crate::store::{
@@ -463,6 +463,16 @@ impl BrokerShard {
         Ok(())
     }
 
+    fn health(&mut self, from: &MemberId, h: HealthFrame) -> Result<(), ProtocolError> {
+        let now = self.now();
+        let session = self.shared.session(from, now)?;
+        let skew = self.shared.skew_ms;
+        session.verify(|s| verify::check_health(s, &h, now, skew))?;
+        tracing::info!(member = %from, up = h.up, detail = %h.detail, "member health");
+        self.shared.deps.members.set_healthy(from, h.up);
+        Ok(())
+    }
+
     fn presence(&mut self, from: &MemberId, p: PresenceFrame) -> Result<(), ProtocolError> {
         let now = self.now();
         let session = self.shared.session(from, now)?;
@@ -592,6 +602,7 @@ impl Handler<MiapFrame> for BrokerShard {
             Frame::Report(r) => self.report(&from, r),
             Frame::NotifyAck(a) => self.notify_ack(&from, a),
             Frame::Presence(p) => self.presence(&from, p),
+            Frame::Health(h) => self.health(&from, h),
             Frame::Refused(r) => {
                 tracing::warn!(member = %from, reason = r.error.code(), txn = ?r.txn.map(|t| t.to_string()), "member refused a frame");
                 Ok(())

@@ -59,6 +59,8 @@ pub struct Gateway<M: Medium> {
     delivering: HashSet<TxnId>,
     /// Reports sent and not yet acknowledged, by (txn, attempt, variant).
     unacked: HashMap<(TxnId, u32, u8), MediumReport>,
+    /// The medium health last told to the broker (this session).
+    told_health: Option<bool>,
 }
 
 impl<M: Medium> Gateway<M> {
@@ -82,6 +84,7 @@ impl<M: Medium> Gateway<M> {
             waiting: HashMap::new(),
             delivering: HashSet::new(),
             unacked: HashMap::new(),
+            told_health: None,
         }
     }
 
@@ -103,8 +106,23 @@ impl<M: Medium> Gateway<M> {
         self.link.login();
     }
 
+    /// Tells the broker the medium's health when it changed (or was never
+    /// told in this session): how a remote gateway's broker learns it.
+    fn tell_health(&mut self, h: crate::medium::Health) {
+        if self.told_health == Some(h.up) {
+            return;
+        }
+        let now = self.now();
+        if let Ok(s) = self.link.session() {
+            let f = verify::make_health(&s.current, h.up, h.detail, now);
+            self.to_broker(Frame::Health(f));
+            self.told_health = Some(h.up);
+        }
+    }
+
     fn on_login_ack(&mut self, ack: LoginAck) -> Result<(), ProtocolError> {
         self.link.on_login_ack(&ack)?;
+        self.told_health = None;
         tracing::info!(member = %self.link.cfg.id, medium = self.medium.name(), "logged in to the broker");
         for txn in std::mem::take(&mut self.unsent) {
             self.submit(txn);
@@ -357,8 +375,9 @@ impl<M: Medium> Actor for Gateway<M> {
         let renew = self.link.renew_every();
         ctx.run_interval(renew, |act, _| act.login());
         ctx.run_interval(Duration::from_secs(2), |act, _| {
-            let healthy = act.medium.health().up;
-            act.members.set_healthy(&act.link.cfg.id, healthy);
+            let health = act.medium.health();
+            act.members.set_healthy(&act.link.cfg.id, health.up);
+            act.tell_health(health);
             if !act.link.logged_in() {
                 act.login();
             }

@@ -52,6 +52,8 @@ pub mod label {
     pub const NOTIFY_ACK: &str = "notify-ack";
     /// Presence.
     pub const PRESENCE: &str = "presence";
+    /// A member's health.
+    pub const HEALTH: &str = "health";
 }
 
 fn keyed(key: &[u8]) -> HmacSha256 {

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use super::codec::encode;
 use super::error::ProtocolError;
 use super::frames::{
-    Attestation, Grant, Notify, NotifyAck, Outcome, PresenceFrame, PresenceState, RejectReason,
-    Rejected, Release, ReleaseAck, Report, ReportAck, ReportStatus, Submit, Transmit,
+    Attestation, Grant, HealthFrame, Notify, NotifyAck, Outcome, PresenceFrame, PresenceState,
+    RejectReason, Rejected, Release, ReleaseAck, Report, ReportAck, ReportStatus, Submit, Transmit,
 };
 use super::ids::{MediumKind, MemberId, TxnId};
 use super::imi::{BrokerImi, Imi};
@@ -521,6 +521,52 @@ pub fn check_presence(
             label::PRESENCE,
             &[p.user.as_bytes(), &encode(&p.state), &p.ts_ms.to_be_bytes()],
             &p.mac,
+        ),
+        ProtocolError::BadMac,
+    )
+}
+
+/// Member: a health frame.
+pub fn make_health(session: &Session, up: bool, detail: String, ts_ms: u64) -> HealthFrame {
+    let mac = mac::mac(
+        session.key.bytes(),
+        label::HEALTH,
+        &[&[u8::from(up)], detail.as_bytes(), &ts_ms.to_be_bytes()],
+    );
+    HealthFrame {
+        member: session.member.clone(),
+        up,
+        detail,
+        ts_ms,
+        mac,
+    }
+}
+
+/// Broker: checks a health frame (MAC and skew).
+///
+/// # Errors
+/// [`ProtocolError::WrongParty`], [`ProtocolError::SkewExceeded`], [`ProtocolError::BadMac`].
+pub fn check_health(
+    session: &Session,
+    h: &HealthFrame,
+    now_ms: u64,
+    skew_ms: u64,
+) -> Result<(), ProtocolError> {
+    check(h.member == session.member, ProtocolError::WrongParty)?;
+    check(
+        now_ms.abs_diff(h.ts_ms) <= skew_ms,
+        ProtocolError::SkewExceeded,
+    )?;
+    check(
+        mac::verify(
+            session.key.bytes(),
+            label::HEALTH,
+            &[
+                &[u8::from(h.up)],
+                h.detail.as_bytes(),
+                &h.ts_ms.to_be_bytes(),
+            ],
+            &h.mac,
         ),
         ProtocolError::BadMac,
     )

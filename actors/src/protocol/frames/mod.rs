@@ -7,7 +7,7 @@ pub mod txn;
 
 use serde::{Deserialize, Serialize};
 
-pub use presence::{PresenceFrame, PresenceState};
+pub use presence::{HealthFrame, PresenceFrame, PresenceState};
 pub use session::{Login, LoginAck, RefuseReason};
 pub use txn::{
     Attestation, Grant, Notify, NotifyAck, Outcome, RejectReason, Rejected, Release, ReleaseAck,
@@ -47,6 +47,9 @@ pub enum Frame {
     NotifyAck(NotifyAck),
     /// Presence (gateway → broker).
     Presence(PresenceFrame),
+    /// A gateway's medium health (gateway → broker). Last, so the older
+    /// variants keep their encoding.
+    Health(HealthFrame),
 }
 
 impl Frame {
@@ -63,9 +66,11 @@ impl Frame {
             Frame::ReportAck(f) => f.txn,
             Frame::Notify(f) => f.txn,
             Frame::NotifyAck(f) => f.txn,
-            Frame::Login(_) | Frame::LoginAck(_) | Frame::Refused(_) | Frame::Presence(_) => {
-                return None
-            }
+            Frame::Login(_)
+            | Frame::LoginAck(_)
+            | Frame::Refused(_)
+            | Frame::Presence(_)
+            | Frame::Health(_) => return None,
         })
     }
 
@@ -86,6 +91,7 @@ impl Frame {
             Frame::Notify(_) => "notify",
             Frame::NotifyAck(_) => "notify_ack",
             Frame::Presence(_) => "presence",
+            Frame::Health(_) => "health",
         }
     }
 }

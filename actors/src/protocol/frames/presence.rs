@@ -32,3 +32,21 @@ pub struct PresenceFrame {
     /// The MAC.
     pub mac: Tag,
 }
+
+/// `Health { member, up, detail, ts, mac(K_m, "health", up, detail, ts) }`:
+/// whether the member's medium can deliver now (a remote gateway's SMSC or
+/// relay, say), so the broker routes around a member that is connected but
+/// cannot deliver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthFrame {
+    /// The gateway.
+    pub member: MemberId,
+    /// Whether its medium can deliver.
+    pub up: bool,
+    /// Why (for the operator).
+    pub detail: String,
+    /// When, ms since the epoch.
+    pub ts_ms: u64,
+    /// The MAC.
+    pub mac: Tag,
+}

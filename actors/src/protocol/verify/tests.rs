@@ -346,6 +346,34 @@ fn attestations_chain_and_verify() {
 }
 
 #[test]
+fn health_checks_mac_and_skew() {
+    let f = fixture();
+    let h = make_health(&f.origin, false, "SMSC unreachable".into(), NOW);
+    check_health(&f.origin, &h, NOW, 30_000).unwrap();
+    assert_eq!(
+        check_health(&f.origin, &h, NOW + 30_001, 30_000),
+        Err(ProtocolError::SkewExceeded)
+    );
+    let mut forged = h.clone();
+    forged.up = true;
+    assert_eq!(
+        check_health(&f.origin, &forged, NOW, 30_000),
+        Err(ProtocolError::BadMac),
+        "a forged 'up' cannot attract routes"
+    );
+    let mut forged = h.clone();
+    forged.detail = "fine".into();
+    assert_eq!(
+        check_health(&f.origin, &forged, NOW, 30_000),
+        Err(ProtocolError::BadMac)
+    );
+    assert_eq!(
+        check_health(&f.dest, &h, NOW, 30_000),
+        Err(ProtocolError::WrongParty)
+    );
+}
+
+#[test]
 fn presence_checks_mac_and_skew() {
     let f = fixture();
     let p = make_presence(&f.origin, "alice".into(), PresenceState::Online, NOW);
