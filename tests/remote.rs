@@ -583,3 +583,85 @@ fn a_remote_gateway_that_cannot_deliver_is_routed_around() {
     assert_eq!(dora.inbox().len(), 1);
     assert_eq!(smsc.state()["received"], 0);
 }
+
+/// Logs `member` in on a raw connection; its session.
+fn logged_in(
+    c: &mut Raw,
+    member: &str,
+    key: &SecretKey,
+) -> switchboard_actors::protocol::tscs::Session {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let p = start_login(MemberId::new(member), 1, key.clone(), "broker-1", now);
+    c.send(&Frame::Login(p.login.clone()));
+    match c.recv() {
+        Some(Frame::LoginAck(ack)) => {
+            switchboard_actors::protocol::tscs::finish_login(&p, &ack, now).unwrap()
+        }
+        other => panic!("no LoginAck: {other:?}"),
+    }
+}
+
+#[test]
+fn a_captured_submit_replayed_changes_nothing() {
+    use switchboard_actors::protocol::{Address, Imi, MediumKind, Priority, To, TxnId};
+    let node = TestNode::start();
+    let keys = tempfile::tempdir().unwrap();
+    let key = key_of(&add_member(&node.admin, "gw-fax-2", "fax", keys.path()));
+    let other = key_of(&add_member(&node.admin, "gw-fax-3", "fax", keys.path()));
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+
+    let mut a = Raw::connect(&node);
+    let session = logged_in(&mut a, "gw-fax-2", &key);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let content = b"hello over a raw link".to_vec();
+    let imi = Imi {
+        txn: TxnId::generate(now),
+        originator: MemberId::new("gw-fax-2"),
+        sender: Address::new(MediumKind::Fax, "+4930999"),
+        sender_user: None,
+        recipient: To::User("bob".into()),
+        content_type: "text/plain".into(),
+        content_len: content.len() as u64,
+        content_sha256: switchboard_actors::protocol::mac::sha256(&content),
+        subject: None,
+        priority: Priority::Normal,
+        expires_at_ms: now + 60_000,
+        created_at_ms: now,
+        receipt: false,
+        attributes: Vec::new(),
+    };
+    let submit = Frame::Submit(switchboard_actors::protocol::verify::make_submit(
+        &session, imi,
+    ));
+    a.send(&submit);
+    let first = a.recv();
+    assert!(matches!(first, Some(Frame::Release(_))), "{first:?}");
+    let count = || {
+        node.admin.get("/v1/admin/transactions").1["transactions"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let before = count();
+
+    // The same Submit again on its own link: answered again, nothing new.
+    a.send(&submit);
+    assert_eq!(a.recv(), first, "the same answer");
+    // Captured and sent by another member: refused, nothing new.
+    let mut b = Raw::connect(&node);
+    logged_in(&mut b, "gw-fax-3", &other);
+    b.send(&submit);
+    assert_eq!(b.refused(), ProtocolError::WrongParty);
+    // Or by a connection that never logged in.
+    let mut c = Raw::connect(&node);
+    c.send(&submit);
+    assert_eq!(c.refused(), ProtocolError::NoSession);
+    assert_eq!(count(), before);
+    assert!(bob.inbox().is_empty(), "the content never travelled");
+}
