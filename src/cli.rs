@@ -69,6 +69,9 @@ pub enum Command {
     /// Run one medium's gateway in this process, connected to a node over
     /// MIAP/TCP.
     Gateway(GatewayArgs),
+    /// The load generator: N messages through a node, from submit to
+    /// delivered; reports msgs/s, latency, CPU, wire bytes, peak RSS.
+    Bench(BenchCmd),
     /// Show a message's status and attempts.
     Status {
         /// The transaction id.
@@ -77,6 +80,36 @@ pub enum Command {
         #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+}
+
+/// `bench`.
+#[derive(Debug, Args)]
+pub struct BenchCmd {
+    /// inproc (a node in this process), http, ws (a running node at --url)
+    /// or tcp (a running node's MIAP port at --connect).
+    #[arg(long, default_value = "inproc")]
+    pub target: String,
+    /// Messages to send.
+    #[arg(long, default_value_t = 10_000)]
+    pub messages: usize,
+    /// Messages in flight at once (submitted, not yet delivered).
+    #[arg(long, default_value_t = 256)]
+    pub inflight: usize,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub size: usize,
+    /// The node's MIAP address, for --target tcp.
+    #[arg(long)]
+    pub connect: Option<String>,
+    /// Durable writes (the only mode in this build).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub durable: bool,
+    /// Print one JSON object last.
+    #[arg(long)]
+    pub json: bool,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    pub timeout_s: u64,
 }
 
 /// `member` subcommands.
@@ -240,6 +273,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Send(s) => send(&cli, s),
         Command::Member(m) => member(&cli, m),
         Command::Gateway(g) => gateway(&cli, g),
+        Command::Bench(b) => bench(&cli, b),
         Command::Status { txn, token } => {
             let token = match token {
                 Some(t) => t.clone(),
@@ -573,6 +607,34 @@ fn member(cli: &Cli, cmd: &MemberCmd) -> anyhow::Result<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+fn bench(cli: &Cli, b: &BenchCmd) -> anyhow::Result<()> {
+    if !b.durable {
+        bail!("--durable false is not in this build: every write is durable");
+    }
+    let cfg = load_config(cli)?;
+    let admin_token = match b.target.as_str() {
+        "inproc" => None,
+        "http" | "ws" | "tcp" => Some(admin_token(cli)?),
+        other => bail!("--target {other:?}: use inproc, http, ws or tcp"),
+    };
+    let args = crate::bench::BenchArgs {
+        target: b.target.clone(),
+        messages: b.messages,
+        inflight: b.inflight,
+        size: b.size,
+        url: cli.url.clone(),
+        connect: b.connect.clone(),
+        admin_token,
+        timeout: Duration::from_secs(b.timeout_s),
+    };
+    let report = crate::bench::run(&args, &cfg)?;
+    println!("{}", report.text());
+    if b.json {
+        println!("{}", report.json());
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! actors) is the `switchboard-actors` crate.
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod gateways;

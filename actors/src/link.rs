@@ -521,6 +521,7 @@ pub struct Uplink {
     on_up: Recipient<LinkUp>,
     out: Option<mpsc::Sender<Vec<u8>>>,
     backoff: Duration,
+    counter: Option<Arc<AtomicU64>>,
 }
 
 impl Uplink {
@@ -533,7 +534,15 @@ impl Uplink {
             on_up,
             out: None,
             backoff: Duration::from_millis(200),
+            counter: None,
         }
+    }
+
+    /// Counts the bytes written and read (frames with their length prefix)
+    /// into `c` (the load generator's wire bytes).
+    pub fn with_counter(mut self, c: Arc<AtomicU64>) -> Self {
+        self.counter = Some(c);
+        self
     }
 
     fn connect(&mut self, ctx: &mut Context<Self>) {
@@ -579,6 +588,9 @@ impl Handler<Wire> for Uplink {
     fn handle(&mut self, w: Wire, ctx: &mut Context<Self>) {
         match w {
             Wire::Frame(f) => {
+                if let Some(c) = &self.counter {
+                    c.fetch_add(4 + codec::encode(&*f).len() as u64, Ordering::Relaxed);
+                }
                 let from = match *f {
                     Frame::Transmit(_) => MemberId::new(PEER),
                     _ => self.cfg.broker_id.clone(),
@@ -609,6 +621,9 @@ impl Handler<MiapFrame> for Uplink {
         };
         match codec::frame_bytes(&m.frame, self.cfg.max_frame) {
             Ok(bytes) => {
+                if let Some(c) = &self.counter {
+                    c.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                }
                 if out.try_send(bytes).is_err() {
                     tracing::warn!("the link's write queue is full; frame dropped");
                 }

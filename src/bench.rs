@@ -1,0 +1,680 @@
+//! `switchboard bench`: the load generator. N messages of SIZE bytes with W
+//! in flight, from submit to delivered, through one of:
+//!
+//! - `inproc` — a node started in this process on a temp dir (the IM
+//!   gateway originates, the IM inbox receives; every MIAP step and MAC,
+//!   sled durable);
+//! - `http` — a running node's HTTP API (`--url`): W clients post, the
+//!   recipient's WebSocket session sees each message arrive;
+//! - `ws` — a running node's WebSocket API: one client pipelines W `send`
+//!   frames and waits for each `receipt delivered`;
+//! - `tcp` — a running node's MIAP port (`--connect`): this process is a
+//!   remote gateway (member `bench-<pid>`, created and revoked through the
+//!   admin API) originating over MIAP/TCP.
+//!
+//! Reports messages/s, latency p50/p90/p99/max, this process's CPU seconds
+//! per message, wire bytes per message (payload bytes for `http`), and this
+//! process's peak RSS; a progress line on a terminal. Bounded by
+//! `--messages` and `--timeout-s`.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use anyhow::{bail, Context as _};
+use serde_json::{json, Value};
+
+use switchboard_actors::directory::Profile;
+use switchboard_actors::gateway::{Originate, Receipt};
+use switchboard_actors::protocol::{Address, MediumKind, Outcome, Priority, To};
+
+use crate::config::Config;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchArgs {
+    /// `inproc`, `http`, `ws` or `tcp`.
+    pub target: String,
+    /// Messages.
+    pub messages: usize,
+    /// In flight at once.
+    pub inflight: usize,
+    /// Body size, bytes.
+    pub size: usize,
+    /// The node's HTTP API (`http`, `ws`, and the admin API for `tcp`).
+    pub url: String,
+    /// The node's MIAP address (`tcp`).
+    pub connect: Option<String>,
+    /// The admin token (to create the bench users and member).
+    pub admin_token: Option<String>,
+    /// Longest run.
+    pub timeout: Duration,
+}
+
+/// The result.
+#[derive(Debug, Clone)]
+pub struct Report {
+    target: String,
+    messages: usize,
+    delivered: usize,
+    inflight: usize,
+    size: usize,
+    elapsed_s: f64,
+    latencies: Vec<Duration>,
+    cpu_s: f64,
+    wire_bytes: u64,
+    peak_rss_bytes: u64,
+}
+
+impl Report {
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len());
+        self.latencies[i - 1].as_secs_f64() * 1000.0
+    }
+
+    /// The report as INTERFACES.md's JSON object.
+    pub fn json(&self) -> Value {
+        let per = |x: f64| {
+            if self.delivered == 0 {
+                0.0
+            } else {
+                x / self.delivered as f64
+            }
+        };
+        json!({
+            "target": self.target,
+            "messages": self.messages,
+            "delivered": self.delivered,
+            "inflight": self.inflight,
+            "size": self.size,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "msgs_per_s": round(self.delivered as f64 / self.elapsed_s.max(1e-9), 1),
+            "latency_ms": {
+                "p50": round(self.pct(0.50), 3),
+                "p90": round(self.pct(0.90), 3),
+                "p99": round(self.pct(0.99), 3),
+                "max": round(self.pct(1.0), 3),
+            },
+            "cpu_s_per_msg": per(self.cpu_s),
+            "wire_bytes_per_msg": round(per(self.wire_bytes as f64), 1),
+            "peak_rss_bytes": self.peak_rss_bytes,
+        })
+    }
+
+    /// A human summary.
+    pub fn text(&self) -> String {
+        let j = self.json();
+        format!(
+            "{} messages via {} ({} B, {} in flight): {} delivered in {} s = {} msgs/s; latency ms p50 {} p90 {} p99 {} max {}; {:.1} µs CPU/msg (this process); {} wire B/msg; peak RSS {} MiB",
+            self.messages,
+            self.target,
+            self.size,
+            self.inflight,
+            self.delivered,
+            j["elapsed_s"],
+            j["msgs_per_s"],
+            j["latency_ms"]["p50"],
+            j["latency_ms"]["p90"],
+            j["latency_ms"]["p99"],
+            j["latency_ms"]["max"],
+            j["cpu_s_per_msg"].as_f64().unwrap_or(0.0) * 1e6,
+            j["wire_bytes_per_msg"],
+            self.peak_rss_bytes / (1024 * 1024),
+        )
+    }
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+/// This process's CPU time (user + system), from /proc.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start at ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 (1-based), 12 and 13 here.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// This process's peak resident set, bytes.
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Counts deliveries and their latencies; shows progress on a terminal.
+#[derive(Clone)]
+struct Tally {
+    started: Arc<Mutex<HashMap<String, Instant>>>,
+    early: Arc<Mutex<HashMap<String, Instant>>>,
+    latencies: Arc<Mutex<Vec<Duration>>>,
+    done: Arc<AtomicUsize>,
+    wire: Arc<AtomicU64>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            started: Arc::default(),
+            early: Arc::default(),
+            latencies: Arc::default(),
+            done: Arc::default(),
+            wire: Arc::default(),
+        }
+    }
+
+    /// Message `id` was submitted at `t0`.
+    fn started(&self, id: String, t0: Instant) {
+        let early = self.early.lock().map(|mut e| e.remove(&id)).unwrap_or(None);
+        match early {
+            Some(at) => self.finish(at.saturating_duration_since(t0)),
+            None => {
+                if let Ok(mut s) = self.started.lock() {
+                    s.insert(id, t0);
+                }
+            }
+        }
+    }
+
+    /// Message `id` was delivered now.
+    fn delivered(&self, id: String) {
+        let now = Instant::now();
+        let t0 = self
+            .started
+            .lock()
+            .map(|mut s| s.remove(&id))
+            .unwrap_or(None);
+        match t0 {
+            Some(t0) => self.finish(now - t0),
+            // Delivered before its submit returned (the answer and the
+            // delivery race).
+            None => {
+                if let Ok(mut e) = self.early.lock() {
+                    e.insert(id, now);
+                }
+            }
+        }
+    }
+
+    fn finish(&self, d: Duration) {
+        if let Ok(mut l) = self.latencies.lock() {
+            l.push(d);
+        }
+        self.done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count(&self) -> usize {
+        self.done.load(Ordering::Relaxed)
+    }
+}
+
+/// Prints `done/total` and the rate to stderr when it is a terminal.
+fn progress(t: &Tally, total: usize, start: Instant) {
+    if std::io::stderr().is_terminal() {
+        let n = t.count();
+        let rate = n as f64 / start.elapsed().as_secs_f64().max(1e-9);
+        let width = 30;
+        let filled = (n * width / total.max(1)).min(width);
+        eprint!(
+            "\r[{}{}] {n}/{total} {rate:.0} msgs/s ",
+            "#".repeat(filled),
+            " ".repeat(width - filled)
+        );
+    }
+}
+
+/// Runs the bench.
+///
+/// # Errors
+/// A target that cannot be reached or set up.
+pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
+    if args.messages == 0 || args.inflight == 0 {
+        bail!("--messages and --inflight must be at least 1");
+    }
+    let tally = Tally::new();
+    let cpu0 = cpu_seconds();
+    let (_start, elapsed) = match args.target.as_str() {
+        "inproc" => inproc(args, cfg, &tally)?,
+        "http" => http(args, &tally)?,
+        "ws" => ws(args, &tally)?,
+        "tcp" => tcp(args, cfg, &tally)?,
+        other => bail!("--target {other:?}: use inproc, http, ws or tcp"),
+    };
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+    let mut latencies = tally
+        .latencies
+        .lock()
+        .map(|l| l.clone())
+        .unwrap_or_default();
+    latencies.sort();
+    Ok(Report {
+        target: args.target.clone(),
+        messages: args.messages,
+        delivered: tally.count(),
+        inflight: args.inflight,
+        size: args.size,
+        elapsed_s: elapsed.as_secs_f64(),
+        latencies,
+        cpu_s: cpu_seconds() - cpu0,
+        wire_bytes: tally.wire.load(Ordering::Relaxed),
+        peak_rss_bytes: peak_rss(),
+    })
+}
+
+fn body(size: usize, i: usize) -> String {
+    let head = format!("bench {i} ");
+    let pad = size.saturating_sub(head.len());
+    format!("{head}{}", "x".repeat(pad))
+}
+
+fn originate(size: usize, i: usize) -> Originate {
+    Originate {
+        sender: Address::new(MediumKind::Im, "bench-a"),
+        sender_user: Some("bench-a".into()),
+        to: To::User("bench-b".into()),
+        content: body(size, i).into_bytes(),
+        content_type: "text/plain".into(),
+        subject: None,
+        priority: Priority::Normal,
+        expires_in_ms: 3_600_000,
+        receipt: true,
+        dedupe: None,
+    }
+}
+
+/// Counts `Delivered` receipts.
+struct Observer(Tally);
+
+impl Actor for Observer {
+    type Context = Context<Self>;
+}
+
+impl Handler<Receipt> for Observer {
+    type Result = ();
+    fn handle(&mut self, r: Receipt, _: &mut Context<Self>) {
+        if r.outcome == Outcome::Delivered {
+            self.0.delivered(r.txn.to_string());
+        }
+    }
+}
+
+/// Sends the messages into `gw`, keeping at most `inflight` submitted and
+/// not yet delivered; returns when all are delivered or at the timeout.
+async fn pump<A>(
+    gw: Addr<A>,
+    args: &BenchArgs,
+    tally: &Tally,
+) -> anyhow::Result<(Instant, Duration)>
+where
+    A: Handler<Originate>,
+    A::Context: actix::dev::ToEnvelope<A, Originate>,
+{
+    let start = Instant::now();
+    let deadline = start + args.timeout;
+    let mut tick = Instant::now();
+    for i in 0..args.messages {
+        while i - tally.count().min(i) >= args.inflight {
+            if Instant::now() > deadline {
+                bail!(
+                    "timed out with {} of {} delivered",
+                    tally.count(),
+                    args.messages
+                );
+            }
+            actix_rt::time::sleep(Duration::from_micros(100)).await;
+        }
+        let (gw, tally2) = (gw.clone(), tally.clone());
+        let o = originate(args.size, i);
+        actix_rt::spawn(async move {
+            let t0 = Instant::now();
+            if let Ok(Ok(acc)) = gw.send(o).await {
+                tally2.started(acc.txn.to_string(), t0);
+            }
+        });
+        if tick.elapsed() > Duration::from_millis(200) {
+            progress(tally, args.messages, start);
+            tick = Instant::now();
+        }
+    }
+    while tally.count() < args.messages && Instant::now() < deadline {
+        actix_rt::time::sleep(Duration::from_millis(1)).await;
+        if tick.elapsed() > Duration::from_millis(200) {
+            progress(tally, args.messages, start);
+            tick = Instant::now();
+        }
+    }
+    Ok((start, start.elapsed()))
+}
+
+fn inproc(args: &BenchArgs, _cfg: &Config, tally: &Tally) -> anyhow::Result<(Instant, Duration)> {
+    let dir = tempfile::tempdir().context("a temp dir for the node")?;
+    let vars = vec![
+        (
+            "SWITCHBOARD_DATA__DIR".to_string(),
+            dir.path().display().to_string(),
+        ),
+        (
+            "SWITCHBOARD_HTTP__LISTEN".to_string(),
+            "127.0.0.1:0".to_string(),
+        ),
+        (
+            "SWITCHBOARD_MIAP__LISTEN".to_string(),
+            "127.0.0.1:0".to_string(),
+        ),
+    ];
+    let cfg = Config::load_with(None, vars.into_iter())?;
+    actix_rt::System::new().block_on(async {
+        let observer = Observer(tally.clone()).start();
+        let core = crate::node::Core::start(&cfg, Some(observer.recipient())).await?;
+        for u in ["bench-a", "bench-b"] {
+            core.directory.put_profile(Profile::im_only(u)).await?;
+        }
+        let r = pump(core.im.clone(), args, tally).await;
+        core.stop(Duration::from_secs(5)).await;
+        r
+    })
+}
+
+/// Creates the bench users through the admin API; their tokens.
+fn bench_users(api: &crate::cli::Client) -> anyhow::Result<(String, String)> {
+    let stamp = std::process::id();
+    let mut tokens = Vec::new();
+    for who in ["a", "b"] {
+        let id = format!("bench-{who}-{stamp}");
+        let v = api.put(
+            &format!("/v1/admin/users/{id}"),
+            &json!({"id": id, "mechanisms": [{"medium": "im", "address": id}]}),
+            true,
+        )?;
+        tokens.push(v["token"].as_str().context("no token")?.to_string());
+    }
+    Ok((tokens.remove(0), tokens.remove(0)))
+}
+
+fn admin(args: &BenchArgs) -> anyhow::Result<crate::cli::Client> {
+    let token = args
+        .admin_token
+        .clone()
+        .context("this target needs the admin token (--admin-token, or the data directory)")?;
+    Ok(crate::cli::Client::new(&args.url, &token))
+}
+
+fn ws_url(base: &str, token: &str) -> String {
+    let base = base
+        .replacen("https://", "wss://", 1)
+        .replacen("http://", "ws://", 1);
+    format!("{}/v1/ws?token={token}", base.trim_end_matches('/'))
+}
+
+type Socket = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
+
+fn connect_ws(url: &str) -> anyhow::Result<Socket> {
+    let (sock, _) = tungstenite::connect(url).context("connecting the WebSocket")?;
+    Ok(sock)
+}
+
+fn http(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant, Duration)> {
+    let api = admin(args)?;
+    let (a, b) = bench_users(&api)?;
+    let b_id = format!("bench-b-{}", std::process::id());
+    // The recipient's session sees each message arrive.
+    let mut sock = connect_ws(&ws_url(&args.url, &b))?;
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = sock.get_mut() {
+        let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    }
+    let start = Instant::now();
+    let deadline = start + args.timeout;
+    let next = Arc::new(AtomicUsize::new(0));
+    let senders: Vec<_> = (0..args.inflight)
+        .map(|_| {
+            let (next, tally, url, a, to) = (
+                next.clone(),
+                tally.clone(),
+                args.url.clone(),
+                a.clone(),
+                b_id.clone(),
+            );
+            let (n, size) = (args.messages, args.size);
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n || Instant::now() > deadline {
+                        return;
+                    }
+                    let req = json!({"to": to, "body": body(size, i)}).to_string();
+                    let t0 = Instant::now();
+                    let resp = agent
+                        .post(format!("{url}/v1/messages"))
+                        .header("Authorization", format!("Bearer {a}"))
+                        .header("Content-Type", "application/json")
+                        .send(&req);
+                    let Ok(mut resp) = resp else { continue };
+                    let text = resp.body_mut().read_to_string().unwrap_or_default();
+                    tally
+                        .wire
+                        .fetch_add((req.len() + text.len()) as u64, Ordering::Relaxed);
+                    if let Some(txn) = serde_json::from_str::<Value>(&text)
+                        .ok()
+                        .and_then(|v| v["txn"].as_str().map(str::to_string))
+                    {
+                        tally.started(txn, t0);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut tick = Instant::now();
+    while tally.count() < args.messages && Instant::now() < deadline {
+        match sock.read() {
+            Ok(tungstenite::Message::Text(t)) => {
+                tally.wire.fetch_add(t.len() as u64, Ordering::Relaxed);
+                if let Ok(v) = serde_json::from_str::<Value>(&t) {
+                    if v["type"] == "message" {
+                        if let Some(txn) = v["txn"].as_str() {
+                            tally.delivered(txn.to_string());
+                        }
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => bail!("the recipient's WebSocket failed: {e}"),
+        }
+        if tick.elapsed() > Duration::from_millis(200) {
+            progress(tally, args.messages, start);
+            tick = Instant::now();
+        }
+    }
+    let elapsed = start.elapsed();
+    for s in senders {
+        let _ = s.join();
+    }
+    Ok((start, elapsed))
+}
+
+fn ws(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant, Duration)> {
+    let api = admin(args)?;
+    let (a, _) = bench_users(&api)?;
+    let to = format!("bench-b-{}", std::process::id());
+    let mut sock = connect_ws(&ws_url(&args.url, &a))?;
+    let start = Instant::now();
+    let deadline = start + args.timeout;
+    let mut sent = 0usize;
+    let mut ids: HashMap<u64, Instant> = HashMap::new();
+    let mut tick = Instant::now();
+    while tally.count() < args.messages && Instant::now() < deadline {
+        // Keep W in flight: pipeline sends, then read one frame.
+        while sent < args.messages && sent - tally.count() < args.inflight {
+            let frame =
+                json!({"type": "send", "id": sent, "to": to, "body": body(args.size, sent)})
+                    .to_string();
+            tally.wire.fetch_add(frame.len() as u64, Ordering::Relaxed);
+            ids.insert(sent as u64, Instant::now());
+            sock.send(tungstenite::Message::text(frame))
+                .context("sending on the WebSocket")?;
+            sent += 1;
+        }
+        let msg = sock.read().context("reading the WebSocket")?;
+        if let tungstenite::Message::Text(t) = msg {
+            tally.wire.fetch_add(t.len() as u64, Ordering::Relaxed);
+            let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+            match v["type"].as_str() {
+                Some("accepted") => {
+                    if let (Some(id), Some(txn)) = (v["id"].as_u64(), v["txn"].as_str()) {
+                        if let Some(t0) = ids.remove(&id) {
+                            tally.started(txn.to_string(), t0);
+                        }
+                    }
+                }
+                Some("receipt") if v["status"] == "delivered" => {
+                    if let Some(txn) = v["txn"].as_str() {
+                        tally.delivered(txn.to_string());
+                    }
+                }
+                Some("rejected") | Some("error") => bail!("the node refused a message: {v}"),
+                _ => {}
+            }
+        }
+        if tick.elapsed() > Duration::from_millis(200) {
+            progress(tally, args.messages, start);
+            tick = Instant::now();
+        }
+    }
+    Ok((start, start.elapsed()))
+}
+
+/// A medium that accepts everything (the bench gateway only originates).
+struct Null;
+
+impl switchboard_actors::medium::Medium for Null {
+    fn kind(&self) -> MediumKind {
+        MediumKind::Fax
+    }
+    fn health(&self) -> switchboard_actors::medium::Health {
+        switchboard_actors::medium::Health {
+            up: false,
+            detail: "the bench originates only".into(),
+        }
+    }
+    fn deliver(
+        &mut self,
+        _: switchboard_actors::medium::Delivery,
+    ) -> switchboard_actors::medium::futures_like::LocalBoxFuture<
+        'static,
+        Result<switchboard_actors::medium::MediumAck, switchboard_actors::medium::NonDelivery>,
+    > {
+        Box::pin(async {
+            Err(switchboard_actors::medium::NonDelivery(
+                "the bench gateway delivers nothing".into(),
+            ))
+        })
+    }
+}
+
+fn tcp(args: &BenchArgs, cfg: &Config, tally: &Tally) -> anyhow::Result<(Instant, Duration)> {
+    use switchboard_actors::gateway::{Gateway, GatewayConfig, GetInFlight};
+    use switchboard_actors::link::{Uplink, UplinkConfig};
+    use switchboard_actors::members::{BrokerHandle, MemberRegistry};
+    use switchboard_actors::protocol::{MemberId, SecretKey, SystemClock};
+    let connect = args
+        .connect
+        .clone()
+        .context("--target tcp needs --connect HOST:PORT (the node's MIAP port)")?;
+    let api = admin(args)?;
+    let stamp = std::process::id();
+    for who in ["a", "b"] {
+        let id = format!("bench-{who}");
+        let _ = api.put(
+            &format!("/v1/admin/users/{id}"),
+            &json!({"id": id, "mechanisms": [{"medium": "im", "address": id}]}),
+            true,
+        );
+    }
+    let member = format!("bench-{stamp}");
+    let k = api.put(
+        &format!("/v1/admin/members/{member}"),
+        &json!({"medium": "fax"}),
+        true,
+    )?;
+    let key = SecretKey::from_hex(k["key"].as_str().context("no key")?)
+        .map_err(|e| anyhow::anyhow!("the member key: {}", e.code()))?;
+    let dir = tempfile::tempdir()?;
+    let result = actix_rt::System::new().block_on(async {
+        let store = crate::node::open_store(dir.path())?;
+        let observer = Observer(tally.clone()).start();
+        let ctx = Context::<Gateway<Null>>::new();
+        let gw = ctx.address();
+        let uplink = Uplink::new(
+            UplinkConfig {
+                connect,
+                broker_id: MemberId::new(k["broker"].as_str().unwrap_or("broker-1")),
+                max_frame: cfg.miap.max_frame_bytes,
+            },
+            gw.clone().recipient(),
+            gw.clone().recipient(),
+        )
+        .with_counter(tally.wire.clone())
+        .start();
+        let members = MemberRegistry::default();
+        members.set_fallback(uplink.clone().recipient());
+        let g = Gateway::new(
+            GatewayConfig {
+                id: MemberId::new(member.clone()),
+                key_id: k["key_id"].as_u64().unwrap_or(1) as u32,
+                key,
+                broker_id: k["broker"].as_str().unwrap_or("broker-1").to_string(),
+                session_ttl_ms: cfg.miap.session_ttl_s * 1000,
+            },
+            Null,
+            BrokerHandle::new(vec![uplink.recipient()]),
+            members,
+            store,
+            Arc::new(SystemClock),
+        )
+        .with_receipts(observer.recipient());
+        let gw = ctx.run(g);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !gw
+            .send(GetInFlight)
+            .await
+            .map(|f| f.logged_in)
+            .unwrap_or(false)
+        {
+            if Instant::now() > deadline {
+                bail!("the bench gateway could not log in at the node");
+            }
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        pump(gw, args, tally).await
+    });
+    let _ = api.delete(&format!("/v1/admin/members/{member}"));
+    result
+}
