@@ -430,6 +430,10 @@ type Socket = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::ne
 
 fn connect_ws(url: &str) -> anyhow::Result<Socket> {
     let (sock, _) = tungstenite::connect(url).context("connecting the WebSocket")?;
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = sock.get_ref() {
+        // Small frames both ways: no Nagle delay on our side.
+        let _ = s.set_nodelay(true);
+    }
     Ok(sock)
 }
 
