@@ -135,5 +135,73 @@ fn macs_of_one_transaction(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, full_transactions, macs_of_one_transaction);
+fn codec_of_a_transmit(c: &mut Criterion) {
+    use switchboard_actors::protocol::codec;
+    use switchboard_actors::protocol::{Frame, TransmitAck, TxnId};
+    // A frame as it crosses MIAP/TCP: length prefix and bincode.
+    let f = Frame::TransmitAck(TransmitAck {
+        txn: TxnId::generate(1),
+        attempt: 1,
+    });
+    let bytes = codec::frame_bytes(&f, codec::DEFAULT_MAX_FRAME).expect("encodes");
+    let mut g = c.benchmark_group("codec");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("encode_transmit_ack", |b| {
+        b.iter(|| codec::frame_bytes(std::hint::black_box(&f), codec::DEFAULT_MAX_FRAME))
+    });
+    g.bench_function("decode_transmit_ack", |b| {
+        b.iter(|| codec::parse(std::hint::black_box(&bytes), bytes.len()))
+    });
+    let content = vec![b'x'; SIZE];
+    g.throughput(Throughput::Bytes(SIZE as u64));
+    g.bench_function("encode_256B_content", |b| {
+        b.iter(|| codec::encode(std::hint::black_box(&content)))
+    });
+    g.finish();
+}
+
+fn store_group_commit(c: &mut Criterion) {
+    use switchboard_actors::store::{Store, Tree, WriteBatch};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path()).expect("store");
+    let runner = actix_rt::System::new();
+    let mut g = c.benchmark_group("store");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(10);
+    let mut n = 0u64;
+    // WINDOW durable writes of one record each, in flight together: they
+    // share flushes (group commit).
+    g.bench_function(format!("durable_writes_window_{WINDOW}"), |b| {
+        b.iter_custom(|iters| {
+            runner.block_on(async {
+                let start = Instant::now();
+                let mut pending = Vec::with_capacity(WINDOW);
+                for _ in 0..iters {
+                    n += 1;
+                    let mut batch = WriteBatch::new();
+                    batch.insert(Tree::Meta, n.to_be_bytes().to_vec(), vec![0u8; SIZE]);
+                    pending.push(store.writer().write(batch));
+                    if pending.len() == WINDOW {
+                        for p in pending.drain(..) {
+                            p.await.expect("written");
+                        }
+                    }
+                }
+                for p in pending.drain(..) {
+                    p.await.expect("written");
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    full_transactions,
+    macs_of_one_transaction,
+    codec_of_a_transmit,
+    store_group_commit
+);
 criterion_main!(benches);

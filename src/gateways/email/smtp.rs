@@ -177,6 +177,8 @@ struct Session {
 
 impl Session {
     fn new(ctx: Arc<SmtpContext>, sock: TcpStream) -> Self {
+        // Pipelined replies go out at once, not after a delayed ACK.
+        let _ = sock.set_nodelay(true);
         Self {
             ctx,
             io: BufReader::new(Box::new(sock)),
