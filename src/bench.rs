@@ -575,7 +575,8 @@ fn ws(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant, Duration)> {
     Ok((start, start.elapsed()))
 }
 
-/// A medium that accepts everything (the bench gateway only originates).
+/// A medium that delivers nothing: the bench gateway only originates (and
+/// reports itself down, so nothing is routed to it).
 struct Null;
 
 impl switchboard_actors::medium::Medium for Null {
