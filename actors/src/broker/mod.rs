@@ -147,8 +147,10 @@ impl BrokerShard {
         let now = self.now();
         let (ack, session) = self.shared.accept_login(&login, now)?;
         tracing::info!(member = %from, key_id = login.key_id, "member logged in");
-        self.shared.send(from, Frame::LoginAck(ack));
+        // The session exists before the member can use it: another shard
+        // may see the member's next frame before this handler returns.
         self.shared.install_session(session, now);
+        self.shared.send(from, Frame::LoginAck(ack));
         Ok(())
     }
 
@@ -636,8 +638,8 @@ impl Handler<crate::link::LinkLogin> for BrokerShard {
                     .members
                     .attach_link(member.clone(), medium, link, link_id, now);
                 tracing::info!(member = %member, key_id = login.key_id, link = link_id, "member logged in over a link");
-                self.shared.send(&member, Frame::LoginAck(ack));
                 self.shared.install_session(session, now);
+                self.shared.send(&member, Frame::LoginAck(ack));
             }
             Err(error) => {
                 self.shared.count_refusal(error);
