@@ -628,6 +628,8 @@ impl Node {
     /// A data directory that cannot be opened or initialised, or an address
     /// that cannot be bound.
     pub async fn start(cfg: &Config) -> anyhow::Result<Node> {
+        // Counting starts with the node.
+        let _ = api::metrics::handle();
         let core = Core::start(cfg, None).await?;
         let mut gateways = vec![gateways::im::MEMBER_ID.to_string()];
         let mut tasks = Vec::new();

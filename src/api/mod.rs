@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod health;
 pub mod messages;
+pub mod metrics;
 pub mod presence;
 pub mod time;
 
@@ -106,6 +107,7 @@ async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(metrics::metrics))
         .service(
             web::scope("/v1")
                 .route("/messages", web::post().to(messages::send))

@@ -198,6 +198,7 @@ impl BrokerShard {
                 for f in frames {
                     self.shared.send(from, f);
                 }
+                metrics::counter!("switchboard_messages_released_total").increment(1);
                 self.track(&rec);
                 self.open.insert(txn, rec);
             }
@@ -207,6 +208,8 @@ impl BrokerShard {
                 rec.closed = true;
                 persist(&self.shared.deps.store, &rec);
                 tracing::info!(txn = %txn, reason = reason.code(), "message rejected");
+                metrics::counter!("switchboard_messages_rejected_total", "reason" => reason.code())
+                    .increment(1);
                 let frame = Frame::Rejected(verify::make_rejected(&session, txn, reason));
                 self.shared.send(from, frame);
             }
@@ -350,6 +353,23 @@ impl BrokerShard {
         if outcome != Outcome::Read {
             self.shared.account(rec, &outcome, now);
         }
+        let medium = rec
+            .deciding_attempt()
+            .map_or("none", |a| a.route.mechanism.as_str());
+        match &outcome {
+            Outcome::Delivered => {
+                metrics::counter!("switchboard_messages_delivered_total", "medium" => medium)
+                    .increment(1);
+                let secs = now.saturating_sub(rec.imi.created_at_ms) as f64 / 1000.0;
+                metrics::histogram!("switchboard_delivery_latency_seconds", "medium" => medium)
+                    .record(secs);
+            }
+            Outcome::Read => {}
+            failed => {
+                metrics::counter!("switchboard_messages_failed_total", "outcome" => failed.as_str())
+                    .increment(1);
+            }
+        }
         self.shared.notify(rec, outcome, now);
     }
 
@@ -407,6 +427,8 @@ impl BrokerShard {
     /// Applies attempt timeouts and message expiries that are due.
     fn check_timeouts(&mut self) {
         let now = self.now();
+        metrics::gauge!("switchboard_broker_open_transactions", "shard" => self.index.to_string())
+            .set(self.open.len() as f64);
         while let Some(&(due, txn, attempt)) = self.deadlines.first() {
             if due > now {
                 break;

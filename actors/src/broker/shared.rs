@@ -277,6 +277,7 @@ impl BrokerShared {
 
     /// Counts a refused frame (the admin API shows the counts).
     pub fn count_refusal(&self, e: ProtocolError) {
+        metrics::counter!("switchboard_miap_refusals_total", "reason" => e.code()).increment(1);
         *self.refusals.entry(e.code()).or_insert(0) += 1;
     }
 

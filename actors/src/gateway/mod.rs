@@ -452,6 +452,8 @@ impl<M: Medium> Handler<Originate> for Gateway<M> {
         }
         let now = self.now();
         let txn = TxnId::generate(now);
+        metrics::counter!("switchboard_messages_received_total", "medium" => self.medium.kind().as_str())
+            .increment(1);
         let imi = Imi {
             txn,
             originator: self.link.cfg.id.clone(),

@@ -192,7 +192,9 @@ fn commit(db: &sled::Db, trees: &[sled::Tree], jobs: &[Job]) -> Result<(), Store
         }
     }
     if durable {
+        let t0 = std::time::Instant::now();
         db.flush()?;
+        metrics::histogram!("switchboard_store_flush_seconds").record(t0.elapsed().as_secs_f64());
     }
     Ok(())
 }

@@ -138,6 +138,7 @@ impl Conn {
             .await
             .unwrap_or(0);
         st.presence.do_send(SessionOpened(user.clone()));
+        metrics::gauge!("switchboard_ws_sessions").increment(1.0);
         if let Some(p) = st.directory.profile(&user) {
             if !p.contacts.is_empty() {
                 st.presence.do_send(Subscribe {
@@ -198,6 +199,7 @@ impl Conn {
                 id,
             });
             self.st.presence.do_send(SessionClosed(user.clone()));
+            metrics::gauge!("switchboard_ws_sessions").decrement(1.0);
         }
     }
 

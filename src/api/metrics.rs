@@ -1,0 +1,47 @@
+//! `GET /metrics`: Prometheus text (the `metrics` facade, rendered by
+//! `metrics-exporter-prometheus`). Names are prefixed `switchboard_`,
+//! counters end in `_total`, histograms in `_seconds`. Counted where things
+//! happen (gateways, broker shards, the store's writer); gauges of connected
+//! members are read from the member registry at scrape time.
+
+use std::sync::OnceLock;
+
+use actix_web::{web, HttpResponse};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use super::ApiState;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process's recorder, installed on first use (one per process: every
+/// node in it shares it).
+pub fn handle() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let buckets = [
+            0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            30.0, 60.0,
+        ];
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&buckets)
+            .expect("static buckets are valid")
+            .build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics shows nothing");
+        }
+        handle
+    })
+}
+
+/// `GET /metrics` (no token, as Prometheus scrapes it).
+pub async fn metrics(st: web::Data<ApiState>) -> HttpResponse {
+    let live = st.members.snapshot();
+    metrics::gauge!("switchboard_members_connected").set(live.len() as f64);
+    for m in live.iter().filter(|m| m.medium.is_some()) {
+        let up = if m.logged_in && m.healthy { 1.0 } else { 0.0 };
+        metrics::gauge!("switchboard_gateway_up", "member" => m.id.as_str().to_string()).set(up);
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(handle().render())
+}

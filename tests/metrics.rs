@@ -1,0 +1,86 @@
+//! `/metrics`: Prometheus text whose counters move when messages flow.
+mod common;
+
+use common::{TestNode, Ws};
+
+/// The value of the sample `name` (with its labels, exactly as rendered),
+/// or 0 when absent.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            (k == name).then(|| v.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}
+
+fn scrape(node: &TestNode) -> String {
+    let resp = ureq::get(format!("{}/metrics", node.url))
+        .call()
+        .expect("GET /metrics");
+    assert_eq!(resp.status(), 200);
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    resp.into_body().read_to_string().expect("text")
+}
+
+#[test]
+fn metrics_appear_and_move_when_messages_flow() {
+    let node = TestNode::start();
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+    let before = scrape(&node);
+    for i in 0..3 {
+        let txn = alice.send("bob", &format!("m{i}"));
+        alice.expect_status(&txn, "delivered");
+    }
+    let (code, _) = alice.post(
+        "/v1/messages",
+        &serde_json::json!({"to": "nobody", "body": "x"}),
+    );
+    assert_eq!(code, 422);
+    let _ws = Ws::connect(&node.url, Some(&bob.token));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let after = scrape(&node);
+    let delta = |name: &str| sample(&after, name) - sample(&before, name);
+    assert!(
+        delta(r#"switchboard_messages_received_total{medium="im"}"#) >= 3.0,
+        "{after}"
+    );
+    assert!(
+        delta("switchboard_messages_released_total") >= 3.0,
+        "{after}"
+    );
+    assert!(
+        delta(r#"switchboard_messages_delivered_total{medium="im"}"#) >= 3.0,
+        "{after}"
+    );
+    assert!(
+        delta(r#"switchboard_messages_rejected_total{reason="unknown_recipient"}"#) >= 1.0,
+        "{after}"
+    );
+    assert!(
+        delta(r#"switchboard_delivery_latency_seconds_count{medium="im"}"#) >= 3.0,
+        "{after}"
+    );
+    assert!(sample(&after, "switchboard_ws_sessions") >= 1.0, "{after}");
+    assert_eq!(
+        sample(&after, r#"switchboard_gateway_up{member="gw-im-1"}"#),
+        1.0,
+        "{after}"
+    );
+    assert!(
+        after.contains("switchboard_store_flush_seconds_bucket"),
+        "{after}"
+    );
+    assert!(
+        after.contains("# TYPE switchboard_messages_delivered_total counter"),
+        "{after}"
+    );
+}
