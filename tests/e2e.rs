@@ -274,3 +274,48 @@ fn cli_config_and_init() {
     assert!(!out.status.success(), "a second init must refuse");
     assert!(String::from_utf8_lossy(&out.stderr).contains("already initialised"));
 }
+
+#[test]
+fn accounting_exports_as_csv_when_asked() {
+    let node = TestNode::start();
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    node.admin.add_user("bob", &[("im", "bob")]);
+    for i in 0..3 {
+        let txn = alice.send("bob", &format!("m{i}"));
+        alice.expect_status(&txn, "delivered");
+    }
+    let json_recs = node.admin.get("/v1/admin/accounting?user=alice").1["records"].clone();
+    let resp = ureq::get(format!("{}/v1/admin/accounting?user=alice", node.url))
+        .header("Authorization", format!("Bearer {}", node.admin.token))
+        .header("Accept", "text/csv")
+        .call()
+        .expect("CSV");
+    let ct = resp.headers().get("content-type").unwrap().to_str().unwrap().to_string();
+    assert!(ct.starts_with("text/csv"), "{ct}");
+    let csv = resp.into_body().read_to_string().unwrap();
+    // Parsed by an independent reader (Python's csv module).
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import csv, json, sys; print(json.dumps(list(csv.DictReader(sys.stdin))))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(csv.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("python3 parses the CSV");
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let json_recs = json_recs.as_array().unwrap();
+    assert_eq!(rows.len(), json_recs.len());
+    assert_eq!(rows.len(), 3);
+    for (row, rec) in rows.iter().zip(json_recs) {
+        for k in ["txn", "sender", "recipient", "medium", "gateway", "outcome", "at"] {
+            assert_eq!(row[k], rec[k], "{k}: {row} vs {rec}");
+        }
+        assert_eq!(row["bytes"], rec["bytes"].to_string());
+    }
+}

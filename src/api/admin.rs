@@ -3,7 +3,7 @@
 use actix_web::http::header::IF_NONE_MATCH;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use switchboard_actors::delivery::{
     DeleteManager, DeliveryError, DeliveryManager, ListManagers, PutManager,
@@ -277,6 +277,7 @@ pub struct AccountingQuery {
 pub async fn accounting(
     st: web::Data<ApiState>,
     _: Admin,
+    req: HttpRequest,
     q: web::Query<AccountingQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
@@ -313,8 +314,48 @@ pub async fn accounting(
                 "at": rfc3339(r.at_ms),
             })
         })
-        .collect();
+        .collect::<Vec<Value>>();
+    let wants_csv = req
+        .headers()
+        .get(actix_web::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/csv"));
+    if wants_csv {
+        return Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .body(accounting_csv(&records)));
+    }
     Ok(HttpResponse::Ok().json(json!({ "records": records })))
+}
+
+/// The columns of the accounting CSV, in order.
+const CSV_COLUMNS: [&str; 9] = [
+    "txn", "sender", "recipient", "medium", "gateway", "bytes", "outcome", "attempts", "at",
+];
+
+/// RFC 4180: a header line, then one line per record; fields with a comma,
+/// quote or line break are quoted, quotes doubled.
+fn accounting_csv(records: &[Value]) -> String {
+    let field = |v: &Value| {
+        let s = match v {
+            Value::String(s) => s.clone(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s
+        }
+    };
+    let mut out = CSV_COLUMNS.join(",");
+    out.push_str("\r\n");
+    for r in records {
+        let line: Vec<String> = CSV_COLUMNS.iter().map(|c| field(&r[*c])).collect();
+        out.push_str(&line.join(","));
+        out.push_str("\r\n");
+    }
+    out
 }
 
 fn delivery_error(e: DeliveryError) -> ApiError {
