@@ -741,9 +741,46 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         let _ = writeln!(out, "switchboard: smtp listening on {a}");
     }
     let _ = out.flush();
+    sd_notify(&format!(
+        "READY=1\nSTATUS=serving HTTP on {}, MIAP on {}",
+        node.http_addr, node.miap_addr
+    ));
     wait_for_signal().await;
+    sd_notify("STOPPING=1\nSTATUS=shutting down");
     node.shutdown().await;
     Ok(())
+}
+
+/// Tells systemd (`Type=notify`) about the node's state when it runs under
+/// it (`NOTIFY_SOCKET` set): `READY=1` once serving, `STOPPING=1` when the
+/// ordered shutdown starts. Silent otherwise.
+pub fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
+        // An abstract socket (Linux).
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name)
+                .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = name;
+            Err(std::io::Error::other("abstract sockets need Linux"))
+        }
+    } else {
+        sock.send_to(state.as_bytes(), std::path::Path::new(&path))
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
 }
 
 /// Waits for SIGINT or SIGTERM.

@@ -290,7 +290,13 @@ fn accounting_exports_as_csv_when_asked() {
         .header("Accept", "text/csv")
         .call()
         .expect("CSV");
-    let ct = resp.headers().get("content-type").unwrap().to_str().unwrap().to_string();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(ct.starts_with("text/csv"), "{ct}");
     let csv = resp.into_body().read_to_string().unwrap();
     // Parsed by an independent reader (Python's csv module).
@@ -313,7 +319,15 @@ fn accounting_exports_as_csv_when_asked() {
     assert_eq!(rows.len(), json_recs.len());
     assert_eq!(rows.len(), 3);
     for (row, rec) in rows.iter().zip(json_recs) {
-        for k in ["txn", "sender", "recipient", "medium", "gateway", "outcome", "at"] {
+        for k in [
+            "txn",
+            "sender",
+            "recipient",
+            "medium",
+            "gateway",
+            "outcome",
+            "at",
+        ] {
             assert_eq!(row[k], rec[k], "{k}: {row} vs {rec}");
         }
         assert_eq!(row["bytes"], rec["bytes"].to_string());

@@ -194,3 +194,27 @@ fn sigterm_drains_flushes_and_exits_0() {
     assert_eq!(got, txns, "every message once, in order");
     node.kill9();
 }
+
+#[test]
+fn systemd_is_told_ready_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let data = dir.path().join("data");
+    let notify = sock_path.to_str().unwrap().to_string();
+    let node = ProcNode::spawn_with(&data, &[("NOTIFY_SOCKET", notify.as_str())]);
+    let mut buf = [0u8; 512];
+    let n = sock.recv(&mut buf).expect("READY=1");
+    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(
+        msg.starts_with("READY=1\nSTATUS=serving HTTP on 127.0.0.1:"),
+        "{msg}"
+    );
+    let status = node.terminate();
+    assert!(status.success(), "{status:?}");
+    let n = sock.recv(&mut buf).expect("STOPPING=1");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("STOPPING=1"));
+}

@@ -330,7 +330,15 @@ pub async fn accounting(
 
 /// The columns of the accounting CSV, in order.
 const CSV_COLUMNS: [&str; 9] = [
-    "txn", "sender", "recipient", "medium", "gateway", "bytes", "outcome", "attempts", "at",
+    "txn",
+    "sender",
+    "recipient",
+    "medium",
+    "gateway",
+    "bytes",
+    "outcome",
+    "attempts",
+    "at",
 ];
 
 /// RFC 4180: a header line, then one line per record; fields with a comma,
