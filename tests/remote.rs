@@ -10,22 +10,30 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{add_member, free_port, wait_logged_in, Api, ProcNode, RemoteGw, TestNode};
+use common::{
+    add_member, eventually, free_port, wait_logged_in, Api, ProcNode, RemoteGw, TestNode,
+};
 use switchboard_actors::protocol::codec;
 use switchboard_actors::protocol::frames::RefuseReason;
 use switchboard_actors::protocol::tscs::start_login;
 use switchboard_actors::protocol::{Frame, MemberId, ProtocolError, SecretKey};
 
-/// Polls until `f` returns something (20 s at most).
-fn eventually<T>(what: &str, f: impl Fn() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "waited for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Waits for faxes `fax 0` … `fax n-1` in `alice`'s inbox, then checks each
+/// came exactly once (a late duplicate gets 1.5 s to show up).
+fn each_fax_once(alice: &Api, n: usize) {
+    eventually("every fax in alice's inbox", || {
+        (alice.inbox().len() >= n).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut bodies: Vec<String> = alice
+        .inbox()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap().to_string())
+        .collect();
+    bodies.sort();
+    let mut want: Vec<String> = (0..n).map(|i| format!("fax {i}")).collect();
+    want.sort();
+    assert_eq!(bodies, want, "each fax exactly once");
 }
 
 /// Writes a spool file as the fax line would: whole, then renamed.
@@ -267,24 +275,7 @@ fn killing_the_remote_gateway_mid_load_loses_and_duplicates_nothing() {
             gw = RemoteGw::spawn("fax", &connect, &key, gw_data.path(), &[]);
         }
     }
-    let got = eventually("every fax in alice's inbox", || {
-        let i = alice.inbox();
-        (i.len() >= N).then_some(i)
-    });
-    std::thread::sleep(Duration::from_millis(1500));
-    let got = if alice.inbox().len() > got.len() {
-        alice.inbox()
-    } else {
-        got
-    };
-    let mut bodies: Vec<String> = got
-        .iter()
-        .map(|m| m["body"].as_str().unwrap().to_string())
-        .collect();
-    bodies.sort();
-    let mut want: Vec<String> = (0..N).map(|i| format!("fax {i}")).collect();
-    want.sort();
-    assert_eq!(bodies, want, "each fax exactly once");
+    each_fax_once(&alice, N);
 }
 
 #[test]
@@ -323,24 +314,7 @@ fn killing_the_node_under_a_remote_gateway_loses_and_duplicates_nothing() {
         }
     }
     let alice = Api::new(&url, &alice.token);
-    let got = eventually("every fax in alice's inbox", || {
-        let i = alice.inbox();
-        (i.len() >= N).then_some(i)
-    });
-    std::thread::sleep(Duration::from_millis(1500));
-    let got = if alice.inbox().len() > got.len() {
-        alice.inbox()
-    } else {
-        got
-    };
-    let mut bodies: Vec<String> = got
-        .iter()
-        .map(|m| m["body"].as_str().unwrap().to_string())
-        .collect();
-    bodies.sort();
-    let mut want: Vec<String> = (0..N).map(|i| format!("fax {i}")).collect();
-    want.sort();
-    assert_eq!(bodies, want, "each fax exactly once");
+    each_fax_once(&alice, N);
     drop(node);
 }
 

@@ -2,11 +2,9 @@
 //! simulator (`tests/peers/smsc.js`, the npm package `smpp` in server mode).
 mod common;
 
-use std::time::{Duration, Instant};
-
 use serde_json::{json, Value};
 
-use common::{node_with_smsc, node_with_smsc_in, Smsc, Ws};
+use common::{eventually, node_with_smsc, node_with_smsc_in, Smsc, Ws};
 
 const DORA: &str = "+4915100000001";
 const DORA_DIGITS: &str = "4915100000001";
@@ -22,18 +20,6 @@ fn texts(submits: &[Value]) -> String {
 fn alice_and_dora(node: &common::TestNode) -> common::Api {
     node.admin.add_user("dora", &[("sms", DORA)]);
     node.admin.add_user("alice", &[("im", "alice")])
-}
-
-/// Polls until `f` returns something (15 s at most).
-fn eventually<T>(what: &str, f: impl Fn() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "waited for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -1060,3 +1060,15 @@ pub fn wait_logged_in(admin: &Api, id: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Polls until `f` returns something (20 s at most).
+pub fn eventually<T>(what: &str, f: impl Fn() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "waited for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
