@@ -10,11 +10,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-use switchboard::config::Config;
-use switchboard::node::Core;
-use switchboard_actors::directory::Profile;
-use switchboard_actors::gateway::{Originate, Receipt};
-use switchboard_actors::protocol::{Address, MediumKind, Outcome, Priority, To};
+use switchboard::bench::{inproc_core, originate};
+use switchboard_actors::gateway::Receipt;
+use switchboard_actors::protocol::Outcome;
 
 /// Messages in flight at once.
 const WINDOW: usize = 256;
@@ -36,42 +34,15 @@ impl Handler<Receipt> for Delivered {
     }
 }
 
-fn originate() -> Originate {
-    Originate {
-        sender: Address::new(MediumKind::Im, "alice"),
-        sender_user: Some("alice".into()),
-        to: To::User("bob".into()),
-        content: vec![b'x'; SIZE],
-        content_type: "text/plain".into(),
-        subject: None,
-        priority: Priority::Normal,
-        expires_in_ms: 3_600_000,
-        receipt: true,
-        dedupe: None,
-    }
-}
-
 fn full_transactions(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let vars = vec![(
-        "SWITCHBOARD_DATA__DIR".to_string(),
-        dir.path().display().to_string(),
-    )];
-    let cfg = Config::load_with(None, vars.into_iter()).expect("config");
     let runner = actix_rt::System::new();
     let delivered = Arc::new(AtomicUsize::new(0));
     let core = runner.block_on(async {
         let counter = Delivered(delivered.clone()).start();
-        let core = Core::start(&cfg, Some(counter.recipient()))
+        inproc_core(dir.path(), counter.recipient())
             .await
-            .expect("core starts");
-        for u in ["alice", "bob"] {
-            core.directory
-                .put_profile(Profile::im_only(u))
-                .await
-                .expect("user");
-        }
-        core
+            .expect("core starts")
     });
 
     let mut g = c.benchmark_group("broker");
@@ -81,7 +52,7 @@ fn full_transactions(c: &mut Criterion) {
     g.bench_function(
         format!(
             "full_transaction_{SIZE}B_window_{WINDOW}_shards_{}",
-            cfg.broker.shards
+            core.broker.handle.shards()
         ),
         |b| {
             b.iter_custom(|iters| {
@@ -93,7 +64,7 @@ fn full_transactions(c: &mut Criterion) {
                         let permit = window.clone().acquire_owned().await.expect("semaphore");
                         let im = core.im.clone();
                         actix_rt::spawn(async move {
-                            let r = im.send(originate()).await;
+                            let r = im.send(originate(SIZE, 0)).await;
                             assert!(matches!(r, Ok(Ok(_))), "message refused: {r:?}");
                             drop(permit);
                         });

@@ -252,7 +252,7 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
     let tally = Tally::new();
     let cpu0 = cpu_seconds();
     let (_start, elapsed) = match args.target.as_str() {
-        "inproc" => inproc(args, cfg, &tally)?,
+        "inproc" => inproc(args, &tally)?,
         "http" => http(args, &tally)?,
         "ws" => ws(args, &tally)?,
         "tcp" => tcp(args, cfg, &tally)?,
@@ -287,7 +287,9 @@ fn body(size: usize, i: usize) -> String {
     format!("{head}{}", "x".repeat(pad))
 }
 
-fn originate(size: usize, i: usize) -> Originate {
+/// Message `i` of `size` bytes from `bench-a` to `bench-b` (the users
+/// [`inproc_core`] creates), as the IM gateway's clients originate it.
+pub fn originate(size: usize, i: usize) -> Originate {
     Originate {
         sender: Address::new(MediumKind::Im, "bench-a"),
         sender_user: Some("bench-a".into()),
@@ -366,29 +368,32 @@ where
     Ok((start, start.elapsed()))
 }
 
-fn inproc(args: &BenchArgs, _cfg: &Config, tally: &Tally) -> anyhow::Result<(Instant, Duration)> {
+/// A node's core on `dir` (nothing listening), with users `bench-a` and
+/// `bench-b`; the IM gateway's outcomes go to `receipts`. Also used by the
+/// criterion bench.
+///
+/// # Errors
+/// A node that does not start.
+pub async fn inproc_core(
+    dir: &std::path::Path,
+    receipts: Recipient<Receipt>,
+) -> anyhow::Result<crate::node::Core> {
+    let vars = [("SWITCHBOARD_DATA__DIR", dir.display().to_string())]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v));
+    let cfg = Config::load_with(None, vars)?;
+    let core = crate::node::Core::start(&cfg, Some(receipts)).await?;
+    for u in ["bench-a", "bench-b"] {
+        core.directory.put_profile(Profile::im_only(u)).await?;
+    }
+    Ok(core)
+}
+
+fn inproc(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant, Duration)> {
     let dir = tempfile::tempdir().context("a temp dir for the node")?;
-    let vars = vec![
-        (
-            "SWITCHBOARD_DATA__DIR".to_string(),
-            dir.path().display().to_string(),
-        ),
-        (
-            "SWITCHBOARD_HTTP__LISTEN".to_string(),
-            "127.0.0.1:0".to_string(),
-        ),
-        (
-            "SWITCHBOARD_MIAP__LISTEN".to_string(),
-            "127.0.0.1:0".to_string(),
-        ),
-    ];
-    let cfg = Config::load_with(None, vars.into_iter())?;
     actix_rt::System::new().block_on(async {
         let observer = Observer(tally.clone()).start();
-        let core = crate::node::Core::start(&cfg, Some(observer.recipient())).await?;
-        for u in ["bench-a", "bench-b"] {
-            core.directory.put_profile(Profile::im_only(u)).await?;
-        }
+        let core = inproc_core(dir.path(), observer.recipient()).await?;
         let r = pump(core.im.clone(), args, tally).await;
         core.stop(Duration::from_secs(5)).await;
         r
