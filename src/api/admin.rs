@@ -1,9 +1,10 @@
 //! Admin endpoints (admin token): users, members, transactions, accounting.
 
 use actix_web::http::header::IF_NONE_MATCH;
-use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+use actix_web::{delete, get, post, put, web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
 
 use switchboard_actors::delivery::{
     DeleteManager, DeliveryError, DeliveryManager, ListManagers, PutManager,
@@ -13,13 +14,43 @@ use switchboard_actors::protocol::{MediumKind, MemberId, MemberKeys, SecretKey};
 use switchboard_actors::store::TxnStatus;
 
 use super::auth::Admin;
-use super::error::ApiError;
-use super::messages::txn_json;
+use super::error::{ApiError, ErrorBody};
+use super::messages::{txn_view, TxnView};
 use super::time::{parse_time, rfc3339};
 use super::ApiState;
 use actix_web::http::StatusCode;
 
-/// `GET /v1/admin/users`.
+/// Every user's profile.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UserList {
+    /// The profiles.
+    pub users: Vec<Profile>,
+}
+
+/// A profile written; the token only when the user was created.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UserWritten {
+    /// The profile as stored.
+    pub profile: Profile,
+    /// The new user's API token, shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// A user's new token.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UserToken {
+    /// The user.
+    pub user: String,
+    /// The token, shown once.
+    pub token: String,
+}
+
+/// Lists every user's profile.
+#[utoipa::path(tag = "admin", security(("bearer" = [])), responses(
+    (status = 200, body = UserList),
+))]
+#[get("/users")]
 pub async fn list_users(st: web::Data<ApiState>, _: Admin) -> HttpResponse {
     let users: Vec<Profile> = st
         .directory
@@ -27,10 +58,15 @@ pub async fn list_users(st: web::Data<ApiState>, _: Admin) -> HttpResponse {
         .iter()
         .map(|p| (**p).clone())
         .collect();
-    HttpResponse::Ok().json(json!({ "users": users }))
+    HttpResponse::Ok().json(UserList { users })
 }
 
-/// `GET /v1/admin/users/{id}`.
+/// One user's profile.
+#[utoipa::path(tag = "admin", security(("bearer" = [])), responses(
+    (status = 200, body = Profile),
+    (status = 404, body = ErrorBody),
+))]
+#[get("/users/{id}")]
 pub async fn get_user(
     st: web::Data<ApiState>,
     _: Admin,
@@ -43,9 +79,19 @@ pub async fn get_user(
     Ok(HttpResponse::Ok().json(&*p))
 }
 
-/// `PUT /v1/admin/users/{id}`: creates (201, with the user's token, shown
-/// once) or replaces (200) a profile. `If-None-Match: *` makes it create-only
-/// (409 when the user exists).
+/// Creates (201, with the user's token, shown once) or replaces (200) a
+/// profile. `If-None-Match: *` makes it create-only (409 when the user
+/// exists).
+#[utoipa::path(tag = "admin", security(("bearer" = [])),
+    params(("If-None-Match" = Option<String>, Header, description = "`*`: create only")),
+    responses(
+        (status = 200, description = "replaced", body = UserWritten),
+        (status = 201, description = "created, with the token", body = UserWritten),
+        (status = 400, body = ErrorBody),
+        (status = 409, description = "`exists`, `address_taken`", body = ErrorBody),
+        (status = 422, description = "`invalid_profile`, naming the field", body = ErrorBody),
+    ))]
+#[put("/users/{id}")]
 pub async fn put_user(
     st: web::Data<ApiState>,
     _: Admin,
@@ -70,12 +116,23 @@ pub async fn put_user(
     }
     let token = st.directory.put_profile(profile.clone()).await?;
     Ok(match token {
-        Some(t) => HttpResponse::Created().json(json!({ "profile": profile, "token": t })),
-        None => HttpResponse::Ok().json(json!({ "profile": profile })),
+        Some(t) => HttpResponse::Created().json(UserWritten {
+            profile,
+            token: Some(t),
+        }),
+        None => HttpResponse::Ok().json(UserWritten {
+            profile,
+            token: None,
+        }),
     })
 }
 
-/// `DELETE /v1/admin/users/{id}`.
+/// Removes a user.
+#[utoipa::path(tag = "admin", security(("bearer" = [])), responses(
+    (status = 204, description = "removed"),
+    (status = 404, body = ErrorBody),
+))]
+#[delete("/users/{id}")]
 pub async fn delete_user(
     st: web::Data<ApiState>,
     _: Admin,
@@ -85,18 +142,75 @@ pub async fn delete_user(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `POST /v1/admin/users/{id}/token`: a new token; the old one stops working.
+/// Gives a user a new token; the old one stops working.
+#[utoipa::path(tag = "admin", security(("bearer" = [])), responses(
+    (status = 200, body = UserToken),
+    (status = 404, body = ErrorBody),
+))]
+#[post("/users/{id}/token")]
 pub async fn rotate_token(
     st: web::Data<ApiState>,
     _: Admin,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let token = st.directory.rotate_token(&id).await?;
-    Ok(HttpResponse::Ok().json(json!({ "user": *id, "token": token })))
+    Ok(HttpResponse::Ok().json(UserToken {
+        user: id.into_inner(),
+        token,
+    }))
 }
 
-/// `GET /v1/admin/members`: every known member, connected or not.
-pub async fn members(st: web::Data<ApiState>, _: Admin) -> HttpResponse {
+/// A member as the admin sees it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MemberView {
+    /// The member id.
+    pub id: String,
+    /// The medium its gateway serves (none for brokers and processors).
+    pub medium: Option<MediumKind>,
+    /// The current key's id.
+    pub key_id: Option<u32>,
+    /// Whether it was revoked.
+    pub revoked: bool,
+    /// Whether it has a connection (or runs in this process).
+    pub connected: bool,
+    /// Whether its login was accepted.
+    pub logged_in: bool,
+    /// Whether its medium is up.
+    pub healthy: bool,
+    /// When it was last heard from (RFC 3339).
+    pub last_seen: Option<String>,
+}
+
+/// Every member, and MIAP refusals by reason.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MemberList {
+    /// The members, by id.
+    pub members: Vec<MemberView>,
+    /// Refused frames and connections by reason since start.
+    pub refusals: BTreeMap<String, u64>,
+}
+
+/// A member's key, shown once.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MemberKey {
+    /// The member id.
+    pub member: String,
+    /// Its medium.
+    pub medium: Option<MediumKind>,
+    /// The key's id.
+    pub key_id: u32,
+    /// The key, hex.
+    pub key: String,
+    /// The broker it logs in to.
+    pub broker: String,
+}
+
+/// Every known member, connected or not, with health and last seen.
+#[utoipa::path(tag = "admin", security(("bearer" = [])), responses(
+    (status = 200, body = MemberList),
+))]
+#[get("/members")]
+pub async fn list_members(st: web::Data<ApiState>, _: Admin) -> HttpResponse {
     let live = st.members.snapshot();
     let mut ids = st.directory.ring().ids();
     ids.sort();
@@ -105,49 +219,52 @@ pub async fn members(st: web::Data<ApiState>, _: Admin) -> HttpResponse {
         .map(|id| {
             let keys = st.directory.member(id);
             let conn = live.iter().find(|m| &m.id == id);
-            json!({
-                "id": id.as_str(),
-                "medium": keys.as_ref().and_then(|k| k.medium),
-                "key_id": keys.as_ref().map(|k| k.current().0),
-                "revoked": keys.as_ref().is_some_and(|k| k.revoked),
-                "connected": conn.is_some(),
-                "logged_in": conn.is_some_and(|c| c.logged_in),
-                "healthy": conn.is_some_and(|c| c.healthy),
-                "last_seen": conn.map(|c| rfc3339(c.last_seen_ms)),
-            })
+            MemberView {
+                id: id.as_str().to_string(),
+                medium: keys.as_ref().and_then(|k| k.medium),
+                key_id: keys.as_ref().map(|k| k.current().0),
+                revoked: keys.as_ref().is_some_and(|k| k.revoked),
+                connected: conn.is_some(),
+                logged_in: conn.is_some_and(|c| c.logged_in),
+                healthy: conn.is_some_and(|c| c.healthy),
+                last_seen: conn.map(|c| rfc3339(c.last_seen_ms)),
+            }
         })
         .collect();
-    let refusals: serde_json::Map<String, serde_json::Value> = st
+    let refusals = st
         .broker
         .refusals()
         .into_iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
+        .map(|(k, v)| (k.to_string(), v))
         .collect();
-    HttpResponse::Ok().json(json!({ "members": list, "refusals": refusals }))
+    HttpResponse::Ok().json(MemberList {
+        members: list,
+        refusals,
+    })
 }
 
 /// `PUT /v1/admin/members/{id}` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMember {
     /// The medium the member's gateway serves.
     pub medium: MediumKind,
 }
 
-fn key_json(
+fn member_key(
     st: &ApiState,
     id: &str,
     medium: Option<MediumKind>,
     key_id: u32,
     key: &SecretKey,
-) -> serde_json::Value {
-    json!({
-        "member": id,
-        "medium": medium,
-        "key_id": key_id,
-        "key": key.to_hex(),
-        "broker": st.broker.id.as_str(),
-    })
+) -> MemberKey {
+    MemberKey {
+        member: id.to_string(),
+        medium,
+        key_id,
+        key: key.to_hex(),
+        broker: st.broker.id.as_str().to_string(),
+    }
 }
 
 fn member_id(id: &str) -> Result<MemberId, ApiError> {
@@ -163,8 +280,13 @@ fn member_id(id: &str) -> Result<MemberId, ApiError> {
     Ok(MemberId::new(id))
 }
 
-/// `PUT /v1/admin/members/{id}` `{"medium"}`: creates a remote gateway
-/// member and its key, shown once (201); 409 when it exists.
+/// Creates a remote gateway member and its key, shown once.
+#[utoipa::path(tag = "admin", security(("bearer" = [])), params(("id" = String, Path, pattern = r"^[a-z0-9._-]{1,64}$", description = "the member id")), responses(
+    (status = 201, body = MemberKey),
+    (status = 400, body = ErrorBody),
+    (status = 409, description = "`exists`", body = ErrorBody),
+))]
+#[put("/members/{id}")]
 pub async fn put_member(
     st: web::Data<ApiState>,
     _: Admin,
@@ -181,13 +303,19 @@ pub async fn put_member(
     }
     let keys = MemberKeys::generate(member, Some(body.medium));
     let (key_id, key) = keys.current();
-    let out = key_json(&st, &id, Some(body.medium), key_id, key);
+    let out = member_key(&st, &id, Some(body.medium), key_id, key);
     st.directory.put_member(keys).await?;
     Ok(HttpResponse::Created().json(out))
 }
 
-/// `POST /v1/admin/members/{id}/rotate`: a new key, shown once; the old one
-/// is accepted for `miap.key_grace_s`.
+/// Gives a member a new key, shown once; the old one is accepted for
+/// `miap.key_grace_s`.
+#[utoipa::path(tag = "admin", security(("bearer" = [])), params(("id" = String, Path, pattern = r"^[a-z0-9._-]{1,64}$", description = "the member id")), responses(
+    (status = 200, body = MemberKey),
+    (status = 400, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+))]
+#[post("/members/{id}/rotate")]
 pub async fn rotate_member(
     st: web::Data<ApiState>,
     _: Admin,
@@ -201,15 +329,21 @@ pub async fn rotate_member(
         .await?
     {
         Some((key_id, key)) => {
-            Ok(HttpResponse::Ok().json(key_json(&st, &id, medium, key_id, &key)))
+            Ok(HttpResponse::Ok().json(member_key(&st, &id, medium, key_id, &key)))
         }
         None => Err(ApiError::not_found(format!("no member {id}"))),
     }
 }
 
-/// `DELETE /v1/admin/members/{id}`: revokes the member (204); its logins
-/// and frames are refused from now on. The node's own members cannot be
-/// revoked (409).
+/// Revokes a member: its logins and frames are refused from now on and it
+/// is off every route. The node's own members cannot be revoked.
+#[utoipa::path(tag = "admin", security(("bearer" = [])), params(("id" = String, Path, pattern = r"^[a-z0-9._-]{1,64}$", description = "the member id")), responses(
+    (status = 204, description = "revoked"),
+    (status = 400, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+    (status = 409, description = "`built_in`", body = ErrorBody),
+))]
+#[delete("/members/{id}")]
 pub async fn revoke_member(
     st: web::Data<ApiState>,
     _: Admin,
@@ -234,14 +368,38 @@ pub async fn revoke_member(
 }
 
 /// `GET /v1/admin/transactions` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TxnQuery {
+    /// Only transactions in this status.
+    #[param(schema_with = status_schema)]
     status: Option<String>,
+    /// At most this many, 1 to 1000 (default 100).
     limit: Option<usize>,
 }
 
-/// `GET /v1/admin/transactions?status=…&limit=…`, newest first.
+/// A transaction status name, as an enumeration.
+pub fn status_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(TxnStatus::NAMES))
+        .build()
+}
+
+/// Transactions.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TxnList {
+    /// Newest first.
+    pub transactions: Vec<TxnView>,
+}
+
+/// Transactions, newest first, optionally by status.
+#[utoipa::path(tag = "admin", security(("bearer" = [])), params(TxnQuery), responses(
+    (status = 200, body = TxnList),
+    (status = 400, body = ErrorBody),
+))]
+#[get("/transactions")]
 pub async fn transactions(
     st: web::Data<ApiState>,
     _: Admin,
@@ -259,21 +417,64 @@ pub async fn transactions(
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let store = st.store.clone();
     let recs = web::block(move || store.txns(q.status.as_deref(), limit)).await??;
-    Ok(HttpResponse::Ok()
-        .json(json!({ "transactions": recs.iter().map(txn_json).collect::<Vec<_>>() })))
+    Ok(HttpResponse::Ok().json(TxnList {
+        transactions: recs.iter().map(txn_view).collect(),
+    }))
 }
 
 /// `GET /v1/admin/accounting` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AccountingQuery {
+    /// From (inclusive): RFC 3339, `YYYY-MM-DD` or milliseconds.
     from: Option<String>,
+    /// To (exclusive): RFC 3339, `YYYY-MM-DD` or milliseconds.
     to: Option<String>,
+    /// Only records this user sent or received.
     user: Option<String>,
 }
 
-/// `GET /v1/admin/accounting?from=…&to=…&user=…` (times: RFC 3339, a date,
-/// or milliseconds; `to` is exclusive).
+/// One final outcome of a transaction.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AccountingView {
+    /// The transaction.
+    pub txn: String,
+    /// The sender (user id or address).
+    pub sender: String,
+    /// The recipient (user id or address).
+    pub recipient: String,
+    /// The mechanism used.
+    pub medium: MediumKind,
+    /// The destination gateway.
+    pub gateway: String,
+    /// Content length in bytes.
+    pub bytes: u64,
+    /// `delivered`, `read`, `undeliverable`, `expired`, …
+    pub outcome: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// Accounting records.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AccountingList {
+    /// Oldest first.
+    pub records: Vec<AccountingView>,
+}
+
+/// Accounting: one record per final outcome, per user and period; CSV
+/// (RFC 4180) when asked with `Accept: text/csv`.
+#[utoipa::path(tag = "admin", security(("bearer" = [])), params(AccountingQuery), responses(
+    (status = 200, content(
+        (AccountingList = "application/json"),
+        (String = "text/csv", example = "txn,sender,recipient,medium,gateway,bytes,outcome,attempts,at"),
+    )),
+    (status = 400, body = ErrorBody),
+))]
+#[get("/accounting")]
 pub async fn accounting(
     st: web::Data<ApiState>,
     _: Admin,
@@ -301,20 +502,18 @@ pub async fn accounting(
                 .as_ref()
                 .is_none_or(|u| &r.sender == u || &r.recipient == u)
         })
-        .map(|r| {
-            json!({
-                "txn": r.txn.to_string(),
-                "sender": r.sender,
-                "recipient": r.recipient,
-                "medium": r.medium,
-                "gateway": r.gateway.as_str(),
-                "bytes": r.bytes,
-                "outcome": r.outcome,
-                "attempts": r.attempts,
-                "at": rfc3339(r.at_ms),
-            })
+        .map(|r| AccountingView {
+            txn: r.txn.to_string(),
+            sender: r.sender.clone(),
+            recipient: r.recipient.clone(),
+            medium: r.medium,
+            gateway: r.gateway.as_str().to_string(),
+            bytes: r.bytes,
+            outcome: r.outcome.clone(),
+            attempts: r.attempts,
+            at: rfc3339(r.at_ms),
         })
-        .collect::<Vec<Value>>();
+        .collect::<Vec<_>>();
     let wants_csv = req
         .headers()
         .get(actix_web::http::header::ACCEPT)
@@ -325,7 +524,7 @@ pub async fn accounting(
             .content_type("text/csv; charset=utf-8")
             .body(accounting_csv(&records)));
     }
-    Ok(HttpResponse::Ok().json(json!({ "records": records })))
+    Ok(HttpResponse::Ok().json(AccountingList { records }))
 }
 
 /// The columns of the accounting CSV, in order.
@@ -343,7 +542,8 @@ const CSV_COLUMNS: [&str; 9] = [
 
 /// RFC 4180: a header line, then one line per record; fields with a comma,
 /// quote or line break are quoted, quotes doubled.
-fn accounting_csv(records: &[Value]) -> String {
+fn accounting_csv(records: &[AccountingView]) -> String {
+    use serde_json::Value;
     let field = |v: &Value| {
         let s = match v {
             Value::String(s) => s.clone(),
@@ -359,6 +559,7 @@ fn accounting_csv(records: &[Value]) -> String {
     let mut out = CSV_COLUMNS.join(",");
     out.push_str("\r\n");
     for r in records {
+        let r = serde_json::to_value(r).unwrap_or_default();
         let line: Vec<String> = CSV_COLUMNS.iter().map(|c| field(&r[*c])).collect();
         out.push_str(&line.join(","));
         out.push_str("\r\n");
@@ -385,17 +586,31 @@ fn gone() -> ApiError {
     ApiError::unavailable("unavailable", "the node is shutting down")
 }
 
-/// `GET /v1/admin/delivery-managers`.
-pub async fn list_managers(st: web::Data<ApiState>, _: Admin) -> Result<HttpResponse, ApiError> {
-    let all = st.delivery.send(ListManagers).await.map_err(|_| gone())?;
-    let map: serde_json::Map<String, serde_json::Value> = all
-        .into_iter()
-        .map(|(k, v)| (k, serde_json::to_value(v).unwrap_or_default()))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "managers": map })))
+/// Delivery managers by name.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ManagerList {
+    /// Every manager.
+    pub managers: BTreeMap<String, DeliveryManager>,
 }
 
-/// `GET /v1/admin/delivery-managers/{name}`.
+/// Every delivery manager.
+#[utoipa::path(tag = "admin", security(("bearer" = [])), responses(
+    (status = 200, body = ManagerList),
+))]
+#[get("/delivery-managers")]
+pub async fn list_managers(st: web::Data<ApiState>, _: Admin) -> Result<HttpResponse, ApiError> {
+    let all = st.delivery.send(ListManagers).await.map_err(|_| gone())?;
+    Ok(HttpResponse::Ok().json(ManagerList {
+        managers: all.into_iter().collect(),
+    }))
+}
+
+/// One delivery manager.
+#[utoipa::path(tag = "admin", security(("bearer" = [])), responses(
+    (status = 200, body = DeliveryManager),
+    (status = 404, body = ErrorBody),
+))]
+#[get("/delivery-managers/{name}")]
 pub async fn get_manager(
     st: web::Data<ApiState>,
     _: Admin,
@@ -409,8 +624,15 @@ pub async fn get_manager(
     Ok(HttpResponse::Ok().json(m))
 }
 
-/// `PUT /v1/admin/delivery-managers/{name}`: adds (201) or replaces (200) a
-/// manager; new messages use it at once, messages in flight keep theirs.
+/// Adds (201) or replaces (200) a delivery manager; new messages use it at
+/// once, messages in flight keep theirs.
+#[utoipa::path(tag = "admin", security(("bearer" = [])), responses(
+    (status = 200, description = "replaced", body = DeliveryManager),
+    (status = 201, description = "added", body = DeliveryManager),
+    (status = 400, body = ErrorBody),
+    (status = 422, description = "`invalid_manager`", body = ErrorBody),
+))]
+#[put("/delivery-managers/{name}")]
 pub async fn put_manager(
     st: web::Data<ApiState>,
     _: Admin,
@@ -436,7 +658,13 @@ pub async fn put_manager(
     .json(manager))
 }
 
-/// `DELETE /v1/admin/delivery-managers/{name}` → 204 (409 for the default).
+/// Removes a delivery manager (not the default).
+#[utoipa::path(tag = "admin", security(("bearer" = [])), responses(
+    (status = 204, description = "removed"),
+    (status = 404, body = ErrorBody),
+    (status = 409, description = "`is_default`", body = ErrorBody),
+))]
+#[delete("/delivery-managers/{name}")]
 pub async fn delete_manager(
     st: web::Data<ApiState>,
     _: Admin,

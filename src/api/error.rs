@@ -2,10 +2,26 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
 
 use switchboard_actors::directory::DirectoryError;
 use switchboard_actors::store::StoreError;
+
+/// The body of every error answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// An error's code and message.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable snake_case code (`bad_request`, `unauthorized`, `not_found`, …).
+    #[schema(example = "not_found")]
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+}
 
 /// An API error: status, stable code, human message.
 #[derive(Debug, Clone)]
@@ -61,9 +77,12 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(json!({
-            "error": { "code": self.code, "message": self.message }
-        }))
+        HttpResponse::build(self.status).json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code.clone(),
+                message: self.message.clone(),
+            },
+        })
     }
 }
 

@@ -1,18 +1,34 @@
 //! `/healthz` (the process answers) and `/readyz` (storage and every
 //! configured gateway are up).
 
-use actix_web::{web, HttpResponse};
-use serde_json::json;
+use actix_web::{get, web, HttpResponse};
+use serde::Serialize;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::ApiState;
 
-/// `GET /healthz`.
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+/// A health answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` (`/healthz`) or `ready` (`/readyz`).
+    #[schema(example = "ready")]
+    pub status: &'static str,
 }
 
-/// `GET /readyz`.
+/// The process answers. No token needed.
+#[utoipa::path(tag = "health", responses((status = 200, body = Health)))]
+#[get("/healthz")]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+/// Storage and every configured gateway are up, and the node is not
+/// shutting down. No token needed.
+#[utoipa::path(tag = "health", responses(
+    (status = 200, body = Health),
+    (status = 503, description = "`not_ready` (naming what is down) or `shutting_down`", body = ErrorBody),
+))]
+#[get("/readyz")]
 pub async fn readyz(st: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     if *st.draining.borrow() {
         return Err(ApiError::unavailable(
@@ -34,7 +50,7 @@ pub async fn readyz(st: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
         }
     }
     if not_ready.is_empty() {
-        Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
+        Ok(HttpResponse::Ok().json(Health { status: "ready" }))
     } else {
         Err(ApiError::unavailable(
             "not_ready",

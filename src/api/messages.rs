@@ -3,9 +3,8 @@
 //! (`POST /v1/messages/{txn}/read`).
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use actix_web::{get, post, web, HttpResponse};
+use serde::{Deserialize, Serialize};
 
 use switchboard_actors::gateway::{Accepted, MediumReport, Originate, OriginateError};
 use switchboard_actors::protocol::{
@@ -15,7 +14,7 @@ use switchboard_actors::store::records::enc;
 use switchboard_actors::store::{InboxEntry, Tree, TxnRecord, WriteBatch};
 
 use super::auth::{Caller, User};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::time::rfc3339;
 use super::ApiState;
 
@@ -23,15 +22,134 @@ use super::ApiState;
 const MAX_SUBJECT: usize = 998;
 
 /// `POST /v1/messages` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
+    /// A user id, or `medium:address` (`im:`, `email:`, `sms:`, `fax:`).
+    #[schema(example = "bob")]
     pub(crate) to: String,
+    /// The text (not empty).
+    #[schema(example = "Lunch at noon?")]
     pub(crate) body: String,
+    /// One line of at most 998 bytes.
     pub(crate) subject: Option<String>,
+    /// Selects the delivery manager's configuration (default `normal`).
     pub(crate) priority: Option<Priority>,
+    /// Lifetime in seconds, 1 to `api.max_expires_in_s` (default
+    /// `api.default_expires_in_s`).
+    #[schema(minimum = 1)]
     pub(crate) expires_in_s: Option<u64>,
+    /// Whether the sender wants receipts (default true).
     pub(crate) receipt: Option<bool>,
+}
+
+/// The route the broker chose.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RouteView {
+    /// The mechanism.
+    pub mechanism: MediumKind,
+    /// The recipient's address on it.
+    pub address: String,
+}
+
+/// `POST /v1/messages` answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SendAccepted {
+    /// The transaction id.
+    pub txn: String,
+    /// Always `released`: the broker routed it and the node holds it durably.
+    #[schema(example = "released")]
+    pub status: &'static str,
+    /// The first route.
+    pub route: RouteView,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AttemptView {
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// The mechanism.
+    pub mechanism: MediumKind,
+    /// The address on it.
+    pub address: String,
+    /// The destination gateway.
+    pub gateway: String,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// `delivered`, `read`, `non_delivery`, `timeout`, `expired`, `blocked`,
+    /// or null while open.
+    pub outcome: Option<String>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Processors the content passed through, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub processors: Vec<String>,
+}
+
+/// Something that happened to a message.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventView {
+    /// When (RFC 3339).
+    pub at: String,
+    /// What (`submitted`, `released`, `delivered`, `read`, …).
+    pub kind: String,
+}
+
+/// A message's transaction: status and every attempt.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TxnView {
+    /// The transaction id.
+    pub txn: String,
+    /// The sender (user id or address).
+    pub from: String,
+    /// The recipient.
+    pub to: String,
+    /// Where it stands.
+    #[schema(schema_with = super::admin::status_schema)]
+    pub status: String,
+    /// Its priority.
+    pub priority: String,
+    /// The delivery manager it runs under.
+    pub manager: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub expires_at: String,
+    /// Every attempt, in order.
+    pub attempts: Vec<AttemptView>,
+    /// What happened, in order.
+    pub events: Vec<EventView>,
+}
+
+/// A message in an IM inbox.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InboxMessage {
+    /// The transaction id.
+    pub txn: String,
+    /// The sender.
+    pub from: String,
+    /// The text.
+    pub body: String,
+    /// RFC 3339.
+    pub sent_at: String,
+    /// Whether the recipient read it.
+    pub read: bool,
+    /// Pass as `after` to page on.
+    pub cursor: String,
+    /// Its subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+/// A page of an inbox.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InboxPage {
+    /// Oldest first.
+    pub messages: Vec<InboxMessage>,
+    /// The cursor to pass as `after` for the next page.
+    pub next: Option<String>,
 }
 
 fn reject_error(r: &RejectReason) -> ApiError {
@@ -128,23 +246,36 @@ pub async fn submit(st: &ApiState, o: Originate) -> Result<Accepted, ApiError> {
 }
 
 /// The route as the API shows it.
-pub fn route_json(acc: &Accepted) -> Value {
-    json!({ "mechanism": acc.route.mechanism, "address": acc.route.address })
+pub fn route_view(acc: &Accepted) -> RouteView {
+    RouteView {
+        mechanism: acc.route.mechanism,
+        address: acc.route.address.clone(),
+    }
 }
 
-/// `POST /v1/messages`: answers after the broker's decision.
-pub async fn send(
+/// Sends a message as the calling user; answers after the broker's
+/// decision, once the message is durable.
+#[utoipa::path(tag = "messages", security(("bearer" = [])), responses(
+    (status = 202, body = SendAccepted),
+    (status = 400, description = "a bad field, named", body = ErrorBody),
+    (status = 403, description = "`policy_denied`", body = ErrorBody),
+    (status = 409, description = "`duplicate`", body = ErrorBody),
+    (status = 422, description = "`unknown_recipient`, `no_mechanism`, `expired`", body = ErrorBody),
+    (status = 503, description = "`shutting_down`, `storage_unavailable`, `timeout`", body = ErrorBody),
+))]
+#[post("/messages")]
+pub async fn send_message(
     st: web::Data<ApiState>,
     user: User,
     req: web::Json<SendRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let o = originate(&st, &user.0, req.into_inner())?;
     let acc = submit(&st, o).await?;
-    Ok(HttpResponse::Accepted().json(json!({
-        "txn": acc.txn.to_string(),
-        "status": "released",
-        "route": route_json(&acc),
-    })))
+    Ok(HttpResponse::Accepted().json(SendAccepted {
+        txn: acc.txn.to_string(),
+        status: "released",
+        route: route_view(&acc),
+    }))
 }
 
 pub(crate) fn parse_txn(s: &str) -> Result<TxnId, ApiError> {
@@ -153,39 +284,54 @@ pub(crate) fn parse_txn(s: &str) -> Result<TxnId, ApiError> {
 }
 
 /// A transaction as the API shows it.
-pub fn txn_json(rec: &TxnRecord) -> Value {
-    json!({
-        "txn": rec.imi.txn.to_string(),
-        "from": switchboard_actors::broker::sender_name(rec),
-        "to": rec.imi.recipient.to_string(),
-        "status": rec.status.as_str(),
-        "priority": rec.imi.priority.as_str(),
-        "manager": rec.manager.as_ref().map(|m| m.name.as_str()),
-        "created_at": rfc3339(rec.imi.created_at_ms),
-        "expires_at": rfc3339(rec.imi.expires_at_ms),
-        "attempts": rec.attempts.iter().map(|a| {
-            let mut v = json!({
-                "attempt": a.attempt,
-                "mechanism": a.route.mechanism,
-                "address": a.route.address,
-                "gateway": a.route.destination.as_str(),
-                "started_at": rfc3339(a.started_ms),
-                "outcome": a.outcome,
-            });
-            if let Some(r) = &a.reason {
-                v["reason"] = json!(r);
-            }
-            if !a.route.processors.is_empty() {
-                v["processors"] = json!(a.route.processors.iter().map(|p| p.as_str()).collect::<Vec<_>>());
-            }
-            v
-        }).collect::<Vec<_>>(),
-        "events": rec.events.iter().map(|e| json!({"at": rfc3339(e.at_ms), "kind": e.kind})).collect::<Vec<_>>(),
-    })
+pub fn txn_view(rec: &TxnRecord) -> TxnView {
+    TxnView {
+        txn: rec.imi.txn.to_string(),
+        from: switchboard_actors::broker::sender_name(rec),
+        to: rec.imi.recipient.to_string(),
+        status: rec.status.as_str().to_string(),
+        priority: rec.imi.priority.as_str().to_string(),
+        manager: rec.manager.as_ref().map(|m| m.name.clone()),
+        created_at: rfc3339(rec.imi.created_at_ms),
+        expires_at: rfc3339(rec.imi.expires_at_ms),
+        attempts: rec
+            .attempts
+            .iter()
+            .map(|a| AttemptView {
+                attempt: a.attempt,
+                mechanism: a.route.mechanism,
+                address: a.route.address.clone(),
+                gateway: a.route.destination.as_str().to_string(),
+                started_at: rfc3339(a.started_ms),
+                outcome: a.outcome.clone(),
+                reason: a.reason.clone(),
+                processors: a
+                    .route
+                    .processors
+                    .iter()
+                    .map(|p| p.as_str().to_string())
+                    .collect(),
+            })
+            .collect(),
+        events: rec
+            .events
+            .iter()
+            .map(|e| EventView {
+                at: rfc3339(e.at_ms),
+                kind: e.kind.clone(),
+            })
+            .collect(),
+    }
 }
 
-/// `GET /v1/messages/{txn}` (the sender or the admin).
-pub async fn status(
+/// A message's status and every attempt (its sender or the admin; 404 for
+/// anyone else).
+#[utoipa::path(tag = "messages", security(("bearer" = [])), responses(
+    (status = 200, body = TxnView),
+    (status = 404, body = ErrorBody),
+))]
+#[get("/messages/{txn}")]
+pub async fn message_status(
     st: web::Data<ApiState>,
     caller: Caller,
     path: web::Path<String>,
@@ -206,19 +352,29 @@ pub async fn status(
             return Err(ApiError::not_found("no such message"));
         }
     }
-    Ok(HttpResponse::Ok().json(txn_json(&rec)))
+    Ok(HttpResponse::Ok().json(txn_view(&rec)))
 }
 
 /// `GET /v1/inbox` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct InboxQuery {
+    /// A cursor from a previous answer's `next`.
+    #[param(pattern = "^[0-9]*$")]
     after: Option<String>,
+    /// 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
-/// `GET /v1/inbox`: the caller's IM inbox, oldest first.
-pub async fn inbox(
+/// The caller's IM inbox, oldest first.
+#[utoipa::path(tag = "messages", security(("bearer" = [])), params(InboxQuery), responses(
+    (status = 200, body = InboxPage),
+    (status = 400, body = ErrorBody),
+))]
+#[get("/inbox")]
+pub async fn get_inbox(
     st: web::Data<ApiState>,
     user: User,
     q: web::Query<InboxQuery>,
@@ -239,25 +395,22 @@ pub async fn inbox(
     let who = user.0.clone();
     let entries = web::block(move || store.inbox(&who, after, limit)).await??;
     let next = entries.last().map(|(c, _)| *c).or(after);
-    let messages: Vec<Value> = entries
+    let messages = entries
         .iter()
-        .map(|(cursor, e)| {
-            let mut v = json!({
-                "txn": e.txn.to_string(),
-                "from": e.from,
-                "body": e.body,
-                "sent_at": rfc3339(e.sent_at_ms),
-                "read": e.read,
-                "cursor": cursor.to_string(),
-            });
-            if let Some(s) = &e.subject {
-                v["subject"] = json!(s);
-            }
-            v
+        .map(|(cursor, e)| InboxMessage {
+            txn: e.txn.to_string(),
+            from: e.from.clone(),
+            body: e.body.clone(),
+            sent_at: rfc3339(e.sent_at_ms),
+            read: e.read,
+            cursor: cursor.to_string(),
+            subject: e.subject.clone(),
         })
         .collect();
-    Ok(HttpResponse::Ok()
-        .json(json!({ "messages": messages, "next": next.map(|n| n.to_string()) })))
+    Ok(HttpResponse::Ok().json(InboxPage {
+        messages,
+        next: next.map(|n| n.to_string()),
+    }))
 }
 
 /// Marks a message in `user`'s inbox read (reporting it delivered first if
@@ -299,8 +452,14 @@ pub async fn mark_read(st: &ApiState, user: &str, txn: TxnId) -> Result<(), ApiE
     Ok(())
 }
 
-/// `POST /v1/messages/{txn}/read` (the recipient): 204; the sender is notified.
-pub async fn read(
+/// Marks a message in the caller's inbox read; its sender gets a read
+/// receipt.
+#[utoipa::path(tag = "messages", security(("bearer" = [])), responses(
+    (status = 204, description = "marked read"),
+    (status = 404, body = ErrorBody),
+))]
+#[post("/messages/{txn}/read")]
+pub async fn mark_message_read(
     st: web::Data<ApiState>,
     user: User,
     path: web::Path<String>,

@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{get, web, HttpResponse};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use super::ApiState;
@@ -33,8 +33,13 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
-/// `GET /metrics` (no token, as Prometheus scrapes it).
-pub async fn metrics(st: web::Data<ApiState>) -> HttpResponse {
+/// Prometheus text exposition of the node's metrics (no token, as
+/// Prometheus scrapes it).
+#[utoipa::path(tag = "health", responses(
+    (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"),
+))]
+#[get("/metrics")]
+pub async fn scrape(st: web::Data<ApiState>) -> HttpResponse {
     let live = st.members.snapshot();
     metrics::gauge!("switchboard_members_connected").set(live.len() as f64);
     for m in live.iter().filter(|m| m.medium.is_some()) {

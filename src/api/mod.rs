@@ -8,6 +8,7 @@ pub mod error;
 pub mod health;
 pub mod messages;
 pub mod metrics;
+pub mod openapi;
 pub mod presence;
 pub mod time;
 
@@ -18,6 +19,8 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{error::JsonPayloadError, web, App, HttpRequest, HttpServer};
 use anyhow::Context as _;
+use utoipa_actix_web::service_config::ServiceConfig;
+use utoipa_actix_web::{scope, AppExt as _};
 
 use actix::Addr;
 use switchboard_actors::broker::BrokerShared;
@@ -99,50 +102,57 @@ fn path_error(err: actix_web::error::PathError, _: &HttpRequest) -> actix_web::E
     ApiError::bad_request(format!("invalid path: {err}")).into()
 }
 
-async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::not_found("no such endpoint"))
+/// No route matched: 405 with `Allow` when the path exists with other
+/// methods, else 404.
+async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    let allowed = openapi::methods_of(req.path());
+    if allowed.is_empty() {
+        return Err(ApiError::not_found("no such endpoint"));
+    }
+    let allow = allowed.join(", ");
+    Ok(actix_web::HttpResponse::MethodNotAllowed()
+        .insert_header((actix_web::http::header::ALLOW, allow.clone()))
+        .json(error::ErrorBody {
+            error: error::ErrorDetail {
+                code: "method_not_allowed".into(),
+                message: format!("{} is not allowed here; allowed: {allow}", req.method()),
+            },
+        }))
 }
 
-/// Registers the routes on an app (also used by tests).
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(metrics::metrics))
+/// Registers every endpoint; the OpenAPI document is collected from the
+/// same calls (each handler carries its `#[utoipa::path]`).
+pub fn routes(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(health::healthz)
+        .service(health::readyz)
+        .service(metrics::scrape)
+        .service(openapi::document)
         .service(
-            web::scope("/v1")
-                .route("/messages", web::post().to(messages::send))
-                .route("/messages/{txn}", web::get().to(messages::status))
-                .route("/messages/{txn}/read", web::post().to(messages::read))
-                .route("/inbox", web::get().to(messages::inbox))
-                .route("/ws", web::get().to(crate::gateways::im::ws::ws))
-                .route("/presence", web::put().to(presence::set))
-                .route("/presence/{user}", web::get().to(presence::get))
+            scope("/v1")
+                .service(messages::send_message)
+                .service(messages::message_status)
+                .service(messages::mark_message_read)
+                .service(messages::get_inbox)
+                .service(crate::gateways::im::ws::websocket)
+                .service(presence::set_presence)
+                .service(presence::get_presence)
                 .service(
-                    web::scope("/admin")
-                        .route("/users", web::get().to(admin::list_users))
-                        .route("/users/{id}", web::get().to(admin::get_user))
-                        .route("/users/{id}", web::put().to(admin::put_user))
-                        .route("/users/{id}", web::delete().to(admin::delete_user))
-                        .route("/users/{id}/token", web::post().to(admin::rotate_token))
-                        .route("/members", web::get().to(admin::members))
-                        .route("/members/{id}", web::put().to(admin::put_member))
-                        .route("/members/{id}", web::delete().to(admin::revoke_member))
-                        .route("/members/{id}/rotate", web::post().to(admin::rotate_member))
-                        .route("/delivery-managers", web::get().to(admin::list_managers))
-                        .route(
-                            "/delivery-managers/{name}",
-                            web::get().to(admin::get_manager),
-                        )
-                        .route(
-                            "/delivery-managers/{name}",
-                            web::put().to(admin::put_manager),
-                        )
-                        .route(
-                            "/delivery-managers/{name}",
-                            web::delete().to(admin::delete_manager),
-                        )
-                        .route("/transactions", web::get().to(admin::transactions))
-                        .route("/accounting", web::get().to(admin::accounting)),
+                    scope("/admin")
+                        .service(admin::list_users)
+                        .service(admin::get_user)
+                        .service(admin::put_user)
+                        .service(admin::delete_user)
+                        .service(admin::rotate_token)
+                        .service(admin::list_members)
+                        .service(admin::put_member)
+                        .service(admin::revoke_member)
+                        .service(admin::rotate_member)
+                        .service(admin::list_managers)
+                        .service(admin::get_manager)
+                        .service(admin::put_manager)
+                        .service(admin::delete_manager)
+                        .service(admin::transactions)
+                        .service(admin::accounting),
                 ),
         );
 }
@@ -160,6 +170,7 @@ pub fn serve(
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
+            .into_utoipa_app()
             .app_data(data.clone())
             .app_data(
                 web::JsonConfig::default()
@@ -172,6 +183,7 @@ pub fn serve(
             .app_data(web::PathConfig::default().error_handler(path_error))
             .configure(routes)
             .default_service(web::to(not_found))
+            .into_app()
     })
     .workers(2)
     // Small frames (WebSocket pushes, receipts) go out at once, not after

@@ -1,29 +1,54 @@
 //! Presence: `GET /v1/presence/{user}` (any caller) and `PUT /v1/presence`
 //! (the caller's own state).
 
-use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+use actix_web::{get, put, web, HttpResponse};
+use serde::{Deserialize, Serialize};
 
 use switchboard_actors::delivery::Reach;
 use switchboard_actors::presence::{SetPresence, State};
 
 use super::auth::{Caller, User};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::time::rfc3339;
 use super::ApiState;
 
 /// `PUT /v1/presence` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PresenceRequest {
+    /// The new state.
     state: State,
+    /// One line of at most 200 bytes.
     note: Option<String>,
 }
 
-/// `GET /v1/presence/{user}`: state, note, since, and reachability per medium
-/// of the user's mechanisms.
-pub async fn get(
+/// A user's presence.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PresenceAnswer {
+    /// The user.
+    pub user: String,
+    /// Their state.
+    pub state: State,
+    /// Since when (RFC 3339); null when never seen.
+    pub since: Option<String>,
+    /// Reachability per medium of the user's mechanisms: a presence state,
+    /// or `reachable` for mediums without presence.
+    pub mediums: BTreeMap<String, String>,
+    /// Their note.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A user's state, note, since when, and reachability per medium of their
+/// mechanisms (any user or the admin).
+#[utoipa::path(tag = "presence", security(("bearer" = [])), responses(
+    (status = 200, body = PresenceAnswer),
+    (status = 404, body = ErrorBody),
+))]
+#[get("/presence/{user}")]
+pub async fn get_presence(
     st: web::Data<ApiState>,
     _: Caller,
     user: web::Path<String>,
@@ -34,28 +59,30 @@ pub async fn get(
         .ok_or_else(|| ApiError::not_found("no such user"))?;
     let entry = st.presence_view.get(&user);
     let state = entry.as_ref().map_or(State::Offline, |e| e.state);
-    let mut mediums = Map::new();
+    let mut mediums = BTreeMap::new();
     for m in &profile.mechanisms {
         let v = match st.presence_view.reach(&user, m.medium) {
             Reach::Unknown => "reachable",
             _ => state.as_str(),
         };
-        mediums.insert(m.medium.as_str().to_string(), json!(v));
+        mediums.insert(m.medium.as_str().to_string(), v.to_string());
     }
-    let mut v = json!({
-        "user": *user,
-        "state": state,
-        "since": entry.as_ref().map(|e| rfc3339(e.since_ms)),
-        "mediums": Value::Object(mediums),
-    });
-    if let Some(n) = entry.and_then(|e| e.note) {
-        v["note"] = json!(n);
-    }
-    Ok(HttpResponse::Ok().json(v))
+    Ok(HttpResponse::Ok().json(PresenceAnswer {
+        user: user.into_inner(),
+        state,
+        since: entry.as_ref().map(|e| rfc3339(e.since_ms)),
+        mediums,
+        note: entry.and_then(|e| e.note),
+    }))
 }
 
-/// `PUT /v1/presence`: sets the caller's state → 204.
-pub async fn set(
+/// Sets the caller's own state.
+#[utoipa::path(tag = "presence", security(("bearer" = [])), responses(
+    (status = 204, description = "set"),
+    (status = 400, body = ErrorBody),
+))]
+#[put("/presence")]
+pub async fn set_presence(
     st: web::Data<ApiState>,
     user: User,
     req: web::Json<PresenceRequest>,

@@ -38,13 +38,20 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// Parses milliseconds, `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SS[.mmm]Z`.
+/// Parses milliseconds, `YYYY-MM-DD`, or an RFC 3339 date-time
+/// (`YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)`, `T`/`Z` in either case). Times
+/// before 1970 are refused.
 pub fn parse_time(s: &str) -> Option<u64> {
     if let Ok(ms) = s.parse::<u64>() {
         return Some(ms);
     }
     let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<u32>().ok());
+    let num = |r: std::ops::Range<usize>| {
+        let x = s.get(r)?;
+        x.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| x.parse::<u32>().ok())?
+    };
     if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
@@ -54,7 +61,7 @@ pub fn parse_time(s: &str) -> Option<u64> {
     }
     let mut ms = days_from_civil(y, m, d) * 86_400_000;
     if b.len() > 10 {
-        if b.len() < 20 || b[10] != b'T' || b[13] != b':' || b[16] != b':' || *b.last()? != b'Z' {
+        if b.len() < 20 || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
             return None;
         }
         let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
@@ -62,13 +69,32 @@ pub fn parse_time(s: &str) -> Option<u64> {
             return None;
         }
         ms += (hh as i64 * 3600 + mm as i64 * 60 + ss as i64) * 1000;
-        if b[19] == b'.' {
-            let frac = s.get(20..s.len() - 1)?;
-            let f: u32 = format!("{frac:0<3}").get(..3)?.parse().ok()?;
+        let mut rest = &s[19..];
+        if let Some(frac) = rest.strip_prefix('.') {
+            let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+            if n == 0 {
+                return None;
+            }
+            let f: u32 = format!("{:0<3}", &frac[..n]).get(..3)?.parse().ok()?;
             ms += f as i64;
-        } else if b.len() != 20 {
-            return None;
+            rest = &frac[n..];
         }
+        ms -= match rest.as_bytes() {
+            [b'Z' | b'z'] => 0,
+            [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+                let (oh, om) = (num(s.len() - 5..s.len() - 3)?, num(s.len() - 2..s.len())?);
+                if oh > 23 || om > 59 {
+                    return None;
+                }
+                let off = (oh as i64 * 60 + om as i64) * 60_000;
+                if *sign == b'+' {
+                    off
+                } else {
+                    -off
+                }
+            }
+            _ => return None,
+        };
     }
     u64::try_from(ms).ok()
 }
@@ -88,5 +114,26 @@ mod tests {
         assert_eq!(parse_time("2000-02-29"), Some(951_782_400_000));
         assert_eq!(parse_time("2000-13-01"), None);
         assert_eq!(parse_time("yesterday"), None);
+        // Offsets and lower case, as RFC 3339 allows.
+        assert_eq!(
+            parse_time("2000-02-29T01:30:00+01:30"),
+            Some(951_782_400_000)
+        );
+        assert_eq!(
+            parse_time("2000-02-28t23:00:00.5-01:00"),
+            Some(951_782_400_500)
+        );
+        assert_eq!(parse_time("2000-02-29T00:00:00z"), Some(951_782_400_000));
+        for bad in [
+            "2000-02-29T00:00:00",
+            "2000-02-29T00:00:00+1:00",
+            "2000-02-29T00:00:00.Z",
+            "2000-02-29 00:00:00Z",
+            "2000-02-29T24:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "+000-01-01",
+        ] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
     }
 }

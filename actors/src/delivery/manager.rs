@@ -10,6 +10,7 @@ use crate::protocol::{MediumKind, Priority};
 
 /// How a manager dispatches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Dispatch {
     /// One mechanism at a time, in order; the next on failure or timeout.
@@ -20,6 +21,7 @@ pub enum Dispatch {
 
 /// A manager's configuration for one priority.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ManagerConfig {
     /// The mechanisms it may use, in its order.
@@ -34,6 +36,7 @@ pub struct ManagerConfig {
 
 /// A named delivery manager.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryManager {
     /// Sequential or parallel.

@@ -10,6 +10,7 @@ use crate::protocol::{Address, MediumKind};
 
 /// A delivery mechanism of a user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Mechanism {
     /// The medium.
@@ -20,6 +21,7 @@ pub struct Mechanism {
 
 /// A user's own policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UserPolicy {
     /// May message external addresses.
@@ -49,6 +51,7 @@ impl Default for UserPolicy {
 
 /// A client profile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     /// The user id.

@@ -17,6 +17,7 @@ use crate::protocol::{MediumKind, PresenceState};
 
 /// A user's presence state as the API names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     /// Online.

@@ -107,6 +107,7 @@ impl fmt::Debug for MemberId {
 
 /// A communication medium.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum MediumKind {
     /// Instant messaging (the built-in IM inbox and WebSocket clients).

@@ -7,6 +7,7 @@ use super::ids::{Address, MediumKind, MemberId, TxnId};
 
 /// Message priority; selects a delivery manager configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     /// Low.

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{get, web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -27,7 +27,7 @@ use switchboard_actors::store::{InboxEntry, Tree, WriteBatch};
 
 use super::hub::{message_frame, Join, Leave};
 use crate::api::error::ApiError;
-use crate::api::messages::{mark_read, originate, parse_txn, route_json, submit, SendRequest};
+use crate::api::messages::{mark_read, originate, parse_txn, route_view, submit, SendRequest};
 use crate::api::ApiState;
 
 /// How long an unauthenticated socket may stay open.
@@ -90,12 +90,21 @@ fn token_of(req: &HttpRequest) -> Option<String> {
         .map(str::to_string)
 }
 
-/// `GET /v1/ws`: upgrades to a WebSocket IM session.
+/// Upgrades to a WebSocket IM session (frames in `docs/INTERFACES.md`). The
+/// token comes as `Authorization: Bearer`, `?token=`, or in an `auth` frame.
 ///
 /// # Errors
 /// 401 for a token that is given but invalid; 400 when the request is no
 /// WebSocket handshake.
-pub async fn ws(
+#[utoipa::path(tag = "messages",
+    params(("token" = Option<String>, Query, description = "the user's token, when the client cannot set headers")),
+    responses(
+        (status = 101, description = "switching to the WebSocket protocol"),
+        (status = 400, description = "not a WebSocket handshake", body = crate::api::error::ErrorBody),
+        (status = 401, description = "a token was given but is invalid", body = crate::api::error::ErrorBody),
+    ))]
+#[get("/ws")]
+pub async fn websocket(
     req: HttpRequest,
     body: web::Payload,
     st: web::Data<ApiState>,
@@ -108,7 +117,8 @@ pub async fn ws(
         ),
         None => None,
     };
-    let (resp, session, stream) = actix_ws::handle(&req, body)?;
+    let (resp, session, stream) = actix_ws::handle(&req, body)
+        .map_err(|e| ApiError::bad_request(format!("not a WebSocket handshake: {e}")))?;
     let stream = stream
         .max_frame_size(st.max_body_bytes)
         .aggregate_continuations()
@@ -298,7 +308,7 @@ impl Conn {
                         actix_rt::spawn(async move {
                             let frame = match submit(&st, o).await {
                                 Ok(acc) => {
-                                    let mut f = json!({"type": "accepted", "txn": acc.txn.to_string(), "route": route_json(&acc)});
+                                    let mut f = json!({"type": "accepted", "txn": acc.txn.to_string(), "route": route_view(&acc)});
                                     if let Some(id) = id {
                                         f["id"] = id;
                                     }
