@@ -292,23 +292,13 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 
 /// Sets up logging from the config (`RUST_LOG` wins).
 pub fn init_logging(cfg: &Config) {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if cfg.log.format == "json" {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
+    crate::logging::init(cfg);
 }
 
 fn serve(cli: &Cli) -> anyhow::Result<()> {
     let cfg = load_config(cli)?;
     init_logging(&cfg);
-    actix_rt::System::new().block_on(node::serve(cfg))
+    actix_rt::System::new().block_on(node::serve(cfg, cli.config.clone()))
 }
 
 fn init(cli: &Cli, data: Option<PathBuf>) -> anyhow::Result<()> {

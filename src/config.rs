@@ -38,7 +38,19 @@ pub struct Config {
     pub shutdown: Shutdown,
     /// Cluster mode.
     pub cluster: Cluster,
+    /// The merged settings it was read from (default, file, environment),
+    /// to tell what a reload changed.
+    #[serde(skip)]
+    pub source: toml::Table,
 }
+
+/// The keys a reload (SIGHUP) applies to a running node; a change to any
+/// other key is logged as needing a restart.
+pub const RELOADABLE: [&str; 3] = [
+    "log.level",
+    "delivery.default_manager",
+    "delivery.im_offline",
+];
 
 /// `[data]`
 #[derive(Debug, Clone, Deserialize)]
@@ -392,21 +404,58 @@ impl Config {
         }
         apply_env(&mut table, vars)?;
         let origin = file.map_or("config".to_string(), |p| p.display().to_string());
-        let cfg: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-                let key = e.path().to_string();
-                let message = e.inner().message().to_string();
-                if key == "." {
-                    ConfigError::Parse { origin, message }
+        let mut cfg: Config = serde_path_to_error::deserialize(toml::Value::Table(table.clone()))
+            .map_err(|e| {
+            let key = e.path().to_string();
+            let message = e.inner().message().to_string();
+            if key == "." {
+                ConfigError::Parse { origin, message }
+            } else {
+                ConfigError::Invalid {
+                    key,
+                    reason: message,
+                }
+            }
+        })?;
+        cfg.validate()?;
+        cfg.source = table;
+        Ok(cfg)
+    }
+
+    /// The `section.key`s whose values differ between `self` and `newer`,
+    /// sorted.
+    pub fn changed_keys(&self, newer: &Config) -> Vec<String> {
+        fn flat(
+            prefix: &str,
+            t: &toml::Table,
+            out: &mut std::collections::BTreeMap<String, String>,
+        ) {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
                 } else {
-                    ConfigError::Invalid {
-                        key,
-                        reason: message,
+                    format!("{prefix}.{k}")
+                };
+                match v {
+                    toml::Value::Table(inner) => flat(&key, inner, out),
+                    other => {
+                        out.insert(key, other.to_string());
                     }
                 }
-            })?;
-        cfg.validate()?;
-        Ok(cfg)
+            }
+        }
+        let (mut a, mut b) = (Default::default(), Default::default());
+        flat("", &self.source, &mut a);
+        flat("", &newer.source, &mut b);
+        let mut keys: Vec<String> = a
+            .keys()
+            .chain(b.keys())
+            .filter(|k| a.get(*k) != b.get(*k))
+            .cloned()
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
     }
 
     /// Checks values that parse but cannot work.
@@ -616,6 +665,25 @@ mod tests {
         assert!(e.to_string().starts_with("http.listen"), "{e}");
         let e = Config::load_with(None, env(&[("SWITCHBOARD_LOG__FORMAT", "xml")])).unwrap_err();
         assert!(e.to_string().starts_with("log.format"), "{e}");
+    }
+
+    #[test]
+    fn changed_keys_names_what_differs() {
+        let load = |vars: &[(&str, &str)]| {
+            Config::load_with(
+                None,
+                vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            )
+            .unwrap()
+        };
+        let a = load(&[]);
+        assert!(a.changed_keys(&a).is_empty());
+        let b = load(&[
+            ("SWITCHBOARD_LOG__LEVEL", "debug"),
+            ("SWITCHBOARD_BROKER__SHARDS", "3"),
+        ]);
+        assert_eq!(a.changed_keys(&b), ["broker.shards", "log.level"]);
+        assert!(RELOADABLE.contains(&"log.level") && !RELOADABLE.contains(&"broker.shards"));
     }
 
     #[test]

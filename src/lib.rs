@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod gateways;
+pub mod logging;
 pub mod node;
 pub mod processors;
 pub mod remote;

@@ -15,7 +15,7 @@ use switchboard_actors::accounting::Accounting;
 use switchboard_actors::broker::shared::{Broker, BrokerDeps, BrokerSettings};
 use switchboard_actors::broker::BrokerShared;
 use switchboard_actors::converter::Converter;
-use switchboard_actors::delivery::DeliveryService;
+use switchboard_actors::delivery::{DeliveryService, ImOfflineWait, SetDefault};
 use switchboard_actors::directory::{new_token, Directory};
 use switchboard_actors::gateway::{Gateway, GatewayConfig, GetInFlight, Receipt};
 use switchboard_actors::medium::Medium;
@@ -27,7 +27,7 @@ use switchboard_actors::protocol::{MediumKind, MemberId, MemberKeys, SecretKey, 
 use switchboard_actors::store::Store;
 
 use crate::api::{self, ApiState};
-use crate::config::Config;
+use crate::config::{Config, RELOADABLE};
 use crate::gateways::im::hub::Hub;
 use crate::gateways::{self, im::ImMedium};
 
@@ -156,6 +156,8 @@ pub struct Core {
     pub presence_view: PresenceView,
     /// The IM session hub.
     pub hub: Addr<Hub>,
+    /// `delivery.im_offline = "wait"`, as the broker and the IM medium read it.
+    pub im_offline: ImOfflineWait,
     gateway_config: GatewayConfig,
     /// The clock.
     pub clock: SharedClock,
@@ -185,12 +187,13 @@ impl Core {
 
         let accounting = Accounting::new(store.clone()).start();
         let members = MemberRegistry::default();
+        let im_offline = ImOfflineWait::new(cfg.delivery.im_offline == "wait");
         let settings = BrokerSettings {
             id: MemberId::new(cfg.broker.id.clone()),
             skew_ms: cfg.miap.skew_ms,
             session_ttl_ms: cfg.miap.session_ttl_s * 1000,
             shards: cfg.broker.shards,
-            im_offline_wait: cfg.delivery.im_offline == "wait",
+            im_offline_wait: im_offline.clone(),
         };
         let delivery = DeliveryService::load(store.clone(), &cfg.delivery.default_manager)?;
         let registry = delivery.registry();
@@ -239,7 +242,7 @@ impl Core {
                 directory.clone(),
                 hub.clone(),
                 presence_view.clone(),
-                cfg.delivery.im_offline == "wait",
+                im_offline.clone(),
             ),
             broker.handle.clone(),
             members.clone(),
@@ -259,6 +262,7 @@ impl Core {
             presence,
             presence_view,
             hub,
+            im_offline,
             gateway_config,
             clock,
             new_admin_token,
@@ -715,14 +719,113 @@ impl Node {
         self.core.stop(self.shutdown_timeout).await;
         tracing::info!("shutdown complete");
     }
+
+    /// Reloads the configuration from `file` (and the environment) over
+    /// `current`, the configuration in effect. An invalid configuration
+    /// changes nothing (the error names the key). Of the changed keys,
+    /// those in [`RELOADABLE`] take effect at once — `log.level`,
+    /// `delivery.default_manager` (an existing manager), `delivery.im_offline`
+    /// — and every other is logged as needing a restart. Returns the
+    /// configuration now in effect.
+    pub async fn reload(&self, current: &Config, file: Option<&Path>) -> Config {
+        let newer = match Config::load(file) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "configuration not reloaded: nothing changed");
+                return current.clone();
+            }
+        };
+        let changed = current.changed_keys(&newer);
+        if changed.is_empty() {
+            tracing::info!("configuration reloaded: nothing changed");
+            return current.clone();
+        }
+        let mut now = current.clone();
+        for key in &changed {
+            if !RELOADABLE.contains(&key.as_str()) {
+                tracing::warn!(key = %key, "changed; takes effect after a restart");
+                continue;
+            }
+            let applied = match key.as_str() {
+                "log.level" => match crate::logging::set_level(&newer.log.level) {
+                    Ok(crate::logging::LevelChange::RustLogWins) => {
+                        tracing::warn!(key = %key, "RUST_LOG is set and keeps precedence over log.level");
+                        false
+                    }
+                    Ok(_) => {
+                        now.log.level = newer.log.level.clone();
+                        true
+                    }
+                    Err(e) => {
+                        tracing::error!(key = %key, error = %e, "not applied");
+                        false
+                    }
+                },
+                "delivery.default_manager" => {
+                    let name = newer.delivery.default_manager.clone();
+                    match self.core.delivery.send(SetDefault(name.clone())).await {
+                        Ok(Ok(())) => {
+                            now.delivery.default_manager = name;
+                            true
+                        }
+                        Ok(Err(e)) => {
+                            tracing::error!(key = %key, manager = %name, error = %e, "not applied");
+                            false
+                        }
+                        Err(_) => false,
+                    }
+                }
+                "delivery.im_offline" => {
+                    self.core
+                        .im_offline
+                        .set(newer.delivery.im_offline == "wait");
+                    now.delivery.im_offline = newer.delivery.im_offline.clone();
+                    true
+                }
+                _ => false,
+            };
+            if applied {
+                copy_key(&mut now.source, &newer.source, key);
+                tracing::info!(key = %key, value = %lookup(&newer.source, key), "applied");
+            }
+        }
+        now
+    }
+}
+
+fn lookup(t: &toml::Table, key: &str) -> String {
+    let mut v: Option<&toml::Value> = None;
+    let mut table = Some(t);
+    for part in key.split('.') {
+        v = table.and_then(|t| t.get(part));
+        table = v.and_then(toml::Value::as_table);
+    }
+    v.map_or_else(String::new, ToString::to_string)
+}
+
+/// Copies `section.key` from `from` into `to`.
+fn copy_key(to: &mut toml::Table, from: &toml::Table, key: &str) {
+    let Some((section, k)) = key.split_once('.') else {
+        return;
+    };
+    let value = from
+        .get(section)
+        .and_then(toml::Value::as_table)
+        .and_then(|t| t.get(k))
+        .cloned();
+    if let (Some(toml::Value::Table(t)), Some(v)) = (to.get_mut(section), value) {
+        t.insert(k.to_string(), v);
+    }
 }
 
 /// `switchboard serve`: runs a node until SIGINT or SIGTERM, then shuts down
-/// in order.
+/// in order; SIGHUP reloads `config_file` (see [`Node::reload`]).
 ///
 /// # Errors
 /// When the node cannot start.
-pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+pub async fn serve(cfg: Config, config_file: Option<PathBuf>) -> anyhow::Result<()> {
+    // Before anything else: SIGHUP's default action ends the process.
+    let mut signals = Signals::new()?;
     let node = Node::start(&cfg).await?;
     if let Some(t) = &node.new_admin_token {
         eprintln!(
@@ -745,7 +848,10 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         "READY=1\nSTATUS=serving HTTP on {}, MIAP on {}",
         node.http_addr, node.miap_addr
     ));
-    wait_for_signal().await;
+    let mut current = cfg;
+    while signals.next().await == Sig::Reload {
+        current = node.reload(&current, config_file.as_deref()).await;
+    }
     sd_notify("STOPPING=1\nSTATUS=shutting down");
     node.shutdown().await;
     Ok(())
@@ -783,26 +889,55 @@ pub fn sd_notify(state: &str) {
     }
 }
 
-/// Waits for SIGINT or SIGTERM.
-pub async fn wait_for_signal() {
+/// What a signal asks of the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sig {
+    /// SIGTERM or SIGINT: shut down in order.
+    Stop,
+    /// SIGHUP: reload the configuration.
+    Reload,
+}
+
+/// The signals `serve` handles, registered once at start.
+pub struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Registers SIGTERM and SIGHUP handlers (SIGINT is ctrl-c).
+    ///
+    /// # Errors
+    /// When a handler cannot be registered.
+    pub fn new() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+                hup: signal(SignalKind::hangup()).context("listening for SIGHUP")?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// The next signal.
+    pub async fn next(&mut self) -> Sig {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => { tracing::info!("SIGTERM"); Sig::Stop }
+                _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT"); Sig::Stop }
+                _ = self.hup.recv() => { tracing::info!("SIGHUP: reloading the configuration"); Sig::Reload }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Sig::Stop
+        }
     }
 }

@@ -84,6 +84,7 @@ pub struct RemoteGateway {
 /// # Errors
 /// A bad key file, a medium the key is not for, or one that cannot start.
 pub async fn run(cfg: Config, r: RemoteGateway) -> anyhow::Result<()> {
+    let mut signals = node::Signals::new()?;
     let key = KeyFile::read(&r.key_file)?;
     if key.medium.is_some_and(|m| m != r.medium) {
         bail!(
@@ -158,7 +159,9 @@ pub async fn run(cfg: Config, r: RemoteGateway) -> anyhow::Result<()> {
         ),
     }
     println!("switchboard: connecting to {}", r.connect);
-    node::wait_for_signal().await;
+    while signals.next().await == node::Sig::Reload {
+        tracing::info!("a remote gateway has nothing to reload; restart it to change its settings");
+    }
     for t in &tasks {
         t.abort();
     }

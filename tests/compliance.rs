@@ -40,7 +40,7 @@ impl Subject for Im {
             self.directory.clone(),
             self.hub.clone(),
             PresenceView::default(),
-            false,
+            switchboard_actors::delivery::ImOfflineWait::new(false),
         )
     }
     fn broken(&mut self) -> Option<ImMedium> {

@@ -387,8 +387,9 @@ impl NodeLink {
                     None => route.processors.first().unwrap_or(&route.destination),
                 }
                 .clone();
+                let txn = t.imi.imi.txn;
                 if !self.deps.members.send(&next, &from, Frame::Transmit(t)) {
-                    tracing::debug!(next = %next, "next hop not connected; the attempt times out");
+                    tracing::debug!(next = %next, txn = %txn, "next hop not connected; the attempt times out");
                 }
             }
             Frame::TransmitAck(a) => {
@@ -615,8 +616,9 @@ impl Handler<MiapFrame> for Uplink {
     type Result = ();
 
     fn handle(&mut self, m: MiapFrame, _: &mut Context<Self>) {
+        let txn = || m.frame.txn().map(|t| t.to_string());
         let Some(out) = &self.out else {
-            tracing::debug!("not connected; frame dropped (resent after the next login)");
+            tracing::debug!(txn = ?txn(), "not connected; frame dropped (resent after the next login)");
             return;
         };
         match codec::frame_bytes(&m.frame, self.cfg.max_frame) {
@@ -625,10 +627,12 @@ impl Handler<MiapFrame> for Uplink {
                     c.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 }
                 if out.try_send(bytes).is_err() {
-                    tracing::warn!("the link's write queue is full; frame dropped");
+                    tracing::warn!(txn = ?txn(), "the link's write queue is full; frame dropped");
                 }
             }
-            Err(e) => tracing::warn!(reason = e.code(), "a frame too large for the link; dropped"),
+            Err(e) => {
+                tracing::warn!(txn = ?txn(), reason = e.code(), "a frame too large for the link; dropped")
+            }
         }
     }
 }

@@ -356,6 +356,7 @@ impl BrokerShard {
         let medium = rec
             .deciding_attempt()
             .map_or("none", |a| a.route.mechanism.as_str());
+        tracing::debug!(txn = %txn, outcome = outcome.as_str(), medium, "concluded");
         match &outcome {
             Outcome::Delivered => {
                 metrics::counter!("switchboard_messages_delivered_total", "medium" => medium)

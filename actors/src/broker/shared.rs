@@ -8,7 +8,9 @@ use actix::prelude::*;
 use dashmap::DashMap;
 
 use crate::accounting::Account;
-use crate::delivery::{delivery_policy, DeliveryRegistry, Dispatch, ManagerChoice, Reach};
+use crate::delivery::{
+    delivery_policy, DeliveryRegistry, Dispatch, ImOfflineWait, ManagerChoice, Reach,
+};
 use crate::directory::Directory;
 use crate::members::{BrokerHandle, MemberRegistry};
 use crate::presence::{PresenceView, SetPresence};
@@ -39,7 +41,7 @@ pub struct BrokerSettings {
     /// Treat IM as a mailbox that is always reachable (`delivery.im_offline
     /// = "wait"`): a recipient offline on IM gets the message in their inbox
     /// instead of on their next mechanism.
-    pub im_offline_wait: bool,
+    pub im_offline_wait: ImOfflineWait,
 }
 
 /// What the broker is built from.
@@ -74,7 +76,7 @@ pub struct BrokerShared {
     pub skew_ms: u64,
     /// Session lifetime (ms).
     pub session_ttl_ms: u64,
-    im_offline_wait: bool,
+    im_offline_wait: ImOfflineWait,
     sessions: DashMap<MemberId, SessionPair>,
     nonces: Mutex<NonceCache>,
     verifier: LoginVerifier,
@@ -120,7 +122,7 @@ impl BrokerShared {
             deps,
             skew_ms: settings.skew_ms,
             session_ttl_ms: settings.session_ttl_ms,
-            im_offline_wait: settings.im_offline_wait,
+            im_offline_wait: settings.im_offline_wait.clone(),
             sessions: DashMap::new(),
             nonces: Mutex::new(nonces),
             refusals: DashMap::new(),
@@ -191,8 +193,9 @@ impl BrokerShared {
 
     /// Sends a frame from the broker to a member.
     pub fn send(&self, to: &MemberId, frame: Frame) {
+        let txn = frame.txn();
         if !self.deps.members.send(to, &self.id, frame) {
-            tracing::debug!(member = %to, "member not connected; frame dropped (it resends on reconnect)");
+            tracing::debug!(member = %to, txn = ?txn.map(|t| t.to_string()), "member not connected; frame dropped (it resends on reconnect)");
         }
     }
 
@@ -229,7 +232,7 @@ impl BrokerShared {
             &choice.config,
             |m| self.deps.members.live_gateway(m).is_some(),
             |m| match user.map(|u| self.deps.presence.reach(u, m)) {
-                Some(Reach::Offline) if m == MediumKind::Im && self.im_offline_wait => {
+                Some(Reach::Offline) if m == MediumKind::Im && self.im_offline_wait.get() => {
                     Reach::Unknown
                 }
                 Some(r) => r,

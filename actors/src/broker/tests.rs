@@ -103,7 +103,7 @@ async fn world_with(im_offline_wait: bool) -> World {
         skew_ms: 30_000,
         session_ttl_ms: 600_000,
         shards: 1,
-        im_offline_wait,
+        im_offline_wait: crate::delivery::ImOfflineWait::new(im_offline_wait),
     };
     let presence = Presence::new(Arc::new(clock.clone()), 600_000, None);
     let view = presence.view();

@@ -28,14 +28,14 @@ type Managers = BTreeMap<String, DeliveryManager>;
 #[derive(Clone)]
 pub struct DeliveryRegistry {
     current: Arc<RwLock<Arc<Managers>>>,
-    default: Arc<str>,
+    default: Arc<RwLock<Arc<str>>>,
 }
 
 impl DeliveryRegistry {
     fn new(managers: Managers, default: &str) -> Self {
         Self {
             current: Arc::new(RwLock::new(Arc::new(managers))),
-            default: default.into(),
+            default: Arc::new(RwLock::new(default.into())),
         }
     }
 
@@ -52,8 +52,11 @@ impl DeliveryRegistry {
     }
 
     /// The default manager's name.
-    pub fn default_name(&self) -> &str {
-        &self.default
+    pub fn default_name(&self) -> Arc<str> {
+        self.default
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The manager for a new message: the one the recipient's profile names
@@ -67,11 +70,8 @@ impl DeliveryRegistry {
                 .get(priority.as_str())
                 .or_else(|| p.delivery.get("normal"))
         });
-        for name in named
-            .map(String::as_str)
-            .into_iter()
-            .chain([&*self.default])
-        {
+        let default = self.default_name();
+        for name in named.map(String::as_str).into_iter().chain([&*default]) {
             if let Some(m) = managers.get(name) {
                 return m.choose(name, priority);
             }
@@ -96,6 +96,29 @@ pub enum DeliveryError {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// `delivery.im_offline = "wait"`: treat the IM inbox as a mailbox that is
+/// always reachable. Shared by the broker and the IM medium; a reload
+/// changes it for the next decision.
+#[derive(Debug, Clone, Default)]
+pub struct ImOfflineWait(Arc<std::sync::atomic::AtomicBool>);
+
+impl ImOfflineWait {
+    /// A switch set to `on`.
+    pub fn new(on: bool) -> Self {
+        Self(Arc::new(on.into()))
+    }
+
+    /// Whether it is on.
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Turns it on or off.
+    pub fn set(&self, on: bool) {
+        self.0.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Owns and persists the registry of delivery managers.
@@ -157,6 +180,28 @@ pub struct PutManager {
 #[rtype(result = "Result<(), DeliveryError>")]
 pub struct DeleteManager(pub String);
 
+/// Makes an existing manager the default for new messages whose recipient
+/// names none (`delivery.default_manager`, on reload).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<(), DeliveryError>")]
+pub struct SetDefault(pub String);
+
+impl Handler<SetDefault> for DeliveryService {
+    type Result = Result<(), DeliveryError>;
+    fn handle(&mut self, SetDefault(name): SetDefault, _: &mut Context<Self>) -> Self::Result {
+        if !self.registry.snapshot().contains_key(&name) {
+            return Err(DeliveryError::NotFound);
+        }
+        *self
+            .registry
+            .default
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = name.as_str().into();
+        tracing::info!(manager = %name, "default delivery manager set");
+        Ok(())
+    }
+}
+
 impl Handler<ListManagers> for DeliveryService {
     type Result = MessageResult<ListManagers>;
     fn handle(&mut self, _: ListManagers, _: &mut Context<Self>) -> Self::Result {
@@ -205,7 +250,7 @@ impl Handler<DeleteManager> for DeliveryService {
         DeleteManager(name): DeleteManager,
         _: &mut Context<Self>,
     ) -> Self::Result {
-        if name == self.registry.default_name() {
+        if *name == *self.registry.default_name() {
             return Box::pin(fut::ready(Err(DeliveryError::IsDefault(name))));
         }
         if !self.registry.snapshot().contains_key(&name) {

@@ -16,6 +16,7 @@ pub mod ws;
 
 use actix::Addr;
 
+use switchboard_actors::delivery::ImOfflineWait;
 use switchboard_actors::directory::Directory;
 use switchboard_actors::medium::futures_like::LocalBoxFuture;
 use switchboard_actors::medium::{Delivery, Health, Medium, MediumAck, NonDelivery};
@@ -35,7 +36,7 @@ pub struct ImMedium {
     directory: Directory,
     hub: Addr<Hub>,
     presence: PresenceView,
-    offline_wait: bool,
+    offline_wait: ImOfflineWait,
 }
 
 impl ImMedium {
@@ -46,7 +47,7 @@ impl ImMedium {
         directory: Directory,
         hub: Addr<Hub>,
         presence: PresenceView,
-        offline_wait: bool,
+        offline_wait: ImOfflineWait,
     ) -> Self {
         Self {
             store,
@@ -103,7 +104,7 @@ impl Medium for ImMedium {
         };
         let present = self.presence.reach(&user, MediumKind::Im)
             != switchboard_actors::delivery::Reach::Offline;
-        let mailbox = d.route.store_and_forward || self.offline_wait || present;
+        let mailbox = d.route.store_and_forward || self.offline_wait.get() || present;
         let (store, hub) = (self.store.clone(), self.hub.clone());
         Box::pin(async move {
             let sessions = hub.send(SessionCount(user.clone())).await.unwrap_or(0);

@@ -448,7 +448,8 @@ impl Esme {
 
     fn fail(&mut self, key: u64, why: String) {
         if let Some(mut w) = self.work.remove(&key) {
-            tracing::info!(to = %w.out.to, reason = %why, "SMS not submitted");
+            let txn = w.out.message.as_ref().map(|m| m.txn.to_string());
+            tracing::info!(txn = ?txn, to = %w.out.to, reason = %why, "SMS not submitted");
             if let Some(r) = w.out.reply.take() {
                 let _ = r.send(Err(why));
             }
@@ -552,7 +553,12 @@ impl Esme {
             }
             CommandStatus::EsmeRthrottled | CommandStatus::EsmeRmsgqful => {
                 // Transient: the segment goes again after the queue.
-                tracing::info!(?status, "SMSC busy; the segment waits");
+                let txn = self
+                    .work
+                    .get(&key)
+                    .and_then(|w| w.out.message.as_ref())
+                    .map(|m| m.txn.to_string());
+                tracing::info!(txn = ?txn, ?status, "SMSC busy; the segment waits");
                 self.ready.push_back((key, i));
                 return;
             }
@@ -734,7 +740,7 @@ impl Esme {
         let mut b = WriteBatch::new();
         b.insert(Tree::Sent, record_key(&txn), enc(&rec));
         if let Err(e) = self.store.writer().write(b).await {
-            tracing::error!(error = %e, "storing a receipt failed; the SMSC will resend it");
+            tracing::error!(txn = %txn, error = %e, "storing a receipt failed; the SMSC will resend it");
             return CommandStatus::EsmeRxTAppn;
         }
         self.report(txn, &rec);
