@@ -316,6 +316,15 @@ fn accounting_exports_as_csv_when_asked() {
         .expect("python3 parses the CSV");
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     let json_recs = json_recs.as_array().unwrap();
+    // By medium too.
+    let count = |q: &str| {
+        let (code, v) = node.admin.get(&format!("/v1/admin/accounting?{q}"));
+        assert_eq!(code, 200, "{v}");
+        v["records"].as_array().unwrap().len()
+    };
+    assert_eq!(count("user=alice&medium=im"), 3);
+    assert_eq!(count("medium=sms"), 0);
+    assert_eq!(node.admin.get("/v1/admin/accounting?medium=pigeon").0, 400);
     assert_eq!(rows.len(), json_recs.len());
     assert_eq!(rows.len(), 3);
     for (row, rec) in rows.iter().zip(json_recs) {

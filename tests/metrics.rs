@@ -83,4 +83,17 @@ fn metrics_appear_and_move_when_messages_flow() {
         after.contains("# TYPE switchboard_messages_delivered_total counter"),
         "{after}"
     );
+    // Every shard's queue depth and open transactions; idle now, so empty
+    // queues (a frame counted in but never out would show here).
+    for shard in 0..2 {
+        let depth = format!("switchboard_broker_queue_depth{{shard=\"{shard}\"}}");
+        assert!(after.contains(&depth), "{depth} missing: {after}");
+        assert_eq!(sample(&after, &depth), 0.0, "{after}");
+        assert!(
+            after.contains(&format!(
+                "switchboard_broker_open_transactions{{shard=\"{shard}\"}}"
+            )),
+            "{after}"
+        );
+    }
 }

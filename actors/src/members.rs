@@ -248,6 +248,8 @@ pub struct BrokerHandle {
     shards: Arc<Vec<Recipient<MiapFrame>>>,
     logins: Arc<Vec<Recipient<crate::link::LinkLogin>>>,
     backs: Arc<Vec<Recipient<crate::link::MemberBack>>>,
+    /// Counted up per frame sent to a shard; the shard counts down.
+    queued: Option<Arc<[std::sync::atomic::AtomicI64]>>,
 }
 
 impl BrokerHandle {
@@ -258,7 +260,15 @@ impl BrokerHandle {
             shards: Arc::new(shards),
             logins: Arc::new(Vec::new()),
             backs: Arc::new(Vec::new()),
+            queued: None,
         }
+    }
+
+    /// Counting each frame sent to shard `i` in `queued[i]` (the broker's
+    /// queue depth per shard).
+    pub fn with_queue_depths(mut self, queued: Arc<[std::sync::atomic::AtomicI64]>) -> Self {
+        self.queued = Some(queued);
+        self
     }
 
     /// With every shard's handler of [`crate::link::MemberBack`].
@@ -315,6 +325,9 @@ impl BrokerHandle {
     /// Sends a frame to the shard that owns it.
     pub fn send(&self, from: MemberId, frame: Frame) {
         let i = self.shard_of(&from, &frame);
+        if let Some(q) = self.queued.as_ref().and_then(|q| q.get(i)) {
+            q.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         self.shards[i].do_send(MiapFrame { from, frame });
     }
 

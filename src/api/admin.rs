@@ -433,6 +433,8 @@ pub struct AccountingQuery {
     to: Option<String>,
     /// Only records this user sent or received.
     user: Option<String>,
+    /// Only records of this medium.
+    medium: Option<MediumKind>,
 }
 
 /// One final outcome of a transaction.
@@ -465,7 +467,7 @@ pub struct AccountingList {
     pub records: Vec<AccountingView>,
 }
 
-/// Accounting: one record per final outcome, per user and period; CSV
+/// Accounting: one record per final outcome, by user, medium and period; CSV
 /// (RFC 4180) when asked with `Accept: text/csv`.
 #[utoipa::path(tag = "admin", security(("bearer" = [])), params(AccountingQuery), responses(
     (status = 200, content(
@@ -501,6 +503,7 @@ pub async fn accounting(
             q.user
                 .as_ref()
                 .is_none_or(|u| &r.sender == u || &r.recipient == u)
+                && q.medium.is_none_or(|m| r.medium == m)
         })
         .map(|r| AccountingView {
             txn: r.txn.to_string(),

@@ -46,6 +46,10 @@ pub async fn scrape(st: web::Data<ApiState>) -> HttpResponse {
         let up = if m.logged_in && m.healthy { 1.0 } else { 0.0 };
         metrics::gauge!("switchboard_gateway_up", "member" => m.id.as_str().to_string()).set(up);
     }
+    for (shard, depth) in st.broker.queue_depths().into_iter().enumerate() {
+        metrics::gauge!("switchboard_broker_queue_depth", "shard" => shard.to_string())
+            .set(depth as f64);
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(handle().render())

@@ -617,6 +617,7 @@ impl Handler<MiapFrame> for BrokerShard {
     type Result = ();
 
     fn handle(&mut self, msg: MiapFrame, _: &mut Context<Self>) {
+        self.shared.dequeued(self.index);
         let MiapFrame { from, frame } = msg;
         let txn = frame.txn();
         let kind = frame.kind();

@@ -2,6 +2,7 @@
 //! the directory, the live members, the route decider. Everything here is
 //! lock-free or held for microseconds; nothing blocks a shard's event loop.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
@@ -81,6 +82,9 @@ pub struct BrokerShared {
     nonces: Mutex<NonceCache>,
     verifier: LoginVerifier,
     refusals: DashMap<&'static str, u64>,
+    /// Frames handed to each shard through the [`BrokerHandle`] and not yet
+    /// handled (its queue depth).
+    queued: Arc<[AtomicI64]>,
 }
 
 impl BrokerShared {
@@ -126,7 +130,25 @@ impl BrokerShared {
             sessions: DashMap::new(),
             nonces: Mutex::new(nonces),
             refusals: DashMap::new(),
+            queued: (0..settings.shards.max(1))
+                .map(|_| AtomicI64::new(0))
+                .collect(),
         })
+    }
+
+    /// Frames waiting in each shard's mailbox.
+    pub fn queue_depths(&self) -> Vec<u64> {
+        self.queued
+            .iter()
+            .map(|q| q.load(Ordering::Relaxed).max(0) as u64)
+            .collect()
+    }
+
+    /// A shard took a frame from its mailbox.
+    pub(super) fn dequeued(&self, shard: usize) {
+        if let Some(q) = self.queued.get(shard) {
+            q.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Checks a login; on success the nonce is recorded (and persisted, so a
@@ -325,7 +347,8 @@ impl Broker {
         Self {
             handle: BrokerHandle::new(recipients)
                 .with_link_logins(logins)
-                .with_member_backs(backs),
+                .with_member_backs(backs)
+                .with_queue_depths(shared.queued.clone()),
             shared,
             arbiters,
         }
