@@ -668,6 +668,27 @@ mod tests {
     }
 
     #[test]
+    fn every_key_of_the_default_is_documented() {
+        // Each key line follows a comment, directly or through the key
+        // lines of its group (`tls_cert`/`tls_key`).
+        let lines: Vec<&str> = DEFAULT_TOML.lines().collect();
+        let is_key = |l: &str| !l.starts_with('#') && !l.starts_with('[') && l.contains('=');
+        let mut keys = 0;
+        for (i, l) in lines.iter().enumerate() {
+            if !is_key(l) {
+                continue;
+            }
+            keys += 1;
+            let above = lines[..i].iter().rev().find(|p| !is_key(p));
+            assert!(
+                above.is_some_and(|p| p.starts_with('#')),
+                "config/default.toml: {l:?} has no comment"
+            );
+        }
+        assert!(keys >= 40, "{keys} keys");
+    }
+
+    #[test]
     fn changed_keys_names_what_differs() {
         let load = |vars: &[(&str, &str)]| {
             Config::load_with(
