@@ -54,7 +54,7 @@ fn metrics_appear_and_move_when_messages_flow() {
         "{after}"
     );
     assert!(
-        delta("switchboard_messages_released_total") >= 3.0,
+        delta(r#"switchboard_messages_released_total{medium="im"}"#) >= 3.0,
         "{after}"
     );
     assert!(

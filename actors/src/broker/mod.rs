@@ -198,7 +198,6 @@ impl BrokerShard {
                 for f in frames {
                     self.shared.send(from, f);
                 }
-                metrics::counter!("switchboard_messages_released_total").increment(1);
                 self.track(&rec);
                 self.open.insert(txn, rec);
             }
@@ -367,7 +366,7 @@ impl BrokerShard {
             }
             Outcome::Read => {}
             failed => {
-                metrics::counter!("switchboard_messages_failed_total", "outcome" => failed.as_str())
+                metrics::counter!("switchboard_messages_failed_total", "medium" => medium, "outcome" => failed.as_str())
                     .increment(1);
             }
         }
@@ -766,6 +765,8 @@ impl BrokerShared {
         let frame = verify::make_release(session, self.deps.directory.ring(), bimi, id)?;
         tracing::debug!(txn = %rec.imi.txn, attempt, mechanism = %route.mechanism, destination = %route.destination, store_and_forward = route.store_and_forward, "released");
         rec.event(now, format!("released:{}", route.mechanism));
+        metrics::counter!("switchboard_messages_released_total", "medium" => route.mechanism.as_str())
+            .increment(1);
         rec.attempts.push(AttemptRecord {
             attempt,
             route,
