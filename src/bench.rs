@@ -52,6 +52,12 @@ pub struct BenchArgs {
     pub admin_token: Option<String>,
     /// Longest run.
     pub timeout: Duration,
+    /// Offered load, msgs/s (`None`: as fast as the window allows).
+    pub rate: Option<f64>,
+    /// `inproc`: users to put in the directory first, messages between them.
+    pub users: usize,
+    /// `http`, `ws`: idle WebSocket sessions held open during the run.
+    pub sessions: usize,
 }
 
 /// The result.
@@ -67,6 +73,9 @@ pub struct Report {
     cpu_s: f64,
     wire_bytes: u64,
     peak_rss_bytes: u64,
+    rate: Option<f64>,
+    /// Scale measurements (`--users`, `--sessions`), when asked for.
+    scale: serde_json::Map<String, Value>,
 }
 
 impl Report {
@@ -104,6 +113,8 @@ impl Report {
             "cpu_s_per_msg": per(self.cpu_s),
             "wire_bytes_per_msg": round(per(self.wire_bytes as f64), 1),
             "peak_rss_bytes": self.peak_rss_bytes,
+            "rate": self.rate,
+            "scale": self.scale,
         })
     }
 
@@ -126,7 +137,12 @@ impl Report {
             j["cpu_s_per_msg"].as_f64().unwrap_or(0.0) * 1e6,
             j["wire_bytes_per_msg"],
             self.peak_rss_bytes / (1024 * 1024),
-        )
+        ) + &self.rate.map_or(String::new(), |r| format!("; offered {r} msgs/s"))
+            + &if self.scale.is_empty() {
+                String::new()
+            } else {
+                format!("; scale {}", Value::Object(self.scale.clone()))
+            }
     }
 }
 
@@ -168,6 +184,7 @@ struct Tally {
     latencies: Arc<Mutex<Vec<Duration>>>,
     done: Arc<AtomicUsize>,
     wire: Arc<AtomicU64>,
+    scale: Arc<Mutex<serde_json::Map<String, Value>>>,
 }
 
 impl Tally {
@@ -178,6 +195,14 @@ impl Tally {
             latencies: Arc::default(),
             done: Arc::default(),
             wire: Arc::default(),
+            scale: Arc::default(),
+        }
+    }
+
+    /// Records a scale measurement.
+    fn note(&self, key: &str, v: impl Into<Value>) {
+        if let Ok(mut s) = self.scale.lock() {
+            s.insert(key.to_string(), v.into());
         }
     }
 
@@ -249,6 +274,15 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
     if args.messages == 0 || args.inflight == 0 {
         bail!("--messages and --inflight must be at least 1");
     }
+    if args.users > 0 && args.target != "inproc" {
+        bail!("--users is for --target inproc (a node's directory in this process)");
+    }
+    if args.sessions > 0 && !matches!(args.target.as_str(), "http" | "ws") {
+        bail!("--sessions is for --target http or ws (a running node)");
+    }
+    if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        bail!("--rate must be a positive number of messages per second");
+    }
     let tally = Tally::new();
     let cpu0 = cpu_seconds();
     let (_start, elapsed) = match args.target.as_str() {
@@ -278,7 +312,58 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
         cpu_s: cpu_seconds() - cpu0,
         wire_bytes: tally.wire.load(Ordering::Relaxed),
         peak_rss_bytes: peak_rss(),
+        rate: args.rate,
+        scale: tally.scale.lock().map(|s| s.clone()).unwrap_or_default(),
     })
+}
+
+/// When message `i` is due under `--rate` (`None`: at once). Latency is
+/// measured from this moment, so a run that falls behind its schedule
+/// counts the wait (no coordinated omission).
+fn due(start: Instant, i: usize, rate: Option<f64>) -> Option<Instant> {
+    rate.filter(|r| *r > 0.0)
+        .map(|r| start + Duration::from_secs_f64(i as f64 / r))
+}
+
+/// This process's resident set now, bytes.
+fn rss_now() -> u64 {
+    crate::api::metrics::resident_bytes().unwrap_or(0)
+}
+
+/// Bytes under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Copies the files under `from` into `to`.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let target = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &target)?;
+        } else {
+            std::fs::copy(e.path(), &target)
+                .with_context(|| format!("copying {}", e.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The name of bench user `i` (`--users`).
+fn user_name(i: usize) -> String {
+    format!("u{i}")
 }
 
 fn body(size: usize, i: usize) -> String {
@@ -290,10 +375,15 @@ fn body(size: usize, i: usize) -> String {
 /// Message `i` of `size` bytes from `bench-a` to `bench-b` (the users
 /// [`inproc_core`] creates), as the IM gateway's clients originate it.
 pub fn originate(size: usize, i: usize) -> Originate {
+    originate_between(size, i, "bench-a", "bench-b")
+}
+
+/// Message `i` of `size` bytes from user `from` to user `to`.
+pub fn originate_between(size: usize, i: usize, from: &str, to: &str) -> Originate {
     Originate {
-        sender: Address::new(MediumKind::Im, "bench-a"),
-        sender_user: Some("bench-a".into()),
-        to: To::User("bench-b".into()),
+        sender: Address::new(MediumKind::Im, from),
+        sender_user: Some(from.into()),
+        to: To::User(to.into()),
         content: body(size, i).into_bytes(),
         content_type: "text/plain".into(),
         subject: None,
@@ -326,6 +416,7 @@ async fn pump<A>(
     gw: Addr<A>,
     args: &BenchArgs,
     tally: &Tally,
+    make: &dyn Fn(usize) -> Originate,
 ) -> anyhow::Result<(Instant, Duration)>
 where
     A: Handler<Originate>,
@@ -345,10 +436,14 @@ where
             }
             actix_rt::time::sleep(Duration::from_micros(100)).await;
         }
+        let at = due(start, i, args.rate);
+        if let Some(t) = at {
+            actix_rt::time::sleep_until(t.into()).await;
+        }
         let (gw, tally2) = (gw.clone(), tally.clone());
-        let o = originate(args.size, i);
+        let o = make(i);
         actix_rt::spawn(async move {
-            let t0 = Instant::now();
+            let t0 = at.unwrap_or_else(Instant::now);
             if let Ok(Ok(acc)) = gw.send(o).await {
                 tally2.started(acc.txn.to_string(), t0);
             }
@@ -391,13 +486,69 @@ pub async fn inproc_core(
 
 fn inproc(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant, Duration)> {
     let dir = tempfile::tempdir().context("a temp dir for the node")?;
+    let copy = tempfile::tempdir().context("a temp dir for the node")?;
     actix_rt::System::new().block_on(async {
         let observer = Observer(tally.clone()).start();
-        let core = inproc_core(dir.path(), observer.recipient()).await?;
-        let r = pump(core.im.clone(), args, tally).await;
+        let mut core = inproc_core(dir.path(), observer.clone().recipient()).await?;
+        if args.users > 0 {
+            let rss0 = rss_now();
+            let t = Instant::now();
+            provision(&core, args.users).await?;
+            let took = t.elapsed().as_secs_f64();
+            let per_user = rss_now().saturating_sub(rss0) / args.users as u64;
+            tally.note("users", args.users);
+            tally.note("provision_s", round(took, 2));
+            tally.note("users_per_s", round(args.users as f64 / took, 0));
+            tally.note("rss_bytes_per_user", per_user);
+            // A node starting on a directory of that size: a copy of this
+            // one once it is flushed and stopped (its files stay locked
+            // while its actors wind down).
+            core.stop(Duration::from_secs(10)).await;
+            tally.note("data_dir_bytes", dir_bytes(dir.path()));
+            copy_dir(dir.path(), copy.path())?;
+            let t = Instant::now();
+            core = inproc_core(copy.path(), observer.recipient()).await?;
+            tally.note("start_s", round(t.elapsed().as_secs_f64(), 2));
+        }
+        let (size, users) = (args.size, args.users);
+        let make = move |i: usize| {
+            if users == 0 {
+                return originate(size, i);
+            }
+            // Spread over the directory: a different pair each time.
+            let from = user_name(i % users);
+            let to = user_name(i.wrapping_mul(7919).wrapping_add(1) % users);
+            originate_between(size, i, &from, &to)
+        };
+        let r = pump(core.im.clone(), args, tally, &make).await;
         core.stop(Duration::from_secs(5)).await;
         r
     })
+}
+
+/// Puts `n` IM users (`u0`, `u1`, …) in the directory, 1024 at a time (so
+/// their writes share group commits).
+async fn provision(core: &crate::node::Core, n: usize) -> anyhow::Result<()> {
+    use futures_util::stream::{FuturesUnordered, StreamExt as _};
+    let mut pending = FuturesUnordered::new();
+    let mut tick = Instant::now();
+    for i in 0..n {
+        let d = core.directory.clone();
+        pending.push(async move { d.put_profile(Profile::im_only(&user_name(i))).await });
+        if pending.len() >= 1024 {
+            if let Some(r) = pending.next().await {
+                r?;
+            }
+        }
+        if std::io::stderr().is_terminal() && tick.elapsed() > Duration::from_millis(500) {
+            eprint!("\rprovisioning users: {i}/{n} ");
+            tick = Instant::now();
+        }
+    }
+    while let Some(r) = pending.next().await {
+        r?;
+    }
+    Ok(())
 }
 
 /// Creates the bench users through the admin API; their tokens.
@@ -442,8 +593,93 @@ fn connect_ws(url: &str) -> anyhow::Result<Socket> {
     Ok(sock)
 }
 
+/// A sample of the node's `/metrics` (no labels), if present.
+fn node_metric(url: &str, name: &str) -> Option<f64> {
+    let text = ureq::get(format!("{}/metrics", url.trim_end_matches('/')))
+        .call()
+        .ok()?
+        .into_body()
+        .read_to_string()
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Opens `args.sessions` idle WebSocket sessions, one user each (created
+/// through the admin API), and notes the node's memory per user and per
+/// idle session (its `switchboard_process_resident_memory_bytes`).
+fn idle_sessions(args: &BenchArgs, tally: &Tally) -> anyhow::Result<Vec<Socket>> {
+    let n = args.sessions;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let rss = || node_metric(&args.url, "switchboard_process_resident_memory_bytes").unwrap_or(0.0);
+    let stamp = std::process::id();
+    let rss0 = rss();
+    let t = Instant::now();
+    // Users, from 8 threads.
+    let token = args.admin_token.clone().context("no admin token")?;
+    let parts: Vec<_> = (0..8)
+        .map(|k| {
+            let (url, token) = (args.url.clone(), token.clone());
+            std::thread::spawn(move || -> anyhow::Result<Vec<String>> {
+                let api = crate::cli::Client::new(&url, &token);
+                let mut tokens = Vec::new();
+                for i in (k..n).step_by(8) {
+                    let id = format!("idle-{stamp}-{i}");
+                    let v = api.put(
+                        &format!("/v1/admin/users/{id}"),
+                        &json!({"id": id, "mechanisms": [{"medium": "im", "address": id}]}),
+                        true,
+                    )?;
+                    tokens.push(v["token"].as_str().context("no token")?.to_string());
+                }
+                Ok(tokens)
+            })
+        })
+        .collect();
+    let mut tokens = Vec::new();
+    for p in parts {
+        tokens.extend(p.join().map_err(|_| anyhow::anyhow!("a thread failed"))??);
+    }
+    tally.note(
+        "session_users_per_s",
+        round(n as f64 / t.elapsed().as_secs_f64(), 0),
+    );
+    let rss1 = rss();
+    let t = Instant::now();
+    let mut socks = Vec::with_capacity(n);
+    for tok in &tokens {
+        socks.push(connect_ws(&ws_url(&args.url, tok))?);
+    }
+    tally.note(
+        "sessions_connected_per_s",
+        round(n as f64 / t.elapsed().as_secs_f64(), 0),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while node_metric(&args.url, "switchboard_ws_sessions").unwrap_or(0.0) < n as f64 {
+        if Instant::now() > deadline {
+            bail!("the node does not count {n} WebSocket sessions");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rss2 = rss();
+    tally.note("sessions", n);
+    tally.note("node_rss_bytes_before", rss0 as u64);
+    tally.note(
+        "node_rss_bytes_per_user",
+        ((rss1 - rss0) / n as f64).round(),
+    );
+    tally.note(
+        "node_rss_bytes_per_idle_session",
+        ((rss2 - rss1) / n as f64).round(),
+    );
+    Ok(socks)
+}
+
 fn http(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant, Duration)> {
     let api = admin(args)?;
+    let _idle = idle_sessions(args, tally)?;
     let (a, b) = bench_users(&api)?;
     let b_id = format!("bench-b-{}", std::process::id());
     // The recipient's session sees each message arrive.
@@ -463,7 +699,7 @@ fn http(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant, Duration)> 
                 a.clone(),
                 b_id.clone(),
             );
-            let (n, size) = (args.messages, args.size);
+            let (n, size, rate) = (args.messages, args.size, args.rate);
             std::thread::spawn(move || {
                 let agent: ureq::Agent = ureq::Agent::config_builder()
                     .http_status_as_error(false)
@@ -475,7 +711,11 @@ fn http(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant, Duration)> 
                         return;
                     }
                     let req = json!({"to": to, "body": body(size, i)}).to_string();
-                    let t0 = Instant::now();
+                    let at = due(start, i, rate);
+                    if let Some(t) = at {
+                        std::thread::sleep(t.saturating_duration_since(Instant::now()));
+                    }
+                    let t0 = at.unwrap_or_else(Instant::now);
                     let resp = agent
                         .post(format!("{url}/v1/messages"))
                         .header("Authorization", format!("Bearer {a}"))
@@ -531,9 +771,16 @@ fn http(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant, Duration)> 
 
 fn ws(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant, Duration)> {
     let api = admin(args)?;
+    let _idle = idle_sessions(args, tally)?;
     let (a, _) = bench_users(&api)?;
     let to = format!("bench-b-{}", std::process::id());
     let mut sock = connect_ws(&ws_url(&args.url, &a))?;
+    if args.rate.is_some() {
+        // Paced: wake up to send even when nothing arrives.
+        if let tungstenite::stream::MaybeTlsStream::Plain(s) = sock.get_mut() {
+            let _ = s.set_read_timeout(Some(Duration::from_millis(1)));
+        }
+    }
     let start = Instant::now();
     let deadline = start + args.timeout;
     let mut sent = 0usize;
@@ -542,16 +789,31 @@ fn ws(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant, Duration)> {
     while tally.count() < args.messages && Instant::now() < deadline {
         // Keep W in flight: pipeline sends, then read one frame.
         while sent < args.messages && sent - tally.count() < args.inflight {
+            let at = due(start, sent, args.rate);
+            if at.is_some_and(|t| t > Instant::now()) {
+                break;
+            }
             let frame =
                 json!({"type": "send", "id": sent, "to": to, "body": body(args.size, sent)})
                     .to_string();
             tally.wire.fetch_add(frame.len() as u64, Ordering::Relaxed);
-            ids.insert(sent as u64, Instant::now());
+            ids.insert(sent as u64, at.unwrap_or_else(Instant::now));
             sock.send(tungstenite::Message::text(frame))
                 .context("sending on the WebSocket")?;
             sent += 1;
         }
-        let msg = sock.read().context("reading the WebSocket")?;
+        let msg = match sock.read() {
+            Ok(m) => m,
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e).context("reading the WebSocket"),
+        };
         if let tungstenite::Message::Text(t) = msg {
             tally.wire.fetch_add(t.len() as u64, Ordering::Relaxed);
             let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
@@ -683,7 +945,7 @@ fn tcp(args: &BenchArgs, cfg: &Config, tally: &Tally) -> anyhow::Result<(Instant
             }
             actix_rt::time::sleep(Duration::from_millis(10)).await;
         }
-        pump(gw, args, tally).await
+        pump(gw, args, tally, &|i| originate(args.size, i)).await
     });
     let _ = api.delete(&format!("/v1/admin/members/{member}"));
     result

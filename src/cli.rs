@@ -110,6 +110,19 @@ pub struct BenchCmd {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 120)]
     pub timeout_s: u64,
+    /// Offer messages at this rate (msgs/s) instead of as fast as the
+    /// window allows (still at most --inflight in flight).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// inproc: put this many users in the directory first and send between
+    /// them (reports the provisioning rate, memory per user, and the start
+    /// time of a node with them).
+    #[arg(long, default_value_t = 0)]
+    pub users: usize,
+    /// http, ws: hold this many idle WebSocket sessions (one user each)
+    /// open during the run (reports the node's memory per idle session).
+    #[arg(long, default_value_t = 0)]
+    pub sessions: usize,
 }
 
 /// `member` subcommands.
@@ -620,6 +633,9 @@ fn bench(cli: &Cli, b: &BenchCmd) -> anyhow::Result<()> {
         connect: b.connect.clone(),
         admin_token,
         timeout: Duration::from_secs(b.timeout_s),
+        rate: b.rate,
+        users: b.users,
+        sessions: b.sessions,
     };
     let report = crate::bench::run(&args, &cfg)?;
     println!("{}", report.text());

@@ -86,6 +86,67 @@ fn bench_runs_against_a_node_over_http_ws_and_miap_tcp() {
 }
 
 #[test]
+fn bench_measures_scale_with_users_and_a_paced_rate() {
+    let r = bench(&["--target", "inproc", "--users", "2000", "--rate", "1500"]);
+    check(&r, "inproc");
+    assert_eq!(r["rate"], 1500.0);
+    let s = &r["scale"];
+    assert_eq!(s["users"], 2000, "{r}");
+    for k in [
+        "provision_s",
+        "users_per_s",
+        "rss_bytes_per_user",
+        "start_s",
+        "data_dir_bytes",
+    ] {
+        assert!(s[k].as_f64().is_some(), "{k} missing: {r}");
+    }
+    assert!(s["data_dir_bytes"].as_u64().unwrap() > 2000 * 50, "{r}");
+    // Paced at 1500/s, 300 messages take at least 0.2 s.
+    assert!(r["elapsed_s"].as_f64().unwrap() >= 0.19, "{r}");
+}
+
+#[test]
+fn bench_holds_idle_websocket_sessions_and_reports_their_memory() {
+    let node = TestNode::start();
+    let admin = node.admin.token.clone();
+    let r = bench(&[
+        "--url",
+        &node.url,
+        "--admin-token",
+        &admin,
+        "--target",
+        "ws",
+        "--sessions",
+        "50",
+    ]);
+    check(&r, "ws");
+    let s = &r["scale"];
+    assert_eq!(s["sessions"], 50, "{r}");
+    for k in [
+        "node_rss_bytes_per_user",
+        "node_rss_bytes_per_idle_session",
+        "sessions_connected_per_s",
+    ] {
+        assert!(s[k].as_f64().is_some(), "{k} missing: {r}");
+    }
+    // Held during the run, closed after it.
+    common::eventually("the idle sessions to close", || {
+        let (_, _) = node.admin.get("/healthz");
+        let text = ureq::get(format!("{}/metrics", node.url))
+            .call()
+            .ok()?
+            .into_body()
+            .read_to_string()
+            .ok()?;
+        let n: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("switchboard_ws_sessions ")?.parse().ok())?;
+        (n == 0.0).then_some(())
+    });
+}
+
+#[test]
 fn bench_refuses_what_it_cannot_do() {
     let out = Command::new(bin())
         .args(["bench", "--target", "carrier-pigeon", "--messages", "1"])
@@ -98,4 +159,25 @@ fn bench_refuses_what_it_cannot_do() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+    for (args, why) in [
+        (
+            &["--target", "ws", "--users", "10"][..],
+            "--users is for --target inproc",
+        ),
+        (
+            &["--target", "inproc", "--sessions", "10"][..],
+            "--sessions is for",
+        ),
+        (&["--rate", "0"][..], "--rate must be"),
+    ] {
+        let out = Command::new(bin())
+            .arg("bench")
+            .args(args)
+            .args(["--admin-token", "x", "--messages", "1"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
 }

@@ -33,6 +33,20 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
+/// This process's resident set, bytes (Linux).
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
+}
+
 /// Prometheus text exposition of the node's metrics (no token, as
 /// Prometheus scrapes it).
 #[utoipa::path(tag = "health", responses(
@@ -45,6 +59,9 @@ pub async fn scrape(st: web::Data<ApiState>) -> HttpResponse {
     for m in live.iter().filter(|m| m.medium.is_some()) {
         let up = if m.logged_in && m.healthy { 1.0 } else { 0.0 };
         metrics::gauge!("switchboard_gateway_up", "member" => m.id.as_str().to_string()).set(up);
+    }
+    if let Some(rss) = resident_bytes() {
+        metrics::gauge!("switchboard_process_resident_memory_bytes").set(rss as f64);
     }
     for (shard, depth) in st.broker.queue_depths().into_iter().enumerate() {
         metrics::gauge!("switchboard_broker_queue_depth", "shard" => shard.to_string())
