@@ -185,6 +185,12 @@ struct Tally {
     done: Arc<AtomicUsize>,
     wire: Arc<AtomicU64>,
     scale: Arc<Mutex<serde_json::Map<String, Value>>>,
+    /// CPU µs this process spent setting up (users, sessions), not counted
+    /// per message.
+    setup_cpu_us: Arc<AtomicU64>,
+    /// This process's CPU seconds when the last message was delivered
+    /// (teardown is not counted per message).
+    end_cpu: Arc<Mutex<Option<f64>>>,
 }
 
 impl Tally {
@@ -196,7 +202,22 @@ impl Tally {
             done: Arc::default(),
             wire: Arc::default(),
             scale: Arc::default(),
+            setup_cpu_us: Arc::default(),
+            end_cpu: Arc::default(),
         }
+    }
+
+    /// The measured run ends now.
+    fn end(&self) {
+        if let Ok(mut e) = self.end_cpu.lock() {
+            e.get_or_insert_with(cpu_seconds);
+        }
+    }
+
+    /// Excludes the CPU time since `cpu0` from the per-message figure.
+    fn setup_done(&self, cpu0: f64) {
+        let us = ((cpu_seconds() - cpu0) * 1e6).max(0.0) as u64;
+        self.setup_cpu_us.fetch_add(us, Ordering::Relaxed);
     }
 
     /// Records a scale measurement.
@@ -309,7 +330,14 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
         size: args.size,
         elapsed_s: elapsed.as_secs_f64(),
         latencies,
-        cpu_s: cpu_seconds() - cpu0,
+        cpu_s: tally
+            .end_cpu
+            .lock()
+            .ok()
+            .and_then(|e| *e)
+            .unwrap_or_else(cpu_seconds)
+            - cpu0
+            - tally.setup_cpu_us.load(Ordering::Relaxed) as f64 / 1e6,
         wire_bytes: tally.wire.load(Ordering::Relaxed),
         peak_rss_bytes: peak_rss(),
         rate: args.rate,
@@ -460,6 +488,7 @@ where
             tick = Instant::now();
         }
     }
+    tally.end();
     Ok((start, start.elapsed()))
 }
 
@@ -491,6 +520,7 @@ fn inproc(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant, Duration)
         let observer = Observer(tally.clone()).start();
         let mut core = inproc_core(dir.path(), observer.clone().recipient()).await?;
         if args.users > 0 {
+            let cpu0 = cpu_seconds();
             let rss0 = rss_now();
             let t = Instant::now();
             provision(&core, args.users).await?;
@@ -504,11 +534,14 @@ fn inproc(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant, Duration)
             // one once it is flushed and stopped (its files stay locked
             // while its actors wind down).
             core.stop(Duration::from_secs(10)).await;
+            // Let the first node's threads wind down before measuring.
+            actix_rt::time::sleep(Duration::from_secs(1)).await;
             tally.note("data_dir_bytes", dir_bytes(dir.path()));
             copy_dir(dir.path(), copy.path())?;
             let t = Instant::now();
             core = inproc_core(copy.path(), observer.recipient()).await?;
             tally.note("start_s", round(t.elapsed().as_secs_f64(), 2));
+            tally.setup_done(cpu0);
         }
         let (size, users) = (args.size, args.users);
         let make = move |i: usize| {
@@ -615,6 +648,7 @@ fn idle_sessions(args: &BenchArgs, tally: &Tally) -> anyhow::Result<Vec<Socket>>
     }
     let rss = || node_metric(&args.url, "switchboard_process_resident_memory_bytes").unwrap_or(0.0);
     let stamp = std::process::id();
+    let cpu0 = cpu_seconds();
     let rss0 = rss();
     let t = Instant::now();
     // Users, from 8 threads.
@@ -674,6 +708,7 @@ fn idle_sessions(args: &BenchArgs, tally: &Tally) -> anyhow::Result<Vec<Socket>>
         "node_rss_bytes_per_idle_session",
         ((rss2 - rss1) / n as f64).round(),
     );
+    tally.setup_done(cpu0);
     Ok(socks)
 }
 
