@@ -502,9 +502,12 @@ pub async fn inproc_core(
     dir: &std::path::Path,
     receipts: Recipient<Receipt>,
 ) -> anyhow::Result<crate::node::Core> {
-    let vars = [("SWITCHBOARD_DATA__DIR", dir.display().to_string())]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v));
+    // The environment's settings (`SWITCHBOARD_BROKER__SHARDS=1`, …), then
+    // the temp data directory.
+    let vars = std::env::vars().chain([(
+        "SWITCHBOARD_DATA__DIR".to_string(),
+        dir.display().to_string(),
+    )]);
     let cfg = Config::load_with(None, vars)?;
     let core = crate::node::Core::start(&cfg, Some(receipts)).await?;
     for u in ["bench-a", "bench-b"] {
