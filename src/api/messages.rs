@@ -3,7 +3,7 @@
 //! (`POST /v1/messages/{txn}/read`).
 
 use actix_web::http::StatusCode;
-use actix_web::{get, post, web, HttpResponse};
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use switchboard_actors::gateway::{Accepted, MediumReport, Originate, OriginateError};
@@ -11,7 +11,7 @@ use switchboard_actors::protocol::{
     Address, MediumKind, Priority, RejectReason, ReportStatus, To, TxnId,
 };
 use switchboard_actors::store::records::enc;
-use switchboard_actors::store::{InboxEntry, Tree, TxnRecord, WriteBatch};
+use switchboard_actors::store::{InboxEntry, Tree, TxnRecord, TxnStatus, WriteBatch};
 
 use super::auth::{Caller, User};
 use super::error::{ApiError, ErrorBody};
@@ -218,8 +218,28 @@ pub fn originate(st: &ApiState, user: &str, req: SendRequest) -> Result<Originat
 /// Hands a message to the IM gateway and waits for the broker's decision.
 ///
 /// # Errors
-/// The broker's refusal (422/403), storage (503), timeout (503), shutdown (503).
+/// The broker's refusal (422/403), a duplicate (409), storage (503),
+/// timeout (503), shutdown (503).
 pub async fn submit(st: &ApiState, o: Originate) -> Result<Accepted, ApiError> {
+    match submit_or_duplicate(st, o).await? {
+        Ok(acc) => Ok(acc),
+        Err(txn) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "duplicate",
+            format!("already accepted as {txn}"),
+        )),
+    }
+}
+
+/// As [`submit`], but a message whose dedupe key was seen is `Ok(Err(txn))`
+/// with the first one's transaction.
+///
+/// # Errors
+/// As [`submit`], but for duplicates.
+pub async fn submit_or_duplicate(
+    st: &ApiState,
+    o: Originate,
+) -> Result<Result<Accepted, TxnId>, ApiError> {
     if *st.draining.borrow() {
         return Err(ApiError::unavailable(
             "shutting_down",
@@ -227,14 +247,10 @@ pub async fn submit(st: &ApiState, o: Originate) -> Result<Accepted, ApiError> {
         ));
     }
     match actix_rt::time::timeout(st.submit_timeout, st.im.send(o)).await {
-        Ok(Ok(Ok(acc))) => Ok(acc),
+        Ok(Ok(Ok(acc))) => Ok(Ok(acc)),
         Ok(Ok(Err(OriginateError::Rejected(r)))) => Err(reject_error(&r)),
         Ok(Ok(Err(OriginateError::Store(e)))) => Err(ApiError::unavailable("storage_unavailable", e)),
-        Ok(Ok(Err(OriginateError::Duplicate(txn)))) => Err(ApiError::new(
-            actix_web::http::StatusCode::CONFLICT,
-            "duplicate",
-            format!("already accepted as {txn}"),
-        )),
+        Ok(Ok(Err(OriginateError::Duplicate(txn)))) => Ok(Err(txn)),
         Ok(Ok(Err(OriginateError::Stopping))) | Ok(Err(_)) => {
             Err(ApiError::unavailable("unavailable", "the node is shutting down"))
         }
@@ -253,24 +269,140 @@ pub fn route_view(acc: &Accepted) -> RouteView {
     }
 }
 
+/// Longest `Idempotency-Key`, bytes.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The request's `Idempotency-Key`, if any: 1 to 255 visible ASCII
+/// characters.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(v) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let k = v
+        .to_str()
+        .ok()
+        .filter(|k| {
+            (1..=MAX_IDEMPOTENCY_KEY).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+            ))
+        })?;
+    Ok(Some(k.to_string()))
+}
+
+/// What makes a retried message the same message.
+struct Fingerprint {
+    to: To,
+    sha256: [u8; 32],
+    subject: Option<String>,
+}
+
+/// A retried request with a known `Idempotency-Key`: the first request's
+/// answer again (its transaction and first route, or its refusal), or 422
+/// when the key came with another message.
+async fn replay(st: &ApiState, txn: TxnId, first: &Fingerprint) -> Result<HttpResponse, ApiError> {
+    // The first request may still be on its way to the broker.
+    let deadline = std::time::Instant::now() + st.submit_timeout;
+    let rec = loop {
+        st.store.writer().barrier().await?;
+        let store = st.store.clone();
+        if let Some(rec) = web::block(move || store.txn(&txn)).await?? {
+            break rec;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "duplicate",
+                format!("already accepted as {txn}, not yet routed; retry shortly"),
+            ));
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let same = rec.imi.recipient == first.to
+        && rec.imi.content_sha256 == first.sha256
+        && rec.imi.subject == first.subject;
+    if !same {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            format!("this Idempotency-Key was used for another message ({txn})"),
+        ));
+    }
+    if let TxnStatus::Rejected(code) = &rec.status {
+        let status = if code == "policy_denied" {
+            StatusCode::FORBIDDEN
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        return Err(ApiError::new(status, code, "refused when first sent"));
+    }
+    let route = rec
+        .attempts
+        .first()
+        .map(|a| RouteView {
+            mechanism: a.route.mechanism,
+            address: a.route.address.clone(),
+        })
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "duplicate",
+                format!("already accepted as {txn}"),
+            )
+        })?;
+    Ok(HttpResponse::Accepted()
+        .insert_header(("Idempotent-Replayed", "true"))
+        .json(SendAccepted {
+            txn: txn.to_string(),
+            status: "released",
+            route,
+        }))
+}
+
 /// Sends a message as the calling user; answers after the broker's
-/// decision, once the message is durable.
-#[utoipa::path(tag = "messages", security(("bearer" = [])), responses(
-    (status = 202, body = SendAccepted),
+/// decision, once the message is durable. With an `Idempotency-Key`, a
+/// retry (after a lost answer, say) gets the first answer again
+/// (`Idempotent-Replayed: true`) and sends nothing; keys are kept 7 days
+/// per user.
+#[utoipa::path(tag = "messages", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; a retry with the same key and message is answered with the first answer")),
+    responses(
+    (status = 202, body = SendAccepted, headers(("Idempotent-Replayed" = String, description = "`true` on a replayed answer"))),
     (status = 400, description = "a bad field, named", body = ErrorBody),
     (status = 403, description = "`policy_denied`", body = ErrorBody),
-    (status = 409, description = "`duplicate`", body = ErrorBody),
-    (status = 422, description = "`unknown_recipient`, `no_mechanism`, `expired`", body = ErrorBody),
+    (status = 409, description = "`duplicate`: the first request with this key is not routed yet", body = ErrorBody),
+    (status = 422, description = "`unknown_recipient`, `no_mechanism`, `expired`, `idempotency_key_reused`", body = ErrorBody),
     (status = 503, description = "`shutting_down`, `storage_unavailable`, `timeout`", body = ErrorBody),
 ))]
 #[post("/messages")]
 pub async fn send_message(
     st: web::Data<ApiState>,
     user: User,
+    http: HttpRequest,
     req: web::Json<SendRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let o = originate(&st, &user.0, req.into_inner())?;
-    let acc = submit(&st, o).await?;
+    let key = idempotency_key(&http)?;
+    let mut o = originate(&st, &user.0, req.into_inner())?;
+    // Keys are the user's own: another user's key is another message.
+    o.dedupe = key.map(|k| format!("http:{}:{k}", user.0));
+    let fingerprint = o.dedupe.is_some().then(|| Fingerprint {
+        to: o.to.clone(),
+        sha256: switchboard_actors::protocol::mac::sha256(&o.content),
+        subject: o.subject.clone(),
+    });
+    let acc = match (submit_or_duplicate(&st, o).await?, fingerprint) {
+        (Ok(acc), _) => acc,
+        (Err(txn), Some(f)) => return replay(&st, txn, &f).await,
+        (Err(txn), None) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "duplicate",
+                format!("already accepted as {txn}"),
+            ))
+        }
+    };
     Ok(HttpResponse::Accepted().json(SendAccepted {
         txn: acc.txn.to_string(),
         status: "released",

@@ -61,7 +61,15 @@ pub struct Gateway<M: Medium> {
     unacked: HashMap<(TxnId, u32, u8), MediumReport>,
     /// The medium health last told to the broker (this session).
     told_health: Option<bool>,
+    /// Dedupe keys of originates whose outbox write is in flight: a
+    /// concurrent retry is a duplicate before the key is on disk.
+    originating: HashMap<Vec<u8>, TxnId>,
 }
+
+/// How long an `Originate` dedupe key (an HTTP `Idempotency-Key`, a spool
+/// file's name) is remembered: a retry within it is answered with the first
+/// transaction.
+pub const DEDUPE_RETENTION_MS: u64 = 7 * 24 * 3_600_000;
 
 impl<M: Medium> Gateway<M> {
     /// A gateway for `medium`.
@@ -85,6 +93,41 @@ impl<M: Medium> Gateway<M> {
             delivering: HashSet::new(),
             unacked: HashMap::new(),
             told_health: None,
+            originating: HashMap::new(),
+        }
+    }
+
+    /// The store key of dedupe key `k` for this gateway.
+    fn dedupe_key(&self, k: &str) -> Vec<u8> {
+        let mut key = b"d".to_vec();
+        key.extend_from_slice(k.as_bytes());
+        key2(self.link.cfg.id.as_str(), &key)
+    }
+
+    /// Forgets dedupe keys older than [`DEDUPE_RETENTION_MS`].
+    fn forget_old_dedupe_keys(&self) {
+        let prefix = key2(self.link.cfg.id.as_str(), b"d");
+        let horizon = self.now().saturating_sub(DEDUPE_RETENTION_MS);
+        let entries = match self.store.scan(Tree::Sent, &prefix) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(member = %self.link.cfg.id, error = %e, "reading dedupe keys failed");
+                return;
+            }
+        };
+        let mut b = WriteBatch::new();
+        for (k, v) in entries {
+            let old = std::str::from_utf8(&v)
+                .ok()
+                .and_then(|s| s.parse::<TxnId>().ok())
+                .is_none_or(|t| t.created_ms() < horizon);
+            if old {
+                b.remove(Tree::Sent, k);
+            }
+        }
+        if !b.is_empty() {
+            tracing::info!(member = %self.link.cfg.id, count = b.len(), "forgetting old dedupe keys");
+            self.store.writer().write_nowait(b);
         }
     }
 
@@ -374,6 +417,10 @@ impl<M: Medium> Actor for Gateway<M> {
         self.login();
         let renew = self.link.renew_every();
         ctx.run_interval(renew, |act, _| act.login());
+        self.forget_old_dedupe_keys();
+        ctx.run_interval(Duration::from_secs(3600), |act, _| {
+            act.forget_old_dedupe_keys()
+        });
         ctx.run_interval(Duration::from_secs(2), |act, _| {
             let health = act.medium.health();
             act.members.set_healthy(&act.link.cfg.id, health.up);
@@ -428,12 +475,12 @@ impl<M: Medium> Handler<Originate> for Gateway<M> {
     type Result = ResponseFuture<Result<Accepted, OriginateError>>;
 
     fn handle(&mut self, m: Originate, ctx: &mut Context<Self>) -> Self::Result {
-        let dedupe = m.dedupe.as_ref().map(|k| {
-            let mut key = b"d".to_vec();
-            key.extend_from_slice(k.as_bytes());
-            key2(self.link.cfg.id.as_str(), &key)
-        });
+        let dedupe = m.dedupe.as_ref().map(|k| self.dedupe_key(k));
         if let Some(k) = &dedupe {
+            if let Some(txn) = self.originating.get(k) {
+                let txn = *txn;
+                return Box::pin(async move { Err(OriginateError::Duplicate(txn)) });
+            }
             match self.store.get(Tree::Sent, k) {
                 Ok(Some(t)) => {
                     let known = std::str::from_utf8(&t)
@@ -480,20 +527,26 @@ impl<M: Medium> Handler<Originate> for Gateway<M> {
             OutboxEntry::key(&self.link.cfg.id, &txn),
             enc(&entry),
         );
-        if let Some(k) = dedupe {
+        if let Some(k) = &dedupe {
             // In the same batch as the outbox entry: both or neither.
-            b.insert(Tree::Sent, k, txn.to_string().into_bytes());
+            b.insert(Tree::Sent, k.clone(), txn.to_string().into_bytes());
+            self.originating.insert(k.clone(), txn);
         }
         self.outbox.insert(txn, entry);
         let (tx, rx) = oneshot::channel();
         self.waiting.insert(txn, tx);
         let durable = self.store.writer().write(b);
-        ctx.spawn(durable.into_actor(self).map(move |res, act, _| match res {
-            Ok(()) => act.submit(txn),
-            Err(e) => {
-                act.outbox.remove(&txn);
-                if let Some(w) = act.waiting.remove(&txn) {
-                    let _ = w.send(Err(OriginateError::Store(e.to_string())));
+        ctx.spawn(durable.into_actor(self).map(move |res, act, _| {
+            if let Some(k) = &dedupe {
+                act.originating.remove(k);
+            }
+            match res {
+                Ok(()) => act.submit(txn),
+                Err(e) => {
+                    act.outbox.remove(&txn);
+                    if let Some(w) = act.waiting.remove(&txn) {
+                        let _ = w.send(Err(OriginateError::Store(e.to_string())));
+                    }
                 }
             }
         }));

@@ -121,7 +121,8 @@ impl World {
             skew_ms: 30_000,
             ring: self.ring.clone(),
         };
-        let (ack, session) = v.accept(&login, NOW, &mut NonceCache::default()).unwrap();
+        let now = crate::protocol::clock::Clock::now_ms(&self.clock);
+        let (ack, session) = v.accept(&login, now, &mut NonceCache::default()).unwrap();
         gw.send(MiapFrame {
             from: broker_id(),
             frame: Frame::LoginAck(ack),
@@ -450,6 +451,40 @@ async fn a_dedupe_key_makes_a_retried_originate_a_duplicate_even_after_a_restart
     let gw = r2.gw.clone();
     let _c2 = actix_rt::spawn(async move { gw.send(other).await.unwrap() });
     assert_ne!(w.submit().await.imi.txn, first.imi.txn);
+}
+
+#[actix_rt::test]
+async fn a_concurrent_retry_is_a_duplicate_and_old_keys_are_forgotten() {
+    let w = world();
+    let r = w.start(FakeMedium::default()).await;
+    let keyed = || Originate {
+        dedupe: Some("http:alice:k1".into()),
+        ..w.originate()
+    };
+    // Two at once: the second arrives while the first's write is in flight.
+    let first = r.gw.send(keyed());
+    let second = r.gw.send(keyed());
+    let submitted = w.submit().await;
+    let second = actix_rt::time::timeout(std::time::Duration::from_secs(5), second)
+        .await
+        .expect("the retry is answered at once, not submitted again");
+    assert_eq!(
+        second.unwrap(),
+        Err(OriginateError::Duplicate(submitted.imi.txn))
+    );
+    drop(first);
+    // Past the retention the key is forgotten (on the next start or the
+    // hourly sweep): the same key is a new message.
+    w.clock.set(NOW + DEDUPE_RETENTION_MS + 60_000);
+    drop(r);
+    w.members.disconnect(&w.me.member);
+    let r2 = w.start(FakeMedium::default()).await;
+    let _resubmitted = w.submit().await;
+    w.store.writer().barrier().await.unwrap();
+    let gw = r2.gw.clone();
+    let o = keyed();
+    let _c = actix_rt::spawn(async move { gw.send(o).await.unwrap() });
+    assert_ne!(w.submit().await.imi.txn, submitted.imi.txn);
 }
 
 #[actix_rt::test]
