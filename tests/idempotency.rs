@@ -53,10 +53,18 @@ fn a_retried_message_is_sent_once_and_answered_the_same() {
     assert_eq!(inbox_count(&bob, &txn), 1);
 
     // The same key with another message is a client bug: refused.
-    let (s, _, v) = post(&alice, "order-17", &json!({"to": "bob", "body": "something else"}));
+    let (s, _, v) = post(
+        &alice,
+        "order-17",
+        &json!({"to": "bob", "body": "something else"}),
+    );
     assert_eq!(s, 422, "{v}");
     assert_eq!(v["error"]["code"], "idempotency_key_reused");
-    let (s, _, v) = post(&alice, "order-17", &json!({"to": "carol", "body": "pay the invoice once"}));
+    let (s, _, v) = post(
+        &alice,
+        "order-17",
+        &json!({"to": "carol", "body": "pay the invoice once"}),
+    );
     assert_eq!(s, 422, "{v}");
 
     // Keys are per user.
@@ -78,7 +86,13 @@ fn a_retried_message_is_sent_once_and_answered_the_same() {
         if let Ok(mut r) = r {
             assert_eq!(r.status().as_u16(), 400, "{bad:?}");
             let v: Value = r.body_mut().read_json().unwrap();
-            assert!(v["error"]["message"].as_str().unwrap().contains("Idempotency-Key"), "{v}");
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Idempotency-Key"),
+                "{v}"
+            );
         }
     }
 
@@ -123,7 +137,11 @@ fn concurrent_retries_send_one_message() {
             })
             .collect();
         assert_eq!(txns.len(), 1, "one transaction for one key: {answers:?}");
-        assert_eq!(answers.iter().filter(|(_, r, _)| !r).count(), 1, "{answers:?}");
+        assert_eq!(
+            answers.iter().filter(|(_, r, _)| !r).count(),
+            1,
+            "{answers:?}"
+        );
         let txn = txns.into_iter().next().unwrap();
         alice.expect_status(&txn, "delivered");
         assert_eq!(inbox_count(&bob, &txn), 1);
