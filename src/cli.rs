@@ -172,6 +172,14 @@ pub struct GatewayArgs {
     /// The key file `member add` wrote.
     #[arg(long)]
     pub key_file: PathBuf,
+    /// Connect over TLS, trusting the roots in this PEM file (the node has
+    /// `miap.tls_cert`).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// The name the node's certificate must carry (default: the host of
+    /// --connect).
+    #[arg(long, requires = "tls_ca")]
+    pub tls_name: Option<String>,
     /// The gateway's own data directory (default: ./switchboard-gateway-MEMBER).
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -665,6 +673,19 @@ fn gateway(cli: &Cli, g: &GatewayArgs) -> anyhow::Result<()> {
         medium,
         connect: g.connect.clone(),
         key_file: g.key_file.clone(),
+        tls: match &g.tls_ca {
+            None => None,
+            Some(ca) => {
+                let host = g
+                    .connect
+                    .rsplit_once(':')
+                    .map_or(g.connect.as_str(), |(h, _)| h)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                let name = g.tls_name.clone().unwrap_or_else(|| host.to_string());
+                Some(crate::tls::miap_client(ca, &name)?)
+            }
+        },
         data: g
             .data
             .clone()

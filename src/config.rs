@@ -90,6 +90,10 @@ pub struct Miap {
     pub login_timeout_s: u64,
     /// Connections not logged in allowed per peer address.
     pub unauthenticated_per_peer: usize,
+    /// TLS on the listener: a PEM certificate chain (with `tls_key`).
+    pub tls_cert: String,
+    /// The certificate's private key (PEM).
+    pub tls_key: String,
 }
 
 /// `[broker]`
@@ -545,6 +549,12 @@ impl Config {
                 ),
             ));
         }
+        if self.miap.tls_cert.is_empty() != self.miap.tls_key.is_empty() {
+            return Err(invalid(
+                "miap.tls_cert",
+                "set both miap.tls_cert and miap.tls_key, or neither",
+            ));
+        }
         if self.email.enabled {
             if self.email.local_domains.is_empty() {
                 return Err(invalid(
@@ -734,6 +744,18 @@ mod tests {
         }
         // Off, the section is not checked.
         assert!(Config::load_with(None, env(&[("SWITCHBOARD_SMS__WINDOW", "0")])).is_ok());
+    }
+
+    #[test]
+    fn miap_tls_needs_both_files() {
+        let e =
+            Config::load_with(None, env(&[("SWITCHBOARD_MIAP__TLS_KEY", "/k.pem")])).unwrap_err();
+        assert!(e.to_string().starts_with("miap.tls_cert"), "{e}");
+        let both = [
+            ("SWITCHBOARD_MIAP__TLS_CERT", "/c.pem"),
+            ("SWITCHBOARD_MIAP__TLS_KEY", "/k.pem"),
+        ];
+        assert!(Config::load_with(None, env(&both)).is_ok());
     }
 
     #[test]

@@ -11,3 +11,4 @@ pub mod logging;
 pub mod node;
 pub mod processors;
 pub mod remote;
+pub mod tls;

@@ -518,8 +518,17 @@ fn start_miap(
             ..LinkLimits::default()
         },
         links,
+        wrap: if cfg.miap.tls_cert.is_empty() {
+            None
+        } else {
+            Some(crate::tls::miap_server(crate::tls::acceptor(
+                Path::new(&cfg.miap.tls_cert),
+                Path::new(&cfg.miap.tls_key),
+                ("miap.tls_cert", "miap.tls_key"),
+            )?))
+        },
     };
-    tracing::info!(miap = %addr, "MIAP listener ready");
+    tracing::info!(miap = %addr, tls = !cfg.miap.tls_cert.is_empty(), "MIAP listener ready");
     Ok((addr, actix_rt::spawn(link::serve(listener, deps))))
 }
 

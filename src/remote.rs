@@ -67,7 +67,7 @@ impl KeyFile {
 }
 
 /// How to run a remote gateway.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RemoteGateway {
     /// The medium.
     pub medium: MediumKind,
@@ -77,6 +77,8 @@ pub struct RemoteGateway {
     pub key_file: PathBuf,
     /// The gateway's own data directory.
     pub data: PathBuf,
+    /// TLS to the node, if it asks for it.
+    pub tls: Option<switchboard_actors::link::Wrap>,
 }
 
 /// Runs a remote gateway until SIGINT or SIGTERM (inside an actix system).
@@ -113,6 +115,7 @@ pub async fn run(cfg: Config, r: RemoteGateway) -> anyhow::Result<()> {
     let parts = Parts {
         cfg: gw_cfg,
         uplink: uplink_cfg,
+        tls: r.tls.clone(),
         store: store.clone(),
         clock,
     };
@@ -175,6 +178,7 @@ pub async fn run(cfg: Config, r: RemoteGateway) -> anyhow::Result<()> {
 struct Parts {
     cfg: GatewayConfig,
     uplink: UplinkConfig,
+    tls: Option<switchboard_actors::link::Wrap>,
     store: Store,
     clock: SharedClock,
 }
@@ -188,12 +192,15 @@ impl Parts {
     ) -> Addr<Gateway<M>> {
         let ctx = Context::<Gateway<M>>::new();
         let gw_addr = ctx.address();
-        let uplink = Uplink::new(
+        let mut uplink = Uplink::new(
             self.uplink.clone(),
             gw_addr.clone().recipient(),
             gw_addr.clone().recipient(),
-        )
-        .start();
+        );
+        if let Some(w) = &self.tls {
+            uplink = uplink.with_wrap(w.clone());
+        }
+        let uplink = uplink.start();
         let members = MemberRegistry::default();
         members.set_fallback(uplink.clone().recipient());
         let mut gw = Gateway::new(

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use common::{
-    add_member, eventually, free_port, wait_logged_in, Api, ProcNode, RemoteGw, TestNode,
+    add_member, eventually, free_port, wait_logged_in, Api, Cert, ProcNode, RemoteGw, TestNode,
 };
 use switchboard_actors::protocol::codec;
 use switchboard_actors::protocol::frames::RefuseReason;
@@ -638,4 +638,101 @@ fn a_captured_submit_replayed_changes_nothing() {
     assert_eq!(c.refused(), ProtocolError::NoSession);
     assert_eq!(count(), before);
     assert!(bob.inbox().is_empty(), "the content never travelled");
+}
+
+#[test]
+fn miap_over_tls_delivers_and_refuses_plaintext_and_untrusted_peers() {
+    let cert = Cert::new();
+    let port = free_port();
+    let node = TestNode::start_full(
+        tempfile::tempdir().unwrap(),
+        &[
+            (
+                "SWITCHBOARD_MIAP__LISTEN".into(),
+                format!("127.0.0.1:{port}"),
+            ),
+            (
+                "SWITCHBOARD_MIAP__TLS_CERT".into(),
+                cert.cert.display().to_string(),
+            ),
+            (
+                "SWITCHBOARD_MIAP__TLS_KEY".into(),
+                cert.key.display().to_string(),
+            ),
+        ],
+        Box::new(|_| Box::pin(async {})),
+    );
+    let keys = tempfile::tempdir().unwrap();
+    let key = add_member(&node.admin, "gw-fax-2", "fax", keys.path());
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    node.admin.add_user("dora", &[("fax", "+4930555")]);
+    let connect = format!("127.0.0.1:{port}");
+    let logged_in = |admin: &Api| {
+        admin.get("/v1/admin/members").1["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "gw-fax-2" && m["logged_in"] == true)
+    };
+    let malformed = |admin: &Api| refusals(admin)["malformed"].as_u64().unwrap_or(0);
+
+    // A plaintext gateway: its Login is no TLS handshake — refused, counted.
+    let before = malformed(&node.admin);
+    let data = tempfile::tempdir().unwrap();
+    let plain = RemoteGw::spawn("fax", &connect, &key, data.path(), &[]);
+    eventually("the plaintext connection to be refused", || {
+        (malformed(&node.admin) > before).then_some(())
+    });
+    assert!(!logged_in(&node.admin));
+    drop(plain);
+
+    // A gateway that trusts another CA does not accept the node.
+    let other = Cert::new();
+    let before = malformed(&node.admin);
+    let untrusted = RemoteGw::spawn_args(
+        "fax",
+        &connect,
+        &key,
+        data.path(),
+        &[],
+        &["--tls-ca".as_ref(), other.ca.as_os_str()],
+    );
+    eventually("the untrusted handshake to fail", || {
+        (malformed(&node.admin) > before).then_some(())
+    });
+    assert!(!logged_in(&node.admin));
+    drop(untrusted);
+
+    // Over TLS with the right CA: logs in, delivers.
+    let _gw = RemoteGw::spawn_args(
+        "fax",
+        &connect,
+        &key,
+        data.path(),
+        &[],
+        &["--tls-ca".as_ref(), cert.ca.as_os_str()],
+    );
+    wait_logged_in(&node.admin, "gw-fax-2");
+    let txn = alice.send("dora", "over TLS");
+    let st = alice.expect_status(&txn, "delivered");
+    assert_eq!(st["attempts"][0]["gateway"], "gw-fax-2");
+    assert!(data.path().join(format!("fax/outbox/{txn}.pdf")).exists());
+
+    // An independent client verifies the node's certificate on the MIAP port.
+    let out = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &connect,
+            "-verify_return_error",
+            "-brief",
+        ])
+        .arg("-CAfile")
+        .arg(&cert.ca)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Verification: OK"), "{text}");
 }

@@ -18,6 +18,11 @@
 //! frames, an oversized one, no login within the login timeout, or silence
 //! past the idle timeout close the connection. Unauthenticated connections
 //! are bounded per peer address.
+//!
+//! A [`Wrap`] given by the product shell turns each TCP connection into
+//! something else before any frame — TLS on the node's listener and on the
+//! member's uplink; a connection whose wrap fails (or takes longer than the
+//! login timeout) is closed and counted as malformed.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -27,8 +32,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use dashmap::DashMap;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -99,6 +103,28 @@ const MAX_BAD: u32 = 10;
 /// `Transmit`s remembered per link for routing their acknowledgements.
 const MAX_TRANSMITS: usize = 65_536;
 
+/// The read half of a link's connection (plain TCP or wrapped).
+pub type LinkRead = Box<dyn AsyncRead + Unpin>;
+/// The write half of a link's connection.
+pub type LinkWrite = Box<dyn AsyncWrite + Unpin>;
+
+/// Turns a fresh TCP connection into a link's halves (a TLS handshake, as
+/// server or client).
+pub type Wrap = Arc<
+    dyn Fn(
+            TcpStream,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = std::io::Result<(LinkRead, LinkWrite)>>>,
+        > + Send
+        + Sync,
+>;
+
+/// A plain TCP connection's halves.
+fn plain(stream: TcpStream) -> (LinkRead, LinkWrite) {
+    let (r, w) = stream.into_split();
+    (Box::new(r), Box::new(w))
+}
+
 /// What the node's links need.
 #[derive(Clone)]
 pub struct LinkDeps {
@@ -114,6 +140,8 @@ pub struct LinkDeps {
     pub limits: LinkLimits,
     /// The open connections.
     pub links: Links,
+    /// What every accepted connection goes through first (TLS), if anything.
+    pub wrap: Option<Wrap>,
 }
 
 /// The node's open MIAP connections (to close them on shutdown).
@@ -154,7 +182,7 @@ enum Wire {
 }
 
 /// Reads frames from `r` into `to` until the connection ends.
-async fn read_frames(mut r: OwnedReadHalf, max: usize, to: Recipient<Wire>) {
+async fn read_frames(mut r: LinkRead, max: usize, to: Recipient<Wire>) {
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
@@ -192,7 +220,7 @@ async fn read_frames(mut r: OwnedReadHalf, max: usize, to: Recipient<Wire>) {
 }
 
 /// Writes queued frames to `w` until the queue closes.
-async fn write_frames(mut w: OwnedWriteHalf, mut queue: mpsc::Receiver<Vec<u8>>) {
+async fn write_frames(mut w: LinkWrite, mut queue: mpsc::Receiver<Vec<u8>>) {
     while let Some(bytes) = queue.recv().await {
         if w.write_all(&bytes).await.is_err() {
             return;
@@ -201,10 +229,10 @@ async fn write_frames(mut w: OwnedWriteHalf, mut queue: mpsc::Receiver<Vec<u8>>)
     let _ = w.shutdown().await;
 }
 
-/// Starts the reader and writer of `stream` for actor `ctx`; returns the
-/// write queue.
+/// Starts the reader and writer of a connection for actor `ctx`; returns
+/// the write queue.
 fn wire_up<A>(
-    stream: TcpStream,
+    (r, w): (LinkRead, LinkWrite),
     max: usize,
     queue: usize,
     ctx: &mut Context<A>,
@@ -212,8 +240,6 @@ fn wire_up<A>(
 where
     A: Actor<Context = Context<A>> + Handler<Wire>,
 {
-    let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
     let (tx, rx) = mpsc::channel(queue);
     let reader = read_frames(r, max, ctx.address().recipient());
     // The reader ends with the actor; the writer outlives it until the
@@ -256,24 +282,50 @@ pub async fn serve(listener: TcpListener, deps: LinkDeps) {
             drop(stream);
             continue;
         };
+        let _ = stream.set_nodelay(true);
         let deps = deps.clone();
-        NodeLink::create(move |ctx| {
-            let out = wire_up(stream, deps.limits.max_frame, deps.limits.write_queue, ctx);
-            NodeLink {
-                id: NEXT_LINK.fetch_add(1, Ordering::Relaxed),
-                peer,
-                deps,
-                out,
-                member: None,
-                pending: None,
-                slot: Some(slot),
-                transmits: HashMap::new(),
-                order: VecDeque::new(),
-                bad: 0,
-                heard: Instant::now(),
+        match deps.wrap.clone() {
+            None => start_link(plain(stream), peer, slot, deps),
+            Some(wrap) => {
+                // The handshake runs on its own: a slow peer holds only its
+                // slot, and no longer than the login timeout.
+                let within = deps.limits.login_timeout;
+                actix::spawn(async move {
+                    match tokio::time::timeout(within, wrap(stream)).await {
+                        Ok(Ok(halves)) => start_link(halves, peer, slot, deps),
+                        Ok(Err(e)) => {
+                            deps.shared.count_refusal(ProtocolError::Malformed);
+                            tracing::warn!(peer = %peer, error = %e, "MIAP connection refused: TLS handshake failed");
+                        }
+                        Err(_) => {
+                            deps.shared.count_refusal(ProtocolError::Malformed);
+                            tracing::warn!(peer = %peer, "MIAP connection closed: no TLS handshake in time");
+                        }
+                    }
+                });
             }
-        });
+        }
     }
+}
+
+/// A [`NodeLink`] for a connection that is ready for frames.
+fn start_link(halves: (LinkRead, LinkWrite), peer: SocketAddr, slot: Slot, deps: LinkDeps) {
+    NodeLink::create(move |ctx| {
+        let out = wire_up(halves, deps.limits.max_frame, deps.limits.write_queue, ctx);
+        NodeLink {
+            id: NEXT_LINK.fetch_add(1, Ordering::Relaxed),
+            peer,
+            deps,
+            out,
+            member: None,
+            pending: None,
+            slot: Some(slot),
+            transmits: HashMap::new(),
+            order: VecDeque::new(),
+            bad: 0,
+            heard: Instant::now(),
+        }
+    });
 }
 
 /// A place among a peer's connections that have not logged in yet.
@@ -523,6 +575,7 @@ pub struct Uplink {
     out: Option<mpsc::Sender<Vec<u8>>>,
     backoff: Duration,
     counter: Option<Arc<AtomicU64>>,
+    wrap: Option<Wrap>,
 }
 
 impl Uplink {
@@ -536,7 +589,14 @@ impl Uplink {
             out: None,
             backoff: Duration::from_millis(200),
             counter: None,
+            wrap: None,
         }
+    }
+
+    /// Wraps every connection to the node (TLS) before any frame.
+    pub fn with_wrap(mut self, w: Wrap) -> Self {
+        self.wrap = Some(w);
+        self
     }
 
     /// Counts the bytes written and read (frames with their length prefix)
@@ -548,14 +608,22 @@ impl Uplink {
 
     fn connect(&mut self, ctx: &mut Context<Self>) {
         let addr = self.cfg.connect.clone();
+        let wrap = self.wrap.clone();
         ctx.spawn(
-            async move { TcpStream::connect(addr).await }
-                .into_actor(self)
-                .map(|res, act, ctx| match res {
-                    Ok(stream) => {
-                        tracing::info!(node = %act.cfg.connect, "connected to the node");
+            async move {
+                let stream = TcpStream::connect(addr).await?;
+                let _ = stream.set_nodelay(true);
+                match wrap {
+                    Some(w) => w(stream).await,
+                    None => Ok(plain(stream)),
+                }
+            }
+            .into_actor(self)
+            .map(|res, act, ctx| match res {
+                    Ok(halves) => {
+                        tracing::info!(node = %act.cfg.connect, tls = act.wrap.is_some(), "connected to the node");
                         act.backoff = Duration::from_millis(200);
-                        act.out = Some(wire_up(stream, act.cfg.max_frame, 4096, ctx));
+                        act.out = Some(wire_up(halves, act.cfg.max_frame, 4096, ctx));
                         act.on_up.do_send(LinkUp);
                     }
                     Err(e) => {

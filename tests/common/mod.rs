@@ -992,6 +992,18 @@ impl RemoteGw {
         data: &Path,
         env: &[(&str, &str)],
     ) -> Self {
+        Self::spawn_args(medium, connect, key_file, data, env, &[])
+    }
+
+    /// As [`RemoteGw::spawn`] with more arguments (`--tls-ca FILE`, …).
+    pub fn spawn_args(
+        medium: &str,
+        connect: &str,
+        key_file: &Path,
+        data: &Path,
+        env: &[(&str, &str)],
+        extra: &[&std::ffi::OsStr],
+    ) -> Self {
         let member = key_file
             .file_stem()
             .and_then(|s| s.to_str())
@@ -1011,6 +1023,7 @@ impl RemoteGw {
             .arg(key_file)
             .arg("--data")
             .arg(data)
+            .args(extra)
             .env("SWITCHBOARD_LOG__LEVEL", "warn")
             .envs(env.iter().copied())
             .stdout(Stdio::null())

@@ -2,15 +2,11 @@
 //! from PEM files, and the relay transport with its TLS policy.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 
 /// A STARTTLS acceptor for the certificate chain in `cert` and the key in
@@ -19,26 +15,7 @@ use tokio_rustls::TlsAcceptor;
 /// # Errors
 /// Files that cannot be read, hold no certificate or key, or do not match.
 pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .with_context(|| format!("email.tls_cert: reading {}", cert.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("email.tls_cert: {} is not PEM", cert.display()))?;
-    anyhow::ensure!(
-        !certs.is_empty(),
-        "email.tls_cert: {} holds no certificate",
-        cert.display()
-    );
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("email.tls_key: no private key in {}", key.display()))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .context("TLS protocol versions")?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .context("email.tls_cert and email.tls_key do not make a usable pair")?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    crate::tls::acceptor(cert, key, ("email.tls_cert", "email.tls_key"))
 }
 
 /// TLS to the relay.
