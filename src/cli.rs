@@ -531,10 +531,20 @@ fn user(cli: &Cli, cmd: &UserCmd, matches: &ArgMatches) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         UserCmd::List => {
-            let v = c.get("/v1/admin/users")?;
-            for u in v["users"].as_array().into_iter().flatten() {
-                let mechs = mechanisms_text(u);
-                println!("{}\t{}", u["id"].as_str().unwrap_or(""), mechs.join(" "));
+            let mut after: Option<String> = None;
+            loop {
+                let q = after
+                    .as_ref()
+                    .map_or(String::new(), |a| format!("?after={a}"));
+                let v = c.get(&format!("/v1/admin/users{q}"))?;
+                for u in v["users"].as_array().into_iter().flatten() {
+                    let mechs = mechanisms_text(u);
+                    println!("{}\t{}", u["id"].as_str().unwrap_or(""), mechs.join(" "));
+                }
+                match v["next"].as_str() {
+                    Some(n) => after = Some(n.to_string()),
+                    None => break,
+                }
             }
         }
         UserCmd::Remove { id } => {

@@ -342,3 +342,46 @@ fn accounting_exports_as_csv_when_asked() {
         assert_eq!(row["bytes"], rec["bytes"].to_string());
     }
 }
+
+#[test]
+fn users_are_listed_a_page_at_a_time_in_id_order() {
+    let node = TestNode::start();
+    let ids = ["erin", "bob", "dave", "alice", "carol"];
+    for id in ids {
+        node.admin.add_user(id, &[("im", id)]);
+    }
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        assert!(pages <= 5, "paging does not end");
+        let (code, v) = node.admin.get(&format!("/v1/admin/users?limit=2{after}"));
+        assert_eq!(code, 200, "{v}");
+        let page: Vec<String> = v["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["id"].as_str().unwrap().to_string())
+            .collect();
+        assert!(page.len() <= 2, "{v}");
+        seen.extend(page);
+        match v["next"].as_str() {
+            Some(n) => after = format!("&after={n}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["alice", "bob", "carol", "dave", "erin"]);
+    assert_eq!(pages, 3);
+    // The default page holds them all; bad limits are refused.
+    let (_, v) = node.admin.get("/v1/admin/users");
+    assert_eq!(v["users"].as_array().unwrap().len(), 5);
+    assert!(v["next"].is_null());
+    for bad in ["limit=0", "limit=10001", "limit=x"] {
+        assert_eq!(
+            node.admin.get(&format!("/v1/admin/users?{bad}")).0,
+            400,
+            "{bad}"
+        );
+    }
+}

@@ -20,11 +20,25 @@ use super::time::{parse_time, rfc3339};
 use super::ApiState;
 use actix_web::http::StatusCode;
 
-/// Every user's profile.
+/// A page of users' profiles.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserList {
-    /// The profiles.
+    /// The profiles, in id order.
     pub users: Vec<Profile>,
+    /// Pass as `after` for the next page; null on the last one.
+    pub next: Option<String>,
+}
+
+/// `GET /v1/admin/users` query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UserPage {
+    /// The last id of the previous page.
+    after: Option<String>,
+    /// 1 to 10 000 (default 1 000).
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<usize>,
 }
 
 /// A profile written; the token only when the user was created.
@@ -46,19 +60,30 @@ pub struct UserToken {
     pub token: String,
 }
 
-/// Lists every user's profile.
-#[utoipa::path(tag = "admin", security(("bearer" = [])), responses(
+/// Users' profiles in id order, a page at a time.
+#[utoipa::path(tag = "admin", security(("bearer" = [])), params(UserPage), responses(
     (status = 200, body = UserList),
+    (status = 400, body = ErrorBody),
 ))]
 #[get("/users")]
-pub async fn list_users(st: web::Data<ApiState>, _: Admin) -> HttpResponse {
-    let users: Vec<Profile> = st
-        .directory
-        .profiles()
-        .iter()
-        .map(|p| (**p).clone())
-        .collect();
-    HttpResponse::Ok().json(UserList { users })
+pub async fn list_users(
+    st: web::Data<ApiState>,
+    _: Admin,
+    q: web::Query<UserPage>,
+) -> Result<HttpResponse, ApiError> {
+    let UserPage { after, limit } = q.into_inner();
+    let limit = limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "\"limit\" must be between 1 and 10000",
+        ));
+    }
+    let directory = st.directory.clone();
+    let users = web::block(move || directory.profiles_page(after.as_deref(), limit)).await??;
+    let next = (users.len() == limit)
+        .then(|| users.last().map(|p| p.id.clone()))
+        .flatten();
+    Ok(HttpResponse::Ok().json(UserList { users, next }))
 }
 
 /// One user's profile.

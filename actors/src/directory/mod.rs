@@ -139,6 +139,27 @@ impl Directory {
         v
     }
 
+    /// A page of profiles in id order: at most `limit` with ids after
+    /// `after`. Read from the store (sorted), not by sorting the cache.
+    ///
+    /// # Errors
+    /// A store failure or a corrupt record.
+    pub fn profiles_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Profile>, StoreError> {
+        self.store
+            .page(Tree::Profiles, after.map(str::as_bytes), limit)?
+            .into_iter()
+            .map(|(_, v)| {
+                serde_json::from_slice::<UserRecord>(&v)
+                    .map(|r| r.profile)
+                    .map_err(|_| StoreError::Corrupt("profile"))
+            })
+            .collect()
+    }
+
     /// The user owning `address`, if any.
     pub fn user_for_address(&self, address: &Address) -> Option<String> {
         if address.medium == crate::protocol::MediumKind::Im {

@@ -18,6 +18,29 @@ impl Store {
         Ok(self.tree(tree).get(key)?.map(|v| v.to_vec()))
     }
 
+    /// At most `limit` `(key, value)`s of `tree` with keys after `after`
+    /// (from the first when `None`), in key order: a page.
+    ///
+    /// # Errors
+    /// When sled fails.
+    pub fn page(
+        &self,
+        tree: Tree,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StoreError> {
+        use std::ops::Bound;
+        let start = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.to_vec()));
+        self.tree(tree)
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+            .take(limit)
+            .map(|r| {
+                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(StoreError::from)
+            })
+            .collect()
+    }
+
     /// Every `(key, value)` of `tree` whose key starts with `prefix`, in key order.
     ///
     /// # Errors
