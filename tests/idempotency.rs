@@ -147,3 +147,48 @@ fn concurrent_retries_send_one_message() {
         assert_eq!(inbox_count(&bob, &txn), 1);
     }
 }
+
+#[test]
+fn a_websocket_send_with_a_key_is_sent_once_and_shares_the_http_keys() {
+    let node = TestNode::start();
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+    let mut ws = common::Ws::connect(&node.url, Some(&alice.token));
+    let frame = |id: u64| json!({"type": "send", "id": id, "to": "bob", "body": "once", "idempotency_key": "ws-1"});
+    ws.send(frame(1));
+    let first = ws.expect("accepted");
+    assert_eq!(first["id"], 1);
+    assert!(first.get("replayed").is_none(), "{first}");
+    let txn = first["txn"].as_str().unwrap().to_string();
+    // A reconnecting client sends it again.
+    drop(ws);
+    let mut ws = common::Ws::connect(&node.url, Some(&alice.token));
+    ws.send(frame(2));
+    let again = ws.expect("accepted");
+    assert_eq!(
+        (again["id"].as_u64(), again["txn"].as_str()),
+        (Some(2), Some(txn.as_str()))
+    );
+    assert_eq!(again["replayed"], true);
+    // The same key over HTTP is the same message.
+    let (s, replayed, v) = post(&alice, "ws-1", &json!({"to": "bob", "body": "once"}));
+    assert_eq!((s, replayed), (202, true), "{v}");
+    assert_eq!(v["txn"], txn.as_str());
+    alice.expect_status(&txn, "delivered");
+    assert_eq!(inbox_count(&bob, &txn), 1);
+    // Another body under the key, and a bad key, are rejected on the socket.
+    ws.send(
+        json!({"type": "send", "id": 3, "to": "bob", "body": "twice", "idempotency_key": "ws-1"}),
+    );
+    let r = ws.expect("rejected");
+    assert_eq!(
+        (r["id"].as_u64(), r["code"].as_str()),
+        (Some(3), Some("idempotency_key_reused"))
+    );
+    ws.send(json!({"type": "send", "id": 4, "to": "bob", "body": "x", "idempotency_key": "a b"}));
+    let r = ws.expect("rejected");
+    assert_eq!(
+        (r["id"].as_u64(), r["code"].as_str()),
+        (Some(4), Some("bad_request"))
+    );
+}

@@ -272,24 +272,65 @@ pub fn route_view(acc: &Accepted) -> RouteView {
 /// Longest `Idempotency-Key`, bytes.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
-/// The request's `Idempotency-Key`, if any: 1 to 255 visible ASCII
-/// characters.
+/// Checks an idempotency key: 1 to 255 visible ASCII characters.
+///
+/// # Errors
+/// 400 naming `what` (the header or the field).
+pub fn check_idempotency_key(k: &str, what: &str) -> Result<(), ApiError> {
+    if (1..=MAX_IDEMPOTENCY_KEY).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "{what} must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+        )))
+    }
+}
+
+/// The request's `Idempotency-Key`, if any.
 fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(v) = req.headers().get("idempotency-key") else {
         return Ok(None);
     };
-    let k = v
-        .to_str()
-        .ok()
-        .filter(|k| {
-            (1..=MAX_IDEMPOTENCY_KEY).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic())
-        })
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
-            ))
-        })?;
+    let k = v.to_str().unwrap_or("\u{0}");
+    check_idempotency_key(k, "Idempotency-Key")?;
     Ok(Some(k.to_string()))
+}
+
+/// Sends a message as `user` — from the HTTP API or a WebSocket session —
+/// with an optional idempotency key (the user's own namespace, shared by
+/// both). `Ok((answer, true))` is a replay of the first answer.
+///
+/// # Errors
+/// As [`submit`], 422 `idempotency_key_reused`, 409 `duplicate`.
+pub async fn send_as(
+    st: &ApiState,
+    user: &str,
+    req: SendRequest,
+    key: Option<&str>,
+) -> Result<(SendAccepted, bool), ApiError> {
+    let mut o = originate(st, user, req)?;
+    o.dedupe = key.map(|k| format!("api:{user}:{k}"));
+    let fingerprint = o.dedupe.is_some().then(|| Fingerprint {
+        to: o.to.clone(),
+        sha256: switchboard_actors::protocol::mac::sha256(&o.content),
+        subject: o.subject.clone(),
+    });
+    match (submit_or_duplicate(st, o).await?, fingerprint) {
+        (Ok(acc), _) => Ok((
+            SendAccepted {
+                txn: acc.txn.to_string(),
+                status: "released",
+                route: route_view(&acc),
+            },
+            false,
+        )),
+        (Err(txn), Some(f)) => replay(st, txn, &f).await.map(|a| (a, true)),
+        (Err(txn), None) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "duplicate",
+            format!("already accepted as {txn}"),
+        )),
+    }
 }
 
 /// What makes a retried message the same message.
@@ -302,7 +343,7 @@ struct Fingerprint {
 /// A retried request with a known `Idempotency-Key`: the first request's
 /// answer again (its transaction and first route, or its refusal), or 422
 /// when the key came with another message.
-async fn replay(st: &ApiState, txn: TxnId, first: &Fingerprint) -> Result<HttpResponse, ApiError> {
+async fn replay(st: &ApiState, txn: TxnId, first: &Fingerprint) -> Result<SendAccepted, ApiError> {
     // The first request may still be on its way to the broker.
     let deadline = std::time::Instant::now() + st.submit_timeout;
     let rec = loop {
@@ -352,13 +393,11 @@ async fn replay(st: &ApiState, txn: TxnId, first: &Fingerprint) -> Result<HttpRe
                 format!("already accepted as {txn}"),
             )
         })?;
-    Ok(HttpResponse::Accepted()
-        .insert_header(("Idempotent-Replayed", "true"))
-        .json(SendAccepted {
-            txn: txn.to_string(),
-            status: "released",
-            route,
-        }))
+    Ok(SendAccepted {
+        txn: txn.to_string(),
+        status: "released",
+        route,
+    })
 }
 
 /// Sends a message as the calling user; answers after the broker's
@@ -384,30 +423,12 @@ pub async fn send_message(
     req: web::Json<SendRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&http)?;
-    let mut o = originate(&st, &user.0, req.into_inner())?;
-    // Keys are the user's own: another user's key is another message.
-    o.dedupe = key.map(|k| format!("http:{}:{k}", user.0));
-    let fingerprint = o.dedupe.is_some().then(|| Fingerprint {
-        to: o.to.clone(),
-        sha256: switchboard_actors::protocol::mac::sha256(&o.content),
-        subject: o.subject.clone(),
-    });
-    let acc = match (submit_or_duplicate(&st, o).await?, fingerprint) {
-        (Ok(acc), _) => acc,
-        (Err(txn), Some(f)) => return replay(&st, txn, &f).await,
-        (Err(txn), None) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "duplicate",
-                format!("already accepted as {txn}"),
-            ))
-        }
-    };
-    Ok(HttpResponse::Accepted().json(SendAccepted {
-        txn: acc.txn.to_string(),
-        status: "released",
-        route: route_view(&acc),
-    }))
+    let (answer, replayed) = send_as(&st, &user.0, req.into_inner(), key.as_deref()).await?;
+    let mut resp = HttpResponse::Accepted();
+    if replayed {
+        resp.insert_header(("Idempotent-Replayed", "true"));
+    }
+    Ok(resp.json(answer))
 }
 
 pub(crate) fn parse_txn(s: &str) -> Result<TxnId, ApiError> {

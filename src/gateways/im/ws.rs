@@ -27,7 +27,7 @@ use switchboard_actors::store::{InboxEntry, Tree, WriteBatch};
 
 use super::hub::{message_frame, Join, Leave};
 use crate::api::error::ApiError;
-use crate::api::messages::{mark_read, originate, parse_txn, route_view, submit, SendRequest};
+use crate::api::messages::{check_idempotency_key, mark_read, parse_txn, send_as, SendRequest};
 use crate::api::ApiState;
 
 /// How long an unauthenticated socket may stay open.
@@ -52,6 +52,7 @@ enum ClientFrame {
         priority: Option<Priority>,
         expires_in_s: Option<u64>,
         receipt: Option<bool>,
+        idempotency_key: Option<String>,
     },
     Read {
         id: Option<Value>,
@@ -288,6 +289,7 @@ impl Conn {
                 priority,
                 expires_in_s,
                 receipt,
+                idempotency_key,
             } => {
                 let req = SendRequest {
                     to,
@@ -297,29 +299,32 @@ impl Conn {
                     expires_in_s,
                     receipt,
                 };
-                match originate(&self.st, &user, req) {
-                    Err(e) => {
-                        let _ = self.tx.send(rejected(id.as_ref(), &e));
-                    }
-                    Ok(o) => {
-                        // The broker's decision comes back on this session's
-                        // channel; the socket keeps reading meanwhile.
-                        let (st, tx) = (self.st.clone(), self.tx.clone());
-                        actix_rt::spawn(async move {
-                            let frame = match submit(&st, o).await {
-                                Ok(acc) => {
-                                    let mut f = json!({"type": "accepted", "txn": acc.txn.to_string(), "route": route_view(&acc)});
-                                    if let Some(id) = id {
-                                        f["id"] = id;
-                                    }
-                                    f.to_string()
-                                }
-                                Err(e) => rejected(id.as_ref(), &e),
-                            };
-                            let _ = tx.send(frame);
-                        });
-                    }
+                if let Some(Err(e)) = idempotency_key
+                    .as_deref()
+                    .map(|k| check_idempotency_key(k, "\"idempotency_key\""))
+                {
+                    let _ = self.tx.send(rejected(id.as_ref(), &e));
+                    return Ok(());
                 }
+                // The broker's decision comes back on this session's
+                // channel; the socket keeps reading meanwhile.
+                let (st, tx) = (self.st.clone(), self.tx.clone());
+                actix_rt::spawn(async move {
+                    let frame = match send_as(&st, &user, req, idempotency_key.as_deref()).await {
+                        Ok((a, replayed)) => {
+                            let mut f = json!({"type": "accepted", "txn": a.txn, "route": a.route});
+                            if let Some(id) = id {
+                                f["id"] = id;
+                            }
+                            if replayed {
+                                f["replayed"] = json!(true);
+                            }
+                            f.to_string()
+                        }
+                        Err(e) => rejected(id.as_ref(), &e),
+                    };
+                    let _ = tx.send(frame);
+                });
             }
             ClientFrame::Read { id, txn } => {
                 let res = match parse_txn(&txn) {
