@@ -69,6 +69,9 @@ pub enum Command {
     /// Run one medium's gateway in this process, connected to a node over
     /// MIAP/TCP.
     Gateway(GatewayArgs),
+    /// Run a content processor in this process, connected to a node over
+    /// MIAP/TCP (its member made with `member add ID --processor KIND`).
+    Processor(ProcessorArgs),
     /// The load generator: N messages through a node, from submit to
     /// delivered; reports msgs/s, latency, CPU, wire bytes, peak RSS.
     Bench(BenchCmd),
@@ -128,13 +131,21 @@ pub struct BenchCmd {
 /// `member` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum MemberCmd {
-    /// Create a remote gateway member; writes its key file (mode 0600).
+    /// Create a remote member — a gateway (--medium) or a processor
+    /// (--processor); writes its key file (mode 0600).
     Add {
         /// Member id (a-z 0-9 - _ .), e.g. gw-fax-2.
         id: String,
         /// The medium its gateway serves: email, sms or fax.
+        #[arg(
+            long,
+            required_unless_present = "processor",
+            conflicts_with = "processor"
+        )]
+        medium: Option<String>,
+        /// What the processor converts: sms, email or fax.
         #[arg(long)]
-        medium: String,
+        processor: Option<String>,
         /// Where to write the key file (default: ./ID.key).
         #[arg(long)]
         key_file: Option<PathBuf>,
@@ -163,6 +174,29 @@ pub struct GatewayArgs {
     /// The medium: email, sms or fax.
     #[arg(long)]
     pub medium: String,
+    /// How to reach the node.
+    #[command(flatten)]
+    pub link: LinkArgs,
+    /// The gateway's own data directory (default: ./switchboard-gateway-MEMBER).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+/// `processor`.
+#[derive(Debug, Args)]
+pub struct ProcessorArgs {
+    /// What it converts: sms (text → SMS segments), email (mail → text) or
+    /// fax (text → fax pages).
+    #[arg(long)]
+    pub kind: String,
+    /// How to reach the node.
+    #[command(flatten)]
+    pub link: LinkArgs,
+}
+
+/// A remote member's connection to the node.
+#[derive(Debug, Args)]
+pub struct LinkArgs {
     /// The node's MIAP address, host:port.
     #[arg(long)]
     pub connect: String,
@@ -180,9 +214,40 @@ pub struct GatewayArgs {
     /// --connect).
     #[arg(long, requires = "tls_ca")]
     pub tls_name: Option<String>,
-    /// The gateway's own data directory (default: ./switchboard-gateway-MEMBER).
-    #[arg(long)]
-    pub data: Option<PathBuf>,
+}
+
+impl LinkArgs {
+    /// The key file (checked against --member) and the TLS wrap, if any.
+    fn open(
+        &self,
+    ) -> anyhow::Result<(
+        crate::remote::KeyFile,
+        Option<switchboard_actors::link::Wrap>,
+    )> {
+        let key = crate::remote::KeyFile::read(&self.key_file)?;
+        if key.member != self.member {
+            bail!(
+                "the key file {} is for member {}, not {}",
+                self.key_file.display(),
+                key.member,
+                self.member
+            );
+        }
+        let tls = match &self.tls_ca {
+            None => None,
+            Some(ca) => {
+                let host = self
+                    .connect
+                    .rsplit_once(':')
+                    .map_or(self.connect.as_str(), |(h, _)| h)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                let name = self.tls_name.clone().unwrap_or_else(|| host.to_string());
+                Some(crate::tls::miap_client(ca, &name)?)
+            }
+        };
+        Ok((key, tls))
+    }
 }
 
 /// `config` subcommands.
@@ -294,6 +359,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Send(s) => send(&cli, s),
         Command::Member(m) => member(&cli, m),
         Command::Gateway(g) => gateway(&cli, g),
+        Command::Processor(p) => processor(&cli, p),
         Command::Bench(b) => bench(&cli, b),
         Command::Status { txn, token } => {
             let token = match token {
@@ -579,16 +645,20 @@ fn member(cli: &Cli, cmd: &MemberCmd) -> anyhow::Result<()> {
         MemberCmd::Add {
             id,
             medium,
+            processor,
             key_file,
         } => {
-            let v = c.put(
-                &format!("/v1/admin/members/{id}"),
-                &json!({ "medium": medium }),
-                true,
-            )?;
+            let body = match (medium, processor) {
+                (Some(m), _) => json!({ "medium": m }),
+                (None, p) => json!({ "processor": p }),
+            };
+            let what = medium
+                .clone()
+                .unwrap_or_else(|| format!("{} processor", processor.as_deref().unwrap_or("")));
+            let v = c.put(&format!("/v1/admin/members/{id}"), &body, true)?;
             let path = write_key_file(&v, id, key_file.as_ref())?;
             println!(
-                "added member {id} ({medium}); its key is in {}",
+                "added member {id} ({what}); its key is in {}",
                 path.display()
             );
         }
@@ -670,38 +740,38 @@ fn gateway(cli: &Cli, g: &GatewayArgs) -> anyhow::Result<()> {
         .medium
         .parse()
         .map_err(|_| anyhow!("--medium {:?}: use email, sms or fax", g.medium))?;
-    let key = crate::remote::KeyFile::read(&g.key_file)?;
-    if key.member != g.member {
-        bail!(
-            "the key file {} is for member {}, not {}",
-            g.key_file.display(),
-            key.member,
-            g.member
-        );
-    }
+    let (_, tls) = g.link.open()?;
     let r = crate::remote::RemoteGateway {
         medium,
-        connect: g.connect.clone(),
-        key_file: g.key_file.clone(),
-        tls: match &g.tls_ca {
-            None => None,
-            Some(ca) => {
-                let host = g
-                    .connect
-                    .rsplit_once(':')
-                    .map_or(g.connect.as_str(), |(h, _)| h)
-                    .trim_start_matches('[')
-                    .trim_end_matches(']');
-                let name = g.tls_name.clone().unwrap_or_else(|| host.to_string());
-                Some(crate::tls::miap_client(ca, &name)?)
-            }
-        },
+        connect: g.link.connect.clone(),
+        key_file: g.link.key_file.clone(),
+        tls,
         data: g
             .data
             .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("switchboard-gateway-{}", g.member))),
+            .unwrap_or_else(|| PathBuf::from(format!("switchboard-gateway-{}", g.link.member))),
     };
     actix_rt::System::new().block_on(crate::remote::run(cfg, r))
+}
+
+fn processor(cli: &Cli, p: &ProcessorArgs) -> anyhow::Result<()> {
+    let cfg = load_config(cli)?;
+    init_logging(&cfg);
+    if crate::processors::spec_of(&p.kind).is_none() {
+        bail!(
+            "--kind {:?}: use {}",
+            p.kind,
+            crate::processors::KINDS.join(", ")
+        );
+    }
+    let (key, tls) = p.link.open()?;
+    actix_rt::System::new().block_on(crate::remote::run_processor(
+        cfg,
+        &p.kind,
+        &p.link.connect,
+        key,
+        tls,
+    ))
 }
 
 fn send(cli: &Cli, s: &SendArgs) -> anyhow::Result<()> {

@@ -275,6 +275,15 @@ impl Core {
         core.add_processor(EMAIL_PROCESSOR, email::EmailText)
             .await?;
         core.add_processor(FAX_PROCESSOR, fax::FaxPage).await?;
+        // Remote processors: a link login by one makes it a processor.
+        for (id, kind) in core.directory.processor_kinds()? {
+            match crate::processors::spec_of(&kind) {
+                Some(spec) => core.members.expect_processor(id, spec),
+                None => {
+                    tracing::warn!(member = %id, kind = %kind, "unknown processor kind; ignored")
+                }
+            }
+        }
         Ok(core)
     }
 

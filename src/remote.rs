@@ -9,6 +9,11 @@
 //! medium are not mapped to users (they are `medium:address` senders), and
 //! the email gateway's SMTP server accepts any local-domain recipient at
 //! `RCPT`, refusing an unknown one after `DATA` once the broker has said so.
+//!
+//! A processor in its own process (`switchboard processor`) is the same
+//! arrangement for a content converter: the node routes the content of the
+//! messages whose route it fits through it (`Transmit` in and on), and it
+//! reports to the broker over the same link. It keeps no state.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,8 +40,11 @@ use crate::node;
 pub struct KeyFile {
     /// The member id.
     pub member: String,
-    /// Its medium.
+    /// Its medium (gateways).
     pub medium: Option<MediumKind>,
+    /// Its kind (processors: `sms`, `email`, `fax`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processor: Option<String>,
     /// The key id.
     pub key_id: u32,
     /// The key, hex.
@@ -216,6 +224,93 @@ impl Parts {
         }
         ctx.run(gw)
     }
+}
+
+/// Runs a processor of `kind` (one of [`crate::processors::KINDS`]) for the
+/// member in `key`, connected to the node at `connect`, until SIGINT or
+/// SIGTERM (inside an actix system).
+///
+/// # Errors
+/// A key file for another kind, or a bad key.
+pub async fn run_processor(
+    cfg: Config,
+    kind: &str,
+    connect: &str,
+    key: KeyFile,
+    tls: Option<switchboard_actors::link::Wrap>,
+) -> anyhow::Result<()> {
+    use crate::processors::{email, fax, sms};
+    let mut signals = node::Signals::new()?;
+    if key.processor.as_deref().is_some_and(|k| k != kind) || key.medium.is_some() {
+        bail!(
+            "the key file is for {}, not a {kind} processor",
+            key.processor
+                .map(|k| format!("a {k} processor"))
+                .or(key.medium.map(|m| format!("a {m} gateway")))
+                .unwrap_or_default()
+        );
+    }
+    let secret = SecretKey::from_hex(&key.key)
+        .map_err(|e| anyhow::anyhow!("the key file's key: {}", e.code()))?;
+    let member = GatewayConfig {
+        id: MemberId::new(key.member.clone()),
+        key_id: key.key_id,
+        key: secret,
+        broker_id: key.broker.clone(),
+        session_ttl_ms: cfg.miap.session_ttl_s * 1000,
+    };
+    let uplink = UplinkConfig {
+        connect: connect.to_string(),
+        broker_id: MemberId::new(key.broker.clone()),
+        max_frame: cfg.miap.max_frame_bytes,
+    };
+    let clock: SharedClock = Arc::new(SystemClock);
+    match kind {
+        "sms" => start_processor(sms::SmsSegments, member, uplink, tls, clock),
+        "email" => start_processor(email::EmailText, member, uplink, tls, clock),
+        "fax" => start_processor(fax::FaxPage, member, uplink, tls, clock),
+        other => bail!(
+            "--kind {other:?}: use {}",
+            crate::processors::KINDS.join(", ")
+        ),
+    }
+    println!(
+        "switchboard: {kind} processor {} connecting to {connect}",
+        key.member
+    );
+    while signals.next().await == node::Sig::Reload {
+        tracing::info!(
+            "a remote processor has nothing to reload; restart it to change its settings"
+        );
+    }
+    Ok(())
+}
+
+/// Starts `converter`'s processor behind an uplink to the node.
+fn start_processor<C: switchboard_actors::converter::Converter>(
+    converter: C,
+    member: GatewayConfig,
+    uplink: UplinkConfig,
+    tls: Option<switchboard_actors::link::Wrap>,
+    clock: SharedClock,
+) {
+    use switchboard_actors::processor::Processor;
+    let ctx = Context::<Processor<C>>::new();
+    let addr = ctx.address();
+    let mut up = Uplink::new(uplink, addr.clone().recipient(), addr.recipient());
+    if let Some(w) = tls {
+        up = up.with_wrap(w);
+    }
+    let up = up.start();
+    let members = MemberRegistry::default();
+    members.set_fallback(up.clone().recipient());
+    ctx.run(Processor::new(
+        member,
+        converter,
+        BrokerHandle::new(vec![up.recipient()]),
+        members,
+        clock,
+    ));
 }
 
 /// How long the process waits for its flush at shutdown.

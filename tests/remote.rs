@@ -736,3 +736,95 @@ fn miap_over_tls_delivers_and_refuses_plaintext_and_untrusted_peers() {
         String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Verification: OK"), "{text}");
 }
+
+/// `switchboard processor --kind KIND …` for the member whose key is in `key`.
+fn spawn_processor(kind: &str, connect: &str, key: &Path) -> std::process::Child {
+    let member = key.file_stem().unwrap().to_str().unwrap().to_string();
+    std::process::Command::new(common::bin())
+        .args([
+            "processor",
+            "--kind",
+            kind,
+            "--connect",
+            connect,
+            "--member",
+            &member,
+        ])
+        .arg("--key-file")
+        .arg(key)
+        .env("SWITCHBOARD_LOG__LEVEL", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn switchboard processor")
+}
+
+#[test]
+fn a_remote_processor_converts_on_the_route_and_is_routed_around_when_gone() {
+    let port = free_port();
+    let node = TestNode::start_full(
+        tempfile::tempdir().unwrap(),
+        &[
+            (
+                "SWITCHBOARD_MIAP__LISTEN".into(),
+                format!("127.0.0.1:{port}"),
+            ),
+            ("SWITCHBOARD_FAX__ENABLED".into(), "true".into()),
+        ],
+        Box::new(|_| Box::pin(async {})),
+    );
+    let connect = format!("127.0.0.1:{port}");
+    // Sorts before the node's own proc-fax-1, so routes pick it first.
+    let (status, v) = node.admin.put(
+        "/v1/admin/members/proc-0-fax",
+        &serde_json::json!({"processor": "fax"}),
+    );
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(
+        (v["processor"].as_str(), v["medium"].as_str()),
+        (Some("fax"), None)
+    );
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("proc-0-fax.key");
+    std::fs::write(&key, v.to_string()).unwrap();
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    node.admin.add_user("dora", &[("fax", "+4930555")]);
+
+    // A key for a fax processor does not run as another kind.
+    let wrong = spawn_processor("sms", &connect, &key)
+        .wait_with_output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("not a sms processor"));
+
+    let mut proc_ = spawn_processor("fax", &connect, &key);
+    wait_logged_in(&node.admin, "proc-0-fax");
+    let txn = alice.send("dora", "converted in another process");
+    let st = alice.expect_status(&txn, "delivered");
+    assert_eq!(
+        st["attempts"][0]["processors"],
+        serde_json::json!(["proc-0-fax"]),
+        "{st}"
+    );
+    let pdf = std::fs::read(node.dir.path().join(format!("fax/outbox/{txn}.pdf"))).unwrap();
+    assert!(pdf.starts_with(b"%PDF"));
+
+    // Gone: the node's own processor takes the next message.
+    proc_.kill().unwrap();
+    let _ = proc_.wait();
+    eventually("the remote processor to be gone", || {
+        let (_, v) = node.admin.get("/v1/admin/members");
+        let gone = v["members"]
+            .as_array()?
+            .iter()
+            .any(|m| m["id"] == "proc-0-fax" && m["connected"] == false);
+        gone.then_some(())
+    });
+    let txn = alice.send("dora", "converted here");
+    let st = alice.expect_status(&txn, "delivered");
+    assert_eq!(
+        st["attempts"][0]["processors"],
+        serde_json::json!(["proc-fax-1"]),
+        "{st}"
+    );
+}

@@ -49,6 +49,9 @@ pub struct LiveMember {
 pub struct MemberRegistry {
     inner: Arc<DashMap<MemberId, LiveMember>>,
     fallback: Arc<std::sync::OnceLock<Recipient<MiapFrame>>>,
+    /// Remote members that are processors, with what they convert: a link
+    /// login by one of them registers it as that processor.
+    remote_processors: Arc<DashMap<MemberId, ProcessorSpec>>,
 }
 
 impl MemberRegistry {
@@ -99,6 +102,13 @@ impl MemberRegistry {
         e.recipient = recipient;
         e.link = Some(link_id);
         e.last_seen_ms = now_ms;
+        e.converts = self.remote_processors.get(e.key()).map(|s| s.clone());
+    }
+
+    /// Member `id`, when it logs in over a link, is a processor fitting
+    /// routes as `spec` says.
+    pub fn expect_processor(&self, id: MemberId, spec: ProcessorSpec) {
+        self.remote_processors.insert(id, spec);
     }
 
     /// Removes a remote member, if it is still reached through `link_id`.

@@ -220,8 +220,11 @@ pub struct MemberList {
 pub struct MemberKey {
     /// The member id.
     pub member: String,
-    /// Its medium.
+    /// Its medium (a gateway).
     pub medium: Option<MediumKind>,
+    /// Its kind (a processor).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processor: Option<String>,
     /// The key's id.
     pub key_id: u32,
     /// The key, hex.
@@ -272,8 +275,10 @@ pub async fn list_members(st: web::Data<ApiState>, _: Admin) -> HttpResponse {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMember {
-    /// The medium the member's gateway serves.
-    pub medium: MediumKind,
+    /// The medium the member's gateway serves (a gateway).
+    pub medium: Option<MediumKind>,
+    /// What it converts: `sms`, `email` or `fax` (a processor).
+    pub processor: Option<String>,
 }
 
 fn member_key(
@@ -286,6 +291,7 @@ fn member_key(
     MemberKey {
         member: id.to_string(),
         medium,
+        processor: st.directory.processor_kind(&MemberId::new(id)),
         key_id,
         key: key.to_hex(),
         broker: st.broker.id.as_str().to_string(),
@@ -305,7 +311,8 @@ fn member_id(id: &str) -> Result<MemberId, ApiError> {
     Ok(MemberId::new(id))
 }
 
-/// Creates a remote gateway member and its key, shown once.
+/// Creates a remote member — a gateway (`medium`) or a processor
+/// (`processor`) — and its key, shown once.
 #[utoipa::path(tag = "admin", security(("bearer" = [])), params(("id" = String, Path, pattern = r"^[a-z0-9._-]{1,64}$", description = "the member id")), responses(
     (status = 201, body = MemberKey),
     (status = 400, body = ErrorBody),
@@ -326,9 +333,31 @@ pub async fn put_member(
             format!("member {id} exists (rotate its key instead)"),
         ));
     }
-    let keys = MemberKeys::generate(member, Some(body.medium));
+    let (medium, processor) = match (body.medium, body.processor.as_deref()) {
+        (Some(m), None) => (Some(m), None),
+        (None, Some(k)) => {
+            let spec = crate::processors::spec_of(k).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "\"processor\" must be one of {}",
+                    crate::processors::KINDS.join(", ")
+                ))
+            })?;
+            (None, Some((k.to_string(), spec)))
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "give either \"medium\" (a gateway) or \"processor\" (a processor)",
+            ))
+        }
+    };
+    let keys = MemberKeys::generate(member.clone(), medium);
     let (key_id, key) = keys.current();
-    let out = member_key(&st, &id, Some(body.medium), key_id, key);
+    let mut out = member_key(&st, &id, medium, key_id, key);
+    if let Some((kind, spec)) = processor {
+        st.directory.set_processor_kind(&member, &kind).await?;
+        st.members.expect_processor(member, spec);
+        out.processor = Some(kind);
+    }
     st.directory.put_member(keys).await?;
     Ok(HttpResponse::Created().json(out))
 }

@@ -13,3 +13,17 @@ pub const SMS_PROCESSOR: &str = "proc-sms-1";
 pub const EMAIL_PROCESSOR: &str = "proc-email-1";
 /// The member id of the text-to-fax-page processor.
 pub const FAX_PROCESSOR: &str = "proc-fax-1";
+
+/// The kinds of processor a remote member can be.
+pub const KINDS: [&str; 3] = ["sms", "email", "fax"];
+
+/// What a processor of `kind` converts, if it is one of [`KINDS`].
+pub fn spec_of(kind: &str) -> Option<switchboard_actors::converter::ProcessorSpec> {
+    use switchboard_actors::converter::Converter as _;
+    match kind {
+        "sms" => Some(sms::SmsSegments.spec()),
+        "email" => Some(email::EmailText.spec()),
+        "fax" => Some(fax::FaxPage.spec()),
+        _ => None,
+    }
+}

@@ -25,6 +25,9 @@ struct UserRecord {
     token_hash: Option<String>,
 }
 
+/// Prefix of a remote processor's kind in [`Tree::Meta`] (`processor:ID`).
+const PROCESSOR_PREFIX: &[u8] = b"processor:";
+
 /// Key of the broker key `K2` in [`Tree::Meta`].
 const BROKER_KEY: &[u8] = b"broker_key";
 /// Key of the admin token's hash in [`Tree::Meta`].
@@ -250,6 +253,45 @@ impl Directory {
         self.store.writer().write(b).await?;
         self.uncache_user(id);
         Ok(())
+    }
+
+    /// Records that member `id` is a remote processor of `kind` (durably).
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn set_processor_kind(&self, id: &MemberId, kind: &str) -> Result<(), StoreError> {
+        let mut key = PROCESSOR_PREFIX.to_vec();
+        key.extend_from_slice(id.as_str().as_bytes());
+        let mut b = WriteBatch::new();
+        b.insert(Tree::Meta, key, kind.as_bytes().to_vec());
+        self.store.writer().write(b).await
+    }
+
+    /// Member `id`'s processor kind, if it is a remote processor.
+    pub fn processor_kind(&self, id: &MemberId) -> Option<String> {
+        let mut key = PROCESSOR_PREFIX.to_vec();
+        key.extend_from_slice(id.as_str().as_bytes());
+        self.store
+            .get(Tree::Meta, &key)
+            .ok()
+            .flatten()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+    }
+
+    /// Every remote processor's id and kind.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub fn processor_kinds(&self) -> Result<Vec<(MemberId, String)>, StoreError> {
+        Ok(self
+            .store
+            .scan(Tree::Meta, PROCESSOR_PREFIX)?
+            .into_iter()
+            .map(|(k, v)| {
+                let id = String::from_utf8_lossy(&k[PROCESSOR_PREFIX.len()..]).into_owned();
+                (MemberId::new(id), String::from_utf8_lossy(&v).into_owned())
+            })
+            .collect())
     }
 
     /// Adds or replaces a member's keys (durably).

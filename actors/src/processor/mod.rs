@@ -138,6 +138,16 @@ impl<C: Converter> Actor for Processor<C> {
     }
 }
 
+impl<C: Converter> Handler<crate::link::LinkUp> for Processor<C> {
+    type Result = ();
+
+    /// A (new) connection to a remote node: log in again on it.
+    fn handle(&mut self, _: crate::link::LinkUp, _: &mut Context<Self>) {
+        self.link.drop_session();
+        self.link.login();
+    }
+}
+
 impl<C: Converter> Handler<MiapFrame> for Processor<C> {
     type Result = ();
 
