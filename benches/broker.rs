@@ -1,7 +1,8 @@
 //! Broker throughput: whole transactions through the in-process flow — every
 //! MIAP phase with every MAC, sled on a temp dir, the IM inbox as destination —
-//! with a window of messages in flight. Also the MAC work of one transaction
-//! on its own. Reports messages/s; asserts nothing.
+//! with a window of messages in flight; one broker shard on its own (submit
+//! to release); the MAC work of one transaction; the codec; the store's
+//! group commit. Reports messages/s; asserts nothing.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -77,6 +78,143 @@ fn full_transactions(c: &mut Criterion) {
             })
         },
     );
+    g.finish();
+    runner.block_on(core.stop(Duration::from_secs(5)));
+}
+
+/// A member that originates only: logs in, then submits what it is told
+/// and counts the broker's `Release`s (it never transmits, so the broker's
+/// part is all that is measured).
+struct Originator {
+    link: switchboard_actors::member_link::MemberLink,
+    released: Arc<AtomicUsize>,
+}
+
+impl Actor for Originator {
+    type Context = Context<Self>;
+    fn started(&mut self, _: &mut Context<Self>) {
+        self.link.login();
+    }
+}
+
+impl Handler<switchboard_actors::members::MiapFrame> for Originator {
+    type Result = ();
+    fn handle(&mut self, m: switchboard_actors::members::MiapFrame, _: &mut Context<Self>) {
+        use switchboard_actors::protocol::Frame;
+        match m.frame {
+            Frame::LoginAck(a) => self.link.on_login_ack(&a).expect("login"),
+            Frame::Release(_) => {
+                self.released.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Submit `n` fresh messages.
+#[derive(Message)]
+#[rtype(result = "bool")]
+struct Submit(u64);
+
+impl Handler<Submit> for Originator {
+    type Result = bool;
+    fn handle(&mut self, Submit(n): Submit, _: &mut Context<Self>) -> bool {
+        use switchboard_actors::protocol::{
+            mac::sha256, verify, Address, Frame, Imi, MediumKind, Priority, To, TxnId,
+        };
+        let Ok(s) = self.link.session() else {
+            return false;
+        };
+        let now = self.link.now();
+        let content = vec![b'x'; SIZE];
+        for _ in 0..n {
+            let imi = Imi {
+                txn: TxnId::generate(now),
+                originator: self.link.cfg.id.clone(),
+                sender: Address::new(MediumKind::Fax, "+4930555"),
+                sender_user: None,
+                recipient: To::User("bench-b".into()),
+                content_type: "text/plain".into(),
+                content_len: SIZE as u64,
+                content_sha256: sha256(&content),
+                subject: None,
+                priority: Priority::Normal,
+                expires_at_ms: now + 3_600_000,
+                created_at_ms: now,
+                receipt: true,
+                attributes: Vec::new(),
+            };
+            self.link
+                .to_broker(Frame::Submit(verify::make_submit(&s.current, imi)));
+        }
+        true
+    }
+}
+
+/// One broker shard on its own: verify a `Submit`, choose the manager and
+/// route, write the transaction record, compute the release's `ID`, outer
+/// MAC and grant, send the `Release` — everything between a member's submit
+/// and its release, on one shard.
+fn one_broker_shard(c: &mut Criterion) {
+    use switchboard_actors::member_link::{MemberConfig, MemberLink};
+    use switchboard_actors::protocol::{MediumKind, MemberId, MemberKeys};
+    // One shard (the process's environment is the bench's own).
+    std::env::set_var("SWITCHBOARD_BROKER__SHARDS", "1");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runner = actix_rt::System::new();
+    let released = Arc::new(AtomicUsize::new(0));
+    let (core, origin) = runner.block_on(async {
+        let sink = Delivered(Arc::default()).start();
+        let core = inproc_core(dir.path(), sink.recipient())
+            .await
+            .expect("core starts");
+        let id = MemberId::new("bench-origin");
+        let keys = MemberKeys::generate(id.clone(), Some(MediumKind::Fax));
+        let (key_id, key) = keys.current();
+        let key = key.clone();
+        core.directory.put_member(keys).await.expect("member");
+        let link = MemberLink::new(
+            MemberConfig {
+                id: id.clone(),
+                key_id,
+                key,
+                broker_id: "broker-1".into(),
+                session_ttl_ms: 3_600_000,
+            },
+            core.broker.handle.clone(),
+            core.clock.clone(),
+        );
+        let ctx = Context::<Originator>::new();
+        core.members
+            .connect(id, Some(MediumKind::Fax), ctx.address().recipient(), 0);
+        let origin = ctx.run(Originator {
+            link,
+            released: released.clone(),
+        });
+        (core, origin)
+    });
+    std::env::remove_var("SWITCHBOARD_BROKER__SHARDS");
+
+    let mut g = c.benchmark_group("broker");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(5));
+    g.bench_function("one_shard_submit_to_release", |b| {
+        b.iter_custom(|iters| {
+            runner.block_on(async {
+                while !origin.send(Submit(0)).await.expect("originator") {
+                    actix_rt::time::sleep(Duration::from_millis(5)).await;
+                }
+                let target = released.load(Ordering::Relaxed) + iters as usize;
+                let start = Instant::now();
+                origin.do_send(Submit(iters));
+                while released.load(Ordering::Relaxed) < target {
+                    actix_rt::time::sleep(Duration::from_micros(100)).await;
+                }
+                start.elapsed()
+            })
+        })
+    });
     g.finish();
     runner.block_on(core.stop(Duration::from_secs(5)));
 }
@@ -171,6 +309,7 @@ fn store_group_commit(c: &mut Criterion) {
 criterion_group!(
     benches,
     full_transactions,
+    one_broker_shard,
     macs_of_one_transaction,
     codec_of_a_transmit,
     store_group_commit
