@@ -587,20 +587,23 @@ async fn provision(core: &crate::node::Core, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates IM user `id` through the admin API; its token.
+fn add_im_user(api: &crate::cli::Client, id: &str) -> anyhow::Result<String> {
+    let v = api.put(
+        &format!("/v1/admin/users/{id}"),
+        &json!({"id": id, "mechanisms": [{"medium": "im", "address": id}]}),
+        true,
+    )?;
+    Ok(v["token"].as_str().context("no token")?.to_string())
+}
+
 /// Creates the bench users through the admin API; their tokens.
 fn bench_users(api: &crate::cli::Client) -> anyhow::Result<(String, String)> {
     let stamp = std::process::id();
-    let mut tokens = Vec::new();
-    for who in ["a", "b"] {
-        let id = format!("bench-{who}-{stamp}");
-        let v = api.put(
-            &format!("/v1/admin/users/{id}"),
-            &json!({"id": id, "mechanisms": [{"medium": "im", "address": id}]}),
-            true,
-        )?;
-        tokens.push(v["token"].as_str().context("no token")?.to_string());
-    }
-    Ok((tokens.remove(0), tokens.remove(0)))
+    Ok((
+        add_im_user(api, &format!("bench-a-{stamp}"))?,
+        add_im_user(api, &format!("bench-b-{stamp}"))?,
+    ))
 }
 
 fn admin(args: &BenchArgs) -> anyhow::Result<crate::cli::Client> {
@@ -661,17 +664,10 @@ fn idle_sessions(args: &BenchArgs, tally: &Tally) -> anyhow::Result<Vec<Socket>>
             let (url, token) = (args.url.clone(), token.clone());
             std::thread::spawn(move || -> anyhow::Result<Vec<String>> {
                 let api = crate::cli::Client::new(&url, &token);
-                let mut tokens = Vec::new();
-                for i in (k..n).step_by(8) {
-                    let id = format!("idle-{stamp}-{i}");
-                    let v = api.put(
-                        &format!("/v1/admin/users/{id}"),
-                        &json!({"id": id, "mechanisms": [{"medium": "im", "address": id}]}),
-                        true,
-                    )?;
-                    tokens.push(v["token"].as_str().context("no token")?.to_string());
-                }
-                Ok(tokens)
+                (k..n)
+                    .step_by(8)
+                    .map(|i| add_im_user(&api, &format!("idle-{stamp}-{i}")))
+                    .collect()
             })
         })
         .collect();
@@ -920,13 +916,9 @@ fn tcp(args: &BenchArgs, cfg: &Config, tally: &Tally) -> anyhow::Result<(Instant
         .context("--target tcp needs --connect HOST:PORT (the node's MIAP port)")?;
     let api = admin(args)?;
     let stamp = std::process::id();
-    for who in ["a", "b"] {
-        let id = format!("bench-{who}");
-        let _ = api.put(
-            &format!("/v1/admin/users/{id}"),
-            &json!({"id": id, "mechanisms": [{"medium": "im", "address": id}]}),
-            true,
-        );
+    for id in ["bench-a", "bench-b"] {
+        // Already there from an earlier run is fine.
+        let _ = add_im_user(&api, id);
     }
     let member = format!("bench-{stamp}");
     let k = api.put(

@@ -25,9 +25,9 @@ use serde::{Deserialize, Serialize};
 
 use switchboard_actors::directory::Directory;
 use switchboard_actors::gateway::{Gateway, GatewayConfig, Receipt};
-use switchboard_actors::link::{Uplink, UplinkConfig};
+use switchboard_actors::link::{LinkUp, Uplink, UplinkConfig, Wrap};
 use switchboard_actors::medium::Medium;
-use switchboard_actors::members::{BrokerHandle, MemberRegistry};
+use switchboard_actors::members::{BrokerHandle, MemberRegistry, MiapFrame};
 use switchboard_actors::protocol::clock::SharedClock;
 use switchboard_actors::protocol::{MediumKind, MemberId, SecretKey, SystemClock};
 use switchboard_actors::store::Store;
@@ -86,7 +86,7 @@ pub struct RemoteGateway {
     /// The gateway's own data directory.
     pub data: PathBuf,
     /// TLS to the node, if it asks for it.
-    pub tls: Option<switchboard_actors::link::Wrap>,
+    pub tls: Option<Wrap>,
 }
 
 /// Runs a remote gateway until SIGINT or SIGTERM (inside an actix system).
@@ -103,29 +103,13 @@ pub async fn run(cfg: Config, r: RemoteGateway) -> anyhow::Result<()> {
             r.medium
         );
     }
-    let secret = SecretKey::from_hex(&key.key)
-        .map_err(|e| anyhow::anyhow!("the key file's key: {}", e.code()))?;
+    let link = RemoteLink::new(&cfg, &key, &r.connect, r.tls.clone())?;
     let store = node::open_store(&r.data)?;
     let directory = Directory::load(store.clone(), cfg.miap.key_grace_s * 1000)?;
-    let clock: SharedClock = Arc::new(SystemClock);
-    let gw_cfg = GatewayConfig {
-        id: MemberId::new(key.member.clone()),
-        key_id: key.key_id,
-        key: secret,
-        broker_id: key.broker.clone(),
-        session_ttl_ms: cfg.miap.session_ttl_s * 1000,
-    };
-    let uplink_cfg = UplinkConfig {
-        connect: r.connect.clone(),
-        broker_id: MemberId::new(key.broker.clone()),
-        max_frame: cfg.miap.max_frame_bytes,
-    };
     let parts = Parts {
-        cfg: gw_cfg,
-        uplink: uplink_cfg,
-        tls: r.tls.clone(),
+        link,
         store: store.clone(),
-        clock,
+        clock: Arc::new(SystemClock),
     };
     let expires = cfg.broker.default_expires_in_s * 1000;
     let mut tasks = Vec::new();
@@ -182,11 +166,61 @@ pub async fn run(cfg: Config, r: RemoteGateway) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A remote member's side of its link: who it is and how it reaches the
+/// node.
+struct RemoteLink {
+    member: GatewayConfig,
+    uplink: UplinkConfig,
+    tls: Option<Wrap>,
+}
+
+impl RemoteLink {
+    /// The member in `key`, reaching the node at `connect`.
+    fn new(cfg: &Config, key: &KeyFile, connect: &str, tls: Option<Wrap>) -> anyhow::Result<Self> {
+        let secret = SecretKey::from_hex(&key.key)
+            .map_err(|e| anyhow::anyhow!("the key file's key: {}", e.code()))?;
+        Ok(Self {
+            member: GatewayConfig {
+                id: MemberId::new(key.member.clone()),
+                key_id: key.key_id,
+                key: secret,
+                broker_id: key.broker.clone(),
+                session_ttl_ms: cfg.miap.session_ttl_s * 1000,
+            },
+            uplink: UplinkConfig {
+                connect: connect.to_string(),
+                broker_id: MemberId::new(key.broker.clone()),
+                max_frame: cfg.miap.max_frame_bytes,
+            },
+            tls,
+        })
+    }
+
+    /// Starts the uplink for the member actor at `addr` (told `LinkUp` at
+    /// every connection); the broker handle and member registry the actor
+    /// uses, both leading to the node.
+    fn attach<A>(&self, addr: &Addr<A>) -> (BrokerHandle, MemberRegistry)
+    where
+        A: Actor<Context = Context<A>> + Handler<MiapFrame> + Handler<LinkUp>,
+    {
+        let mut up = Uplink::new(
+            self.uplink.clone(),
+            addr.clone().recipient(),
+            addr.clone().recipient(),
+        );
+        if let Some(w) = &self.tls {
+            up = up.with_wrap(w.clone());
+        }
+        let up = up.start();
+        let members = MemberRegistry::default();
+        members.set_fallback(up.clone().recipient());
+        (BrokerHandle::new(vec![up.recipient()]), members)
+    }
+}
+
 /// What every remote gateway is made of.
 struct Parts {
-    cfg: GatewayConfig,
-    uplink: UplinkConfig,
-    tls: Option<switchboard_actors::link::Wrap>,
+    link: RemoteLink,
     store: Store,
     clock: SharedClock,
 }
@@ -199,22 +233,11 @@ impl Parts {
         receipts: Option<Recipient<Receipt>>,
     ) -> Addr<Gateway<M>> {
         let ctx = Context::<Gateway<M>>::new();
-        let gw_addr = ctx.address();
-        let mut uplink = Uplink::new(
-            self.uplink.clone(),
-            gw_addr.clone().recipient(),
-            gw_addr.clone().recipient(),
-        );
-        if let Some(w) = &self.tls {
-            uplink = uplink.with_wrap(w.clone());
-        }
-        let uplink = uplink.start();
-        let members = MemberRegistry::default();
-        members.set_fallback(uplink.clone().recipient());
+        let (broker, members) = self.link.attach(&ctx.address());
         let mut gw = Gateway::new(
-            self.cfg.clone(),
+            self.link.member.clone(),
             medium,
-            BrokerHandle::new(vec![uplink.recipient()]),
+            broker,
             members,
             self.store.clone(),
             self.clock.clone(),
@@ -237,7 +260,7 @@ pub async fn run_processor(
     kind: &str,
     connect: &str,
     key: KeyFile,
-    tls: Option<switchboard_actors::link::Wrap>,
+    tls: Option<Wrap>,
 ) -> anyhow::Result<()> {
     use crate::processors::{email, fax, sms};
     let mut signals = node::Signals::new()?;
@@ -250,25 +273,11 @@ pub async fn run_processor(
                 .unwrap_or_default()
         );
     }
-    let secret = SecretKey::from_hex(&key.key)
-        .map_err(|e| anyhow::anyhow!("the key file's key: {}", e.code()))?;
-    let member = GatewayConfig {
-        id: MemberId::new(key.member.clone()),
-        key_id: key.key_id,
-        key: secret,
-        broker_id: key.broker.clone(),
-        session_ttl_ms: cfg.miap.session_ttl_s * 1000,
-    };
-    let uplink = UplinkConfig {
-        connect: connect.to_string(),
-        broker_id: MemberId::new(key.broker.clone()),
-        max_frame: cfg.miap.max_frame_bytes,
-    };
-    let clock: SharedClock = Arc::new(SystemClock);
+    let link = RemoteLink::new(&cfg, &key, connect, tls)?;
     match kind {
-        "sms" => start_processor(sms::SmsSegments, member, uplink, tls, clock),
-        "email" => start_processor(email::EmailText, member, uplink, tls, clock),
-        "fax" => start_processor(fax::FaxPage, member, uplink, tls, clock),
+        "sms" => start_processor(sms::SmsSegments, &link),
+        "email" => start_processor(email::EmailText, &link),
+        "fax" => start_processor(fax::FaxPage, &link),
         other => bail!(
             "--kind {other:?}: use {}",
             crate::processors::KINDS.join(", ")
@@ -287,29 +296,16 @@ pub async fn run_processor(
 }
 
 /// Starts `converter`'s processor behind an uplink to the node.
-fn start_processor<C: switchboard_actors::converter::Converter>(
-    converter: C,
-    member: GatewayConfig,
-    uplink: UplinkConfig,
-    tls: Option<switchboard_actors::link::Wrap>,
-    clock: SharedClock,
-) {
+fn start_processor<C: switchboard_actors::converter::Converter>(converter: C, link: &RemoteLink) {
     use switchboard_actors::processor::Processor;
     let ctx = Context::<Processor<C>>::new();
-    let addr = ctx.address();
-    let mut up = Uplink::new(uplink, addr.clone().recipient(), addr.recipient());
-    if let Some(w) = tls {
-        up = up.with_wrap(w);
-    }
-    let up = up.start();
-    let members = MemberRegistry::default();
-    members.set_fallback(up.clone().recipient());
+    let (broker, members) = link.attach(&ctx.address());
     ctx.run(Processor::new(
-        member,
+        link.member.clone(),
         converter,
-        BrokerHandle::new(vec![up.recipient()]),
+        broker,
         members,
-        clock,
+        Arc::new(SystemClock),
     ));
 }
 

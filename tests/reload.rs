@@ -79,12 +79,7 @@ impl Served {
     fn reload(&self, text: &str) {
         let before = self.logs.lock().unwrap().len();
         std::fs::write(&self.file, text).expect("config");
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .expect("kill")
-            .success());
+        common::signal(&self.child, "-HUP");
         eventually("the reload to be logged", || {
             let logs = self.logs.lock().unwrap();
             logs[before..]
@@ -129,7 +124,7 @@ fn level(l: &Value) -> &str {
 
 #[test]
 fn sighup_changes_the_log_level_without_dropping_a_message() {
-    let node = Served::start("warn");
+    let mut node = Served::start("warn");
     let alice = node.admin.add_user("alice", &[("im", "alice")]);
     let bob = node.admin.add_user("bob", &[("im", "bob")]);
 
@@ -271,13 +266,13 @@ fn sighup_changes_the_log_level_without_dropping_a_message() {
     let quiet = node.since(before);
     assert!(quiet.iter().all(|l| level(l) != "DEBUG"), "{quiet:?}");
 
-    let status = terminate(node);
+    let status = common::terminate(&mut node.child);
     assert!(status.success(), "{status:?}");
 }
 
 #[test]
 fn sighup_swaps_the_default_manager_and_reports_what_needs_a_restart() {
-    let node = Served::start("info");
+    let mut node = Served::start("info");
     let alice = node.admin.add_user("alice", &[("im", "alice")]);
     node.admin.add_user("bob", &[("im", "bob")]);
     let manager = |txn: &str| {
@@ -317,23 +312,6 @@ fn sighup_swaps_the_default_manager_and_reports_what_needs_a_restart() {
     // The node still serves and shuts down cleanly.
     let (status, _) = node.admin.get("/readyz");
     assert_eq!(status, 200);
-    let status = terminate(node);
+    let status = common::terminate(&mut node.child);
     assert!(status.success(), "{status:?}");
-}
-
-fn terminate(mut node: Served) -> std::process::ExitStatus {
-    let pid = node.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(s) = node.child.try_wait().expect("wait") {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "no exit within 15 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }

@@ -102,16 +102,21 @@ pub fn build() -> OpenApi {
     api
 }
 
+/// The document, built once per process.
+fn api() -> &'static OpenApi {
+    static API: OnceLock<OpenApi> = OnceLock::new();
+    API.get_or_init(build)
+}
+
 fn json() -> &'static str {
     static DOC: OnceLock<String> = OnceLock::new();
-    DOC.get_or_init(|| build().to_json().expect("the OpenAPI document serialises"))
+    DOC.get_or_init(|| api().to_json().expect("the OpenAPI document serialises"))
 }
 
 /// The methods the document has for a concrete request path (`{x}`
 /// matches one segment), for 405 answers.
 pub fn methods_of(path: &str) -> Vec<&'static str> {
-    static API: OnceLock<OpenApi> = OnceLock::new();
-    let api = API.get_or_init(build);
+    let api = api();
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     let Some(item) = api.paths.paths.iter().find_map(|(template, item)| {
         let t: Vec<&str> = template.split('/').collect();

@@ -286,6 +286,32 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_switchboard"))
 }
 
+/// Sends `signal` (`-TERM`, `-HUP`, `-STOP`) to `child` with kill(1).
+pub fn signal(child: &Child, signal: &str) {
+    let pid = child.id().to_string();
+    let ok = Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .expect("run kill");
+    assert!(ok.success(), "kill {signal} {pid}");
+}
+
+/// Sends SIGTERM to `child` and waits (15 s at most) for it to exit.
+pub fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    signal(child, "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the process did not exit within 15 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The node as a child process (`switchboard serve`), killable with SIGKILL.
 pub struct ProcNode {
     pub child: Child,
@@ -331,23 +357,7 @@ impl ProcNode {
 
     /// Sends SIGTERM and waits (15 s at most) for the process to exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let ok = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(ok.success(), "kill -TERM {pid}");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the node did not exit within 15 s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        terminate(&mut self.child)
     }
 
     pub fn kill9(mut self) {
@@ -1041,11 +1051,7 @@ impl RemoteGw {
     /// Freezes the process (SIGSTOP): its connection stays open, it reads
     /// nothing.
     pub fn freeze(&self) {
-        let ok = Command::new("kill")
-            .args(["-STOP", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(ok.success());
+        signal(&self.child, "-STOP");
     }
 }
 
