@@ -215,27 +215,13 @@ pub fn originate(st: &ApiState, user: &str, req: SendRequest) -> Result<Originat
     })
 }
 
-/// Hands a message to the IM gateway and waits for the broker's decision.
+/// Hands a message to the IM gateway and waits for the broker's decision;
+/// a message whose dedupe key was seen is `Ok(Err(txn))` with the first
+/// one's transaction.
 ///
 /// # Errors
-/// The broker's refusal (422/403), a duplicate (409), storage (503),
-/// timeout (503), shutdown (503).
-pub async fn submit(st: &ApiState, o: Originate) -> Result<Accepted, ApiError> {
-    match submit_or_duplicate(st, o).await? {
-        Ok(acc) => Ok(acc),
-        Err(txn) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "duplicate",
-            format!("already accepted as {txn}"),
-        )),
-    }
-}
-
-/// As [`submit`], but a message whose dedupe key was seen is `Ok(Err(txn))`
-/// with the first one's transaction.
-///
-/// # Errors
-/// As [`submit`], but for duplicates.
+/// The broker's refusal (422/403), storage (503), timeout (503), shutdown
+/// (503).
 pub async fn submit_or_duplicate(
     st: &ApiState,
     o: Originate,
@@ -301,7 +287,8 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 /// both). `Ok((answer, true))` is a replay of the first answer.
 ///
 /// # Errors
-/// As [`submit`], 422 `idempotency_key_reused`, 409 `duplicate`.
+/// As [`submit_or_duplicate`], 422 `idempotency_key_reused`, 409
+/// `duplicate`.
 pub async fn send_as(
     st: &ApiState,
     user: &str,
