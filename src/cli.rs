@@ -136,7 +136,7 @@ pub enum MemberCmd {
     Add {
         /// Member id (a-z 0-9 - _ .), e.g. gw-fax-2.
         id: String,
-        /// The medium its gateway serves: email, sms or fax.
+        /// The medium its gateway serves: im, email, sms or fax.
         #[arg(
             long,
             required_unless_present = "processor",
@@ -171,7 +171,7 @@ pub enum MemberCmd {
 /// `gateway`.
 #[derive(Debug, Args)]
 pub struct GatewayArgs {
-    /// The medium: email, sms or fax.
+    /// The medium: im, email, sms or fax.
     #[arg(long)]
     pub medium: String,
     /// How to reach the node.
@@ -739,7 +739,7 @@ fn gateway(cli: &Cli, g: &GatewayArgs) -> anyhow::Result<()> {
     let medium: MediumKind = g
         .medium
         .parse()
-        .map_err(|_| anyhow!("--medium {:?}: use email, sms or fax", g.medium))?;
+        .map_err(|_| anyhow!("--medium {:?}: use im, email, sms or fax", g.medium))?;
     let (_, tls) = g.link.open()?;
     let r = crate::remote::RemoteGateway {
         medium,

@@ -28,6 +28,7 @@ use switchboard_actors::store::Store;
 
 use crate::api::{self, ApiState};
 use crate::config::{Config, RELOADABLE};
+use crate::gateways::im::clients::{ImClients, Tokens};
 use crate::gateways::im::hub::Hub;
 use crate::gateways::{self, im::ImMedium};
 
@@ -239,7 +240,7 @@ impl Core {
             gateway_config.clone(),
             ImMedium::new(
                 store.clone(),
-                directory.clone(),
+                Some(directory.clone()),
                 hub.clone(),
                 presence_view.clone(),
                 im_offline.clone(),
@@ -679,19 +680,20 @@ impl Node {
             gateways,
             directory: core.directory.clone(),
             store: core.store.clone(),
-            im: core.im.clone(),
-            hub: core.hub.clone(),
-            presence: core.presence.clone(),
+            clients: ImClients::new(
+                cfg,
+                core.store.clone(),
+                core.im.clone(),
+                core.hub.clone(),
+                core.presence.clone(),
+                Tokens::Directory(core.directory.clone()),
+                draining_rx,
+            ),
             presence_view: core.presence_view.clone(),
             delivery: core.delivery.clone(),
             members: core.members.clone(),
             broker: core.broker.shared.clone(),
             clock: core.clock.clone(),
-            max_body_bytes: cfg.http.max_body_bytes,
-            submit_timeout: Duration::from_secs(cfg.http.submit_timeout_s),
-            default_expires_in_s: cfg.broker.default_expires_in_s,
-            max_expires_in_s: cfg.broker.max_expires_in_s,
-            draining: draining_rx,
         };
         let (server, http_addr) = api::serve(state, &cfg.http.listen, cfg.shutdown.timeout_s)?;
         let handle = server.handle();

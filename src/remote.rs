@@ -9,6 +9,9 @@
 //! medium are not mapped to users (they are `medium:address` senders), and
 //! the email gateway's SMTP server accepts any local-domain recipient at
 //! `RCPT`, refusing an unknown one after `DATA` once the broker has said so.
+//! A remote IM gateway asks the broker whose token a client shows it
+//! (`Identify`) and tells it whose sessions it holds
+//! ([`crate::gateways::im::remote`]).
 //!
 //! A processor in its own process (`switchboard processor`) is the same
 //! arrangement for a content converter: the node routes the content of the
@@ -113,6 +116,7 @@ pub async fn run(cfg: Config, r: RemoteGateway) -> anyhow::Result<()> {
     };
     let expires = cfg.broker.default_expires_in_s * 1000;
     let mut tasks = Vec::new();
+    let mut im = None;
     match r.medium {
         MediumKind::Fax => {
             use crate::gateways::fax::{inbox, FaxMedium};
@@ -126,7 +130,11 @@ pub async fn run(cfg: Config, r: RemoteGateway) -> anyhow::Result<()> {
                 directory,
                 expires,
             )));
-            println!("switchboard: fax gateway {} (spool {})", key.member, spool.display());
+            println!(
+                "switchboard: fax gateway {} (spool {})",
+                key.member,
+                spool.display()
+            );
         }
         MediumKind::Sms => {
             let (_, esme) = node::start_sms_with(
@@ -138,7 +146,10 @@ pub async fn run(cfg: Config, r: RemoteGateway) -> anyhow::Result<()> {
             )
             .await?;
             tasks.push(esme);
-            println!("switchboard: sms gateway {} (SMSC {})", key.member, cfg.sms.smsc);
+            println!(
+                "switchboard: sms gateway {} (SMSC {})",
+                key.member, cfg.sms.smsc
+            );
         }
         MediumKind::Email => {
             let (addr, task) =
@@ -147,15 +158,31 @@ pub async fn run(cfg: Config, r: RemoteGateway) -> anyhow::Result<()> {
                 })
                 .await?;
             tasks.push(task);
-            println!("switchboard: email gateway {} (smtp listening on {addr})", key.member);
+            println!(
+                "switchboard: email gateway {} (smtp listening on {addr})",
+                key.member
+            );
         }
-        MediumKind::Im => bail!(
-            "the IM medium is the node's own inbox and WebSocket hub; it does not run as a remote gateway"
-        ),
+        MediumKind::Im => {
+            let started = crate::gateways::im::remote::start(
+                &cfg,
+                &store,
+                parts.clock.clone(),
+                |medium, receipts| parts.start(medium, Some(receipts)),
+            )?;
+            println!(
+                "switchboard: im gateway {} (client API listening on {})",
+                key.member, started.addr
+            );
+            im = Some(started);
+        }
     }
     println!("switchboard: connecting to {}", r.connect);
     while signals.next().await == node::Sig::Reload {
         tracing::info!("a remote gateway has nothing to reload; restart it to change its settings");
+    }
+    if let Some(im) = im {
+        im.stop().await;
     }
     for t in &tasks {
         t.abort();

@@ -37,7 +37,7 @@ impl Subject for Im {
     fn medium(&mut self) -> ImMedium {
         ImMedium::new(
             self.store.clone(),
-            self.directory.clone(),
+            Some(self.directory.clone()),
             self.hub.clone(),
             PresenceView::default(),
             switchboard_actors::delivery::ImOfflineWait::new(false),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use common::{
-    add_member, eventually, free_port, wait_logged_in, Api, Cert, ProcNode, RemoteGw, TestNode,
+    add_member, eventually, free_port, wait_logged_in, Api, Cert, ProcNode, RemoteGw, TestNode, Ws,
 };
 use switchboard_actors::protocol::codec;
 use switchboard_actors::protocol::frames::RefuseReason;
@@ -827,4 +827,149 @@ fn a_remote_processor_converts_on_the_route_and_is_routed_around_when_gone() {
         serde_json::json!(["proc-fax-1"]),
         "{st}"
     );
+}
+
+/// `alice`'s presence as the node sees it.
+fn presence_of(api: &Api, user: &str) -> String {
+    let (code, v) = api.get(&format!("/v1/presence/{user}"));
+    assert_eq!(code, 200, "presence of {user}: {v}");
+    v["state"].as_str().unwrap_or_default().to_string()
+}
+
+fn wait_presence(api: &Api, user: &str, want: &str) {
+    eventually(&format!("{user} {want} at the node"), || {
+        (presence_of(api, user) == want).then_some(())
+    });
+}
+
+/// The WebSocket handshake's HTTP status with `token` (101 when it opens).
+fn ws_handshake_status(base: &str, token: &str) -> u16 {
+    use tungstenite::client::IntoClientRequest;
+    let url = format!("{}/v1/ws", base.replacen("http://", "ws://", 1));
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    match tungstenite::connect(req) {
+        Ok(_) => 101,
+        Err(tungstenite::Error::Http(r)) => r.status().as_u16(),
+        Err(e) => panic!("handshake: {e}"),
+    }
+}
+
+#[test]
+fn a_remote_im_gateway_holds_its_users_sessions_and_the_node_keeps_the_home_inbox() {
+    let port = free_port();
+    let node = node_on(tempfile::tempdir().unwrap(), port);
+    let keys = tempfile::tempdir().unwrap();
+    let key = add_member(&node.admin, "gw-im-2", "im", keys.path());
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let gw_data = tempfile::tempdir().unwrap();
+    let connect = format!("127.0.0.1:{port}");
+    let env = [("SWITCHBOARD_HTTP__LISTEN", listen.as_str())];
+    let gw = RemoteGw::spawn("im", &connect, &key, gw_data.path(), &env);
+    wait_logged_in(&node.admin, "gw-im-2");
+    let remote = format!("http://{listen}");
+
+    // Tokens are checked by the node: a wrong one is refused at the
+    // handshake and in an auth frame; the admin token is no user's.
+    assert_eq!(ws_handshake_status(&remote, "sb_not_a_token"), 401);
+    assert_eq!(ws_handshake_status(&remote, &node.admin.token), 401);
+    let mut bad = Ws::connect(&remote, None);
+    bad.send(serde_json::json!({"type": "auth", "token": "sb_wrong"}));
+    assert_eq!(bad.expect_close(), (1008, "invalid token".to_string()));
+
+    // alice's session is on the remote gateway: the node sees her online
+    // and routes her IM there.
+    let mut a = Ws::connect(&remote, None);
+    a.send(serde_json::json!({"type": "auth", "token": alice.token}));
+    wait_presence(&bob, "alice", "online");
+    let txn = bob.send("alice", "hello over there");
+    let m = a.expect("message");
+    assert_eq!(
+        (m["txn"].as_str(), m["body"].as_str()),
+        (Some(txn.as_str()), Some("hello over there"))
+    );
+    let st = bob.expect_status(&txn, "delivered");
+    assert_eq!(st["attempts"][0]["gateway"], "gw-im-2");
+    assert!(alice.inbox().is_empty(), "nothing went to the home inbox");
+
+    // She sends from there to bob, who is on the node; she gets the
+    // delivery receipt, and bob's read receipt after he reads it.
+    let mut b = Ws::connect(&node.url, Some(&bob.token));
+    a.send(serde_json::json!({"type": "send", "id": 7, "to": "bob", "body": "from afar"}));
+    let acc = a.expect("accepted");
+    assert_eq!(acc["id"], 7);
+    let sent = acc["txn"].as_str().unwrap().to_string();
+    let got = b.expect("message");
+    assert_eq!(
+        (got["txn"].as_str(), got["body"].as_str()),
+        (Some(sent.as_str()), Some("from afar"))
+    );
+    let r = a.expect("receipt");
+    assert_eq!(
+        (r["txn"].as_str(), r["status"].as_str()),
+        (Some(sent.as_str()), Some("delivered"))
+    );
+    b.send(serde_json::json!({"type": "read", "txn": sent}));
+    let r = a.expect("receipt");
+    assert_eq!(
+        (r["txn"].as_str(), r["status"].as_str()),
+        (Some(sent.as_str()), Some("read"))
+    );
+    // And she reads bob's message there: bob's transaction is read.
+    a.send(serde_json::json!({"type": "read", "txn": txn}));
+    bob.expect_status(&txn, "read");
+
+    // The node restarts: the gateway logs in again and tells it whose
+    // sessions it holds, so alice's IM still goes there.
+    let (alice_token, bob_token) = (alice.token.clone(), bob.token.clone());
+    drop(b);
+    let dir = node.stop();
+    let node = node_on(dir, port);
+    let bob = node.admin.with_token(&bob_token);
+    let alice = node.admin.with_token(&alice_token);
+    wait_logged_in(&node.admin, "gw-im-2");
+    wait_presence(&bob, "alice", "online");
+    let txn = bob.send("alice", "after the node's restart");
+    assert_eq!(a.expect("message")["txn"].as_str(), Some(txn.as_str()));
+    assert_eq!(
+        bob.expect_status(&txn, "delivered")["attempts"][0]["gateway"],
+        "gw-im-2"
+    );
+
+    // She closes her session: she is offline, her IM goes to the home
+    // inbox on the node.
+    drop(a);
+    wait_presence(&bob, "alice", "offline");
+    let home = bob.send("alice", "while you were out");
+    let st = eventually("the attempt", || {
+        let (_, v) = bob.get(&format!("/v1/messages/{home}"));
+        v["attempts"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+            .then_some(v)
+    });
+    assert_eq!(st["attempts"][0]["gateway"], "gw-im-1");
+    let inbox = alice.inbox();
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0]["body"], "while you were out");
+
+    // Back on the remote gateway, then the gateway dies: she is offline
+    // at once and her IM goes home again.
+    let _a = Ws::connect(&remote, Some(&alice.token));
+    wait_presence(&bob, "alice", "online");
+    gw.kill9();
+    wait_presence(&bob, "alice", "offline");
+    let again = bob.send("alice", "the gateway is gone");
+    let st = eventually("the attempt", || {
+        let (_, v) = bob.get(&format!("/v1/messages/{again}"));
+        v["attempts"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+            .then_some(v)
+    });
+    assert_eq!(st["attempts"][0]["gateway"], "gw-im-1");
+    assert_eq!(alice.inbox().len(), 2);
 }

@@ -494,7 +494,8 @@ impl Actor for NodeLink {
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.deps.links.0.remove(&self.id);
         if let Some(m) = &self.member {
-            self.deps.members.detach_link(m, self.id);
+            let users = self.deps.members.detach_link(m, self.id);
+            self.deps.shared.sessions_ended(m, users);
             tracing::info!(member = %m, peer = %self.peer, "remote member disconnected");
         }
     }

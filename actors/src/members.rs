@@ -52,6 +52,8 @@ pub struct MemberRegistry {
     /// Remote members that are processors, with what they convert: a link
     /// login by one of them registers it as that processor.
     remote_processors: Arc<DashMap<MemberId, ProcessorSpec>>,
+    /// Users whose IM session a remote IM gateway holds: user → gateway.
+    sessions: Arc<DashMap<String, MemberId>>,
 }
 
 impl MemberRegistry {
@@ -111,9 +113,56 @@ impl MemberRegistry {
         self.remote_processors.insert(id, spec);
     }
 
-    /// Removes a remote member, if it is still reached through `link_id`.
-    pub fn detach_link(&self, id: &MemberId, link_id: u64) {
-        self.inner.remove_if(id, |_, m| m.link == Some(link_id));
+    /// Removes a remote member, if it is still reached through `link_id`;
+    /// returns the users whose IM sessions it held (they are offline now).
+    pub fn detach_link(&self, id: &MemberId, link_id: u64) -> Vec<String> {
+        if self
+            .inner
+            .remove_if(id, |_, m| m.link == Some(link_id))
+            .is_none()
+        {
+            return Vec::new();
+        }
+        let mut gone = Vec::new();
+        self.sessions.retain(|user, m| {
+            let keep = m != id;
+            if !keep {
+                gone.push(user.clone());
+            }
+            keep
+        });
+        gone
+    }
+
+    /// Whether `id` is an IM gateway in another process: it is routed IM
+    /// only for the users whose sessions it holds.
+    pub fn is_session_gateway(&self, id: &MemberId) -> bool {
+        self.inner
+            .get(id)
+            .is_some_and(|m| m.medium == Some(MediumKind::Im) && m.link.is_some())
+    }
+
+    /// Records that session gateway `id` holds `user`'s IM session (`true`)
+    /// or no longer does (`false`; only if it was the holder). Returns
+    /// false when `id` is no session gateway.
+    pub fn hold_session(&self, id: &MemberId, user: &str, held: bool) -> bool {
+        if !self.is_session_gateway(id) {
+            return false;
+        }
+        if held {
+            self.sessions.insert(user.to_string(), id.clone());
+        } else {
+            self.sessions.remove_if(user, |_, m| m == id);
+        }
+        true
+    }
+
+    /// The IM gateway for `user`: the live session gateway holding their
+    /// session, else the node's own IM gateway (the home inbox).
+    pub fn im_gateway_for(&self, user: Option<&str>) -> Option<MemberId> {
+        user.and_then(|u| self.sessions.get(u).map(|m| m.clone()))
+            .filter(|m| self.inner.get(m).is_some_and(|l| l.logged_in && l.healthy))
+            .or_else(|| self.live_gateway(MediumKind::Im))
     }
 
     /// Where frames for members not registered here go (in a member's own
@@ -208,11 +257,14 @@ impl MemberRegistry {
         }
     }
 
-    /// A live (logged in, healthy) gateway of `medium`, if any.
+    /// A live (logged in, healthy) gateway of `medium`, if any: the lowest
+    /// id. IM gateways in other processes are not picked: they only get the
+    /// users whose sessions they hold ([`Self::im_gateway_for`]).
     pub fn live_gateway(&self, medium: MediumKind) -> Option<MemberId> {
         self.inner
             .iter()
             .filter(|m| m.medium == Some(medium) && m.logged_in && m.healthy)
+            .filter(|m| !(medium == MediumKind::Im && m.link.is_some()))
             .map(|m| m.key().clone())
             .min()
     }

@@ -30,7 +30,7 @@ pub async fn healthz() -> HttpResponse {
 ))]
 #[get("/readyz")]
 pub async fn readyz(st: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
-    if *st.draining.borrow() {
+    if *st.clients.draining.borrow() {
         return Err(ApiError::unavailable(
             "shutting_down",
             "the node is shutting down",

@@ -17,6 +17,7 @@ use super::auth::{Caller, User};
 use super::error::{ApiError, ErrorBody};
 use super::time::rfc3339;
 use super::ApiState;
+use crate::gateways::im::clients::ImClients;
 
 /// Longest subject, bytes (RFC 5322's line limit).
 const MAX_SUBJECT: usize = 998;
@@ -178,7 +179,7 @@ fn reject_error(r: &RejectReason) -> ApiError {
 ///
 /// # Errors
 /// 400 naming the bad field.
-pub fn originate(st: &ApiState, user: &str, req: SendRequest) -> Result<Originate, ApiError> {
+pub fn originate(st: &ImClients, user: &str, req: SendRequest) -> Result<Originate, ApiError> {
     let to = To::parse(&req.to).ok_or_else(|| {
         ApiError::bad_request(
             "\"to\" must be a user id or medium:address (im:, email:, sms:, fax:)",
@@ -223,7 +224,7 @@ pub fn originate(st: &ApiState, user: &str, req: SendRequest) -> Result<Originat
 /// The broker's refusal (422/403), storage (503), timeout (503), shutdown
 /// (503).
 pub async fn submit_or_duplicate(
-    st: &ApiState,
+    st: &ImClients,
     o: Originate,
 ) -> Result<Result<Accepted, TxnId>, ApiError> {
     if *st.draining.borrow() {
@@ -232,7 +233,7 @@ pub async fn submit_or_duplicate(
             "the node is shutting down; try again shortly",
         ));
     }
-    match actix_rt::time::timeout(st.submit_timeout, st.im.send(o)).await {
+    match actix_rt::time::timeout(st.submit_timeout, st.gateway.send(o)).await {
         Ok(Ok(Ok(acc))) => Ok(Ok(acc)),
         Ok(Ok(Err(OriginateError::Rejected(r)))) => Err(reject_error(&r)),
         Ok(Ok(Err(OriginateError::Store(e)))) => Err(ApiError::unavailable("storage_unavailable", e)),
@@ -290,7 +291,7 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 /// As [`submit_or_duplicate`], 422 `idempotency_key_reused`, 409
 /// `duplicate`.
 pub async fn send_as(
-    st: &ApiState,
+    st: &ImClients,
     user: &str,
     req: SendRequest,
     key: Option<&str>,
@@ -330,7 +331,16 @@ struct Fingerprint {
 /// A retried request with a known `Idempotency-Key`: the first request's
 /// answer again (its transaction and first route, or its refusal), or 422
 /// when the key came with another message.
-async fn replay(st: &ApiState, txn: TxnId, first: &Fingerprint) -> Result<SendAccepted, ApiError> {
+async fn replay(st: &ImClients, txn: TxnId, first: &Fingerprint) -> Result<SendAccepted, ApiError> {
+    if matches!(st.tokens, crate::gateways::im::clients::Tokens::Node) {
+        // A remote IM gateway does not hold the broker's record to replay
+        // from; the message was not sent twice either way.
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "duplicate",
+            format!("already accepted as {txn}"),
+        ));
+    }
     // The first request may still be on its way to the broker.
     let deadline = std::time::Instant::now() + st.submit_timeout;
     let rec = loop {
@@ -410,7 +420,8 @@ pub async fn send_message(
     req: web::Json<SendRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&http)?;
-    let (answer, replayed) = send_as(&st, &user.0, req.into_inner(), key.as_deref()).await?;
+    let (answer, replayed) =
+        send_as(&st.clients, &user.0, req.into_inner(), key.as_deref()).await?;
     let mut resp = HttpResponse::Accepted();
     if replayed {
         resp.insert_header(("Idempotent-Replayed", "true"));
@@ -558,7 +569,7 @@ pub async fn get_inbox(
 ///
 /// # Errors
 /// 404 when it is not in the inbox; storage errors.
-pub async fn mark_read(st: &ApiState, user: &str, txn: TxnId) -> Result<(), ApiError> {
+pub async fn mark_read(st: &ImClients, user: &str, txn: TxnId) -> Result<(), ApiError> {
     let store = st.store.clone();
     let who = user.to_string();
     let found = web::block(move || store.inbox_entry(&who, &txn)).await??;
@@ -580,7 +591,7 @@ pub async fn mark_read(st: &ApiState, user: &str, txn: TxnId) -> Result<(), ApiE
     .into_iter()
     .flatten()
     {
-        st.im.do_send(MediumReport {
+        st.gateway.do_send(MediumReport {
             txn,
             attempt: entry.attempt,
             id: entry.id,
@@ -605,6 +616,6 @@ pub async fn mark_message_read(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let txn = parse_txn(&path)?;
-    mark_read(&st, &user.0, txn).await?;
+    mark_read(&st.clients, &user.0, txn).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -14,7 +14,6 @@ pub mod time;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{error::JsonPayloadError, web, App, HttpRequest, HttpServer};
@@ -27,12 +26,11 @@ use switchboard_actors::broker::BrokerShared;
 use switchboard_actors::delivery::DeliveryService;
 use switchboard_actors::directory::Directory;
 use switchboard_actors::members::MemberRegistry;
-use switchboard_actors::presence::{Presence, PresenceView};
+use switchboard_actors::presence::PresenceView;
 use switchboard_actors::protocol::clock::SharedClock;
 use switchboard_actors::store::Store;
 
-use crate::gateways::im::hub::Hub;
-use crate::node::ImGateway;
+use crate::gateways::im::clients::ImClients;
 use error::ApiError;
 
 /// What the handlers share.
@@ -44,12 +42,9 @@ pub struct ApiState {
     pub directory: Directory,
     /// The store (reads).
     pub store: Store,
-    /// The built-in IM gateway (API clients are IM clients).
-    pub im: ImGateway,
-    /// The IM session hub.
-    pub hub: Addr<Hub>,
-    /// Presence.
-    pub presence: Addr<Presence>,
+    /// The IM client side (API clients are IM clients): the built-in IM
+    /// gateway, its session hub, presence, limits, the draining switch.
+    pub clients: ImClients,
     /// Presence, read side.
     pub presence_view: PresenceView,
     /// Delivery managers.
@@ -60,17 +55,6 @@ pub struct ApiState {
     pub broker: Arc<BrokerShared>,
     /// The clock.
     pub clock: SharedClock,
-    /// Largest body.
-    pub max_body_bytes: usize,
-    /// How long a submit waits for the broker's decision.
-    pub submit_timeout: Duration,
-    /// Default message lifetime (s).
-    pub default_expires_in_s: u64,
-    /// Longest message lifetime (s).
-    pub max_expires_in_s: u64,
-    /// Set when the node shuts down: readiness fails, WebSocket sessions
-    /// are closed (1001), new messages are refused (503).
-    pub draining: tokio::sync::watch::Receiver<bool>,
 }
 
 fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
@@ -166,12 +150,14 @@ pub fn serve(
     listen: &str,
     shutdown_timeout_s: u64,
 ) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
-    let limit = state.max_body_bytes;
+    let limit = state.clients.max_body_bytes;
+    let clients = web::Data::new(state.clients.clone());
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
             .into_utoipa_app()
             .app_data(data.clone())
+            .app_data(clients.clone())
             .app_data(
                 web::JsonConfig::default()
                     .limit(limit)
@@ -184,19 +170,44 @@ pub fn serve(
             .configure(routes)
             .default_service(web::to(not_found))
             .into_app()
-    })
-    .workers(2)
-    // Small frames (WebSocket pushes, receipts) go out at once, not after
-    // the peer's delayed ACK (40 ms a round trip under Nagle).
-    .on_connect(|conn, _| {
-        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-            let _ = tcp.set_nodelay(true);
-        }
-    })
-    .disable_signals()
-    .shutdown_timeout(shutdown_timeout_s)
-    .bind(listen)
-    .with_context(|| format!("binding the HTTP API to {listen}"))?;
+    });
+    run_on(server, listen, shutdown_timeout_s)
+}
+
+/// Binds `server` on `listen` the way every HTTP listener here runs: two
+/// workers, no Nagle, no signal handling of its own (the process handles
+/// signals and stops it in order), `shutdown_timeout_s` for open requests.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub fn run_on<F, I, S, B>(
+    server: HttpServer<F, I, S, B>,
+    listen: &str,
+    shutdown_timeout_s: u64,
+) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: actix_service::IntoServiceFactory<S, actix_http::Request>,
+    S: actix_web::dev::ServiceFactory<actix_http::Request, Config = actix_web::dev::AppConfig>
+        + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: std::fmt::Debug,
+    S::Response: Into<actix_http::Response<B>> + 'static,
+    B: actix_web::body::MessageBody + 'static,
+{
+    let server = server
+        .workers(2)
+        // Small frames (WebSocket pushes, receipts) go out at once, not
+        // after the peer's delayed ACK (40 ms a round trip under Nagle).
+        .on_connect(|conn, _| {
+            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let _ = tcp.set_nodelay(true);
+            }
+        })
+        .disable_signals()
+        .shutdown_timeout(shutdown_timeout_s)
+        .bind(listen)
+        .with_context(|| format!("binding the HTTP API to {listen}"))?;
     let addr = *server
         .addrs()
         .first()

@@ -97,7 +97,8 @@ pub async fn set_presence(
             "\"note\" must be one line of at most 200 bytes",
         ));
     }
-    st.presence
+    st.clients
+        .presence
         .send(SetPresence {
             user: user.0,
             state: req.state,

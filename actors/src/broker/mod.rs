@@ -34,8 +34,9 @@ use crate::protocol::frames::RefuseReason;
 use crate::protocol::tscs::Session;
 use crate::protocol::verify::{self, status_variant, step, StepLog};
 use crate::protocol::{
-    Frame, HealthFrame, Login, MemberId, NotifyAck, Outcome, PresenceFrame, ProtocolError,
-    RejectReason, ReleaseAck, Report, ReportStatus, Route, Submit, TxnId,
+    Frame, HealthFrame, Identify, Login, MemberId, NotifyAck, Outcome, PresenceFrame,
+    PresenceState, ProtocolError, RejectReason, ReleaseAck, Report, ReportStatus, Route, Submit,
+    TxnId,
 };
 use crate::store::records::enc;
 use crate::store::{
@@ -497,11 +498,36 @@ impl BrokerShard {
         Ok(())
     }
 
+    /// An IM gateway in another process asks whose token a client showed
+    /// it; only IM gateways may ask.
+    fn identify(&mut self, from: &MemberId, f: Identify) -> Result<(), ProtocolError> {
+        let now = self.now();
+        let session = self.shared.session(from, now)?;
+        let skew = self.shared.skew_ms;
+        session.verify(|s| verify::check_identify(s, &f, now, skew))?;
+        if !self.shared.deps.members.is_session_gateway(from) {
+            return Err(ProtocolError::WrongParty);
+        }
+        let user = self
+            .shared
+            .deps
+            .directory
+            .authenticate_digest(&f.token_sha256);
+        tracing::debug!(member = %from, known = user.is_some(), "identify");
+        let answer = verify::make_identity(&session.current, f.req, &f.token_sha256, user);
+        self.shared.send(from, Frame::Identity(answer));
+        Ok(())
+    }
+
     fn presence(&mut self, from: &MemberId, p: PresenceFrame) -> Result<(), ProtocolError> {
         let now = self.now();
         let session = self.shared.session(from, now)?;
         let skew = self.shared.skew_ms;
         session.verify(|s| verify::check_presence(s, &p, now, skew))?;
+        // From an IM gateway in another process: it holds the user's
+        // session, so the user's IM goes there while they are not offline.
+        let held = p.state != PresenceState::Offline;
+        self.shared.deps.members.hold_session(from, &p.user, held);
         if let Some(sink) = &self.shared.deps.presence_sink {
             let (state, note) = State::from_frame(&p.state);
             sink.do_send(SetPresence {
@@ -628,6 +654,7 @@ impl Handler<MiapFrame> for BrokerShard {
             Frame::NotifyAck(a) => self.notify_ack(&from, a),
             Frame::Presence(p) => self.presence(&from, p),
             Frame::Health(h) => self.health(&from, h),
+            Frame::Identify(f) => self.identify(&from, f),
             Frame::Refused(r) => {
                 tracing::warn!(member = %from, reason = r.error.code(), txn = ?r.txn.map(|t| t.to_string()), "member refused a frame");
                 Ok(())

@@ -213,6 +213,24 @@ impl BrokerShared {
             .set_logged_in(member, false, self.deps.clock.now_ms());
     }
 
+    /// A session gateway is gone: the users whose IM sessions it held are
+    /// offline (their next IM goes to the home inbox).
+    pub fn sessions_ended(&self, member: &MemberId, users: Vec<String>) {
+        if users.is_empty() {
+            return;
+        }
+        tracing::info!(member = %member, users = users.len(), "session gateway gone; its users are offline");
+        if let Some(sink) = &self.deps.presence_sink {
+            for user in users {
+                sink.do_send(SetPresence {
+                    user,
+                    state: crate::presence::State::Offline,
+                    note: None,
+                });
+            }
+        }
+    }
+
     /// Sends a frame from the broker to a member.
     pub fn send(&self, to: &MemberId, frame: Frame) {
         let txn = frame.txn();
@@ -277,21 +295,22 @@ impl BrokerShared {
         let routes: Vec<Route> = picks
             .into_iter()
             .filter_map(|((mechanism, address), store_and_forward)| {
-                self.deps
-                    .members
-                    .live_gateway(mechanism)
-                    .map(|destination| Route {
-                        mechanism,
-                        address,
-                        recipient_user: r.user.clone(),
-                        destination,
-                        processors: self
-                            .deps
-                            .members
-                            .processor_chain(mechanism, &imi.content_type),
-                        archive: None,
-                        store_and_forward,
-                    })
+                let destination = match mechanism {
+                    MediumKind::Im => self.deps.members.im_gateway_for(user),
+                    _ => self.deps.members.live_gateway(mechanism),
+                };
+                destination.map(|destination| Route {
+                    mechanism,
+                    address,
+                    recipient_user: r.user.clone(),
+                    destination,
+                    processors: self
+                        .deps
+                        .members
+                        .processor_chain(mechanism, &imi.content_type),
+                    archive: None,
+                    store_and_forward,
+                })
             })
             .collect();
         if routes.is_empty() {

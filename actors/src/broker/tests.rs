@@ -844,3 +844,174 @@ async fn with_im_offline_wait_the_inbox_is_a_mailbox() {
         (MediumKind::Im, false)
     );
 }
+
+/// An IM gateway in another process (reached through link 7), logged in.
+async fn session_gateway(w: &World) -> Member {
+    let keys = MemberKeys::generate(MemberId::new("gw-im-2"), Some(MediumKind::Im));
+    let rec = Recorder::default();
+    w.shared
+        .deps
+        .directory
+        .put_member(keys.clone())
+        .await
+        .unwrap();
+    w.shared.deps.members.attach_link(
+        keys.member.clone(),
+        Some(MediumKind::Im),
+        rec.clone().start().recipient(),
+        7,
+        NOW,
+    );
+    let mut m = Member {
+        id: keys.member.clone(),
+        keys,
+        rec,
+        session: None,
+    };
+    m.session = Some(w.login(&m).await);
+    m
+}
+
+fn presence_frame(m: &Member, user: &str, state: PresenceState, ts_ms: u64) -> Frame {
+    Frame::Presence(verify::make_presence(
+        m.session.as_ref().unwrap(),
+        user.into(),
+        state,
+        ts_ms,
+    ))
+}
+
+#[actix_rt::test]
+async fn a_session_gateway_asks_whose_token_it_holds_and_nobody_else_may() {
+    let w = world().await;
+    let gw = session_gateway(&w).await;
+    let token = w
+        .shared
+        .deps
+        .directory
+        .put_profile(Profile::im_only("carol"))
+        .await
+        .unwrap()
+        .expect("a new user's token");
+    let digest = mac::sha256(token.as_bytes());
+    let s = gw.session.as_ref().unwrap();
+    let ask = |req, d, ts| Frame::Identify(verify::make_identify(s, req, d, ts));
+
+    w.send(&gw.id, ask(1, digest, NOW)).await;
+    let id = gw
+        .rec
+        .take("identity", |f| match f {
+            Frame::Identity(i) => Some(i.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!((id.req, id.user.as_deref()), (1, Some("carol")));
+    verify::check_identity(s, &id, &digest).expect("the answer verifies");
+    // Moved to another request's digest, it does not.
+    assert_eq!(
+        verify::check_identity(s, &id, &mac::sha256(b"other")),
+        Err(ProtocolError::BadMac)
+    );
+    w.send(&gw.id, ask(2, mac::sha256(b"sb_unknown"), NOW))
+        .await;
+    let id = gw
+        .rec
+        .take("identity", |f| match f {
+            Frame::Identity(i) => Some(i.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!((id.req, id.user), (2, None));
+
+    // Refused, and answered with nothing: a forged MAC, a stale frame, and
+    // a member that is no session gateway (the in-process SMS gateway).
+    let mut forged = verify::make_identify(s, 3, digest, NOW);
+    forged.mac = mac::mac(b"not the session key", "identify", &[b"x"]);
+    let stale = ask(4, digest, NOW - 60_000);
+    let sms = w.sms.session.as_ref().unwrap();
+    let by_sms = Frame::Identify(verify::make_identify(sms, 5, digest, NOW));
+    w.send(&gw.id, Frame::Identify(forged)).await;
+    w.send(&gw.id, stale).await;
+    w.send(&w.sms.id, by_sms).await;
+    let reason = |f: &Frame| refused(f).map(|r| r.error);
+    assert_eq!(gw.rec.take("refusal", reason).await, ProtocolError::BadMac);
+    assert_eq!(
+        gw.rec.take("refusal", reason).await,
+        ProtocolError::SkewExceeded
+    );
+    assert_eq!(
+        w.sms.rec.take("refusal", reason).await,
+        ProtocolError::WrongParty
+    );
+    gw.rec
+        .none("a third identity", |f| match f {
+            Frame::Identity(_) => Some(()),
+            _ => None,
+        })
+        .await;
+}
+
+#[actix_rt::test]
+async fn im_goes_to_the_session_gateway_holding_the_user_and_home_otherwise() {
+    let w = world().await;
+    let gw = session_gateway(&w).await;
+    // Connected and logged in, it still gets no IM of users it does not hold.
+    let r = w.submit(w.imi(To::User("alice".into()))).await;
+    assert_eq!(r.imi.route.destination, w.im.id);
+
+    w.send(
+        &gw.id,
+        presence_frame(&gw, "alice", PresenceState::Online, NOW),
+    )
+    .await;
+    let r = w.submit(w.imi(To::User("alice".into()))).await;
+    assert_eq!(r.imi.route.destination, gw.id);
+    // Another member's word about bob changes nothing.
+    let sms = w.sms.session.as_ref().unwrap();
+    let p = verify::make_presence(sms, "alice".into(), PresenceState::Offline, NOW);
+    w.send(&w.sms.id, Frame::Presence(p)).await;
+    w.send(
+        &gw.id,
+        presence_frame(&gw, "alice", PresenceState::Busy, NOW),
+    )
+    .await;
+    let r = w.submit(w.imi(To::User("alice".into()))).await;
+    assert_eq!(r.imi.route.destination, gw.id);
+    // A forged presence frame from the gateway is refused and holds nothing.
+    let mut forged = verify::make_presence(
+        gw.session.as_ref().unwrap(),
+        "bob".into(),
+        PresenceState::Online,
+        NOW,
+    );
+    forged.mac = mac::mac(b"forged", "presence", &[b"x"]);
+    w.send(&gw.id, Frame::Presence(forged)).await;
+    let r = w.submit(w.imi(To::User("bob".into()))).await;
+    assert_eq!(r.imi.route.destination, w.im.id);
+
+    // Offline there: home again (alice has only IM: it waits in the home
+    // inbox).
+    w.send(
+        &gw.id,
+        presence_frame(&gw, "alice", PresenceState::Offline, NOW),
+    )
+    .await;
+    let r = w.submit(w.imi(To::User("alice".into()))).await;
+    assert_eq!(r.imi.route.destination, w.im.id);
+
+    // The gateway's link goes: the users it held are offline and go home.
+    w.send(
+        &gw.id,
+        presence_frame(&gw, "alice", PresenceState::Online, NOW),
+    )
+    .await;
+    let gone = w.shared.deps.members.detach_link(&gw.id, 7);
+    assert_eq!(gone, ["alice"]);
+    w.shared.sessions_ended(&gw.id, gone);
+    let r = w.submit(w.imi(To::User("alice".into()))).await;
+    assert_eq!(r.imi.route.destination, w.im.id);
+    // (The presence actor has handled what came before this.)
+    w.presence.send(crate::presence::IdleTick).await.unwrap();
+    let state = w.shared.deps.presence.get("alice").map(|e| e.state);
+    assert_eq!(state, Some(State::Offline));
+}

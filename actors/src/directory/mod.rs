@@ -179,6 +179,12 @@ impl Directory {
         self.tokens.get(&token_hash(token)).map(|u| u.clone())
     }
 
+    /// The user whose API token has SHA-256 `digest` (a remote IM gateway
+    /// asks with the digest, never the token).
+    pub fn authenticate_digest(&self, digest: &[u8; 32]) -> Option<String> {
+        self.tokens.get(&hex(digest)).map(|u| u.clone())
+    }
+
     /// Creates or replaces a profile (durably). A new user gets a token,
     /// returned once; an existing user keeps theirs.
     ///

@@ -10,6 +10,7 @@
 //!   are resent until the broker acknowledges them.
 
 pub mod messages;
+pub mod sessions;
 
 #[cfg(test)]
 mod tests;
@@ -23,6 +24,7 @@ use tokio::sync::oneshot;
 pub use messages::{
     Accepted, GetInFlight, InFlight, MediumReport, Originate, OriginateError, Receipt,
 };
+pub use sessions::{AnnouncePresence, IdentifyError, IdentifyToken};
 
 use crate::medium::{Delivery, Medium, MediumAck};
 use crate::member_link::{MemberConfig, MemberLink};
@@ -64,6 +66,8 @@ pub struct Gateway<M: Medium> {
     /// Dedupe keys of originates whose outbox write is in flight: a
     /// concurrent retry is a duplicate before the key is on disk.
     originating: HashMap<Vec<u8>, TxnId>,
+    /// Its clients' sessions (an IM gateway in another process).
+    clients: sessions::ClientSessions,
 }
 
 /// How long an `Originate` dedupe key (an HTTP `Idempotency-Key`, a spool
@@ -94,6 +98,7 @@ impl<M: Medium> Gateway<M> {
             unacked: HashMap::new(),
             told_health: None,
             originating: HashMap::new(),
+            clients: sessions::ClientSessions::default(),
         }
     }
 
@@ -174,6 +179,7 @@ impl<M: Medium> Gateway<M> {
         for r in unacked {
             self.send_report(r.txn, r.attempt, r.id, r.status, r.attestations);
         }
+        self.announce_all();
         Ok(())
     }
 
@@ -454,6 +460,7 @@ impl<M: Medium> Handler<MiapFrame> for Gateway<M> {
             Frame::Rejected(r) if from_broker => self.on_rejected(r),
             Frame::Notify(n) if from_broker => self.on_notify(n),
             Frame::ReportAck(a) if from_broker => self.on_report_ack(a),
+            Frame::Identity(i) if from_broker => self.on_identity(i),
             Frame::Refused(r) => {
                 self.on_refused(&from, r);
                 Ok(())
@@ -571,6 +578,7 @@ impl<M: Medium> Handler<crate::link::LinkUp> for Gateway<M> {
     /// answers repeats idempotently).
     fn handle(&mut self, _: crate::link::LinkUp, _: &mut Context<Self>) {
         self.link.drop_session();
+        self.drop_identify_requests();
         self.unsent = self.outbox.keys().copied().collect();
         self.login();
     }

@@ -12,6 +12,7 @@ use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::delivery::Reach;
+use crate::gateway::AnnouncePresence;
 use crate::protocol::clock::SharedClock;
 use crate::protocol::{MediumKind, PresenceState};
 
@@ -48,6 +49,16 @@ impl State {
             PresenceState::Away(n) => (State::Away, n.clone()),
             PresenceState::Busy => (State::Busy, None),
             PresenceState::Offline => (State::Offline, None),
+        }
+    }
+
+    /// As the MIAP frame's state (only `Away` carries the note).
+    pub fn to_frame(self, note: Option<String>) -> PresenceState {
+        match self {
+            State::Online => PresenceState::Online,
+            State::Away => PresenceState::Away(note),
+            State::Busy => PresenceState::Busy,
+            State::Offline => PresenceState::Offline,
         }
     }
 }
@@ -166,6 +177,9 @@ pub struct Presence {
     /// subscriber → watched users.
     watching: HashMap<String, HashSet<String>>,
     push: Option<Recipient<PresencePush>>,
+    /// Told every change of a user's visible state (an IM gateway in
+    /// another process announces it to the broker).
+    announce: Option<Recipient<AnnouncePresence>>,
 }
 
 impl Presence {
@@ -178,7 +192,14 @@ impl Presence {
             watchers: HashMap::new(),
             watching: HashMap::new(),
             push,
+            announce: None,
         }
+    }
+
+    /// Telling `r` every change of a user's visible state.
+    pub fn with_announce(mut self, r: Recipient<AnnouncePresence>) -> Self {
+        self.announce = Some(r);
+        self
     }
 
     /// The read view.
@@ -211,6 +232,12 @@ impl Presence {
         self.view.0.insert(user.to_string(), e.clone());
         if changed {
             self.notify(user, &e);
+            if let Some(a) = &self.announce {
+                a.do_send(AnnouncePresence {
+                    user: user.to_string(),
+                    state: e.state.to_frame(e.note.clone()),
+                });
+            }
         }
     }
 

@@ -54,6 +54,10 @@ pub mod label {
     pub const PRESENCE: &str = "presence";
     /// A member's health.
     pub const HEALTH: &str = "health";
+    /// An IM gateway asks whose token it holds.
+    pub const IDENTIFY: &str = "identify";
+    /// The broker's answer.
+    pub const IDENTITY: &str = "identity";
 }
 
 fn keyed(key: &[u8]) -> HmacSha256 {

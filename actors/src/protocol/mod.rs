@@ -20,9 +20,9 @@ pub mod verify;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ProtocolError;
 pub use frames::{
-    Attestation, Frame, Grant, HealthFrame, Login, LoginAck, Notify, NotifyAck, Outcome,
-    PresenceFrame, PresenceState, RefuseReason, RejectReason, Rejected, Release, ReleaseAck,
-    Report, ReportAck, ReportStatus, Submit, Transmit, TransmitAck,
+    Attestation, Frame, Grant, HealthFrame, Identify, Identity, Login, LoginAck, Notify, NotifyAck,
+    Outcome, PresenceFrame, PresenceState, RefuseReason, RejectReason, Rejected, Release,
+    ReleaseAck, Report, ReportAck, ReportStatus, Submit, Transmit, TransmitAck,
 };
 pub use ids::{Address, MediumKind, MemberId, TxnId};
 pub use imi::{BrokerImi, Imi, Priority, Route, To};

@@ -7,8 +7,9 @@ use std::collections::HashSet;
 use super::codec::encode;
 use super::error::ProtocolError;
 use super::frames::{
-    Attestation, Grant, HealthFrame, Notify, NotifyAck, Outcome, PresenceFrame, PresenceState,
-    RejectReason, Rejected, Release, ReleaseAck, Report, ReportAck, ReportStatus, Submit, Transmit,
+    Attestation, Grant, HealthFrame, Identify, Identity, Notify, NotifyAck, Outcome, PresenceFrame,
+    PresenceState, RejectReason, Rejected, Release, ReleaseAck, Report, ReportAck, ReportStatus,
+    Submit, Transmit,
 };
 use super::ids::{MediumKind, MemberId, TxnId};
 use super::imi::{BrokerImi, Imi};
@@ -567,6 +568,104 @@ pub fn check_health(
                 &h.ts_ms.to_be_bytes(),
             ],
             &h.mac,
+        ),
+        ProtocolError::BadMac,
+    )
+}
+
+// ---- identify (remote IM gateways) ----
+
+/// IM gateway: asks whose token has SHA-256 `token_sha256` (request `req`).
+pub fn make_identify(session: &Session, req: u64, token_sha256: [u8; 32], ts_ms: u64) -> Identify {
+    let mac = mac::mac(
+        session.key.bytes(),
+        label::IDENTIFY,
+        &[&req.to_be_bytes(), &token_sha256, &ts_ms.to_be_bytes()],
+    );
+    Identify {
+        member: session.member.clone(),
+        req,
+        token_sha256,
+        ts_ms,
+        mac,
+    }
+}
+
+/// Broker: checks an identify frame (member, skew, MAC).
+///
+/// # Errors
+/// [`ProtocolError::WrongParty`], [`ProtocolError::SkewExceeded`], [`ProtocolError::BadMac`].
+pub fn check_identify(
+    session: &Session,
+    f: &Identify,
+    now_ms: u64,
+    skew_ms: u64,
+) -> Result<(), ProtocolError> {
+    check(f.member == session.member, ProtocolError::WrongParty)?;
+    check(
+        now_ms.abs_diff(f.ts_ms) <= skew_ms,
+        ProtocolError::SkewExceeded,
+    )?;
+    check(
+        mac::verify(
+            session.key.bytes(),
+            label::IDENTIFY,
+            &[
+                &f.req.to_be_bytes(),
+                &f.token_sha256,
+                &f.ts_ms.to_be_bytes(),
+            ],
+            &f.mac,
+        ),
+        ProtocolError::BadMac,
+    )
+}
+
+fn identity_fields(req: u64, token_sha256: &[u8; 32], user: Option<&str>) -> Vec<u8> {
+    // `None` and `Some("")` must differ: a presence byte, then the id.
+    let mut v = req.to_be_bytes().to_vec();
+    v.extend_from_slice(token_sha256);
+    match user {
+        Some(u) => {
+            v.push(1);
+            v.extend_from_slice(u.as_bytes());
+        }
+        None => v.push(0),
+    }
+    v
+}
+
+/// Broker: the answer to an identify frame.
+pub fn make_identity(
+    session: &Session,
+    req: u64,
+    token_sha256: &[u8; 32],
+    user: Option<String>,
+) -> Identity {
+    let mac = mac::mac(
+        session.key.bytes(),
+        label::IDENTITY,
+        &[&identity_fields(req, token_sha256, user.as_deref())],
+    );
+    Identity { req, user, mac }
+}
+
+/// IM gateway: checks the broker's answer to its request for
+/// `token_sha256`.
+///
+/// # Errors
+/// [`ProtocolError::BadMac`].
+pub fn check_identity(
+    session: &Session,
+    i: &Identity,
+    token_sha256: &[u8; 32],
+) -> Result<(), ProtocolError> {
+    check(
+        mac::verify(
+            session.key.bytes(),
+            label::IDENTITY,
+            &[&identity_fields(i.req, token_sha256, i.user.as_deref())],
+            &i.mac,
         ),
         ProtocolError::BadMac,
     )

@@ -3,7 +3,7 @@
 //! of users they subscribed to. Each session drains its own channel, so a
 //! slow socket never holds up the hub.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use actix::prelude::*;
 use serde_json::{json, Value};
@@ -11,7 +11,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use switchboard_actors::gateway::Receipt;
 use switchboard_actors::presence::PresencePush;
-use switchboard_actors::protocol::Outcome;
+use switchboard_actors::protocol::{Outcome, TxnId};
 use switchboard_actors::store::{InboxEntry, Store};
 
 use crate::api::time::rfc3339;
@@ -25,6 +25,34 @@ pub struct Hub {
     next_id: u64,
     store: Store,
     observer: Option<Recipient<Receipt>>,
+    /// Where the broker's transaction records are not at hand (an IM
+    /// gateway in another process): who sent each delivered message, so
+    /// its later read receipt finds the sender. Bounded, oldest forgotten
+    /// first.
+    senders: Option<Senders>,
+}
+
+/// Senders of delivered messages, for their read receipts.
+#[derive(Default)]
+struct Senders {
+    by_txn: HashMap<TxnId, String>,
+    order: VecDeque<TxnId>,
+}
+
+/// Delivered messages whose senders a remote IM gateway remembers.
+const SENDERS_KEPT: usize = 100_000;
+
+impl Senders {
+    fn remember(&mut self, txn: TxnId, user: &str) {
+        if self.by_txn.insert(txn, user.to_string()).is_none() {
+            self.order.push_back(txn);
+        }
+        while self.order.len() > SENDERS_KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.by_txn.remove(&old);
+            }
+        }
+    }
 }
 
 impl Hub {
@@ -35,7 +63,15 @@ impl Hub {
             next_id: 0,
             store,
             observer,
+            senders: None,
         }
+    }
+
+    /// Remembering the senders of delivered messages in memory, for a
+    /// process without the broker's records.
+    pub fn remembering_senders(mut self) -> Self {
+        self.senders = Some(Senders::default());
+        self
     }
 
     /// Sends `frame` to every session of `user`; returns how many got it.
@@ -151,13 +187,21 @@ impl Handler<Receipt> for Hub {
     fn handle(&mut self, r: Receipt, _: &mut Context<Self>) {
         // A Read comes after the originator let go of the message: the
         // transaction names the sender.
-        let sender = r.sender_user.clone().or_else(|| {
-            self.store
-                .txn(&r.txn)
-                .ok()
-                .flatten()
-                .and_then(|t| t.imi.sender_user)
-        });
+        let sender = match &mut self.senders {
+            Some(senders) => {
+                if let Some(u) = &r.sender_user {
+                    senders.remember(r.txn, u);
+                }
+                senders.by_txn.get(&r.txn).cloned()
+            }
+            None => r.sender_user.clone().or_else(|| {
+                self.store
+                    .txn(&r.txn)
+                    .ok()
+                    .flatten()
+                    .and_then(|t| t.imi.sender_user)
+            }),
+        };
         if let Some(user) = &sender {
             let status = match &r.outcome {
                 Outcome::Blocked(_) => "blocked",

@@ -25,10 +25,10 @@ use switchboard_actors::protocol::{Priority, ReportStatus};
 use switchboard_actors::store::records::enc;
 use switchboard_actors::store::{InboxEntry, Tree, WriteBatch};
 
+use super::clients::ImClients;
 use super::hub::{message_frame, Join, Leave};
 use crate::api::error::ApiError;
 use crate::api::messages::{check_idempotency_key, mark_read, parse_txn, send_as, SendRequest};
-use crate::api::ApiState;
 
 /// How long an unauthenticated socket may stay open.
 const AUTH_WINDOW: Duration = Duration::from_secs(10);
@@ -108,12 +108,12 @@ fn token_of(req: &HttpRequest) -> Option<String> {
 pub async fn websocket(
     req: HttpRequest,
     body: web::Payload,
-    st: web::Data<ApiState>,
+    st: web::Data<ImClients>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let user = match token_of(&req) {
         Some(t) => Some(
-            st.directory
-                .authenticate(&t)
+            st.authenticate(&t)
+                .await?
                 .ok_or_else(|| ApiError::unauthorized("invalid token"))?,
         ),
         None => None,
@@ -129,7 +129,7 @@ pub async fn websocket(
 }
 
 struct Conn {
-    st: Arc<ApiState>,
+    st: Arc<ImClients>,
     user: Option<String>,
     joined: Option<u64>,
     tx: mpsc::UnboundedSender<String>,
@@ -150,13 +150,12 @@ impl Conn {
             .unwrap_or(0);
         st.presence.do_send(SessionOpened(user.clone()));
         metrics::gauge!("switchboard_ws_sessions").increment(1.0);
-        if let Some(p) = st.directory.profile(&user) {
-            if !p.contacts.is_empty() {
-                st.presence.do_send(Subscribe {
-                    subscriber: user.clone(),
-                    users: p.contacts.clone(),
-                });
-            }
+        let contacts = st.contacts(&user);
+        if !contacts.is_empty() {
+            st.presence.do_send(Subscribe {
+                subscriber: user.clone(),
+                users: contacts,
+            });
         }
         self.joined = Some(id);
         self.user = Some(user.clone());
@@ -197,7 +196,7 @@ impl Conn {
         if !held.is_empty() {
             self.st.store.writer().write(held).await?;
             for r in reports {
-                self.st.im.do_send(r);
+                self.st.gateway.do_send(r);
             }
         }
         Ok(())
@@ -257,12 +256,16 @@ impl Conn {
         };
         let Some(user) = self.user.clone() else {
             return match frame {
-                ClientFrame::Auth { token } => match self.st.directory.authenticate(&token) {
-                    Some(u) => {
+                ClientFrame::Auth { token } => match self.st.authenticate(&token).await {
+                    Ok(Some(u)) => {
                         self.join(u).await;
                         Ok(())
                     }
-                    None => Err(close(CloseCode::Policy, "invalid token")),
+                    Ok(None) => Err(close(CloseCode::Policy, "invalid token")),
+                    Err(e) => {
+                        let _ = self.tx.send(error_frame(id.as_ref(), &e.code, &e.message));
+                        Err(close(CloseCode::Again, "cannot check the token now"))
+                    }
                 },
                 _ => {
                     let _ = self.tx.send(error_frame(
@@ -385,7 +388,7 @@ fn close(code: CloseCode, why: &str) -> CloseReason {
 }
 
 async fn run(
-    st: Arc<ApiState>,
+    st: Arc<ImClients>,
     mut session: Session,
     mut stream: actix_ws::AggregatedMessageStream,
     user: Option<String>,

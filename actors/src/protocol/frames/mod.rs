@@ -7,7 +7,7 @@ pub mod txn;
 
 use serde::{Deserialize, Serialize};
 
-pub use presence::{HealthFrame, PresenceFrame, PresenceState};
+pub use presence::{HealthFrame, Identify, Identity, PresenceFrame, PresenceState};
 pub use session::{Login, LoginAck, RefuseReason};
 pub use txn::{
     Attestation, Grant, Notify, NotifyAck, Outcome, RejectReason, Rejected, Release, ReleaseAck,
@@ -47,9 +47,13 @@ pub enum Frame {
     NotifyAck(NotifyAck),
     /// Presence (gateway → broker).
     Presence(PresenceFrame),
-    /// A gateway's medium health (gateway → broker). Last, so the older
-    /// variants keep their encoding.
+    /// A gateway's medium health (gateway → broker).
     Health(HealthFrame),
+    /// Whose token is this (IM gateway → broker). New variants go last, so
+    /// the older ones keep their encoding.
+    Identify(Identify),
+    /// The answer to `Identify` (broker → IM gateway).
+    Identity(Identity),
 }
 
 impl Frame {
@@ -70,7 +74,9 @@ impl Frame {
             | Frame::LoginAck(_)
             | Frame::Refused(_)
             | Frame::Presence(_)
-            | Frame::Health(_) => return None,
+            | Frame::Health(_)
+            | Frame::Identify(_)
+            | Frame::Identity(_) => return None,
         })
     }
 
@@ -92,6 +98,8 @@ impl Frame {
             Frame::NotifyAck(_) => "notify_ack",
             Frame::Presence(_) => "presence",
             Frame::Health(_) => "health",
+            Frame::Identify(_) => "identify",
+            Frame::Identity(_) => "identity",
         }
     }
 }

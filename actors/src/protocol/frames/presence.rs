@@ -50,3 +50,36 @@ pub struct HealthFrame {
     /// The MAC.
     pub mac: Tag,
 }
+
+/// `Identify { member, req, token_sha256, ts, mac(S, "identify", req,
+/// token_sha256, ts) }`: an IM gateway in another process asks the broker
+/// whose API token this is (a client opening a session there). It carries
+/// the token's SHA-256, never the token: a captured frame does not give
+/// anyone a token the API would take.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identify {
+    /// The gateway asking.
+    pub member: MemberId,
+    /// The gateway's request number (the answer carries it).
+    pub req: u64,
+    /// SHA-256 of the token.
+    pub token_sha256: [u8; 32],
+    /// When, ms since the epoch.
+    pub ts_ms: u64,
+    /// The MAC.
+    pub mac: Tag,
+}
+
+/// `Identity { req, user, mac(S, "identity", req, token_sha256, user) }`:
+/// the broker's answer to [`Identify`] — the token's user, or none. The MAC
+/// covers the digest asked about, so an answer cannot be moved to another
+/// request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// The request answered.
+    pub req: u64,
+    /// The user the token belongs to; `None` for an unknown token.
+    pub user: Option<String>,
+    /// The MAC.
+    pub mac: Tag,
+}

@@ -1,0 +1,114 @@
+//! What the IM client API — WebSocket sessions, sending, reading — needs,
+//! wherever it runs: on the node (tokens checked against its directory) or
+//! in an IM gateway in another process (tokens checked by the node's broker
+//! over MIAP, `Identify`).
+
+use std::time::Duration;
+
+use actix::Addr;
+use tokio::sync::watch;
+
+use switchboard_actors::directory::Directory;
+use switchboard_actors::gateway::IdentifyToken;
+use switchboard_actors::presence::Presence;
+use switchboard_actors::store::Store;
+
+use super::hub::Hub;
+use crate::api::error::ApiError;
+use crate::config::Config;
+use crate::node::ImGateway;
+
+/// Who checks a client's token.
+#[derive(Clone)]
+pub enum Tokens {
+    /// The node's own directory.
+    Directory(Directory),
+    /// The node, asked over the gateway's MIAP link.
+    Node,
+}
+
+/// The IM client side of a node or of a remote IM gateway. Cheap to clone.
+#[derive(Clone)]
+pub struct ImClients {
+    /// The store holding the IM inbox and the gateway's outbox.
+    pub store: Store,
+    /// The IM gateway that originates and delivers.
+    pub gateway: ImGateway,
+    /// The session hub.
+    pub hub: Addr<Hub>,
+    /// Presence of this side's sessions.
+    pub presence: Addr<Presence>,
+    /// Who checks tokens.
+    pub tokens: Tokens,
+    /// Largest body or frame.
+    pub max_body_bytes: usize,
+    /// How long a submit waits for the broker's decision.
+    pub submit_timeout: Duration,
+    /// Default message lifetime (s).
+    pub default_expires_in_s: u64,
+    /// Longest message lifetime (s).
+    pub max_expires_in_s: u64,
+    /// Set when the process shuts down: sessions are closed (1001), new
+    /// messages are refused (503).
+    pub draining: watch::Receiver<bool>,
+}
+
+impl ImClients {
+    /// The client side over `gateway`, its `hub` and `presence`, with the
+    /// limits of `cfg`.
+    pub fn new(
+        cfg: &Config,
+        store: Store,
+        gateway: ImGateway,
+        hub: Addr<Hub>,
+        presence: Addr<Presence>,
+        tokens: Tokens,
+        draining: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            store,
+            gateway,
+            hub,
+            presence,
+            tokens,
+            max_body_bytes: cfg.http.max_body_bytes,
+            submit_timeout: Duration::from_secs(cfg.http.submit_timeout_s),
+            default_expires_in_s: cfg.broker.default_expires_in_s,
+            max_expires_in_s: cfg.broker.max_expires_in_s,
+            draining,
+        }
+    }
+
+    /// The user whose token this is; `None` for an unknown token.
+    ///
+    /// # Errors
+    /// 503 when the node cannot be asked (a remote gateway without a link).
+    pub async fn authenticate(&self, token: &str) -> Result<Option<String>, ApiError> {
+        match &self.tokens {
+            Tokens::Directory(d) => Ok(d.authenticate(token)),
+            Tokens::Node => {
+                let asked = self.gateway.send(IdentifyToken(token.to_string()));
+                match actix_rt::time::timeout(self.submit_timeout, asked).await {
+                    Ok(Ok(Ok(user))) => Ok(user),
+                    Ok(Ok(Err(e))) => Err(ApiError::unavailable("node_unreachable", e.to_string())),
+                    Ok(Err(_)) | Err(_) => Err(ApiError::unavailable(
+                        "node_unreachable",
+                        "the node did not answer in time",
+                    )),
+                }
+            }
+        }
+    }
+
+    /// The users whose presence `user` follows from the start (their
+    /// profile's contacts; none where the directory is not at hand).
+    pub fn contacts(&self, user: &str) -> Vec<String> {
+        match &self.tokens {
+            Tokens::Directory(d) => d
+                .profile(user)
+                .map(|p| p.contacts.clone())
+                .unwrap_or_default(),
+            Tokens::Node => Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! The IM gateway in its own process (`switchboard gateway --medium im`):
+//! IM clients connect to it — the WebSocket protocol of `GET /v1/ws` on its
+//! `http.listen` — instead of to the node. It checks their tokens by asking
+//! the node's broker over MIAP (`Identify`), tells the broker their
+//! presence (`Presence`: it holds their sessions, so the broker routes
+//! their IM here while they are online), originates what they send, and
+//! delivers what the broker routes to them: into its own inbox (so a
+//! reconnecting session gets what it missed) and onto their open sessions.
+//! While a user has no session here, the broker routes their IM to the
+//! node's own IM gateway — the home inbox.
+
+use std::net::SocketAddr;
+
+use actix::prelude::*;
+use actix_web::{web, App, HttpServer};
+use tokio::sync::watch;
+
+use switchboard_actors::delivery::ImOfflineWait;
+use switchboard_actors::gateway::Receipt;
+use switchboard_actors::presence::{Presence, PresencePush};
+use switchboard_actors::protocol::clock::SharedClock;
+use switchboard_actors::store::Store;
+
+use super::clients::{ImClients, Tokens};
+use super::hub::Hub;
+use super::ImMedium;
+use crate::api::error::ApiError;
+use crate::config::Config;
+use crate::node::ImGateway;
+
+/// A running remote IM gateway's client side.
+pub struct RemoteIm {
+    /// Where its client API listens.
+    pub addr: SocketAddr,
+    /// The HTTP server (stop it at shutdown).
+    pub server: actix_web::dev::ServerHandle,
+    /// Set to close every session (1001) and refuse new messages.
+    pub draining: watch::Sender<bool>,
+}
+
+/// Starts the IM medium, its gateway (made by `gateway` from the medium and
+/// where receipts go), presence and the client API on `cfg.http.listen`.
+///
+/// # Errors
+/// When the listen address cannot be bound.
+pub fn start(
+    cfg: &Config,
+    store: &Store,
+    clock: SharedClock,
+    gateway: impl FnOnce(ImMedium, Recipient<Receipt>) -> ImGateway,
+) -> anyhow::Result<RemoteIm> {
+    let hub = Hub::new(store.clone(), None).remembering_senders().start();
+    let push: Recipient<PresencePush> = hub.clone().recipient();
+    let presence = Presence::new(clock, cfg.presence.idle_timeout_s * 1000, Some(push));
+    // Whether a user is online is what this gateway's sessions say; a
+    // message for one who is not is held in the inbox here, and reported
+    // delivered when they connect (the broker routes them home meanwhile).
+    let medium = ImMedium::new(
+        store.clone(),
+        None,
+        hub.clone(),
+        presence.view(),
+        ImOfflineWait::new(false),
+    );
+    let im = gateway(medium, hub.clone().recipient());
+    let presence = presence.with_announce(im.clone().recipient()).start();
+    let (draining, draining_rx) = watch::channel(false);
+    let clients = ImClients::new(
+        cfg,
+        store.clone(),
+        im,
+        hub,
+        presence,
+        Tokens::Node,
+        draining_rx,
+    );
+    let limit = clients.max_body_bytes;
+    let data = web::Data::new(clients);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::PayloadConfig::new(limit))
+            .service(crate::api::health::healthz)
+            .service(web::scope("/v1").service(super::ws::websocket))
+            .default_service(web::to(|| async {
+                Err::<actix_web::HttpResponse, _>(ApiError::not_found(
+                    "no such endpoint: a remote IM gateway serves GET /healthz and GET /v1/ws",
+                ))
+            }))
+    });
+    let (server, addr) = crate::api::run_on(server, &cfg.http.listen, cfg.shutdown.timeout_s)?;
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    Ok(RemoteIm {
+        addr,
+        server: handle,
+        draining,
+    })
+}
+
+impl RemoteIm {
+    /// Closes every session politely and stops the client API.
+    pub async fn stop(self) {
+        let _ = self.draining.send(true);
+        // Sessions see the switch and close with 1001.
+        actix_rt::time::sleep(std::time::Duration::from_millis(200)).await;
+        self.server.stop(true).await;
+    }
+}
