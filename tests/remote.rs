@@ -973,3 +973,39 @@ fn a_remote_im_gateway_holds_its_users_sessions_and_the_node_keeps_the_home_inbo
     assert_eq!(st["attempts"][0]["gateway"], "gw-im-1");
     assert_eq!(alice.inbox().len(), 2);
 }
+
+#[test]
+fn a_remote_im_gateway_without_its_node_refuses_sessions_with_503() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = {
+        // The key file of a member of a node that is gone.
+        let node = TestNode::start();
+        let key = add_member(&node.admin, "gw-im-3", "im", keys.path());
+        node.stop();
+        key
+    };
+    let listen = format!("127.0.0.1:{}", free_port());
+    let connect = format!("127.0.0.1:{}", free_port());
+    let gw_data = tempfile::tempdir().unwrap();
+    let env = [("SWITCHBOARD_HTTP__LISTEN", listen.as_str())];
+    let gw = RemoteGw::spawn("im", &connect, &key, gw_data.path(), &env);
+    let remote = format!("http://{listen}");
+    eventually("the gateway's client API", || {
+        std::net::TcpStream::connect(&listen).ok()
+    });
+    assert_eq!(ws_handshake_status(&remote, "sb_anything"), 503);
+    let health = Api::new(&remote, "");
+    assert_eq!(health.get("/healthz").0, 200);
+    let (code, v) = health.get("/v1/inbox");
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+
+    // SIGTERM: open sessions are closed politely, the process exits 0.
+    let mut ws = Ws::connect(&remote, None);
+    std::thread::sleep(Duration::from_millis(100));
+    let status = gw.terminate();
+    assert_eq!(ws.expect_close().0, 1001);
+    assert!(status.success(), "exit status {status}");
+}

@@ -1048,6 +1048,11 @@ impl RemoteGw {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM, then its exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        terminate(&mut self.child)
+    }
+
     /// Freezes the process (SIGSTOP): its connection stays open, it reads
     /// nothing.
     pub fn freeze(&self) {

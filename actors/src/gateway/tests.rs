@@ -526,3 +526,128 @@ async fn an_expired_session_is_renewed_and_the_submit_sent_again() {
         "the waiting client gets its answer"
     );
 }
+
+#[actix_rt::test]
+async fn an_im_gateway_asks_whose_token_and_trusts_only_the_brokers_answer() {
+    let w = world();
+    let r = w.start(FakeMedium::default()).await;
+    let asking = actix_rt::spawn(r.gw.send(IdentifyToken("sb_secret".into())));
+    let ask = w
+        .broker
+        .take("identify", |f| match f {
+            Frame::Identify(i) => Some(i.clone()),
+            _ => None,
+        })
+        .await;
+    let digest = crate::protocol::mac::sha256(b"sb_secret");
+    assert_eq!(
+        ask.token_sha256, digest,
+        "the digest travels, not the token"
+    );
+    verify::check_identify(&r.session, &ask, NOW, 30_000).expect("a valid identify");
+    let answer = |req, user: &str, d: &[u8; 32]| MiapFrame {
+        from: broker_id(),
+        frame: Frame::Identity(verify::make_identity(&r.session, req, d, Some(user.into()))),
+    };
+    // An answer for another digest, or to a request never made, is refused
+    // and does not answer the asker.
+    r.gw.send(answer(
+        ask.req,
+        "mallory",
+        &crate::protocol::mac::sha256(b"other"),
+    ))
+    .await
+    .unwrap();
+    r.gw.send(answer(ask.req + 1, "mallory", &digest))
+        .await
+        .unwrap();
+    for want in [ProtocolError::BadMac, ProtocolError::WrongParty] {
+        let got = w
+            .broker
+            .take("refusal", |f| match f {
+                Frame::Refused(x) => Some(x.error),
+                _ => None,
+            })
+            .await;
+        assert_eq!(got, want);
+    }
+    assert!(!asking.is_finished());
+    r.gw.send(answer(ask.req, "carol", &digest)).await.unwrap();
+    let user = asking.await.unwrap().unwrap();
+    assert_eq!(user, Ok(Some("carol".to_string())));
+}
+
+#[actix_rt::test]
+async fn an_im_gateway_announces_the_sessions_it_holds_again_after_a_login() {
+    let w = world();
+    let r = w.start(FakeMedium::default()).await;
+    for (user, state) in [
+        ("alice", PresenceState::Online),
+        ("bob", PresenceState::Busy),
+        ("bob", PresenceState::Offline),
+    ] {
+        r.gw.send(AnnouncePresence {
+            user: user.into(),
+            state,
+        })
+        .await
+        .unwrap();
+    }
+    let mut told = Vec::new();
+    for _ in 0..3 {
+        let p = w
+            .broker
+            .take("presence", |f| match f {
+                Frame::Presence(p) => Some(p.clone()),
+                _ => None,
+            })
+            .await;
+        verify::check_presence(&r.session, &p, NOW, 30_000).expect("signed");
+        told.push((p.user, p.state));
+    }
+    assert_eq!(
+        told,
+        [
+            ("alice".to_string(), PresenceState::Online),
+            ("bob".to_string(), PresenceState::Busy),
+            ("bob".to_string(), PresenceState::Offline),
+        ]
+    );
+    // A new connection: the gateway logs in again and, once accepted,
+    // tells the broker alice's session again (bob's is gone).
+    r.gw.send(crate::link::LinkUp).await.unwrap();
+    let login = w
+        .broker
+        .take("login", |f| match f {
+            Frame::Login(l) => Some(l.clone()),
+            _ => None,
+        })
+        .await;
+    let v = LoginVerifier {
+        broker: "broker-1".into(),
+        skew_ms: 30_000,
+        ring: w.ring.clone(),
+    };
+    let (ack, session) = v.accept(&login, NOW, &mut NonceCache::default()).unwrap();
+    r.gw.send(MiapFrame {
+        from: broker_id(),
+        frame: Frame::LoginAck(ack),
+    })
+    .await
+    .unwrap();
+    let p = w
+        .broker
+        .take("presence", |f| match f {
+            Frame::Presence(p) => Some(p.clone()),
+            _ => None,
+        })
+        .await;
+    verify::check_presence(&session, &p, NOW, 30_000).expect("signed in the new session");
+    assert_eq!((p.user.as_str(), p.state), ("alice", PresenceState::Online));
+    w.broker
+        .none("another presence", |f| match f {
+            Frame::Presence(_) => Some(()),
+            _ => None,
+        })
+        .await;
+}
