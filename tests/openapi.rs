@@ -173,7 +173,10 @@ fn the_document_is_valid_complete_and_served() {
 
 fn schemathesis(node: &TestNode, token: &str, filter: &[&str], seconds: u32) {
     // `python3 -m schemathesis.cli` is `st`, wherever pip put the script.
+    // It keeps a cache in its working directory: not in the checkout.
+    let cwd = tempfile::tempdir().expect("a temp dir");
     let out = Command::new("python3")
+        .current_dir(cwd.path())
         .args(["-m", "schemathesis.cli", "run"])
         .arg(format!("{}/api/openapi.json", node.url))
         .args(["-H", &format!("Authorization: Bearer {token}")])
