@@ -13,7 +13,7 @@ use anyhow::{bail, Context as _};
 
 use switchboard_actors::accounting::Accounting;
 use switchboard_actors::broker::shared::{Broker, BrokerDeps, BrokerSettings};
-use switchboard_actors::broker::BrokerShared;
+use switchboard_actors::broker::{BrokerShared, PresenceRouter};
 use switchboard_actors::converter::Converter;
 use switchboard_actors::delivery::{DeliveryService, ImOfflineWait, SetDefault};
 use switchboard_actors::directory::{new_token, Directory};
@@ -200,7 +200,10 @@ impl Core {
         let registry = delivery.registry();
         let delivery = delivery.start();
         let hub = Hub::new(store.clone(), receipts).start();
-        let presence_push: Recipient<PresencePush> = hub.clone().recipient();
+        // Presence pushes go to the node's sessions, or as frames to the IM
+        // gateways in other processes that watch the user.
+        let router = Context::<PresenceRouter>::new();
+        let presence_push: Recipient<PresencePush> = router.address().recipient();
         let presence = Presence::new(
             clock.clone(),
             cfg.presence.idle_timeout_s * 1000,
@@ -218,10 +221,11 @@ impl Core {
                 members: members.clone(),
                 delivery: registry,
                 presence: presence_view.clone(),
-                presence_sink: Some(presence.clone().recipient()),
+                presence_actor: Some(presence.clone()),
                 accounting: accounting.recipient(),
             },
         )?);
+        router.run(PresenceRouter::new(shared.clone(), hub.clone().recipient()));
         let broker = Broker::start(shared, settings.shards);
 
         let im_id = MemberId::new(gateways::im::MEMBER_ID);

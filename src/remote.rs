@@ -168,7 +168,9 @@ pub async fn run(cfg: Config, r: RemoteGateway) -> anyhow::Result<()> {
                 &cfg,
                 &store,
                 parts.clock.clone(),
-                |medium, receipts| parts.start(medium, Some(receipts)),
+                |medium, receipts, presence| {
+                    parts.start_with(medium, Some(receipts), |gw| gw.with_presence(presence))
+                },
             )?;
             println!(
                 "switchboard: im gateway {} (client API listening on {})",
@@ -259,6 +261,16 @@ impl Parts {
         medium: M,
         receipts: Option<Recipient<Receipt>>,
     ) -> Addr<Gateway<M>> {
+        self.start_with(medium, receipts, |gw| gw)
+    }
+
+    /// As [`Parts::start`], the gateway finished by `finish`.
+    fn start_with<M: Medium>(
+        &self,
+        medium: M,
+        receipts: Option<Recipient<Receipt>>,
+        finish: impl FnOnce(Gateway<M>) -> Gateway<M>,
+    ) -> Addr<Gateway<M>> {
         let ctx = Context::<Gateway<M>>::new();
         let (broker, members) = self.link.attach(&ctx.address());
         let mut gw = Gateway::new(
@@ -272,7 +284,7 @@ impl Parts {
         if let Some(r) = receipts {
             gw = gw.with_receipts(r);
         }
-        ctx.run(gw)
+        ctx.run(finish(gw))
     }
 }
 

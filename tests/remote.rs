@@ -842,6 +842,18 @@ fn wait_presence(api: &Api, user: &str, want: &str) {
     });
 }
 
+/// Reads `presence` frames on `ws` until one says `user` is `state`.
+fn until_presence(ws: &mut Ws, user: &str, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let p = ws.expect("presence");
+        if p["user"] == user && p["state"] == state {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{user} never {state}: last {p}");
+    }
+}
+
 /// The WebSocket handshake's HTTP status with `token` (101 when it opens).
 fn ws_handshake_status(base: &str, token: &str) -> u16 {
     use tungstenite::client::IntoClientRequest;
@@ -864,6 +876,12 @@ fn a_remote_im_gateway_holds_its_users_sessions_and_the_node_keeps_the_home_inbo
     let key = add_member(&node.admin, "gw-im-2", "im", keys.path());
     let alice = node.admin.add_user("alice", &[("im", "alice")]);
     let bob = node.admin.add_user("bob", &[("im", "bob")]);
+    // alice follows bob's presence from her profile.
+    let (code, v) = node.admin.put(
+        "/v1/admin/users/alice",
+        &serde_json::json!({"id": "alice", "mechanisms": [{"medium": "im", "address": "alice"}], "contacts": ["bob"]}),
+    );
+    assert_eq!(code, 200, "{v}");
     let listen = format!("127.0.0.1:{}", free_port());
     let gw_data = tempfile::tempdir().unwrap();
     let connect = format!("127.0.0.1:{port}");
@@ -885,6 +903,8 @@ fn a_remote_im_gateway_holds_its_users_sessions_and_the_node_keeps_the_home_inbo
     let mut a = Ws::connect(&remote, None);
     a.send(serde_json::json!({"type": "auth", "token": alice.token}));
     wait_presence(&bob, "alice", "online");
+    // Her contact bob is offline, as the node knows.
+    until_presence(&mut a, "bob", "offline");
     let txn = bob.send("alice", "hello over there");
     let m = a.expect("message");
     assert_eq!(
@@ -897,7 +917,16 @@ fn a_remote_im_gateway_holds_its_users_sessions_and_the_node_keeps_the_home_inbo
 
     // She sends from there to bob, who is on the node; she gets the
     // delivery receipt, and bob's read receipt after he reads it.
+    // bob comes online on the node: alice, on the other gateway, sees it;
+    // bob follows alice and sees her online.
     let mut b = Ws::connect(&node.url, Some(&bob.token));
+    until_presence(&mut a, "bob", "online");
+    b.send(serde_json::json!({"type": "subscribe", "users": ["alice"]}));
+    until_presence(&mut b, "alice", "online");
+    a.send(serde_json::json!({"type": "presence", "state": "busy"}));
+    until_presence(&mut b, "alice", "busy");
+    a.send(serde_json::json!({"type": "presence", "state": "online"}));
+    until_presence(&mut b, "alice", "online");
     a.send(serde_json::json!({"type": "send", "id": 7, "to": "bob", "body": "from afar"}));
     let acc = a.expect("accepted");
     assert_eq!(acc["id"], 7);
@@ -932,6 +961,9 @@ fn a_remote_im_gateway_holds_its_users_sessions_and_the_node_keeps_the_home_inbo
     let alice = node.admin.with_token(&alice_token);
     wait_logged_in(&node.admin, "gw-im-2");
     wait_presence(&bob, "alice", "online");
+    // What alice follows is followed again: bob comes back online.
+    let _b = Ws::connect(&node.url, Some(&bob.token));
+    until_presence(&mut a, "bob", "online");
     let txn = bob.send("alice", "after the node's restart");
     assert_eq!(a.expect("message")["txn"].as_str(), Some(txn.as_str()));
     assert_eq!(

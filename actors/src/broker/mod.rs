@@ -15,6 +15,7 @@
 pub mod messages;
 pub mod route;
 pub mod shared;
+pub mod watchers;
 
 #[cfg(test)]
 mod tests;
@@ -26,17 +27,19 @@ use std::time::Duration;
 use actix::prelude::*;
 
 pub use shared::BrokerShared;
+pub use watchers::PresenceRouter;
+use watchers::{watcher, MAX_WATCH};
 
 use crate::accounting::Account;
 use crate::members::MiapFrame;
-use crate::presence::{SetPresence, State};
+use crate::presence::{Reported, State, Subscribe};
 use crate::protocol::frames::RefuseReason;
 use crate::protocol::tscs::Session;
 use crate::protocol::verify::{self, status_variant, step, StepLog};
 use crate::protocol::{
     Frame, HealthFrame, Identify, Login, MemberId, NotifyAck, Outcome, PresenceFrame,
     PresenceState, ProtocolError, RejectReason, ReleaseAck, Report, ReportStatus, Route, Submit,
-    TxnId,
+    TxnId, Watch,
 };
 use crate::store::records::enc;
 use crate::store::{
@@ -514,7 +517,13 @@ impl BrokerShard {
             .directory
             .authenticate_digest(&f.token_sha256);
         tracing::debug!(member = %from, known = user.is_some(), "identify");
-        let answer = verify::make_identity(&session.current, f.req, &f.token_sha256, user);
+        let contacts = user
+            .as_deref()
+            .and_then(|u| self.shared.deps.directory.profile(u))
+            .map(|p| p.contacts.clone())
+            .unwrap_or_default();
+        let answer =
+            verify::make_identity(&session.current, f.req, &f.token_sha256, user, contacts);
         self.shared.send(from, Frame::Identity(answer));
         Ok(())
     }
@@ -528,12 +537,39 @@ impl BrokerShard {
         // session, so the user's IM goes there while they are not offline.
         let held = p.state != PresenceState::Offline;
         self.shared.deps.members.hold_session(from, &p.user, held);
-        if let Some(sink) = &self.shared.deps.presence_sink {
+        if let Some(presence) = &self.shared.deps.presence_actor {
             let (state, note) = State::from_frame(&p.state);
-            sink.do_send(SetPresence {
+            presence.do_send(Reported {
                 user: p.user,
                 state,
                 note,
+            });
+        }
+        Ok(())
+    }
+
+    /// An IM gateway in another process follows users' presence for its
+    /// clients: it is subscribed (as [`watcher`] of itself) and told each
+    /// one's state now and at every change.
+    fn watch(&mut self, from: &MemberId, w: Watch) -> Result<(), ProtocolError> {
+        let now = self.now();
+        let session = self.shared.session(from, now)?;
+        let skew = self.shared.skew_ms;
+        session.verify(|s| verify::check_watch(s, &w, now, skew))?;
+        if !self.shared.deps.members.is_session_gateway(from) {
+            return Err(ProtocolError::WrongParty);
+        }
+        let valid = w.users.len() <= MAX_WATCH
+            && w.users
+                .iter()
+                .all(|u| crate::directory::profile::valid_user_id(u));
+        if !valid {
+            return Err(ProtocolError::Malformed);
+        }
+        if let Some(presence) = &self.shared.deps.presence_actor {
+            presence.do_send(Subscribe {
+                subscriber: watcher(from),
+                users: w.users,
             });
         }
         Ok(())
@@ -655,6 +691,7 @@ impl Handler<MiapFrame> for BrokerShard {
             Frame::Presence(p) => self.presence(&from, p),
             Frame::Health(h) => self.health(&from, h),
             Frame::Identify(f) => self.identify(&from, f),
+            Frame::Watch(w) => self.watch(&from, w),
             Frame::Refused(r) => {
                 tracing::warn!(member = %from, reason = r.error.code(), txn = ?r.txn.map(|t| t.to_string()), "member refused a frame");
                 Ok(())

@@ -14,7 +14,7 @@ use crate::delivery::{
 };
 use crate::directory::Directory;
 use crate::members::{BrokerHandle, MemberRegistry};
-use crate::presence::{PresenceView, SetPresence};
+use crate::presence::{Presence, PresencePush, PresenceView, Reported, State};
 use crate::protocol::clock::SharedClock;
 use crate::protocol::tscs::{LoginVerifier, NonceCache, Session};
 use crate::protocol::{
@@ -61,8 +61,9 @@ pub struct BrokerDeps {
     pub delivery: DeliveryRegistry,
     /// Presence.
     pub presence: PresenceView,
-    /// Where verified presence frames go.
-    pub presence_sink: Option<Recipient<SetPresence>>,
+    /// The presence actor: where verified presence frames go, and what
+    /// IM gateways in other processes watch.
+    pub presence_actor: Option<Addr<Presence>>,
     /// Where accounting records go.
     pub accounting: Recipient<Account>,
 }
@@ -220,15 +221,32 @@ impl BrokerShared {
             return;
         }
         tracing::info!(member = %member, users = users.len(), "session gateway gone; its users are offline");
-        if let Some(sink) = &self.deps.presence_sink {
+        if let Some(presence) = &self.deps.presence_actor {
             for user in users {
-                sink.do_send(SetPresence {
+                presence.do_send(Reported {
                     user,
-                    state: crate::presence::State::Offline,
+                    state: State::Offline,
                     note: None,
                 });
             }
         }
+    }
+
+    /// Tells session gateway `member` a watched user's presence (a
+    /// `Presence` frame under its session); dropped while it has none —
+    /// it watches again after its next login.
+    pub fn tell_presence(&self, member: &MemberId, p: PresencePush) {
+        let now = self.deps.clock.now_ms();
+        let Ok(pair) = self.session(member, now) else {
+            return;
+        };
+        let f = crate::protocol::verify::make_presence(
+            &pair.current,
+            p.user,
+            p.state.to_frame(p.note),
+            now,
+        );
+        self.send(member, Frame::Presence(f));
     }
 
     /// Sends a frame from the broker to a member.

@@ -8,7 +8,7 @@ use actix::prelude::*;
 
 use super::messages::OpenTransactions;
 use super::shared::{BrokerDeps, BrokerSettings, BrokerShared};
-use super::BrokerShard;
+use super::{watchers, BrokerShard};
 use crate::accounting::Account;
 use crate::delivery::DeliveryService;
 use crate::directory::{Directory, Mechanism, Profile};
@@ -132,7 +132,7 @@ async fn world_with(im_offline_wait: bool) -> World {
                 members,
                 delivery: registry,
                 presence: view,
-                presence_sink: Some(presence.clone().recipient()),
+                presence_actor: Some(presence.clone()),
                 accounting: accounts.clone().start().recipient(),
             },
         )
@@ -1014,4 +1014,88 @@ async fn im_goes_to_the_session_gateway_holding_the_user_and_home_otherwise() {
     w.presence.send(crate::presence::IdleTick).await.unwrap();
     let state = w.shared.deps.presence.get("alice").map(|e| e.state);
     assert_eq!(state, Some(State::Offline));
+}
+
+#[derive(Default, Clone)]
+struct Pushes(Arc<Mutex<Vec<crate::presence::PresencePush>>>);
+impl Actor for Pushes {
+    type Context = Context<Self>;
+}
+impl Handler<crate::presence::PresencePush> for Pushes {
+    type Result = ();
+    fn handle(&mut self, m: crate::presence::PresencePush, _: &mut Context<Self>) {
+        self.0.lock().unwrap().push(m);
+    }
+}
+
+#[actix_rt::test]
+async fn a_session_gateway_watches_presence_as_signed_frames() {
+    let w = world().await;
+    let gw = session_gateway(&w).await;
+    let s = gw.session.as_ref().unwrap();
+    let watch = |users: Vec<String>| Frame::Watch(verify::make_watch(s, users, NOW));
+
+    // Bad watches are refused: forged, by a member that is no session
+    // gateway, too many users, a bad user id.
+    let mut forged = verify::make_watch(s, vec!["bob".into()], NOW);
+    forged.mac = mac::mac(b"forged", "watch", &[b"x"]);
+    w.send(&gw.id, Frame::Watch(forged)).await;
+    let sms = w.sms.session.as_ref().unwrap();
+    let by_sms = verify::make_watch(sms, vec!["bob".into()], NOW);
+    w.send(&w.sms.id, Frame::Watch(by_sms)).await;
+    let many: Vec<String> = (0..=watchers::MAX_WATCH).map(|i| format!("u{i}")).collect();
+    w.send(&gw.id, watch(many)).await;
+    w.send(&gw.id, watch(vec!["member:gw-im-2".into()])).await;
+    let reason = |f: &Frame| refused(f).map(|r| r.error);
+    assert_eq!(gw.rec.take("refusal", reason).await, ProtocolError::BadMac);
+    assert_eq!(
+        w.sms.rec.take("refusal", reason).await,
+        ProtocolError::WrongParty
+    );
+    assert_eq!(
+        gw.rec.take("refusal", reason).await,
+        ProtocolError::Malformed
+    );
+    assert_eq!(
+        gw.rec.take("refusal", reason).await,
+        ProtocolError::Malformed
+    );
+    w.send(&gw.id, watch(vec!["bob".into()])).await;
+    gw.rec.none("a refusal", |f| refused(f).map(|_| ())).await;
+
+    // Pushes for the gateway's watcher become Presence frames under its
+    // session; pushes for users go to the node's own sessions.
+    let local = Pushes::default();
+    let router =
+        watchers::PresenceRouter::new(w.shared.clone(), local.clone().start().recipient()).start();
+    let push = |to: String| crate::presence::PresencePush {
+        to,
+        user: "bob".into(),
+        state: State::Away,
+        note: Some("lunch".into()),
+        since_ms: NOW,
+    };
+    router.send(push(watchers::watcher(&gw.id))).await.unwrap();
+    router.send(push("alice".into())).await.unwrap();
+    let p = gw
+        .rec
+        .take("presence", |f| match f {
+            Frame::Presence(p) => Some(p.clone()),
+            _ => None,
+        })
+        .await;
+    verify::check_presence(s, &p, NOW, 30_000).expect("signed under the gateway's session");
+    assert_eq!(
+        (p.user.as_str(), p.state),
+        ("bob", PresenceState::Away(Some("lunch".into())))
+    );
+    actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    let got: Vec<String> = local
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|p| p.to.clone())
+        .collect();
+    assert_eq!(got, ["alice"]);
 }

@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 pub use messages::{
     Accepted, GetInFlight, InFlight, MediumReport, Originate, OriginateError, Receipt,
 };
-pub use sessions::{AnnouncePresence, IdentifyError, IdentifyToken};
+pub use sessions::{AnnouncePresence, IdentifyError, IdentifyToken, WatchUsers};
 
 use crate::medium::{Delivery, Medium, MediumAck};
 use crate::member_link::{MemberConfig, MemberLink};
@@ -134,6 +134,13 @@ impl<M: Medium> Gateway<M> {
             tracing::info!(member = %self.link.cfg.id, count = b.len(), "forgetting old dedupe keys");
             self.store.writer().write_nowait(b);
         }
+    }
+
+    /// Sends the broker's word on followed users' presence to `r` (an IM
+    /// gateway in another process: its presence actor).
+    pub fn with_presence(mut self, r: Recipient<crate::presence::Reported>) -> Self {
+        self.clients.presence = Some(r);
+        self
     }
 
     /// Sends outcomes of originated messages to `r` (the medium's clients).
@@ -461,6 +468,7 @@ impl<M: Medium> Handler<MiapFrame> for Gateway<M> {
             Frame::Notify(n) if from_broker => self.on_notify(n),
             Frame::ReportAck(a) if from_broker => self.on_report_ack(a),
             Frame::Identity(i) if from_broker => self.on_identity(i),
+            Frame::Presence(p) if from_broker => self.on_presence(p),
             Frame::Refused(r) => {
                 self.on_refused(&from, r);
                 Ok(())

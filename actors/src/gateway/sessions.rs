@@ -1,19 +1,26 @@
 //! What an IM gateway in another process does for its clients' sessions
-//! (MIAP.md, "Presence" and "Identify"): it tells the broker the presence of
-//! every user whose session it holds — again after every login, so a
-//! restarted node learns where its users are — and asks the broker whose
-//! API token a client showed it.
+//! (MIAP.md, "Presence", "Identify", "Watch"): it tells the broker the
+//! presence of every user whose session it holds — again after every login,
+//! so a restarted node learns where its users are — asks the broker whose
+//! API token a client showed it, and follows the presence of the users its
+//! clients subscribed to (the broker's `Presence` frames go to the local
+//! presence actor).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::Gateway;
+use crate::broker::watchers::MAX_WATCH;
 use crate::medium::Medium;
+use crate::presence::{Reported, State};
 use crate::protocol::mac::sha256;
 use crate::protocol::verify;
-use crate::protocol::{Frame, Identity, PresenceState, ProtocolError};
+use crate::protocol::{Frame, Identity, PresenceFrame, PresenceState, ProtocolError};
+
+/// How old a presence frame from the broker may be.
+const PRESENCE_SKEW_MS: u64 = 30_000;
 
 /// A user's presence as the gateway holding their session sees it. Sent to
 /// the broker now and after every (re)login; `Offline` is sent once and
@@ -27,11 +34,23 @@ pub struct AnnouncePresence {
     pub state: PresenceState,
 }
 
-/// Whose API token is this? Answered by the broker; `Ok(None)` for a token
-/// no user has.
+/// Whose API token is this? Answered by the broker: the user and their
+/// contacts; `Ok(None)` for a token no user has.
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<Option<String>, IdentifyError>")]
+#[rtype(result = "Result<Option<Identified>, IdentifyError>")]
 pub struct IdentifyToken(pub String);
+
+/// A token's user and their contacts.
+pub type Identified = (String, Vec<String>);
+
+/// The gateway's clients follow these users' presence: the broker is asked
+/// to tell it (now, and again after every login).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct WatchUsers(pub Vec<String>);
+
+/// The most users a gateway follows; more are not asked for.
+pub const MAX_WATCHED: usize = 100_000;
 
 /// Why a token could not be checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -49,8 +68,12 @@ pub(super) struct ClientSessions {
     announced: HashMap<String, PresenceState>,
     /// Identify requests waiting for the broker: the token's digest and the
     /// asker.
-    identifying: HashMap<u64, ([u8; 32], oneshot::Sender<Option<String>>)>,
+    identifying: HashMap<u64, ([u8; 32], oneshot::Sender<Option<Identified>>)>,
     next_req: u64,
+    /// Users whose presence the clients follow.
+    watched: HashSet<String>,
+    /// Where the broker's word on their presence goes.
+    pub(super) presence: Option<Recipient<Reported>>,
 }
 
 impl<M: Medium> Gateway<M> {
@@ -62,11 +85,41 @@ impl<M: Medium> Gateway<M> {
         }
     }
 
-    /// After a login: every held session's presence again.
+    fn send_watch(&self, users: Vec<String>) {
+        let now = self.now();
+        if let Ok(s) = self.link.session() {
+            for chunk in users.chunks(MAX_WATCH) {
+                let f = verify::make_watch(&s.current, chunk.to_vec(), now);
+                self.to_broker(Frame::Watch(f));
+            }
+        }
+    }
+
+    /// After a login: every held session's presence again, and every
+    /// followed user.
     pub(super) fn announce_all(&self) {
         for (user, state) in &self.clients.announced {
             self.send_presence(user, state);
         }
+        if !self.clients.watched.is_empty() {
+            self.send_watch(self.clients.watched.iter().cloned().collect());
+        }
+    }
+
+    /// The broker's word on a followed user's presence.
+    pub(super) fn on_presence(&mut self, p: PresenceFrame) -> Result<(), ProtocolError> {
+        let now = self.now();
+        self.session()?
+            .verify(|s| verify::check_presence(s, &p, now, PRESENCE_SKEW_MS))?;
+        if let Some(r) = &self.clients.presence {
+            let (state, note) = State::from_frame(&p.state);
+            r.do_send(Reported {
+                user: p.user,
+                state,
+                note,
+            });
+        }
+        Ok(())
     }
 
     /// A new connection: requests sent on the old one get no answer.
@@ -82,7 +135,7 @@ impl<M: Medium> Gateway<M> {
         self.session()?
             .verify(|s| verify::check_identity(s, &i, &digest))?;
         if let Some((_, tx)) = self.clients.identifying.remove(&i.req) {
-            let _ = tx.send(i.user);
+            let _ = tx.send(i.user.map(|u| (u, i.contacts)));
         }
         Ok(())
     }
@@ -101,8 +154,28 @@ impl<M: Medium> Handler<AnnouncePresence> for Gateway<M> {
     }
 }
 
+impl<M: Medium> Handler<WatchUsers> for Gateway<M> {
+    type Result = ();
+
+    fn handle(&mut self, WatchUsers(users): WatchUsers, _: &mut Context<Self>) {
+        let room = MAX_WATCHED.saturating_sub(self.clients.watched.len());
+        let new: Vec<String> = users
+            .into_iter()
+            .filter(|u| !self.clients.watched.contains(u))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .take(room)
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        self.clients.watched.extend(new.iter().cloned());
+        self.send_watch(new);
+    }
+}
+
 impl<M: Medium> Handler<IdentifyToken> for Gateway<M> {
-    type Result = ResponseFuture<Result<Option<String>, IdentifyError>>;
+    type Result = ResponseFuture<Result<Option<Identified>, IdentifyError>>;
 
     fn handle(
         &mut self,

@@ -547,7 +547,13 @@ async fn an_im_gateway_asks_whose_token_and_trusts_only_the_brokers_answer() {
     verify::check_identify(&r.session, &ask, NOW, 30_000).expect("a valid identify");
     let answer = |req, user: &str, d: &[u8; 32]| MiapFrame {
         from: broker_id(),
-        frame: Frame::Identity(verify::make_identity(&r.session, req, d, Some(user.into()))),
+        frame: Frame::Identity(verify::make_identity(
+            &r.session,
+            req,
+            d,
+            Some(user.into()),
+            vec!["dave".into()],
+        )),
     };
     // An answer for another digest, or to a request never made, is refused
     // and does not answer the asker.
@@ -574,7 +580,10 @@ async fn an_im_gateway_asks_whose_token_and_trusts_only_the_brokers_answer() {
     assert!(!asking.is_finished());
     r.gw.send(answer(ask.req, "carol", &digest)).await.unwrap();
     let user = asking.await.unwrap().unwrap();
-    assert_eq!(user, Ok(Some("carol".to_string())));
+    assert_eq!(
+        user,
+        Ok(Some(("carol".to_string(), vec!["dave".to_string()])))
+    );
 }
 
 #[actix_rt::test]

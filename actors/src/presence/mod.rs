@@ -150,6 +150,22 @@ pub struct SetPresence {
     pub note: Option<String>,
 }
 
+/// Presence another party reports: the gateway holding the user's session
+/// (at the broker), or the broker about a watched user (at an IM gateway in
+/// another process). It sets what others see; it is not announced back.
+/// `Offline` does not become the user's chosen state, and does not hide a
+/// user who has sessions here.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Reported {
+    /// The user.
+    pub user: String,
+    /// The state.
+    pub state: State,
+    /// The note.
+    pub note: Option<String>,
+}
+
 /// `subscriber` wants pushes about `users`; the current state of each is
 /// pushed at once.
 #[derive(Message, Debug, Clone)]
@@ -220,8 +236,13 @@ impl Presence {
         })
     }
 
-    /// Stores `e` and tells the subscribers when the visible state changed.
-    fn put(&mut self, user: &str, mut e: PresenceEntry, now: u64) {
+    /// Stores `e` and tells the subscribers (and the announcer) when the
+    /// visible state changed.
+    fn put(&mut self, user: &str, e: PresenceEntry, now: u64) {
+        self.put_with(user, e, now, true);
+    }
+
+    fn put_with(&mut self, user: &str, mut e: PresenceEntry, now: u64, announce: bool) {
         let old = self.view.get(user);
         let changed = old
             .as_ref()
@@ -232,7 +253,7 @@ impl Presence {
         self.view.0.insert(user.to_string(), e.clone());
         if changed {
             self.notify(user, &e);
-            if let Some(a) = &self.announce {
+            if let Some(a) = self.announce.as_ref().filter(|_| announce) {
                 a.do_send(AnnouncePresence {
                     user: user.to_string(),
                     state: e.state.to_frame(e.note.clone()),
@@ -335,6 +356,27 @@ impl Handler<SetPresence> for Presence {
         e.auto_away = false;
         e.last_active_ms = now;
         self.put(&m.user, e, now);
+    }
+}
+
+impl Handler<Reported> for Presence {
+    type Result = ();
+    fn handle(&mut self, m: Reported, _: &mut Context<Self>) {
+        let now = self.clock.now_ms();
+        let mut e = self.entry(&m.user, now);
+        if m.state == State::Offline {
+            if e.sessions > 0 {
+                return;
+            }
+        } else {
+            e.chosen = m.state;
+            e.chosen_note = m.note.clone();
+        }
+        e.state = m.state;
+        e.note = m.note;
+        e.auto_away = false;
+        e.last_active_ms = now;
+        self.put_with(&m.user, e, now, false);
     }
 }
 

@@ -58,6 +58,8 @@ pub mod label {
     pub const IDENTIFY: &str = "identify";
     /// The broker's answer.
     pub const IDENTITY: &str = "identity";
+    /// An IM gateway follows users' presence.
+    pub const WATCH: &str = "watch";
 }
 
 fn keyed(key: &[u8]) -> HmacSha256 {

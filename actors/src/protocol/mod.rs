@@ -22,7 +22,7 @@ pub use error::ProtocolError;
 pub use frames::{
     Attestation, Frame, Grant, HealthFrame, Identify, Identity, Login, LoginAck, Notify, NotifyAck,
     Outcome, PresenceFrame, PresenceState, RefuseReason, RejectReason, Rejected, Release,
-    ReleaseAck, Report, ReportAck, ReportStatus, Submit, Transmit, TransmitAck,
+    ReleaseAck, Report, ReportAck, ReportStatus, Submit, Transmit, TransmitAck, Watch,
 };
 pub use ids::{Address, MediumKind, MemberId, TxnId};
 pub use imi::{BrokerImi, Imi, Priority, Route, To};

@@ -9,7 +9,7 @@ use super::error::ProtocolError;
 use super::frames::{
     Attestation, Grant, HealthFrame, Identify, Identity, Notify, NotifyAck, Outcome, PresenceFrame,
     PresenceState, RejectReason, Rejected, Release, ReleaseAck, Report, ReportAck, ReportStatus,
-    Submit, Transmit,
+    Submit, Transmit, Watch,
 };
 use super::ids::{MediumKind, MemberId, TxnId};
 use super::imi::{BrokerImi, Imi};
@@ -621,7 +621,12 @@ pub fn check_identify(
     )
 }
 
-fn identity_fields(req: u64, token_sha256: &[u8; 32], user: Option<&str>) -> Vec<u8> {
+fn identity_fields(
+    req: u64,
+    token_sha256: &[u8; 32],
+    user: Option<&str>,
+    contacts: &[String],
+) -> Vec<u8> {
     // `None` and `Some("")` must differ: a presence byte, then the id.
     let mut v = req.to_be_bytes().to_vec();
     v.extend_from_slice(token_sha256);
@@ -632,6 +637,7 @@ fn identity_fields(req: u64, token_sha256: &[u8; 32], user: Option<&str>) -> Vec
         }
         None => v.push(0),
     }
+    v.extend_from_slice(&encode(&contacts));
     v
 }
 
@@ -641,13 +647,24 @@ pub fn make_identity(
     req: u64,
     token_sha256: &[u8; 32],
     user: Option<String>,
+    contacts: Vec<String>,
 ) -> Identity {
     let mac = mac::mac(
         session.key.bytes(),
         label::IDENTITY,
-        &[&identity_fields(req, token_sha256, user.as_deref())],
+        &[&identity_fields(
+            req,
+            token_sha256,
+            user.as_deref(),
+            &contacts,
+        )],
     );
-    Identity { req, user, mac }
+    Identity {
+        req,
+        user,
+        contacts,
+        mac,
+    }
 }
 
 /// IM gateway: checks the broker's answer to its request for
@@ -664,8 +681,54 @@ pub fn check_identity(
         mac::verify(
             session.key.bytes(),
             label::IDENTITY,
-            &[&identity_fields(i.req, token_sha256, i.user.as_deref())],
+            &[&identity_fields(
+                i.req,
+                token_sha256,
+                i.user.as_deref(),
+                &i.contacts,
+            )],
             &i.mac,
+        ),
+        ProtocolError::BadMac,
+    )
+}
+
+/// IM gateway: follows the presence of `users`.
+pub fn make_watch(session: &Session, users: Vec<String>, ts_ms: u64) -> Watch {
+    let mac = mac::mac(
+        session.key.bytes(),
+        label::WATCH,
+        &[&encode(&users), &ts_ms.to_be_bytes()],
+    );
+    Watch {
+        member: session.member.clone(),
+        users,
+        ts_ms,
+        mac,
+    }
+}
+
+/// Broker: checks a watch frame (member, skew, MAC).
+///
+/// # Errors
+/// [`ProtocolError::WrongParty`], [`ProtocolError::SkewExceeded`], [`ProtocolError::BadMac`].
+pub fn check_watch(
+    session: &Session,
+    w: &Watch,
+    now_ms: u64,
+    skew_ms: u64,
+) -> Result<(), ProtocolError> {
+    check(w.member == session.member, ProtocolError::WrongParty)?;
+    check(
+        now_ms.abs_diff(w.ts_ms) <= skew_ms,
+        ProtocolError::SkewExceeded,
+    )?;
+    check(
+        mac::verify(
+            session.key.bytes(),
+            label::WATCH,
+            &[&encode(&w.users), &w.ts_ms.to_be_bytes()],
+            &w.mac,
         ),
         ProtocolError::BadMac,
     )

@@ -3,14 +3,16 @@
 //! in an IM gateway in another process (tokens checked by the node's broker
 //! over MIAP, `Identify`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
 use tokio::sync::watch;
 
+use dashmap::DashMap;
 use switchboard_actors::directory::Directory;
-use switchboard_actors::gateway::IdentifyToken;
-use switchboard_actors::presence::Presence;
+use switchboard_actors::gateway::{IdentifyToken, WatchUsers};
+use switchboard_actors::presence::{Presence, Subscribe};
 use switchboard_actors::store::Store;
 
 use super::hub::Hub;
@@ -40,6 +42,9 @@ pub struct ImClients {
     pub presence: Addr<Presence>,
     /// Who checks tokens.
     pub tokens: Tokens,
+    /// The contacts the node named with each user it identified (a remote
+    /// gateway has no profiles of its own).
+    contacts: Arc<DashMap<String, Vec<String>>>,
     /// Largest body or frame.
     pub max_body_bytes: usize,
     /// How long a submit waits for the broker's decision.
@@ -71,6 +76,7 @@ impl ImClients {
             hub,
             presence,
             tokens,
+            contacts: Arc::default(),
             max_body_bytes: cfg.http.max_body_bytes,
             submit_timeout: Duration::from_secs(cfg.http.submit_timeout_s),
             default_expires_in_s: cfg.broker.default_expires_in_s,
@@ -89,7 +95,11 @@ impl ImClients {
             Tokens::Node => {
                 let asked = self.gateway.send(IdentifyToken(token.to_string()));
                 match actix_rt::time::timeout(self.submit_timeout, asked).await {
-                    Ok(Ok(Ok(user))) => Ok(user),
+                    Ok(Ok(Ok(Some((user, contacts))))) => {
+                        self.contacts.insert(user.clone(), contacts);
+                        Ok(Some(user))
+                    }
+                    Ok(Ok(Ok(None))) => Ok(None),
                     Ok(Ok(Err(e))) => Err(ApiError::unavailable("node_unreachable", e.to_string())),
                     Ok(Err(_)) | Err(_) => Err(ApiError::unavailable(
                         "node_unreachable",
@@ -100,15 +110,34 @@ impl ImClients {
         }
     }
 
-    /// The users whose presence `user` follows from the start (their
-    /// profile's contacts; none where the directory is not at hand).
+    /// The users whose presence `user` follows from the start: their
+    /// profile's contacts.
     pub fn contacts(&self, user: &str) -> Vec<String> {
         match &self.tokens {
             Tokens::Directory(d) => d
                 .profile(user)
                 .map(|p| p.contacts.clone())
                 .unwrap_or_default(),
-            Tokens::Node => Vec::new(),
+            Tokens::Node => self
+                .contacts
+                .get(user)
+                .map(|c| c.clone())
+                .unwrap_or_default(),
         }
+    }
+
+    /// `user` follows `users`' presence. A remote gateway also asks the
+    /// broker to tell it theirs (their sessions may be anywhere).
+    pub fn subscribe(&self, user: &str, users: Vec<String>) {
+        if users.is_empty() {
+            return;
+        }
+        if matches!(self.tokens, Tokens::Node) {
+            self.gateway.do_send(WatchUsers(users.clone()));
+        }
+        self.presence.do_send(Subscribe {
+            subscriber: user.to_string(),
+            users,
+        });
     }
 }

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use switchboard_actors::delivery::ImOfflineWait;
 use switchboard_actors::gateway::Receipt;
-use switchboard_actors::presence::{Presence, PresencePush};
+use switchboard_actors::presence::{Presence, PresencePush, Reported};
 use switchboard_actors::protocol::clock::SharedClock;
 use switchboard_actors::store::Store;
 
@@ -38,8 +38,9 @@ pub struct RemoteIm {
     pub draining: watch::Sender<bool>,
 }
 
-/// Starts the IM medium, its gateway (made by `gateway` from the medium and
-/// where receipts go), presence and the client API on `cfg.http.listen`.
+/// Starts the IM medium, its gateway (made by `gateway` from the medium,
+/// where receipts go and where the broker's presence frames go), presence
+/// and the client API on `cfg.http.listen`.
 ///
 /// # Errors
 /// When the listen address cannot be bound.
@@ -47,7 +48,7 @@ pub fn start(
     cfg: &Config,
     store: &Store,
     clock: SharedClock,
-    gateway: impl FnOnce(ImMedium, Recipient<Receipt>) -> ImGateway,
+    gateway: impl FnOnce(ImMedium, Recipient<Receipt>, Recipient<Reported>) -> ImGateway,
 ) -> anyhow::Result<RemoteIm> {
     let hub = Hub::new(store.clone(), None).remembering_senders().start();
     let push: Recipient<PresencePush> = hub.clone().recipient();
@@ -62,8 +63,16 @@ pub fn start(
         presence.view(),
         ImOfflineWait::new(false),
     );
-    let im = gateway(medium, hub.clone().recipient());
-    let presence = presence.with_announce(im.clone().recipient()).start();
+    // The gateway and presence tell each other: presence announces its
+    // users' changes through the gateway; the gateway hands it the
+    // broker's word on followed users.
+    let presence_ctx = Context::<Presence>::new();
+    let im = gateway(
+        medium,
+        hub.clone().recipient(),
+        presence_ctx.address().recipient(),
+    );
+    let presence = presence_ctx.run(presence.with_announce(im.clone().recipient()));
     let (draining, draining_rx) = watch::channel(false);
     let clients = ImClients::new(
         cfg,

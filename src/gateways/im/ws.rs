@@ -18,9 +18,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use switchboard_actors::gateway::MediumReport;
-use switchboard_actors::presence::{
-    Activity, SessionClosed, SessionOpened, SetPresence, State, Subscribe,
-};
+use switchboard_actors::presence::{Activity, SessionClosed, SessionOpened, SetPresence, State};
 use switchboard_actors::protocol::{Priority, ReportStatus};
 use switchboard_actors::store::records::enc;
 use switchboard_actors::store::{InboxEntry, Tree, WriteBatch};
@@ -150,13 +148,7 @@ impl Conn {
             .unwrap_or(0);
         st.presence.do_send(SessionOpened(user.clone()));
         metrics::gauge!("switchboard_ws_sessions").increment(1.0);
-        let contacts = st.contacts(&user);
-        if !contacts.is_empty() {
-            st.presence.do_send(Subscribe {
-                subscriber: user.clone(),
-                users: contacts,
-            });
-        }
+        st.subscribe(&user, st.contacts(&user));
         self.joined = Some(id);
         self.user = Some(user.clone());
         if let Err(e) = self.push_unread(&user).await {
@@ -358,10 +350,7 @@ impl Conn {
                         .iter()
                         .all(|u| switchboard_actors::directory::profile::valid_user_id(u));
                 if valid {
-                    self.st.presence.do_send(Subscribe {
-                        subscriber: user,
-                        users,
-                    });
+                    self.st.subscribe(&user, users);
                 } else {
                     let msg = format!("\"users\" must be at most {MAX_SUBSCRIBE} user ids");
                     let _ = self.tx.send(error_frame(None, "bad_request", &msg));

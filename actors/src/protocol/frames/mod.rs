@@ -7,7 +7,7 @@ pub mod txn;
 
 use serde::{Deserialize, Serialize};
 
-pub use presence::{HealthFrame, Identify, Identity, PresenceFrame, PresenceState};
+pub use presence::{HealthFrame, Identify, Identity, PresenceFrame, PresenceState, Watch};
 pub use session::{Login, LoginAck, RefuseReason};
 pub use txn::{
     Attestation, Grant, Notify, NotifyAck, Outcome, RejectReason, Rejected, Release, ReleaseAck,
@@ -54,6 +54,8 @@ pub enum Frame {
     Identify(Identify),
     /// The answer to `Identify` (broker → IM gateway).
     Identity(Identity),
+    /// Whose presence an IM gateway follows (IM gateway → broker).
+    Watch(Watch),
 }
 
 impl Frame {
@@ -76,7 +78,8 @@ impl Frame {
             | Frame::Presence(_)
             | Frame::Health(_)
             | Frame::Identify(_)
-            | Frame::Identity(_) => return None,
+            | Frame::Identity(_)
+            | Frame::Watch(_) => return None,
         })
     }
 
@@ -100,6 +103,7 @@ impl Frame {
             Frame::Health(_) => "health",
             Frame::Identify(_) => "identify",
             Frame::Identity(_) => "identity",
+            Frame::Watch(_) => "watch",
         }
     }
 }

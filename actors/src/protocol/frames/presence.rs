@@ -70,16 +70,36 @@ pub struct Identify {
     pub mac: Tag,
 }
 
-/// `Identity { req, user, mac(S, "identity", req, token_sha256, user) }`:
-/// the broker's answer to [`Identify`] — the token's user, or none. The MAC
-/// covers the digest asked about, so an answer cannot be moved to another
-/// request.
+/// `Identity { req, user, contacts, mac(S, "identity", req, token_sha256,
+/// user, enc(contacts)) }`: the broker's answer to [`Identify`] — the
+/// token's user (or none) and the users whose presence their profile
+/// follows. The MAC covers the digest asked about, so an answer cannot be
+/// moved to another request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     /// The request answered.
     pub req: u64,
     /// The user the token belongs to; `None` for an unknown token.
     pub user: Option<String>,
+    /// The user's contacts (their profile's), whose presence they follow.
+    pub contacts: Vec<String>,
+    /// The MAC.
+    pub mac: Tag,
+}
+
+/// `Watch { member, users, ts, mac(S, "watch", enc(users), ts) }`: an IM
+/// gateway in another process wants the presence of `users` (its clients
+/// subscribed to them); the broker sends it a `Presence` frame for each of
+/// them now and at every change. Each frame adds to what the gateway
+/// watches; after a login it sends the whole set again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watch {
+    /// The gateway.
+    pub member: MemberId,
+    /// The users.
+    pub users: Vec<String>,
+    /// When, ms since the epoch.
+    pub ts_ms: u64,
     /// The MAC.
     pub mac: Tag,
 }
