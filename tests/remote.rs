@@ -976,13 +976,8 @@ fn a_remote_im_gateway_holds_its_users_sessions_and_the_node_keeps_the_home_inbo
     drop(a);
     wait_presence(&bob, "alice", "offline");
     let home = bob.send("alice", "while you were out");
-    let st = eventually("the attempt", || {
-        let (_, v) = bob.get(&format!("/v1/messages/{home}"));
-        v["attempts"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty())
-            .then_some(v)
-    });
+    // (She has only IM: it is delivered into the inbox.)
+    let st = bob.expect_status(&home, "delivered");
     assert_eq!(st["attempts"][0]["gateway"], "gw-im-1");
     let inbox = alice.inbox();
     assert_eq!(inbox.len(), 1);
@@ -995,13 +990,7 @@ fn a_remote_im_gateway_holds_its_users_sessions_and_the_node_keeps_the_home_inbo
     gw.kill9();
     wait_presence(&bob, "alice", "offline");
     let again = bob.send("alice", "the gateway is gone");
-    let st = eventually("the attempt", || {
-        let (_, v) = bob.get(&format!("/v1/messages/{again}"));
-        v["attempts"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty())
-            .then_some(v)
-    });
+    let st = bob.expect_status(&again, "delivered");
     assert_eq!(st["attempts"][0]["gateway"], "gw-im-1");
     assert_eq!(alice.inbox().len(), 2);
 }

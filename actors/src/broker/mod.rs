@@ -491,11 +491,33 @@ impl BrokerShard {
         Ok(())
     }
 
-    fn health(&mut self, from: &MemberId, h: HealthFrame) -> Result<(), ProtocolError> {
+    /// Checks a frame `from` signed under its session outside any
+    /// transaction: `check(session, now, skew)` against the current or the
+    /// previous session. Returns the pair.
+    fn verified(
+        &self,
+        from: &MemberId,
+        check: impl Fn(&Session, u64, u64) -> Result<(), ProtocolError>,
+    ) -> Result<crate::session::SessionPair, ProtocolError> {
         let now = self.now();
         let session = self.shared.session(from, now)?;
         let skew = self.shared.skew_ms;
-        session.verify(|s| verify::check_health(s, &h, now, skew))?;
+        session.verify(|s| check(s, now, skew))?;
+        Ok(session)
+    }
+
+    /// Only IM gateways in other processes may ask for identities and
+    /// watch presence.
+    fn session_gateway_only(&self, from: &MemberId) -> Result<(), ProtocolError> {
+        if self.shared.deps.members.is_session_gateway(from) {
+            Ok(())
+        } else {
+            Err(ProtocolError::WrongParty)
+        }
+    }
+
+    fn health(&mut self, from: &MemberId, h: HealthFrame) -> Result<(), ProtocolError> {
+        self.verified(from, |s, now, skew| verify::check_health(s, &h, now, skew))?;
         tracing::info!(member = %from, up = h.up, detail = %h.detail, "member health");
         self.shared.deps.members.set_healthy(from, h.up);
         Ok(())
@@ -504,13 +526,10 @@ impl BrokerShard {
     /// An IM gateway in another process asks whose token a client showed
     /// it; only IM gateways may ask.
     fn identify(&mut self, from: &MemberId, f: Identify) -> Result<(), ProtocolError> {
-        let now = self.now();
-        let session = self.shared.session(from, now)?;
-        let skew = self.shared.skew_ms;
-        session.verify(|s| verify::check_identify(s, &f, now, skew))?;
-        if !self.shared.deps.members.is_session_gateway(from) {
-            return Err(ProtocolError::WrongParty);
-        }
+        let session = self.verified(from, |s, now, skew| {
+            verify::check_identify(s, &f, now, skew)
+        })?;
+        self.session_gateway_only(from)?;
         let user = self
             .shared
             .deps
@@ -529,10 +548,9 @@ impl BrokerShard {
     }
 
     fn presence(&mut self, from: &MemberId, p: PresenceFrame) -> Result<(), ProtocolError> {
-        let now = self.now();
-        let session = self.shared.session(from, now)?;
-        let skew = self.shared.skew_ms;
-        session.verify(|s| verify::check_presence(s, &p, now, skew))?;
+        self.verified(from, |s, now, skew| {
+            verify::check_presence(s, &p, now, skew)
+        })?;
         // From an IM gateway in another process: it holds the user's
         // session, so the user's IM goes there while they are not offline.
         let held = p.state != PresenceState::Offline;
@@ -552,13 +570,8 @@ impl BrokerShard {
     /// clients: it is subscribed (as [`watcher`] of itself) and told each
     /// one's state now and at every change.
     fn watch(&mut self, from: &MemberId, w: Watch) -> Result<(), ProtocolError> {
-        let now = self.now();
-        let session = self.shared.session(from, now)?;
-        let skew = self.shared.skew_ms;
-        session.verify(|s| verify::check_watch(s, &w, now, skew))?;
-        if !self.shared.deps.members.is_session_gateway(from) {
-            return Err(ProtocolError::WrongParty);
-        }
+        self.verified(from, |s, now, skew| verify::check_watch(s, &w, now, skew))?;
+        self.session_gateway_only(from)?;
         let valid = w.users.len() <= MAX_WATCH
             && w.users
                 .iter()

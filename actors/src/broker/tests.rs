@@ -872,13 +872,29 @@ async fn session_gateway(w: &World) -> Member {
     m
 }
 
-fn presence_frame(m: &Member, user: &str, state: PresenceState, ts_ms: u64) -> Frame {
-    Frame::Presence(verify::make_presence(
-        m.session.as_ref().unwrap(),
-        user.into(),
-        state,
-        ts_ms,
-    ))
+impl World {
+    /// `m` tells the broker `user`'s presence (the shard has handled it).
+    async fn tell_presence(&self, m: &Member, user: &str, state: PresenceState) {
+        let s = m.session.as_ref().unwrap();
+        let p = verify::make_presence(s, user.into(), state, NOW);
+        self.send(&m.id, Frame::Presence(p)).await;
+    }
+
+    /// Where the next message to `user` is routed.
+    async fn destination_for(&self, user: &str) -> MemberId {
+        self.submit(self.imi(To::User(user.into())))
+            .await
+            .imi
+            .route
+            .destination
+    }
+}
+
+fn identity(f: &Frame) -> Option<Identity> {
+    match f {
+        Frame::Identity(i) => Some(i.clone()),
+        _ => None,
+    }
 }
 
 #[actix_rt::test]
@@ -898,13 +914,7 @@ async fn a_session_gateway_asks_whose_token_it_holds_and_nobody_else_may() {
     let ask = |req, d, ts| Frame::Identify(verify::make_identify(s, req, d, ts));
 
     w.send(&gw.id, ask(1, digest, NOW)).await;
-    let id = gw
-        .rec
-        .take("identity", |f| match f {
-            Frame::Identity(i) => Some(i.clone()),
-            _ => None,
-        })
-        .await;
+    let id = gw.rec.take("identity", identity).await;
     assert_eq!((id.req, id.user.as_deref()), (1, Some("carol")));
     verify::check_identity(s, &id, &digest).expect("the answer verifies");
     // Moved to another request's digest, it does not.
@@ -914,13 +924,7 @@ async fn a_session_gateway_asks_whose_token_it_holds_and_nobody_else_may() {
     );
     w.send(&gw.id, ask(2, mac::sha256(b"sb_unknown"), NOW))
         .await;
-    let id = gw
-        .rec
-        .take("identity", |f| match f {
-            Frame::Identity(i) => Some(i.clone()),
-            _ => None,
-        })
-        .await;
+    let id = gw.rec.take("identity", identity).await;
     assert_eq!((id.req, id.user), (2, None));
 
     // Refused, and answered with nothing: a forged MAC, a stale frame, and
@@ -943,12 +947,7 @@ async fn a_session_gateway_asks_whose_token_it_holds_and_nobody_else_may() {
         w.sms.rec.take("refusal", reason).await,
         ProtocolError::WrongParty
     );
-    gw.rec
-        .none("a third identity", |f| match f {
-            Frame::Identity(_) => Some(()),
-            _ => None,
-        })
-        .await;
+    gw.rec.none("a third identity", identity).await;
 }
 
 #[actix_rt::test]
@@ -956,27 +955,15 @@ async fn im_goes_to_the_session_gateway_holding_the_user_and_home_otherwise() {
     let w = world().await;
     let gw = session_gateway(&w).await;
     // Connected and logged in, it still gets no IM of users it does not hold.
-    let r = w.submit(w.imi(To::User("alice".into()))).await;
-    assert_eq!(r.imi.route.destination, w.im.id);
+    assert_eq!(w.destination_for("alice").await, w.im.id);
 
-    w.send(
-        &gw.id,
-        presence_frame(&gw, "alice", PresenceState::Online, NOW),
-    )
-    .await;
-    let r = w.submit(w.imi(To::User("alice".into()))).await;
-    assert_eq!(r.imi.route.destination, gw.id);
-    // Another member's word about bob changes nothing.
-    let sms = w.sms.session.as_ref().unwrap();
-    let p = verify::make_presence(sms, "alice".into(), PresenceState::Offline, NOW);
-    w.send(&w.sms.id, Frame::Presence(p)).await;
-    w.send(
-        &gw.id,
-        presence_frame(&gw, "alice", PresenceState::Busy, NOW),
-    )
-    .await;
-    let r = w.submit(w.imi(To::User("alice".into()))).await;
-    assert_eq!(r.imi.route.destination, gw.id);
+    w.tell_presence(&gw, "alice", PresenceState::Online).await;
+    assert_eq!(w.destination_for("alice").await, gw.id);
+    // Another member's word about alice holds nothing.
+    w.tell_presence(&w.sms, "alice", PresenceState::Offline)
+        .await;
+    w.tell_presence(&gw, "alice", PresenceState::Busy).await;
+    assert_eq!(w.destination_for("alice").await, gw.id);
     // A forged presence frame from the gateway is refused and holds nothing.
     let mut forged = verify::make_presence(
         gw.session.as_ref().unwrap(),
@@ -986,30 +973,19 @@ async fn im_goes_to_the_session_gateway_holding_the_user_and_home_otherwise() {
     );
     forged.mac = mac::mac(b"forged", "presence", &[b"x"]);
     w.send(&gw.id, Frame::Presence(forged)).await;
-    let r = w.submit(w.imi(To::User("bob".into()))).await;
-    assert_eq!(r.imi.route.destination, w.im.id);
+    assert_eq!(w.destination_for("bob").await, w.im.id);
 
     // Offline there: home again (alice has only IM: it waits in the home
     // inbox).
-    w.send(
-        &gw.id,
-        presence_frame(&gw, "alice", PresenceState::Offline, NOW),
-    )
-    .await;
-    let r = w.submit(w.imi(To::User("alice".into()))).await;
-    assert_eq!(r.imi.route.destination, w.im.id);
+    w.tell_presence(&gw, "alice", PresenceState::Offline).await;
+    assert_eq!(w.destination_for("alice").await, w.im.id);
 
     // The gateway's link goes: the users it held are offline and go home.
-    w.send(
-        &gw.id,
-        presence_frame(&gw, "alice", PresenceState::Online, NOW),
-    )
-    .await;
+    w.tell_presence(&gw, "alice", PresenceState::Online).await;
     let gone = w.shared.deps.members.detach_link(&gw.id, 7);
     assert_eq!(gone, ["alice"]);
     w.shared.sessions_ended(&gw.id, gone);
-    let r = w.submit(w.imi(To::User("alice".into()))).await;
-    assert_eq!(r.imi.route.destination, w.im.id);
+    assert_eq!(w.destination_for("alice").await, w.im.id);
     // (The presence actor has handled what came before this.)
     w.presence.send(crate::presence::IdleTick).await.unwrap();
     let state = w.shared.deps.presence.get("alice").map(|e| e.state);

@@ -109,6 +109,17 @@ impl World {
             Arc::new(self.clock.clone()),
         )
         .start();
+        let session = self.accept_login(&gw).await;
+        Running {
+            gw,
+            medium,
+            session,
+        }
+    }
+
+    /// Plays the broker at the gateway's next login: accepts it, answers
+    /// `LoginAck`; the new session.
+    async fn accept_login(&self, gw: &Addr<Gateway<FakeMedium>>) -> Session {
         let login = self
             .broker
             .take("login", |f| match f {
@@ -129,11 +140,7 @@ impl World {
         })
         .await
         .unwrap();
-        Running {
-            gw,
-            medium,
-            session,
-        }
+        session
     }
 
     fn originate(&self) -> Originate {
@@ -497,19 +504,7 @@ async fn an_expired_session_is_renewed_and_the_submit_sent_again() {
         txn: Some(first.imi.txn),
     };
     from_broker(&r, Frame::Refused(refusal)).await;
-    let login = w.broker.take("new login", |f| match f {
-        Frame::Login(l) => Some(l.clone()),
-        _ => None,
-    });
-    let v = LoginVerifier {
-        broker: "broker-1".into(),
-        skew_ms: 30_000,
-        ring: w.ring.clone(),
-    };
-    let (ack, session) = v
-        .accept(&login.await, NOW, &mut NonceCache::default())
-        .unwrap();
-    from_broker(&r, Frame::LoginAck(ack)).await;
+    let session = w.accept_login(&r.gw).await;
     let again = w.submit().await;
     assert_eq!(again.imi, first.imi);
     verify::check_submit(&session, &again, NOW).expect("signed under the new session");
@@ -625,25 +620,7 @@ async fn an_im_gateway_announces_the_sessions_it_holds_again_after_a_login() {
     // A new connection: the gateway logs in again and, once accepted,
     // tells the broker alice's session again (bob's is gone).
     r.gw.send(crate::link::LinkUp).await.unwrap();
-    let login = w
-        .broker
-        .take("login", |f| match f {
-            Frame::Login(l) => Some(l.clone()),
-            _ => None,
-        })
-        .await;
-    let v = LoginVerifier {
-        broker: "broker-1".into(),
-        skew_ms: 30_000,
-        ring: w.ring.clone(),
-    };
-    let (ack, session) = v.accept(&login, NOW, &mut NonceCache::default()).unwrap();
-    r.gw.send(MiapFrame {
-        from: broker_id(),
-        frame: Frame::LoginAck(ack),
-    })
-    .await
-    .unwrap();
+    let session = w.accept_login(&r.gw).await;
     let p = w
         .broker
         .take("presence", |f| match f {

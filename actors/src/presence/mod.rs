@@ -262,6 +262,30 @@ impl Presence {
         }
     }
 
+    /// Sets `user`'s visible state (and, with `choose`, what they chose:
+    /// what a session opening later restores); `announce` as in
+    /// [`Self::put_with`].
+    fn set(
+        &mut self,
+        user: &str,
+        state: State,
+        note: Option<String>,
+        choose: bool,
+        announce: bool,
+    ) {
+        let now = self.clock.now_ms();
+        let mut e = self.entry(user, now);
+        if choose {
+            e.chosen = state;
+            e.chosen_note = note.clone();
+        }
+        e.state = state;
+        e.note = note;
+        e.auto_away = false;
+        e.last_active_ms = now;
+        self.put_with(user, e, now, announce);
+    }
+
     fn notify(&self, user: &str, e: &PresenceEntry) {
         let (Some(push), Some(subs)) = (&self.push, self.watchers.get(user)) else {
             return;
@@ -347,36 +371,19 @@ impl Handler<Activity> for Presence {
 impl Handler<SetPresence> for Presence {
     type Result = ();
     fn handle(&mut self, m: SetPresence, _: &mut Context<Self>) {
-        let now = self.clock.now_ms();
-        let mut e = self.entry(&m.user, now);
-        e.chosen = m.state;
-        e.chosen_note = m.note.clone();
-        e.state = m.state;
-        e.note = m.note;
-        e.auto_away = false;
-        e.last_active_ms = now;
-        self.put(&m.user, e, now);
+        self.set(&m.user, m.state, m.note, true, true);
     }
 }
 
 impl Handler<Reported> for Presence {
     type Result = ();
     fn handle(&mut self, m: Reported, _: &mut Context<Self>) {
-        let now = self.clock.now_ms();
-        let mut e = self.entry(&m.user, now);
-        if m.state == State::Offline {
-            if e.sessions > 0 {
-                return;
-            }
-        } else {
-            e.chosen = m.state;
-            e.chosen_note = m.note.clone();
+        let offline = m.state == State::Offline;
+        let here = self.view.get(&m.user).is_some_and(|e| e.sessions > 0);
+        if offline && here {
+            return;
         }
-        e.state = m.state;
-        e.note = m.note;
-        e.auto_away = false;
-        e.last_active_ms = now;
-        self.put_with(&m.user, e, now, false);
+        self.set(&m.user, m.state, m.note, !offline, false);
     }
 }
 

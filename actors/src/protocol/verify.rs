@@ -511,18 +511,30 @@ pub fn check_presence(
     now_ms: u64,
     skew_ms: u64,
 ) -> Result<(), ProtocolError> {
-    check(p.member == session.member, ProtocolError::WrongParty)?;
+    let fields: [&[u8]; 3] = [p.user.as_bytes(), &encode(&p.state), &p.ts_ms.to_be_bytes()];
+    let stamp = (&p.member, p.ts_ms, &p.mac);
+    check_session_frame(session, stamp, now_ms, skew_ms, label::PRESENCE, &fields)
+}
+
+/// The checks of a frame a member signs under its session outside any
+/// transaction (presence, health, identify, watch): the sender is the
+/// session's member, its time is inside the skew window, the MAC over
+/// `fields` under `label` is right.
+fn check_session_frame(
+    session: &Session,
+    (member, ts_ms, tag): (&MemberId, u64, &Tag),
+    now_ms: u64,
+    skew_ms: u64,
+    label: &str,
+    fields: &[&[u8]],
+) -> Result<(), ProtocolError> {
+    check(*member == session.member, ProtocolError::WrongParty)?;
     check(
-        now_ms.abs_diff(p.ts_ms) <= skew_ms,
+        now_ms.abs_diff(ts_ms) <= skew_ms,
         ProtocolError::SkewExceeded,
     )?;
     check(
-        mac::verify(
-            session.key.bytes(),
-            label::PRESENCE,
-            &[p.user.as_bytes(), &encode(&p.state), &p.ts_ms.to_be_bytes()],
-            &p.mac,
-        ),
+        mac::verify(session.key.bytes(), label, fields, tag),
         ProtocolError::BadMac,
     )
 }
@@ -553,24 +565,13 @@ pub fn check_health(
     now_ms: u64,
     skew_ms: u64,
 ) -> Result<(), ProtocolError> {
-    check(h.member == session.member, ProtocolError::WrongParty)?;
-    check(
-        now_ms.abs_diff(h.ts_ms) <= skew_ms,
-        ProtocolError::SkewExceeded,
-    )?;
-    check(
-        mac::verify(
-            session.key.bytes(),
-            label::HEALTH,
-            &[
-                &[u8::from(h.up)],
-                h.detail.as_bytes(),
-                &h.ts_ms.to_be_bytes(),
-            ],
-            &h.mac,
-        ),
-        ProtocolError::BadMac,
-    )
+    let fields: [&[u8]; 3] = [
+        &[u8::from(h.up)],
+        h.detail.as_bytes(),
+        &h.ts_ms.to_be_bytes(),
+    ];
+    let stamp = (&h.member, h.ts_ms, &h.mac);
+    check_session_frame(session, stamp, now_ms, skew_ms, label::HEALTH, &fields)
 }
 
 // ---- identify (remote IM gateways) ----
@@ -601,24 +602,13 @@ pub fn check_identify(
     now_ms: u64,
     skew_ms: u64,
 ) -> Result<(), ProtocolError> {
-    check(f.member == session.member, ProtocolError::WrongParty)?;
-    check(
-        now_ms.abs_diff(f.ts_ms) <= skew_ms,
-        ProtocolError::SkewExceeded,
-    )?;
-    check(
-        mac::verify(
-            session.key.bytes(),
-            label::IDENTIFY,
-            &[
-                &f.req.to_be_bytes(),
-                &f.token_sha256,
-                &f.ts_ms.to_be_bytes(),
-            ],
-            &f.mac,
-        ),
-        ProtocolError::BadMac,
-    )
+    let fields: [&[u8]; 3] = [
+        &f.req.to_be_bytes(),
+        &f.token_sha256,
+        &f.ts_ms.to_be_bytes(),
+    ];
+    let stamp = (&f.member, f.ts_ms, &f.mac);
+    check_session_frame(session, stamp, now_ms, skew_ms, label::IDENTIFY, &fields)
 }
 
 fn identity_fields(
@@ -718,20 +708,9 @@ pub fn check_watch(
     now_ms: u64,
     skew_ms: u64,
 ) -> Result<(), ProtocolError> {
-    check(w.member == session.member, ProtocolError::WrongParty)?;
-    check(
-        now_ms.abs_diff(w.ts_ms) <= skew_ms,
-        ProtocolError::SkewExceeded,
-    )?;
-    check(
-        mac::verify(
-            session.key.bytes(),
-            label::WATCH,
-            &[&encode(&w.users), &w.ts_ms.to_be_bytes()],
-            &w.mac,
-        ),
-        ProtocolError::BadMac,
-    )
+    let fields: [&[u8]; 2] = [&encode(&w.users), &w.ts_ms.to_be_bytes()];
+    let stamp = (&w.member, w.ts_ms, &w.mac);
+    check_session_frame(session, stamp, now_ms, skew_ms, label::WATCH, &fields)
 }
 
 // ---- idempotency ----
