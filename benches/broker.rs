@@ -2,7 +2,8 @@
 //! MIAP phase with every MAC, sled on a temp dir, the IM inbox as destination —
 //! with a window of messages in flight; one broker shard on its own (submit
 //! to release); the MAC work of one transaction; the codec; the store's
-//! group commit. Reports messages/s; asserts nothing.
+//! group commit and one message's write set. Reports messages/s; asserts
+//! nothing.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -278,19 +279,97 @@ fn store_group_commit(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.sample_size(10);
     let mut n = 0u64;
-    // WINDOW durable writes of one record each, in flight together: they
-    // share flushes (group commit).
-    g.bench_function(format!("durable_writes_window_{WINDOW}"), |b| {
+    // `window` durable writes of one record each, in flight together: they
+    // share flushes (group commit). The wider window is sled's ceiling for
+    // durable records on this machine, however many share a flush.
+    for window in [WINDOW, 16 * WINDOW] {
+        g.bench_function(format!("durable_writes_window_{window}"), |b| {
+            b.iter_custom(|iters| {
+                runner.block_on(async {
+                    let start = Instant::now();
+                    let mut pending = Vec::with_capacity(window);
+                    for _ in 0..iters {
+                        n += 1;
+                        let mut batch = WriteBatch::new();
+                        batch.insert(Tree::Meta, n.to_be_bytes().to_vec(), vec![0u8; SIZE]);
+                        pending.push(store.writer().write(batch));
+                        if pending.len() == window {
+                            for p in pending.drain(..) {
+                                p.await.expect("written");
+                            }
+                        }
+                    }
+                    for p in pending.drain(..) {
+                        p.await.expect("written");
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+/// One in-process message's store writes, replayed without the actors: the
+/// sizes `switchboard bench --target inproc` measures (`store_per_msg`,
+/// 2026-11-23: 7 sled operations, ≈ 1.55 KB) — the gateway's outbox entry
+/// (durable) and later its removal, the transaction record twice, the inbox
+/// entry with its index (durable), the accounting record — pipelined as in
+/// the real flow (a message's later writes come W/2 and W messages after its
+/// first). Beside it, the same bytes as one appended record per message: what
+/// a log-structured store would pay. The gap between the two is what the
+/// storage layout costs; the first is the ceiling of the current flow.
+fn store_write_set_of_a_message(c: &mut Criterion) {
+    use switchboard_actors::protocol::TxnId;
+    use switchboard_actors::store::{Store, Tree, WriteBatch};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path()).expect("store");
+    let runner = actix_rt::System::new();
+    let mut g = c.benchmark_group("store");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(10);
+    let key = |prefix: &[u8], rest: &[u8]| [prefix, rest].concat();
+    let mut ids: Vec<TxnId> = Vec::new();
+    let mut n = 0usize;
+    g.bench_function(format!("write_set_of_a_message_window_{WINDOW}"), |b| {
         b.iter_custom(|iters| {
             runner.block_on(async {
                 let start = Instant::now();
-                let mut pending = Vec::with_capacity(WINDOW);
+                let mut pending = Vec::with_capacity(2 * WINDOW);
                 for _ in 0..iters {
+                    let now = start.elapsed().as_millis() as u64 + 1_700_000_000_000;
+                    ids.push(TxnId::generate(now));
+                    let i = n;
                     n += 1;
-                    let mut batch = WriteBatch::new();
-                    batch.insert(Tree::Meta, n.to_be_bytes().to_vec(), vec![0u8; SIZE]);
-                    pending.push(store.writer().write(batch));
-                    if pending.len() == WINDOW {
+                    // Submitted: outbox entry (durable), first record.
+                    let t = ids[i].0;
+                    let mut out = WriteBatch::new();
+                    out.insert(Tree::Outbox, key(b"gw-im-1\0", &t), vec![1u8; 400]);
+                    pending.push(store.writer().write(out));
+                    let mut rec = WriteBatch::new();
+                    rec.insert(Tree::Txn, t.to_vec(), vec![2u8; 300]);
+                    store.writer().write_nowait(rec);
+                    // Delivered, W/2 messages later: inbox entry and index
+                    // (durable), the record again, accounting.
+                    if let Some(j) = i.checked_sub(WINDOW / 2) {
+                        let t = ids[j].0;
+                        let seq = (j as u64).to_be_bytes();
+                        let mut inbox = WriteBatch::new();
+                        inbox.insert(Tree::Inbox, key(b"bench-b\0m", &seq), vec![3u8; 320]);
+                        inbox.insert(Tree::Inbox, key(b"bench-b\0i", &t), seq.to_vec());
+                        pending.push(store.writer().write(inbox));
+                        let mut rest = WriteBatch::new();
+                        rest.insert(Tree::Txn, t.to_vec(), vec![4u8; 334]);
+                        rest.insert(Tree::Accounting, key(&now.to_be_bytes(), &t), vec![5u8; 73]);
+                        store.writer().write_nowait(rest);
+                    }
+                    // Notified, W messages later: the outbox entry goes.
+                    if let Some(j) = i.checked_sub(WINDOW) {
+                        let mut gone = WriteBatch::new();
+                        gone.remove(Tree::Outbox, key(b"gw-im-1\0", &ids[j].0));
+                        store.writer().write_nowait(gone);
+                    }
+                    if pending.len() >= 2 * WINDOW {
                         for p in pending.drain(..) {
                             p.await.expect("written");
                         }
@@ -303,6 +382,62 @@ fn store_group_commit(c: &mut Criterion) {
             })
         })
     });
+    let mut seq = 0u64;
+    g.bench_function(
+        format!("one_appended_record_per_message_window_{WINDOW}"),
+        |b| {
+            b.iter_custom(|iters| {
+                runner.block_on(async {
+                    let start = Instant::now();
+                    let mut pending = Vec::with_capacity(WINDOW);
+                    for _ in 0..iters {
+                        seq += 1;
+                        let mut rec = WriteBatch::new();
+                        rec.insert(Tree::Meta, seq.to_be_bytes().to_vec(), vec![6u8; 1543]);
+                        pending.push(store.writer().write(rec));
+                        if pending.len() == WINDOW {
+                            for p in pending.drain(..) {
+                                p.await.expect("written");
+                            }
+                        }
+                    }
+                    for p in pending.drain(..) {
+                        p.await.expect("written");
+                    }
+                    start.elapsed()
+                })
+            })
+        },
+    );
+    g.finish();
+}
+
+/// The floor under any durable store on this machine: one message's bytes
+/// (1 551, as `store_per_msg` measures them) appended to a plain file, with
+/// one `fdatasync` per window — group commit with no index, no B-tree and no
+/// page cache of its own. What a log-structured store could approach.
+fn disk_append_log(c: &mut Criterion) {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut file = std::fs::File::create(dir.path().join("log")).expect("log file");
+    let record = vec![7u8; 1551];
+    let mut g = c.benchmark_group("disk");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(10);
+    for window in [WINDOW as u64, 16 * WINDOW as u64] {
+        g.bench_function(format!("append_1551B_fdatasync_per_{window}"), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for i in 1..=iters {
+                    file.write_all(&record).expect("appended");
+                    if i % window == 0 || i == iters {
+                        file.sync_data().expect("synced");
+                    }
+                }
+                start.elapsed()
+            })
+        });
+    }
     g.finish();
 }
 
@@ -312,6 +447,8 @@ criterion_group!(
     one_broker_shard,
     macs_of_one_transaction,
     codec_of_a_transmit,
-    store_group_commit
+    store_group_commit,
+    store_write_set_of_a_message,
+    disk_append_log
 );
 criterion_main!(benches);

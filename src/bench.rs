@@ -13,11 +13,12 @@
 //!   admin API) originating over MIAP/TCP.
 //!
 //! Reports messages/s, latency p50/p90/p99/max, this process's CPU seconds
-//! per message, wire bytes per message (payload bytes for `http`), and this
-//! process's peak RSS; a progress line on a terminal. Bounded by
+//! per message, wire bytes per message (payload bytes for `http`), the
+//! node's store writes per message (sled operations and bytes, per tree), and
+//! this process's peak RSS; a progress line on a terminal. Bounded by
 //! `--messages` and `--timeout-s`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,6 +33,46 @@ use switchboard_actors::gateway::{Originate, Receipt};
 use switchboard_actors::protocol::{Address, MediumKind, Outcome, Priority, To};
 
 use crate::config::Config;
+
+/// Per store tree: the operations and bytes the node's writer applied.
+type StoreCounts = BTreeMap<String, (u64, u64)>;
+
+fn store_counts(c: &switchboard_actors::store::WriteCounts) -> StoreCounts {
+    c.trees
+        .iter()
+        .map(|&(t, ops, bytes)| (t.name().to_string(), (ops, bytes)))
+        .collect()
+}
+
+/// A running node's store counters, from its `/metrics`
+/// (`switchboard_store_ops_total{tree="…"}`, `…_bytes_total`).
+fn node_store_counts(url: &str) -> Option<StoreCounts> {
+    let text = ureq::get(format!("{}/metrics", url.trim_end_matches('/')))
+        .call()
+        .ok()?
+        .into_body()
+        .read_to_string()
+        .ok()?;
+    let mut out = StoreCounts::new();
+    for line in text.lines() {
+        let Some((name, rest)) = line.split_once("{tree=\"") else {
+            continue;
+        };
+        let Some((tree, value)) = rest.split_once("\"} ") else {
+            continue;
+        };
+        let Ok(v) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let e = out.entry(tree.to_string()).or_default();
+        match name {
+            "switchboard_store_ops_total" => e.0 = v as u64,
+            "switchboard_store_bytes_total" => e.1 = v as u64,
+            _ => {}
+        }
+    }
+    Some(out)
+}
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -76,6 +117,13 @@ pub struct Report {
     rate: Option<f64>,
     /// Scale measurements (`--users`, `--sessions`), when asked for.
     scale: serde_json::Map<String, Value>,
+    /// The node's store writes during the run (none when its counters could
+    /// not be read).
+    store: Option<StoreCounts>,
+    /// Messages not accepted (or whose answer was lost), and the first
+    /// reason.
+    failed: usize,
+    first_failure: Option<String>,
 }
 
 impl Report {
@@ -100,6 +148,8 @@ impl Report {
             "target": self.target,
             "messages": self.messages,
             "delivered": self.delivered,
+            "failed": self.failed,
+            "first_failure": self.first_failure,
             "inflight": self.inflight,
             "size": self.size,
             "elapsed_s": round(self.elapsed_s, 3),
@@ -115,6 +165,25 @@ impl Report {
             "peak_rss_bytes": self.peak_rss_bytes,
             "rate": self.rate,
             "scale": self.scale,
+            "store_per_msg": self.store.as_ref().map(|s| {
+                let (ops, bytes) = s.values().fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1));
+                let trees: serde_json::Map<String, Value> = s
+                    .iter()
+                    .filter(|(_, v)| v.0 > 0)
+                    .map(|(t, v)| {
+                        let j = json!({
+                            "ops": round(per(v.0 as f64), 2),
+                            "bytes": round(per(v.1 as f64), 0),
+                        });
+                        (t.clone(), j)
+                    })
+                    .collect();
+                json!({
+                    "ops": round(per(ops as f64), 2),
+                    "bytes": round(per(bytes as f64), 0),
+                    "trees": trees,
+                })
+            }),
         })
     }
 
@@ -137,7 +206,18 @@ impl Report {
             j["cpu_s_per_msg"].as_f64().unwrap_or(0.0) * 1e6,
             j["wire_bytes_per_msg"],
             self.peak_rss_bytes / (1024 * 1024),
-        ) + &self.rate.map_or(String::new(), |r| format!("; offered {r} msgs/s"))
+        ) + &j["store_per_msg"]
+            .as_object()
+            .map_or(String::new(), |s| {
+                format!(
+                    "; node store {} sled ops, {} B per msg",
+                    s["ops"], s["bytes"]
+                )
+            })
+            + &self.rate.map_or(String::new(), |r| format!("; offered {r} msgs/s"))
+            + &self.first_failure.as_ref().map_or(String::new(), |f| {
+                format!("; {} FAILED, first: {f}", self.failed)
+            })
             + &if self.scale.is_empty() {
                 String::new()
             } else {
@@ -176,11 +256,20 @@ fn peak_rss() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// Messages whose submit answer and delivery have not met yet.
+#[derive(Default)]
+struct Unmatched {
+    started: HashMap<String, Instant>,
+    early: HashMap<String, Instant>,
+}
+
 /// Counts deliveries and their latencies; shows progress on a terminal.
 #[derive(Clone)]
 struct Tally {
-    started: Arc<Mutex<HashMap<String, Instant>>>,
-    early: Arc<Mutex<HashMap<String, Instant>>>,
+    /// Submitted and not yet seen delivered, and seen delivered before
+    /// their submit answered: one lock over both, so a delivery racing its
+    /// answer is matched whichever comes first.
+    unmatched: Arc<Mutex<Unmatched>>,
     latencies: Arc<Mutex<Vec<Duration>>>,
     done: Arc<AtomicUsize>,
     wire: Arc<AtomicU64>,
@@ -191,20 +280,60 @@ struct Tally {
     /// This process's CPU seconds when the last message was delivered
     /// (teardown is not counted per message).
     end_cpu: Arc<Mutex<Option<f64>>>,
+    /// The node's store counters when the run started, then what the run
+    /// wrote.
+    store: Arc<Mutex<(Option<StoreCounts>, Option<StoreCounts>)>>,
+    /// Messages not accepted, and the first reason.
+    failures: Arc<Mutex<(usize, Option<String>)>>,
+    failed_n: Arc<AtomicUsize>,
 }
 
 impl Tally {
     fn new() -> Self {
         Self {
-            started: Arc::default(),
-            early: Arc::default(),
+            unmatched: Arc::default(),
             latencies: Arc::default(),
             done: Arc::default(),
             wire: Arc::default(),
             scale: Arc::default(),
             setup_cpu_us: Arc::default(),
             end_cpu: Arc::default(),
+            store: Arc::default(),
+            failures: Arc::default(),
+            failed_n: Arc::default(),
         }
+    }
+
+    /// The node's store counters as the measured run starts.
+    fn store_from(&self, c: Option<StoreCounts>) {
+        if let Ok(mut s) = self.store.lock() {
+            s.0 = c;
+        }
+    }
+
+    /// The node's store counters once the run's writes are applied.
+    fn store_to(&self, c: Option<StoreCounts>) {
+        if let Ok(mut s) = self.store.lock() {
+            s.1 = match (&s.0, c) {
+                (Some(before), Some(after)) => Some(
+                    after
+                        .into_iter()
+                        .map(|(t, (o, b))| {
+                            let (o0, b0) = before.get(&t).copied().unwrap_or_default();
+                            (t, (o.saturating_sub(o0), b.saturating_sub(b0)))
+                        })
+                        .collect(),
+                ),
+                _ => None,
+            };
+        }
+    }
+
+    /// The node's counters, from its `/metrics`, once its writer has caught
+    /// up with the run (after the measured time).
+    fn store_to_node(&self, url: &str) {
+        std::thread::sleep(Duration::from_millis(300));
+        self.store_to(node_store_counts(url));
     }
 
     /// The measured run ends now.
@@ -229,13 +358,16 @@ impl Tally {
 
     /// Message `id` was submitted at `t0`.
     fn started(&self, id: String, t0: Instant) {
-        let early = self.early.lock().map(|mut e| e.remove(&id)).unwrap_or(None);
-        match early {
-            Some(at) => self.finish(at.saturating_duration_since(t0)),
+        let Ok(mut u) = self.unmatched.lock() else {
+            return;
+        };
+        match u.early.remove(&id) {
+            Some(at) => {
+                drop(u);
+                self.finish(at.saturating_duration_since(t0));
+            }
             None => {
-                if let Ok(mut s) = self.started.lock() {
-                    s.insert(id, t0);
-                }
+                u.started.insert(id, t0);
             }
         }
     }
@@ -243,19 +375,18 @@ impl Tally {
     /// Message `id` was delivered now.
     fn delivered(&self, id: String) {
         let now = Instant::now();
-        let t0 = self
-            .started
-            .lock()
-            .map(|mut s| s.remove(&id))
-            .unwrap_or(None);
-        match t0 {
-            Some(t0) => self.finish(now - t0),
+        let Ok(mut u) = self.unmatched.lock() else {
+            return;
+        };
+        match u.started.remove(&id) {
+            Some(t0) => {
+                drop(u);
+                self.finish(now - t0);
+            }
             // Delivered before its submit returned (the answer and the
             // delivery race).
             None => {
-                if let Ok(mut e) = self.early.lock() {
-                    e.insert(id, now);
-                }
+                u.early.insert(id, now);
             }
         }
     }
@@ -269,6 +400,21 @@ impl Tally {
 
     fn count(&self) -> usize {
         self.done.load(Ordering::Relaxed)
+    }
+
+    /// A message that was not accepted (or whose answer was lost): it will
+    /// not be waited for. The first reason is kept for the report.
+    fn failed(&self, why: String) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.0 += 1;
+            f.1.get_or_insert(why);
+        }
+        self.failed_n.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Delivered or failed: nothing more to wait for.
+    fn settled(&self) -> usize {
+        self.count() + self.failed_n.load(Ordering::Relaxed)
     }
 }
 
@@ -342,6 +488,9 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
         peak_rss_bytes: peak_rss(),
         rate: args.rate,
         scale: tally.scale.lock().map(|s| s.clone()).unwrap_or_default(),
+        store: tally.store.lock().ok().and_then(|s| s.1.clone()),
+        failed: tally.failures.lock().map(|f| f.0).unwrap_or_default(),
+        first_failure: tally.failures.lock().ok().and_then(|f| f.1.clone()),
     })
 }
 
@@ -454,7 +603,7 @@ where
     let deadline = start + args.timeout;
     let mut tick = Instant::now();
     for i in 0..args.messages {
-        while i - tally.count().min(i) >= args.inflight {
+        while i - tally.settled().min(i) >= args.inflight {
             if Instant::now() > deadline {
                 bail!(
                     "timed out with {} of {} delivered",
@@ -472,8 +621,10 @@ where
         let o = make(i);
         actix_rt::spawn(async move {
             let t0 = at.unwrap_or_else(Instant::now);
-            if let Ok(Ok(acc)) = gw.send(o).await {
-                tally2.started(acc.txn.to_string(), t0);
+            match gw.send(o).await {
+                Ok(Ok(acc)) => tally2.started(acc.txn.to_string(), t0),
+                Ok(Err(e)) => tally2.failed(format!("not accepted: {e}")),
+                Err(e) => tally2.failed(format!("the gateway did not answer: {e}")),
             }
         });
         if tick.elapsed() > Duration::from_millis(200) {
@@ -481,7 +632,7 @@ where
             tick = Instant::now();
         }
     }
-    while tally.count() < args.messages && Instant::now() < deadline {
+    while tally.settled() < args.messages && Instant::now() < deadline {
         actix_rt::time::sleep(Duration::from_millis(1)).await;
         if tick.elapsed() > Duration::from_millis(200) {
             progress(tally, args.messages, start);
@@ -556,7 +707,11 @@ fn inproc(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant, Duration)
             let to = user_name(i.wrapping_mul(7919).wrapping_add(1) % users);
             originate_between(size, i, &from, &to)
         };
+        tally.store_from(Some(store_counts(&core.store.write_counts())));
         let r = pump(core.im.clone(), args, tally, &make).await;
+        // Writes queued by the last steps (closing the outbox) count too.
+        let _ = core.store.writer().barrier().await;
+        tally.store_to(Some(store_counts(&core.store.write_counts())));
         core.stop(Duration::from_secs(5)).await;
         r
     })
@@ -721,6 +876,7 @@ fn http(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant, Duration)> 
     if let tungstenite::stream::MaybeTlsStream::Plain(s) = sock.get_mut() {
         let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
     }
+    tally.store_from(node_store_counts(&args.url));
     let start = Instant::now();
     let deadline = start + args.timeout;
     let next = Arc::new(AtomicUsize::new(0));
@@ -755,23 +911,37 @@ fn http(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant, Duration)> 
                         .header("Authorization", format!("Bearer {a}"))
                         .header("Content-Type", "application/json")
                         .send(&req);
-                    let Ok(mut resp) = resp else { continue };
-                    let text = resp.body_mut().read_to_string().unwrap_or_default();
+                    let mut resp = match resp {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tally.failed(format!("POST /v1/messages: {e}"));
+                            continue;
+                        }
+                    };
+                    let status = resp.status().as_u16();
+                    let text = match resp.body_mut().read_to_string() {
+                        Ok(t) => t,
+                        Err(e) => {
+                            tally.failed(format!("POST /v1/messages: {status}, reading: {e}"));
+                            continue;
+                        }
+                    };
                     tally
                         .wire
                         .fetch_add((req.len() + text.len()) as u64, Ordering::Relaxed);
-                    if let Some(txn) = serde_json::from_str::<Value>(&text)
+                    match serde_json::from_str::<Value>(&text)
                         .ok()
                         .and_then(|v| v["txn"].as_str().map(str::to_string))
                     {
-                        tally.started(txn, t0);
+                        Some(txn) if status == 202 => tally.started(txn, t0),
+                        _ => tally.failed(format!("POST /v1/messages: {status} {text}")),
                     }
                 }
             })
         })
         .collect();
     let mut tick = Instant::now();
-    while tally.count() < args.messages && Instant::now() < deadline {
+    while tally.settled() < args.messages && Instant::now() < deadline {
         match sock.read() {
             Ok(tungstenite::Message::Text(t)) => {
                 tally.wire.fetch_add(t.len() as u64, Ordering::Relaxed);
@@ -800,6 +970,7 @@ fn http(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant, Duration)> 
     for s in senders {
         let _ = s.join();
     }
+    tally.store_to_node(&args.url);
     Ok((start, elapsed))
 }
 
@@ -815,14 +986,15 @@ fn ws(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant, Duration)> {
             let _ = s.set_read_timeout(Some(Duration::from_millis(1)));
         }
     }
+    tally.store_from(node_store_counts(&args.url));
     let start = Instant::now();
     let deadline = start + args.timeout;
     let mut sent = 0usize;
     let mut ids: HashMap<u64, Instant> = HashMap::new();
     let mut tick = Instant::now();
-    while tally.count() < args.messages && Instant::now() < deadline {
+    while tally.settled() < args.messages && Instant::now() < deadline {
         // Keep W in flight: pipeline sends, then read one frame.
-        while sent < args.messages && sent - tally.count() < args.inflight {
+        while sent < args.messages && sent - tally.settled() < args.inflight {
             let at = due(start, sent, args.rate);
             if at.is_some_and(|t| t > Instant::now()) {
                 break;
@@ -873,7 +1045,9 @@ fn ws(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant, Duration)> {
             tick = Instant::now();
         }
     }
-    Ok((start, start.elapsed()))
+    let elapsed = start.elapsed();
+    tally.store_to_node(&args.url);
+    Ok((start, elapsed))
 }
 
 /// A medium that delivers nothing: the bench gateway only originates (and
@@ -975,8 +1149,32 @@ fn tcp(args: &BenchArgs, cfg: &Config, tally: &Tally) -> anyhow::Result<(Instant
             }
             actix_rt::time::sleep(Duration::from_millis(10)).await;
         }
+        tally.store_from(node_store_counts(&args.url));
         pump(gw, args, tally, &|i| originate(args.size, i)).await
     });
+    tally.store_to_node(&args.url);
     let _ = api.delete(&format!("/v1/admin/members/{member}"));
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A delivery racing its submit answer is matched whichever comes
+    /// first: two threads report the same ids in the same order.
+    #[test]
+    fn answers_and_deliveries_meet_whatever_their_order() {
+        let tally = Tally::new();
+        let n = 20_000;
+        let t0 = Instant::now();
+        let (a, b) = (tally.clone(), tally.clone());
+        let answers = std::thread::spawn(move || (0..n).for_each(|i| a.started(i.to_string(), t0)));
+        let pushes = std::thread::spawn(move || (0..n).for_each(|i| b.delivered(i.to_string())));
+        answers.join().unwrap();
+        pushes.join().unwrap();
+        assert_eq!(tally.count(), n);
+        let u = tally.unmatched.lock().unwrap();
+        assert!(u.started.is_empty() && u.early.is_empty());
+    }
 }

@@ -47,6 +47,19 @@ fn check(r: &Value, target: &str) {
     );
     assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{r}");
     assert!(r["peak_rss_bytes"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["failed"], 0, "{r}");
+    // The node's store writes per message: the transaction record twice,
+    // the inbox entry and its index, accounting (and the outbox when the
+    // originating gateway shares the node's store).
+    let st = &r["store_per_msg"];
+    assert!(st["ops"].as_f64().unwrap() >= 5.0, "{r}");
+    assert!(st["bytes"].as_f64().unwrap() > 256.0, "{r}");
+    for tree in ["txn", "inbox", "accounting"] {
+        assert!(
+            st["trees"][tree]["ops"].as_f64().unwrap() >= 1.0,
+            "{tree}: {r}"
+        );
+    }
     for k in [
         "elapsed_s",
         "cpu_s_per_msg",
@@ -62,6 +75,9 @@ fn bench_runs_in_process() {
     let r = bench(&["--target", "inproc"]);
     check(&r, "inproc");
     assert_eq!(r["wire_bytes_per_msg"], 0.0);
+    // In process the IM gateway's outbox is in the same store: an entry
+    // written, then removed once the outcome is known.
+    assert_eq!(r["store_per_msg"]["trees"]["outbox"]["ops"], 2.0, "{r}");
 }
 
 #[test]

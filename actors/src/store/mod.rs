@@ -15,7 +15,7 @@ use std::sync::Arc;
 pub use records::{
     AccountingRecord, AttemptRecord, EventRecord, InboxEntry, OutboxEntry, TxnRecord, TxnStatus,
 };
-pub use write::{WriteBatch, WriteHandle};
+pub use write::{WriteBatch, WriteCounts, WriteHandle, WriteStats};
 
 /// How long [`Store::open`] waits for another process to release the database.
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -67,7 +67,8 @@ impl Tree {
         Tree::Sent,
     ];
 
-    fn name(self) -> &'static str {
+    /// The tree's name in sled and in metrics labels.
+    pub fn name(self) -> &'static str {
         match self {
             Tree::Profiles => "profiles",
             Tree::Tokens => "tokens",
@@ -118,6 +119,7 @@ struct Inner {
     db: sled::Db,
     trees: Vec<sled::Tree>,
     writer: WriteHandle,
+    stats: Arc<WriteStats>,
 }
 
 impl std::fmt::Debug for Store {
@@ -157,9 +159,15 @@ impl Store {
             .iter()
             .map(|t| db.open_tree(t.name()))
             .collect::<Result<Vec<_>, _>>()?;
-        let writer = write::spawn(db.clone(), trees.clone());
+        let stats = Arc::new(WriteStats::default());
+        let writer = write::spawn(db.clone(), trees.clone(), stats.clone());
         Ok(Self {
-            inner: Arc::new(Inner { db, trees, writer }),
+            inner: Arc::new(Inner {
+                db,
+                trees,
+                writer,
+                stats,
+            }),
         })
     }
 
@@ -170,6 +178,11 @@ impl Store {
     /// The writer (group commit).
     pub fn writer(&self) -> &WriteHandle {
         &self.inner.writer
+    }
+
+    /// What the writer has applied since the store opened.
+    pub fn write_counts(&self) -> WriteCounts {
+        self.inner.stats.read()
     }
 
     /// A fresh, monotonically increasing id (inbox cursors).

@@ -7,12 +7,108 @@
 //! order and become durable with the next group that flushes, or with sled's
 //! own periodic flush.
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
 
 use tokio::sync::oneshot;
 
 use super::{StoreError, Tree};
+
+/// What the writer has applied since the store opened, per tree: the
+/// operations (inserts and removes) and the bytes of their keys and values.
+/// Read by the load generator (sled operations per message) and exported as
+/// `switchboard_store_ops_total{tree}` / `switchboard_store_bytes_total{tree}`.
+#[derive(Debug, Default)]
+pub struct WriteStats {
+    ops: [AtomicU64; Tree::ALL.len()],
+    bytes: [AtomicU64; Tree::ALL.len()],
+    groups: AtomicU64,
+    flushes: AtomicU64,
+}
+
+/// A reading of [`WriteStats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteCounts {
+    /// `(tree, operations, bytes)` for every tree, in [`Tree::ALL`] order.
+    pub trees: Vec<(Tree, u64, u64)>,
+    /// Group commits applied.
+    pub groups: u64,
+    /// Of those, the ones that flushed to disk.
+    pub flushes: u64,
+}
+
+impl WriteCounts {
+    /// Operations over every tree.
+    pub fn ops(&self) -> u64 {
+        self.trees.iter().map(|t| t.1).sum()
+    }
+
+    /// Bytes over every tree.
+    pub fn bytes(&self) -> u64 {
+        self.trees.iter().map(|t| t.2).sum()
+    }
+
+    /// What happened between `earlier` and this reading.
+    pub fn since(&self, earlier: &WriteCounts) -> WriteCounts {
+        let before = |t: Tree| {
+            earlier
+                .trees
+                .iter()
+                .find(|e| e.0 == t)
+                .map_or((0, 0), |e| (e.1, e.2))
+        };
+        WriteCounts {
+            trees: self
+                .trees
+                .iter()
+                .map(|&(t, o, b)| {
+                    let (o0, b0) = before(t);
+                    (t, o.saturating_sub(o0), b.saturating_sub(b0))
+                })
+                .collect(),
+            groups: self.groups.saturating_sub(earlier.groups),
+            flushes: self.flushes.saturating_sub(earlier.flushes),
+        }
+    }
+}
+
+impl WriteStats {
+    /// The counts so far.
+    pub fn read(&self) -> WriteCounts {
+        WriteCounts {
+            trees: Tree::ALL
+                .iter()
+                .map(|&t| {
+                    (
+                        t,
+                        self.ops[t.index()].load(Ordering::Relaxed),
+                        self.bytes[t.index()].load(Ordering::Relaxed),
+                    )
+                })
+                .collect(),
+            groups: self.groups.load(Ordering::Relaxed),
+            flushes: self.flushes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Adds one group's per-tree counts.
+    fn add(&self, ops: &[u64], bytes: &[u64], flushed: bool) {
+        for t in Tree::ALL {
+            let (o, b) = (ops[t.index()], bytes[t.index()]);
+            if o > 0 {
+                self.ops[t.index()].fetch_add(o, Ordering::Relaxed);
+                self.bytes[t.index()].fetch_add(b, Ordering::Relaxed);
+                metrics::counter!("switchboard_store_ops_total", "tree" => t.name()).increment(o);
+                metrics::counter!("switchboard_store_bytes_total", "tree" => t.name()).increment(b);
+            }
+        }
+        self.groups.fetch_add(1, Ordering::Relaxed);
+        if flushed {
+            self.flushes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
 
 /// The most batches applied by one group commit.
 const MAX_GROUP: usize = 4096;
@@ -132,16 +228,16 @@ impl WriteHandle {
     }
 }
 
-pub(super) fn spawn(db: sled::Db, trees: Vec<sled::Tree>) -> WriteHandle {
+pub(super) fn spawn(db: sled::Db, trees: Vec<sled::Tree>, stats: Arc<WriteStats>) -> WriteHandle {
     let (tx, rx) = mpsc::channel::<Job>();
     thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(db, trees, rx))
+        .spawn(move || run(db, trees, rx, &stats))
         .expect("spawning the store writer thread");
     WriteHandle { tx }
 }
 
-fn run(db: sled::Db, trees: Vec<sled::Tree>, rx: mpsc::Receiver<Job>) {
+fn run(db: sled::Db, trees: Vec<sled::Tree>, rx: mpsc::Receiver<Job>, stats: &WriteStats) {
     let mut jobs = Vec::with_capacity(MAX_GROUP);
     while let Ok(first) = rx.recv() {
         jobs.push(first);
@@ -151,7 +247,7 @@ fn run(db: sled::Db, trees: Vec<sled::Tree>, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let result = commit(&db, &trees, &jobs);
+        let result = commit(&db, &trees, &jobs, stats);
         for job in jobs.drain(..) {
             match job {
                 Job::Write(_, Some(done)) | Job::Flush(done) | Job::Barrier(done) => {
@@ -167,8 +263,15 @@ fn run(db: sled::Db, trees: Vec<sled::Tree>, rx: mpsc::Receiver<Job>) {
     }
 }
 
-fn commit(db: &sled::Db, trees: &[sled::Tree], jobs: &[Job]) -> Result<(), StoreError> {
+fn commit(
+    db: &sled::Db,
+    trees: &[sled::Tree],
+    jobs: &[Job],
+    stats: &WriteStats,
+) -> Result<(), StoreError> {
     let mut batches: Vec<Option<sled::Batch>> = vec![None; trees.len()];
+    let mut ops = [0u64; Tree::ALL.len()];
+    let mut bytes = [0u64; Tree::ALL.len()];
     let mut durable = false;
     for job in jobs {
         match job {
@@ -176,10 +279,17 @@ fn commit(db: &sled::Db, trees: &[sled::Tree], jobs: &[Job]) -> Result<(), Store
                 durable |= done.is_some();
                 for (tree, op) in &batch.ops {
                     let b = batches[tree.index()].get_or_insert_with(sled::Batch::default);
-                    match op {
-                        Op::Insert(k, v) => b.insert(k.as_slice(), v.as_slice()),
-                        Op::Remove(k) => b.remove(k.as_slice()),
-                    }
+                    ops[tree.index()] += 1;
+                    bytes[tree.index()] += match op {
+                        Op::Insert(k, v) => {
+                            b.insert(k.as_slice(), v.as_slice());
+                            (k.len() + v.len()) as u64
+                        }
+                        Op::Remove(k) => {
+                            b.remove(k.as_slice());
+                            k.len() as u64
+                        }
+                    };
                 }
             }
             Job::Flush(_) => durable = true,
@@ -196,5 +306,6 @@ fn commit(db: &sled::Db, trees: &[sled::Tree], jobs: &[Job]) -> Result<(), Store
         db.flush()?;
         metrics::histogram!("switchboard_store_flush_seconds").record(t0.elapsed().as_secs_f64());
     }
+    stats.add(&ops, &bytes, durable);
     Ok(())
 }
