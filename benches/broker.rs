@@ -271,6 +271,7 @@ fn codec_of_a_transmit(c: &mut Criterion) {
 }
 
 fn store_group_commit(c: &mut Criterion) {
+    use switchboard_actors::protocol::TxnId;
     use switchboard_actors::store::{Store, Tree, WriteBatch};
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(dir.path()).expect("store");
@@ -284,53 +285,21 @@ fn store_group_commit(c: &mut Criterion) {
     // durable records on this machine, however many share a flush.
     for window in [WINDOW, 16 * WINDOW] {
         g.bench_function(format!("durable_writes_window_{window}"), |b| {
-            b.iter_custom(|iters| {
-                runner.block_on(async {
-                    let start = Instant::now();
-                    let mut pending = Vec::with_capacity(window);
-                    for _ in 0..iters {
-                        n += 1;
-                        let mut batch = WriteBatch::new();
-                        batch.insert(Tree::Meta, n.to_be_bytes().to_vec(), vec![0u8; SIZE]);
-                        pending.push(store.writer().write(batch));
-                        if pending.len() == window {
-                            for p in pending.drain(..) {
-                                p.await.expect("written");
-                            }
-                        }
-                    }
-                    for p in pending.drain(..) {
-                        p.await.expect("written");
-                    }
-                    start.elapsed()
-                })
-            })
+            b.iter_custom(|iters| durable_records(&runner, &store, window, iters, SIZE, &mut n))
         });
     }
-    g.finish();
-}
-
-/// One in-process message's store writes, replayed without the actors: the
-/// sizes `switchboard bench --target inproc` measures (`store_per_msg`,
-/// 2026-11-23: 7 sled operations, ≈ 1.55 KB) — the gateway's outbox entry
-/// (durable) and later its removal, the transaction record twice, the inbox
-/// entry with its index (durable), the accounting record — pipelined as in
-/// the real flow (a message's later writes come W/2 and W messages after its
-/// first). Beside it, the same bytes as one appended record per message: what
-/// a log-structured store would pay. The gap between the two is what the
-/// storage layout costs; the first is the ceiling of the current flow.
-fn store_write_set_of_a_message(c: &mut Criterion) {
-    use switchboard_actors::protocol::TxnId;
-    use switchboard_actors::store::{Store, Tree, WriteBatch};
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(dir.path()).expect("store");
-    let runner = actix_rt::System::new();
-    let mut g = c.benchmark_group("store");
-    g.throughput(Throughput::Elements(1));
-    g.sample_size(10);
+    // One in-process message's store writes, replayed without the actors: the
+    // sizes `switchboard bench --target inproc` measures (`store_per_msg`,
+    // 2026-11-23: 7 sled operations, ≈ 1.55 KB) — the gateway's outbox entry
+    // (durable) and later its removal, the transaction record twice, the inbox
+    // entry with its index (durable), the accounting record — pipelined as in
+    // the real flow (a message's later writes come W/2 and W messages after its
+    // first). Beside it, the same bytes as one appended record per message: what
+    // a log-structured store would pay. The gap between the two is what the
+    // storage layout costs; the first is the ceiling of the current flow.
     let key = |prefix: &[u8], rest: &[u8]| [prefix, rest].concat();
     let mut ids: Vec<TxnId> = Vec::new();
-    let mut n = 0usize;
+    let mut msgs = 0usize;
     g.bench_function(format!("write_set_of_a_message_window_{WINDOW}"), |b| {
         b.iter_custom(|iters| {
             runner.block_on(async {
@@ -339,8 +308,8 @@ fn store_write_set_of_a_message(c: &mut Criterion) {
                 for _ in 0..iters {
                     let now = start.elapsed().as_millis() as u64 + 1_700_000_000_000;
                     ids.push(TxnId::generate(now));
-                    let i = n;
-                    n += 1;
+                    let i = msgs;
+                    msgs += 1;
                     // Submitted: outbox entry (durable), first record.
                     let t = ids[i].0;
                     let mut out = WriteBatch::new();
@@ -382,34 +351,45 @@ fn store_write_set_of_a_message(c: &mut Criterion) {
             })
         })
     });
-    let mut seq = 0u64;
+    // Sequence keys far from the write set's (`Meta`, from 2^40).
+    let mut seq = 1u64 << 40;
     g.bench_function(
         format!("one_appended_record_per_message_window_{WINDOW}"),
-        |b| {
-            b.iter_custom(|iters| {
-                runner.block_on(async {
-                    let start = Instant::now();
-                    let mut pending = Vec::with_capacity(WINDOW);
-                    for _ in 0..iters {
-                        seq += 1;
-                        let mut rec = WriteBatch::new();
-                        rec.insert(Tree::Meta, seq.to_be_bytes().to_vec(), vec![6u8; 1543]);
-                        pending.push(store.writer().write(rec));
-                        if pending.len() == WINDOW {
-                            for p in pending.drain(..) {
-                                p.await.expect("written");
-                            }
-                        }
-                    }
-                    for p in pending.drain(..) {
-                        p.await.expect("written");
-                    }
-                    start.elapsed()
-                })
-            })
-        },
+        |b| b.iter_custom(|iters| durable_records(&runner, &store, WINDOW, iters, 1543, &mut seq)),
     );
     g.finish();
+}
+
+/// `iters` durable writes of one `size`-byte record each under sequence
+/// keys after `seq`, `window` in flight; the time they took.
+fn durable_records(
+    runner: &actix_rt::SystemRunner,
+    store: &switchboard_actors::store::Store,
+    window: usize,
+    iters: u64,
+    size: usize,
+    seq: &mut u64,
+) -> Duration {
+    use switchboard_actors::store::{Tree, WriteBatch};
+    runner.block_on(async {
+        let start = Instant::now();
+        let mut pending = Vec::with_capacity(window);
+        for _ in 0..iters {
+            *seq += 1;
+            let mut batch = WriteBatch::new();
+            batch.insert(Tree::Meta, seq.to_be_bytes().to_vec(), vec![0u8; size]);
+            pending.push(store.writer().write(batch));
+            if pending.len() == window {
+                for p in pending.drain(..) {
+                    p.await.expect("written");
+                }
+            }
+        }
+        for p in pending.drain(..) {
+            p.await.expect("written");
+        }
+        start.elapsed()
+    })
 }
 
 /// The floor under any durable store on this machine: one message's bytes
@@ -448,7 +428,6 @@ criterion_group!(
     macs_of_one_transaction,
     codec_of_a_transmit,
     store_group_commit,
-    store_write_set_of_a_message,
     disk_append_log
 );
 criterion_main!(benches);

@@ -47,12 +47,7 @@ fn store_counts(c: &switchboard_actors::store::WriteCounts) -> StoreCounts {
 /// A running node's store counters, from its `/metrics`
 /// (`switchboard_store_ops_total{tree="…"}`, `…_bytes_total`).
 fn node_store_counts(url: &str) -> Option<StoreCounts> {
-    let text = ureq::get(format!("{}/metrics", url.trim_end_matches('/')))
-        .call()
-        .ok()?
-        .into_body()
-        .read_to_string()
-        .ok()?;
+    let text = node_metrics(url)?;
     let mut out = StoreCounts::new();
     for line in text.lines() {
         let Some((name, rest)) = line.split_once("{tree=\"") else {
@@ -787,15 +782,20 @@ fn connect_ws(url: &str) -> anyhow::Result<Socket> {
     Ok(sock)
 }
 
-/// A sample of the node's `/metrics` (no labels), if present.
-fn node_metric(url: &str, name: &str) -> Option<f64> {
-    let text = ureq::get(format!("{}/metrics", url.trim_end_matches('/')))
+/// The node's `/metrics` text.
+fn node_metrics(url: &str) -> Option<String> {
+    ureq::get(format!("{}/metrics", url.trim_end_matches('/')))
         .call()
         .ok()?
         .into_body()
         .read_to_string()
-        .ok()?;
-    text.lines()
+        .ok()
+}
+
+/// A sample of the node's `/metrics` (no labels), if present.
+fn node_metric(url: &str, name: &str) -> Option<f64> {
+    node_metrics(url)?
+        .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
