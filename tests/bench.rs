@@ -147,19 +147,7 @@ fn bench_holds_idle_websocket_sessions_and_reports_their_memory() {
         assert!(s[k].as_f64().is_some(), "{k} missing: {r}");
     }
     // Held during the run, closed after it.
-    common::eventually("the idle sessions to close", || {
-        let (_, _) = node.admin.get("/healthz");
-        let text = ureq::get(format!("{}/metrics", node.url))
-            .call()
-            .ok()?
-            .into_body()
-            .read_to_string()
-            .ok()?;
-        let n: f64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("switchboard_ws_sessions ")?.parse().ok())?;
-        (n == 0.0).then_some(())
-    });
+    common::wait_ws_sessions(&node.url, 0.0);
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{node_with_sms, TestNode, TestSms, Ws};
+use common::{eventually, node_with_sms, wait_ws_sessions, TestNode, TestSms, Ws};
 use serde_json::json;
 
 #[test]
@@ -18,8 +18,12 @@ fn im_over_websocket_pushes_receipts_and_reads_across_sessions() {
     let mut a = Ws::connect(&node.url, Some(&alice.token));
     let mut b1 = Ws::connect(&node.url, Some(&bob.token));
     let mut b2 = Ws::connect(&node.url, Some(&bob.token));
-    // Both of bob's sessions are open before alice sends.
-    assert_eq!(node.admin.get("/v1/presence/bob").1["state"], "online");
+    // Every session has joined (the handshake answers before that), and
+    // bob is online, before alice sends.
+    wait_ws_sessions(&node.url, 3.0);
+    eventually("bob online", || {
+        (node.admin.get("/v1/presence/bob").1["state"] == "online").then_some(())
+    });
 
     a.send(json!({"type": "send", "id": 7, "to": "bob", "body": "hi bob", "subject": "s"}));
     let acc = a.expect("accepted");

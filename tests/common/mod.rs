@@ -1085,6 +1085,26 @@ pub fn wait_logged_in(admin: &Api, id: &str) {
     }
 }
 
+/// An unlabelled sample of the node's `/metrics` at `url`.
+pub fn metric(url: &str, name: &str) -> Option<f64> {
+    ureq::get(format!("{url}/metrics"))
+        .call()
+        .ok()?
+        .into_body()
+        .read_to_string()
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Waits until the node at `url` counts `n` open WebSocket sessions (each
+/// has joined the hub: pushes reach it).
+pub fn wait_ws_sessions(url: &str, n: f64) {
+    eventually(&format!("{n} open WebSocket sessions"), || {
+        (metric(url, "switchboard_ws_sessions")? == n).then_some(())
+    });
+}
+
 /// Polls until `f` returns something (20 s at most).
 pub fn eventually<T>(what: &str, f: impl Fn() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(20);
