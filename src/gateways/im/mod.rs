@@ -143,12 +143,87 @@ impl Medium for ImMedium {
                 .map_err(|e| NonDelivery(format!("inbox write failed: {e}")))?;
             if sessions > 0 {
                 hub.do_send(PushMessage { user, entry });
+                return Ok(MediumAck::Delivered);
             }
-            Ok(if delivered {
+            // No session when asked: one may have joined since, and read its
+            // unread messages before this entry was written. Asking the hub
+            // after the write closes that gap — a session that joins later
+            // reads the entry itself.
+            let pushed = hub.send(PushMessage { user, entry }).await.unwrap_or(0);
+            Ok(if delivered || pushed > 0 {
                 MediumAck::Delivered
             } else {
                 MediumAck::Pending
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix::Actor as _;
+    use switchboard_actors::protocol::{Address, MemberId, Route, TxnId};
+
+    use super::hub::Join;
+    use super::*;
+
+    fn to_bob() -> Delivery {
+        Delivery {
+            txn: TxnId([9; 16]),
+            attempt: 1,
+            id: [0; 32],
+            from: "alice".into(),
+            sender: Address::new(MediumKind::Im, "alice"),
+            sender_user: Some("alice".into()),
+            route: Route {
+                mechanism: MediumKind::Im,
+                address: "bob".into(),
+                recipient_user: Some("bob".into()),
+                destination: MemberId::new(MEMBER_ID),
+                processors: Vec::new(),
+                archive: None,
+                store_and_forward: false,
+            },
+            subject: None,
+            content_type: "text/plain".into(),
+            content: b"hi".to_vec(),
+            sent_at_ms: 1,
+            attestations: Vec::new(),
+        }
+    }
+
+    /// A session that joins after the medium asked the hub (none then) but
+    /// before the inbox entry is written gets the message pushed, and the
+    /// message counts as delivered, not held.
+    #[actix_rt::test]
+    async fn a_session_joining_while_its_message_is_written_gets_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let hub = Hub::new(store.clone(), None).start();
+        let mut im = ImMedium::new(
+            store,
+            None,
+            hub.clone(),
+            PresenceView::default(),
+            ImOfflineWait::new(false),
+        );
+        let mut delivering = im.deliver(to_bob());
+        // One poll: the medium asks the hub how many sessions bob has.
+        tokio::select! {
+            biased;
+            _ = &mut delivering => panic!("delivered before the hub answered"),
+            () = std::future::ready(()) => {}
+        }
+        let (tx, mut frames) = tokio::sync::mpsc::unbounded_channel();
+        hub.do_send(Join {
+            user: "bob".into(),
+            tx,
+        });
+        assert!(matches!(delivering.await, Ok(MediumAck::Delivered)));
+        let frame: serde_json::Value = serde_json::from_str(&frames.recv().await.unwrap()).unwrap();
+        assert_eq!(
+            (frame["type"].as_str(), frame["body"].as_str()),
+            (Some("message"), Some("hi"))
+        );
     }
 }
