@@ -70,6 +70,13 @@ fn check(r: &Value, target: &str) {
     }
 }
 
+/// Each of `keys` is a number in the report's `scale`.
+fn numbers(r: &Value, keys: &[&str]) {
+    for k in keys {
+        assert!(r["scale"][k].as_f64().is_some(), "{k} missing: {r}");
+    }
+}
+
 #[test]
 fn bench_runs_in_process() {
     let r = bench(&["--target", "inproc"]);
@@ -108,15 +115,16 @@ fn bench_measures_scale_with_users_and_a_paced_rate() {
     assert_eq!(r["rate"], 1500.0);
     let s = &r["scale"];
     assert_eq!(s["users"], 2000, "{r}");
-    for k in [
-        "provision_s",
-        "users_per_s",
-        "rss_bytes_per_user",
-        "start_s",
-        "data_dir_bytes",
-    ] {
-        assert!(s[k].as_f64().is_some(), "{k} missing: {r}");
-    }
+    numbers(
+        &r,
+        &[
+            "provision_s",
+            "users_per_s",
+            "rss_bytes_per_user",
+            "start_s",
+            "data_dir_bytes",
+        ],
+    );
     assert!(s["data_dir_bytes"].as_u64().unwrap() > 2000 * 50, "{r}");
     // Paced at 1500/s, 300 messages take at least 0.2 s.
     assert!(r["elapsed_s"].as_f64().unwrap() >= 0.19, "{r}");
@@ -139,13 +147,14 @@ fn bench_holds_idle_websocket_sessions_and_reports_their_memory() {
     check(&r, "ws");
     let s = &r["scale"];
     assert_eq!(s["sessions"], 50, "{r}");
-    for k in [
-        "node_rss_bytes_per_user",
-        "node_rss_bytes_per_idle_session",
-        "sessions_connected_per_s",
-    ] {
-        assert!(s[k].as_f64().is_some(), "{k} missing: {r}");
-    }
+    numbers(
+        &r,
+        &[
+            "node_rss_bytes_per_user",
+            "node_rss_bytes_per_idle_session",
+            "sessions_connected_per_s",
+        ],
+    );
     // Held during the run, closed after it.
     common::wait_ws_sessions(&node.url, 0.0);
 }

@@ -167,10 +167,26 @@ impl World {
         actix_rt::task::JoinHandle<Result<Accepted, OriginateError>>,
         Submit,
     ) {
-        let gw = r.gw.clone();
-        let o = self.originate();
-        let client = actix_rt::spawn(async move { gw.send(o).await.unwrap() });
+        let client = self.client(r, self.originate());
         (client, self.submit().await)
+    }
+
+    /// A client sends `o` to the gateway; its pending answer.
+    fn client(
+        &self,
+        r: &Running,
+        o: Originate,
+    ) -> actix_rt::task::JoinHandle<Result<Accepted, OriginateError>> {
+        let gw = r.gw.clone();
+        actix_rt::spawn(async move { gw.send(o).await.unwrap() })
+    }
+
+    /// The gateway stops (its link is gone) and a new instance starts over
+    /// the same store.
+    async fn restart(&self, r: Running) -> Running {
+        drop(r);
+        self.members.disconnect(&self.me.member);
+        self.start(FakeMedium::default()).await
     }
 
     async fn submit(&self) -> Submit {
@@ -412,9 +428,7 @@ async fn restart_resubmits_the_outbox() {
     // The gateway stops before the broker answers (a crash after the outbox
     // write); a new instance over the same store submits the message again.
     r.gw.send(GetInFlight).await.unwrap();
-    drop(r);
-    w.members.disconnect(&w.me.member);
-    let r2 = w.start(FakeMedium::default()).await;
+    let r2 = w.restart(r).await;
     let again = w.submit().await;
     assert_eq!(again.imi, first.imi, "the same IMI, the same txn");
     verify::check_submit(&r2.session, &again, NOW).unwrap();
@@ -428,9 +442,7 @@ async fn a_dedupe_key_makes_a_retried_originate_a_duplicate_even_after_a_restart
         dedupe: Some("fax-inbox:+4930__a.txt".into()),
         ..w.originate()
     };
-    let gw = r.gw.clone();
-    let o = keyed();
-    let _client = actix_rt::spawn(async move { gw.send(o).await.unwrap() });
+    let _client = w.client(&r, keyed());
     let first = w.submit().await;
     // The client retries (it crashed before recording the answer).
     assert_eq!(
@@ -438,9 +450,7 @@ async fn a_dedupe_key_makes_a_retried_originate_a_duplicate_even_after_a_restart
         Err(OriginateError::Duplicate(first.imi.txn))
     );
     // Across a restart of the gateway too.
-    drop(r);
-    w.members.disconnect(&w.me.member);
-    let r2 = w.start(FakeMedium::default()).await;
+    let r2 = w.restart(r).await;
     let again = w.submit().await;
     assert_eq!(
         again.imi.txn, first.imi.txn,
@@ -455,8 +465,7 @@ async fn a_dedupe_key_makes_a_retried_originate_a_duplicate_even_after_a_restart
         dedupe: Some("fax-inbox:+4930__b.txt".into()),
         ..w.originate()
     };
-    let gw = r2.gw.clone();
-    let _c2 = actix_rt::spawn(async move { gw.send(other).await.unwrap() });
+    let _c2 = w.client(&r2, other);
     assert_ne!(w.submit().await.imi.txn, first.imi.txn);
 }
 
@@ -483,14 +492,10 @@ async fn a_concurrent_retry_is_a_duplicate_and_old_keys_are_forgotten() {
     // Past the retention the key is forgotten (on the next start or the
     // hourly sweep): the same key is a new message.
     w.clock.set(NOW + DEDUPE_RETENTION_MS + 60_000);
-    drop(r);
-    w.members.disconnect(&w.me.member);
-    let r2 = w.start(FakeMedium::default()).await;
+    let r2 = w.restart(r).await;
     let _resubmitted = w.submit().await;
     w.store.writer().barrier().await.unwrap();
-    let gw = r2.gw.clone();
-    let o = keyed();
-    let _c = actix_rt::spawn(async move { gw.send(o).await.unwrap() });
+    let _c = w.client(&r2, keyed());
     assert_ne!(w.submit().await.imi.txn, submitted.imi.txn);
 }
 

@@ -23,8 +23,6 @@ use super::{StoreError, Tree};
 pub struct WriteStats {
     ops: [AtomicU64; Tree::ALL.len()],
     bytes: [AtomicU64; Tree::ALL.len()],
-    groups: AtomicU64,
-    flushes: AtomicU64,
 }
 
 /// A reading of [`WriteStats`].
@@ -32,45 +30,6 @@ pub struct WriteStats {
 pub struct WriteCounts {
     /// `(tree, operations, bytes)` for every tree, in [`Tree::ALL`] order.
     pub trees: Vec<(Tree, u64, u64)>,
-    /// Group commits applied.
-    pub groups: u64,
-    /// Of those, the ones that flushed to disk.
-    pub flushes: u64,
-}
-
-impl WriteCounts {
-    /// Operations over every tree.
-    pub fn ops(&self) -> u64 {
-        self.trees.iter().map(|t| t.1).sum()
-    }
-
-    /// Bytes over every tree.
-    pub fn bytes(&self) -> u64 {
-        self.trees.iter().map(|t| t.2).sum()
-    }
-
-    /// What happened between `earlier` and this reading.
-    pub fn since(&self, earlier: &WriteCounts) -> WriteCounts {
-        let before = |t: Tree| {
-            earlier
-                .trees
-                .iter()
-                .find(|e| e.0 == t)
-                .map_or((0, 0), |e| (e.1, e.2))
-        };
-        WriteCounts {
-            trees: self
-                .trees
-                .iter()
-                .map(|&(t, o, b)| {
-                    let (o0, b0) = before(t);
-                    (t, o.saturating_sub(o0), b.saturating_sub(b0))
-                })
-                .collect(),
-            groups: self.groups.saturating_sub(earlier.groups),
-            flushes: self.flushes.saturating_sub(earlier.flushes),
-        }
-    }
 }
 
 impl WriteStats {
@@ -87,13 +46,11 @@ impl WriteStats {
                     )
                 })
                 .collect(),
-            groups: self.groups.load(Ordering::Relaxed),
-            flushes: self.flushes.load(Ordering::Relaxed),
         }
     }
 
     /// Adds one group's per-tree counts.
-    fn add(&self, ops: &[u64], bytes: &[u64], flushed: bool) {
+    fn add(&self, ops: &[u64], bytes: &[u64]) {
         for t in Tree::ALL {
             let (o, b) = (ops[t.index()], bytes[t.index()]);
             if o > 0 {
@@ -102,10 +59,6 @@ impl WriteStats {
                 metrics::counter!("switchboard_store_ops_total", "tree" => t.name()).increment(o);
                 metrics::counter!("switchboard_store_bytes_total", "tree" => t.name()).increment(b);
             }
-        }
-        self.groups.fetch_add(1, Ordering::Relaxed);
-        if flushed {
-            self.flushes.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -306,6 +259,6 @@ fn commit(
         db.flush()?;
         metrics::histogram!("switchboard_store_flush_seconds").record(t0.elapsed().as_secs_f64());
     }
-    stats.add(&ops, &bytes, durable);
+    stats.add(&ops, &bytes);
     Ok(())
 }
