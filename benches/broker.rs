@@ -14,7 +14,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use switchboard::bench::{inproc_core, originate};
 use switchboard_actors::gateway::Receipt;
-use switchboard_actors::protocol::Outcome;
+use switchboard_core::protocol::Outcome;
 
 /// Messages in flight at once.
 const WINDOW: usize = 256;
@@ -101,7 +101,7 @@ impl Actor for Originator {
 impl Handler<switchboard_actors::members::MiapFrame> for Originator {
     type Result = ();
     fn handle(&mut self, m: switchboard_actors::members::MiapFrame, _: &mut Context<Self>) {
-        use switchboard_actors::protocol::Frame;
+        use switchboard_core::protocol::Frame;
         match m.frame {
             Frame::LoginAck(a) => self.link.on_login_ack(&a).expect("login"),
             Frame::Release(_) => {
@@ -120,7 +120,7 @@ struct Submit(u64);
 impl Handler<Submit> for Originator {
     type Result = bool;
     fn handle(&mut self, Submit(n): Submit, _: &mut Context<Self>) -> bool {
-        use switchboard_actors::protocol::{
+        use switchboard_core::protocol::{
             mac::sha256, verify, Address, Frame, Imi, MediumKind, Priority, To, TxnId,
         };
         let Ok(s) = self.link.session() else {
@@ -158,7 +158,7 @@ impl Handler<Submit> for Originator {
 /// and its release, on one shard.
 fn one_broker_shard(c: &mut Criterion) {
     use switchboard_actors::member_link::{MemberConfig, MemberLink};
-    use switchboard_actors::protocol::{MediumKind, MemberId, MemberKeys};
+    use switchboard_core::protocol::{MediumKind, MemberId, MemberKeys};
     // One shard (the process's environment is the bench's own).
     std::env::set_var("SWITCHBOARD_BROKER__SHARDS", "1");
     let dir = tempfile::tempdir().expect("temp dir");
@@ -221,8 +221,8 @@ fn one_broker_shard(c: &mut Criterion) {
 }
 
 fn macs_of_one_transaction(c: &mut Criterion) {
-    use switchboard_actors::protocol::mac::{mac, step_key};
-    use switchboard_actors::protocol::TxnId;
+    use switchboard_core::protocol::mac::{mac, step_key};
+    use switchboard_core::protocol::TxnId;
     let k = [7u8; 32];
     let imi = vec![0u8; 200];
     let txn = TxnId::generate(0);
@@ -246,8 +246,8 @@ fn macs_of_one_transaction(c: &mut Criterion) {
 }
 
 fn codec_of_a_transmit(c: &mut Criterion) {
-    use switchboard_actors::protocol::codec;
-    use switchboard_actors::protocol::{Frame, TransmitAck, TxnId};
+    use switchboard_core::protocol::codec;
+    use switchboard_core::protocol::{Frame, TransmitAck, TxnId};
     // A frame as it crosses MIAP/TCP: length prefix and bincode.
     let f = Frame::TransmitAck(TransmitAck {
         txn: TxnId::generate(1),
@@ -271,8 +271,8 @@ fn codec_of_a_transmit(c: &mut Criterion) {
 }
 
 fn store_group_commit(c: &mut Criterion) {
-    use switchboard_actors::protocol::TxnId;
-    use switchboard_actors::store::{Store, Tree, WriteBatch};
+    use switchboard_core::protocol::TxnId;
+    use switchboard_core::store::{Store, Tree, WriteBatch};
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(dir.path()).expect("store");
     let runner = actix_rt::System::new();
@@ -364,13 +364,13 @@ fn store_group_commit(c: &mut Criterion) {
 /// keys after `seq`, `window` in flight; the time they took.
 fn durable_records(
     runner: &actix_rt::SystemRunner,
-    store: &switchboard_actors::store::Store,
+    store: &switchboard_core::store::Store,
     window: usize,
     iters: u64,
     size: usize,
     seq: &mut u64,
 ) -> Duration {
-    use switchboard_actors::store::{Tree, WriteBatch};
+    use switchboard_core::store::{Tree, WriteBatch};
     runner.block_on(async {
         let start = Instant::now();
         let mut pending = Vec::with_capacity(window);

@@ -28,16 +28,16 @@ use actix::prelude::*;
 use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
 
-use switchboard_actors::directory::Profile;
 use switchboard_actors::gateway::{Originate, Receipt};
-use switchboard_actors::protocol::{Address, MediumKind, Outcome, Priority, To};
+use switchboard_core::directory::Profile;
+use switchboard_core::protocol::{Address, MediumKind, Outcome, Priority, To};
 
 use crate::config::Config;
 
 /// Per store tree: the operations and bytes the node's writer applied.
 type StoreCounts = BTreeMap<String, (u64, u64)>;
 
-fn store_counts(c: &switchboard_actors::store::WriteCounts) -> StoreCounts {
+fn store_counts(c: &switchboard_core::store::WriteCounts) -> StoreCounts {
     c.trees
         .iter()
         .map(|&(t, ops, bytes)| (t.name().to_string(), (ops, bytes)))
@@ -1083,7 +1083,7 @@ fn tcp(args: &BenchArgs, cfg: &Config, tally: &Tally) -> anyhow::Result<(Instant
     use switchboard_actors::gateway::{Gateway, GatewayConfig, GetInFlight};
     use switchboard_actors::link::{Uplink, UplinkConfig};
     use switchboard_actors::members::{BrokerHandle, MemberRegistry};
-    use switchboard_actors::protocol::{MemberId, SecretKey, SystemClock};
+    use switchboard_core::protocol::{MemberId, SecretKey, SystemClock};
     let connect = args
         .connect
         .clone()

@@ -10,8 +10,8 @@ use anyhow::{anyhow, bail, Context as _};
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde_json::{json, Value};
 
-use switchboard_actors::protocol::MediumKind;
-use switchboard_actors::store::TxnStatus;
+use switchboard_core::protocol::MediumKind;
+use switchboard_core::store::TxnStatus;
 
 use crate::config::{Config, DEFAULT_TOML};
 use crate::node::{self, ADMIN_TOKEN_FILE};
@@ -397,7 +397,7 @@ fn init(cli: &Cli, data: Option<PathBuf>) -> anyhow::Result<()> {
     actix_rt::System::new().block_on(async move {
         let store = node::open_store(&dir)?;
         let directory =
-            switchboard_actors::directory::Directory::load(store, cfg.miap.key_grace_s * 1000)?;
+            switchboard_core::directory::Directory::load(store, cfg.miap.key_grace_s * 1000)?;
         if directory.broker_key()?.is_some() {
             bail!(
                 "{} is already initialised; refusing to overwrite it",

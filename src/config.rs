@@ -516,7 +516,7 @@ impl Config {
         if self.miap.max_frame_bytes < 1024 {
             return Err(invalid("miap.max_frame_bytes", "must be at least 1024"));
         }
-        if !switchboard_actors::delivery::manager::valid_name(&self.delivery.default_manager) {
+        if !switchboard_core::policy::valid_name(&self.delivery.default_manager) {
             return Err(invalid("delivery.default_manager", "1-64 of a-z 0-9 _ -"));
         }
         if !matches!(self.delivery.im_offline.as_str(), "move_on" | "wait") {

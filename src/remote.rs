@@ -26,14 +26,14 @@ use actix::prelude::*;
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
-use switchboard_actors::directory::Directory;
 use switchboard_actors::gateway::{Gateway, GatewayConfig, Receipt};
 use switchboard_actors::link::{LinkUp, Uplink, UplinkConfig, Wrap};
 use switchboard_actors::medium::Medium;
 use switchboard_actors::members::{BrokerHandle, MemberRegistry, MiapFrame};
-use switchboard_actors::protocol::clock::SharedClock;
-use switchboard_actors::protocol::{MediumKind, MemberId, SecretKey, SystemClock};
-use switchboard_actors::store::Store;
+use switchboard_core::directory::Directory;
+use switchboard_core::protocol::clock::SharedClock;
+use switchboard_core::protocol::{MediumKind, MemberId, SecretKey, SystemClock};
+use switchboard_core::store::Store;
 
 use crate::config::Config;
 use crate::node;

@@ -17,13 +17,13 @@ use switchboard::gateways::im::ImMedium;
 use switchboard::gateways::sms::esme::{Esme, EsmeSettings, Job};
 use switchboard::gateways::sms::inbound::MoContext;
 use switchboard::gateways::sms::SmsMedium;
-use switchboard_actors::directory::{Directory, Profile};
 use switchboard_actors::gateway::{MediumReport, Originate, OriginateError};
 use switchboard_actors::medium::Health;
 use switchboard_actors::presence::PresenceView;
-use switchboard_actors::protocol::ReportStatus;
-use switchboard_actors::protocol::{MediumKind, TxnId};
-use switchboard_actors::store::Store;
+use switchboard_core::directory::{Directory, Profile};
+use switchboard_core::protocol::ReportStatus;
+use switchboard_core::protocol::{MediumKind, TxnId};
+use switchboard_core::store::Store;
 
 struct Im {
     _dir: tempfile::TempDir,

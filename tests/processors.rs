@@ -6,7 +6,7 @@ mod common;
 
 use common::{TestNode, TestSms};
 use switchboard_actors::converter::{Converted, Converter, Input, ProcessorSpec};
-use switchboard_actors::protocol::MediumKind;
+use switchboard_core::protocol::MediumKind;
 
 #[test]
 fn text_for_sms_is_segmented_on_the_way() {

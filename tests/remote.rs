@@ -13,10 +13,10 @@ use serde_json::Value;
 use common::{
     add_member, eventually, free_port, wait_logged_in, Api, Cert, ProcNode, RemoteGw, TestNode, Ws,
 };
-use switchboard_actors::protocol::codec;
-use switchboard_actors::protocol::frames::RefuseReason;
-use switchboard_actors::protocol::tscs::start_login;
-use switchboard_actors::protocol::{Frame, MemberId, ProtocolError, SecretKey};
+use switchboard_core::protocol::codec;
+use switchboard_core::protocol::frames::RefuseReason;
+use switchboard_core::protocol::tscs::start_login;
+use switchboard_core::protocol::{Frame, MemberId, ProtocolError, SecretKey};
 
 /// Waits for faxes `fax 0` … `fax n-1` in `alice`'s inbox, then checks each
 /// came exactly once (a late duplicate gets 1.5 s to show up).
@@ -206,8 +206,8 @@ fn bad_input_on_the_miap_port_is_refused_counted_and_changes_nothing() {
     // Before any login, frames are refused without reaching the broker.
     let mut c = Raw::connect(&node);
     c.send(&Frame::TransmitAck(
-        switchboard_actors::protocol::TransmitAck {
-            txn: switchboard_actors::protocol::TxnId::generate(1),
+        switchboard_core::protocol::TransmitAck {
+            txn: switchboard_core::protocol::TxnId::generate(1),
             attempt: 1,
         },
     ));
@@ -563,7 +563,7 @@ fn logged_in(
     c: &mut Raw,
     member: &str,
     key: &SecretKey,
-) -> switchboard_actors::protocol::tscs::Session {
+) -> switchboard_core::protocol::tscs::Session {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -572,7 +572,7 @@ fn logged_in(
     c.send(&Frame::Login(p.login.clone()));
     match c.recv() {
         Some(Frame::LoginAck(ack)) => {
-            switchboard_actors::protocol::tscs::finish_login(&p, &ack, now).unwrap()
+            switchboard_core::protocol::tscs::finish_login(&p, &ack, now).unwrap()
         }
         other => panic!("no LoginAck: {other:?}"),
     }
@@ -580,7 +580,7 @@ fn logged_in(
 
 #[test]
 fn a_captured_submit_replayed_changes_nothing() {
-    use switchboard_actors::protocol::{Address, Imi, MediumKind, Priority, To, TxnId};
+    use switchboard_core::protocol::{Address, Imi, MediumKind, Priority, To, TxnId};
     let node = TestNode::start();
     let keys = tempfile::tempdir().unwrap();
     let key = key_of(&add_member(&node.admin, "gw-fax-2", "fax", keys.path()));
@@ -602,7 +602,7 @@ fn a_captured_submit_replayed_changes_nothing() {
         recipient: To::User("bob".into()),
         content_type: "text/plain".into(),
         content_len: content.len() as u64,
-        content_sha256: switchboard_actors::protocol::mac::sha256(&content),
+        content_sha256: switchboard_core::protocol::mac::sha256(&content),
         subject: None,
         priority: Priority::Normal,
         expires_at_ms: now + 60_000,
@@ -610,7 +610,7 @@ fn a_captured_submit_replayed_changes_nothing() {
         receipt: false,
         attributes: Vec::new(),
     };
-    let submit = Frame::Submit(switchboard_actors::protocol::verify::make_submit(
+    let submit = Frame::Submit(switchboard_core::protocol::verify::make_submit(
         &session, imi,
     ));
     a.send(&submit);

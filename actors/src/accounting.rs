@@ -3,8 +3,8 @@
 
 use actix::prelude::*;
 
-use crate::store::records::enc;
-use crate::store::{AccountingRecord, Store, Tree, WriteBatch};
+use switchboard_core::store::records::enc;
+use switchboard_core::store::{AccountingRecord, Store, Tree, WriteBatch};
 
 /// Record this usage.
 #[derive(Message, Debug, Clone)]

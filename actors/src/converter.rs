@@ -3,7 +3,7 @@
 //! text → a fax page). A processor is a MIAP hop: it checks its grant,
 //! converts, and appends an attestation over the digests in and out.
 
-use crate::protocol::MediumKind;
+use switchboard_core::protocol::MediumKind;
 
 /// What a converter did with a piece of content.
 #[derive(Debug, Clone, PartialEq, Eq)]

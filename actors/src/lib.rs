@@ -27,7 +27,6 @@ pub mod accounting;
 pub mod broker;
 pub mod converter;
 pub mod delivery;
-pub mod directory;
 pub mod gateway;
 pub mod link;
 pub mod medium;
@@ -35,9 +34,6 @@ pub mod member_link;
 pub mod members;
 pub mod presence;
 pub mod processor;
-pub mod protocol;
-pub mod session;
-pub mod store;
 
 #[cfg(test)]
 mod testkit;

@@ -37,11 +37,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::broker::BrokerShared;
-use crate::directory::Directory;
 use crate::members::{BrokerHandle, MemberRegistry, MiapFrame};
-use crate::protocol::codec::{self, Check};
-use crate::protocol::frames::RefuseReason;
-use crate::protocol::{Frame, Login, MediumKind, MemberId, ProtocolError, TxnId};
+use switchboard_core::directory::Directory;
+use switchboard_core::protocol::codec::{self, Check};
+use switchboard_core::protocol::frames::RefuseReason;
+use switchboard_core::protocol::{Frame, Login, MediumKind, MemberId, ProtocolError, TxnId};
 
 /// A member's `Login` that arrived on a link: the broker answers on `link`,
 /// and registers it as the member only when the login is good.

@@ -5,7 +5,7 @@
 
 use futures_like::LocalBoxFuture;
 
-use crate::protocol::{Address, Attestation, MediumKind, Route, Tag, TxnId};
+use switchboard_core::protocol::{Address, Attestation, MediumKind, Route, Tag, TxnId};
 
 /// Tiny local stand-in for `futures::future::LocalBoxFuture`, so the crate
 /// needs no extra dependency for one type alias.

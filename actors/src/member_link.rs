@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use crate::members::{BrokerHandle, MemberRegistry};
-use crate::protocol::clock::SharedClock;
-use crate::protocol::frames::RefuseReason;
-use crate::protocol::tscs::{finish_login, start_login, PendingLogin};
-use crate::protocol::TxnId;
-use crate::protocol::{Frame, LoginAck, MemberId, ProtocolError, SecretKey};
-use crate::session::SessionPair;
+use switchboard_core::protocol::clock::SharedClock;
+use switchboard_core::protocol::frames::RefuseReason;
+use switchboard_core::protocol::tscs::{finish_login, start_login, PendingLogin};
+use switchboard_core::protocol::SessionPair;
+use switchboard_core::protocol::TxnId;
+use switchboard_core::protocol::{Frame, LoginAck, MemberId, ProtocolError, SecretKey};
 
 /// How a member is set up.
 #[derive(Clone)]

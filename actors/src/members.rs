@@ -9,7 +9,7 @@ use actix::prelude::*;
 use dashmap::DashMap;
 
 use crate::converter::ProcessorSpec;
-use crate::protocol::{Frame, MediumKind, MemberId};
+use switchboard_core::protocol::{Frame, MediumKind, MemberId};
 
 /// The most processors on one route.
 pub const MAX_PROCESSORS: usize = 4;
@@ -361,8 +361,8 @@ impl BrokerHandle {
             Some(r) => r.do_send(l),
             None => l.link.do_send(MiapFrame {
                 from: l.login.member.clone(),
-                frame: Frame::Refused(crate::protocol::frames::RefuseReason {
-                    error: crate::protocol::ProtocolError::WrongParty,
+                frame: Frame::Refused(switchboard_core::protocol::frames::RefuseReason {
+                    error: switchboard_core::protocol::ProtocolError::WrongParty,
                     txn: None,
                 }),
             }),

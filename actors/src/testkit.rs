@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::members::MiapFrame;
-use crate::protocol::Frame;
+use switchboard_core::protocol::Frame;
 
 /// Records every frame it is sent.
 #[derive(Default, Clone)]

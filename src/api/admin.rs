@@ -6,12 +6,11 @@ use std::collections::BTreeMap;
 use actix_web::{delete, get, post, put, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use switchboard_actors::delivery::{
-    DeleteManager, DeliveryError, DeliveryManager, ListManagers, PutManager,
-};
-use switchboard_actors::directory::Profile;
-use switchboard_actors::protocol::{MediumKind, MemberId, MemberKeys, SecretKey};
-use switchboard_actors::store::TxnStatus;
+use switchboard_actors::delivery::{DeleteManager, DeliveryError, ListManagers, PutManager};
+use switchboard_core::directory::Profile;
+use switchboard_core::policy::DeliveryManager;
+use switchboard_core::protocol::{MediumKind, MemberId, MemberKeys, SecretKey};
+use switchboard_core::store::TxnStatus;
 
 use super::auth::Admin;
 use super::error::{ApiError, ErrorBody};

@@ -3,8 +3,8 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
-use switchboard_actors::directory::DirectoryError;
-use switchboard_actors::store::StoreError;
+use switchboard_core::directory::DirectoryError;
+use switchboard_core::store::StoreError;
 
 /// The body of every error answer.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]

@@ -7,11 +7,11 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use switchboard_actors::gateway::{Accepted, MediumReport, Originate, OriginateError};
-use switchboard_actors::protocol::{
+use switchboard_core::protocol::{
     Address, MediumKind, Priority, RejectReason, ReportStatus, To, TxnId,
 };
-use switchboard_actors::store::records::enc;
-use switchboard_actors::store::{InboxEntry, Tree, TxnRecord, TxnStatus, WriteBatch};
+use switchboard_core::store::records::enc;
+use switchboard_core::store::{InboxEntry, Tree, TxnRecord, TxnStatus, WriteBatch};
 
 use super::auth::{Caller, User};
 use super::error::{ApiError, ErrorBody};
@@ -300,7 +300,7 @@ pub async fn send_as(
     o.dedupe = key.map(|k| format!("api:{user}:{k}"));
     let fingerprint = o.dedupe.is_some().then(|| Fingerprint {
         to: o.to.clone(),
-        sha256: switchboard_actors::protocol::mac::sha256(&o.content),
+        sha256: switchboard_core::protocol::mac::sha256(&o.content),
         subject: o.subject.clone(),
     });
     match (submit_or_duplicate(st, o).await?, fingerprint) {

@@ -24,11 +24,11 @@ use utoipa_actix_web::{scope, AppExt as _};
 use actix::Addr;
 use switchboard_actors::broker::BrokerShared;
 use switchboard_actors::delivery::DeliveryService;
-use switchboard_actors::directory::Directory;
 use switchboard_actors::members::MemberRegistry;
 use switchboard_actors::presence::PresenceView;
-use switchboard_actors::protocol::clock::SharedClock;
-use switchboard_actors::store::Store;
+use switchboard_core::directory::Directory;
+use switchboard_core::protocol::clock::SharedClock;
+use switchboard_core::store::Store;
 
 use crate::gateways::im::clients::ImClients;
 use error::ApiError;

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use actix_web::{get, put, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use switchboard_actors::delivery::Reach;
 use switchboard_actors::presence::{SetPresence, State};
+use switchboard_core::policy::Reach;
 
 use super::auth::{Caller, User};
 use super::error::{ApiError, ErrorBody};

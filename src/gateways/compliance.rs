@@ -5,7 +5,7 @@
 //! far side refused cleanly. `tests/compliance.rs` runs it for every medium.
 
 use switchboard_actors::medium::{Delivery, Medium, MediumAck};
-use switchboard_actors::protocol::{Address, MediumKind, MemberId, Route, TxnId};
+use switchboard_core::protocol::{Address, MediumKind, MemberId, Route, TxnId};
 
 /// A medium under test, with a way to look at the far side.
 pub trait Subject {

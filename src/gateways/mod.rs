@@ -8,7 +8,7 @@ pub mod fax;
 pub mod im;
 pub mod sms;
 
-use switchboard_actors::protocol::{MediumKind, Outcome};
+use switchboard_core::protocol::{MediumKind, Outcome};
 
 /// The built-in gateways a node runs: `(member id, medium)`. Their keys are
 /// created by `switchboard init`.

@@ -42,7 +42,7 @@ impl Converter for EmailText {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchboard_actors::protocol::MediumKind;
+    use switchboard_core::protocol::MediumKind;
 
     fn mail(raw: &'static [u8]) -> Input<'static> {
         Input {

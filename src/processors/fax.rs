@@ -4,7 +4,7 @@
 //! gateway. The same input gives the same bytes.
 
 use switchboard_actors::converter::{Converted, Converter, Input, ProcessorSpec};
-use switchboard_actors::protocol::MediumKind;
+use switchboard_core::protocol::MediumKind;
 
 use crate::gateways::fax::render;
 

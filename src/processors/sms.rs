@@ -9,7 +9,7 @@
 use serde_json::json;
 
 use switchboard_actors::converter::{Converted, Converter, Input, ProcessorSpec};
-use switchboard_actors::protocol::MediumKind;
+use switchboard_core::protocol::MediumKind;
 
 /// The content type of converted SMS content.
 pub const CONTENT_TYPE: &str = "application/vnd.switchboard.sms+json";

@@ -383,8 +383,8 @@ pub struct TestSms {
 }
 
 impl switchboard_actors::medium::Medium for TestSms {
-    fn kind(&self) -> switchboard_actors::protocol::MediumKind {
-        switchboard_actors::protocol::MediumKind::Sms
+    fn kind(&self) -> switchboard_core::protocol::MediumKind {
+        switchboard_core::protocol::MediumKind::Sms
     }
 
     fn health(&self) -> switchboard_actors::medium::Health {

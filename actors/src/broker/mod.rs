@@ -13,7 +13,6 @@
 //! is `Undeliverable`; past its expiry a message is `Expired`.
 
 pub mod messages;
-pub mod route;
 pub mod shared;
 pub mod watchers;
 
@@ -33,16 +32,16 @@ use watchers::{watcher, MAX_WATCH};
 use crate::accounting::Account;
 use crate::members::MiapFrame;
 use crate::presence::{Reported, State, Subscribe};
-use crate::protocol::frames::RefuseReason;
-use crate::protocol::tscs::Session;
-use crate::protocol::verify::{self, status_variant, step, StepLog};
-use crate::protocol::{
+use switchboard_core::protocol::frames::RefuseReason;
+use switchboard_core::protocol::tscs::Session;
+use switchboard_core::protocol::verify::{self, status_variant, step, StepLog};
+use switchboard_core::protocol::{
     Frame, HealthFrame, Identify, Login, MemberId, NotifyAck, Outcome, PresenceFrame,
     PresenceState, ProtocolError, RejectReason, ReleaseAck, Report, ReportStatus, Route, Submit,
     TxnId, Watch,
 };
-use crate::store::records::enc;
-use crate::store::{
+use switchboard_core::store::records::enc;
+use switchboard_core::store::{
     AccountingRecord, AttemptRecord, Store, Tree, TxnRecord, TxnStatus, WriteBatch,
 };
 
@@ -498,7 +497,7 @@ impl BrokerShard {
         &self,
         from: &MemberId,
         check: impl Fn(&Session, u64, u64) -> Result<(), ProtocolError>,
-    ) -> Result<crate::session::SessionPair, ProtocolError> {
+    ) -> Result<switchboard_core::protocol::SessionPair, ProtocolError> {
         let now = self.now();
         let session = self.shared.session(from, now)?;
         let skew = self.shared.skew_ms;
@@ -575,7 +574,7 @@ impl BrokerShard {
         let valid = w.users.len() <= MAX_WATCH
             && w.users
                 .iter()
-                .all(|u| crate::directory::profile::valid_user_id(u));
+                .all(|u| switchboard_core::directory::profile::valid_user_id(u));
         if !valid {
             return Err(ProtocolError::Malformed);
         }
@@ -764,7 +763,7 @@ impl Handler<crate::link::MemberBack> for BrokerShard {
         let member = m.0;
         let mut again = 0;
         for rec in self.open.values() {
-            let through = |a: &crate::store::records::AttemptRecord| {
+            let through = |a: &switchboard_core::store::records::AttemptRecord| {
                 a.is_open()
                     && (a.route.destination == member || a.route.processors.contains(&member))
             };
@@ -831,7 +830,7 @@ impl BrokerShared {
             .manager
             .as_ref()
             .map_or(60_000, |m| m.config.attempt_timeout_s * 1000);
-        let bimi = crate::protocol::BrokerImi {
+        let bimi = switchboard_core::protocol::BrokerImi {
             imi: rec.imi.clone(),
             route,
             attempt,

@@ -9,24 +9,23 @@ use actix::prelude::*;
 use dashmap::DashMap;
 
 use crate::accounting::Account;
-use crate::delivery::{
-    delivery_policy, DeliveryRegistry, Dispatch, ImOfflineWait, ManagerChoice, Reach,
-};
-use crate::directory::Directory;
+use crate::delivery::{DeliveryRegistry, ImOfflineWait};
 use crate::members::{BrokerHandle, MemberRegistry};
 use crate::presence::{Presence, PresencePush, PresenceView, Reported, State};
-use crate::protocol::clock::SharedClock;
-use crate::protocol::tscs::{LoginVerifier, NonceCache, Session};
-use crate::protocol::{
+use switchboard_core::directory::Directory;
+use switchboard_core::policy::{delivery_policy, Dispatch, ManagerChoice, Reach};
+use switchboard_core::protocol::clock::SharedClock;
+use switchboard_core::protocol::tscs::{LoginVerifier, NonceCache, Session};
+use switchboard_core::protocol::SessionPair;
+use switchboard_core::protocol::{
     Frame, Imi, Login, LoginAck, MediumKind, MemberId, ProtocolError, RejectReason, Route,
     SecretKey,
 };
-use crate::session::SessionPair;
-use crate::store::records::key2;
-use crate::store::{Store, StoreError, Tree, WriteBatch};
+use switchboard_core::store::records::key2;
+use switchboard_core::store::{Store, StoreError, Tree, WriteBatch};
 
-use super::route::resolve;
 use super::BrokerShard;
+use switchboard_core::directory::resolve;
 
 /// Broker settings.
 #[derive(Debug, Clone)]
@@ -240,7 +239,7 @@ impl BrokerShared {
         let Ok(pair) = self.session(member, now) else {
             return;
         };
-        let f = crate::protocol::verify::make_presence(
+        let f = switchboard_core::protocol::verify::make_presence(
             &pair.current,
             p.user,
             p.state.to_frame(p.note),

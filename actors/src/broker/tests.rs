@@ -11,16 +11,16 @@ use super::shared::{BrokerDeps, BrokerSettings, BrokerShared};
 use super::{watchers, BrokerShard};
 use crate::accounting::Account;
 use crate::delivery::DeliveryService;
-use crate::directory::{Directory, Mechanism, Profile};
 use crate::members::{MemberRegistry, MiapFrame};
 use crate::presence::{Presence, SetPresence, State};
-use crate::protocol::clock::ManualClock;
-use crate::protocol::frames::RefuseReason;
-use crate::protocol::tscs::{finish_login, start_login, Session};
-use crate::protocol::verify::{self, make_report, make_submit};
-use crate::protocol::*;
-use crate::store::{Store, TxnStatus};
 use crate::testkit::Recorder;
+use switchboard_core::directory::{Directory, Mechanism, Profile};
+use switchboard_core::protocol::clock::ManualClock;
+use switchboard_core::protocol::frames::RefuseReason;
+use switchboard_core::protocol::tscs::{finish_login, start_login, Session};
+use switchboard_core::protocol::verify::{self, make_report, make_submit};
+use switchboard_core::protocol::*;
+use switchboard_core::store::{Store, TxnStatus};
 
 const NOW: u64 = 1_800_000_000_000;
 
@@ -254,7 +254,7 @@ impl World {
             .await
     }
 
-    async fn stored(&self, txn: &TxnId) -> Option<crate::store::TxnRecord> {
+    async fn stored(&self, txn: &TxnId) -> Option<switchboard_core::store::TxnRecord> {
         self.store.writer().flush().await.unwrap();
         self.store.txn(txn).unwrap()
     }
@@ -798,7 +798,8 @@ async fn expiry_stops_attempts_and_tells_the_sender() {
 
 #[actix_rt::test]
 async fn a_hot_swap_applies_to_new_messages_only() {
-    use crate::delivery::{built_in, PutManager};
+    use crate::delivery::PutManager;
+    use switchboard_core::policy::built_in;
     let w = world().await;
     let first = w.submit(w.imi(To::User("bob".into()))).await;
     // Replace the default manager: email only, which bob does not have.

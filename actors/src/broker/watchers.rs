@@ -9,7 +9,7 @@ use actix::prelude::*;
 
 use super::BrokerShared;
 use crate::presence::PresencePush;
-use crate::protocol::MemberId;
+use switchboard_core::protocol::MemberId;
 
 /// The most users one `Watch` frame may name.
 pub const MAX_WATCH: usize = 1000;

@@ -2,7 +2,7 @@
 
 use actix::prelude::*;
 
-use crate::protocol::{
+use switchboard_core::protocol::{
     Address, Attestation, MediumKind, Outcome, Priority, RejectReason, ReportStatus, Route, Tag,
     To, TxnId,
 };

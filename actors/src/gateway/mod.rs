@@ -29,17 +29,17 @@ pub use sessions::{AnnouncePresence, IdentifyError, IdentifyToken, WatchUsers};
 use crate::medium::{Delivery, Medium, MediumAck};
 use crate::member_link::{MemberConfig, MemberLink};
 use crate::members::{BrokerHandle, MemberRegistry, MiapFrame};
-use crate::protocol::clock::SharedClock;
-use crate::protocol::frames::RefuseReason;
-use crate::protocol::mac::sha256;
-use crate::protocol::verify;
-use crate::protocol::{
+use switchboard_core::protocol::clock::SharedClock;
+use switchboard_core::protocol::frames::RefuseReason;
+use switchboard_core::protocol::mac::sha256;
+use switchboard_core::protocol::verify;
+use switchboard_core::protocol::SessionPair;
+use switchboard_core::protocol::{
     Attestation, Frame, Imi, LoginAck, MemberId, Notify, Outcome, ProtocolError, Rejected, Release,
     ReportAck, ReportStatus, Transmit, TxnId,
 };
-use crate::session::SessionPair;
-use crate::store::records::{enc, key2};
-use crate::store::{OutboxEntry, Store, Tree, WriteBatch};
+use switchboard_core::store::records::{enc, key2};
+use switchboard_core::store::{OutboxEntry, Store, Tree, WriteBatch};
 
 /// How a gateway is set up.
 pub type GatewayConfig = MemberConfig;
@@ -302,7 +302,7 @@ impl<M: Medium> Gateway<M> {
         self.members.send(
             &from,
             &self.link.cfg.id,
-            Frame::TransmitAck(crate::protocol::TransmitAck { txn, attempt }),
+            Frame::TransmitAck(switchboard_core::protocol::TransmitAck { txn, attempt }),
         );
         if !self.delivering.insert(txn) {
             return Ok(());

@@ -15,9 +15,9 @@ use super::Gateway;
 use crate::broker::watchers::MAX_WATCH;
 use crate::medium::Medium;
 use crate::presence::{Reported, State};
-use crate::protocol::mac::sha256;
-use crate::protocol::verify;
-use crate::protocol::{Frame, Identity, PresenceFrame, PresenceState, ProtocolError};
+use switchboard_core::protocol::mac::sha256;
+use switchboard_core::protocol::verify;
+use switchboard_core::protocol::{Frame, Identity, PresenceFrame, PresenceState, ProtocolError};
 
 /// How old a presence frame from the broker may be.
 const PRESENCE_SKEW_MS: u64 = 30_000;

@@ -9,12 +9,12 @@ use super::*;
 use crate::medium::futures_like::LocalBoxFuture;
 use crate::medium::{Delivery, Health, Medium, MediumAck, NonDelivery};
 use crate::members::{BrokerHandle, MemberRegistry, MiapFrame};
-use crate::protocol::clock::ManualClock;
-use crate::protocol::frames::RefuseReason;
-use crate::protocol::tscs::{LoginVerifier, NonceCache, Session};
-use crate::protocol::*;
-use crate::store::Store;
 use crate::testkit::Recorder;
+use switchboard_core::protocol::clock::ManualClock;
+use switchboard_core::protocol::frames::RefuseReason;
+use switchboard_core::protocol::tscs::{LoginVerifier, NonceCache, Session};
+use switchboard_core::protocol::*;
+use switchboard_core::store::Store;
 
 const NOW: u64 = 1_800_000_000_000;
 
@@ -132,7 +132,7 @@ impl World {
             skew_ms: 30_000,
             ring: self.ring.clone(),
         };
-        let now = crate::protocol::clock::Clock::now_ms(&self.clock);
+        let now = switchboard_core::protocol::clock::Clock::now_ms(&self.clock);
         let (ack, session) = v.accept(&login, now, &mut NonceCache::default()).unwrap();
         gw.send(MiapFrame {
             from: broker_id(),
@@ -539,7 +539,7 @@ async fn an_im_gateway_asks_whose_token_and_trusts_only_the_brokers_answer() {
             _ => None,
         })
         .await;
-    let digest = crate::protocol::mac::sha256(b"sb_secret");
+    let digest = switchboard_core::protocol::mac::sha256(b"sb_secret");
     assert_eq!(
         ask.token_sha256, digest,
         "the digest travels, not the token"
@@ -560,7 +560,7 @@ async fn an_im_gateway_asks_whose_token_and_trusts_only_the_brokers_answer() {
     r.gw.send(answer(
         ask.req,
         "mallory",
-        &crate::protocol::mac::sha256(b"other"),
+        &switchboard_core::protocol::mac::sha256(b"other"),
     ))
     .await
     .unwrap();

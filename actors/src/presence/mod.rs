@@ -11,10 +11,10 @@ use actix::prelude::*;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::delivery::Reach;
 use crate::gateway::AnnouncePresence;
-use crate::protocol::clock::SharedClock;
-use crate::protocol::{MediumKind, PresenceState};
+use switchboard_core::policy::Reach;
+use switchboard_core::protocol::clock::SharedClock;
+use switchboard_core::protocol::{MediumKind, PresenceState};
 
 /// A user's presence state as the API names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -441,7 +441,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::protocol::clock::ManualClock;
+    use switchboard_core::protocol::clock::ManualClock;
 
     #[derive(Default, Clone)]
     struct Pushes(Arc<Mutex<Vec<PresencePush>>>);

@@ -12,9 +12,11 @@ use actix::prelude::*;
 use crate::converter::{Converted, Converter, Input};
 use crate::member_link::{MemberConfig, MemberLink};
 use crate::members::{BrokerHandle, MemberRegistry, MiapFrame};
-use crate::protocol::clock::SharedClock;
-use crate::protocol::verify;
-use crate::protocol::{Frame, MemberId, ProtocolError, ReportStatus, Transmit, TransmitAck};
+use switchboard_core::protocol::clock::SharedClock;
+use switchboard_core::protocol::verify;
+use switchboard_core::protocol::{
+    Frame, MemberId, ProtocolError, ReportStatus, Transmit, TransmitAck,
+};
 
 /// A converting hop.
 pub struct Processor<C: Converter> {

@@ -10,7 +10,7 @@ use lettre::message::header::ContentType;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use switchboard_actors::gateway::Receipt;
-use switchboard_actors::protocol::MediumKind;
+use switchboard_core::protocol::MediumKind;
 
 use crate::api::time::rfc3339;
 use crate::gateways::ReceiptPolicy;

@@ -17,9 +17,9 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use switchboard_actors::medium::futures_like::LocalBoxFuture;
 use switchboard_actors::medium::{Delivery, Health, Medium, MediumAck, NonDelivery};
-use switchboard_actors::protocol::MediumKind;
-use switchboard_actors::store::records::key2;
-use switchboard_actors::store::{Store, Tree, WriteBatch};
+use switchboard_core::protocol::MediumKind;
+use switchboard_core::store::records::key2;
+use switchboard_core::store::{Store, Tree, WriteBatch};
 
 /// The member id of the email gateway.
 pub const MEMBER_ID: &str = "gw-email-1";

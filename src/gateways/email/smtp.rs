@@ -20,9 +20,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use switchboard_actors::directory::Directory;
 use switchboard_actors::gateway::{Gateway, Originate, OriginateError};
-use switchboard_actors::protocol::{Address, MediumKind, Priority, To};
+use switchboard_core::directory::Directory;
+use switchboard_core::protocol::{Address, MediumKind, Priority, To};
 
 use super::mime;
 use super::EmailMedium;
@@ -424,7 +424,7 @@ impl Session {
         let user = local.to_ascii_lowercase();
         let known = match &self.ctx.directory {
             Some(d) => d.profile(&user).is_some(),
-            None => switchboard_actors::directory::profile::valid_user_id(&user),
+            None => switchboard_core::directory::profile::valid_user_id(&user),
         };
         if !known {
             return self.error("550 5.1.1 No such user here").await;

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use actix::Addr;
 
-use switchboard_actors::directory::Directory;
 use switchboard_actors::gateway::{Gateway, Originate, OriginateError};
-use switchboard_actors::protocol::{Address, MediumKind, Priority, To};
+use switchboard_core::directory::Directory;
+use switchboard_core::protocol::{Address, MediumKind, Priority, To};
 
 use super::FaxMedium;
 
@@ -61,7 +61,7 @@ pub fn parse(name: &str, content: &str) -> Result<(String, String, String), Stri
         .trim()
         .strip_prefix("To:")
         .and_then(|t| t.split_whitespace().next())
-        .filter(|t| switchboard_actors::directory::profile::valid_user_id(t))
+        .filter(|t| switchboard_core::directory::profile::valid_user_id(t))
         .ok_or("the first line must be \"To: ID\"")?;
     let body: Vec<&str> = lines.collect();
     Ok((

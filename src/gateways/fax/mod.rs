@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use switchboard_actors::medium::futures_like::LocalBoxFuture;
 use switchboard_actors::medium::{Delivery, Health, Medium, MediumAck, NonDelivery};
-use switchboard_actors::protocol::MediumKind;
+use switchboard_core::protocol::MediumKind;
 
 /// The member id of the fax gateway.
 pub const MEMBER_ID: &str = "gw-fax-1";

@@ -4,7 +4,7 @@
 //! ones derived from the input), as a converter must.
 
 use printpdf::{BuiltinFont, Mm, OffsetDateTime, PdfDocument};
-use switchboard_actors::protocol::mac::sha256;
+use switchboard_core::protocol::mac::sha256;
 
 const COLUMNS: usize = 80;
 const LINES_PER_PAGE: usize = 60;

@@ -10,10 +10,10 @@ use actix::Addr;
 use tokio::sync::watch;
 
 use dashmap::DashMap;
-use switchboard_actors::directory::Directory;
 use switchboard_actors::gateway::{IdentifyToken, WatchUsers};
 use switchboard_actors::presence::{Presence, Subscribe};
-use switchboard_actors::store::Store;
+use switchboard_core::directory::Directory;
+use switchboard_core::store::Store;
 
 use super::hub::Hub;
 use crate::api::error::ApiError;

@@ -11,8 +11,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use switchboard_actors::gateway::Receipt;
 use switchboard_actors::presence::PresencePush;
-use switchboard_actors::protocol::{Outcome, TxnId};
-use switchboard_actors::store::{InboxEntry, Store};
+use switchboard_core::protocol::{Outcome, TxnId};
+use switchboard_core::store::{InboxEntry, Store};
 
 use crate::api::time::rfc3339;
 

@@ -19,13 +19,13 @@ pub mod ws;
 use actix::Addr;
 
 use switchboard_actors::delivery::ImOfflineWait;
-use switchboard_actors::directory::Directory;
 use switchboard_actors::medium::futures_like::LocalBoxFuture;
 use switchboard_actors::medium::{Delivery, Health, Medium, MediumAck, NonDelivery};
 use switchboard_actors::presence::PresenceView;
-use switchboard_actors::protocol::MediumKind;
-use switchboard_actors::store::records::enc;
-use switchboard_actors::store::{InboxEntry, Store, Tree, WriteBatch};
+use switchboard_core::directory::Directory;
+use switchboard_core::protocol::MediumKind;
+use switchboard_core::store::records::enc;
+use switchboard_core::store::{InboxEntry, Store, Tree, WriteBatch};
 
 use hub::{Hub, PushMessage, SessionCount};
 
@@ -111,8 +111,8 @@ impl Medium for ImMedium {
             Ok(s) => s,
             Err(e) => return failed(format!("inbox unavailable: {e}")),
         };
-        let present = self.presence.reach(&user, MediumKind::Im)
-            != switchboard_actors::delivery::Reach::Offline;
+        let present =
+            self.presence.reach(&user, MediumKind::Im) != switchboard_core::policy::Reach::Offline;
         let mailbox = d.route.store_and_forward || self.offline_wait.get() || present;
         let (store, hub) = (self.store.clone(), self.hub.clone());
         Box::pin(async move {
@@ -162,7 +162,7 @@ impl Medium for ImMedium {
 #[cfg(test)]
 mod tests {
     use actix::Actor as _;
-    use switchboard_actors::protocol::{Address, MemberId, Route, TxnId};
+    use switchboard_core::protocol::{Address, MemberId, Route, TxnId};
 
     use super::hub::Join;
     use super::*;

@@ -18,8 +18,8 @@ use tokio::sync::watch;
 use switchboard_actors::delivery::ImOfflineWait;
 use switchboard_actors::gateway::Receipt;
 use switchboard_actors::presence::{Presence, PresencePush, Reported};
-use switchboard_actors::protocol::clock::SharedClock;
-use switchboard_actors::store::Store;
+use switchboard_core::protocol::clock::SharedClock;
+use switchboard_core::store::Store;
 
 use super::clients::{ImClients, Tokens};
 use super::hub::Hub;

@@ -19,9 +19,9 @@ use tokio::sync::mpsc;
 
 use switchboard_actors::gateway::MediumReport;
 use switchboard_actors::presence::{Activity, SessionClosed, SessionOpened, SetPresence, State};
-use switchboard_actors::protocol::{Priority, ReportStatus};
-use switchboard_actors::store::records::enc;
-use switchboard_actors::store::{InboxEntry, Tree, WriteBatch};
+use switchboard_core::protocol::{Priority, ReportStatus};
+use switchboard_core::store::records::enc;
+use switchboard_core::store::{InboxEntry, Tree, WriteBatch};
 
 use super::clients::ImClients;
 use super::hub::{message_frame, Join, Leave};
@@ -348,7 +348,7 @@ impl Conn {
                 let valid = users.len() <= MAX_SUBSCRIBE
                     && users
                         .iter()
-                        .all(|u| switchboard_actors::directory::profile::valid_user_id(u));
+                        .all(|u| switchboard_core::directory::profile::valid_user_id(u));
                 if valid {
                     self.st.subscribe(&user, users);
                 } else {

@@ -31,9 +31,9 @@ use tokio_util::codec::Framed;
 
 use switchboard_actors::gateway::MediumReport;
 use switchboard_actors::medium::Health;
-use switchboard_actors::protocol::{Attestation, ReportStatus, Tag, TxnId};
-use switchboard_actors::store::records::{dec, enc, key2};
-use switchboard_actors::store::{Store, Tree, WriteBatch};
+use switchboard_core::protocol::{Attestation, ReportStatus, Tag, TxnId};
+use switchboard_core::store::records::{dec, enc, key2};
+use switchboard_core::store::{Store, Tree, WriteBatch};
 
 use super::inbound::{Mo, MoContext};
 use super::pdu::{self, Inbound, PduCodec, ReceiptOutcome, Segment, ShortMessage};
@@ -913,8 +913,8 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use actix::prelude::*;
-    use switchboard_actors::directory::Directory;
     use switchboard_actors::gateway::{Accepted, Originate, OriginateError};
+    use switchboard_core::directory::Directory;
 
     #[derive(Default, Clone)]
     struct Stub(Arc<Mutex<Vec<MediumReport>>>);

@@ -11,11 +11,11 @@
 use actix::Recipient;
 use rusmpp::CommandStatus;
 
-use switchboard_actors::directory::profile::valid_user_id;
-use switchboard_actors::directory::Directory;
 use switchboard_actors::gateway::{Originate, OriginateError};
-use switchboard_actors::protocol::{Address, MediumKind, Priority, To};
-use switchboard_actors::store::{Store, Tree};
+use switchboard_core::directory::profile::valid_user_id;
+use switchboard_core::directory::Directory;
+use switchboard_core::protocol::{Address, MediumKind, Priority, To};
+use switchboard_core::store::{Store, Tree};
 
 use super::reply_key;
 

@@ -28,9 +28,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use switchboard_actors::medium::futures_like::LocalBoxFuture;
 use switchboard_actors::medium::{Delivery, Health, Medium, MediumAck, NonDelivery};
-use switchboard_actors::protocol::{Attestation, MediumKind, Tag, TxnId};
-use switchboard_actors::store::records::{dec, key2};
-use switchboard_actors::store::{Store, StoreError, Tree};
+use switchboard_core::protocol::{Attestation, MediumKind, Tag, TxnId};
+use switchboard_core::store::records::{dec, key2};
+use switchboard_core::store::{Store, StoreError, Tree};
 
 use esme::{Job, Outgoing};
 

@@ -7,7 +7,7 @@ use actix::prelude::*;
 use tokio::sync::mpsc;
 
 use switchboard_actors::gateway::Receipt;
-use switchboard_actors::protocol::{MediumKind, Outcome};
+use switchboard_core::protocol::{MediumKind, Outcome};
 
 use super::esme::{Job, Outgoing};
 use crate::gateways::ReceiptPolicy;

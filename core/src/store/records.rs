@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::delivery::ManagerChoice;
+use crate::policy::ManagerChoice;
 use crate::protocol::codec;
 use crate::protocol::{BrokerImi, Imi, MediumKind, MemberId, Route, Tag, TxnId};
 

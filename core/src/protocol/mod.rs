@@ -1,7 +1,7 @@
 //! MIAP — the Message and Information Authentication Protocol (see
 //! `docs/MIAP.md`). Frames, keys, MACs, TSCS (time-synchronised set-up),
-//! per-step keys and the one wire codec. No actix here: this module can become
-//! a crate of its own.
+//! per-step keys and the one wire codec. No runtime here: every party (broker
+//! shards, gateways, processors, remote members) calls the same functions.
 //!
 //! Layering: bytes ([`codec`]) → [`Frame`] ([`frames`]) → checks ([`verify`],
 //! [`tscs`]) that the actors call before they change any state.
@@ -14,6 +14,7 @@ pub mod ids;
 pub mod imi;
 pub mod keys;
 pub mod mac;
+pub mod sessions;
 pub mod tscs;
 pub mod verify;
 
@@ -28,3 +29,4 @@ pub use ids::{Address, MediumKind, MemberId, TxnId};
 pub use imi::{BrokerImi, Imi, Priority, Route, To};
 pub use keys::{KeyRing, MemberKeys, SecretKey};
 pub use mac::{Tag, TAG_LEN};
+pub use sessions::SessionPair;

@@ -173,7 +173,7 @@ mod tests {
     use super::*;
     use crate::store::WriteBatch;
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn durable_writes_are_visible_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
@@ -192,7 +192,7 @@ mod tests {
         assert_eq!(store.get(Tree::Meta, b"k").unwrap(), Some(b"v".to_vec()));
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn many_concurrent_writes_group_commit_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
@@ -218,7 +218,7 @@ mod tests {
         );
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn the_writer_counts_operations_and_bytes_per_tree() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
@@ -240,7 +240,7 @@ mod tests {
         assert_eq!(of(Tree::Outbox), Some((0, 0)));
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn barrier_makes_queued_writes_visible() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();

@@ -4,6 +4,7 @@
 //! commit and update the cache once durable.
 
 pub mod profile;
+pub mod resolve;
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
 pub use profile::{InvalidProfile, Mechanism, Profile, UserPolicy};
+pub use resolve::{resolve, Resolved};
 
 use crate::protocol::mac::{hex, random, sha256};
 use crate::protocol::{Address, KeyRing, MemberId, MemberKeys, SecretKey};
@@ -403,7 +405,7 @@ impl Directory {
 mod tests {
     use super::*;
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn users_tokens_and_addresses_survive_reload() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();

@@ -1,8 +1,8 @@
 //! Recipient resolution: who a message is for and on which mechanisms they
-//! can be reached. The route decision itself is
-//! [`crate::broker::BrokerShared::plan`] with the delivery policy
-//! ([`crate::delivery::delivery_policy`]): plain synchronous functions over
-//! in-memory state, no blocking call on the broker's hot path.
+//! can be reached, from the cached profiles — a plain synchronous function
+//! over in-memory state, no blocking call on the broker's hot path. The
+//! broker combines it with the delivery policy
+//! ([`crate::policy::delivery_policy`]) into a route.
 
 use crate::directory::Directory;
 use crate::protocol::{MediumKind, RejectReason, To};
@@ -58,7 +58,7 @@ mod tests {
     use crate::protocol::Address;
     use crate::store::Store;
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn users_addresses_and_external_recipients() {
         let dir = tempfile::tempdir().unwrap();
         let d = Directory::load(Store::open(dir.path()).unwrap(), 0).unwrap();

@@ -58,6 +58,29 @@ pub struct ManagerChoice {
     pub config: ManagerConfig,
 }
 
+/// The registry's content: managers by name.
+pub type Managers = BTreeMap<String, DeliveryManager>;
+
+/// The manager for a new message of `priority`: the one the recipient's
+/// `preferences` (their profile's `delivery` map) name for the priority, or
+/// for `normal`, else `default`; a name that does not exist falls back to
+/// `default`, and a missing default to the built-in `sequential`.
+pub fn choose(
+    managers: &Managers,
+    default: &str,
+    preferences: Option<&BTreeMap<String, String>>,
+    priority: Priority,
+) -> ManagerChoice {
+    let named = preferences.and_then(|p| p.get(priority.as_str()).or_else(|| p.get("normal")));
+    for name in named.map(String::as_str).into_iter().chain([default]) {
+        if let Some(m) = managers.get(name) {
+            return m.choose(name, priority);
+        }
+    }
+    let (name, m) = built_in().remove(0);
+    m.choose(&name, priority)
+}
+
 /// A manager definition that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

@@ -1,27 +1,23 @@
-//! Delivery managers (IBM seed): the [`DeliveryService`] actor owns the
-//! registry of named managers and persists it; the broker reads a lock-free
-//! snapshot ([`DeliveryRegistry`]) on its hot path. Managers can be added,
-//! replaced and removed at run time; a transaction keeps the manager it
-//! started with ([`ManagerChoice`] is stored with it).
+//! Delivery managers at run time (IBM seed): the [`DeliveryService`] actor
+//! owns the registry of named managers and persists it; the broker reads a
+//! lock-free snapshot ([`DeliveryRegistry`]) on its hot path. Managers can
+//! be added, replaced and removed at run time; a transaction keeps the
+//! manager it started with (its `ManagerChoice` is stored with it).
+//!
+//! Owns: the registry and its persistence. Must not touch: the definitions'
+//! rules and the choice itself, which are pure functions in
+//! [`switchboard_core::policy`].
 
-pub mod manager;
-pub mod policy;
-
-use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use actix::prelude::*;
 
-pub use manager::{
-    built_in, DeliveryManager, Dispatch, InvalidManager, ManagerChoice, ManagerConfig,
+use switchboard_core::directory::Profile;
+use switchboard_core::policy::{
+    built_in, valid_name, DeliveryManager, InvalidManager, ManagerChoice, Managers,
 };
-pub use policy::{delivery_policy, Policy, Reach};
-
-use crate::directory::Profile;
-use crate::protocol::Priority;
-use crate::store::{Store, StoreError, Tree, WriteBatch};
-
-type Managers = BTreeMap<String, DeliveryManager>;
+use switchboard_core::protocol::Priority;
+use switchboard_core::store::{Store, StoreError, Tree, WriteBatch};
 
 /// The current managers, shared with the broker. Cheap to clone; reading
 /// takes a read lock for the time of an `Arc` clone.
@@ -64,20 +60,12 @@ impl DeliveryRegistry {
     /// longer exists falls back to the default, and a missing default to the
     /// built-in `sequential`.
     pub fn choose(&self, recipient: Option<&Profile>, priority: Priority) -> ManagerChoice {
-        let managers = self.snapshot();
-        let named = recipient.and_then(|p| {
-            p.delivery
-                .get(priority.as_str())
-                .or_else(|| p.delivery.get("normal"))
-        });
-        let default = self.default_name();
-        for name in named.map(String::as_str).into_iter().chain([&*default]) {
-            if let Some(m) = managers.get(name) {
-                return m.choose(name, priority);
-            }
-        }
-        let (name, m) = built_in().remove(0);
-        m.choose(&name, priority)
+        switchboard_core::policy::choose(
+            &self.snapshot(),
+            &self.default_name(),
+            recipient.map(|p| &p.delivery),
+            priority,
+        )
     }
 }
 
@@ -221,7 +209,7 @@ impl Handler<PutManager> for DeliveryService {
         if let Err(e) = m.manager.validate() {
             return Box::pin(fut::ready(Err(e.into())));
         }
-        if !manager::valid_name(&m.name) {
+        if !valid_name(&m.name) {
             return Box::pin(fut::ready(Err(InvalidManager(format!(
                 "name {:?}: 1-64 of a-z 0-9 _ -",
                 m.name
@@ -273,7 +261,7 @@ impl Handler<DeleteManager> for DeliveryService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::MediumKind;
+    use switchboard_core::protocol::MediumKind;
 
     #[actix_rt::test]
     async fn hot_swap_changes_new_choices_and_survives_restart() {

@@ -1,0 +1,21 @@
+//! `switchboard-core`: everything Switchboard knows that needs no actor
+//! runtime. Cargo keeps actix out of this crate; the actors
+//! (`switchboard-actors`) and the product shell (`switchboard`) build on it.
+//!
+//! # Rooms
+//! | module | owns | may use |
+//! |---|---|---|
+//! | [`protocol`] | MIAP: ids, the IMI, frames with their make/check, keys, MACs, TSCS, the one codec | nothing else here |
+//! | [`policy`] | delivery managers and the delivery policy: pure functions | `protocol` |
+//! | [`store`] | the sled facade: trees, group-committed writes, typed reads, the records | `protocol`, `policy` (a record names its manager) |
+//! | [`directory`] | client profiles, API tokens, member keys (cached); resolving a recipient | `store`, `protocol` |
+//! | [`transactions`] | the broker's transaction state machine: frames in, frames and records out | all of the above |
+//!
+//! Dependencies point down the table; no module imports one above it.
+
+#![deny(missing_docs)]
+
+pub mod directory;
+pub mod policy;
+pub mod protocol;
+pub mod store;
