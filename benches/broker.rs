@@ -121,7 +121,7 @@ impl Handler<Submit> for Originator {
     type Result = bool;
     fn handle(&mut self, Submit(n): Submit, _: &mut Context<Self>) -> bool {
         use switchboard_core::protocol::{
-            mac::sha256, verify, Address, Frame, Imi, MediumKind, Priority, To, TxnId,
+            frames, mac::sha256, Address, Frame, Imi, MediumKind, Priority, To, TxnId,
         };
         let Ok(s) = self.link.session() else {
             return false;
@@ -146,7 +146,7 @@ impl Handler<Submit> for Originator {
                 attributes: Vec::new(),
             };
             self.link
-                .to_broker(Frame::Submit(verify::make_submit(&s.current, imi)));
+                .to_broker(Frame::Submit(frames::make_submit(&s.current, imi)));
         }
         true
     }

@@ -14,8 +14,8 @@ use common::{
     add_member, eventually, free_port, wait_logged_in, Api, Cert, ProcNode, RemoteGw, TestNode, Ws,
 };
 use switchboard_core::protocol::codec;
+use switchboard_core::protocol::frames::start_login;
 use switchboard_core::protocol::frames::RefuseReason;
-use switchboard_core::protocol::tscs::start_login;
 use switchboard_core::protocol::{Frame, MemberId, ProtocolError, SecretKey};
 
 /// Waits for faxes `fax 0` … `fax n-1` in `alice`'s inbox, then checks each
@@ -572,7 +572,7 @@ fn logged_in(
     c.send(&Frame::Login(p.login.clone()));
     match c.recv() {
         Some(Frame::LoginAck(ack)) => {
-            switchboard_core::protocol::tscs::finish_login(&p, &ack, now).unwrap()
+            switchboard_core::protocol::frames::finish_login(&p, &ack, now).unwrap()
         }
         other => panic!("no LoginAck: {other:?}"),
     }
@@ -610,7 +610,7 @@ fn a_captured_submit_replayed_changes_nothing() {
         receipt: false,
         attributes: Vec::new(),
     };
-    let submit = Frame::Submit(switchboard_core::protocol::verify::make_submit(
+    let submit = Frame::Submit(switchboard_core::protocol::frames::make_submit(
         &session, imi,
     ));
     a.send(&submit);

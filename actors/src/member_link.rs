@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::members::{BrokerHandle, MemberRegistry};
 use switchboard_core::protocol::clock::SharedClock;
 use switchboard_core::protocol::frames::RefuseReason;
-use switchboard_core::protocol::tscs::{finish_login, start_login, PendingLogin};
+use switchboard_core::protocol::frames::{finish_login, start_login, PendingLogin};
 use switchboard_core::protocol::SessionPair;
 use switchboard_core::protocol::TxnId;
 use switchboard_core::protocol::{Frame, LoginAck, MemberId, ProtocolError, SecretKey};

@@ -32,9 +32,11 @@ use watchers::{watcher, MAX_WATCH};
 use crate::accounting::Account;
 use crate::members::MiapFrame;
 use crate::presence::{Reported, State, Subscribe};
+use switchboard_core::protocol::frames;
 use switchboard_core::protocol::frames::RefuseReason;
+use switchboard_core::protocol::replay::{status_variant, StepLog};
 use switchboard_core::protocol::tscs::Session;
-use switchboard_core::protocol::verify::{self, status_variant, step, StepLog};
+use switchboard_core::protocol::verify::step;
 use switchboard_core::protocol::{
     Frame, HealthFrame, Identify, Login, MemberId, NotifyAck, Outcome, PresenceFrame,
     PresenceState, ProtocolError, RejectReason, ReleaseAck, Report, ReportStatus, Route, Submit,
@@ -163,7 +165,7 @@ impl BrokerShard {
         let now = self.now();
         let session = self.shared.session(from, now)?;
         let session = session
-            .verify(|s| verify::check_submit(s, &sub, now))?
+            .verify(|s| frames::check_submit(s, &sub, now))?
             .clone();
         let txn = sub.imi.txn;
         if let Some(rec) = self.load(&txn)? {
@@ -212,7 +214,7 @@ impl BrokerShard {
                 tracing::info!(txn = %txn, reason = reason.code(), "message rejected");
                 metrics::counter!("switchboard_messages_rejected_total", "reason" => reason.code())
                     .increment(1);
-                let frame = Frame::Rejected(verify::make_rejected(&session, txn, reason));
+                let frame = Frame::Rejected(frames::make_rejected(&session, txn, reason));
                 self.shared.send(from, frame);
             }
         }
@@ -230,7 +232,7 @@ impl BrokerShard {
         match &rec.status {
             TxnStatus::Released | TxnStatus::Transmitted => {
                 for a in rec.attempts.iter().filter(|a| a.is_open()) {
-                    let frame = verify::make_release(
+                    let frame = frames::make_release(
                         session,
                         self.shared.deps.directory.ring(),
                         rec.broker_imi(a),
@@ -248,7 +250,7 @@ impl BrokerShard {
                 };
                 self.shared.send(
                     from,
-                    Frame::Rejected(verify::make_rejected(session, txn, reason)),
+                    Frame::Rejected(frames::make_rejected(session, txn, reason)),
                 );
             }
             final_status => {
@@ -257,7 +259,7 @@ impl BrokerShard {
                 let at = rec.events.last().map_or(0, |e| e.at_ms);
                 self.shared.send(
                     from,
-                    Frame::Notify(verify::make_notify(session, txn, outcome, mechanism, at)),
+                    Frame::Notify(frames::make_notify(session, txn, outcome, mechanism, at)),
                 );
             }
         }
@@ -267,7 +269,7 @@ impl BrokerShard {
     fn release_ack(&mut self, from: &MemberId, ack: ReleaseAck) -> Result<(), ProtocolError> {
         let now = self.now();
         let session = self.shared.session(from, now)?;
-        session.verify(|s| verify::check_release_ack(s, &ack))?;
+        session.verify(|s| frames::check_release_ack(s, &ack))?;
         let rec = self.load(&ack.txn)?.ok_or(ProtocolError::UnknownTxn)?;
         if &rec.imi.originator != from {
             return Err(ProtocolError::WrongParty);
@@ -297,10 +299,10 @@ impl BrokerShard {
         if from != &attempt.route.destination && !by_processor {
             return Err(ProtocolError::WrongParty);
         }
-        session_d.verify(|s| verify::check_report(s, &r, &attempt.id))?;
+        session_d.verify(|s| frames::check_report(s, &r, &attempt.id))?;
         // Delivered content must have passed every processor of the route.
         if r.status == ReportStatus::Delivered {
-            verify::check_attestations(
+            frames::check_attestations(
                 shared.deps.directory.ring(),
                 &rec.broker_imi(attempt),
                 &attempt.id,
@@ -308,7 +310,7 @@ impl BrokerShard {
                 now,
             )?;
         }
-        let ack = Frame::ReportAck(verify::make_report_ack(
+        let ack = Frame::ReportAck(frames::make_report_ack(
             &session_d.current,
             r.txn,
             r.attempt,
@@ -475,7 +477,7 @@ impl BrokerShard {
     fn notify_ack(&mut self, from: &MemberId, ack: NotifyAck) -> Result<(), ProtocolError> {
         let now = self.now();
         let session = self.shared.session(from, now)?;
-        session.verify(|s| verify::check_notify_ack(s, &ack))?;
+        session.verify(|s| frames::check_notify_ack(s, &ack))?;
         let rec = self.load(&ack.txn)?.ok_or(ProtocolError::UnknownTxn)?;
         if &rec.imi.originator != from {
             return Err(ProtocolError::WrongParty);
@@ -516,7 +518,7 @@ impl BrokerShard {
     }
 
     fn health(&mut self, from: &MemberId, h: HealthFrame) -> Result<(), ProtocolError> {
-        self.verified(from, |s, now, skew| verify::check_health(s, &h, now, skew))?;
+        self.verified(from, |s, now, skew| frames::check_health(s, &h, now, skew))?;
         tracing::info!(member = %from, up = h.up, detail = %h.detail, "member health");
         self.shared.deps.members.set_healthy(from, h.up);
         Ok(())
@@ -526,7 +528,7 @@ impl BrokerShard {
     /// it; only IM gateways may ask.
     fn identify(&mut self, from: &MemberId, f: Identify) -> Result<(), ProtocolError> {
         let session = self.verified(from, |s, now, skew| {
-            verify::check_identify(s, &f, now, skew)
+            frames::check_identify(s, &f, now, skew)
         })?;
         self.session_gateway_only(from)?;
         let user = self
@@ -541,14 +543,14 @@ impl BrokerShard {
             .map(|p| p.contacts.clone())
             .unwrap_or_default();
         let answer =
-            verify::make_identity(&session.current, f.req, &f.token_sha256, user, contacts);
+            frames::make_identity(&session.current, f.req, &f.token_sha256, user, contacts);
         self.shared.send(from, Frame::Identity(answer));
         Ok(())
     }
 
     fn presence(&mut self, from: &MemberId, p: PresenceFrame) -> Result<(), ProtocolError> {
         self.verified(from, |s, now, skew| {
-            verify::check_presence(s, &p, now, skew)
+            frames::check_presence(s, &p, now, skew)
         })?;
         // From an IM gateway in another process: it holds the user's
         // session, so the user's IM goes there while they are not offline.
@@ -569,7 +571,7 @@ impl BrokerShard {
     /// clients: it is subscribed (as [`watcher`] of itself) and told each
     /// one's state now and at every change.
     fn watch(&mut self, from: &MemberId, w: Watch) -> Result<(), ProtocolError> {
-        self.verified(from, |s, now, skew| verify::check_watch(s, &w, now, skew))?;
+        self.verified(from, |s, now, skew| frames::check_watch(s, &w, now, skew))?;
         self.session_gateway_only(from)?;
         let valid = w.users.len() <= MAX_WATCH
             && w.users
@@ -775,7 +777,7 @@ impl Handler<crate::link::MemberBack> for BrokerShard {
                 continue;
             };
             for a in rec.attempts.iter().filter(|a| through(a)) {
-                match verify::make_release(
+                match frames::make_release(
                     &pair.current,
                     self.shared.deps.directory.ring(),
                     rec.broker_imi(a),
@@ -836,9 +838,9 @@ impl BrokerShared {
             attempt,
             tags: Vec::new(),
         };
-        let id = verify::inner_id(&self.deps.k2, session, &bimi);
+        let id = frames::inner_id(&self.deps.k2, session, &bimi);
         let route = bimi.route.clone();
-        let frame = verify::make_release(session, self.deps.directory.ring(), bimi, id)?;
+        let frame = frames::make_release(session, self.deps.directory.ring(), bimi, id)?;
         tracing::debug!(txn = %rec.imi.txn, attempt, mechanism = %route.mechanism, destination = %route.destination, store_and_forward = route.store_and_forward, "released");
         rec.event(now, format!("released:{}", route.mechanism));
         metrics::counter!("switchboard_messages_released_total", "medium" => route.mechanism.as_str())
@@ -882,7 +884,7 @@ impl BrokerShared {
                     .iter()
                     .find(|a| a.succeeded())
                     .map(|a| a.route.mechanism);
-                let n = verify::make_notify(&s.current, rec.imi.txn, outcome, mechanism, now);
+                let n = frames::make_notify(&s.current, rec.imi.txn, outcome, mechanism, now);
                 self.send(origin, Frame::Notify(n));
             }
             Err(_) => {

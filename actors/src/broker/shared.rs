@@ -15,7 +15,8 @@ use crate::presence::{Presence, PresencePush, PresenceView, Reported, State};
 use switchboard_core::directory::Directory;
 use switchboard_core::policy::{delivery_policy, Dispatch, ManagerChoice, Reach};
 use switchboard_core::protocol::clock::SharedClock;
-use switchboard_core::protocol::tscs::{LoginVerifier, NonceCache, Session};
+use switchboard_core::protocol::frames::LoginVerifier;
+use switchboard_core::protocol::tscs::{NonceCache, Session};
 use switchboard_core::protocol::SessionPair;
 use switchboard_core::protocol::{
     Frame, Imi, Login, LoginAck, MediumKind, MemberId, ProtocolError, RejectReason, Route,
@@ -239,7 +240,7 @@ impl BrokerShared {
         let Ok(pair) = self.session(member, now) else {
             return;
         };
-        let f = switchboard_core::protocol::verify::make_presence(
+        let f = switchboard_core::protocol::frames::make_presence(
             &pair.current,
             p.user,
             p.state.to_frame(p.note),

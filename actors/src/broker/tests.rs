@@ -17,8 +17,9 @@ use crate::testkit::Recorder;
 use switchboard_core::directory::{Directory, Mechanism, Profile};
 use switchboard_core::protocol::clock::ManualClock;
 use switchboard_core::protocol::frames::RefuseReason;
-use switchboard_core::protocol::tscs::{finish_login, start_login, Session};
-use switchboard_core::protocol::verify::{self, make_report, make_submit};
+use switchboard_core::protocol::frames::{self, make_report, make_submit};
+use switchboard_core::protocol::frames::{finish_login, start_login};
+use switchboard_core::protocol::tscs::Session;
 use switchboard_core::protocol::*;
 use switchboard_core::store::{Store, TxnStatus};
 
@@ -223,7 +224,7 @@ impl World {
             _ => None,
         });
         let r = r.await;
-        verify::check_release(s, &r).expect("the release verifies at the originator");
+        frames::check_release(s, &r).expect("the release verifies at the originator");
         r
     }
 
@@ -271,7 +272,7 @@ async fn submit_release_report_notify_account() {
     let s = w.im.session.as_ref().unwrap();
     w.send(
         &w.im.id,
-        Frame::ReleaseAck(verify::make_release_ack(s, r.imi.imi.txn, 1)),
+        Frame::ReleaseAck(frames::make_release_ack(s, r.imi.imi.txn, 1)),
     )
     .await;
     w.report_from(&w.im, &r, ReportStatus::Delivered).await;
@@ -279,9 +280,9 @@ async fn submit_release_report_notify_account() {
         Frame::ReportAck(a) => Some(a.clone()),
         _ => None,
     });
-    verify::check_report_ack(s, &ack.await).unwrap();
+    frames::check_report_ack(s, &ack.await).unwrap();
     let n = w.notify().await;
-    verify::check_notify(s, &n).unwrap();
+    frames::check_notify(s, &n).unwrap();
     assert_eq!(
         (n.outcome, n.mechanism),
         (Outcome::Delivered, Some(MediumKind::Im))
@@ -297,7 +298,7 @@ async fn submit_release_report_notify_account() {
     assert_eq!(w.shard.send(OpenTransactions).await.unwrap(), 1);
     w.send(
         &w.im.id,
-        Frame::NotifyAck(verify::make_notify_ack(
+        Frame::NotifyAck(frames::make_notify_ack(
             s,
             r.imi.imi.txn,
             Outcome::Delivered,
@@ -521,7 +522,7 @@ async fn unknown_recipient_and_expired_messages_are_rejected() {
         _ => None,
     });
     let rej = rej.await;
-    verify::check_rejected(s, &rej).unwrap();
+    frames::check_rejected(s, &rej).unwrap();
     assert_eq!(rej.reason, RejectReason::UnknownRecipient);
     assert_eq!(
         w.stored(&imi.txn).await.unwrap().status,
@@ -877,7 +878,7 @@ impl World {
     /// `m` tells the broker `user`'s presence (the shard has handled it).
     async fn tell_presence(&self, m: &Member, user: &str, state: PresenceState) {
         let s = m.session.as_ref().unwrap();
-        let p = verify::make_presence(s, user.into(), state, NOW);
+        let p = frames::make_presence(s, user.into(), state, NOW);
         self.send(&m.id, Frame::Presence(p)).await;
     }
 
@@ -912,15 +913,15 @@ async fn a_session_gateway_asks_whose_token_it_holds_and_nobody_else_may() {
         .expect("a new user's token");
     let digest = mac::sha256(token.as_bytes());
     let s = gw.session.as_ref().unwrap();
-    let ask = |req, d, ts| Frame::Identify(verify::make_identify(s, req, d, ts));
+    let ask = |req, d, ts| Frame::Identify(frames::make_identify(s, req, d, ts));
 
     w.send(&gw.id, ask(1, digest, NOW)).await;
     let id = gw.rec.take("identity", identity).await;
     assert_eq!((id.req, id.user.as_deref()), (1, Some("carol")));
-    verify::check_identity(s, &id, &digest).expect("the answer verifies");
+    frames::check_identity(s, &id, &digest).expect("the answer verifies");
     // Moved to another request's digest, it does not.
     assert_eq!(
-        verify::check_identity(s, &id, &mac::sha256(b"other")),
+        frames::check_identity(s, &id, &mac::sha256(b"other")),
         Err(ProtocolError::BadMac)
     );
     w.send(&gw.id, ask(2, mac::sha256(b"sb_unknown"), NOW))
@@ -930,11 +931,11 @@ async fn a_session_gateway_asks_whose_token_it_holds_and_nobody_else_may() {
 
     // Refused, and answered with nothing: a forged MAC, a stale frame, and
     // a member that is no session gateway (the in-process SMS gateway).
-    let mut forged = verify::make_identify(s, 3, digest, NOW);
+    let mut forged = frames::make_identify(s, 3, digest, NOW);
     forged.mac = mac::mac(b"not the session key", "identify", &[b"x"]);
     let stale = ask(4, digest, NOW - 60_000);
     let sms = w.sms.session.as_ref().unwrap();
-    let by_sms = Frame::Identify(verify::make_identify(sms, 5, digest, NOW));
+    let by_sms = Frame::Identify(frames::make_identify(sms, 5, digest, NOW));
     w.send(&gw.id, Frame::Identify(forged)).await;
     w.send(&gw.id, stale).await;
     w.send(&w.sms.id, by_sms).await;
@@ -966,7 +967,7 @@ async fn im_goes_to_the_session_gateway_holding_the_user_and_home_otherwise() {
     w.tell_presence(&gw, "alice", PresenceState::Busy).await;
     assert_eq!(w.destination_for("alice").await, gw.id);
     // A forged presence frame from the gateway is refused and holds nothing.
-    let mut forged = verify::make_presence(
+    let mut forged = frames::make_presence(
         gw.session.as_ref().unwrap(),
         "bob".into(),
         PresenceState::Online,
@@ -1010,15 +1011,15 @@ async fn a_session_gateway_watches_presence_as_signed_frames() {
     let w = world().await;
     let gw = session_gateway(&w).await;
     let s = gw.session.as_ref().unwrap();
-    let watch = |users: Vec<String>| Frame::Watch(verify::make_watch(s, users, NOW));
+    let watch = |users: Vec<String>| Frame::Watch(frames::make_watch(s, users, NOW));
 
     // Bad watches are refused: forged, by a member that is no session
     // gateway, too many users, a bad user id.
-    let mut forged = verify::make_watch(s, vec!["bob".into()], NOW);
+    let mut forged = frames::make_watch(s, vec!["bob".into()], NOW);
     forged.mac = mac::mac(b"forged", "watch", &[b"x"]);
     w.send(&gw.id, Frame::Watch(forged)).await;
     let sms = w.sms.session.as_ref().unwrap();
-    let by_sms = verify::make_watch(sms, vec!["bob".into()], NOW);
+    let by_sms = frames::make_watch(sms, vec!["bob".into()], NOW);
     w.send(&w.sms.id, Frame::Watch(by_sms)).await;
     let many: Vec<String> = (0..=watchers::MAX_WATCH).map(|i| format!("u{i}")).collect();
     w.send(&gw.id, watch(many)).await;
@@ -1061,7 +1062,7 @@ async fn a_session_gateway_watches_presence_as_signed_frames() {
             _ => None,
         })
         .await;
-    verify::check_presence(s, &p, NOW, 30_000).expect("signed under the gateway's session");
+    frames::check_presence(s, &p, NOW, 30_000).expect("signed under the gateway's session");
     assert_eq!(
         (p.user.as_str(), p.state),
         ("bob", PresenceState::Away(Some("lunch".into())))

@@ -30,9 +30,9 @@ use crate::medium::{Delivery, Medium, MediumAck};
 use crate::member_link::{MemberConfig, MemberLink};
 use crate::members::{BrokerHandle, MemberRegistry, MiapFrame};
 use switchboard_core::protocol::clock::SharedClock;
+use switchboard_core::protocol::frames;
 use switchboard_core::protocol::frames::RefuseReason;
 use switchboard_core::protocol::mac::sha256;
-use switchboard_core::protocol::verify;
 use switchboard_core::protocol::SessionPair;
 use switchboard_core::protocol::{
     Attestation, Frame, Imi, LoginAck, MemberId, Notify, Outcome, ProtocolError, Rejected, Release,
@@ -169,7 +169,7 @@ impl<M: Medium> Gateway<M> {
         }
         let now = self.now();
         if let Ok(s) = self.link.session() {
-            let f = verify::make_health(&s.current, h.up, h.detail, now);
+            let f = frames::make_health(&s.current, h.up, h.detail, now);
             self.to_broker(Frame::Health(f));
             self.told_health = Some(h.up);
         }
@@ -197,7 +197,7 @@ impl<M: Medium> Gateway<M> {
             }
             return;
         };
-        let s = verify::make_submit(&session.current, entry.imi.clone());
+        let s = frames::make_submit(&session.current, entry.imi.clone());
         self.to_broker(Frame::Submit(s));
     }
 
@@ -216,14 +216,14 @@ impl<M: Medium> Gateway<M> {
     // ---- originator ----
 
     fn on_release(&mut self, r: Release) -> Result<(), ProtocolError> {
-        self.session()?.verify(|s| verify::check_release(s, &r))?;
+        self.session()?.verify(|s| frames::check_release(s, &r))?;
         let txn = r.imi.imi.txn;
         let Some(entry) = self.outbox.get(&txn) else {
             tracing::debug!(txn = %txn, "release for a message no longer in the outbox");
             return Ok(());
         };
         let content = entry.content.clone();
-        let ack = verify::make_release_ack(&self.session()?.current, txn, r.imi.attempt);
+        let ack = frames::make_release_ack(&self.session()?.current, txn, r.imi.attempt);
         self.to_broker(Frame::ReleaseAck(ack));
         if let Some(w) = self.waiting.remove(&txn) {
             let _ = w.send(Ok(Accepted {
@@ -238,7 +238,7 @@ impl<M: Medium> Gateway<M> {
             .first()
             .unwrap_or(&r.imi.route.destination)
             .clone();
-        match verify::make_transmit(&r, &hop, content) {
+        match frames::make_transmit(&r, &hop, content) {
             Some(t) => {
                 if !self
                     .members
@@ -255,7 +255,7 @@ impl<M: Medium> Gateway<M> {
     }
 
     fn on_rejected(&mut self, r: Rejected) -> Result<(), ProtocolError> {
-        self.session()?.verify(|s| verify::check_rejected(s, &r))?;
+        self.session()?.verify(|s| frames::check_rejected(s, &r))?;
         self.forget_outbox(&r.txn);
         if let Some(w) = self.waiting.remove(&r.txn) {
             let _ = w.send(Err(OriginateError::Rejected(r.reason)));
@@ -264,7 +264,7 @@ impl<M: Medium> Gateway<M> {
     }
 
     fn on_notify(&mut self, n: Notify) -> Result<(), ProtocolError> {
-        self.session()?.verify(|s| verify::check_notify(s, &n))?;
+        self.session()?.verify(|s| frames::check_notify(s, &n))?;
         let held = self.outbox.get(&n.txn).map(|e| &e.imi);
         let sender_user = held.and_then(|i| i.sender_user.clone());
         let sender = held.map(|i| i.sender.clone());
@@ -283,7 +283,7 @@ impl<M: Medium> Gateway<M> {
                 at_ms: n.at_ms,
             });
         }
-        let ack = verify::make_notify_ack(&self.session()?.current, n.txn, n.outcome);
+        let ack = frames::make_notify_ack(&self.session()?.current, n.txn, n.outcome);
         self.to_broker(Frame::NotifyAck(ack));
         Ok(())
     }
@@ -296,7 +296,7 @@ impl<M: Medium> Gateway<M> {
         t: Transmit,
         ctx: &mut Context<Self>,
     ) -> Result<(), ProtocolError> {
-        verify::check_transmit(&self.link.cfg.id, &self.link.cfg.key, &t, self.now())?;
+        frames::check_transmit(&self.link.cfg.id, &self.link.cfg.key, &t, self.now())?;
         let txn = t.imi.imi.txn;
         let attempt = t.imi.attempt;
         self.members.send(
@@ -360,7 +360,7 @@ impl<M: Medium> Gateway<M> {
         status: ReportStatus,
         attestations: Vec<Attestation>,
     ) {
-        let variant = verify::status_variant(&status);
+        let variant = switchboard_core::protocol::replay::status_variant(&status);
         let pending = MediumReport {
             txn,
             attempt,
@@ -370,14 +370,14 @@ impl<M: Medium> Gateway<M> {
         };
         self.unacked.insert((txn, attempt, variant), pending);
         if let Ok(s) = self.link.session() {
-            let r = verify::make_report(&s.current, txn, attempt, id, status, attestations);
+            let r = frames::make_report(&s.current, txn, attempt, id, status, attestations);
             self.to_broker(Frame::Report(r));
         }
     }
 
     fn on_report_ack(&mut self, a: ReportAck) -> Result<(), ProtocolError> {
         self.session()?
-            .verify(|s| verify::check_report_ack(s, &a))?;
+            .verify(|s| frames::check_report_ack(s, &a))?;
         self.unacked
             .retain(|(t, at, _), _| !(*t == a.txn && *at == a.attempt));
         Ok(())

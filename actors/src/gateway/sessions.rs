@@ -15,8 +15,8 @@ use super::Gateway;
 use crate::broker::watchers::MAX_WATCH;
 use crate::medium::Medium;
 use crate::presence::{Reported, State};
+use switchboard_core::protocol::frames;
 use switchboard_core::protocol::mac::sha256;
-use switchboard_core::protocol::verify;
 use switchboard_core::protocol::{Frame, Identity, PresenceFrame, PresenceState, ProtocolError};
 
 /// How old a presence frame from the broker may be.
@@ -80,7 +80,7 @@ impl<M: Medium> Gateway<M> {
     fn send_presence(&self, user: &str, state: &PresenceState) {
         let now = self.now();
         if let Ok(s) = self.link.session() {
-            let f = verify::make_presence(&s.current, user.to_string(), state.clone(), now);
+            let f = frames::make_presence(&s.current, user.to_string(), state.clone(), now);
             self.to_broker(Frame::Presence(f));
         }
     }
@@ -89,7 +89,7 @@ impl<M: Medium> Gateway<M> {
         let now = self.now();
         if let Ok(s) = self.link.session() {
             for chunk in users.chunks(MAX_WATCH) {
-                let f = verify::make_watch(&s.current, chunk.to_vec(), now);
+                let f = frames::make_watch(&s.current, chunk.to_vec(), now);
                 self.to_broker(Frame::Watch(f));
             }
         }
@@ -110,7 +110,7 @@ impl<M: Medium> Gateway<M> {
     pub(super) fn on_presence(&mut self, p: PresenceFrame) -> Result<(), ProtocolError> {
         let now = self.now();
         self.session()?
-            .verify(|s| verify::check_presence(s, &p, now, PRESENCE_SKEW_MS))?;
+            .verify(|s| frames::check_presence(s, &p, now, PRESENCE_SKEW_MS))?;
         if let Some(r) = &self.clients.presence {
             let (state, note) = State::from_frame(&p.state);
             r.do_send(Reported {
@@ -133,7 +133,7 @@ impl<M: Medium> Gateway<M> {
         };
         let digest = *digest;
         self.session()?
-            .verify(|s| verify::check_identity(s, &i, &digest))?;
+            .verify(|s| frames::check_identity(s, &i, &digest))?;
         if let Some((_, tx)) = self.clients.identifying.remove(&i.req) {
             let _ = tx.send(i.user.map(|u| (u, i.contacts)));
         }
@@ -193,7 +193,7 @@ impl<M: Medium> Handler<IdentifyToken> for Gateway<M> {
         self.clients.next_req += 1;
         let req = self.clients.next_req;
         let digest = sha256(token.as_bytes());
-        let f = verify::make_identify(&s.current, req, digest, now);
+        let f = frames::make_identify(&s.current, req, digest, now);
         let (tx, rx) = oneshot::channel();
         self.clients.identifying.insert(req, (digest, tx));
         self.to_broker(Frame::Identify(f));

@@ -11,8 +11,9 @@ use crate::medium::{Delivery, Health, Medium, MediumAck, NonDelivery};
 use crate::members::{BrokerHandle, MemberRegistry, MiapFrame};
 use crate::testkit::Recorder;
 use switchboard_core::protocol::clock::ManualClock;
+use switchboard_core::protocol::frames::LoginVerifier;
 use switchboard_core::protocol::frames::RefuseReason;
-use switchboard_core::protocol::tscs::{LoginVerifier, NonceCache, Session};
+use switchboard_core::protocol::tscs::{NonceCache, Session};
 use switchboard_core::protocol::*;
 use switchboard_core::store::Store;
 
@@ -213,8 +214,8 @@ impl World {
             attempt: 1,
             tags: vec![],
         };
-        let id = verify::inner_id(&self.k2, &r.session, &bimi);
-        verify::make_release(&r.session, &self.ring, bimi, id).unwrap()
+        let id = frames::inner_id(&self.k2, &r.session, &bimi);
+        frames::make_release(&r.session, &self.ring, bimi, id).unwrap()
     }
 }
 
@@ -232,7 +233,7 @@ async fn originate_release_transmit_deliver_report_notify() {
     let w = world();
     let r = w.start(FakeMedium::default()).await;
     let (client, sub) = w.originate_and_submit(&r).await;
-    verify::check_submit(&r.session, &sub, NOW).expect("the submit verifies at the broker");
+    frames::check_submit(&r.session, &sub, NOW).expect("the submit verifies at the broker");
     assert_eq!(sub.imi.content_sha256, mac::sha256(b"hello"));
     assert_eq!(
         w.store.outbox(&w.me.member).unwrap().len(),
@@ -249,7 +250,7 @@ async fn originate_release_transmit_deliver_report_notify() {
         Frame::ReleaseAck(a) => Some(a.clone()),
         _ => None,
     });
-    verify::check_release_ack(&r.session, &ack.await).unwrap();
+    frames::check_release_ack(&r.session, &ack.await).unwrap();
 
     // The gateway is also the destination: it transmits to itself, delivers
     // and reports.
@@ -260,7 +261,7 @@ async fn originate_release_transmit_deliver_report_notify() {
             _ => None,
         })
         .await;
-    verify::check_report(&r.session, &report, &rel.id).unwrap();
+    frames::check_report(&r.session, &report, &rel.id).unwrap();
     assert_eq!(report.status, ReportStatus::Delivered);
     let delivered = r.medium.delivered.lock().unwrap().clone();
     assert_eq!(delivered.len(), 1);
@@ -269,7 +270,7 @@ async fn originate_release_transmit_deliver_report_notify() {
         (&b"hello"[..], "alice")
     );
 
-    let n = verify::make_notify(
+    let n = frames::make_notify(
         &r.session,
         sub.imi.txn,
         Outcome::Delivered,
@@ -344,7 +345,7 @@ async fn transmit_with_another_hops_grant_or_wrong_content_is_refused() {
     };
     // A release whose grant is for gw-b, presented to gw-a.
     let rel = w.release(&r, imi.clone(), "gw-b");
-    let mut t = verify::make_transmit(&rel, &MemberId::new("gw-b"), b"hi".to_vec()).unwrap();
+    let mut t = frames::make_transmit(&rel, &MemberId::new("gw-b"), b"hi".to_vec()).unwrap();
     t.imi.route.destination = MemberId::new("gw-a");
     r.gw.send(MiapFrame {
         from: MemberId::new("gw-b"),
@@ -370,7 +371,7 @@ async fn transmit_with_another_hops_grant_or_wrong_content_is_refused() {
     assert_eq!(security.await.error, ProtocolError::BadGrant);
 
     let rel = w.release(&r, imi.clone(), "gw-a");
-    let t = verify::make_transmit(&rel, &MemberId::new("gw-a"), b"HI".to_vec()).unwrap();
+    let t = frames::make_transmit(&rel, &MemberId::new("gw-a"), b"HI".to_vec()).unwrap();
     r.gw.send(MiapFrame {
         from: MemberId::new("gw-b"),
         frame: Frame::Transmit(Box::new(t)),
@@ -414,7 +415,7 @@ async fn medium_failure_becomes_non_delivery_and_reports_are_resent_until_acked(
     assert_eq!(r.gw.send(GetInFlight).await.unwrap().unacked_reports, 1);
     from_broker(
         &r,
-        Frame::ReportAck(verify::make_report_ack(&r.session, sub.imi.txn, 1)),
+        Frame::ReportAck(frames::make_report_ack(&r.session, sub.imi.txn, 1)),
     )
     .await;
     assert_eq!(r.gw.send(GetInFlight).await.unwrap().unacked_reports, 0);
@@ -431,7 +432,7 @@ async fn restart_resubmits_the_outbox() {
     let r2 = w.restart(r).await;
     let again = w.submit().await;
     assert_eq!(again.imi, first.imi, "the same IMI, the same txn");
-    verify::check_submit(&r2.session, &again, NOW).unwrap();
+    frames::check_submit(&r2.session, &again, NOW).unwrap();
 }
 
 #[actix_rt::test]
@@ -512,7 +513,7 @@ async fn an_expired_session_is_renewed_and_the_submit_sent_again() {
     let session = w.accept_login(&r.gw).await;
     let again = w.submit().await;
     assert_eq!(again.imi, first.imi);
-    verify::check_submit(&session, &again, NOW).expect("signed under the new session");
+    frames::check_submit(&session, &again, NOW).expect("signed under the new session");
     let r2 = Running {
         gw: r.gw.clone(),
         medium: r.medium.clone(),
@@ -544,10 +545,10 @@ async fn an_im_gateway_asks_whose_token_and_trusts_only_the_brokers_answer() {
         ask.token_sha256, digest,
         "the digest travels, not the token"
     );
-    verify::check_identify(&r.session, &ask, NOW, 30_000).expect("a valid identify");
+    frames::check_identify(&r.session, &ask, NOW, 30_000).expect("a valid identify");
     let answer = |req, user: &str, d: &[u8; 32]| MiapFrame {
         from: broker_id(),
-        frame: Frame::Identity(verify::make_identity(
+        frame: Frame::Identity(frames::make_identity(
             &r.session,
             req,
             d,
@@ -611,7 +612,7 @@ async fn an_im_gateway_announces_the_sessions_it_holds_again_after_a_login() {
                 _ => None,
             })
             .await;
-        verify::check_presence(&r.session, &p, NOW, 30_000).expect("signed");
+        frames::check_presence(&r.session, &p, NOW, 30_000).expect("signed");
         told.push((p.user, p.state));
     }
     assert_eq!(
@@ -633,7 +634,7 @@ async fn an_im_gateway_announces_the_sessions_it_holds_again_after_a_login() {
             _ => None,
         })
         .await;
-    verify::check_presence(&session, &p, NOW, 30_000).expect("signed in the new session");
+    frames::check_presence(&session, &p, NOW, 30_000).expect("signed in the new session");
     assert_eq!((p.user.as_str(), p.state), ("alice", PresenceState::Online));
     w.broker
         .none("another presence", |f| match f {

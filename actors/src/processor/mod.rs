@@ -13,7 +13,7 @@ use crate::converter::{Converted, Converter, Input};
 use crate::member_link::{MemberConfig, MemberLink};
 use crate::members::{BrokerHandle, MemberRegistry, MiapFrame};
 use switchboard_core::protocol::clock::SharedClock;
-use switchboard_core::protocol::verify;
+use switchboard_core::protocol::frames;
 use switchboard_core::protocol::{
     Frame, MemberId, ProtocolError, ReportStatus, Transmit, TransmitAck,
 };
@@ -43,7 +43,7 @@ impl<C: Converter> Processor<C> {
 
     fn on_transmit(&mut self, from: &MemberId, t: Transmit) -> Result<(), ProtocolError> {
         let me = self.link.cfg.id.clone();
-        verify::check_transmit(&me, &self.link.cfg.key, &t, self.link.now())?;
+        frames::check_transmit(&me, &self.link.cfg.key, &t, self.link.now())?;
         let (txn, attempt) = (t.imi.imi.txn, t.imi.attempt);
         self.members
             .send(from, &me, Frame::TransmitAck(TransmitAck { txn, attempt }));
@@ -67,7 +67,7 @@ impl<C: Converter> Processor<C> {
                 content,
                 content_type,
             }) => {
-                let att = verify::make_attestation(
+                let att = frames::make_attestation(
                     me.clone(),
                     &self.link.cfg.key,
                     &t.id,
@@ -108,7 +108,7 @@ impl<C: Converter> Processor<C> {
         tracing::info!(txn = %txn, processor = %me, status = ?status, "content not forwarded");
         let session = self.link.session()?;
         let report =
-            verify::make_report(&session.current, txn, attempt, t.id, status, t.attestations);
+            frames::make_report(&session.current, txn, attempt, t.id, status, t.attestations);
         self.link.to_broker(Frame::Report(report));
         Ok(())
     }
@@ -163,7 +163,7 @@ impl<C: Converter> Handler<MiapFrame> for Processor<C> {
             Frame::ReportAck(a) if from_broker => self
                 .link
                 .session()
-                .and_then(|s| s.verify(|x| verify::check_report_ack(x, &a)).map(|_| ())),
+                .and_then(|s| s.verify(|x| frames::check_report_ack(x, &a)).map(|_| ())),
             Frame::Refused(r) => {
                 if from_broker
                     && matches!(

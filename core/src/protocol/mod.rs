@@ -1,10 +1,15 @@
 //! MIAP — the Message and Information Authentication Protocol (see
-//! `docs/MIAP.md`). Frames, keys, MACs, TSCS (time-synchronised set-up),
-//! per-step keys and the one wire codec. No runtime here: every party (broker
-//! shards, gateways, processors, remote members) calls the same functions.
+//! `docs/MIAP.md`): ids, the IMI, every frame with its make/check pair, keys,
+//! MACs, TSCS (time-synchronised set-up), per-step keys and the one wire
+//! codec. No runtime here: every party (broker shards, gateways, processors,
+//! remote members) calls the same functions.
 //!
-//! Layering: bytes ([`codec`]) → [`Frame`] ([`frames`]) → checks ([`verify`],
-//! [`tscs`]) that the actors call before they change any state.
+//! Layering: bytes ([`codec`]) → [`Frame`] ([`frames`], one file per frame
+//! family with its checks) → session state ([`tscs`]) and step idempotency
+//! ([`replay`]). [`verify`] holds only what every check shares.
+//!
+//! Owns: the wire format and its cryptography. Must not touch: storage,
+//! the directory, or any actor — keys come in as a [`KeyRing`].
 
 pub mod clock;
 pub mod codec;
@@ -14,7 +19,7 @@ pub mod ids;
 pub mod imi;
 pub mod keys;
 pub mod mac;
-pub mod sessions;
+pub mod replay;
 pub mod tscs;
 pub mod verify;
 
@@ -29,4 +34,4 @@ pub use ids::{Address, MediumKind, MemberId, TxnId};
 pub use imi::{BrokerImi, Imi, Priority, Route, To};
 pub use keys::{KeyRing, MemberKeys, SecretKey};
 pub use mac::{Tag, TAG_LEN};
-pub use sessions::SessionPair;
+pub use tscs::{Session, SessionPair};

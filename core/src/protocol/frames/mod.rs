@@ -1,20 +1,64 @@
-//! Every MIAP frame, one file per family: [`session`] (TSCS),
-//! [`txn`] (the five phases), [`presence`].
+//! Every MIAP frame, one file per family, each with its struct(s) and its
+//! `make_*`/`check_*` pair: [`login`] (TSCS), the five phases of a
+//! transaction ([`submit`], [`release`], [`transmit`], [`report`],
+//! [`notify`]), and the frames a member signs under its session outside any
+//! transaction ([`presence`], [`health`], [`identify`], [`watch`]). The
+//! [`Frame`] enum is the envelope the codec puts on the wire.
+//!
+//! A check runs before any state changes, so a forged or replayed frame
+//! changes nothing.
 
+pub mod health;
+pub mod identify;
+pub mod login;
+pub mod notify;
 pub mod presence;
-pub mod session;
-pub mod txn;
+pub mod release;
+pub mod report;
+pub mod submit;
+pub mod transmit;
+pub mod watch;
+
+#[cfg(test)]
+mod tests;
 
 use serde::{Deserialize, Serialize};
 
-pub use presence::{HealthFrame, Identify, Identity, PresenceFrame, PresenceState, Watch};
-pub use session::{Login, LoginAck, RefuseReason};
-pub use txn::{
-    Attestation, Grant, Notify, NotifyAck, Outcome, RejectReason, Rejected, Release, ReleaseAck,
-    Report, ReportAck, ReportStatus, Submit, Transmit, TransmitAck,
+pub use health::{check_health, make_health, HealthFrame};
+pub use identify::{
+    check_identify, check_identity, make_identify, make_identity, Identify, Identity,
 };
+pub use login::{finish_login, start_login, Login, LoginAck, LoginVerifier, PendingLogin};
+pub use notify::{
+    check_notify, check_notify_ack, make_notify, make_notify_ack, Notify, NotifyAck, Outcome,
+};
+pub use presence::{check_presence, make_presence, PresenceFrame, PresenceState};
+pub use release::{
+    check_rejected, check_release, check_release_ack, inner_id, make_rejected, make_release,
+    make_release_ack, Grant, RejectReason, Rejected, Release, ReleaseAck,
+};
+pub use report::{
+    check_report, check_report_ack, make_report, make_report_ack, Report, ReportAck, ReportStatus,
+};
+pub use submit::{check_submit, make_submit, Submit};
+pub use transmit::{
+    check_attestations, check_transmit, make_attestation, make_transmit, Attestation, Transmit,
+    TransmitAck,
+};
+pub use watch::{check_watch, make_watch, Watch};
 
+use super::error::ProtocolError;
 use super::ids::TxnId;
+
+/// Why a frame was refused: the check that failed, and the transaction when
+/// the frame had one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefuseReason {
+    /// The failed check.
+    pub error: ProtocolError,
+    /// The frame's transaction, if any.
+    pub txn: Option<TxnId>,
+}
 
 /// One MIAP frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

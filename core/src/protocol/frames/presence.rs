@@ -1,9 +1,14 @@
-//! The `Presence` frame.
+//! `Presence` (a session gateway → broker: it holds the user's session;
+//! broker → a watching gateway: a followed user's state).
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::codec::encode;
+use crate::protocol::error::ProtocolError;
 use crate::protocol::ids::MemberId;
-use crate::protocol::mac::Tag;
+use crate::protocol::mac::{self, label, Tag};
+use crate::protocol::tscs::Session;
+use crate::protocol::verify::check_session_frame;
 
 /// A user's presence state.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -33,73 +38,38 @@ pub struct PresenceFrame {
     pub mac: Tag,
 }
 
-/// `Health { member, up, detail, ts, mac(K_m, "health", up, detail, ts) }`:
-/// whether the member's medium can deliver now (a remote gateway's SMSC or
-/// relay, say), so the broker routes around a member that is connected but
-/// cannot deliver.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealthFrame {
-    /// The gateway.
-    pub member: MemberId,
-    /// Whether its medium can deliver.
-    pub up: bool,
-    /// Why (for the operator).
-    pub detail: String,
-    /// When, ms since the epoch.
-    pub ts_ms: u64,
-    /// The MAC.
-    pub mac: Tag,
+/// `Presence { member, user, state, ts, mac }`.
+pub fn make_presence(
+    session: &Session,
+    user: String,
+    state: PresenceState,
+    ts_ms: u64,
+) -> PresenceFrame {
+    let mac = mac::mac(
+        session.key.bytes(),
+        label::PRESENCE,
+        &[user.as_bytes(), &encode(&state), &ts_ms.to_be_bytes()],
+    );
+    PresenceFrame {
+        member: session.member.clone(),
+        user,
+        state,
+        ts_ms,
+        mac,
+    }
 }
 
-/// `Identify { member, req, token_sha256, ts, mac(S, "identify", req,
-/// token_sha256, ts) }`: an IM gateway in another process asks the broker
-/// whose API token this is (a client opening a session there). It carries
-/// the token's SHA-256, never the token: a captured frame does not give
-/// anyone a token the API would take.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Identify {
-    /// The gateway asking.
-    pub member: MemberId,
-    /// The gateway's request number (the answer carries it).
-    pub req: u64,
-    /// SHA-256 of the token.
-    pub token_sha256: [u8; 32],
-    /// When, ms since the epoch.
-    pub ts_ms: u64,
-    /// The MAC.
-    pub mac: Tag,
-}
-
-/// `Identity { req, user, contacts, mac(S, "identity", req, token_sha256,
-/// user, enc(contacts)) }`: the broker's answer to [`Identify`] — the
-/// token's user (or none) and the users whose presence their profile
-/// follows. The MAC covers the digest asked about, so an answer cannot be
-/// moved to another request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Identity {
-    /// The request answered.
-    pub req: u64,
-    /// The user the token belongs to; `None` for an unknown token.
-    pub user: Option<String>,
-    /// The user's contacts (their profile's), whose presence they follow.
-    pub contacts: Vec<String>,
-    /// The MAC.
-    pub mac: Tag,
-}
-
-/// `Watch { member, users, ts, mac(S, "watch", enc(users), ts) }`: an IM
-/// gateway in another process wants the presence of `users` (its clients
-/// subscribed to them); the broker sends it a `Presence` frame for each of
-/// them now and at every change. Each frame adds to what the gateway
-/// watches; after a login it sends the whole set again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Watch {
-    /// The gateway.
-    pub member: MemberId,
-    /// The users.
-    pub users: Vec<String>,
-    /// When, ms since the epoch.
-    pub ts_ms: u64,
-    /// The MAC.
-    pub mac: Tag,
+/// Broker: checks a presence frame (MAC and skew).
+///
+/// # Errors
+/// [`ProtocolError::WrongParty`], [`ProtocolError::SkewExceeded`], [`ProtocolError::BadMac`].
+pub fn check_presence(
+    session: &Session,
+    p: &PresenceFrame,
+    now_ms: u64,
+    skew_ms: u64,
+) -> Result<(), ProtocolError> {
+    let fields: [&[u8]; 3] = [p.user.as_bytes(), &encode(&p.state), &p.ts_ms.to_be_bytes()];
+    let stamp = (&p.member, p.ts_ms, &p.mac);
+    check_session_frame(session, stamp, now_ms, skew_ms, label::PRESENCE, &fields)
 }

@@ -1,11 +1,12 @@
-//! One test per check of a transaction's frames: the exact error variant, and
-//! that a refused frame changes no state.
+//! One test per check of a frame: the exact error variant, and that a
+//! refused frame changes no state.
 
 use super::*;
-use crate::protocol::ids::Address;
-use crate::protocol::imi::{Priority, Route, To};
-use crate::protocol::keys::MemberKeys;
-use crate::protocol::tscs::{finish_login, start_login, LoginVerifier, NonceCache};
+use crate::protocol::ids::{Address, MediumKind, MemberId, TxnId};
+use crate::protocol::imi::{BrokerImi, Imi, Priority, Route, To};
+use crate::protocol::keys::{KeyRing, MemberKeys, SecretKey};
+use crate::protocol::mac::sha256;
+use crate::protocol::tscs::{NonceCache, Session};
 
 const NOW: u64 = 1_700_000_000_000;
 
@@ -267,41 +268,6 @@ fn forged_notify_is_refused() {
     let mut n = make_notify(&f.origin, txn, Outcome::Undeliverable, None, NOW);
     n.outcome = Outcome::Delivered;
     assert_eq!(check_notify(&f.origin, &n), Err(ProtocolError::BadMac));
-}
-
-#[test]
-fn replayed_step_is_refused_and_changes_nothing() {
-    let mut log = StepLog::default();
-    let txn = TxnId::generate(NOW);
-    log.admit(
-        txn,
-        step::REPORT,
-        1,
-        status_variant(&ReportStatus::Delivered),
-    )
-    .unwrap();
-    assert_eq!(
-        log.admit(
-            txn,
-            step::REPORT,
-            1,
-            status_variant(&ReportStatus::Delivered)
-        ),
-        Err(ProtocolError::ReplayedStep)
-    );
-    assert_eq!(log.len(), 1);
-    // The Read report of the same attempt and the next attempt are new steps.
-    log.admit(txn, step::REPORT, 1, status_variant(&ReportStatus::Read))
-        .unwrap();
-    log.admit(
-        txn,
-        step::REPORT,
-        2,
-        status_variant(&ReportStatus::Delivered),
-    )
-    .unwrap();
-    log.forget(&txn);
-    assert!(log.is_empty());
 }
 
 #[test]
