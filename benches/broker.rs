@@ -87,7 +87,7 @@ fn full_transactions(c: &mut Criterion) {
 /// and counts the broker's `Release`s (it never transmits, so the broker's
 /// part is all that is measured).
 struct Originator {
-    link: switchboard_actors::member_link::MemberLink,
+    link: switchboard_actors::member_session::MemberSession,
     released: Arc<AtomicUsize>,
 }
 
@@ -98,9 +98,9 @@ impl Actor for Originator {
     }
 }
 
-impl Handler<switchboard_actors::members::MiapFrame> for Originator {
+impl Handler<switchboard_actors::bus::MiapFrame> for Originator {
     type Result = ();
-    fn handle(&mut self, m: switchboard_actors::members::MiapFrame, _: &mut Context<Self>) {
+    fn handle(&mut self, m: switchboard_actors::bus::MiapFrame, _: &mut Context<Self>) {
         use switchboard_core::protocol::Frame;
         match m.frame {
             Frame::LoginAck(a) => self.link.on_login_ack(&a).expect("login"),
@@ -157,7 +157,7 @@ impl Handler<Submit> for Originator {
 /// MAC and grant, send the `Release` — everything between a member's submit
 /// and its release, on one shard.
 fn one_broker_shard(c: &mut Criterion) {
-    use switchboard_actors::member_link::{MemberConfig, MemberLink};
+    use switchboard_actors::member_session::{MemberConfig, MemberSession};
     use switchboard_core::protocol::{MediumKind, MemberId, MemberKeys};
     // One shard (the process's environment is the bench's own).
     std::env::set_var("SWITCHBOARD_BROKER__SHARDS", "1");
@@ -174,7 +174,7 @@ fn one_broker_shard(c: &mut Criterion) {
         let (key_id, key) = keys.current();
         let key = key.clone();
         core.directory.put_member(keys).await.expect("member");
-        let link = MemberLink::new(
+        let link = MemberSession::new(
             MemberConfig {
                 id: id.clone(),
                 key_id,

@@ -1080,9 +1080,10 @@ impl switchboard_actors::medium::Medium for Null {
 }
 
 fn tcp(args: &BenchArgs, cfg: &Config, tally: &Tally) -> anyhow::Result<(Instant, Duration)> {
+    use switchboard_actors::bus::BrokerHandle;
     use switchboard_actors::gateway::{Gateway, GatewayConfig, GetInFlight};
-    use switchboard_actors::link::{Uplink, UplinkConfig};
-    use switchboard_actors::members::{BrokerHandle, MemberRegistry};
+    use switchboard_actors::registry::MemberRegistry;
+    use switchboard_actors::transport::{Uplink, UplinkConfig};
     use switchboard_core::protocol::{MemberId, SecretKey, SystemClock};
     let connect = args
         .connect

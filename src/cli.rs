@@ -222,7 +222,7 @@ impl LinkArgs {
         &self,
     ) -> anyhow::Result<(
         crate::remote::KeyFile,
-        Option<switchboard_actors::link::Wrap>,
+        Option<switchboard_actors::transport::Wrap>,
     )> {
         let key = crate::remote::KeyFile::read(&self.key_file)?;
         if key.member != self.member {

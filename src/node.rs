@@ -14,13 +14,14 @@ use anyhow::{bail, Context as _};
 use switchboard_actors::accounting::Accounting;
 use switchboard_actors::broker::shared::{Broker, BrokerDeps, BrokerSettings};
 use switchboard_actors::broker::{BrokerShared, PresenceRouter};
+use switchboard_actors::bus::PresencePush;
 use switchboard_actors::converter::Converter;
 use switchboard_actors::delivery::{DeliveryService, ImOfflineWait, SetDefault};
 use switchboard_actors::gateway::{Gateway, GatewayConfig, GetInFlight, Receipt};
 use switchboard_actors::medium::Medium;
-use switchboard_actors::members::MemberRegistry;
-use switchboard_actors::presence::{Presence, PresencePush, PresenceView};
+use switchboard_actors::presence::{Presence, PresenceView};
 use switchboard_actors::processor::Processor;
+use switchboard_actors::registry::MemberRegistry;
 use switchboard_core::directory::{new_token, Directory};
 use switchboard_core::protocol::clock::SharedClock;
 use switchboard_core::protocol::{MediumKind, MemberId, MemberKeys, SecretKey, SystemClock};
@@ -53,7 +54,7 @@ pub struct Node {
     /// Told when the node starts shutting down.
     draining: tokio::sync::watch::Sender<bool>,
     /// The remote members' connections, closed on shutdown.
-    links: switchboard_actors::link::Links,
+    links: switchboard_actors::transport::Links,
     /// The data directory.
     pub data_dir: PathBuf,
     /// The admin token, when this start initialised the data directory.
@@ -509,9 +510,9 @@ async fn start_fax(cfg: &Config, core: &Core) -> anyhow::Result<actix_rt::task::
 fn start_miap(
     cfg: &Config,
     core: &Core,
-    links: switchboard_actors::link::Links,
+    links: switchboard_actors::transport::Links,
 ) -> anyhow::Result<(SocketAddr, actix_rt::task::JoinHandle<()>)> {
-    use switchboard_actors::link::{self, LinkDeps, LinkLimits};
+    use switchboard_actors::transport::{LinkDeps, LinkLimits};
     let std_listener = std::net::TcpListener::bind(&cfg.miap.listen)
         .with_context(|| format!("binding the MIAP listener to {}", cfg.miap.listen))?;
     std_listener.set_nonblocking(true)?;
@@ -543,7 +544,10 @@ fn start_miap(
         },
     };
     tracing::info!(miap = %addr, tls = !cfg.miap.tls_cert.is_empty(), "MIAP listener ready");
-    Ok((addr, actix_rt::spawn(link::serve(listener, deps))))
+    Ok((
+        addr,
+        actix_rt::spawn(switchboard_actors::transport::serve(listener, deps)),
+    ))
 }
 
 /// Starts the SMS gateway and its ESME; returns the ESME's job queue.
@@ -672,7 +676,7 @@ impl Node {
             gateways.push(gateways::fax::MEMBER_ID.to_string());
         }
         let (draining, draining_rx) = tokio::sync::watch::channel(false);
-        let links = switchboard_actors::link::Links::default();
+        let links = switchboard_actors::transport::Links::default();
         let (miap_addr, miap) = start_miap(cfg, &core, links.clone())?;
         tasks.push(miap);
         let mut sms = None;

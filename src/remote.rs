@@ -26,10 +26,12 @@ use actix::prelude::*;
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
+use switchboard_actors::bus::LinkUp;
+use switchboard_actors::bus::{BrokerHandle, MiapFrame};
 use switchboard_actors::gateway::{Gateway, GatewayConfig, Receipt};
-use switchboard_actors::link::{LinkUp, Uplink, UplinkConfig, Wrap};
 use switchboard_actors::medium::Medium;
-use switchboard_actors::members::{BrokerHandle, MemberRegistry, MiapFrame};
+use switchboard_actors::registry::MemberRegistry;
+use switchboard_actors::transport::{Uplink, UplinkConfig, Wrap};
 use switchboard_core::directory::Directory;
 use switchboard_core::protocol::clock::SharedClock;
 use switchboard_core::protocol::{MediumKind, MemberId, SecretKey, SystemClock};

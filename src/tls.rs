@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use switchboard_actors::link::{LinkRead, LinkWrite, Wrap};
+use switchboard_actors::transport::{LinkRead, LinkWrite, Wrap};
 use tokio_rustls::rustls;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 

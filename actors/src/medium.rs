@@ -1,11 +1,15 @@
 //! The `Medium` contract: what a medium implementation owes the
-//! [`crate::gateway::Gateway`] that drives it. Adding a medium is one folder
+//! gateway that drives it. Adding a medium is one folder
 //! under `src/gateways/` implementing this trait, plus one line in the
 //! registry there; one shared compliance suite runs against every medium.
 
+use actix::prelude::*;
+
 use futures_like::LocalBoxFuture;
 
-use switchboard_core::protocol::{Address, Attestation, MediumKind, Route, Tag, TxnId};
+use switchboard_core::protocol::{
+    Address, Attestation, MediumKind, ReportStatus, Route, Tag, TxnId,
+};
 
 /// Tiny local stand-in for `futures::future::LocalBoxFuture`, so the crate
 /// needs no extra dependency for one type alias.
@@ -42,7 +46,7 @@ pub struct Delivery {
     pub sent_at_ms: u64,
     /// The processors' attestations on the way. A medium that answers
     /// [`MediumAck::Pending`] hands them back in its later
-    /// [`crate::gateway::MediumReport`] (a `Delivered` report must carry
+    /// [`MediumReport`] (a `Delivered` report must carry
     /// them), keeping them as durably as the delivery itself.
     pub attestations: Vec<Attestation>,
 }
@@ -54,7 +58,7 @@ pub enum MediumAck {
     Delivered,
     /// Held for the recipient (the IM inbox of a user with no open
     /// session): the medium reports `Delivered` later through
-    /// [`crate::gateway::MediumReport`], and the delivery manager may move
+    /// [`MediumReport`], and the delivery manager may move
     /// on after the attempt timeout meanwhile.
     Pending,
 }
@@ -71,6 +75,24 @@ pub struct Health {
     pub up: bool,
     /// A human-readable detail.
     pub detail: String,
+}
+
+/// A later event on the medium for a delivered message (the recipient read
+/// it): the gateway signs and sends the phase-4 report.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct MediumReport {
+    /// The transaction.
+    pub txn: TxnId,
+    /// The attempt that delivered it.
+    pub attempt: u32,
+    /// That attempt's broker `ID`.
+    pub id: Tag,
+    /// What happened.
+    pub status: ReportStatus,
+    /// The processors' attestations from the delivery
+    /// ([`Delivery::attestations`]); empty when none.
+    pub attestations: Vec<Attestation>,
 }
 
 /// A medium implementation.

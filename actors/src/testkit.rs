@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::members::MiapFrame;
+use crate::bus::MiapFrame;
 use switchboard_core::protocol::Frame;
 
 /// Records every frame it is sent.

@@ -6,7 +6,8 @@ use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use switchboard_actors::gateway::{Accepted, MediumReport, Originate, OriginateError};
+use switchboard_actors::gateway::{Accepted, Originate, OriginateError};
+use switchboard_actors::medium::MediumReport;
 use switchboard_core::protocol::{
     Address, MediumKind, Priority, RejectReason, ReportStatus, To, TxnId,
 };

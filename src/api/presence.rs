@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use actix_web::{get, put, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use switchboard_actors::presence::{SetPresence, State};
+use switchboard_actors::bus::State;
+use switchboard_actors::presence::SetPresence;
 use switchboard_core::policy::Reach;
 
 use super::auth::{Caller, User};

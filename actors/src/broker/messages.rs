@@ -1,5 +1,5 @@
 //! Messages a broker shard handles besides MIAP frames
-//! ([`crate::members::MiapFrame`]).
+//! ([`crate::bus::MiapFrame`]).
 
 use actix::prelude::*;
 

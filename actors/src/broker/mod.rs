@@ -25,13 +25,14 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use crate::bus::presence::MAX_WATCH;
 pub use shared::BrokerShared;
+use watchers::watcher;
 pub use watchers::PresenceRouter;
-use watchers::{watcher, MAX_WATCH};
 
 use crate::accounting::Account;
-use crate::members::MiapFrame;
-use crate::presence::{Reported, State, Subscribe};
+use crate::bus::MiapFrame;
+use crate::bus::{Reported, State, Subscribe};
 use switchboard_core::protocol::frames;
 use switchboard_core::protocol::frames::RefuseReason;
 use switchboard_core::protocol::replay::{status_variant, StepLog};
@@ -718,13 +719,13 @@ impl Handler<MiapFrame> for BrokerShard {
     }
 }
 
-impl Handler<crate::link::LinkLogin> for BrokerShard {
+impl Handler<crate::bus::LinkLogin> for BrokerShard {
     type Result = ();
 
     /// A login on a TCP link: on success the link becomes the member's way
     /// in (then `LoginAck`); a failed one is answered on the link alone.
-    fn handle(&mut self, m: crate::link::LinkLogin, _: &mut Context<Self>) {
-        let crate::link::LinkLogin {
+    fn handle(&mut self, m: crate::bus::LinkLogin, _: &mut Context<Self>) {
+        let crate::bus::LinkLogin {
             login,
             link,
             link_id,
@@ -754,13 +755,13 @@ impl Handler<crate::link::LinkLogin> for BrokerShard {
     }
 }
 
-impl Handler<crate::link::MemberBack> for BrokerShard {
+impl Handler<crate::bus::MemberBack> for BrokerShard {
     type Result = ();
 
     /// A member is back on a new connection: every open attempt routed
     /// through it is released again to its originator, which transmits
     /// again (what the old connection carried may be lost).
-    fn handle(&mut self, m: crate::link::MemberBack, _: &mut Context<Self>) {
+    fn handle(&mut self, m: crate::bus::MemberBack, _: &mut Context<Self>) {
         let now = self.now();
         let member = m.0;
         let mut again = 0;

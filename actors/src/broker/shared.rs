@@ -9,9 +9,11 @@ use actix::prelude::*;
 use dashmap::DashMap;
 
 use crate::accounting::Account;
+use crate::bus::BrokerHandle;
+use crate::bus::{PresencePush, Reported, State};
 use crate::delivery::{DeliveryRegistry, ImOfflineWait};
-use crate::members::{BrokerHandle, MemberRegistry};
-use crate::presence::{Presence, PresencePush, PresenceView, Reported, State};
+use crate::presence::{Presence, PresenceView};
+use crate::registry::MemberRegistry;
 use switchboard_core::directory::Directory;
 use switchboard_core::policy::{delivery_policy, Dispatch, ManagerChoice, Reach};
 use switchboard_core::protocol::clock::SharedClock;

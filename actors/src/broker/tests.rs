@@ -10,9 +10,11 @@ use super::messages::OpenTransactions;
 use super::shared::{BrokerDeps, BrokerSettings, BrokerShared};
 use super::{watchers, BrokerShard};
 use crate::accounting::Account;
+use crate::bus::MiapFrame;
+use crate::bus::State;
 use crate::delivery::DeliveryService;
-use crate::members::{MemberRegistry, MiapFrame};
-use crate::presence::{Presence, SetPresence, State};
+use crate::presence::{Presence, SetPresence};
+use crate::registry::MemberRegistry;
 use crate::testkit::Recorder;
 use switchboard_core::directory::{Directory, Mechanism, Profile};
 use switchboard_core::protocol::clock::ManualClock;
@@ -995,13 +997,13 @@ async fn im_goes_to_the_session_gateway_holding_the_user_and_home_otherwise() {
 }
 
 #[derive(Default, Clone)]
-struct Pushes(Arc<Mutex<Vec<crate::presence::PresencePush>>>);
+struct Pushes(Arc<Mutex<Vec<crate::bus::PresencePush>>>);
 impl Actor for Pushes {
     type Context = Context<Self>;
 }
-impl Handler<crate::presence::PresencePush> for Pushes {
+impl Handler<crate::bus::PresencePush> for Pushes {
     type Result = ();
-    fn handle(&mut self, m: crate::presence::PresencePush, _: &mut Context<Self>) {
+    fn handle(&mut self, m: crate::bus::PresencePush, _: &mut Context<Self>) {
         self.0.lock().unwrap().push(m);
     }
 }
@@ -1021,7 +1023,9 @@ async fn a_session_gateway_watches_presence_as_signed_frames() {
     let sms = w.sms.session.as_ref().unwrap();
     let by_sms = frames::make_watch(sms, vec!["bob".into()], NOW);
     w.send(&w.sms.id, Frame::Watch(by_sms)).await;
-    let many: Vec<String> = (0..=watchers::MAX_WATCH).map(|i| format!("u{i}")).collect();
+    let many: Vec<String> = (0..=crate::bus::presence::MAX_WATCH)
+        .map(|i| format!("u{i}"))
+        .collect();
     w.send(&gw.id, watch(many)).await;
     w.send(&gw.id, watch(vec!["member:gw-im-2".into()])).await;
     let reason = |f: &Frame| refused(f).map(|r| r.error);
@@ -1046,7 +1050,7 @@ async fn a_session_gateway_watches_presence_as_signed_frames() {
     let local = Pushes::default();
     let router =
         watchers::PresenceRouter::new(w.shared.clone(), local.clone().start().recipient()).start();
-    let push = |to: String| crate::presence::PresencePush {
+    let push = |to: String| crate::bus::PresencePush {
         to,
         user: "bob".into(),
         state: State::Away,

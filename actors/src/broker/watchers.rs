@@ -8,11 +8,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::BrokerShared;
-use crate::presence::PresencePush;
+use crate::bus::PresencePush;
 use switchboard_core::protocol::MemberId;
-
-/// The most users one `Watch` frame may name.
-pub const MAX_WATCH: usize = 1000;
 
 /// A subscriber name no user id can have (user ids have no `:`).
 const PREFIX: &str = "member:";

@@ -3,8 +3,7 @@
 use actix::prelude::*;
 
 use switchboard_core::protocol::{
-    Address, Attestation, MediumKind, Outcome, Priority, RejectReason, ReportStatus, Route, Tag,
-    To, TxnId,
+    Address, MediumKind, Outcome, Priority, RejectReason, Route, To, TxnId,
 };
 
 /// A client on this gateway's medium sends a message.
@@ -60,24 +59,6 @@ pub enum OriginateError {
     /// The same message (by its dedupe key) was originated already.
     #[error("already accepted as {0}")]
     Duplicate(TxnId),
-}
-
-/// A later event on the medium for a delivered message (the recipient read
-/// it): the gateway signs and sends the phase-4 report.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct MediumReport {
-    /// The transaction.
-    pub txn: TxnId,
-    /// The attempt that delivered it.
-    pub attempt: u32,
-    /// That attempt's broker `ID`.
-    pub id: Tag,
-    /// What happened.
-    pub status: ReportStatus,
-    /// The processors' attestations from the delivery
-    /// ([`crate::medium::Delivery::attestations`]); empty when none.
-    pub attestations: Vec<Attestation>,
 }
 
 /// The outcome of a message this gateway originated (phase 5), for the

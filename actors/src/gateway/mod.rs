@@ -21,14 +21,13 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-pub use messages::{
-    Accepted, GetInFlight, InFlight, MediumReport, Originate, OriginateError, Receipt,
-};
-pub use sessions::{AnnouncePresence, IdentifyError, IdentifyToken, WatchUsers};
+pub use messages::{Accepted, GetInFlight, InFlight, Originate, OriginateError, Receipt};
+pub use sessions::{IdentifyError, IdentifyToken, WatchUsers};
 
-use crate::medium::{Delivery, Medium, MediumAck};
-use crate::member_link::{MemberConfig, MemberLink};
-use crate::members::{BrokerHandle, MemberRegistry, MiapFrame};
+use crate::bus::{BrokerHandle, MiapFrame};
+use crate::medium::{Delivery, Medium, MediumAck, MediumReport};
+use crate::member_session::{MemberConfig, MemberSession};
+use crate::registry::MemberRegistry;
 use switchboard_core::protocol::clock::SharedClock;
 use switchboard_core::protocol::frames;
 use switchboard_core::protocol::frames::RefuseReason;
@@ -46,7 +45,7 @@ pub type GatewayConfig = MemberConfig;
 
 /// A medium's gateway.
 pub struct Gateway<M: Medium> {
-    link: MemberLink,
+    link: MemberSession,
     medium: M,
     members: MemberRegistry,
     store: Store,
@@ -86,7 +85,7 @@ impl<M: Medium> Gateway<M> {
         clock: SharedClock,
     ) -> Self {
         Self {
-            link: MemberLink::new(cfg, broker, clock),
+            link: MemberSession::new(cfg, broker, clock),
             medium,
             members,
             store,
@@ -138,7 +137,7 @@ impl<M: Medium> Gateway<M> {
 
     /// Sends the broker's word on followed users' presence to `r` (an IM
     /// gateway in another process: its presence actor).
-    pub fn with_presence(mut self, r: Recipient<crate::presence::Reported>) -> Self {
+    pub fn with_presence(mut self, r: Recipient<crate::bus::Reported>) -> Self {
         self.clients.presence = Some(r);
         self
     }
@@ -577,14 +576,14 @@ impl<M: Medium> Handler<MediumReport> for Gateway<M> {
     }
 }
 
-impl<M: Medium> Handler<crate::link::LinkUp> for Gateway<M> {
+impl<M: Medium> Handler<crate::bus::LinkUp> for Gateway<M> {
     type Result = ();
 
     /// A (new) connection to a remote node: whatever was in flight on the
     /// old one may be lost, so log in again and, once logged in, submit the
     /// whole outbox and every unacknowledged report again (the broker
     /// answers repeats idempotently).
-    fn handle(&mut self, _: crate::link::LinkUp, _: &mut Context<Self>) {
+    fn handle(&mut self, _: crate::bus::LinkUp, _: &mut Context<Self>) {
         self.link.drop_session();
         self.drop_identify_requests();
         self.unsent = self.outbox.keys().copied().collect();

@@ -12,27 +12,15 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::Gateway;
-use crate::broker::watchers::MAX_WATCH;
+use crate::bus::presence::{MAX_WATCH, MAX_WATCHED};
+use crate::bus::{AnnouncePresence, Reported, State};
 use crate::medium::Medium;
-use crate::presence::{Reported, State};
 use switchboard_core::protocol::frames;
 use switchboard_core::protocol::mac::sha256;
 use switchboard_core::protocol::{Frame, Identity, PresenceFrame, PresenceState, ProtocolError};
 
 /// How old a presence frame from the broker may be.
 const PRESENCE_SKEW_MS: u64 = 30_000;
-
-/// A user's presence as the gateway holding their session sees it. Sent to
-/// the broker now and after every (re)login; `Offline` is sent once and
-/// then forgotten.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct AnnouncePresence {
-    /// The user.
-    pub user: String,
-    /// Their state.
-    pub state: PresenceState,
-}
 
 /// Whose API token is this? Answered by the broker: the user and their
 /// contacts; `Ok(None)` for a token no user has.
@@ -48,9 +36,6 @@ pub type Identified = (String, Vec<String>);
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct WatchUsers(pub Vec<String>);
-
-/// The most users a gateway follows; more are not asked for.
-pub const MAX_WATCHED: usize = 100_000;
 
 /// Why a token could not be checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

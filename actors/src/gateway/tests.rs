@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 use actix::prelude::*;
 
 use super::*;
+use crate::bus::{AnnouncePresence, BrokerHandle, MiapFrame};
 use crate::medium::futures_like::LocalBoxFuture;
 use crate::medium::{Delivery, Health, Medium, MediumAck, NonDelivery};
-use crate::members::{BrokerHandle, MemberRegistry, MiapFrame};
+use crate::registry::MemberRegistry;
 use crate::testkit::Recorder;
 use switchboard_core::protocol::clock::ManualClock;
 use switchboard_core::protocol::frames::LoginVerifier;
@@ -625,7 +626,7 @@ async fn an_im_gateway_announces_the_sessions_it_holds_again_after_a_login() {
     );
     // A new connection: the gateway logs in again and, once accepted,
     // tells the broker alice's session again (bob's is gone).
-    r.gw.send(crate::link::LinkUp).await.unwrap();
+    r.gw.send(crate::bus::LinkUp).await.unwrap();
     let session = w.accept_login(&r.gw).await;
     let p = w
         .broker

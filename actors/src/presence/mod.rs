@@ -9,59 +9,11 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use dashmap::DashMap;
-use serde::{Deserialize, Serialize};
 
-use crate::gateway::AnnouncePresence;
+use crate::bus::{AnnouncePresence, PresencePush, Reported, State, Subscribe};
 use switchboard_core::policy::Reach;
 use switchboard_core::protocol::clock::SharedClock;
-use switchboard_core::protocol::{MediumKind, PresenceState};
-
-/// A user's presence state as the API names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    /// Online.
-    Online,
-    /// Away.
-    Away,
-    /// Busy.
-    Busy,
-    /// Offline.
-    Offline,
-}
-
-impl State {
-    /// The state's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Online => "online",
-            State::Away => "away",
-            State::Busy => "busy",
-            State::Offline => "offline",
-        }
-    }
-
-    /// From the MIAP frame's state.
-    pub fn from_frame(s: &PresenceState) -> (State, Option<String>) {
-        match s {
-            PresenceState::Online => (State::Online, None),
-            PresenceState::Away(n) => (State::Away, n.clone()),
-            PresenceState::Busy => (State::Busy, None),
-            PresenceState::Offline => (State::Offline, None),
-        }
-    }
-
-    /// As the MIAP frame's state (only `Away` carries the note).
-    pub fn to_frame(self, note: Option<String>) -> PresenceState {
-        match self {
-            State::Online => PresenceState::Online,
-            State::Away => PresenceState::Away(note),
-            State::Busy => PresenceState::Busy,
-            State::Offline => PresenceState::Offline,
-        }
-    }
-}
+use switchboard_core::protocol::MediumKind;
 
 /// What is known of one user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,22 +59,6 @@ impl PresenceView {
     }
 }
 
-/// A presence change for a subscriber.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
-#[rtype(result = "()")]
-pub struct PresencePush {
-    /// The subscriber to tell.
-    pub to: String,
-    /// Whose presence.
-    pub user: String,
-    /// The state.
-    pub state: State,
-    /// The note.
-    pub note: Option<String>,
-    /// Since when (ms).
-    pub since_ms: u64,
-}
-
 /// An IM session of `user` opened.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
@@ -148,33 +84,6 @@ pub struct SetPresence {
     pub state: State,
     /// The note.
     pub note: Option<String>,
-}
-
-/// Presence another party reports: the gateway holding the user's session
-/// (at the broker), or the broker about a watched user (at an IM gateway in
-/// another process). It sets what others see; it is not announced back.
-/// `Offline` does not become the user's chosen state, and does not hide a
-/// user who has sessions here.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct Reported {
-    /// The user.
-    pub user: String,
-    /// The state.
-    pub state: State,
-    /// The note.
-    pub note: Option<String>,
-}
-
-/// `subscriber` wants pushes about `users`; the current state of each is
-/// pushed at once.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct Subscribe {
-    /// Who is told.
-    pub subscriber: String,
-    /// About whom.
-    pub users: Vec<String>,
 }
 
 /// Applies the idle timeout now (sent on an interval; tests send it after

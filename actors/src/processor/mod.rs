@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use crate::bus::{BrokerHandle, MiapFrame};
 use crate::converter::{Converted, Converter, Input};
-use crate::member_link::{MemberConfig, MemberLink};
-use crate::members::{BrokerHandle, MemberRegistry, MiapFrame};
+use crate::member_session::{MemberConfig, MemberSession};
+use crate::registry::MemberRegistry;
 use switchboard_core::protocol::clock::SharedClock;
 use switchboard_core::protocol::frames;
 use switchboard_core::protocol::{
@@ -20,7 +21,7 @@ use switchboard_core::protocol::{
 
 /// A converting hop.
 pub struct Processor<C: Converter> {
-    link: MemberLink,
+    link: MemberSession,
     converter: C,
     members: MemberRegistry,
 }
@@ -35,7 +36,7 @@ impl<C: Converter> Processor<C> {
         clock: SharedClock,
     ) -> Self {
         Self {
-            link: MemberLink::new(cfg, broker, clock),
+            link: MemberSession::new(cfg, broker, clock),
             converter,
             members,
         }
@@ -140,11 +141,11 @@ impl<C: Converter> Actor for Processor<C> {
     }
 }
 
-impl<C: Converter> Handler<crate::link::LinkUp> for Processor<C> {
+impl<C: Converter> Handler<crate::bus::LinkUp> for Processor<C> {
     type Result = ();
 
     /// A (new) connection to a remote node: log in again on it.
-    fn handle(&mut self, _: crate::link::LinkUp, _: &mut Context<Self>) {
+    fn handle(&mut self, _: crate::bus::LinkUp, _: &mut Context<Self>) {
         self.link.drop_session();
         self.link.login();
     }

@@ -10,8 +10,9 @@ use actix::Addr;
 use tokio::sync::watch;
 
 use dashmap::DashMap;
+use switchboard_actors::bus::Subscribe;
 use switchboard_actors::gateway::{IdentifyToken, WatchUsers};
-use switchboard_actors::presence::{Presence, Subscribe};
+use switchboard_actors::presence::Presence;
 use switchboard_core::directory::Directory;
 use switchboard_core::store::Store;
 

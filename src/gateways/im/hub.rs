@@ -9,8 +9,8 @@ use actix::prelude::*;
 use serde_json::{json, Value};
 use tokio::sync::mpsc::UnboundedSender;
 
+use switchboard_actors::bus::PresencePush;
 use switchboard_actors::gateway::Receipt;
-use switchboard_actors::presence::PresencePush;
 use switchboard_core::protocol::{Outcome, TxnId};
 use switchboard_core::store::{InboxEntry, Store};
 

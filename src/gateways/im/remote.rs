@@ -15,9 +15,10 @@ use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 use tokio::sync::watch;
 
+use switchboard_actors::bus::{PresencePush, Reported};
 use switchboard_actors::delivery::ImOfflineWait;
 use switchboard_actors::gateway::Receipt;
-use switchboard_actors::presence::{Presence, PresencePush, Reported};
+use switchboard_actors::presence::Presence;
 use switchboard_core::protocol::clock::SharedClock;
 use switchboard_core::store::Store;
 

@@ -17,8 +17,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use switchboard_actors::gateway::MediumReport;
-use switchboard_actors::presence::{Activity, SessionClosed, SessionOpened, SetPresence, State};
+use switchboard_actors::bus::State;
+use switchboard_actors::medium::MediumReport;
+use switchboard_actors::presence::{Activity, SessionClosed, SessionOpened, SetPresence};
 use switchboard_core::protocol::{Priority, ReportStatus};
 use switchboard_core::store::records::enc;
 use switchboard_core::store::{InboxEntry, Tree, WriteBatch};

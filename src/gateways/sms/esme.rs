@@ -29,8 +29,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 
-use switchboard_actors::gateway::MediumReport;
 use switchboard_actors::medium::Health;
+use switchboard_actors::medium::MediumReport;
 use switchboard_core::protocol::{Attestation, ReportStatus, Tag, TxnId};
 use switchboard_core::store::records::{dec, enc, key2};
 use switchboard_core::store::{Store, Tree, WriteBatch};

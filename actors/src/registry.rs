@@ -1,28 +1,24 @@
-//! Who is connected: the live members (gateways, processors) and how to
-//! reach them, and how members reach the broker's shards. Every party speaks
-//! the same typed message, [`MiapFrame`], so a remote member's `Link` can
-//! stand in for a local actor.
+//! The registry of live members (the "delivery mechanism database"): who is
+//! connected (gateways, processors), whether they are logged in and
+//! healthy, how to reach them, which processors fit a route, and which
+//! remote IM gateway holds which user's session. Every party is reached
+//! with the same typed message, [`MiapFrame`], so a remote member's link
+//! stands in for a local actor.
+//!
+//! Owns: who is live and where. Must not touch: sessions and their keys
+//! (the broker's), frame checks.
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 use dashmap::DashMap;
 
+use crate::bus::MiapFrame;
 use crate::converter::ProcessorSpec;
 use switchboard_core::protocol::{Frame, MediumKind, MemberId};
 
 /// The most processors on one route.
 pub const MAX_PROCESSORS: usize = 4;
-
-/// One MIAP frame from `from`.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct MiapFrame {
-    /// The sending party (a member id, or the broker's id).
-    pub from: MemberId,
-    /// The frame.
-    pub frame: Frame,
-}
 
 /// A connected member.
 #[derive(Clone)]
@@ -300,103 +296,6 @@ pub struct MemberStatus {
     pub healthy: bool,
     /// When it was last heard from (ms).
     pub last_seen_ms: u64,
-}
-
-/// How members reach the broker: one recipient per shard; a transaction's
-/// frames always go to the same shard (by the txn's hash), session frames by
-/// the member's id. Cheap to clone.
-#[derive(Clone)]
-pub struct BrokerHandle {
-    shards: Arc<Vec<Recipient<MiapFrame>>>,
-    logins: Arc<Vec<Recipient<crate::link::LinkLogin>>>,
-    backs: Arc<Vec<Recipient<crate::link::MemberBack>>>,
-    /// Counted up per frame sent to a shard; the shard counts down.
-    queued: Option<Arc<[std::sync::atomic::AtomicI64]>>,
-}
-
-impl BrokerHandle {
-    /// A handle over `shards` (at least one).
-    pub fn new(shards: Vec<Recipient<MiapFrame>>) -> Self {
-        assert!(!shards.is_empty(), "a broker has at least one shard");
-        Self {
-            shards: Arc::new(shards),
-            logins: Arc::new(Vec::new()),
-            backs: Arc::new(Vec::new()),
-            queued: None,
-        }
-    }
-
-    /// Counting each frame sent to shard `i` in `queued[i]` (the broker's
-    /// queue depth per shard).
-    pub fn with_queue_depths(mut self, queued: Arc<[std::sync::atomic::AtomicI64]>) -> Self {
-        self.queued = Some(queued);
-        self
-    }
-
-    /// With every shard's handler of [`crate::link::MemberBack`].
-    pub fn with_member_backs(mut self, backs: Vec<Recipient<crate::link::MemberBack>>) -> Self {
-        self.backs = Arc::new(backs);
-        self
-    }
-
-    /// Tells every shard that `member` is back on a new connection.
-    pub fn member_back(&self, member: MemberId) {
-        for b in self.backs.iter() {
-            b.do_send(crate::link::MemberBack(member.clone()));
-        }
-    }
-
-    /// With the shards' handlers of logins that arrive on links (in the
-    /// same order as the shards).
-    pub fn with_link_logins(mut self, logins: Vec<Recipient<crate::link::LinkLogin>>) -> Self {
-        self.logins = Arc::new(logins);
-        self
-    }
-
-    /// Hands a login that arrived on a link to the shard of its member
-    /// (refused when this handle has no link logins: a member process).
-    pub fn link_login(&self, l: crate::link::LinkLogin) {
-        let i = self.shard_of(&l.login.member, &Frame::Login(l.login.clone()));
-        match self.logins.get(i) {
-            Some(r) => r.do_send(l),
-            None => l.link.do_send(MiapFrame {
-                from: l.login.member.clone(),
-                frame: Frame::Refused(switchboard_core::protocol::frames::RefuseReason {
-                    error: switchboard_core::protocol::ProtocolError::WrongParty,
-                    txn: None,
-                }),
-            }),
-        }
-    }
-
-    /// The shard index for a frame from `from`.
-    pub fn shard_of(&self, from: &MemberId, frame: &Frame) -> usize {
-        let n = self.shards.len() as u64;
-        let h = match frame.txn() {
-            Some(t) => t.shard_hash(),
-            None => from
-                .as_str()
-                .bytes()
-                .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                    (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-                }),
-        };
-        (h % n) as usize
-    }
-
-    /// Sends a frame to the shard that owns it.
-    pub fn send(&self, from: MemberId, frame: Frame) {
-        let i = self.shard_of(&from, &frame);
-        if let Some(q) = self.queued.as_ref().and_then(|q| q.get(i)) {
-            q.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        self.shards[i].do_send(MiapFrame { from, frame });
-    }
-
-    /// Number of shards.
-    pub fn shards(&self) -> usize {
-        self.shards.len()
-    }
 }
 
 #[cfg(test)]

@@ -1,28 +1,9 @@
-//! MIAP over TCP: a `Link` actor per connection, on both ends.
-//!
-//! The wire is `docs/INTERFACES.md`'s framing — a u32 big-endian length,
-//! then the bincode encoding of one [`Frame`] — with nothing around it: a
-//! frame's addressee follows from the frame. On the node, a [`NodeLink`]
-//! stands for the remote member: what it reads goes to the broker, except a
-//! `Transmit` (to the next hop of its route) and a `TransmitAck` (to the
-//! member whose `Transmit` it acknowledges); what the node sends the member
-//! it writes. It is registered as the member only once the broker accepted
-//! the member's `Login` on it ([`LinkLogin`]), so a connection that proves
-//! nothing can never take over a member's frames. In the member's process,
-//! an [`Uplink`] stands for the node: it is the broker (and every other
-//! member) for the local gateway, and reconnects with back-off.
-//!
-//! Bad input on a link — garbage, an oversized frame, anything before a
-//! login, a second member on one connection — is refused with the reason
-//! (`Refused`), counted with the broker's refusals and logged; ten bad
-//! frames, an oversized one, no login within the login timeout, or silence
-//! past the idle timeout close the connection. Unauthenticated connections
-//! are bounded per peer address.
-//!
-//! A [`Wrap`] given by the product shell turns each TCP connection into
-//! something else before any frame — TLS on the node's listener and on the
-//! member's uplink; a connection whose wrap fails (or takes longer than the
-//! login timeout) is closed and counted as malformed.
+//! The node's end of the transport: the MIAP listener and a [`NodeLink`]
+//! per remote member's connection. What a link reads goes to the broker,
+//! except a `Transmit` (to the next hop of its route) and a `TransmitAck`
+//! (to the member whose `Transmit` it acknowledges); what the node sends
+//! the member it writes. It stands for the member only once the broker
+//! accepted the member's `Login` on it.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -32,44 +13,16 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use dashmap::DashMap;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use super::{plain, wire_up, LinkRead, LinkWrite, Wire, Wrap};
 use crate::broker::BrokerShared;
-use crate::members::{BrokerHandle, MemberRegistry, MiapFrame};
+use crate::bus::{BrokerHandle, LinkLogin, MiapFrame};
+use crate::registry::MemberRegistry;
 use switchboard_core::directory::Directory;
-use switchboard_core::protocol::codec::{self, Check};
-use switchboard_core::protocol::frames::RefuseReason;
-use switchboard_core::protocol::{Frame, Login, MediumKind, MemberId, ProtocolError, TxnId};
-
-/// A member's `Login` that arrived on a link: the broker answers on `link`,
-/// and registers it as the member only when the login is good.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct LinkLogin {
-    /// The login.
-    pub login: Login,
-    /// The link it came on.
-    pub link: Recipient<MiapFrame>,
-    /// The link's id (so only this link is unregistered when it closes).
-    pub link_id: u64,
-    /// The member's medium, from the directory.
-    pub medium: Option<MediumKind>,
-}
-
-/// Member `0` (re)connected: open attempts that pass through it are
-/// released again to their originators, which transmit again (what was in
-/// flight on its old connection may be lost; hops dedupe by transaction).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct MemberBack(pub MemberId);
-
-/// The local gateway's link to the node came (back) up: log in again and
-/// resend what is not acknowledged.
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "()")]
-pub struct LinkUp;
+use switchboard_core::protocol::codec;
+use switchboard_core::protocol::{Frame, MemberId, ProtocolError, RefuseReason, TxnId};
 
 /// Limits of the node's MIAP listener.
 #[derive(Debug, Clone)]
@@ -100,30 +53,9 @@ impl Default for LinkLimits {
 
 /// Bad frames before a connection is closed.
 const MAX_BAD: u32 = 10;
+
 /// `Transmit`s remembered per link for routing their acknowledgements.
 const MAX_TRANSMITS: usize = 65_536;
-
-/// The read half of a link's connection (plain TCP or wrapped).
-pub type LinkRead = Box<dyn AsyncRead + Unpin>;
-/// The write half of a link's connection.
-pub type LinkWrite = Box<dyn AsyncWrite + Unpin>;
-
-/// Turns a fresh TCP connection into a link's halves (a TLS handshake, as
-/// server or client).
-pub type Wrap = Arc<
-    dyn Fn(
-            TcpStream,
-        ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = std::io::Result<(LinkRead, LinkWrite)>>>,
-        > + Send
-        + Sync,
->;
-
-/// A plain TCP connection's halves.
-fn plain(stream: TcpStream) -> (LinkRead, LinkWrite) {
-    let (r, w) = stream.into_split();
-    (Box::new(r), Box::new(w))
-}
 
 /// What the node's links need.
 #[derive(Clone)]
@@ -171,84 +103,6 @@ impl Links {
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Close;
-
-/// One frame, or what went wrong, off the wire.
-#[derive(Message)]
-#[rtype(result = "()")]
-enum Wire {
-    Frame(Box<Frame>),
-    Bad(ProtocolError),
-    Closed(String),
-}
-
-/// Reads frames from `r` into `to` until the connection ends.
-async fn read_frames(mut r: LinkRead, max: usize, to: Recipient<Wire>) {
-    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        loop {
-            match codec::check(&buf, max) {
-                Ok(Check::Complete(n)) => {
-                    let parsed = codec::parse(&buf, n);
-                    buf.drain(..n);
-                    to.do_send(match parsed {
-                        Ok(f) => Wire::Frame(Box::new(f)),
-                        Err(e) => Wire::Bad(e),
-                    });
-                }
-                Ok(Check::Incomplete) => break,
-                Err(e) => {
-                    // The stream cannot be trusted past an oversized length.
-                    to.do_send(Wire::Bad(e));
-                    to.do_send(Wire::Closed("oversized frame".into()));
-                    return;
-                }
-            }
-        }
-        match r.read(&mut chunk).await {
-            Ok(0) => {
-                to.do_send(Wire::Closed("closed by the peer".into()));
-                return;
-            }
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) => {
-                to.do_send(Wire::Closed(format!("read failed: {e}")));
-                return;
-            }
-        }
-    }
-}
-
-/// Writes queued frames to `w` until the queue closes.
-async fn write_frames(mut w: LinkWrite, mut queue: mpsc::Receiver<Vec<u8>>) {
-    while let Some(bytes) = queue.recv().await {
-        if w.write_all(&bytes).await.is_err() {
-            return;
-        }
-    }
-    let _ = w.shutdown().await;
-}
-
-/// Starts the reader and writer of a connection for actor `ctx`; returns
-/// the write queue.
-fn wire_up<A>(
-    (r, w): (LinkRead, LinkWrite),
-    max: usize,
-    queue: usize,
-    ctx: &mut Context<A>,
-) -> mpsc::Sender<Vec<u8>>
-where
-    A: Actor<Context = Context<A>> + Handler<Wire>,
-{
-    let (tx, rx) = mpsc::channel(queue);
-    let reader = read_frames(r, max, ctx.address().recipient());
-    // The reader ends with the actor; the writer outlives it until the
-    // queue is drained (a last `Refused` still reaches the peer), then
-    // closes the connection.
-    ctx.spawn(actix::fut::wrap_future::<_, A>(reader));
-    tokio::task::spawn_local(write_frames(w, rx));
-    tx
-}
 
 static NEXT_LINK: AtomicU64 = AtomicU64::new(1);
 
@@ -550,158 +404,5 @@ impl Handler<MiapFrame> for NodeLink {
             _ => {}
         }
         self.write(&m.frame, ctx);
-    }
-}
-
-/// How an [`Uplink`] reaches the node.
-#[derive(Debug, Clone)]
-pub struct UplinkConfig {
-    /// The node's MIAP address.
-    pub connect: String,
-    /// The broker's id (the sender of what the node sends, but `Transmit`s).
-    pub broker_id: MemberId,
-    /// Largest frame, bytes.
-    pub max_frame: usize,
-}
-
-/// The id an [`Uplink`] gives the sender of a `Transmit` (the previous hop,
-/// which the node's link knows).
-pub const PEER: &str = "peer";
-
-/// The member process's end: the node, for the local member.
-pub struct Uplink {
-    cfg: UplinkConfig,
-    member: Recipient<MiapFrame>,
-    on_up: Recipient<LinkUp>,
-    out: Option<mpsc::Sender<Vec<u8>>>,
-    backoff: Duration,
-    counter: Option<Arc<AtomicU64>>,
-    wrap: Option<Wrap>,
-}
-
-impl Uplink {
-    /// A link for `member` (the local gateway), told `LinkUp` at every
-    /// (re)connection.
-    pub fn new(cfg: UplinkConfig, member: Recipient<MiapFrame>, on_up: Recipient<LinkUp>) -> Self {
-        Self {
-            cfg,
-            member,
-            on_up,
-            out: None,
-            backoff: Duration::from_millis(200),
-            counter: None,
-            wrap: None,
-        }
-    }
-
-    /// Wraps every connection to the node (TLS) before any frame.
-    pub fn with_wrap(mut self, w: Wrap) -> Self {
-        self.wrap = Some(w);
-        self
-    }
-
-    /// Counts the bytes written and read (frames with their length prefix)
-    /// into `c` (the load generator's wire bytes).
-    pub fn with_counter(mut self, c: Arc<AtomicU64>) -> Self {
-        self.counter = Some(c);
-        self
-    }
-
-    fn connect(&mut self, ctx: &mut Context<Self>) {
-        let addr = self.cfg.connect.clone();
-        let wrap = self.wrap.clone();
-        ctx.spawn(
-            async move {
-                let stream = TcpStream::connect(addr).await?;
-                let _ = stream.set_nodelay(true);
-                match wrap {
-                    Some(w) => w(stream).await,
-                    None => Ok(plain(stream)),
-                }
-            }
-            .into_actor(self)
-            .map(|res, act, ctx| match res {
-                    Ok(halves) => {
-                        tracing::info!(node = %act.cfg.connect, tls = act.wrap.is_some(), "connected to the node");
-                        act.backoff = Duration::from_millis(200);
-                        act.out = Some(wire_up(halves, act.cfg.max_frame, 4096, ctx));
-                        act.on_up.do_send(LinkUp);
-                    }
-                    Err(e) => {
-                        tracing::warn!(node = %act.cfg.connect, error = %e, "cannot reach the node");
-                        act.retry(ctx);
-                    }
-                }),
-        );
-    }
-
-    fn retry(&mut self, ctx: &mut Context<Self>) {
-        self.out = None;
-        let wait = self.backoff;
-        self.backoff = (self.backoff * 2).min(Duration::from_secs(10));
-        ctx.run_later(wait, |act, ctx| act.connect(ctx));
-    }
-}
-
-impl Actor for Uplink {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(4096);
-        self.connect(ctx);
-    }
-}
-
-impl Handler<Wire> for Uplink {
-    type Result = ();
-
-    fn handle(&mut self, w: Wire, ctx: &mut Context<Self>) {
-        match w {
-            Wire::Frame(f) => {
-                if let Some(c) = &self.counter {
-                    c.fetch_add(4 + codec::encode(&*f).len() as u64, Ordering::Relaxed);
-                }
-                let from = match *f {
-                    Frame::Transmit(_) => MemberId::new(PEER),
-                    _ => self.cfg.broker_id.clone(),
-                };
-                self.member.do_send(MiapFrame { from, frame: *f });
-            }
-            Wire::Bad(e) => {
-                tracing::warn!(reason = e.code(), "a bad frame from the node");
-            }
-            Wire::Closed(why) => {
-                if self.out.is_some() {
-                    tracing::warn!(node = %self.cfg.connect, reason = %why, "lost the node; reconnecting");
-                    // The old connection's reader and writer end with it.
-                    self.retry(ctx);
-                }
-            }
-        }
-    }
-}
-
-impl Handler<MiapFrame> for Uplink {
-    type Result = ();
-
-    fn handle(&mut self, m: MiapFrame, _: &mut Context<Self>) {
-        let txn = || m.frame.txn().map(|t| t.to_string());
-        let Some(out) = &self.out else {
-            tracing::debug!(txn = ?txn(), "not connected; frame dropped (resent after the next login)");
-            return;
-        };
-        match codec::frame_bytes(&m.frame, self.cfg.max_frame) {
-            Ok(bytes) => {
-                if let Some(c) = &self.counter {
-                    c.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                }
-                if out.try_send(bytes).is_err() {
-                    tracing::warn!(txn = ?txn(), "the link's write queue is full; frame dropped");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(txn = ?txn(), reason = e.code(), "a frame too large for the link; dropped")
-            }
-        }
     }
 }

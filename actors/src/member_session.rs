@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use crate::members::{BrokerHandle, MemberRegistry};
+use crate::bus::BrokerHandle;
+use crate::registry::MemberRegistry;
 use switchboard_core::protocol::clock::SharedClock;
 use switchboard_core::protocol::frames::RefuseReason;
 use switchboard_core::protocol::frames::{finish_login, start_login, PendingLogin};
@@ -28,7 +29,7 @@ pub struct MemberConfig {
 }
 
 /// The member's link to the broker.
-pub struct MemberLink {
+pub struct MemberSession {
     /// The member's configuration.
     pub cfg: MemberConfig,
     broker: BrokerHandle,
@@ -37,7 +38,7 @@ pub struct MemberLink {
     pending: Option<PendingLogin>,
 }
 
-impl MemberLink {
+impl MemberSession {
     /// A link not yet logged in.
     pub fn new(cfg: MemberConfig, broker: BrokerHandle, clock: SharedClock) -> Self {
         Self {
