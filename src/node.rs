@@ -12,7 +12,7 @@ use actix::prelude::*;
 use anyhow::{bail, Context as _};
 
 use switchboard_actors::accounting::Accounting;
-use switchboard_actors::broker::shared::{Broker, BrokerDeps, BrokerSettings};
+use switchboard_actors::broker::{Broker, BrokerDeps, BrokerSettings};
 use switchboard_actors::broker::{BrokerShared, PresenceRouter};
 use switchboard_actors::bus::PresencePush;
 use switchboard_actors::converter::Converter;

@@ -130,6 +130,11 @@ impl MemberRegistry {
         gone
     }
 
+    /// Whether `id` is a connected gateway (it serves a medium).
+    pub fn is_gateway(&self, id: &MemberId) -> bool {
+        self.inner.get(id).is_some_and(|m| m.medium.is_some())
+    }
+
     /// Whether `id` is an IM gateway in another process: it is routed IM
     /// only for the users whose sessions it holds.
     pub fn is_session_gateway(&self, id: &MemberId) -> bool {

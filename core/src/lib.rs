@@ -19,3 +19,4 @@ pub mod directory;
 pub mod policy;
 pub mod protocol;
 pub mod store;
+pub mod transactions;

@@ -439,7 +439,7 @@ pub(crate) fn parse_txn(s: &str) -> Result<TxnId, ApiError> {
 pub fn txn_view(rec: &TxnRecord) -> TxnView {
     TxnView {
         txn: rec.imi.txn.to_string(),
-        from: switchboard_actors::broker::sender_name(rec),
+        from: rec.sender_name(),
         to: rec.imi.recipient.to_string(),
         status: rec.status.as_str().to_string(),
         priority: rec.imi.priority.as_str().to_string(),

@@ -1,5 +1,6 @@
 //! State the broker's shards share: sessions, the login replay cache, keys,
-//! the directory, the live members, the route decider. Everything here is
+//! the directory, the live members, the route decider — and the [`Env`]
+//! the transaction state machine reads them through. Everything here is
 //! lock-free or held for microseconds; nothing blocks a shard's event loop.
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -9,26 +10,22 @@ use actix::prelude::*;
 use dashmap::DashMap;
 
 use crate::accounting::Account;
-use crate::bus::BrokerHandle;
 use crate::bus::{PresencePush, Reported, State};
 use crate::delivery::{DeliveryRegistry, ImOfflineWait};
 use crate::presence::{Presence, PresenceView};
 use crate::registry::MemberRegistry;
-use switchboard_core::directory::Directory;
+use switchboard_core::directory::{resolve, Directory};
 use switchboard_core::policy::{delivery_policy, Dispatch, ManagerChoice, Reach};
 use switchboard_core::protocol::clock::SharedClock;
 use switchboard_core::protocol::frames::LoginVerifier;
 use switchboard_core::protocol::tscs::{NonceCache, Session};
-use switchboard_core::protocol::SessionPair;
 use switchboard_core::protocol::{
-    Frame, Imi, Login, LoginAck, MediumKind, MemberId, ProtocolError, RejectReason, Route,
-    SecretKey,
+    Frame, Imi, KeyRing, Login, LoginAck, MediumKind, MemberId, ProtocolError, RejectReason, Route,
+    SecretKey, SessionPair, TxnId,
 };
 use switchboard_core::store::records::key2;
-use switchboard_core::store::{Store, StoreError, Tree, WriteBatch};
-
-use super::BrokerShard;
-use switchboard_core::directory::resolve;
+use switchboard_core::store::{Store, StoreError, Tree, TxnRecord, WriteBatch};
+use switchboard_core::transactions::Env;
 
 /// Broker settings.
 #[derive(Debug, Clone)]
@@ -147,6 +144,11 @@ impl BrokerShared {
             .collect()
     }
 
+    /// The per-shard counters of frames handed over and not yet handled.
+    pub(super) fn queue_counters(&self) -> Arc<[AtomicI64]> {
+        self.queued.clone()
+    }
+
     /// A shard took a frame from its mailbox.
     pub(super) fn dequeued(&self, shard: usize) {
         if let Some(q) = self.queued.get(shard) {
@@ -259,7 +261,8 @@ impl BrokerShared {
         }
     }
 
-    /// The route decision: the manager (the one given — a transaction keeps
+    /// The route decision for a message that has not expired (the state
+    /// machine checks the expiry first): the manager (the one given — a transaction keeps
     /// its own — or the recipient's choice for the priority) and the routes
     /// of the next dispatch: one for a sequential manager, every candidate
     /// for a parallel one, or the IM mailbox when presence skipped them all.
@@ -272,9 +275,6 @@ impl BrokerShared {
         manager: Option<&ManagerChoice>,
         tried: &[MediumKind],
     ) -> Result<(ManagerChoice, Vec<Route>), RejectReason> {
-        if self.deps.clock.now_ms() > imi.expires_at_ms {
-            return Err(RejectReason::Expired);
-        }
         let r = resolve(&imi.recipient, &self.deps.directory)?;
         let choice = match manager {
             Some(m) => m.clone(),
@@ -357,46 +357,33 @@ impl BrokerShared {
     }
 }
 
-/// A running broker: its shards on their arbiters.
-pub struct Broker {
-    /// How members reach the shards.
-    pub handle: BrokerHandle,
-    /// The shared state.
-    pub shared: Arc<BrokerShared>,
-    arbiters: Vec<actix::Arbiter>,
-}
-
-impl Broker {
-    /// Starts `shards` shards, each on its own arbiter (thread).
-    pub fn start(shared: Arc<BrokerShared>, shards: usize) -> Self {
-        let mut arbiters = Vec::new();
-        let mut recipients = Vec::new();
-        let mut logins = Vec::new();
-        let mut backs = Vec::new();
-        for i in 0..shards.max(1) {
-            let arb = actix::Arbiter::new();
-            let s = shared.clone();
-            let addr =
-                BrokerShard::start_in_arbiter(&arb.handle(), move |_| BrokerShard::new(s, i));
-            recipients.push(addr.clone().recipient());
-            logins.push(addr.clone().recipient());
-            backs.push(addr.recipient());
-            arbiters.push(arb);
-        }
-        Self {
-            handle: BrokerHandle::new(recipients)
-                .with_link_logins(logins)
-                .with_member_backs(backs)
-                .with_queue_depths(shared.queued.clone()),
-            shared,
-            arbiters,
-        }
+impl Env for BrokerShared {
+    fn now_ms(&self) -> u64 {
+        self.deps.clock.now_ms()
     }
 
-    /// Stops the shards' arbiters (after their queued frames).
-    pub fn stop(&self) {
-        for a in &self.arbiters {
-            a.stop();
-        }
+    fn session(&self, member: &MemberId, now_ms: u64) -> Result<SessionPair, ProtocolError> {
+        BrokerShared::session(self, member, now_ms)
+    }
+
+    fn ring(&self) -> &KeyRing {
+        self.deps.directory.ring()
+    }
+
+    fn k2(&self) -> &SecretKey {
+        &self.deps.k2
+    }
+
+    fn stored(&self, txn: &TxnId) -> Result<Option<TxnRecord>, StoreError> {
+        self.deps.store.txn(txn)
+    }
+
+    fn plan(
+        &self,
+        imi: &Imi,
+        manager: Option<&ManagerChoice>,
+        tried: &[MediumKind],
+    ) -> Result<(ManagerChoice, Vec<Route>), RejectReason> {
+        BrokerShared::plan(self, imi, manager, tried)
     }
 }

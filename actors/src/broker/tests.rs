@@ -355,82 +355,6 @@ async fn forged_submit_changes_nothing() {
 }
 
 #[actix_rt::test]
-async fn replayed_report_and_submit_are_answered_again_without_state_change() {
-    let w = world().await;
-    let r = w.submit(w.imi(To::User("bob".into()))).await;
-    let rep = w.report(&w.im, &r, ReportStatus::Delivered);
-    w.send(&w.im.id, Frame::Report(rep.clone())).await;
-    w.notify().await;
-    w.send(&w.im.id, Frame::Report(rep)).await;
-    w.im.rec
-        .take("first report ack", |f| {
-            matches!(f, Frame::ReportAck(_)).then_some(())
-        })
-        .await;
-    w.im.rec
-        .take("second report ack", |f| {
-            matches!(f, Frame::ReportAck(_)).then_some(())
-        })
-        .await;
-    w.im.rec
-        .none("second notify", |f| {
-            matches!(f, Frame::Notify(_)).then_some(())
-        })
-        .await;
-    assert_eq!(w.accounts.0.lock().unwrap().len(), 1, "accounted once");
-
-    // The same Submit again after delivery: the outcome is told again,
-    // nothing is released or stored anew.
-    let before = w.stored(&r.imi.imi.txn).await.unwrap();
-    let s = w.im.session.as_ref().unwrap();
-    w.send(&w.im.id, Frame::Submit(make_submit(s, r.imi.imi.clone())))
-        .await;
-    assert_eq!(w.notify().await.outcome, Outcome::Delivered);
-    w.im.rec
-        .none("release", |f| matches!(f, Frame::Release(_)).then_some(()))
-        .await;
-    assert_eq!(before, w.stored(&r.imi.imi.txn).await.unwrap());
-}
-
-#[actix_rt::test]
-async fn resubmitted_open_transaction_gets_the_same_release() {
-    let w = world().await;
-    let r = w.submit(w.imi(To::User("bob".into()))).await;
-    let again = w.submit(r.imi.imi.clone()).await;
-    assert_eq!(
-        (again.id, again.imi.attempt),
-        (r.id, 1),
-        "same ID, same attempt"
-    );
-    assert_eq!(w.stored(&r.imi.imi.txn).await.unwrap().attempts.len(), 1);
-}
-
-#[actix_rt::test]
-async fn report_with_wrong_id_or_from_the_wrong_member_is_refused() {
-    let w = world().await;
-    let r = w.submit(w.imi(To::User("bob".into()))).await;
-    let mut bad = r.clone();
-    bad.id[0] ^= 1;
-    w.report_from(&w.im, &bad, ReportStatus::Delivered).await;
-    assert_eq!(
-        w.im.rec.take("refused", refused).await.error,
-        ProtocolError::IdMismatch
-    );
-    w.report_from(&w.sms, &r, ReportStatus::Delivered).await;
-    assert_eq!(
-        w.sms.rec.take("refused", refused).await.error,
-        ProtocolError::WrongParty
-    );
-    w.im.rec
-        .none("notify", |f| matches!(f, Frame::Notify(_)).then_some(()))
-        .await;
-    assert_eq!(
-        w.stored(&r.imi.imi.txn).await.unwrap().status,
-        TxnStatus::Released
-    );
-}
-
-#[actix_rt::test]
 async fn replayed_login_is_refused_and_the_session_survives() {
     let w = world().await;
     let (id, key) = w.im.keys.current();
@@ -465,83 +389,6 @@ async fn replayed_login_is_refused_and_the_session_survives() {
         w.im.rec.take("refused", refused).await.error,
         ProtocolError::SkewExceeded
     );
-}
-
-#[actix_rt::test]
-async fn non_delivery_fails_over_then_undeliverable_lists_every_attempt() {
-    let w = world().await;
-    let r1 = w.submit(w.imi(To::User("bob".into()))).await;
-    assert_eq!(r1.imi.route.mechanism, MediumKind::Im);
-    w.report_from(&w.im, &r1, ReportStatus::NonDelivery("offline".into()))
-        .await;
-    let r2 = w.im.rec.take("second release", |f| match f {
-        Frame::Release(r) => Some((**r).clone()),
-        _ => None,
-    });
-    let r2 = r2.await;
-    assert_eq!(
-        (r2.imi.attempt, r2.imi.route.mechanism),
-        (2, MediumKind::Sms)
-    );
-    assert_eq!(r2.imi.route.destination, w.sms.id);
-    assert_eq!(r2.imi.route.address, "+49151");
-    w.report_from(&w.sms, &r2, ReportStatus::NonDelivery("no signal".into()))
-        .await;
-    let n = w.notify().await;
-    assert_eq!(n.outcome, Outcome::Undeliverable);
-    let rec = w.stored(&r1.imi.imi.txn).await.unwrap();
-    assert_eq!(rec.status, TxnStatus::Undeliverable);
-    let attempts: Vec<_> = rec
-        .attempts
-        .iter()
-        .map(|a| {
-            (
-                a.route.mechanism,
-                a.outcome.clone().unwrap(),
-                a.reason.clone().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        attempts,
-        vec![
-            (MediumKind::Im, "non_delivery".into(), "offline".into()),
-            (MediumKind::Sms, "non_delivery".into(), "no signal".into()),
-        ]
-    );
-    assert_eq!(w.accounts.0.lock().unwrap()[0].0.outcome, "undeliverable");
-}
-
-#[actix_rt::test]
-async fn unknown_recipient_and_expired_messages_are_rejected() {
-    let w = world().await;
-    let s = w.im.session.as_ref().unwrap();
-    let imi = w.imi(To::User("nobody".into()));
-    w.send(&w.im.id, Frame::Submit(make_submit(s, imi.clone())))
-        .await;
-    let rej = w.im.rec.take("rejected", |f| match f {
-        Frame::Rejected(r) => Some(r.clone()),
-        _ => None,
-    });
-    let rej = rej.await;
-    frames::check_rejected(s, &rej).unwrap();
-    assert_eq!(rej.reason, RejectReason::UnknownRecipient);
-    assert_eq!(
-        w.stored(&imi.txn).await.unwrap().status,
-        TxnStatus::Rejected("unknown_recipient".into())
-    );
-    assert_eq!(w.shard.send(OpenTransactions).await.unwrap(), 0);
-
-    let mut imi = w.imi(To::User("bob".into()));
-    imi.expires_at_ms = NOW + 1_000;
-    w.clock.advance(1_001);
-    w.send(&w.im.id, Frame::Submit(make_submit(s, imi.clone())))
-        .await;
-    assert_eq!(
-        w.im.rec.take("refused", refused).await.error,
-        ProtocolError::Expired
-    );
-    assert_eq!(w.stored(&imi.txn).await, None);
 }
 
 #[actix_rt::test]
@@ -610,41 +457,6 @@ async fn renewal_keeps_the_previous_session_valid_and_expiry_needs_a_new_login()
     w.submit(imi).await;
 }
 
-#[actix_rt::test]
-async fn another_message_reusing_a_txn_id_learns_nothing() {
-    let w = world().await;
-    let r = w.submit(w.imi(To::User("bob".into()))).await;
-    // gw-sms submits its own IMI under the same txn id.
-    let mut theirs = r.imi.imi.clone();
-    theirs.originator = w.sms.id.clone();
-    w.send(
-        &w.sms.id,
-        Frame::Submit(make_submit(w.sms.session.as_ref().unwrap(), theirs)),
-    )
-    .await;
-    assert_eq!(
-        w.sms.rec.take("refused", refused).await.error,
-        ProtocolError::TxnConflict
-    );
-    w.sms
-        .rec
-        .none("release", |f| matches!(f, Frame::Release(_)).then_some(()))
-        .await;
-    // The originator changing its own IMI under a used id is refused too.
-    let mut changed = r.imi.imi.clone();
-    changed.recipient = To::User("alice".into());
-    w.send(
-        &w.im.id,
-        Frame::Submit(make_submit(w.im.session.as_ref().unwrap(), changed)),
-    )
-    .await;
-    assert_eq!(
-        w.im.rec.take("refused", refused).await.error,
-        ProtocolError::TxnConflict
-    );
-    assert_eq!(w.stored(&r.imi.imi.txn).await.unwrap().attempts.len(), 1);
-}
-
 fn release_frame(f: &Frame) -> Option<Release> {
     match f {
         Frame::Release(r) => Some((**r).clone()),
@@ -678,48 +490,6 @@ impl World {
 }
 
 #[actix_rt::test]
-async fn timeouts_fail_over_then_undeliverable_and_a_late_success_still_counts() {
-    let w = world().await;
-    let r1 = w.submit(w.imi(To::User("bob".into()))).await;
-    assert_eq!(r1.imi.route.mechanism, MediumKind::Im);
-    w.tick(59_000).await;
-    w.im.rec.none("release", release_frame).await;
-    w.tick(2_000).await;
-    let r2 = w.next_release().await;
-    assert_eq!(
-        (r2.imi.attempt, r2.imi.route.mechanism),
-        (2, MediumKind::Sms)
-    );
-    w.tick(61_000).await;
-    let n = w.notify().await;
-    assert_eq!(n.outcome, Outcome::Undeliverable);
-    let rec = w.stored(&r1.imi.imi.txn).await.unwrap();
-    let outcomes: Vec<_> = rec
-        .attempts
-        .iter()
-        .map(|a| (a.route.mechanism, a.outcome.clone().unwrap()))
-        .collect();
-    assert_eq!(
-        outcomes,
-        vec![
-            (MediumKind::Im, "timeout".into()),
-            (MediumKind::Sms, "timeout".into())
-        ]
-    );
-    // The IM gateway was only slow: its delivery still counts.
-    w.report_from(&w.im, &r1, ReportStatus::Delivered).await;
-    let n = w.notify().await;
-    assert_eq!(
-        (n.outcome, n.mechanism),
-        (Outcome::Delivered, Some(MediumKind::Im))
-    );
-    assert_eq!(
-        w.stored(&r1.imi.imi.txn).await.unwrap().status,
-        TxnStatus::Delivered
-    );
-}
-
-#[actix_rt::test]
 async fn offline_on_im_goes_straight_to_sms_and_im_only_users_get_the_mailbox() {
     let w = world().await;
     w.set_presence("bob", State::Offline).await;
@@ -742,61 +512,6 @@ async fn offline_on_im_goes_straight_to_sms_and_im_only_users_get_the_mailbox() 
         (r.imi.route.mechanism, r.imi.route.store_and_forward),
         (MediumKind::Im, false)
     );
-}
-
-#[actix_rt::test]
-async fn parallel_dispatch_first_success_wins() {
-    let w = world().await;
-    let mut bob = (*w.shared.deps.directory.profile("bob").unwrap()).clone();
-    bob.delivery.insert("normal".into(), "parallel".into());
-    w.shared.deps.directory.put_profile(bob).await.unwrap();
-    let s = w.im.session.as_ref().unwrap();
-    let imi = w.imi(To::User("bob".into()));
-    w.send(&w.im.id, Frame::Submit(make_submit(s, imi.clone())))
-        .await;
-    let a = w.next_release().await;
-    let b = w.next_release().await;
-    let mut got = vec![
-        (a.imi.attempt, a.imi.route.mechanism),
-        (b.imi.attempt, b.imi.route.mechanism),
-    ];
-    got.sort();
-    assert_eq!(got, vec![(1, MediumKind::Im), (2, MediumKind::Sms)]);
-    let (im, sms) = if a.imi.route.mechanism == MediumKind::Im {
-        (a, b)
-    } else {
-        (b, a)
-    };
-    w.report_from(&w.sms, &sms, ReportStatus::NonDelivery("no signal".into()))
-        .await;
-    w.im.rec
-        .none("notify", |f| matches!(f, Frame::Notify(_)).then_some(()))
-        .await;
-    w.report_from(&w.im, &im, ReportStatus::Delivered).await;
-    let n = w.notify().await;
-    assert_eq!(
-        (n.outcome, n.mechanism),
-        (Outcome::Delivered, Some(MediumKind::Im))
-    );
-    assert_eq!(
-        w.stored(&imi.txn).await.unwrap().manager.unwrap().name,
-        "parallel"
-    );
-}
-
-#[actix_rt::test]
-async fn expiry_stops_attempts_and_tells_the_sender() {
-    let w = world().await;
-    let mut imi = w.imi(To::User("bob".into()));
-    imi.expires_at_ms = NOW + 5_000;
-    let r = w.submit(imi).await;
-    w.tick(5_001).await;
-    assert_eq!(w.notify().await.outcome, Outcome::Expired);
-    let rec = w.stored(&r.imi.imi.txn).await.unwrap();
-    assert_eq!(rec.status, TxnStatus::Expired);
-    assert_eq!(rec.attempts[0].outcome.as_deref(), Some("expired"));
-    w.tick(120_000).await;
-    w.im.rec.none("release", release_frame).await;
 }
 
 #[actix_rt::test]
@@ -1080,4 +795,67 @@ async fn a_session_gateway_watches_presence_as_signed_frames() {
         .map(|p| p.to.clone())
         .collect();
     assert_eq!(got, ["alice"]);
+}
+
+#[actix_rt::test]
+async fn session_frames_pass_one_guard_naming_who_may_send_them() {
+    let w = world().await;
+    let reason = |f: &Frame| refused(f).map(|r| r.error);
+    // The in-process SMS gateway holds no user's session: its word on
+    // presence is refused and changes nothing.
+    w.tell_presence(&w.sms, "alice", PresenceState::Busy).await;
+    assert_eq!(
+        w.sms.rec.take("refusal", reason).await,
+        ProtocolError::WrongParty
+    );
+    let alice = w.shared.deps.presence.get("alice").map(|e| e.state);
+    assert_eq!(alice, Some(State::Online));
+    // Any gateway may tell its medium's health.
+    let s = w.sms.session.as_ref().unwrap();
+    let down = frames::make_health(s, false, "SMSC unreachable".into(), NOW);
+    w.send(&w.sms.id, Frame::Health(down)).await;
+    w.sms.rec.none("a refusal", reason).await;
+    let healthy = |id: &MemberId| {
+        w.shared
+            .deps
+            .members
+            .snapshot()
+            .into_iter()
+            .find(|m| &m.id == id)
+            .map(|m| m.healthy)
+    };
+    assert_eq!(healthy(&w.sms.id), Some(false));
+    // A member that serves no medium (a processor) may not.
+    let keys = MemberKeys::generate(MemberId::new("proc-x"), None);
+    w.shared
+        .deps
+        .directory
+        .put_member(keys.clone())
+        .await
+        .unwrap();
+    let rec = Recorder::default();
+    w.shared.deps.members.connect(
+        keys.member.clone(),
+        None,
+        rec.clone().start().recipient(),
+        NOW,
+    );
+    let mut p = Member {
+        id: keys.member.clone(),
+        keys,
+        rec,
+        session: None,
+    };
+    p.session = Some(w.login(&p).await);
+    let h = frames::make_health(p.session.as_ref().unwrap(), true, "ok".into(), NOW);
+    w.send(&p.id, Frame::Health(h)).await;
+    assert_eq!(
+        p.rec.take("refusal", reason).await,
+        ProtocolError::WrongParty
+    );
+    assert_eq!(
+        w.shared.refusals(),
+        vec![("wrong_party", 2)],
+        "each refusal is counted"
+    );
 }

@@ -198,6 +198,14 @@ impl TxnRecord {
         self.attempts.iter().map(|a| a.route.mechanism).collect()
     }
 
+    /// The sender as shown to users: their user id, else their address.
+    pub fn sender_name(&self) -> String {
+        self.imi
+            .sender_user
+            .clone()
+            .unwrap_or_else(|| self.imi.sender.to_string())
+    }
+
     /// Appends an event.
     pub fn event(&mut self, at_ms: u64, kind: impl Into<String>) {
         self.events.push(EventRecord {

@@ -1,0 +1,218 @@
+//! One broker shard: a thin actor around the transactions whose id hashes
+//! to it ([`Transactions`], the state machine in `switchboard-core`). It
+//! takes frames from its mailbox, hands each to the machine (or to the
+//! login and session-frame handlers), and carries out what the machine
+//! decided: records to the store first, then usage to accounting, then
+//! frames to the members.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use switchboard_core::protocol::{Frame, MemberId, ProtocolError, RefuseReason, TxnId};
+use switchboard_core::store::{Tree, WriteBatch};
+use switchboard_core::transactions::{Effects, Transactions};
+
+use super::messages::{CheckTimeouts, OpenTransactions};
+use super::BrokerShared;
+use crate::accounting::Account;
+use crate::bus::{BrokerHandle, LinkLogin, MemberBack, MiapFrame};
+
+/// How often a shard checks attempt deadlines and expiries.
+const TIMEOUT_CHECK: Duration = Duration::from_millis(100);
+
+/// One broker shard.
+pub struct BrokerShard {
+    pub(super) shared: Arc<BrokerShared>,
+    pub(super) index: usize,
+    txns: Transactions,
+}
+
+impl BrokerShard {
+    /// Shard `index` over the shared broker state.
+    pub fn new(shared: Arc<BrokerShared>, index: usize) -> Self {
+        Self {
+            shared,
+            index,
+            txns: Transactions::new(),
+        }
+    }
+
+    pub(super) fn now(&self) -> u64 {
+        self.shared.deps.clock.now_ms()
+    }
+
+    pub(super) fn refuse(
+        &self,
+        to: &MemberId,
+        error: ProtocolError,
+        txn: Option<TxnId>,
+        kind: &str,
+    ) {
+        self.shared.count_refusal(error);
+        tracing::warn!(member = %to, frame = kind, reason = error.code(), txn = ?txn.map(|t| t.to_string()), shard = self.index, "refused MIAP frame");
+        self.shared
+            .send(to, Frame::Refused(RefuseReason { error, txn }));
+    }
+
+    /// Carries out what the machine decided: every record is queued for the
+    /// next group commit before any frame that depends on it leaves.
+    fn apply(&self, out: Effects) {
+        if !out.records.is_empty() {
+            let mut b = WriteBatch::new();
+            for (txn, bytes) in out.records {
+                b.insert(Tree::Txn, txn.0.to_vec(), bytes);
+            }
+            self.shared.deps.store.writer().write_nowait(b);
+        }
+        for a in out.accounting {
+            self.shared.deps.accounting.do_send(Account(a));
+        }
+        for (to, frame) in out.frames {
+            self.shared.send(&to, frame);
+        }
+    }
+
+    /// Runs one step of the machine and carries out its effects (also those
+    /// of a step that failed part-way, as the frames already decided on).
+    fn step(
+        &mut self,
+        f: impl FnOnce(&mut Transactions, &BrokerShared, &mut Effects) -> Result<(), ProtocolError>,
+    ) -> Result<(), ProtocolError> {
+        let mut out = Effects::default();
+        let r = f(&mut self.txns, &self.shared, &mut out);
+        self.apply(out);
+        r
+    }
+
+    fn check_timeouts(&mut self) {
+        metrics::gauge!("switchboard_broker_open_transactions", "shard" => self.index.to_string())
+            .set(self.txns.len() as f64);
+        let _ = self.step(|t, env, out| {
+            t.timeouts(env, out);
+            Ok(())
+        });
+    }
+}
+
+impl Actor for BrokerShard {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(4096);
+        ctx.run_interval(TIMEOUT_CHECK, |act, _| act.check_timeouts());
+        tracing::debug!(shard = self.index, "broker shard started");
+    }
+}
+
+impl Handler<MiapFrame> for BrokerShard {
+    type Result = ();
+
+    fn handle(&mut self, msg: MiapFrame, _: &mut Context<Self>) {
+        self.shared.dequeued(self.index);
+        let MiapFrame { from, frame } = msg;
+        let txn = frame.txn();
+        let kind = frame.kind();
+        let result = match frame {
+            Frame::Login(l) => self.login(&from, l),
+            Frame::Submit(s) => self.step(|t, env, out| t.submit(env, out, &from, s)),
+            Frame::ReleaseAck(a) => self.step(|t, env, _| t.release_ack(env, &from, a)),
+            Frame::Report(r) => self.step(|t, env, out| t.report(env, out, &from, r)),
+            Frame::NotifyAck(a) => self.step(|t, env, _| t.notify_ack(env, &from, a)),
+            Frame::Presence(p) => self.presence(&from, p),
+            Frame::Health(h) => self.health(&from, h),
+            Frame::Identify(f) => self.identify(&from, f),
+            Frame::Watch(w) => self.watch(&from, w),
+            Frame::Refused(r) => {
+                tracing::warn!(member = %from, reason = r.error.code(), txn = ?r.txn.map(|t| t.to_string()), "member refused a frame");
+                Ok(())
+            }
+            _ => Err(ProtocolError::WrongParty),
+        };
+        if let Err(e) = result {
+            self.refuse(&from, e, txn, kind);
+        }
+    }
+}
+
+impl Handler<LinkLogin> for BrokerShard {
+    type Result = ();
+
+    fn handle(&mut self, m: LinkLogin, _: &mut Context<Self>) {
+        self.link_login(m);
+    }
+}
+
+impl Handler<MemberBack> for BrokerShard {
+    type Result = ();
+
+    /// A member is back on a new connection: the machine releases every
+    /// open attempt routed through it again.
+    fn handle(&mut self, MemberBack(member): MemberBack, _: &mut Context<Self>) {
+        let _ = self.step(|t, env, out| {
+            t.member_back(env, out, &member);
+            Ok(())
+        });
+    }
+}
+
+impl Handler<OpenTransactions> for BrokerShard {
+    type Result = usize;
+
+    fn handle(&mut self, _: OpenTransactions, _: &mut Context<Self>) -> usize {
+        self.txns.len()
+    }
+}
+
+impl Handler<CheckTimeouts> for BrokerShard {
+    type Result = ();
+
+    fn handle(&mut self, _: CheckTimeouts, _: &mut Context<Self>) {
+        self.check_timeouts();
+    }
+}
+
+/// A running broker: its shards on their arbiters.
+pub struct Broker {
+    /// How members reach the shards.
+    pub handle: BrokerHandle,
+    /// The shared state.
+    pub shared: Arc<BrokerShared>,
+    arbiters: Vec<actix::Arbiter>,
+}
+
+impl Broker {
+    /// Starts `shards` shards, each on its own arbiter (thread).
+    pub fn start(shared: Arc<BrokerShared>, shards: usize) -> Self {
+        let mut arbiters = Vec::new();
+        let mut recipients = Vec::new();
+        let mut logins = Vec::new();
+        let mut backs = Vec::new();
+        for i in 0..shards.max(1) {
+            let arb = actix::Arbiter::new();
+            let s = shared.clone();
+            let addr =
+                BrokerShard::start_in_arbiter(&arb.handle(), move |_| BrokerShard::new(s, i));
+            recipients.push(addr.clone().recipient());
+            logins.push(addr.clone().recipient());
+            backs.push(addr.recipient());
+            arbiters.push(arb);
+        }
+        Self {
+            handle: BrokerHandle::new(recipients)
+                .with_link_logins(logins)
+                .with_member_backs(backs)
+                .with_queue_depths(shared.queue_counters()),
+            shared,
+            arbiters,
+        }
+    }
+
+    /// Stops the shards' arbiters (after their queued frames).
+    pub fn stop(&self) {
+        for a in &self.arbiters {
+            a.stop();
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The pure decisions of a transaction: what a verified report does to its
+//! record, and how a final status is told to the originator.
+
+use crate::protocol::{Outcome, ReportStatus};
+use crate::store::{TxnRecord, TxnStatus};
+
+/// What follows a report.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Next {
+    /// Nothing to tell anyone (a repeated or late report).
+    Nothing,
+    /// Tell the originator.
+    Notify(Outcome),
+    /// Try the next mechanism (or wait for the others).
+    Retry,
+}
+
+/// Applies a verified report on attempt `n` to a transaction. Idempotent: a
+/// status the transaction already has changes nothing. A late success (on a
+/// timed-out or parallel attempt, even after `undeliverable`) still counts.
+pub(super) fn apply_report(rec: &mut TxnRecord, n: u32, status: &ReportStatus, now: u64) -> Next {
+    let open = rec.status.is_open();
+    let Some(a) = rec.attempts.iter_mut().find(|a| a.attempt == n) else {
+        return Next::Nothing;
+    };
+    let mechanism = a.route.mechanism;
+    let (kind, next, new_status) = match status {
+        ReportStatus::Delivered => {
+            if a.outcome.as_deref() != Some("read") {
+                a.outcome = Some("delivered".into());
+                a.reason = None;
+            }
+            match rec.status {
+                TxnStatus::Released
+                | TxnStatus::Transmitted
+                | TxnStatus::Undeliverable
+                | TxnStatus::Expired => (
+                    "delivered",
+                    Next::Notify(Outcome::Delivered),
+                    TxnStatus::Delivered,
+                ),
+                _ => return Next::Nothing,
+            }
+        }
+        ReportStatus::Read => {
+            a.outcome = Some("read".into());
+            a.reason = None;
+            if rec.status == TxnStatus::Read {
+                return Next::Nothing;
+            }
+            ("read", Next::Notify(Outcome::Read), TxnStatus::Read)
+        }
+        ReportStatus::NonDelivery(why) if a.is_open() => {
+            a.outcome = Some("non_delivery".into());
+            a.reason = Some(why.clone());
+            if !open {
+                return Next::Nothing;
+            }
+            ("non_delivery", Next::Retry, rec.status.clone())
+        }
+        ReportStatus::Expired if a.is_open() => {
+            a.outcome = Some("expired".into());
+            if !open {
+                return Next::Nothing;
+            }
+            ("expired_at_destination", Next::Retry, rec.status.clone())
+        }
+        ReportStatus::Blocked(rule) if open => {
+            a.outcome = Some("blocked".into());
+            a.reason = Some(rule.clone());
+            (
+                "blocked",
+                Next::Notify(Outcome::Blocked(rule.clone())),
+                TxnStatus::Blocked(rule.clone()),
+            )
+        }
+        _ => return Next::Nothing,
+    };
+    rec.status = new_status;
+    rec.event(now, format!("{kind}:{mechanism}"));
+    next
+}
+
+/// The outcome a final status is notified as.
+pub(super) fn outcome_of(status: &TxnStatus) -> Outcome {
+    match status {
+        TxnStatus::Read => Outcome::Read,
+        TxnStatus::Undeliverable | TxnStatus::Rejected(_) => Outcome::Undeliverable,
+        TxnStatus::Blocked(r) => Outcome::Blocked(r.clone()),
+        TxnStatus::Expired => Outcome::Expired,
+        TxnStatus::Delivered | TxnStatus::Released | TxnStatus::Transmitted => Outcome::Delivered,
+    }
+}
