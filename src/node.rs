@@ -24,7 +24,7 @@ use switchboard_actors::processor::Processor;
 use switchboard_actors::registry::MemberRegistry;
 use switchboard_core::directory::{new_token, Directory};
 use switchboard_core::protocol::clock::SharedClock;
-use switchboard_core::protocol::{MediumKind, MemberId, MemberKeys, SecretKey, SystemClock};
+use switchboard_core::protocol::{Clock, MediumKind, MemberId, MemberKeys, SecretKey, SystemClock};
 use switchboard_core::store::Store;
 
 use crate::api::{self, ApiState};
@@ -473,7 +473,30 @@ where
         require_tls: cfg.email.require_tls,
     });
     tracing::info!(smtp = %addr, relay = %cfg.email.relay, "email gateway ready");
-    Ok((addr, actix_rt::spawn(smtp::serve(listener, ctx))))
+    // What was sent is remembered a day past the longest message lifetime.
+    let retention_ms = (cfg.broker.max_expires_in_s + 86_400) * 1000;
+    let sweep = forget_sent_hourly(store.clone(), retention_ms);
+    Ok((
+        addr,
+        actix_rt::spawn(async move {
+            tokio::join!(smtp::serve(listener, ctx), sweep);
+        }),
+    ))
+}
+
+/// Forgets old sent-mail records now and every hour (until aborted with the
+/// SMTP server's task).
+async fn forget_sent_hourly(store: Store, retention_ms: u64) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        let now = SystemClock.now_ms();
+        match gateways::email::forget_sent(&store, now, retention_ms).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "forgot old sent-mail records"),
+            Err(e) => tracing::warn!(error = %e, "forgetting old sent-mail records failed"),
+        }
+    }
 }
 
 /// The fax spool: `fax.spool`, or `DATA/fax`.

@@ -45,7 +45,7 @@ pub type GatewayConfig = MemberConfig;
 
 /// A medium's gateway.
 pub struct Gateway<M: Medium> {
-    link: MemberSession,
+    tscs: MemberSession,
     medium: M,
     members: MemberRegistry,
     store: Store,
@@ -85,7 +85,7 @@ impl<M: Medium> Gateway<M> {
         clock: SharedClock,
     ) -> Self {
         Self {
-            link: MemberSession::new(cfg, broker, clock),
+            tscs: MemberSession::new(cfg, broker, clock),
             medium,
             members,
             store,
@@ -103,19 +103,17 @@ impl<M: Medium> Gateway<M> {
 
     /// The store key of dedupe key `k` for this gateway.
     fn dedupe_key(&self, k: &str) -> Vec<u8> {
-        let mut key = b"d".to_vec();
-        key.extend_from_slice(k.as_bytes());
-        key2(self.link.cfg.id.as_str(), &key)
+        key2(self.tscs.cfg.id.as_str(), k.as_bytes())
     }
 
     /// Forgets dedupe keys older than [`DEDUPE_RETENTION_MS`].
     fn forget_old_dedupe_keys(&self) {
-        let prefix = key2(self.link.cfg.id.as_str(), b"d");
+        let prefix = key2(self.tscs.cfg.id.as_str(), b"");
         let horizon = self.now().saturating_sub(DEDUPE_RETENTION_MS);
-        let entries = match self.store.scan(Tree::Sent, &prefix) {
+        let entries = match self.store.scan(Tree::Dedupe, &prefix) {
             Ok(e) => e,
             Err(e) => {
-                tracing::warn!(member = %self.link.cfg.id, error = %e, "reading dedupe keys failed");
+                tracing::warn!(member = %self.tscs.cfg.id, error = %e, "reading dedupe keys failed");
                 return;
             }
         };
@@ -126,11 +124,11 @@ impl<M: Medium> Gateway<M> {
                 .and_then(|s| s.parse::<TxnId>().ok())
                 .is_none_or(|t| t.created_ms() < horizon);
             if old {
-                b.remove(Tree::Sent, k);
+                b.remove(Tree::Dedupe, k);
             }
         }
         if !b.is_empty() {
-            tracing::info!(member = %self.link.cfg.id, count = b.len(), "forgetting old dedupe keys");
+            tracing::info!(member = %self.tscs.cfg.id, count = b.len(), "forgetting old dedupe keys");
             self.store.writer().write_nowait(b);
         }
     }
@@ -149,15 +147,15 @@ impl<M: Medium> Gateway<M> {
     }
 
     fn now(&self) -> u64 {
-        self.link.now()
+        self.tscs.now()
     }
 
     fn to_broker(&self, frame: Frame) {
-        self.link.to_broker(frame);
+        self.tscs.to_broker(frame);
     }
 
     fn login(&mut self) {
-        self.link.login();
+        self.tscs.login();
     }
 
     /// Tells the broker the medium's health when it changed (or was never
@@ -167,7 +165,7 @@ impl<M: Medium> Gateway<M> {
             return;
         }
         let now = self.now();
-        if let Ok(s) = self.link.session() {
+        if let Ok(s) = self.tscs.session() {
             let f = frames::make_health(&s.current, h.up, h.detail, now);
             self.to_broker(Frame::Health(f));
             self.told_health = Some(h.up);
@@ -175,9 +173,9 @@ impl<M: Medium> Gateway<M> {
     }
 
     fn on_login_ack(&mut self, ack: LoginAck) -> Result<(), ProtocolError> {
-        self.link.on_login_ack(&ack)?;
+        self.tscs.on_login_ack(&ack)?;
         self.told_health = None;
-        tracing::info!(member = %self.link.cfg.id, medium = self.medium.name(), "logged in to the broker");
+        tracing::info!(member = %self.tscs.cfg.id, medium = self.medium.name(), "logged in to the broker");
         for txn in std::mem::take(&mut self.unsent) {
             self.submit(txn);
         }
@@ -190,7 +188,7 @@ impl<M: Medium> Gateway<M> {
     }
 
     fn submit(&mut self, txn: TxnId) {
-        let (Some(session), Some(entry)) = (self.link.session().ok(), self.outbox.get(&txn)) else {
+        let (Some(session), Some(entry)) = (self.tscs.session().ok(), self.outbox.get(&txn)) else {
             if self.outbox.contains_key(&txn) {
                 self.unsent.push(txn);
             }
@@ -203,13 +201,13 @@ impl<M: Medium> Gateway<M> {
     fn forget_outbox(&mut self, txn: &TxnId) {
         if self.outbox.remove(txn).is_some() {
             let mut b = WriteBatch::new();
-            b.remove(Tree::Outbox, OutboxEntry::key(&self.link.cfg.id, txn));
+            b.remove(Tree::Outbox, OutboxEntry::key(&self.tscs.cfg.id, txn));
             self.store.writer().write_nowait(b);
         }
     }
 
     fn session(&self) -> Result<&SessionPair, ProtocolError> {
-        self.link.session()
+        self.tscs.session()
     }
 
     // ---- originator ----
@@ -241,7 +239,7 @@ impl<M: Medium> Gateway<M> {
             Some(t) => {
                 if !self
                     .members
-                    .send(&hop, &self.link.cfg.id, Frame::Transmit(Box::new(t)))
+                    .send(&hop, &self.tscs.cfg.id, Frame::Transmit(Box::new(t)))
                 {
                     tracing::warn!(txn = %txn, hop = %hop, "next hop not connected; the broker's attempt timeout moves on");
                 }
@@ -295,12 +293,12 @@ impl<M: Medium> Gateway<M> {
         t: Transmit,
         ctx: &mut Context<Self>,
     ) -> Result<(), ProtocolError> {
-        frames::check_transmit(&self.link.cfg.id, &self.link.cfg.key, &t, self.now())?;
+        frames::check_transmit(&self.tscs.cfg.id, &self.tscs.cfg.key, &t, self.now())?;
         let txn = t.imi.imi.txn;
         let attempt = t.imi.attempt;
         self.members.send(
             &from,
-            &self.link.cfg.id,
+            &self.tscs.cfg.id,
             Frame::TransmitAck(switchboard_core::protocol::TransmitAck { txn, attempt }),
         );
         if !self.delivering.insert(txn) {
@@ -368,7 +366,7 @@ impl<M: Medium> Gateway<M> {
             attestations: attestations.clone(),
         };
         self.unacked.insert((txn, attempt, variant), pending);
-        if let Ok(s) = self.link.session() {
+        if let Ok(s) = self.tscs.session() {
             let r = frames::make_report(&s.current, txn, attempt, id, status, attestations);
             self.to_broker(Frame::Report(r));
         }
@@ -383,17 +381,17 @@ impl<M: Medium> Gateway<M> {
     }
 
     fn on_refused(&mut self, from: &MemberId, r: RefuseReason) {
-        tracing::warn!(member = %self.link.cfg.id, by = %from, reason = r.error.code(), txn = ?r.txn.map(|t| t.to_string()), "frame refused");
+        tracing::warn!(member = %self.tscs.cfg.id, by = %from, reason = r.error.code(), txn = ?r.txn.map(|t| t.to_string()), "frame refused");
         match r.error {
             ProtocolError::NoSession | ProtocolError::SessionExpired | ProtocolError::BadMac
-                if self.link.is_broker(from) =>
+                if self.tscs.is_broker(from) =>
             {
                 // Our session is gone or stale: log in again; the outbox and
                 // unacknowledged reports are resent after the new LoginAck.
                 if let Some(txn) = r.txn.filter(|t| self.outbox.contains_key(t)) {
                     self.unsent.push(txn);
                 }
-                self.link.drop_session();
+                self.tscs.drop_session();
                 self.login();
             }
             _ => {}
@@ -407,15 +405,15 @@ impl<M: Medium> Actor for Gateway<M> {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
         self.members.connect(
-            self.link.cfg.id.clone(),
+            self.tscs.cfg.id.clone(),
             Some(self.medium.kind()),
             ctx.address().recipient(),
             self.now(),
         );
-        match self.store.outbox(&self.link.cfg.id) {
+        match self.store.outbox(&self.tscs.cfg.id) {
             Ok(entries) => {
                 if !entries.is_empty() {
-                    tracing::info!(member = %self.link.cfg.id, count = entries.len(), "resubmitting the outbox");
+                    tracing::info!(member = %self.tscs.cfg.id, count = entries.len(), "resubmitting the outbox");
                 }
                 for e in entries {
                     self.unsent.push(e.imi.txn);
@@ -423,11 +421,11 @@ impl<M: Medium> Actor for Gateway<M> {
                 }
             }
             Err(e) => {
-                tracing::error!(member = %self.link.cfg.id, error = %e, "reading the outbox failed")
+                tracing::error!(member = %self.tscs.cfg.id, error = %e, "reading the outbox failed")
             }
         }
         self.login();
-        let renew = self.link.renew_every();
+        let renew = self.tscs.renew_every();
         ctx.run_interval(renew, |act, _| act.login());
         self.forget_old_dedupe_keys();
         ctx.run_interval(Duration::from_secs(3600), |act, _| {
@@ -435,16 +433,16 @@ impl<M: Medium> Actor for Gateway<M> {
         });
         ctx.run_interval(Duration::from_secs(2), |act, _| {
             let health = act.medium.health();
-            act.members.set_healthy(&act.link.cfg.id, health.up);
+            act.members.set_healthy(&act.tscs.cfg.id, health.up);
             act.tell_health(health);
-            if !act.link.logged_in() {
+            if !act.tscs.logged_in() {
                 act.login();
             }
         });
     }
 
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {
-        self.members.disconnect(&self.link.cfg.id);
+        self.members.disconnect(&self.tscs.cfg.id);
         for (_, w) in self.waiting.drain() {
             let _ = w.send(Err(OriginateError::Stopping));
         }
@@ -459,7 +457,7 @@ impl<M: Medium> Handler<MiapFrame> for Gateway<M> {
         let MiapFrame { from, frame } = msg;
         let txn = frame.txn();
         let kind = frame.kind();
-        let from_broker = self.link.is_broker(&from);
+        let from_broker = self.tscs.is_broker(&from);
         let result = match frame {
             Frame::LoginAck(a) if from_broker => self.on_login_ack(a),
             Frame::Release(r) if from_broker => self.on_release(*r),
@@ -480,7 +478,7 @@ impl<M: Medium> Handler<MiapFrame> for Gateway<M> {
             _ => Err(ProtocolError::WrongParty),
         };
         if let Err(error) = result {
-            self.link.refuse(&self.members, &from, kind, error, txn);
+            self.tscs.refuse(&self.members, &from, kind, error, txn);
         }
     }
 }
@@ -495,7 +493,7 @@ impl<M: Medium> Handler<Originate> for Gateway<M> {
                 let txn = *txn;
                 return Box::pin(async move { Err(OriginateError::Duplicate(txn)) });
             }
-            match self.store.get(Tree::Sent, k) {
+            match self.store.get(Tree::Dedupe, k) {
                 Ok(Some(t)) => {
                     let known = std::str::from_utf8(&t)
                         .ok()
@@ -517,7 +515,7 @@ impl<M: Medium> Handler<Originate> for Gateway<M> {
             .increment(1);
         let imi = Imi {
             txn,
-            originator: self.link.cfg.id.clone(),
+            originator: self.tscs.cfg.id.clone(),
             sender: m.sender,
             sender_user: m.sender_user,
             recipient: m.to,
@@ -538,12 +536,12 @@ impl<M: Medium> Handler<Originate> for Gateway<M> {
         let mut b = WriteBatch::new();
         b.insert(
             Tree::Outbox,
-            OutboxEntry::key(&self.link.cfg.id, &txn),
+            OutboxEntry::key(&self.tscs.cfg.id, &txn),
             enc(&entry),
         );
         if let Some(k) = &dedupe {
             // In the same batch as the outbox entry: both or neither.
-            b.insert(Tree::Sent, k.clone(), txn.to_string().into_bytes());
+            b.insert(Tree::Dedupe, k.clone(), txn.to_string().into_bytes());
             self.originating.insert(k.clone(), txn);
         }
         self.outbox.insert(txn, entry);
@@ -584,7 +582,7 @@ impl<M: Medium> Handler<crate::bus::LinkUp> for Gateway<M> {
     /// whole outbox and every unacknowledged report again (the broker
     /// answers repeats idempotently).
     fn handle(&mut self, _: crate::bus::LinkUp, _: &mut Context<Self>) {
-        self.link.drop_session();
+        self.tscs.drop_session();
         self.drop_identify_requests();
         self.unsent = self.outbox.keys().copied().collect();
         self.login();
@@ -600,7 +598,7 @@ impl<M: Medium> Handler<GetInFlight> for Gateway<M> {
             delivering: self.delivering.len(),
             unacked_reports: self.unacked.len(),
             outbox: self.outbox.len(),
-            logged_in: self.link.logged_in(),
+            logged_in: self.tscs.logged_in(),
         })
     }
 }

@@ -64,7 +64,7 @@ pub(super) struct ClientSessions {
 impl<M: Medium> Gateway<M> {
     fn send_presence(&self, user: &str, state: &PresenceState) {
         let now = self.now();
-        if let Ok(s) = self.link.session() {
+        if let Ok(s) = self.tscs.session() {
             let f = frames::make_presence(&s.current, user.to_string(), state.clone(), now);
             self.to_broker(Frame::Presence(f));
         }
@@ -72,7 +72,7 @@ impl<M: Medium> Gateway<M> {
 
     fn send_watch(&self, users: Vec<String>) {
         let now = self.now();
-        if let Ok(s) = self.link.session() {
+        if let Ok(s) = self.tscs.session() {
             for chunk in users.chunks(MAX_WATCH) {
                 let f = frames::make_watch(&s.current, chunk.to_vec(), now);
                 self.to_broker(Frame::Watch(f));
@@ -168,7 +168,7 @@ impl<M: Medium> Handler<IdentifyToken> for Gateway<M> {
         _: &mut Context<Self>,
     ) -> Self::Result {
         let now = self.now();
-        let Ok(s) = self.link.session() else {
+        let Ok(s) = self.tscs.session() else {
             return Box::pin(async { Err(IdentifyError::Unreachable) });
         };
         // Askers that gave up (timed out) wait no more.

@@ -21,7 +21,7 @@ use switchboard_core::protocol::{
 
 /// A converting hop.
 pub struct Processor<C: Converter> {
-    link: MemberSession,
+    tscs: MemberSession,
     converter: C,
     members: MemberRegistry,
 }
@@ -36,15 +36,15 @@ impl<C: Converter> Processor<C> {
         clock: SharedClock,
     ) -> Self {
         Self {
-            link: MemberSession::new(cfg, broker, clock),
+            tscs: MemberSession::new(cfg, broker, clock),
             converter,
             members,
         }
     }
 
     fn on_transmit(&mut self, from: &MemberId, t: Transmit) -> Result<(), ProtocolError> {
-        let me = self.link.cfg.id.clone();
-        frames::check_transmit(&me, &self.link.cfg.key, &t, self.link.now())?;
+        let me = self.tscs.cfg.id.clone();
+        frames::check_transmit(&me, &self.tscs.cfg.key, &t, self.tscs.now())?;
         let (txn, attempt) = (t.imi.imi.txn, t.imi.attempt);
         self.members
             .send(from, &me, Frame::TransmitAck(TransmitAck { txn, attempt }));
@@ -70,7 +70,7 @@ impl<C: Converter> Processor<C> {
             }) => {
                 let att = frames::make_attestation(
                     me.clone(),
-                    &self.link.cfg.key,
+                    &self.tscs.cfg.key,
                     &t.id,
                     &t.content,
                     &content,
@@ -107,10 +107,10 @@ impl<C: Converter> Processor<C> {
             }
         };
         tracing::info!(txn = %txn, processor = %me, status = ?status, "content not forwarded");
-        let session = self.link.session()?;
+        let session = self.tscs.session()?;
         let report =
             frames::make_report(&session.current, txn, attempt, t.id, status, t.attestations);
-        self.link.to_broker(Frame::Report(report));
+        self.tscs.to_broker(Frame::Report(report));
         Ok(())
     }
 }
@@ -121,22 +121,22 @@ impl<C: Converter> Actor for Processor<C> {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
         self.members.connect_processor(
-            self.link.cfg.id.clone(),
+            self.tscs.cfg.id.clone(),
             self.converter.spec(),
             ctx.address().recipient(),
-            self.link.now(),
+            self.tscs.now(),
         );
-        self.link.login();
-        ctx.run_interval(self.link.renew_every(), |act, _| act.link.login());
+        self.tscs.login();
+        ctx.run_interval(self.tscs.renew_every(), |act, _| act.tscs.login());
         ctx.run_interval(Duration::from_secs(2), |act, _| {
-            if !act.link.logged_in() {
-                act.link.login();
+            if !act.tscs.logged_in() {
+                act.tscs.login();
             }
         });
     }
 
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {
-        self.members.disconnect(&self.link.cfg.id);
+        self.members.disconnect(&self.tscs.cfg.id);
         Running::Stop
     }
 }
@@ -146,8 +146,8 @@ impl<C: Converter> Handler<crate::bus::LinkUp> for Processor<C> {
 
     /// A (new) connection to a remote node: log in again on it.
     fn handle(&mut self, _: crate::bus::LinkUp, _: &mut Context<Self>) {
-        self.link.drop_session();
-        self.link.login();
+        self.tscs.drop_session();
+        self.tscs.login();
     }
 }
 
@@ -158,11 +158,11 @@ impl<C: Converter> Handler<MiapFrame> for Processor<C> {
         let MiapFrame { from, frame } = msg;
         let txn = frame.txn();
         let kind = frame.kind();
-        let from_broker = self.link.is_broker(&from);
+        let from_broker = self.tscs.is_broker(&from);
         let result = match frame {
-            Frame::LoginAck(a) if from_broker => self.link.on_login_ack(&a),
+            Frame::LoginAck(a) if from_broker => self.tscs.on_login_ack(&a),
             Frame::ReportAck(a) if from_broker => self
-                .link
+                .tscs
                 .session()
                 .and_then(|s| s.verify(|x| frames::check_report_ack(x, &a)).map(|_| ())),
             Frame::Refused(r) => {
@@ -172,8 +172,8 @@ impl<C: Converter> Handler<MiapFrame> for Processor<C> {
                         ProtocolError::NoSession | ProtocolError::SessionExpired
                     )
                 {
-                    self.link.drop_session();
-                    self.link.login();
+                    self.tscs.drop_session();
+                    self.tscs.login();
                 }
                 Ok(())
             }
@@ -182,7 +182,7 @@ impl<C: Converter> Handler<MiapFrame> for Processor<C> {
             _ => Err(ProtocolError::WrongParty),
         };
         if let Err(error) = result {
-            self.link.refuse(&self.members, &from, kind, error, txn);
+            self.tscs.refuse(&self.members, &from, kind, error, txn);
         }
     }
 }

@@ -5,6 +5,7 @@
 //! Nothing outside this module touches sled, so a clustered store (NATS KV and
 //! streams, see CLUSTER.md) can take its place behind the same calls.
 
+mod migrate;
 pub mod read;
 pub mod records;
 pub mod write;
@@ -46,14 +47,29 @@ pub enum Tree {
     Meta,
     /// Delivery managers changed at run time: name → JSON (empty: removed).
     Managers,
-    /// Transactions a medium without its own dedupe handed on:
-    /// `member \0 txn` → when (ms).
-    Sent,
+    /// A gateway's idempotency keys (an HTTP `Idempotency-Key`, a fax
+    /// spool file's name): `member \0 key` → txn. Kept 7 days (swept by the
+    /// gateway hourly).
+    Dedupe,
+    /// The SMS gateway's correlation of what it submitted: `member \0 t
+    /// txn` → its record (attempt, message ids, state), and `member \0 m
+    /// message_id` → txn, the index receipts are read by. A final record is
+    /// kept a day, one still waiting for receipts 8 days (swept hourly while
+    /// bound).
+    SmsRecords,
+    /// Where a phone's reply goes: `member \0 number` → when (8 bytes,
+    /// ms) ‖ the user who last messaged it. Kept 30 days after the last
+    /// message to the number.
+    SmsReplies,
+    /// Mail the email gateway handed to its relay (so a repeated transmit
+    /// is not sent twice): `member \0 txn` → when (ms). Kept a day past
+    /// the longest message lifetime.
+    SentEmail,
 }
 
 impl Tree {
     /// Every tree.
-    pub const ALL: [Tree; 11] = [
+    pub const ALL: [Tree; 14] = [
         Tree::Profiles,
         Tree::Tokens,
         Tree::Members,
@@ -64,7 +80,10 @@ impl Tree {
         Tree::Replay,
         Tree::Meta,
         Tree::Managers,
-        Tree::Sent,
+        Tree::Dedupe,
+        Tree::SmsRecords,
+        Tree::SmsReplies,
+        Tree::SentEmail,
     ];
 
     /// The tree's name in sled and in metrics labels.
@@ -80,7 +99,10 @@ impl Tree {
             Tree::Replay => "replay",
             Tree::Meta => "meta",
             Tree::Managers => "managers",
-            Tree::Sent => "sent",
+            Tree::Dedupe => "dedupe",
+            Tree::SmsRecords => "sms_records",
+            Tree::SmsReplies => "sms_replies",
+            Tree::SentEmail => "sent_email",
         }
     }
 
@@ -120,6 +142,9 @@ struct Inner {
     trees: Vec<sled::Tree>,
     writer: WriteHandle,
     stats: Arc<WriteStats>,
+    // Only tests inject failures; the writer holds its own handle.
+    #[cfg_attr(not(test), allow(dead_code))]
+    faults: Arc<write::Faults>,
 }
 
 impl std::fmt::Debug for Store {
@@ -159,14 +184,17 @@ impl Store {
             .iter()
             .map(|t| db.open_tree(t.name()))
             .collect::<Result<Vec<_>, _>>()?;
+        migrate::legacy_sent(&db, &trees)?;
         let stats = Arc::new(WriteStats::default());
-        let writer = write::spawn(db.clone(), trees.clone(), stats.clone());
+        let faults = Arc::new(write::Faults::default());
+        let writer = write::spawn(db.clone(), trees.clone(), stats.clone(), faults.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
                 trees,
                 writer,
                 stats,
+                faults,
             }),
         })
     }
@@ -178,6 +206,12 @@ impl Store {
     /// The writer (group commit).
     pub fn writer(&self) -> &WriteHandle {
         &self.inner.writer
+    }
+
+    /// The writer's injected failures (tests).
+    #[cfg(test)]
+    pub(crate) fn faults(&self) -> &write::Faults {
+        &self.inner.faults
     }
 
     /// What the writer has applied since the store opened.

@@ -3,6 +3,11 @@
 //! flushing is applied and made durable by one `flush`. A durable write's
 //! future completes only after the flush that covered it.
 //!
+//! A group is applied atomically: one sled batch when it touches one tree,
+//! one sled transaction across the trees it touches otherwise — so a batch
+//! that writes an outbox entry and its dedupe key is recovered with both or
+//! neither, and no reader sees one without the other.
+//!
 //! Writes that need no durability (`write_nowait`) are applied in the same
 //! order and become durable with the next group that flushes, or with sled's
 //! own periodic flush.
@@ -11,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 
+use sled::Transactional;
 use tokio::sync::oneshot;
 
 use super::{StoreError, Tree};
@@ -181,16 +187,53 @@ impl WriteHandle {
     }
 }
 
-pub(super) fn spawn(db: sled::Db, trees: Vec<sled::Tree>, stats: Arc<WriteStats>) -> WriteHandle {
+/// Storage failures injected by tests: applying a tree's part of a group
+/// fails while its flag is set. Empty outside tests.
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    #[cfg(test)]
+    fail_applying: [std::sync::atomic::AtomicBool; Tree::ALL.len()],
+}
+
+impl Faults {
+    /// Whether applying `tree`'s part must fail now.
+    fn fails(&self, _tree: usize) -> bool {
+        #[cfg(test)]
+        {
+            self.fail_applying[_tree].load(Ordering::SeqCst)
+        }
+        #[cfg(not(test))]
+        false
+    }
+
+    /// Makes applying `tree`'s part fail (`true`) or succeed again.
+    #[cfg(test)]
+    pub(crate) fn fail_applying(&self, tree: Tree, on: bool) {
+        self.fail_applying[tree.index()].store(on, Ordering::SeqCst);
+    }
+}
+
+pub(super) fn spawn(
+    db: sled::Db,
+    trees: Vec<sled::Tree>,
+    stats: Arc<WriteStats>,
+    faults: Arc<Faults>,
+) -> WriteHandle {
     let (tx, rx) = mpsc::channel::<Job>();
     thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(db, trees, rx, &stats))
+        .spawn(move || run(db, trees, rx, &stats, &faults))
         .expect("spawning the store writer thread");
     WriteHandle { tx }
 }
 
-fn run(db: sled::Db, trees: Vec<sled::Tree>, rx: mpsc::Receiver<Job>, stats: &WriteStats) {
+fn run(
+    db: sled::Db,
+    trees: Vec<sled::Tree>,
+    rx: mpsc::Receiver<Job>,
+    stats: &WriteStats,
+    faults: &Faults,
+) {
     let mut jobs = Vec::with_capacity(MAX_GROUP);
     while let Ok(first) = rx.recv() {
         jobs.push(first);
@@ -200,7 +243,7 @@ fn run(db: sled::Db, trees: Vec<sled::Tree>, rx: mpsc::Receiver<Job>, stats: &Wr
                 Err(_) => break,
             }
         }
-        let result = commit(&db, &trees, &jobs, stats);
+        let result = commit(&db, &trees, &jobs, stats, faults);
         for job in jobs.drain(..) {
             match job {
                 Job::Write(_, Some(done)) | Job::Flush(done) | Job::Barrier(done) => {
@@ -221,6 +264,7 @@ fn commit(
     trees: &[sled::Tree],
     jobs: &[Job],
     stats: &WriteStats,
+    faults: &Faults,
 ) -> Result<(), StoreError> {
     let mut batches: Vec<Option<sled::Batch>> = vec![None; trees.len()];
     let mut ops = [0u64; Tree::ALL.len()];
@@ -249,11 +293,12 @@ fn commit(
             Job::Barrier(_) => {}
         }
     }
-    for (tree, batch) in trees.iter().zip(batches) {
-        if let Some(b) = batch {
-            tree.apply_batch(b)?;
-        }
-    }
+    let parts: Vec<(usize, sled::Batch)> = batches
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, b)| Some((i, b?)))
+        .collect();
+    apply(trees, parts, faults)?;
     if durable {
         let t0 = std::time::Instant::now();
         db.flush()?;
@@ -261,4 +306,80 @@ fn commit(
     }
     stats.add(&ops, &bytes);
     Ok(())
+}
+
+/// Applies one group's per-tree batches as one atomic unit.
+fn apply(
+    trees: &[sled::Tree],
+    mut parts: Vec<(usize, sled::Batch)>,
+    faults: &Faults,
+) -> Result<(), StoreError> {
+    let injected = || StoreError::Sled("injected failure".into());
+    if parts.len() <= 1 {
+        let Some((i, batch)) = parts.pop() else {
+            return Ok(());
+        };
+        if faults.fails(i) {
+            return Err(injected());
+        }
+        return Ok(trees[i].apply_batch(batch)?);
+    }
+    let touched: Vec<sled::Tree> = parts.iter().map(|(i, _)| trees[*i].clone()).collect();
+    touched[..]
+        .transaction(|views| {
+            for (view, (i, batch)) in views.iter().zip(&parts) {
+                if faults.fails(*i) {
+                    return sled::transaction::abort(injected());
+                }
+                view.apply_batch(batch)?;
+            }
+            Ok(())
+        })
+        .map_err(|e| match e {
+            sled::transaction::TransactionError::Abort(e) => e,
+            sled::transaction::TransactionError::Storage(e) => e.into(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    /// Both parts of a batch that spans trees, or neither: a storage error
+    /// (injected) while applying the second tree's part leaves no trace of
+    /// the first's — not in the open store, not after reopening it.
+    #[tokio::test]
+    async fn a_batch_across_trees_is_applied_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = || {
+            let mut b = WriteBatch::new();
+            b.insert(Tree::Outbox, b"gw\0t1".to_vec(), b"entry".to_vec());
+            b.insert(Tree::Dedupe, b"gw\0key".to_vec(), b"t1".to_vec());
+            b
+        };
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.faults().fail_applying(Tree::Dedupe, true);
+            assert!(store.writer().write(batch()).await.is_err());
+            assert_eq!(store.get(Tree::Outbox, b"gw\0t1").unwrap(), None);
+            assert_eq!(store.get(Tree::Dedupe, b"gw\0key").unwrap(), None);
+            store.faults().fail_applying(Tree::Dedupe, false);
+            // A batch in one tree goes through the same gate.
+            store.faults().fail_applying(Tree::Outbox, true);
+            let mut one = WriteBatch::new();
+            one.insert(Tree::Outbox, b"gw\0t2".to_vec(), b"entry".to_vec());
+            assert!(store.writer().write(one).await.is_err());
+            store.faults().fail_applying(Tree::Outbox, false);
+            store.writer().flush().await.unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.get(Tree::Outbox, b"gw\0t1").unwrap(), None);
+        assert_eq!(store.get(Tree::Outbox, b"gw\0t2").unwrap(), None);
+        // Once the failure is gone the same batch lands whole.
+        store.writer().write(batch()).await.unwrap();
+        assert!(store.get(Tree::Outbox, b"gw\0t1").unwrap().is_some());
+        assert!(store.get(Tree::Dedupe, b"gw\0key").unwrap().is_some());
+    }
 }

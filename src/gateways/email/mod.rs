@@ -27,6 +27,35 @@ pub const MEMBER_ID: &str = "gw-email-1";
 /// Back-off between attempts at the relay after a transient failure.
 const RETRY_BACKOFF: [Duration; 2] = [Duration::from_millis(300), Duration::from_millis(900)];
 
+/// Forgets the sent-mail records (in [`Tree::SentEmail`]) older than
+/// `retention_ms`: once a message's lifetime is over no transmit of it
+/// passes a hop's expiry check, so nothing can ask to send it again. Returns
+/// how many were forgotten.
+///
+/// # Errors
+/// A store failure.
+pub async fn forget_sent(
+    store: &Store,
+    now_ms: u64,
+    retention_ms: u64,
+) -> Result<usize, switchboard_core::store::StoreError> {
+    let mut b = WriteBatch::new();
+    for (k, v) in store.scan(Tree::SentEmail, &key2(MEMBER_ID, b""))? {
+        let at = v
+            .get(..8)
+            .and_then(|t| t.try_into().ok())
+            .map_or(0, u64::from_be_bytes);
+        if now_ms.saturating_sub(at) > retention_ms {
+            b.remove(Tree::SentEmail, k);
+        }
+    }
+    let n = b.len();
+    if n > 0 {
+        store.writer().write(b).await?;
+    }
+    Ok(n)
+}
+
 /// Outbound email through a relay.
 pub struct EmailMedium {
     relay: AsyncSmtpTransport<Tokio1Executor>,
@@ -126,7 +155,7 @@ impl Medium for EmailMedium {
             Err(e) => return Box::pin(async move { Err(NonDelivery(e)) }),
         };
         let sent_key = key2(MEMBER_ID, d.txn.as_bytes());
-        match self.store.get(Tree::Sent, &sent_key) {
+        match self.store.get(Tree::SentEmail, &sent_key) {
             Ok(Some(_)) => return Box::pin(async { Ok(MediumAck::Delivered) }),
             Ok(None) => {}
             Err(e) => {
@@ -141,7 +170,11 @@ impl Medium for EmailMedium {
                 match relay.send(message.clone()).await {
                     Ok(_) => {
                         let mut b = WriteBatch::new();
-                        b.insert(Tree::Sent, sent_key, d.sent_at_ms.to_be_bytes().to_vec());
+                        b.insert(
+                            Tree::SentEmail,
+                            sent_key,
+                            d.sent_at_ms.to_be_bytes().to_vec(),
+                        );
                         store
                             .writer()
                             .write(b)
@@ -164,5 +197,42 @@ impl Medium for EmailMedium {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_rt::test]
+    async fn sent_mail_is_remembered_for_its_retention_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = 1_800_000_000_000u64;
+        let day = 86_400_000;
+        let key = |n: u8| key2(MEMBER_ID, &[n; 16]);
+        let mut b = WriteBatch::new();
+        b.insert(
+            Tree::SentEmail,
+            key(1),
+            (now - 9 * day).to_be_bytes().to_vec(),
+        );
+        b.insert(Tree::SentEmail, key(2), (now - day).to_be_bytes().to_vec());
+        b.insert(
+            Tree::SentEmail,
+            key2("gw-email-2", &[3; 16]),
+            0u64.to_be_bytes().to_vec(),
+        );
+        store.writer().write(b).await.unwrap();
+        assert_eq!(forget_sent(&store, now, 8 * day).await.unwrap(), 1);
+        assert_eq!(store.get(Tree::SentEmail, &key(1)).unwrap(), None);
+        assert!(store.get(Tree::SentEmail, &key(2)).unwrap().is_some());
+        assert!(
+            store
+                .get(Tree::SentEmail, &key2("gw-email-2", &[3; 16]))
+                .unwrap()
+                .is_some(),
+            "another gateway's records are its own"
+        );
     }
 }

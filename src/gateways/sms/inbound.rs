@@ -15,9 +15,10 @@ use switchboard_actors::gateway::{Originate, OriginateError};
 use switchboard_core::directory::profile::valid_user_id;
 use switchboard_core::directory::Directory;
 use switchboard_core::protocol::{Address, MediumKind, Priority, To};
-use switchboard_core::store::{Store, Tree};
+use switchboard_core::store::Store;
 
-use super::reply_key;
+use super::esme::correlation::reply_to;
+use super::esme::now_ms;
 
 /// The help sent to a phone whose message names no one.
 pub const HOW_TO_ADDRESS: &str =
@@ -74,11 +75,8 @@ impl MoContext {
                 )))
             }
             Some((id, body)) => (id, body),
-            None => match self.store.get(Tree::Sent, &reply_key(&mo.from)) {
-                Ok(Some(user)) => (
-                    String::from_utf8_lossy(&user).into_owned(),
-                    mo.text.trim().to_string(),
-                ),
+            None => match reply_to(&self.store, &mo.from, now_ms()) {
+                Ok(Some(user)) => (user, mo.text.trim().to_string()),
                 Ok(None) => return ok(Some(HOW_TO_ADDRESS.into())),
                 Err(e) => {
                     tracing::error!(error = %e, "reading the reply mapping failed");

@@ -23,83 +23,18 @@ pub mod pdu;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use switchboard_actors::medium::futures_like::LocalBoxFuture;
 use switchboard_actors::medium::{Delivery, Health, Medium, MediumAck, NonDelivery};
-use switchboard_core::protocol::{Attestation, MediumKind, Tag, TxnId};
-use switchboard_core::store::records::{dec, key2};
-use switchboard_core::store::{Store, StoreError, Tree};
+use switchboard_core::protocol::{MediumKind, TxnId};
+use switchboard_core::store::Store;
 
+pub use esme::correlation::{load_record, SmsRecord, SmsState};
 use esme::{Job, Outgoing};
 
 /// The member id of the SMS gateway.
 pub const MEMBER_ID: &str = "gw-sms-1";
-
-/// What the SMS gateway keeps of a message it submitted, in the `sent`
-/// tree under [`record_key`]: enough to turn the SMSC's receipts into the
-/// delivery report after any restart.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SmsRecord {
-    /// The attempt delivered.
-    pub attempt: u32,
-    /// That attempt's broker `ID`.
-    pub id: Tag,
-    /// The processors' attestations, for the `Delivered` report.
-    pub attestations: Vec<Attestation>,
-    /// The SMSC's message ids, one per segment.
-    pub message_ids: Vec<String>,
-    /// The message ids not yet receipted `DELIVRD`.
-    pub pending: Vec<String>,
-    /// Where it stands.
-    pub state: SmsState,
-    /// When it was submitted (ms).
-    pub submitted_ms: u64,
-}
-
-/// Where a submitted message stands.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub enum SmsState {
-    /// Waiting for receipts.
-    Submitted,
-    /// Every segment was delivered.
-    Delivered,
-    /// A segment failed.
-    Failed(String),
-}
-
-/// The key of `txn`'s record.
-pub fn record_key(txn: &TxnId) -> Vec<u8> {
-    let mut k = b"t".to_vec();
-    k.extend_from_slice(txn.to_string().as_bytes());
-    key2(MEMBER_ID, &k)
-}
-
-/// The key mapping an SMSC message id to its transaction.
-pub fn message_id_key(message_id: &str) -> Vec<u8> {
-    let mut k = b"m".to_vec();
-    k.extend_from_slice(message_id.as_bytes());
-    key2(MEMBER_ID, &k)
-}
-
-/// The key naming the last user who messaged `number` (replies go there).
-pub fn reply_key(number: &str) -> Vec<u8> {
-    let mut k = b"r".to_vec();
-    k.extend_from_slice(number.as_bytes());
-    key2(MEMBER_ID, &k)
-}
-
-/// Reads `txn`'s record.
-///
-/// # Errors
-/// A store failure or a record that does not decode.
-pub fn load_record(store: &Store, txn: &TxnId) -> Result<Option<SmsRecord>, StoreError> {
-    store
-        .get(Tree::Sent, &record_key(txn))?
-        .map(|b| dec(&b, "sms record"))
-        .transpose()
-}
 
 /// The SMPP bind's state, shared by the ESME task and the medium.
 pub type SharedHealth = Arc<Mutex<Health>>;
