@@ -29,15 +29,13 @@ use switchboard_core::store::Store;
 
 use crate::api::{self, ApiState};
 use crate::config::{Config, RELOADABLE};
+use crate::gateways;
 use crate::gateways::im::clients::{ImClients, Tokens};
 use crate::gateways::im::hub::Hub;
-use crate::gateways::{self, im::ImMedium};
+use crate::gateways::im::{ImGateway, ImMedium};
 
 /// The file holding the admin token in the data directory.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
-
-/// The built-in IM gateway's address.
-pub type ImGateway = Addr<Gateway<ImMedium>>;
 
 /// A running node.
 pub struct Node {

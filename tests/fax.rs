@@ -75,8 +75,7 @@ fn spool_files_become_messages_and_bad_ones_are_refused() {
     std::fs::write(inbox.join("+4930111__x.txt"), "no recipient line\n").unwrap();
     std::fs::write(inbox.join("+4930222__y.txt"), "To: nobody\nlost\n").unwrap();
     // A PDF fax (read by its text layer), and a file that only says it is one.
-    let (pdf, _) =
-        switchboard::gateways::fax::render::pdf("To: bob", "the signed contract").unwrap();
+    let (pdf, _) = switchboard::content::pdf::pdf("To: bob", "the signed contract").unwrap();
     std::fs::write(inbox.join("+4930333__scan.pdf"), pdf).unwrap();
     std::fs::write(inbox.join("+4930444__junk.pdf"), b"%PDF-1.4 not really").unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -13,10 +13,10 @@ use switchboard_core::protocol::{MediumKind, MemberId, MemberKeys, SecretKey};
 use switchboard_core::store::TxnStatus;
 
 use super::auth::Admin;
-use super::error::{ApiError, ErrorBody};
 use super::messages::{txn_view, TxnView};
-use super::time::{parse_time, rfc3339};
 use super::ApiState;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::time::{parse_time, rfc3339};
 use actix_web::http::StatusCode;
 
 /// A page of users' profiles.

@@ -7,8 +7,8 @@ use std::future::{ready, Ready};
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
 
-use super::error::ApiError;
 use super::ApiState;
+use crate::http::error::ApiError;
 
 fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
     let h = req

@@ -1,26 +1,10 @@
-//! `/healthz` (the process answers) and `/readyz` (storage and every
-//! configured gateway are up).
+//! `/readyz`: storage and every configured gateway are up (`/healthz` is
+//! [`crate::http::health`]).
 
-use actix_web::{get, web, HttpResponse};
-use serde::Serialize;
-
-use super::error::{ApiError, ErrorBody};
 use super::ApiState;
-
-/// A health answer.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Health {
-    /// `ok` (`/healthz`) or `ready` (`/readyz`).
-    #[schema(example = "ready")]
-    pub status: &'static str,
-}
-
-/// The process answers. No token needed.
-#[utoipa::path(tag = "health", responses((status = 200, body = Health)))]
-#[get("/healthz")]
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(Health { status: "ok" })
-}
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::health::Health;
+use actix_web::{get, web, HttpResponse};
 
 /// Storage and every configured gateway are up, and the node is not
 /// shutting down. No token needed.

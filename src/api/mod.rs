@@ -4,20 +4,17 @@
 
 pub mod admin;
 pub mod auth;
-pub mod error;
 pub mod health;
 pub mod messages;
 pub mod metrics;
 pub mod openapi;
 pub mod presence;
-pub mod time;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{error::JsonPayloadError, web, App, HttpRequest, HttpServer};
-use anyhow::Context as _;
 use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_actix_web::{scope, AppExt as _};
 
@@ -31,7 +28,7 @@ use switchboard_core::protocol::clock::SharedClock;
 use switchboard_core::store::Store;
 
 use crate::gateways::im::clients::ImClients;
-use error::ApiError;
+use crate::http::error::ApiError;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -96,8 +93,8 @@ async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError
     let allow = allowed.join(", ");
     Ok(actix_web::HttpResponse::MethodNotAllowed()
         .insert_header((actix_web::http::header::ALLOW, allow.clone()))
-        .json(error::ErrorBody {
-            error: error::ErrorDetail {
+        .json(crate::http::error::ErrorBody {
+            error: crate::http::error::ErrorDetail {
                 code: "method_not_allowed".into(),
                 message: format!("{} is not allowed here; allowed: {allow}", req.method()),
             },
@@ -107,7 +104,7 @@ async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError
 /// Registers every endpoint; the OpenAPI document is collected from the
 /// same calls (each handler carries its `#[utoipa::path]`).
 pub fn routes(cfg: &mut ServiceConfig<'_>) {
-    cfg.service(health::healthz)
+    cfg.service(crate::http::health::healthz)
         .service(health::readyz)
         .service(metrics::scrape)
         .service(openapi::document)
@@ -171,46 +168,5 @@ pub fn serve(
             .default_service(web::to(not_found))
             .into_app()
     });
-    run_on(server, listen, shutdown_timeout_s)
-}
-
-/// Binds `server` on `listen` the way every HTTP listener here runs: two
-/// workers, no Nagle, no signal handling of its own (the process handles
-/// signals and stops it in order), `shutdown_timeout_s` for open requests.
-///
-/// # Errors
-/// When the address cannot be bound.
-pub fn run_on<F, I, S, B>(
-    server: HttpServer<F, I, S, B>,
-    listen: &str,
-    shutdown_timeout_s: u64,
-) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)>
-where
-    F: Fn() -> I + Send + Clone + 'static,
-    I: actix_service::IntoServiceFactory<S, actix_http::Request>,
-    S: actix_web::dev::ServiceFactory<actix_http::Request, Config = actix_web::dev::AppConfig>
-        + 'static,
-    S::Error: Into<actix_web::Error> + 'static,
-    S::InitError: std::fmt::Debug,
-    S::Response: Into<actix_http::Response<B>> + 'static,
-    B: actix_web::body::MessageBody + 'static,
-{
-    let server = server
-        .workers(2)
-        // Small frames (WebSocket pushes, receipts) go out at once, not
-        // after the peer's delayed ACK (40 ms a round trip under Nagle).
-        .on_connect(|conn, _| {
-            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                let _ = tcp.set_nodelay(true);
-            }
-        })
-        .disable_signals()
-        .shutdown_timeout(shutdown_timeout_s)
-        .bind(listen)
-        .with_context(|| format!("binding the HTTP API to {listen}"))?;
-    let addr = *server
-        .addrs()
-        .first()
-        .context("the HTTP server bound no address")?;
-    Ok((server.run(), addr))
+    crate::http::run_on(server, listen, shutdown_timeout_s)
 }

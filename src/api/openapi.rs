@@ -14,7 +14,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Response, ResponseBui
 use utoipa::PartialSchema as _;
 use utoipa_actix_web::AppExt as _;
 
-use super::error::ErrorBody;
+use crate::http::error::ErrorBody;
 
 fn error_response(description: &str) -> RefOr<Response> {
     ResponseBuilder::new()

@@ -11,9 +11,9 @@ use switchboard_actors::presence::SetPresence;
 use switchboard_core::policy::Reach;
 
 use super::auth::{Caller, User};
-use super::error::{ApiError, ErrorBody};
-use super::time::rfc3339;
 use super::ApiState;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::time::rfc3339;
 
 /// `PUT /v1/presence` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

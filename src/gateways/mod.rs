@@ -54,14 +54,3 @@ impl ReceiptPolicy {
         }
     }
 }
-
-/// The text of delivered content: text as it is, a raw email (when no
-/// email-to-text processor was live to convert it on the way) by its text
-/// part.
-pub fn text_of(content_type: &str, content: &[u8]) -> String {
-    if content_type.starts_with(crate::processors::email::RFC822) {
-        email::mime::parse(content).body
-    } else {
-        String::from_utf8_lossy(content).into_owned()
-    }
-}

@@ -4,12 +4,8 @@
 
 use switchboard_actors::converter::{Converted, Converter, Input, ProcessorSpec};
 
-use crate::gateways::email::mime;
-
-/// The content type of a raw email.
-pub const RFC822: &str = "message/rfc822";
-/// What the converter produces.
-pub const TEXT: &str = "text/plain; charset=utf-8";
+use crate::content::mime;
+pub use crate::content::{RFC822, TEXT};
 
 /// The email-to-text converter.
 #[derive(Debug, Default, Clone, Copy)]

@@ -6,26 +6,8 @@
 use switchboard_actors::converter::{Converted, Converter, Input, ProcessorSpec};
 use switchboard_core::protocol::MediumKind;
 
-use crate::gateways::fax::render;
-
-/// The content type produced (a `pages=N` parameter is added).
-pub const PDF: &str = "application/pdf";
-
-/// The header line of a fax.
-pub fn header(to: &str, from: &str, subject: Option<&str>) -> String {
-    format!(
-        "Fax to {to} from {from}{}",
-        subject.map(|s| format!(" - {s}")).unwrap_or_default()
-    )
-}
-
-/// The page count of a `application/pdf; pages=N` content type.
-pub fn pages(content_type: &str) -> Option<usize> {
-    content_type
-        .split(';')
-        .skip(1)
-        .find_map(|p| p.trim().strip_prefix("pages=")?.parse().ok())
-}
+pub use crate::content::pdf::PDF;
+use crate::content::pdf::{self, header};
 
 /// The text-to-fax-page converter.
 #[derive(Debug, Default, Clone, Copy)]
@@ -49,7 +31,7 @@ impl Converter for FaxPage {
             return Err(format!("cannot put {} on a fax page", input.content_type));
         }
         let text = String::from_utf8_lossy(input.content);
-        let (pdf, n) = render::pdf(&header(input.to, input.from, input.subject), &text)
+        let (pdf, n) = pdf::pdf(&header(input.to, input.from, input.subject), &text)
             .map_err(|e| format!("cannot render the fax: {e}"))?;
         Ok(Converted::Content {
             content: pdf,
@@ -61,6 +43,7 @@ impl Converter for FaxPage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::content::pdf::pages;
 
     #[test]
     fn text_becomes_a_paginated_pdf() {

@@ -12,8 +12,8 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use switchboard_actors::gateway::Receipt;
 use switchboard_core::protocol::MediumKind;
 
-use crate::api::time::rfc3339;
 use crate::gateways::ReceiptPolicy;
+use crate::http::time::rfc3339;
 
 /// Sends DSNs for the email gateway's receipts.
 pub struct Dsn {

@@ -5,7 +5,6 @@
 //! not answer) is retried with back-off, then a non-delivery.
 
 pub mod dsn;
-pub mod mime;
 pub mod smtp;
 pub mod tls;
 
@@ -110,10 +109,10 @@ impl EmailMedium {
         Message::builder()
             .from(from)
             .to(to)
-            .subject(mime::one_line(&subject))
+            .subject(crate::content::mime::one_line(&subject))
             .message_id(Some(format!("<{}@{}>", d.txn, self.local_domain)))
             .header(ContentType::TEXT_PLAIN)
-            .body(crate::gateways::text_of(&d.content_type, &d.content))
+            .body(crate::content::text_of(&d.content_type, &d.content))
             .map_err(|e| format!("cannot build the email: {e}"))
     }
 }

@@ -24,8 +24,8 @@ use switchboard_actors::gateway::{Gateway, Originate, OriginateError};
 use switchboard_core::directory::Directory;
 use switchboard_core::protocol::{Address, MediumKind, Priority, To};
 
-use super::mime;
 use super::EmailMedium;
+use crate::content::mime;
 
 /// Longest command line (RFC 5321 §4.5.3.1.4: 512; we allow extensions).
 const MAX_COMMAND: usize = 1000;
@@ -503,7 +503,7 @@ impl Session {
                 // The raw message travels; the email-to-text processor turns
                 // it into text on its way to the recipient's medium.
                 content: raw.to_vec(),
-                content_type: crate::processors::email::RFC822.into(),
+                content_type: crate::content::RFC822.into(),
                 subject: parsed.subject.clone(),
                 priority: Priority::Normal,
                 expires_in_ms: self.ctx.expires_in_ms,

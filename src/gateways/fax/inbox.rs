@@ -194,8 +194,7 @@ mod tests {
 
     #[test]
     fn pdf_faxes_are_read_by_their_text_layer() {
-        let (pdf, _) =
-            crate::gateways::fax::render::pdf("To: bob", "Hello Bob,\nline two").unwrap();
+        let (pdf, _) = crate::content::pdf::pdf("To: bob", "Hello Bob,\nline two").unwrap();
         let text = super::text_of("+4930__a.pdf", &pdf).unwrap();
         assert_eq!(
             parse("+4930123__a.pdf", &text),

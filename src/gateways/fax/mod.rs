@@ -6,7 +6,6 @@
 //! becomes a message from that number to user `ID`.
 
 pub mod inbox;
-pub mod render;
 
 use std::path::PathBuf;
 
@@ -67,18 +66,18 @@ impl Medium for FaxMedium {
                 }
                 // A PDF from the text-to-fax processor goes as it is; text
                 // (no processor was live) is rendered here.
-                let (pdf, pages) = match crate::processors::fax::pages(&d.content_type) {
-                    Some(n) if d.content_type.starts_with(crate::processors::fax::PDF) => {
+                let (pdf, pages) = match crate::content::pdf::pages(&d.content_type) {
+                    Some(n) if d.content_type.starts_with(crate::content::pdf::PDF) => {
                         (d.content.clone(), n)
                     }
                     _ => {
-                        let text = crate::gateways::text_of(&d.content_type, &d.content);
-                        let header = crate::processors::fax::header(
+                        let text = crate::content::text_of(&d.content_type, &d.content);
+                        let header = crate::content::pdf::header(
                             &d.route.address,
                             &d.from,
                             d.subject.as_deref(),
                         );
-                        render::pdf(&header, &text)
+                        crate::content::pdf::pdf(&header, &text)
                             .map_err(|e| format!("cannot render the fax: {e}"))?
                     }
                 };

@@ -17,9 +17,9 @@ use switchboard_core::directory::Directory;
 use switchboard_core::store::Store;
 
 use super::hub::Hub;
-use crate::api::error::ApiError;
+use super::ImGateway;
 use crate::config::Config;
-use crate::node::ImGateway;
+use crate::http::error::ApiError;
 
 /// Who checks a client's token.
 #[derive(Clone)]

@@ -14,7 +14,7 @@ use switchboard_actors::gateway::Receipt;
 use switchboard_core::protocol::{Outcome, TxnId};
 use switchboard_core::store::{InboxEntry, Store};
 
-use crate::api::time::rfc3339;
+use crate::http::time::rfc3339;
 
 /// A text frame for one session.
 pub type Outbound = UnboundedSender<String>;

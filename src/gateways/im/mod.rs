@@ -14,6 +14,7 @@
 pub mod clients;
 pub mod hub;
 pub mod remote;
+pub mod send;
 pub mod ws;
 
 use actix::Addr;
@@ -31,6 +32,9 @@ use hub::{Hub, PushMessage, SessionCount};
 
 /// The member id of the built-in IM gateway.
 pub const MEMBER_ID: &str = "gw-im-1";
+
+/// An IM gateway's address (the node's, or a remote IM gateway's own).
+pub type ImGateway = Addr<switchboard_actors::gateway::Gateway<ImMedium>>;
 
 /// The IM inbox medium.
 pub struct ImMedium {
@@ -121,7 +125,7 @@ impl Medium for ImMedium {
             let entry = InboxEntry {
                 txn: d.txn,
                 from: d.from,
-                body: crate::gateways::text_of(&d.content_type, &d.content),
+                body: crate::content::text_of(&d.content_type, &d.content),
                 subject: d.subject,
                 sent_at_ms: d.sent_at_ms,
                 attempt: d.attempt,

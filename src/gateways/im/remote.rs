@@ -24,10 +24,10 @@ use switchboard_core::store::Store;
 
 use super::clients::{ImClients, Tokens};
 use super::hub::Hub;
+use super::ImGateway;
 use super::ImMedium;
-use crate::api::error::ApiError;
 use crate::config::Config;
-use crate::node::ImGateway;
+use crate::http::error::ApiError;
 
 /// A running remote IM gateway's client side.
 pub struct RemoteIm {
@@ -90,7 +90,7 @@ pub fn start(
         App::new()
             .app_data(data.clone())
             .app_data(web::PayloadConfig::new(limit))
-            .service(crate::api::health::healthz)
+            .service(crate::http::health::healthz)
             .service(web::scope("/v1").service(super::ws::websocket))
             .default_service(web::to(|| async {
                 Err::<actix_web::HttpResponse, _>(ApiError::not_found(
@@ -98,7 +98,7 @@ pub fn start(
                 ))
             }))
     });
-    let (server, addr) = crate::api::run_on(server, &cfg.http.listen, cfg.shutdown.timeout_s)?;
+    let (server, addr) = crate::http::run_on(server, &cfg.http.listen, cfg.shutdown.timeout_s)?;
     let handle = server.handle();
     actix_rt::spawn(server);
     Ok(RemoteIm {

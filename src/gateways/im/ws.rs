@@ -26,8 +26,8 @@ use switchboard_core::store::{InboxEntry, Tree, WriteBatch};
 
 use super::clients::ImClients;
 use super::hub::{message_frame, Join, Leave};
-use crate::api::error::ApiError;
-use crate::api::messages::{check_idempotency_key, mark_read, parse_txn, send_as, SendRequest};
+use super::send::{check_idempotency_key, mark_read, parse_txn, send_as, SendRequest};
+use crate::http::error::ApiError;
 
 /// How long an unauthenticated socket may stay open.
 const AUTH_WINDOW: Duration = Duration::from_secs(10);
@@ -100,8 +100,8 @@ fn token_of(req: &HttpRequest) -> Option<String> {
     params(("token" = Option<String>, Query, description = "the user's token, when the client cannot set headers")),
     responses(
         (status = 101, description = "switching to the WebSocket protocol"),
-        (status = 400, description = "not a WebSocket handshake", body = crate::api::error::ErrorBody),
-        (status = 401, description = "a token was given but is invalid", body = crate::api::error::ErrorBody),
+        (status = 400, description = "not a WebSocket handshake", body = crate::http::error::ErrorBody),
+        (status = 401, description = "a token was given but is invalid", body = crate::http::error::ErrorBody),
     ))]
 #[get("/ws")]
 pub async fn websocket(

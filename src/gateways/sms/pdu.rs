@@ -19,7 +19,7 @@ use rusmpp::Command;
 use tokio_util::bytes::{Buf, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::processors::sms::{gsm_decode, gsm_encode, segment};
+use crate::content::gsm::{gsm_decode, gsm_encode, segment};
 
 /// Largest PDU accepted from the SMSC (a `deliver_sm` with a 64 KiB
 /// `message_payload` fits).
@@ -206,13 +206,13 @@ pub fn segments(content_type: &str, content: &[u8], reference: u8) -> Result<Vec
         encoding: String,
         segments: Vec<String>,
     }
-    if content_type == crate::processors::sms::CONTENT_TYPE {
+    if content_type == crate::content::gsm::CONTENT_TYPE {
         let c: Converted = serde_json::from_slice(content)
             .map_err(|e| format!("bad converted SMS content: {e}"))?;
         return segments_of(&c.encoding, &c.segments, reference);
     }
-    let text = if content_type.starts_with(crate::processors::email::RFC822) {
-        crate::gateways::text_of(content_type, content)
+    let text = if content_type.starts_with(crate::content::RFC822) {
+        crate::content::text_of(content_type, content)
     } else if content_type.starts_with("text/") {
         std::str::from_utf8(content)
             .map_err(|_| "the text is not UTF-8".to_string())?
@@ -466,10 +466,10 @@ mod tests {
         // What the processor sends.
         let conv = br#"{"encoding":"gsm7","segments":["a","b"]}"#;
         assert_eq!(
-            segments(crate::processors::sms::CONTENT_TYPE, conv, 3).unwrap()[1].short_message,
+            segments(crate::content::gsm::CONTENT_TYPE, conv, 3).unwrap()[1].short_message,
             [5, 0, 3, 3, 2, 2, b'b']
         );
-        assert!(segments(crate::processors::sms::CONTENT_TYPE, b"{}", 3).is_err());
+        assert!(segments(crate::content::gsm::CONTENT_TYPE, b"{}", 3).is_err());
         assert!(segments_of("gsm7", &["ж".into()], 1).is_err());
         assert!(segments_of("gsm7", &["a".repeat(161)], 1).is_err());
         assert!(segments_of("klingon", &["a".into()], 1).is_err());
