@@ -97,6 +97,25 @@ fn fix_trailer_ids(pdf: &mut [u8], seed: &[u8; 32]) {
     }
 }
 
+/// The content type produced (a `pages=N` parameter is added).
+pub const PDF: &str = "application/pdf";
+
+/// The header line of a fax.
+pub fn header(to: &str, from: &str, subject: Option<&str>) -> String {
+    format!(
+        "Fax to {to} from {from}{}",
+        subject.map(|s| format!(" - {s}")).unwrap_or_default()
+    )
+}
+
+/// The page count of a `application/pdf; pages=N` content type.
+pub fn pages(content_type: &str) -> Option<usize> {
+    content_type
+        .split(';')
+        .skip(1)
+        .find_map(|p| p.trim().strip_prefix("pages=")?.parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,23 +137,4 @@ mod tests {
         );
         assert_ne!(bytes, pdf("Fax to +49", &"line\n".repeat(131)).unwrap().0);
     }
-}
-
-/// The content type produced (a `pages=N` parameter is added).
-pub const PDF: &str = "application/pdf";
-
-/// The header line of a fax.
-pub fn header(to: &str, from: &str, subject: Option<&str>) -> String {
-    format!(
-        "Fax to {to} from {from}{}",
-        subject.map(|s| format!(" - {s}")).unwrap_or_default()
-    )
-}
-
-/// The page count of a `application/pdf; pages=N` content type.
-pub fn pages(content_type: &str) -> Option<usize> {
-    content_type
-        .split(';')
-        .skip(1)
-        .find_map(|p| p.trim().strip_prefix("pages=")?.parse().ok())
 }
