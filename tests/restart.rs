@@ -218,3 +218,100 @@ fn systemd_is_told_ready_and_stopping() {
     let n = sock.recv(&mut buf).expect("STOPPING=1");
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("STOPPING=1"));
 }
+
+/// A fax medium whose deliveries wait until the test lets them finish; it
+/// says when one began.
+struct HeldFax {
+    started: Mutex<std::sync::mpsc::Sender<()>>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl switchboard_actors::medium::Medium for HeldFax {
+    fn kind(&self) -> switchboard_core::protocol::MediumKind {
+        switchboard_core::protocol::MediumKind::Fax
+    }
+
+    fn health(&self) -> switchboard_actors::medium::Health {
+        switchboard_actors::medium::Health {
+            up: true,
+            detail: "held".into(),
+        }
+    }
+
+    fn deliver(
+        &mut self,
+        _: switchboard_actors::medium::Delivery,
+    ) -> switchboard_actors::medium::futures_like::LocalBoxFuture<
+        'static,
+        Result<switchboard_actors::medium::MediumAck, switchboard_actors::medium::NonDelivery>,
+    > {
+        let _ = self.started.lock().unwrap().send(());
+        let release = self.release.clone();
+        Box::pin(async move {
+            release.notified().await;
+            Ok(switchboard_actors::medium::MediumAck::Delivered)
+        })
+    }
+}
+
+#[test]
+fn ordered_shutdown_waits_for_every_gateways_in_flight_steps() {
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let medium = HeldFax {
+        started: Mutex::new(started_tx),
+        release: release.clone(),
+    };
+    // Long enough that only the held delivery can end the wait.
+    let patience = [(
+        "SWITCHBOARD_SHUTDOWN__TIMEOUT_S".to_string(),
+        "60".to_string(),
+    )];
+    let node = TestNode::start_full(
+        tempfile::tempdir().unwrap(),
+        &patience,
+        Box::new(move |node| {
+            Box::pin(async move {
+                node.core
+                    .add_gateway("gw-fax-held", medium, None)
+                    .await
+                    .unwrap();
+            })
+        }),
+    );
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    node.admin.add_user("carol", &[("fax", "+4930123")]);
+    let txn = alice.send("carol", "held on the fax line");
+    started
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the fax delivery began");
+    let url = node.url.clone();
+    let stopping = std::thread::spawn(move || node.stop());
+    // The shutdown stops the HTTP server first, then waits for the fax
+    // gateway's delivery: it does not end while the delivery is held (a
+    // bounded look — a shutdown that ignored the fax gateway ends within
+    // milliseconds), and ends once it is let go.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(url.trim_start_matches("http://")).is_ok() {
+        assert!(Instant::now() < deadline, "the HTTP server never stopped");
+        std::thread::yield_now();
+    }
+    let look = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < look {
+        assert!(
+            !stopping.is_finished(),
+            "the shutdown ended while the fax gateway was still delivering"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    release.notify_one();
+    let dir = stopping.join().unwrap();
+    // The node waited for the fax gateway: its report reached the broker
+    // before the broker stopped, so the message is delivered, not left open.
+    let store = switchboard::node::open_store(dir.path()).unwrap();
+    let rec = store
+        .txn(&txn.parse().unwrap())
+        .unwrap()
+        .expect("the transaction is stored");
+    assert_eq!(rec.status.as_str(), "delivered", "{rec:?}");
+}

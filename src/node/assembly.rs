@@ -1,0 +1,401 @@
+//! Starting a node: [`Core`] (store, directory, broker shards, presence,
+//! delivery managers, the built-in IM gateway and the content processors —
+//! what the load generator drives directly) and [`Node`] (the core plus
+//! the optional mediums, the MIAP listener and the HTTP API).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use anyhow::{bail, Context as _};
+
+use switchboard_actors::accounting::Accounting;
+use switchboard_actors::broker::{Broker, BrokerDeps, BrokerSettings};
+use switchboard_actors::broker::{BrokerShared, PresenceRouter};
+use switchboard_actors::bus::PresencePush;
+use switchboard_actors::converter::Converter;
+use switchboard_actors::delivery::{DeliveryService, ImOfflineWait};
+use switchboard_actors::gateway::{Gateway, GatewayConfig, GetInFlight, Receipt};
+use switchboard_actors::medium::Medium;
+use switchboard_actors::presence::{Presence, PresenceView};
+use switchboard_actors::processor::Processor;
+use switchboard_actors::registry::MemberRegistry;
+use switchboard_core::directory::Directory;
+use switchboard_core::protocol::clock::SharedClock;
+use switchboard_core::protocol::{MediumKind, MemberId, MemberKeys, SystemClock};
+use switchboard_core::store::Store;
+
+use super::init::{initialise, open_store, ADMIN_TOKEN_FILE};
+use super::mediums::{start_email, start_fax, start_miap, start_sms};
+use crate::api::{self, ApiState};
+use crate::config::Config;
+use crate::gateways;
+use crate::gateways::im::clients::{ImClients, Tokens};
+use crate::gateways::im::hub::Hub;
+use crate::gateways::im::{ImGateway, ImMedium};
+
+/// A running node.
+pub struct Node {
+    /// Where the HTTP API listens.
+    pub http_addr: SocketAddr,
+    /// Where the SMTP server listens, when the email gateway runs.
+    pub smtp_addr: Option<SocketAddr>,
+    /// Where remote members connect (MIAP over TCP).
+    pub miap_addr: SocketAddr,
+    /// Background tasks that accept work (SMTP, the fax inbox): stopped first.
+    pub(super) tasks: Vec<actix_rt::task::JoinHandle<()>>,
+    /// The SMS gateway's ESME, unbound on shutdown.
+    pub(super) sms: Option<tokio::sync::mpsc::UnboundedSender<gateways::sms::esme::Job>>,
+    /// Told when the node starts shutting down.
+    pub(super) draining: tokio::sync::watch::Sender<bool>,
+    /// The remote members' connections, closed on shutdown.
+    pub(super) links: switchboard_actors::transport::Links,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The admin token, when this start initialised the data directory.
+    pub new_admin_token: Option<String>,
+    pub(super) server: actix_web::dev::ServerHandle,
+    /// The node's actors and shared state.
+    pub core: Core,
+    pub(super) shutdown_timeout: Duration,
+}
+
+/// The node without its HTTP API: store, directory, broker shards and the
+/// built-in gateways (what the bench drives directly).
+pub struct Core {
+    /// The store.
+    pub store: Store,
+    /// Profiles, tokens, member keys.
+    pub directory: Directory,
+    /// Connected members.
+    pub members: MemberRegistry,
+    /// The broker.
+    pub broker: Broker,
+    /// The built-in IM gateway.
+    pub im: ImGateway,
+    /// Delivery managers.
+    pub delivery: Addr<DeliveryService>,
+    /// Presence.
+    pub presence: Addr<Presence>,
+    /// Presence, read side.
+    pub presence_view: PresenceView,
+    /// The IM session hub.
+    pub hub: Addr<Hub>,
+    /// `delivery.im_offline = "wait"`, as the broker and the IM medium read it.
+    pub im_offline: ImOfflineWait,
+    gateway_config: GatewayConfig,
+    /// Every gateway started in this process (the IM gateway first): the
+    /// ordered shutdown waits for each one's in-flight steps.
+    pub(super) gateways: Mutex<Vec<(String, Recipient<GetInFlight>)>>,
+    /// The clock.
+    pub clock: SharedClock,
+    /// The admin token, when this start initialised the data directory.
+    pub new_admin_token: Option<String>,
+}
+
+impl Core {
+    /// Starts everything but the HTTP API (inside an actix system). Returns
+    /// once the built-in gateways have logged in to the broker. Outcomes of
+    /// messages the IM gateway originates go to `receipts`, if given.
+    ///
+    /// # Errors
+    /// A data directory that cannot be opened or initialised.
+    pub async fn start(cfg: &Config, receipts: Option<Recipient<Receipt>>) -> anyhow::Result<Core> {
+        let clock: SharedClock = Arc::new(SystemClock);
+        let dir = cfg.data.dir.clone();
+        let store = open_store(&dir)?;
+        let directory = Directory::load(store.clone(), cfg.miap.key_grace_s * 1000)?;
+        let new_admin_token = initialise(&dir, &directory).await?;
+        if new_admin_token.is_some() {
+            tracing::info!(dir = %dir.display(), "initialised a new data directory; the admin token is in {}", dir.join(ADMIN_TOKEN_FILE).display());
+        }
+        let k2 = directory
+            .broker_key()?
+            .context("the data directory has no broker key")?;
+
+        let accounting = Accounting::new(store.clone()).start();
+        let members = MemberRegistry::default();
+        let im_offline = ImOfflineWait::new(cfg.delivery.im_offline == "wait");
+        let settings = BrokerSettings {
+            id: MemberId::new(cfg.broker.id.clone()),
+            skew_ms: cfg.miap.skew_ms,
+            session_ttl_ms: cfg.miap.session_ttl_s * 1000,
+            shards: cfg.broker.shards,
+            im_offline_wait: im_offline.clone(),
+        };
+        let delivery = DeliveryService::load(store.clone(), &cfg.delivery.default_manager)?;
+        let registry = delivery.registry();
+        let delivery = delivery.start();
+        let hub = Hub::new(store.clone(), receipts).start();
+        // Presence pushes go to the node's sessions, or as frames to the IM
+        // gateways in other processes that watch the user.
+        let router = Context::<PresenceRouter>::new();
+        let presence_push: Recipient<PresencePush> = router.address().recipient();
+        let presence = Presence::new(
+            clock.clone(),
+            cfg.presence.idle_timeout_s * 1000,
+            Some(presence_push),
+        );
+        let presence_view = presence.view();
+        let presence = presence.start();
+        let shared = Arc::new(BrokerShared::new(
+            &settings,
+            BrokerDeps {
+                store: store.clone(),
+                clock: clock.clone(),
+                directory: directory.clone(),
+                k2,
+                members: members.clone(),
+                delivery: registry,
+                presence: presence_view.clone(),
+                presence_actor: Some(presence.clone()),
+                accounting: accounting.recipient(),
+            },
+        )?);
+        router.run(PresenceRouter::new(shared.clone(), hub.clone().recipient()));
+        let broker = Broker::start(shared, settings.shards);
+
+        let im_id = MemberId::new(gateways::im::MEMBER_ID);
+        let im_keys = directory
+            .member(&im_id)
+            .context("the IM gateway has no key")?;
+        let (key_id, key) = im_keys.current();
+        let gateway_config = GatewayConfig {
+            id: im_id,
+            key_id,
+            key: key.clone(),
+            broker_id: cfg.broker.id.clone(),
+            session_ttl_ms: settings.session_ttl_ms,
+        };
+        let mut gateway = Gateway::new(
+            gateway_config.clone(),
+            ImMedium::new(
+                store.clone(),
+                Some(directory.clone()),
+                hub.clone(),
+                presence_view.clone(),
+                im_offline.clone(),
+            ),
+            broker.handle.clone(),
+            members.clone(),
+            store.clone(),
+            clock.clone(),
+        );
+        gateway = gateway.with_receipts(hub.clone().recipient());
+        let im = gateway.start();
+        wait_logged_in(&im).await?;
+        let im_in_flight = im.clone().recipient();
+        let core = Core {
+            store,
+            directory,
+            members,
+            broker,
+            im,
+            delivery,
+            presence,
+            presence_view,
+            hub,
+            gateways: Mutex::new(vec![(gateways::im::MEMBER_ID.into(), im_in_flight)]),
+            im_offline,
+            gateway_config,
+            clock,
+            new_admin_token,
+        };
+        // Content converters, MIAP hops the broker puts on routes that need
+        // them: text → SMS segments, email → text, text → fax pages.
+        use crate::processors::{email, fax, sms};
+        use crate::processors::{EMAIL_PROCESSOR, FAX_PROCESSOR, SMS_PROCESSOR};
+        core.add_processor(SMS_PROCESSOR, sms::SmsSegments).await?;
+        core.add_processor(EMAIL_PROCESSOR, email::EmailText)
+            .await?;
+        core.add_processor(FAX_PROCESSOR, fax::FaxPage).await?;
+        // Remote processors: a link login by one makes it a processor.
+        for (id, kind) in core.directory.processor_kinds()? {
+            match crate::processors::spec_of(&kind) {
+                Some(spec) => core.members.expect_processor(id, spec),
+                None => {
+                    tracing::warn!(member = %id, kind = %kind, "unknown processor kind; ignored")
+                }
+            }
+        }
+        Ok(core)
+    }
+
+    /// The key and configuration of member `id` (created if it has none).
+    async fn member_config(
+        &self,
+        id: &str,
+        medium: Option<MediumKind>,
+    ) -> anyhow::Result<GatewayConfig> {
+        let member = MemberId::new(id);
+        if self.directory.member(&member).is_none() {
+            self.directory
+                .put_member(MemberKeys::generate(member.clone(), medium))
+                .await?;
+        }
+        let keys = self
+            .directory
+            .member(&member)
+            .context("the member has no key")?;
+        let (key_id, key) = keys.current();
+        Ok(GatewayConfig {
+            id: member,
+            key_id,
+            key: key.clone(),
+            ..self.gateway_config.clone()
+        })
+    }
+
+    /// Starts an in-process processor for `converter` as member `id` and
+    /// waits until it has logged in.
+    ///
+    /// # Errors
+    /// A store failure, or a processor that cannot log in.
+    pub async fn add_processor<C: Converter>(
+        &self,
+        id: &str,
+        converter: C,
+    ) -> anyhow::Result<Addr<Processor<C>>> {
+        let cfg = self.member_config(id, None).await?;
+        let p = Processor::new(
+            cfg,
+            converter,
+            self.broker.handle.clone(),
+            self.members.clone(),
+            self.clock.clone(),
+        )
+        .start();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let member = MemberId::new(id);
+        while self.members.live_processor_id(&member).is_none() {
+            if Instant::now() > deadline {
+                bail!("processor {id} could not log in to the broker");
+            }
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(p)
+    }
+
+    /// Starts another in-process gateway for `medium` as member `id` (its key
+    /// is created if it has none) and waits until it has logged in.
+    ///
+    /// # Errors
+    /// A store failure, or a gateway that cannot log in.
+    pub async fn add_gateway<M: Medium>(
+        &self,
+        id: &str,
+        medium: M,
+        receipts: Option<Recipient<Receipt>>,
+    ) -> anyhow::Result<Addr<Gateway<M>>> {
+        let cfg = self.member_config(id, Some(medium.kind())).await?;
+        let mut gw = Gateway::new(
+            cfg,
+            medium,
+            self.broker.handle.clone(),
+            self.members.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+        );
+        if let Some(r) = receipts {
+            gw = gw.with_receipts(r);
+        }
+        let gw = gw.start();
+        wait_logged_in(&gw).await?;
+        self.gateways
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((id.to_string(), gw.clone().recipient()));
+        Ok(gw)
+    }
+}
+
+pub(super) async fn wait_logged_in<M: Medium>(gw: &Addr<Gateway<M>>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gw
+        .send(GetInFlight)
+        .await
+        .map(|f| f.logged_in)
+        .unwrap_or(false)
+    {
+        if Instant::now() > deadline {
+            bail!("a gateway could not log in to the broker");
+        }
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+impl Node {
+    /// Starts a node (inside an actix system). Returns once the HTTP API is
+    /// listening and the built-in gateways have logged in to the broker.
+    ///
+    /// # Errors
+    /// A data directory that cannot be opened or initialised, or an address
+    /// that cannot be bound.
+    pub async fn start(cfg: &Config) -> anyhow::Result<Node> {
+        // Counting starts with the node.
+        let _ = api::metrics::handle();
+        let core = Core::start(cfg, None).await?;
+        let mut gateways = vec![gateways::im::MEMBER_ID.to_string()];
+        let mut tasks = Vec::new();
+        let mut smtp_addr = None;
+        if cfg.email.enabled {
+            let (addr, task) = start_email(cfg, &core).await?;
+            gateways.push(gateways::email::MEMBER_ID.to_string());
+            smtp_addr = Some(addr);
+            tasks.push(task);
+        }
+        if cfg.fax.enabled {
+            tasks.push(start_fax(cfg, &core).await?);
+            gateways.push(gateways::fax::MEMBER_ID.to_string());
+        }
+        let (draining, draining_rx) = tokio::sync::watch::channel(false);
+        let links = switchboard_actors::transport::Links::default();
+        let (miap_addr, miap) = start_miap(cfg, &core, links.clone())?;
+        tasks.push(miap);
+        let mut sms = None;
+        if cfg.sms.enabled {
+            sms = Some(start_sms(cfg, &core).await?);
+            gateways.push(gateways::sms::MEMBER_ID.to_string());
+        }
+        let state = ApiState {
+            gateways,
+            directory: core.directory.clone(),
+            store: core.store.clone(),
+            clients: ImClients::new(
+                cfg,
+                core.store.clone(),
+                core.im.clone(),
+                core.hub.clone(),
+                core.presence.clone(),
+                Tokens::Directory(core.directory.clone()),
+                draining_rx,
+            ),
+            presence_view: core.presence_view.clone(),
+            delivery: core.delivery.clone(),
+            members: core.members.clone(),
+            broker: core.broker.shared.clone(),
+            clock: core.clock.clone(),
+        };
+        let (server, http_addr) = api::serve(state, &cfg.http.listen, cfg.shutdown.timeout_s)?;
+        let handle = server.handle();
+        actix_rt::spawn(server);
+        tracing::info!(http = %http_addr, data = %cfg.data.dir.display(), shards = cfg.broker.shards, "switchboard node ready");
+        Ok(Node {
+            http_addr,
+            smtp_addr,
+            miap_addr,
+            tasks,
+            sms,
+            draining,
+            links,
+            data_dir: cfg.data.dir.clone(),
+            new_admin_token: core.new_admin_token.clone(),
+            server: handle,
+            core,
+            shutdown_timeout: Duration::from_secs(cfg.shutdown.timeout_s),
+        })
+    }
+}

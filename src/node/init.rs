@@ -1,0 +1,88 @@
+//! The data directory: created owner-only, its store opened, and on first
+//! start initialised — the broker key, the built-in members' keys and an
+//! admin token.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use switchboard_core::directory::{new_token, Directory};
+use switchboard_core::protocol::{MemberId, MemberKeys, SecretKey};
+use switchboard_core::store::Store;
+
+use crate::gateways;
+
+/// The file holding the admin token in the data directory.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+fn create_dir_private(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes `text` to `path`, readable by the owner only.
+///
+/// # Errors
+/// A file that cannot be written.
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Opens the data directory's store.
+///
+/// # Errors
+/// When the directory cannot be created or the database is held by another
+/// process.
+pub fn open_store(dir: &Path) -> anyhow::Result<Store> {
+    create_dir_private(dir)?;
+    Store::open(&dir.join("db")).with_context(|| {
+        format!(
+            "opening the database in {} (is another switchboard node using it?)",
+            dir.display()
+        )
+    })
+}
+
+/// Initialises a data directory's store if it is not yet: the broker key,
+/// the built-in members' keys, and an admin token (returned, and written to
+/// `DIR/admin.token` with mode 0600). Returns `None` if it was initialised.
+///
+/// # Errors
+/// Storage or file-system failures.
+pub async fn initialise(dir: &Path, directory: &Directory) -> anyhow::Result<Option<String>> {
+    let fresh = directory.broker_key()?.is_none();
+    for (id, medium) in gateways::BUILT_IN {
+        let id = MemberId::new(*id);
+        if directory.member(&id).is_none() {
+            directory
+                .put_member(MemberKeys::generate(id, Some(*medium)))
+                .await?;
+        }
+    }
+    if !fresh {
+        return Ok(None);
+    }
+    let token = new_token();
+    directory.initialise(&SecretKey::generate(), &token).await?;
+    write_private(&dir.join(ADMIN_TOKEN_FILE), &format!("{token}\n"))?;
+    Ok(Some(token))
+}
