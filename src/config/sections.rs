@@ -1,0 +1,238 @@
+//! The configuration's sections, one struct each, every field documented
+//! (`config/default.toml` carries the same words as comments).
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{invalid, ConfigError};
+
+/// `[data]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Data {
+    /// Where the node keeps its database, keys and admin token.
+    pub dir: PathBuf,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    /// Listen address.
+    pub listen: String,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// How long a submit waits for the broker's decision, seconds.
+    pub submit_timeout_s: u64,
+}
+
+/// `[miap]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Miap {
+    /// Listen address for remote members.
+    pub listen: String,
+    /// Allowed clock skew, ms.
+    pub skew_ms: u64,
+    /// Session lifetime, seconds.
+    pub session_ttl_s: u64,
+    /// Largest frame, bytes.
+    pub max_frame_bytes: usize,
+    /// Grace period of a rotated key, seconds.
+    pub key_grace_s: u64,
+    /// Time a new connection has to log in, seconds.
+    pub login_timeout_s: u64,
+    /// Connections not logged in allowed per peer address.
+    pub unauthenticated_per_peer: usize,
+    /// TLS on the listener: a PEM certificate chain (with `tls_key`).
+    pub tls_cert: String,
+    /// The certificate's private key (PEM).
+    pub tls_key: String,
+}
+
+/// `[broker]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Broker {
+    /// The broker's id.
+    pub id: String,
+    /// Number of shards.
+    pub shards: usize,
+    /// Default message lifetime, seconds.
+    pub default_expires_in_s: u64,
+    /// Longest message lifetime, seconds.
+    pub max_expires_in_s: u64,
+}
+
+/// `[delivery]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delivery {
+    /// Manager for messages whose recipient names none.
+    pub default_manager: String,
+    /// `move_on` or `wait`: IM attempts for recipients without a session.
+    pub im_offline: String,
+}
+
+/// `[presence]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Presence {
+    /// Idle seconds before online turns into away.
+    pub idle_timeout_s: u64,
+}
+
+/// `[email]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Email {
+    /// Run the email gateway.
+    pub enabled: bool,
+    /// SMTP listen address.
+    pub listen: String,
+    /// Local domains.
+    pub local_domains: Vec<String>,
+    /// Outbound relay.
+    pub relay: String,
+    /// Largest message, bytes.
+    pub max_message_bytes: usize,
+    /// Delivery-status notifications to email senders: `failure`, `all`, `none`.
+    pub dsn: String,
+    /// PEM certificate chain for STARTTLS on the SMTP server (with `tls_key`).
+    pub tls_cert: String,
+    /// PEM private key for STARTTLS.
+    pub tls_key: String,
+    /// Refuse mail on a connection that has not started TLS.
+    pub require_tls: bool,
+    /// TLS to the relay: `none`, `opportunistic` (STARTTLS when offered,
+    /// certificate not verified) or `required` (certificate verified).
+    pub relay_tls: String,
+    /// Extra PEM root certificate(s) trusted for the relay (`required`).
+    pub relay_ca: String,
+}
+
+/// `[sms]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sms {
+    /// Run the SMS gateway.
+    pub enabled: bool,
+    /// The SMSC.
+    pub smsc: String,
+    /// SMPP system_id.
+    pub system_id: String,
+    /// SMPP password.
+    pub password: String,
+    /// Unanswered `submit_sm` allowed.
+    pub window: u32,
+    /// Our address: the source of messages from users and of notices
+    /// (`+…` international, digits, or up to 11 letters and digits).
+    pub source: String,
+    /// Receipts to SMS senders: `failure`, `all`, `none`.
+    pub receipts: String,
+    /// Seconds between `enquire_link`s.
+    pub enquire_link_s: u64,
+    /// Longest wait for the SMSC's answer to a request, seconds.
+    pub response_timeout_s: u64,
+    /// Longest time a message waits for the SMSC to take it before it is a
+    /// non-delivery (and the next mechanism is tried), seconds.
+    pub submit_timeout_s: u64,
+}
+
+impl Sms {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if !host_port(&self.smsc) {
+            return Err(invalid(
+                "sms.smsc",
+                format!("{:?} is not host:port", self.smsc),
+            ));
+        }
+        // SMPP 3.4 field sizes, NUL excluded.
+        if self.system_id.is_empty() || self.system_id.len() > 15 {
+            return Err(invalid("sms.system_id", "must be 1 to 15 characters"));
+        }
+        if self.password.len() > 8 {
+            return Err(invalid("sms.password", "must be at most 8 characters"));
+        }
+        if !(1..=1000).contains(&self.window) {
+            return Err(invalid("sms.window", "must be 1 to 1000"));
+        }
+        let digits = self.source.strip_prefix('+').unwrap_or(&self.source);
+        let numeric =
+            !digits.is_empty() && digits.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit());
+        let alphanumeric = (1..=11).contains(&self.source.len())
+            && self.source.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !(numeric || alphanumeric) {
+            return Err(invalid(
+                "sms.source",
+                format!(
+                    "{:?} is neither a number nor up to 11 letters and digits",
+                    self.source
+                ),
+            ));
+        }
+        if !matches!(self.receipts.as_str(), "failure" | "all" | "none") {
+            return Err(invalid(
+                "sms.receipts",
+                format!("{:?} is not failure, all or none", self.receipts),
+            ));
+        }
+        for (key, v) in [
+            ("sms.enquire_link_s", self.enquire_link_s),
+            ("sms.response_timeout_s", self.response_timeout_s),
+            ("sms.submit_timeout_s", self.submit_timeout_s),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `s` is `host:port`.
+pub(super) fn host_port(s: &str) -> bool {
+    s.rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+}
+
+/// `[fax]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fax {
+    /// Run the fax gateway.
+    pub enabled: bool,
+    /// Spool directory.
+    pub spool: String,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// Level.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+/// `[shutdown]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shutdown {
+    /// Longest wait for in-flight work, seconds.
+    pub timeout_s: u64,
+}
+
+/// `[cluster]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// Cluster mode.
+    pub enabled: bool,
+    /// NATS URL.
+    pub nats_url: String,
+    /// Node id.
+    pub node_id: String,
+}

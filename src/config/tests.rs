@@ -1,0 +1,185 @@
+//! The configuration's loading, layering, checks and documentation.
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect::<Vec<_>>()
+        .into_iter()
+}
+
+#[test]
+fn default_loads() {
+    let c = Config::load_with(None, env(&[])).unwrap();
+    assert_eq!(c.http.listen, "127.0.0.1:8080");
+    assert_eq!(c.broker.shards, 2);
+}
+
+#[test]
+fn env_overrides_every_kind_of_value() {
+    let c = Config::load_with(
+        None,
+        env(&[
+            ("SWITCHBOARD_HTTP__LISTEN", "127.0.0.1:0"),
+            ("SWITCHBOARD_BROKER__SHARDS", "4"),
+            (
+                "SWITCHBOARD_EMAIL__LOCAL_DOMAINS",
+                r#"["example.com","example.org"]"#,
+            ),
+            ("SWITCHBOARD_DATA__DIR", "/tmp/x y"),
+            ("SWITCHBOARD_ADMIN_TOKEN", "ignored: not a config key"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.http.listen, "127.0.0.1:0");
+    assert_eq!(c.broker.shards, 4);
+    assert_eq!(c.email.local_domains, vec!["example.com", "example.org"]);
+    assert_eq!(c.data.dir, PathBuf::from("/tmp/x y"));
+}
+
+#[test]
+fn bad_keys_are_named() {
+    let e = Config::load_with(None, env(&[("SWITCHBOARD_HTTP__LISTN", "x")])).unwrap_err();
+    assert!(e.to_string().contains("listn"), "{e}");
+    let e = Config::load_with(None, env(&[("SWITCHBOARD_NOPE__X", "1")])).unwrap_err();
+    assert!(e.to_string().contains("nope.x"), "{e}");
+    let e = Config::load_with(None, env(&[("SWITCHBOARD_BROKER__SHARDS", "0")])).unwrap_err();
+    assert!(e.to_string().starts_with("broker.shards"), "{e}");
+    let e = Config::load_with(None, env(&[("SWITCHBOARD_BROKER__SHARDS", "many")])).unwrap_err();
+    assert!(
+        e.to_string().starts_with("broker.shards: invalid type"),
+        "{e}"
+    );
+    let e = Config::load_with(None, env(&[("SWITCHBOARD_HTTP__LISTEN", "nowhere")])).unwrap_err();
+    assert!(e.to_string().starts_with("http.listen"), "{e}");
+    let e = Config::load_with(None, env(&[("SWITCHBOARD_LOG__FORMAT", "xml")])).unwrap_err();
+    assert!(e.to_string().starts_with("log.format"), "{e}");
+}
+
+#[test]
+fn every_key_of_the_default_is_documented() {
+    // Each key line follows a comment, directly or through the key
+    // lines of its group (`tls_cert`/`tls_key`).
+    let lines: Vec<&str> = DEFAULT_TOML.lines().collect();
+    let is_key = |l: &str| !l.starts_with('#') && !l.starts_with('[') && l.contains('=');
+    let mut keys = 0;
+    for (i, l) in lines.iter().enumerate() {
+        if !is_key(l) {
+            continue;
+        }
+        keys += 1;
+        let above = lines[..i].iter().rev().find(|p| !is_key(p));
+        assert!(
+            above.is_some_and(|p| p.starts_with('#')),
+            "config/default.toml: {l:?} has no comment"
+        );
+    }
+    assert!(keys >= 40, "{keys} keys");
+}
+
+#[test]
+fn changed_keys_names_what_differs() {
+    let load = |vars: &[(&str, &str)]| {
+        Config::load_with(
+            None,
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .unwrap()
+    };
+    let a = load(&[]);
+    assert!(a.changed_keys(&a).is_empty());
+    let b = load(&[
+        ("SWITCHBOARD_LOG__LEVEL", "debug"),
+        ("SWITCHBOARD_BROKER__SHARDS", "3"),
+    ]);
+    assert_eq!(a.changed_keys(&b), ["broker.shards", "log.level"]);
+    assert!(RELOADABLE.contains(&"log.level") && !RELOADABLE.contains(&"broker.shards"));
+}
+
+#[test]
+fn sms_settings_are_checked_when_enabled() {
+    let on = |k: &str, v: &str| {
+        Config::load_with(None, env(&[("SWITCHBOARD_SMS__ENABLED", "true"), (k, v)]))
+    };
+    assert!(on("SWITCHBOARD_SMS__WINDOW", "10").is_ok());
+    assert!(on("SWITCHBOARD_SMS__SOURCE", "+4930123456").is_ok());
+    for (key, value, name) in [
+        ("SWITCHBOARD_SMS__SMSC", "nowhere", "sms.smsc"),
+        ("SWITCHBOARD_SMS__SYSTEM_ID", "", "sms.system_id"),
+        (
+            "SWITCHBOARD_SMS__SYSTEM_ID",
+            "a-very-long-system-id",
+            "sms.system_id",
+        ),
+        ("SWITCHBOARD_SMS__PASSWORD", "ninechars", "sms.password"),
+        ("SWITCHBOARD_SMS__WINDOW", "0", "sms.window"),
+        ("SWITCHBOARD_SMS__SOURCE", "Switchboard Inc", "sms.source"),
+        ("SWITCHBOARD_SMS__SOURCE", "TooLongSender", "sms.source"),
+        ("SWITCHBOARD_SMS__RECEIPTS", "sometimes", "sms.receipts"),
+        ("SWITCHBOARD_SMS__ENQUIRE_LINK_S", "0", "sms.enquire_link_s"),
+    ] {
+        let e = on(key, value).unwrap_err();
+        assert!(e.to_string().starts_with(name), "{key}={value}: {e}");
+    }
+    // Off, the section is not checked.
+    assert!(Config::load_with(None, env(&[("SWITCHBOARD_SMS__WINDOW", "0")])).is_ok());
+}
+
+#[test]
+fn miap_tls_needs_both_files() {
+    let e = Config::load_with(None, env(&[("SWITCHBOARD_MIAP__TLS_KEY", "/k.pem")])).unwrap_err();
+    assert!(e.to_string().starts_with("miap.tls_cert"), "{e}");
+    let both = [
+        ("SWITCHBOARD_MIAP__TLS_CERT", "/c.pem"),
+        ("SWITCHBOARD_MIAP__TLS_KEY", "/k.pem"),
+    ];
+    assert!(Config::load_with(None, env(&both)).is_ok());
+}
+
+#[test]
+fn email_tls_settings_are_checked() {
+    let on = |pairs: &[(&str, &str)]| {
+        let mut v = vec![("SWITCHBOARD_EMAIL__ENABLED", "true")];
+        v.extend_from_slice(pairs);
+        Config::load_with(None, env(&v))
+    };
+    assert!(on(&[("SWITCHBOARD_EMAIL__RELAY_TLS", "required")]).is_ok());
+    for (pairs, name) in [
+        (
+            &[("SWITCHBOARD_EMAIL__TLS_CERT", "/c.pem")][..],
+            "email.tls_cert",
+        ),
+        (
+            &[("SWITCHBOARD_EMAIL__REQUIRE_TLS", "true")][..],
+            "email.require_tls",
+        ),
+        (
+            &[("SWITCHBOARD_EMAIL__RELAY_TLS", "maybe")][..],
+            "email.relay_tls",
+        ),
+    ] {
+        let e = on(pairs).unwrap_err();
+        assert!(e.to_string().starts_with(name), "{pairs:?}: {e}");
+    }
+}
+
+#[test]
+fn a_file_overrides_the_default_and_unknown_keys_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("c.toml");
+    std::fs::write(&f, "[broker]\nshards = 3\n").unwrap();
+    assert_eq!(
+        Config::load_with(Some(&f), env(&[])).unwrap().broker.shards,
+        3
+    );
+    std::fs::write(&f, "[broker]\nshardz = 3\n").unwrap();
+    let e = Config::load_with(Some(&f), env(&[])).unwrap_err();
+    assert!(e.to_string().contains("shardz"), "{e}");
+    std::fs::write(&f, "[broker\n").unwrap();
+    assert!(matches!(
+        Config::load_with(Some(&f), env(&[])),
+        Err(ConfigError::Parse { .. })
+    ));
+}

@@ -1,0 +1,161 @@
+//! The checks a merged configuration must pass before anything starts:
+//! every error names the key and why.
+
+use std::net::SocketAddr;
+
+use super::sections::host_port;
+use super::{invalid, Config, ConfigError};
+
+impl Config {
+    /// Checks values that parse but cannot work.
+    ///
+    /// # Errors
+    /// The first bad key and why.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, addr) in [
+            ("http.listen", &self.http.listen),
+            ("miap.listen", &self.miap.listen),
+            ("email.listen", &self.email.listen),
+        ] {
+            addr.parse::<SocketAddr>()
+                .map_err(|e| invalid(key, format!("{addr:?} is not host:port ({e})")))?;
+        }
+        if self.data.dir.as_os_str().is_empty() {
+            return Err(invalid("data.dir", "must not be empty"));
+        }
+        if self.http.max_body_bytes < 1024 {
+            return Err(invalid("http.max_body_bytes", "must be at least 1024"));
+        }
+        if self.http.submit_timeout_s == 0 {
+            return Err(invalid("http.submit_timeout_s", "must be at least 1"));
+        }
+        if !(1..=64).contains(&self.broker.shards) {
+            return Err(invalid("broker.shards", "must be between 1 and 64"));
+        }
+        if self.broker.id.is_empty() || self.broker.id.len() > 64 {
+            return Err(invalid("broker.id", "must be 1 to 64 characters"));
+        }
+        if self.broker.default_expires_in_s == 0
+            || self.broker.default_expires_in_s > self.broker.max_expires_in_s
+        {
+            return Err(invalid(
+                "broker.default_expires_in_s",
+                "must be between 1 and broker.max_expires_in_s",
+            ));
+        }
+        if self.miap.skew_ms == 0 {
+            return Err(invalid("miap.skew_ms", "must be positive"));
+        }
+        if self.miap.session_ttl_s < 10 {
+            return Err(invalid("miap.session_ttl_s", "must be at least 10"));
+        }
+        if self.miap.login_timeout_s == 0 {
+            return Err(invalid("miap.login_timeout_s", "must be at least 1"));
+        }
+        if self.miap.unauthenticated_per_peer == 0 {
+            return Err(invalid(
+                "miap.unauthenticated_per_peer",
+                "must be at least 1",
+            ));
+        }
+        if self.miap.max_frame_bytes < 1024 {
+            return Err(invalid("miap.max_frame_bytes", "must be at least 1024"));
+        }
+        if !switchboard_core::policy::valid_name(&self.delivery.default_manager) {
+            return Err(invalid("delivery.default_manager", "1-64 of a-z 0-9 _ -"));
+        }
+        if !matches!(self.delivery.im_offline.as_str(), "move_on" | "wait") {
+            return Err(invalid(
+                "delivery.im_offline",
+                format!(
+                    "{:?} is neither \"move_on\" nor \"wait\"",
+                    self.delivery.im_offline
+                ),
+            ));
+        }
+        if self.presence.idle_timeout_s == 0 {
+            return Err(invalid("presence.idle_timeout_s", "must be at least 1"));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(invalid(
+                "log.format",
+                format!("{:?} is neither \"text\" nor \"json\"", self.log.format),
+            ));
+        }
+        if !matches!(
+            self.log.level.as_str(),
+            "error" | "warn" | "info" | "debug" | "trace"
+        ) {
+            return Err(invalid(
+                "log.level",
+                format!(
+                    "{:?} is not one of error, warn, info, debug, trace",
+                    self.log.level
+                ),
+            ));
+        }
+        if self.miap.tls_cert.is_empty() != self.miap.tls_key.is_empty() {
+            return Err(invalid(
+                "miap.tls_cert",
+                "set both miap.tls_cert and miap.tls_key, or neither",
+            ));
+        }
+        if self.email.enabled {
+            if self.email.local_domains.is_empty() {
+                return Err(invalid(
+                    "email.local_domains",
+                    "at least one domain is needed when email is enabled",
+                ));
+            }
+            if !host_port(&self.email.relay) {
+                return Err(invalid(
+                    "email.relay",
+                    format!("{:?} is not host:port", self.email.relay),
+                ));
+            }
+            if !matches!(self.email.dsn.as_str(), "failure" | "all" | "none") {
+                return Err(invalid(
+                    "email.dsn",
+                    format!("{:?} is not failure, all or none", self.email.dsn),
+                ));
+            }
+            if self.email.tls_cert.is_empty() != self.email.tls_key.is_empty() {
+                return Err(invalid(
+                    "email.tls_cert",
+                    "set both email.tls_cert and email.tls_key, or neither",
+                ));
+            }
+            if self.email.require_tls && self.email.tls_cert.is_empty() {
+                return Err(invalid(
+                    "email.require_tls",
+                    "needs email.tls_cert and email.tls_key",
+                ));
+            }
+            if !matches!(
+                self.email.relay_tls.as_str(),
+                "none" | "opportunistic" | "required"
+            ) {
+                return Err(invalid(
+                    "email.relay_tls",
+                    format!(
+                        "{:?} is not none, opportunistic or required",
+                        self.email.relay_tls
+                    ),
+                ));
+            }
+            if self.email.max_message_bytes < 1024 {
+                return Err(invalid("email.max_message_bytes", "must be at least 1024"));
+            }
+        }
+        if self.sms.enabled {
+            self.sms.validate()?;
+        }
+        if self.cluster.enabled {
+            return Err(invalid(
+                "cluster.enabled",
+                "this build does not include it yet; leave it false",
+            ));
+        }
+        Ok(())
+    }
+}
