@@ -2,6 +2,8 @@
 //! ([`Target`]: the API's URL, the admin token, the configuration file) and
 //! a small blocking client of the HTTP API ([`Client`]). Shared by the CLI
 //! and the load generator, which import this instead of each other.
+//!
+//! Owns: the client side of the API. Must not touch: any command's logic.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,6 +1,24 @@
-//! Switchboard, the product shell: CLI, configuration, the HTTP API, the
-//! medium implementations and node assembly. The runtime (protocol, store,
-//! actors) is the `switchboard-actors` crate.
+//! Switchboard, the product shell: the command line, the configuration, the
+//! HTTP API, the medium implementations and node assembly. The runtime (the
+//! actors) is `switchboard-actors`; what it decides with (the protocol, the
+//! store, the directory, delivery policy, the broker's transaction state
+//! machine) is `switchboard-core`, which has no actix.
+//!
+//! # Rooms
+//! | module | owns | may use |
+//! |---|---|---|
+//! | [`config`], [`logging`], [`tls`], [`http`], [`content`] | configuration; logs; TLS; HTTP plumbing (the error shape, times, `/healthz`, running a server); content formats (MIME, GSM 03.38, fax PDF) | nothing of the shell but `config` |
+//! | [`processors`] | content converters (processor hops) | `content` |
+//! | [`gateways`] | each medium's wire (SMTP, SMPP, the fax spool, the IM inbox and WebSocket) and the IM clients' send path | `content`, `http`, `config`, `tls` |
+//! | [`api`] | the HTTP API | `gateways`, `processors`, `http` |
+//! | [`node`] | start, reload, signals, ordered shutdown | everything above |
+//! | [`remote`] | one remote member's process | `node`, `gateways`, `processors` |
+//! | [`client`] | how a command reaches a running node | `config`, `node` (the token file's name) |
+//! | [`cli`], [`bench`] | the commands; the load generator | `client`, `node` — never each other |
+//!
+//! No module imports one that imports it (`../shared/tools/module-cycles`
+//! checks every crate); `docs/ARCHITECTURE.md` walks a message through the
+//! rooms.
 
 pub mod api;
 pub mod bench;

@@ -1,6 +1,8 @@
 //! Logs: `tracing` to stderr as `log.format` text or JSON, filtered by
 //! `RUST_LOG` when set, else by `log.level`. The level can be changed while
 //! the node runs (SIGHUP reload).
+//!
+//! Owns: the subscriber and its level. Must not touch: what is logged.
 
 use std::sync::OnceLock;
 

@@ -17,6 +17,9 @@
 //! arrangement for a content converter: the node routes the content of the
 //! messages whose route it fits through it (`Transmit` in and on), and it
 //! reports to the broker over the same link. It keeps no state.
+//!
+//! Owns: one remote member's process (its store, its link, its shutdown).
+//! Must not touch: the node's state — everything goes over MIAP.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! TLS (rustls with ring) shared by the mediums and MIAP links: server
 //! configurations from PEM files, and the wraps that put MIAP connections
 //! under TLS on the node's listener and on a remote member's uplink.
+//!
+//! Owns: TLS configuration and wraps. Must not touch: what runs over them.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,5 +1,8 @@
 //! The `Accounting` actor: one usage record per final outcome of a
 //! transaction, written in time order, batched with the other writes.
+//!
+//! Owns: the accounting tree's writes. Must not touch: transactions (the
+//! broker decides what is accounted).
 
 use actix::prelude::*;
 

@@ -2,6 +2,9 @@
 //! filtering for one kind (long text → SMS segments, email → plain text,
 //! text → a fax page). A processor is a MIAP hop: it checks its grant,
 //! converts, and appends an attestation over the digests in and out.
+//!
+//! Owns: the contract only. Must not touch: any converter (they live in
+//! `src/processors/`).
 
 use switchboard_core::protocol::MediumKind;
 

@@ -2,6 +2,9 @@
 //! gateway that drives it. Adding a medium is one folder
 //! under `src/gateways/` implementing this trait, plus one line in the
 //! registry there; one shared compliance suite runs against every medium.
+//!
+//! Owns: the contract and the messages a medium sends its gateway. Must not
+//! touch: any medium (they live in `src/gateways/`).
 
 use actix::prelude::*;
 

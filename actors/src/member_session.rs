@@ -1,6 +1,9 @@
 //! A member's side of its link to the broker: TSCS login, the current and
 //! previous session, and sending frames to the broker's shards. Gateways and
 //! processors both hold one.
+//!
+//! Owns: the member's TSCS session and its renewal. Must not touch: the
+//! transport (it hands frames to the bus's `BrokerHandle`, local or a link).
 
 use std::time::Duration;
 

@@ -20,8 +20,10 @@
 //!
 //! Rooms: [`report`] (what is counted and how it is printed), [`inproc`]
 //! (a node in this process), [`api`] (`http` and `ws` against a running
-//! node), [`tcp`] (a remote gateway over MIAP). It imports the node and the
-//! API client, never the CLI.
+//! node), [`tcp`] (a remote gateway over MIAP).
+//!
+//! Owns: load, counting, the report. Must not touch: the CLI (the binary
+//! puts both side by side; they share [`crate::client`]).
 
 pub mod api;
 pub mod inproc;

@@ -5,6 +5,9 @@
 //! `gateway` and `processor` run one remote member in this process
 //! ([`members`]). The load generator (`switchboard bench`) is its own module
 //! tree; the binary puts the two side by side.
+//!
+//! Owns: parsing and printing. Must not touch: the node's state (it starts a
+//! node, or asks a running one over HTTP).
 
 pub mod admin;
 pub mod local;

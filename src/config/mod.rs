@@ -5,6 +5,9 @@
 //! Rooms: the typed sections ([`sections`]), how the layers are read and
 //! merged ([`sources`]), and the checks a loaded configuration must pass
 //! ([`validate`](Config::validate), in `validate.rs`).
+//!
+//! Owns: keys, defaults and their checks. Must not touch: anything running
+//! (a reload is the node's, which reads this).
 
 mod sections;
 mod sources;

@@ -1,6 +1,11 @@
 //! Medium implementations, one folder each. Adding a medium = a folder here
 //! implementing [`switchboard_actors::medium::Medium`] plus one line in
 //! [`BUILT_IN`].
+//!
+//! Owns: each medium's wire (SMTP, SMPP, the fax spool, the WebSocket) and
+//! the IM clients' send path. Must not touch: the HTTP API's routes or the
+//! node's assembly; content formats shared with processors are in
+//! [`crate::content`].
 
 pub mod compliance;
 pub mod email;

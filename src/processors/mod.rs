@@ -2,6 +2,9 @@
 //! chains the live processors that fit the destination medium and the
 //! content type (`ProcessorSpec`): a raw email becomes text for any medium,
 //! text becomes SMS segments for SMS and a PDF for fax.
+//!
+//! Owns: the converters and their member ids. Must not touch: the mediums;
+//! the formats they share with them are in [`crate::content`].
 
 pub mod email;
 pub mod fax;

@@ -8,6 +8,10 @@
 //! - **Destination**: a `Transmit` whose grant, expiry and digest check out is
 //!   acknowledged, delivered on the medium, and reported (phase 4); reports
 //!   are resent until the broker acknowledges them.
+//!
+//! Owns: its outbox, reports in flight, and (for an IM gateway in another
+//! process) its clients' sessions. Must not touch: routing (the broker's), the
+//! medium's own wire (the `Medium` behind it).
 
 pub mod messages;
 pub mod sessions;

@@ -2,6 +2,9 @@
 //! users set their state (online, away with a note, busy, offline), an idle
 //! timeout turns online into away, and subscribers get pushes. The broker
 //! reads the [`PresenceView`] on its hot path without messaging the actor.
+//!
+//! Owns: presence state and subscriptions. Must not touch: routing (the
+//! broker reads the view) or the sessions themselves (gateways report them).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -4,6 +4,9 @@
 //! attestation over the digests in and out; and forwards the frame to the
 //! next hop. A conversion that blocks or fails is reported to the broker by
 //! the processor itself (phase 4), and the content goes no further.
+//!
+//! Owns: one conversion hop. Must not touch: the route (the broker chose it)
+//! or the content's delivery (the destination's).
 
 use std::time::Duration;
 

@@ -2,6 +2,9 @@
 //! an actor: sled-backed with an in-memory cache that every reader (broker
 //! shards, API) uses without blocking. Writes go through the store's group
 //! commit and update the cache once durable.
+//!
+//! Owns: who users are and how they are reached, tokens (hashed), member keys.
+//! Must not touch: routing decisions (the broker's) and presence.
 
 pub mod profile;
 pub mod resolve;

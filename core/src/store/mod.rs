@@ -4,6 +4,12 @@
 //!
 //! Nothing outside this module touches sled, so a clustered store (NATS KV and
 //! streams, see CLUSTER.md) can take its place behind the same calls.
+//!
+//! Owns: the trees, their keys and records, and the one writer. Must not
+//! touch: what the records mean to their owners (each owner keeps its own
+//! retention: dedupe keys 7 days, SMS records a day once final and 8 days
+//! unreceipted, SMS reply mappings 30 days, sent email a day past the longest
+//! message lifetime).
 
 mod migrate;
 pub mod read;
