@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use serde_json::json;
 
 use switchboard_core::protocol::MediumKind;
@@ -52,7 +52,7 @@ pub(super) fn tcp(
     tally: &Tally,
 ) -> anyhow::Result<(Instant, Duration)> {
     use switchboard_actors::bus::BrokerHandle;
-    use switchboard_actors::gateway::{Gateway, GatewayConfig, GetInFlight};
+    use switchboard_actors::gateway::{Gateway, GatewayConfig};
     use switchboard_actors::registry::MemberRegistry;
     use switchboard_actors::transport::{Uplink, UplinkConfig};
     use switchboard_core::protocol::{MemberId, SecretKey, SystemClock};
@@ -109,18 +109,7 @@ pub(super) fn tcp(
         )
         .with_receipts(observer.recipient());
         let gw = ctx.run(g);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !gw
-            .send(GetInFlight)
-            .await
-            .map(|f| f.logged_in)
-            .unwrap_or(false)
-        {
-            if Instant::now() > deadline {
-                bail!("the bench gateway could not log in at the node");
-            }
-            actix_rt::time::sleep(Duration::from_millis(10)).await;
-        }
+        crate::node::wait_logged_in(&gw).await?;
         tally.store_from(node_store_counts(&args.url));
         pump(gw, args, tally, &|i| originate(args.size, i)).await
     });

@@ -311,7 +311,11 @@ impl Core {
     }
 }
 
-pub(super) async fn wait_logged_in<M: Medium>(gw: &Addr<Gateway<M>>) -> anyhow::Result<()> {
+/// Waits (10 s at most) until gateway `gw` has logged in to the broker.
+///
+/// # Errors
+/// When it has not by then.
+pub async fn wait_logged_in<M: Medium>(gw: &Addr<Gateway<M>>) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !gw
         .send(GetInFlight)

@@ -564,9 +564,15 @@ async fn with_im_offline_wait_the_inbox_is_a_mailbox() {
     );
 }
 
-/// An IM gateway in another process (reached through link 7), logged in.
-async fn session_gateway(w: &World) -> Member {
-    let keys = MemberKeys::generate(MemberId::new("gw-im-2"), Some(MediumKind::Im));
+/// Member `id` serving `medium` — connected here, or reached through link
+/// `link` — with its keys in the directory, logged in.
+async fn logged_in_member(
+    w: &World,
+    id: &str,
+    medium: Option<MediumKind>,
+    link: Option<u64>,
+) -> Member {
+    let keys = MemberKeys::generate(MemberId::new(id), medium);
     let rec = Recorder::default();
     w.shared
         .deps
@@ -574,13 +580,12 @@ async fn session_gateway(w: &World) -> Member {
         .put_member(keys.clone())
         .await
         .unwrap();
-    w.shared.deps.members.attach_link(
-        keys.member.clone(),
-        Some(MediumKind::Im),
-        rec.clone().start().recipient(),
-        7,
-        NOW,
-    );
+    let to = rec.clone().start().recipient();
+    let members = &w.shared.deps.members;
+    match link {
+        Some(l) => members.attach_link(keys.member.clone(), medium, to, l, NOW),
+        None => members.connect(keys.member.clone(), medium, to, NOW),
+    }
     let mut m = Member {
         id: keys.member.clone(),
         keys,
@@ -589,6 +594,11 @@ async fn session_gateway(w: &World) -> Member {
     };
     m.session = Some(w.login(&m).await);
     m
+}
+
+/// An IM gateway in another process (reached through link 7), logged in.
+async fn session_gateway(w: &World) -> Member {
+    logged_in_member(w, "gw-im-2", Some(MediumKind::Im), Some(7)).await
 }
 
 impl World {
@@ -826,27 +836,7 @@ async fn session_frames_pass_one_guard_naming_who_may_send_them() {
     };
     assert_eq!(healthy(&w.sms.id), Some(false));
     // A member that serves no medium (a processor) may not.
-    let keys = MemberKeys::generate(MemberId::new("proc-x"), None);
-    w.shared
-        .deps
-        .directory
-        .put_member(keys.clone())
-        .await
-        .unwrap();
-    let rec = Recorder::default();
-    w.shared.deps.members.connect(
-        keys.member.clone(),
-        None,
-        rec.clone().start().recipient(),
-        NOW,
-    );
-    let mut p = Member {
-        id: keys.member.clone(),
-        keys,
-        rec,
-        session: None,
-    };
-    p.session = Some(w.login(&p).await);
+    let p = logged_in_member(&w, "proc-x", None, None).await;
     let h = frames::make_health(p.session.as_ref().unwrap(), true, "ok".into(), NOW);
     w.send(&p.id, Frame::Health(h)).await;
     assert_eq!(
