@@ -14,7 +14,7 @@
 //! | [`node`] | start, reload, signals, ordered shutdown | everything above |
 //! | [`remote`] | one remote member's process | `node`, `gateways`, `processors` |
 //! | [`client`] | how a command reaches a running node | `config`, `node` (the token file's name) |
-//! | [`cli`], [`bench`] | the commands; the load generator | `client`, `node` — never each other |
+//! | [`cli`], [`bench`](mod@bench) | the commands; the load generator | `client`, `node` — never each other |
 //!
 //! No module imports one that imports it (`../shared/tools/module-cycles`
 //! checks every crate); `docs/ARCHITECTURE.md` walks a message through the

@@ -1,6 +1,6 @@
 //! The HTTP API (actix-web), as in `docs/INTERFACES.md`: health, messages,
 //! the IM inbox, and the admin endpoints. Every error has one JSON shape
-//! ([`error::ApiError`]); bodies are limited (413).
+//! ([`crate::http::error::ApiError`]); bodies are limited (413).
 //!
 //! Owns: the HTTP surface and its state ([`ApiState`]). Must not touch: the
 //! node's assembly (it is given an `ApiState`), the actors' insides (it sends

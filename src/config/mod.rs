@@ -2,8 +2,8 @@
 //! `config/default.toml`, overridden by a file and then by environment
 //! variables `SWITCHBOARD_<SECTION>__<KEY>`. Errors name the bad key and why.
 //!
-//! Rooms: the typed sections ([`sections`]), how the layers are read and
-//! merged ([`sources`]), and the checks a loaded configuration must pass
+//! Rooms: the typed sections (`sections.rs`), how the layers are read and
+//! merged (`sources.rs`), and the checks a loaded configuration must pass
 //! ([`validate`](Config::validate), in `validate.rs`).
 //!
 //! Owns: keys, defaults and their checks. Must not touch: anything running

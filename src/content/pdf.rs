@@ -9,7 +9,7 @@ use switchboard_core::protocol::mac::sha256;
 const COLUMNS: usize = 80;
 const LINES_PER_PAGE: usize = 60;
 
-/// Wraps `text` into lines of at most [`COLUMNS`] characters.
+/// Wraps `text` into lines of at most `COLUMNS` (80) characters.
 pub fn wrap(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in text.lines() {

@@ -1,6 +1,6 @@
 //! The frames a member signs under its session outside any transaction —
 //! `Health`, `Presence`, `Identify`, `Watch` — behind one guard
-//! ([`BrokerShard::admit`]): the sender's session, its clock and the MAC
+//! (`BrokerShard::admit`): the sender's session, its clock and the MAC
 //! are checked first, then whether this member may send this frame at all.
 //! `Health` may come from any gateway (local or remote); the other three
 //! only from a session gateway (an IM gateway in another process, reached

@@ -8,7 +8,7 @@
 //! `Transmit` (to the next hop of its route) and a `TransmitAck` (to the
 //! member whose `Transmit` it acknowledges); what the node sends the member
 //! it writes. It is registered as the member only once the broker accepted
-//! the member's `Login` on it ([`LinkLogin`]), so a connection that proves
+//! the member's `Login` on it ([`crate::bus::LinkLogin`]), so a connection that proves
 //! nothing can never take over a member's frames. In the member's process,
 //! an [`Uplink`] stands for the node: it is the broker (and every other
 //! member) for the local gateway, and reconnects with back-off.

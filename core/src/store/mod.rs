@@ -1,5 +1,5 @@
 //! The storage facade over sled: one tree per concern, writes batched by one
-//! writer thread with group commit ([`write`]), typed reads ([`read`]) and the
+//! writer thread with group commit ([`write`](mod@write)), typed reads ([`read`]) and the
 //! persisted record types ([`records`]). No actix here.
 //!
 //! Nothing outside this module touches sled, so a clustered store (NATS KV and

@@ -1,7 +1,7 @@
 //! Phone messages: a `deliver_sm` is a delivery receipt (to
 //! [`super::correlation`]) or a message from a phone; the parts of a
-//! concatenated one are put back together (at most [`MAX_PARTIAL`] at
-//! once, each waited for [`PARTS_TTL`]) before it goes to the user.
+//! concatenated one are put back together (at most `MAX_PARTIAL` at
+//! once, each waited for `PARTS_TTL`) before it goes to the user.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
