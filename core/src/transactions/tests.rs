@@ -14,7 +14,7 @@ use crate::protocol::frames::{
     self, finish_login, make_report, make_submit, start_login, LoginVerifier,
 };
 use crate::protocol::tscs::NonceCache;
-use crate::protocol::{mac, Address, MemberKeys, Notify, Priority, Release, To};
+use crate::protocol::{mac, Address, MemberKeys, Notify, Priority, Release, Session, To};
 
 const NOW: u64 = 1_800_000_000_000;
 
