@@ -59,7 +59,7 @@ pub struct TxnView {
     /// The recipient.
     pub to: String,
     /// Where it stands.
-    #[schema(schema_with = super::admin::status_schema)]
+    #[schema(schema_with = super::admin::records::status_schema)]
     pub status: String,
     /// Its priority.
     pub priority: String,

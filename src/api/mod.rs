@@ -123,21 +123,21 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
                 .service(presence::get_presence)
                 .service(
                     scope("/admin")
-                        .service(admin::list_users)
-                        .service(admin::get_user)
-                        .service(admin::put_user)
-                        .service(admin::delete_user)
-                        .service(admin::rotate_token)
-                        .service(admin::list_members)
-                        .service(admin::put_member)
-                        .service(admin::revoke_member)
-                        .service(admin::rotate_member)
-                        .service(admin::list_managers)
-                        .service(admin::get_manager)
-                        .service(admin::put_manager)
-                        .service(admin::delete_manager)
-                        .service(admin::transactions)
-                        .service(admin::accounting),
+                        .service(admin::users::list_users)
+                        .service(admin::users::get_user)
+                        .service(admin::users::put_user)
+                        .service(admin::users::delete_user)
+                        .service(admin::users::rotate_token)
+                        .service(admin::members::list_members)
+                        .service(admin::members::put_member)
+                        .service(admin::members::revoke_member)
+                        .service(admin::members::rotate_member)
+                        .service(admin::managers::list_managers)
+                        .service(admin::managers::get_manager)
+                        .service(admin::managers::put_manager)
+                        .service(admin::managers::delete_manager)
+                        .service(admin::records::transactions)
+                        .service(admin::records::accounting),
                 ),
         );
 }

@@ -1,0 +1,15 @@
+//! Admin endpoints (admin token), one file per resource: [`users`],
+//! [`members`], [`managers`] (delivery managers), [`records`]
+//! (transactions and accounting).
+
+pub mod managers;
+pub mod members;
+pub mod records;
+pub mod users;
+
+use crate::http::error::ApiError;
+
+/// The answer when an actor is gone (the node is shutting down).
+pub(super) fn gone() -> ApiError {
+    ApiError::unavailable("unavailable", "the node is shutting down")
+}
