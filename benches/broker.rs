@@ -421,6 +421,64 @@ fn disk_append_log(c: &mut Criterion) {
     g.finish();
 }
 
+/// The journal's two backends side by side (`docs/STORAGE.md`): messages'
+/// facts of 550 B (the minimal write set), appended as batches of 1 or 64
+/// messages from two appender threads without waiting, then the last one
+/// waited for durable — so the writer's group commit decides how many
+/// appends one `fdatasync` covers.
+fn journal_backends(c: &mut Criterion) {
+    use switchboard_core::journal::{file::FileJournal, sled_log::SledJournal, Journal};
+    fn run(j: &dyn Journal, iters: u64, per_batch: usize) -> Duration {
+        let batch = vec![7u8; 550 * per_batch];
+        let batches = iters.div_ceil(per_batch as u64).max(1);
+        let start = Instant::now();
+        let last = std::thread::scope(|s| {
+            let halves = [batches / 2, batches - batches / 2];
+            let handles: Vec<_> = halves
+                .into_iter()
+                .map(|n| {
+                    let batch = &batch;
+                    s.spawn(move || {
+                        let mut end = 0;
+                        for _ in 0..n {
+                            end = end.max(j.append(batch).expect("appended"));
+                        }
+                        end
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("appender"))
+                .max()
+                .unwrap_or(0)
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(switchboard_core::journal::wait_durable(j, last))
+            .expect("durable");
+        start.elapsed()
+    }
+    let mut g = c.benchmark_group("journal");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(10);
+    for per_batch in [1usize, 64] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = FileJournal::open(dir.path(), 64 * 1024 * 1024).expect("file journal");
+        g.bench_function(format!("segment_files_550B_x{per_batch}"), |b| {
+            b.iter_custom(|iters| run(&file, iters, per_batch))
+        });
+        drop(file);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sled = SledJournal::open(dir.path()).expect("sled journal");
+        g.bench_function(format!("sled_records_550B_x{per_batch}"), |b| {
+            b.iter_custom(|iters| run(&sled, iters, per_batch))
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     full_transactions,
@@ -428,6 +486,7 @@ criterion_group!(
     macs_of_one_transaction,
     codec_of_a_transmit,
     store_group_commit,
-    disk_append_log
+    disk_append_log,
+    journal_backends
 );
 criterion_main!(benches);

@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | [`protocol`] | MIAP: ids, the IMI, frames with their make/check, keys, MACs, TSCS, the one codec | nothing else here |
 //! | [`policy`] | delivery managers and the delivery policy: pure functions | `protocol` |
+//! | [`journal`] | the journal: append-only, group-committed with `fdatasync`, recovered to its valid prefix | nothing else here |
 //! | [`store`] | the sled facade: trees, group-committed writes, typed reads, the records | `protocol`, `policy` (a record names its manager) |
 //! | [`directory`] | client profiles, API tokens, member keys (cached); resolving a recipient | `store`, `protocol` |
 //! | [`transactions`] | the broker's transaction state machine: frames in, frames and records out | all of the above |
@@ -16,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod directory;
+pub mod journal;
 pub mod policy;
 pub mod protocol;
 pub mod store;

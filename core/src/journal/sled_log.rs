@@ -1,0 +1,200 @@
+//! [`SledJournal`]: the journal as records of a sled tree, one per append,
+//! group-committed by a writer thread that calls sled's `flush` and then
+//! `fdatasync`s sled's `db` file (sled's flush ends in
+//! `sync_file_range`, which neither writes metadata nor flushes the disk's
+//! cache). Kept so the choice of [`super::file::FileJournal`] stays
+//! measured (`cargo bench --bench broker -- journal/`); the node does not
+//! use it.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use tokio::sync::watch;
+
+use super::{Journal, JournalError, Position};
+
+/// The last sequence number given, and the batches not yet written.
+type Pending = (u64, Vec<(u64, Vec<u8>)>);
+
+struct Shared {
+    db: sled::Db,
+    tree: sled::Tree,
+    db_file: File,
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    durable: AtomicU64,
+    durable_tx: watch::Sender<u64>,
+    failed: Mutex<Option<JournalError>>,
+    closed: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The journal in a sled tree.
+pub struct SledJournal {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SledJournal {
+    /// Opens (or creates) a sled database in `dir` holding the journal.
+    ///
+    /// # Errors
+    /// When sled cannot open it.
+    pub fn open(dir: &Path) -> Result<Self, JournalError> {
+        let io = |e: sled::Error| JournalError::Io(e.to_string());
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(Some(1000))
+            .open()
+            .map_err(io)?;
+        let tree = db.open_tree("journal").map_err(io)?;
+        let last = tree.last().map_err(io)?.map_or(0, |(k, _)| seq_of(&k));
+        let db_file = File::open(dir.join("db"))?;
+        let (durable_tx, _) = watch::channel(last);
+        let shared = Arc::new(Shared {
+            db,
+            tree,
+            db_file,
+            pending: Mutex::new((last, Vec::new())),
+            wake: Condvar::new(),
+            durable: AtomicU64::new(last),
+            durable_tx,
+            failed: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        });
+        let s = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("journal-sled".into())
+            .spawn(move || writer(&s))?;
+        Ok(Self {
+            shared,
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// Writes what is pending and stops the writer.
+    pub fn close(&self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        self.shared.wake.notify_all();
+        if let Some(t) = lock(&self.writer).take() {
+            let _ = t.join();
+        }
+        self.shared.durable_tx.send_modify(|_| {});
+    }
+}
+
+impl Drop for SledJournal {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn seq_of(key: &[u8]) -> u64 {
+    key.try_into().map_or(0, u64::from_be_bytes)
+}
+
+fn writer(s: &Shared) {
+    loop {
+        let batches = {
+            let mut p = lock(&s.pending);
+            while p.1.is_empty() {
+                if s.closed.load(Ordering::SeqCst) {
+                    return;
+                }
+                p = s.wake.wait(p).unwrap_or_else(|e| e.into_inner());
+            }
+            std::mem::take(&mut p.1)
+        };
+        let last = batches.last().map_or(0, |b| b.0);
+        let mut b = sled::Batch::default();
+        for (seq, bytes) in batches {
+            b.insert(&seq.to_be_bytes(), bytes);
+        }
+        let done = s
+            .tree
+            .apply_batch(b)
+            .and_then(|()| s.db.flush().map(|_| ()))
+            .map_err(|e| JournalError::Io(e.to_string()))
+            .and_then(|()| s.db_file.sync_data().map_err(JournalError::from));
+        match done {
+            Ok(()) => {
+                s.durable.store(last, Ordering::Release);
+                s.durable_tx.send_replace(last);
+            }
+            Err(e) => {
+                *lock(&s.failed) = Some(e);
+                s.durable_tx.send_modify(|_| {});
+                return;
+            }
+        }
+    }
+}
+
+impl Journal for SledJournal {
+    fn append(&self, batch: &[u8]) -> Result<Position, JournalError> {
+        let s = &self.shared;
+        let mut p = lock(&s.pending);
+        if s.closed.load(Ordering::SeqCst) {
+            return Err(JournalError::Closed);
+        }
+        if let Some(e) = lock(&s.failed).clone() {
+            return Err(e);
+        }
+        p.0 += 1;
+        let seq = p.0;
+        p.1.push((seq, batch.to_vec()));
+        drop(p);
+        s.wake.notify_one();
+        Ok(seq)
+    }
+
+    fn durable(&self) -> Position {
+        self.shared.durable.load(Ordering::Acquire)
+    }
+
+    fn watch(&self) -> watch::Receiver<Position> {
+        self.shared.durable_tx.subscribe()
+    }
+
+    fn failed(&self) -> Option<JournalError> {
+        lock(&self.shared.failed).clone().or_else(|| {
+            self.shared
+                .closed
+                .load(Ordering::SeqCst)
+                .then_some(JournalError::Closed)
+        })
+    }
+
+    fn replay(
+        &self,
+        from: Position,
+        each: &mut dyn FnMut(Position, &[u8]),
+    ) -> Result<Position, JournalError> {
+        let mut last = from;
+        for kv in self.shared.tree.range((from + 1).to_be_bytes()..) {
+            let (k, v) = kv.map_err(|e| JournalError::Io(e.to_string()))?;
+            last = seq_of(&k);
+            each(last, &v);
+        }
+        Ok(last)
+    }
+
+    fn truncate_before(&self, pos: Position) -> Result<(), JournalError> {
+        let mut b = sled::Batch::default();
+        for kv in self.shared.tree.range(..=pos.to_be_bytes()) {
+            let (k, _) = kv.map_err(|e| JournalError::Io(e.to_string()))?;
+            b.remove(k);
+        }
+        self.shared
+            .tree
+            .apply_batch(b)
+            .map_err(|e| JournalError::Io(e.to_string()))
+    }
+}
