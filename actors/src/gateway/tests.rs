@@ -215,7 +215,7 @@ impl World {
             attempt: 1,
             tags: vec![],
         };
-        let id = frames::inner_id(&self.k2, &r.session, &bimi);
+        let id = frames::inner_id(&self.k2, &bimi);
         frames::make_release(&r.session, &self.ring, bimi, id).unwrap()
     }
 }

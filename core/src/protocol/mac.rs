@@ -30,8 +30,8 @@ pub mod label {
     pub const STEP: &str = "step";
     /// Submit (phase 1).
     pub const IMI: &str = "imi";
-    /// Broker inner digest `ID` (phase 2).
-    pub const INNER: &str = "inner";
+    /// Broker inner digest `ID` of an attempt (phase 2).
+    pub const ID: &str = "id";
     /// Release outer digest (phase 2).
     pub const OUTER: &str = "outer";
     /// Rejected (phase 2).

@@ -73,7 +73,7 @@ pub(super) fn release(
         attempt,
         tags: Vec::new(),
     };
-    let id = frames::inner_id(env.k2(), session, &bimi);
+    let id = frames::inner_id(env.k2(), &bimi);
     let route = bimi.route.clone();
     let frame = frames::make_release(session, env.ring(), bimi, id)?;
     tracing::debug!(txn = %rec.imi.txn, attempt, mechanism = %route.mechanism, destination = %route.destination, store_and_forward = route.store_and_forward, "released");

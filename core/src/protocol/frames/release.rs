@@ -82,18 +82,28 @@ pub struct ReleaseAck {
     pub mac: Tag,
 }
 
-/// The broker's inner digest `ID = mac(K2, "inner", enc(imi'), C_ack(txn,2))`.
-pub fn inner_id(k2: &SecretKey, session_o: &Session, bimi: &BrokerImi) -> Tag {
-    let c = session_o.step(&bimi.imi.txn, step::RELEASE);
-    mac::mac(k2.bytes(), label::INNER, &[&encode(bimi), &c])
+/// The broker's inner digest of an attempt,
+/// `ID = mac(K2, "id", txn, attempt, SHA-256(enc(imi')))`: only brokers can
+/// make it, and it is the same whenever it is computed, so answering a
+/// resubmission needs no stored `ID` (the `outer` MAC binds the session).
+pub fn inner_id(k2: &SecretKey, bimi: &BrokerImi) -> Tag {
+    mac::mac(
+        k2.bytes(),
+        label::ID,
+        &[
+            bimi.imi.txn.as_bytes(),
+            &bimi.attempt.to_be_bytes(),
+            &mac::sha256(&encode(bimi)),
+        ],
+    )
 }
 
 fn grant_mac(key: &SecretKey, bimi_enc: &[u8], id: &Tag) -> Tag {
     mac::mac(key.bytes(), label::GRANT, &[bimi_enc, id])
 }
 
-/// `Release { imi', ID, outer, grants }` for a stored `ID` (the first release
-/// computes it with [`inner_id`]; resends reuse it so reports still match).
+/// `Release { imi', ID, outer, grants }` for the attempt's `ID` (see
+/// [`inner_id`]).
 ///
 /// # Errors
 /// [`ProtocolError::UnknownMember`] when a hop of the route has no key.

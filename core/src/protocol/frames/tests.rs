@@ -95,7 +95,7 @@ fn broker_imi(imi: Imi, dest: &str) -> BrokerImi {
 
 fn release(f: &Fixture, content: &[u8]) -> Release {
     let b = broker_imi(imi(content), "gw-d");
-    let id = inner_id(&f.k2, &f.origin, &b);
+    let id = inner_id(&f.k2, &b);
     make_release(&f.origin, &f.ring, b, id).unwrap()
 }
 
@@ -277,7 +277,7 @@ fn attestations_chain_and_verify() {
     f.ring.put(p.clone());
     let mut b = broker_imi(imi(b"long text"), "gw-d");
     b.route.processors = vec![MemberId::new("proc-1")];
-    let id = inner_id(&f.k2, &f.origin, &b);
+    let id = inner_id(&f.k2, &b);
     let a = make_attestation(
         p.member.clone(),
         p.current().1,
@@ -358,4 +358,25 @@ fn presence_checks_mac_and_skew() {
         check_presence(&f.dest, &p, NOW, 30_000),
         Err(ProtocolError::WrongParty)
     );
+}
+
+#[test]
+fn the_broker_id_is_the_same_under_any_session_and_differs_per_attempt() {
+    let f = fixture();
+    let b = broker_imi(imi(b"hi"), "gw-d");
+    let id = inner_id(&f.k2, &b);
+    assert_eq!(inner_id(&f.k2, &b), id, "computed again, the same");
+    // Released under two different sessions, the same ID; only `outer`
+    // differs, binding each release to its session.
+    let r1 = make_release(&f.origin, &f.ring, b.clone(), id).unwrap();
+    let r2 = make_release(&f.dest, &f.ring, b.clone(), id).unwrap();
+    assert_eq!(r1.id, r2.id);
+    assert_ne!(r1.outer, r2.outer);
+    let mut next = b.clone();
+    next.attempt = 2;
+    assert_ne!(inner_id(&f.k2, &next), id, "another attempt, another ID");
+    let mut rerouted = b.clone();
+    rerouted.route.address = "bob2".into();
+    assert_ne!(inner_id(&f.k2, &rerouted), id, "another route, another ID");
+    assert_ne!(inner_id(&SecretKey::generate(), &b), id, "only K2 makes it");
 }
