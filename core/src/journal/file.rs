@@ -21,14 +21,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use tokio::sync::watch;
 
 use super::frame::{self, End, FRAME_HEADER, SEGMENT_HEADER};
-use super::{Journal, JournalError, Position};
+use super::{Durability, Journal, JournalError, Position};
 
 /// The default segment size (64 MiB).
 pub const DEFAULT_SEGMENT: u64 = 64 * 1024 * 1024;
@@ -62,10 +62,7 @@ struct Shared {
     key: [u8; 32],
     pending: Mutex<Pending>,
     wake: Condvar,
-    durable: AtomicU64,
-    durable_tx: watch::Sender<u64>,
-    failed: Mutex<Option<JournalError>>,
-    closed: AtomicBool,
+    durability: Durability,
     /// The lowest segment id still kept.
     first: AtomicU64,
     /// Whether the preparer should make a spare segment.
@@ -86,16 +83,6 @@ impl Shared {
 
     fn path(&self, id: u64) -> PathBuf {
         segment_path(&self.dir, id)
-    }
-
-    fn fail(&self, e: JournalError) {
-        tracing::error!(error = %e, "the journal failed; nothing more is acknowledged");
-        *lock(&self.failed) = Some(e);
-        self.durable_tx.send_modify(|_| {});
-    }
-
-    fn failure(&self) -> Option<JournalError> {
-        lock(&self.failed).clone()
     }
 }
 
@@ -206,7 +193,6 @@ impl FileJournal {
             fs::rename(segment_path(dir, id), dir.join(format!("free-{id:016x}")))?;
         }
         let first = ids.first().copied().unwrap_or(0);
-        let (durable_tx, _) = watch::channel(tail);
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             segment,
@@ -218,10 +204,7 @@ impl FileJournal {
                 chunks: Vec::new(),
             }),
             wake: Condvar::new(),
-            durable: AtomicU64::new(tail),
-            durable_tx,
-            failed: Mutex::new(None),
-            closed: AtomicBool::new(false),
+            durability: Durability::new(tail),
             first: AtomicU64::new(first),
             need_spare: Mutex::new(!dir.join(SPARE).exists()),
             spare_wake: Condvar::new(),
@@ -253,13 +236,19 @@ impl FileJournal {
     /// Stops taking appends, writes and syncs what is pending, and stops
     /// the threads.
     pub fn close(&self) {
-        self.shared.closed.store(true, Ordering::SeqCst);
-        self.shared.wake.notify_all();
-        self.shared.spare_wake.notify_all();
+        let s = &self.shared;
+        s.durability.close();
+        // Taking each waiter's lock after the flag is set means a waiter is
+        // either before its check (and sees it) or already waiting (and is
+        // woken): no wake-up is lost.
+        drop(lock(&s.pending));
+        s.wake.notify_all();
+        drop(lock(&s.need_spare));
+        s.spare_wake.notify_all();
         for t in lock(&self.threads).drain(..) {
             let _ = t.join();
         }
-        self.shared.durable_tx.send_modify(|_| {});
+        self.shared.durability.wake();
     }
 }
 
@@ -281,10 +270,7 @@ impl Journal for FileJournal {
         }
         let need = (FRAME_HEADER + batch.len()) as u64;
         let mut p = lock(&s.pending);
-        if s.closed.load(Ordering::SeqCst) {
-            return Err(JournalError::Closed);
-        }
-        if let Some(e) = s.failure() {
+        if let Some(e) = s.durability.refusal() {
             return Err(e);
         }
         let seg = s.segment;
@@ -319,20 +305,15 @@ impl Journal for FileJournal {
     }
 
     fn durable(&self) -> Position {
-        self.shared.durable.load(Ordering::Acquire)
+        self.shared.durability.durable()
     }
 
     fn watch(&self) -> watch::Receiver<Position> {
-        self.shared.durable_tx.subscribe()
+        self.shared.durability.watch()
     }
 
     fn failed(&self) -> Option<JournalError> {
-        self.shared.failure().or_else(|| {
-            self.shared
-                .closed
-                .load(Ordering::SeqCst)
-                .then_some(JournalError::Closed)
-        })
+        self.shared.durability.failed()
     }
 
     fn replay(
@@ -410,7 +391,7 @@ fn writer(s: &Shared) {
         let chunks = {
             let mut p = lock(&s.pending);
             while p.chunks.is_empty() {
-                if s.closed.load(Ordering::SeqCst) {
+                if s.durability.is_closed() {
                     return;
                 }
                 p = s.wake.wait(p).unwrap_or_else(|e| e.into_inner());
@@ -418,12 +399,9 @@ fn writer(s: &Shared) {
             std::mem::take(&mut p.chunks)
         };
         match write_round(s, &mut open, &chunks) {
-            Ok(end) => {
-                s.durable.store(end, Ordering::Release);
-                s.durable_tx.send_replace(end);
-            }
+            Ok(end) => s.durability.publish(end),
             Err(e) => {
-                s.fail(e);
+                s.durability.fail(e);
                 return;
             }
         }
@@ -512,10 +490,10 @@ fn preparer(s: &Shared) {
     loop {
         {
             let mut need = lock(&s.need_spare);
-            while !*need && !s.closed.load(Ordering::SeqCst) {
+            while !*need && !s.durability.is_closed() {
                 need = s.spare_wake.wait(need).unwrap_or_else(|e| e.into_inner());
             }
-            if s.closed.load(Ordering::SeqCst) {
+            if s.durability.is_closed() {
                 return;
             }
             *need = false;

@@ -25,6 +25,9 @@ pub mod sled_log;
 #[cfg(test)]
 mod tests;
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
 use tokio::sync::watch;
 
 /// A position in the journal: every append ends at a higher one.
@@ -112,5 +115,81 @@ pub async fn wait_durable(journal: &dyn Journal, pos: Position) -> Result<(), Jo
         if rx.changed().await.is_err() {
             return Err(journal.failed().unwrap_or(JournalError::Closed));
         }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What every journal keeps of its durability: the durable position and
+/// its watchers, a failure, whether it is closed.
+#[derive(Debug)]
+pub(crate) struct Durability {
+    durable: AtomicU64,
+    tx: watch::Sender<Position>,
+    failed: Mutex<Option<JournalError>>,
+    closed: AtomicBool,
+}
+
+impl Durability {
+    /// Durable up to `at` (what recovery found).
+    pub(crate) fn new(at: Position) -> Self {
+        Self {
+            durable: AtomicU64::new(at),
+            tx: watch::channel(at).0,
+            failed: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Everything before `end` is durable now.
+    pub(crate) fn publish(&self, end: Position) {
+        self.durable.store(end, Ordering::Release);
+        self.tx.send_replace(end);
+    }
+
+    /// The journal failed: no more appends, and waiters wake.
+    pub(crate) fn fail(&self, e: JournalError) {
+        tracing::error!(error = %e, "the journal failed; nothing more is acknowledged");
+        *lock(&self.failed) = Some(e);
+        self.tx.send_modify(|_| {});
+    }
+
+    /// No more appends; waiters wake (after the writer's last round).
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Wakes the waiters (after closing).
+    pub(crate) fn wake(&self) {
+        self.tx.send_modify(|_| {});
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Why an append is refused now, if it is.
+    pub(crate) fn refusal(&self) -> Option<JournalError> {
+        if self.is_closed() {
+            return Some(JournalError::Closed);
+        }
+        lock(&self.failed).clone()
+    }
+
+    pub(crate) fn durable(&self) -> Position {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn watch(&self) -> watch::Receiver<Position> {
+        self.tx.subscribe()
+    }
+
+    /// The failure, or closed.
+    pub(crate) fn failed(&self) -> Option<JournalError> {
+        lock(&self.failed)
+            .clone()
+            .or_else(|| self.is_closed().then_some(JournalError::Closed))
     }
 }

@@ -8,13 +8,12 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use tokio::sync::watch;
 
-use super::{Journal, JournalError, Position};
+use super::{Durability, Journal, JournalError, Position};
 
 /// The last sequence number given, and the batches not yet written.
 type Pending = (u64, Vec<(u64, Vec<u8>)>);
@@ -25,10 +24,7 @@ struct Shared {
     db_file: File,
     pending: Mutex<Pending>,
     wake: Condvar,
-    durable: AtomicU64,
-    durable_tx: watch::Sender<u64>,
-    failed: Mutex<Option<JournalError>>,
-    closed: AtomicBool,
+    durability: Durability,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -57,17 +53,13 @@ impl SledJournal {
         let tree = db.open_tree("journal").map_err(io)?;
         let last = tree.last().map_err(io)?.map_or(0, |(k, _)| seq_of(&k));
         let db_file = File::open(dir.join("db"))?;
-        let (durable_tx, _) = watch::channel(last);
         let shared = Arc::new(Shared {
             db,
             tree,
             db_file,
             pending: Mutex::new((last, Vec::new())),
             wake: Condvar::new(),
-            durable: AtomicU64::new(last),
-            durable_tx,
-            failed: Mutex::new(None),
-            closed: AtomicBool::new(false),
+            durability: Durability::new(last),
         });
         let s = shared.clone();
         let writer = std::thread::Builder::new()
@@ -81,12 +73,14 @@ impl SledJournal {
 
     /// Writes what is pending and stops the writer.
     pub fn close(&self) {
-        self.shared.closed.store(true, Ordering::SeqCst);
+        self.shared.durability.close();
+        // Under the writer's lock, so its wait cannot miss the wake-up.
+        drop(lock(&self.shared.pending));
         self.shared.wake.notify_all();
         if let Some(t) = lock(&self.writer).take() {
             let _ = t.join();
         }
-        self.shared.durable_tx.send_modify(|_| {});
+        self.shared.durability.wake();
     }
 }
 
@@ -105,7 +99,7 @@ fn writer(s: &Shared) {
         let batches = {
             let mut p = lock(&s.pending);
             while p.1.is_empty() {
-                if s.closed.load(Ordering::SeqCst) {
+                if s.durability.is_closed() {
                     return;
                 }
                 p = s.wake.wait(p).unwrap_or_else(|e| e.into_inner());
@@ -124,13 +118,9 @@ fn writer(s: &Shared) {
             .map_err(|e| JournalError::Io(e.to_string()))
             .and_then(|()| s.db_file.sync_data().map_err(JournalError::from));
         match done {
-            Ok(()) => {
-                s.durable.store(last, Ordering::Release);
-                s.durable_tx.send_replace(last);
-            }
+            Ok(()) => s.durability.publish(last),
             Err(e) => {
-                *lock(&s.failed) = Some(e);
-                s.durable_tx.send_modify(|_| {});
+                s.durability.fail(e);
                 return;
             }
         }
@@ -141,10 +131,7 @@ impl Journal for SledJournal {
     fn append(&self, batch: &[u8]) -> Result<Position, JournalError> {
         let s = &self.shared;
         let mut p = lock(&s.pending);
-        if s.closed.load(Ordering::SeqCst) {
-            return Err(JournalError::Closed);
-        }
-        if let Some(e) = lock(&s.failed).clone() {
+        if let Some(e) = s.durability.refusal() {
             return Err(e);
         }
         p.0 += 1;
@@ -156,20 +143,15 @@ impl Journal for SledJournal {
     }
 
     fn durable(&self) -> Position {
-        self.shared.durable.load(Ordering::Acquire)
+        self.shared.durability.durable()
     }
 
     fn watch(&self) -> watch::Receiver<Position> {
-        self.shared.durable_tx.subscribe()
+        self.shared.durability.watch()
     }
 
     fn failed(&self) -> Option<JournalError> {
-        lock(&self.shared.failed).clone().or_else(|| {
-            self.shared
-                .closed
-                .load(Ordering::SeqCst)
-                .then_some(JournalError::Closed)
-        })
+        self.shared.durability.failed()
     }
 
     fn replay(
