@@ -32,6 +32,20 @@ fn fill(j: &dyn Journal, n: u32) -> u64 {
     end
 }
 
+/// How many files of `dir` start with `prefix`.
+fn segs(dir: &Path, prefix: &str) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(prefix)
+        })
+        .count()
+}
+
 async fn durable(j: &dyn Journal, pos: u64) {
     wait_durable(j, pos).await.unwrap();
     assert!(j.durable() >= pos);
@@ -55,16 +69,7 @@ async fn batches_come_back_in_order_across_segments_and_restarts() {
     let got = all(&j);
     assert_eq!(got.len(), 201);
     assert_eq!(got[200], b"after the restart");
-    let files = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with("seg-")
-        })
-        .count();
+    let files = segs(dir.path(), "seg-");
     assert!(files > 10, "{files} segments");
 }
 
@@ -186,18 +191,6 @@ async fn segments_before_a_checkpoint_are_let_go_of_and_reused() {
         ends.push(j.append(&batch(i)).unwrap());
     }
     durable(&j, *ends.last().unwrap()).await;
-    let segs = |dir: &Path, prefix: &str| {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with(prefix)
-            })
-            .count()
-    };
     let before = segs(dir.path(), "seg-");
     j.truncate_before(ends[60]).unwrap();
     assert!(segs(dir.path(), "seg-") < before, "segments let go of");
