@@ -11,7 +11,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use switchboard_core::protocol::{Frame, MemberId, ProtocolError, RefuseReason, TxnId};
-use switchboard_core::store::{Tree, WriteBatch};
+use switchboard_core::store::{Tree, TxnRecord, WriteBatch};
 use switchboard_core::transactions::{Effects, Transactions};
 
 use super::messages::{CheckTimeouts, OpenTransactions};
@@ -62,7 +62,7 @@ impl BrokerShard {
         if !out.records.is_empty() {
             let mut b = WriteBatch::new();
             for (txn, bytes) in out.records {
-                b.insert(Tree::Txn, txn.0.to_vec(), bytes);
+                b.insert(Tree::Txn, TxnRecord::key(&txn).to_vec(), bytes);
             }
             self.shared.deps.store.writer().write_nowait(b);
         }

@@ -22,13 +22,13 @@ use std::io::Write as _;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use tokio::sync::watch;
 
 use super::frame::{self, End, FRAME_HEADER, SEGMENT_HEADER};
-use super::{Durability, Journal, JournalError, Position};
+use super::{lock, Durability, Journal, JournalError, Position};
 
 /// The default segment size (64 MiB).
 pub const DEFAULT_SEGMENT: u64 = 64 * 1024 * 1024;
@@ -70,10 +70,6 @@ struct Shared {
     spare_wake: Condvar,
     /// Held while the spare is made or taken.
     spare: Mutex<()>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Shared {

@@ -118,7 +118,9 @@ pub async fn wait_durable(journal: &dyn Journal, pos: Position) -> Result<(), Jo
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// A lock, also when a holder panicked (what it guards stays consistent:
+/// every holder leaves it whole).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 

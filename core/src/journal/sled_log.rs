@@ -8,12 +8,12 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use tokio::sync::watch;
 
-use super::{Durability, Journal, JournalError, Position};
+use super::{lock, Durability, Journal, JournalError, Position};
 
 /// The last sequence number given, and the batches not yet written.
 type Pending = (u64, Vec<(u64, Vec<u8>)>);
@@ -25,10 +25,6 @@ struct Shared {
     pending: Mutex<Pending>,
     wake: Condvar,
     durability: Durability,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The journal in a sled tree.

@@ -8,8 +8,6 @@
 //! [`legacy_sent`] moves each into its own tree in one atomic transaction
 //! and drops `sent`.
 
-use sled::Transactional;
-
 use super::{StoreError, Tree};
 
 /// The legacy tree's name.
@@ -67,25 +65,20 @@ pub(super) fn legacy_sent(db: &sled::Db, trees: &[sled::Tree]) -> Result<(), Sto
             None => dropped += 1,
         }
     }
-    let targets = [
-        Tree::Dedupe,
-        Tree::SmsRecords,
-        Tree::SmsReplies,
-        Tree::SentEmail,
-    ];
-    let views: Vec<sled::Tree> = targets.iter().map(|t| trees[t.index()].clone()).collect();
-    views[..]
-        .transaction(|tx| {
-            for (tree, k, v) in &moves {
-                let i = targets.iter().position(|t| t == tree).unwrap_or(0);
-                tx[i].insert(k.as_slice(), v.as_slice())?;
+    // One atomic unit, through the writer's own apply.
+    let mut parts: Vec<(usize, sled::Batch)> = Vec::new();
+    for (tree, k, v) in &moves {
+        let i = tree.index();
+        let at = match parts.iter().position(|(t, _)| *t == i) {
+            Some(at) => at,
+            None => {
+                parts.push((i, sled::Batch::default()));
+                parts.len() - 1
             }
-            Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
-        })
-        .map_err(|e| match e {
-            sled::transaction::TransactionError::Storage(e) => StoreError::from(e),
-            sled::transaction::TransactionError::Abort(()) => StoreError::Corrupt("sent"),
-        })?;
+        };
+        parts[at].1.insert(k.as_slice(), v.as_slice());
+    }
+    super::write::apply(trees, parts, &super::write::Faults::default())?;
     db.flush()?;
     db.drop_tree(LEGACY_SENT)?;
     tracing::info!(

@@ -309,7 +309,7 @@ fn commit(
 }
 
 /// Applies one group's per-tree batches as one atomic unit.
-fn apply(
+pub(super) fn apply(
     trees: &[sled::Tree],
     mut parts: Vec<(usize, sled::Batch)>,
     faults: &Faults,

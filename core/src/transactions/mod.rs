@@ -140,11 +140,6 @@ impl Transactions {
         self.open.is_empty()
     }
 
-    /// A held transaction.
-    pub fn get(&self, txn: &TxnId) -> Option<&TxnRecord> {
-        self.open.get(txn)
-    }
-
     /// Registers the deadlines of an open transaction.
     fn track(&mut self, rec: &TxnRecord) {
         if !rec.status.is_open() {
