@@ -232,8 +232,9 @@ impl RemoteLink {
 
     /// Starts the uplink for the member actor at `addr` (told `LinkUp` at
     /// every connection); the broker handle and member registry the actor
-    /// uses, both leading to the node.
-    fn attach<A>(&self, addr: &Addr<A>) -> (BrokerHandle, MemberRegistry)
+    /// uses, both leading to the node. With a `store`, no frame leaves
+    /// before its journal is durable past what the frame depends on.
+    fn attach<A>(&self, addr: &Addr<A>, store: Option<&Store>) -> (BrokerHandle, MemberRegistry)
     where
         A: Actor<Context = Context<A>> + Handler<MiapFrame> + Handler<LinkUp>,
     {
@@ -244,6 +245,9 @@ impl RemoteLink {
         );
         if let Some(w) = &self.tls {
             up = up.with_wrap(w.clone());
+        }
+        if let Some(s) = store {
+            up = up.with_store(s.clone());
         }
         let up = up.start();
         let members = MemberRegistry::default();
@@ -277,7 +281,7 @@ impl Parts {
         finish: impl FnOnce(Gateway<M>) -> Gateway<M>,
     ) -> Addr<Gateway<M>> {
         let ctx = Context::<Gateway<M>>::new();
-        let (broker, members) = self.link.attach(&ctx.address());
+        let (broker, members) = self.link.attach(&ctx.address(), Some(&self.store));
         let mut gw = Gateway::new(
             self.link.member.clone(),
             medium,
@@ -343,7 +347,7 @@ pub async fn run_processor(
 fn start_processor<C: switchboard_actors::converter::Converter>(converter: C, link: &RemoteLink) {
     use switchboard_actors::processor::Processor;
     let ctx = Context::<Processor<C>>::new();
-    let (broker, members) = link.attach(&ctx.address());
+    let (broker, members) = link.attach(&ctx.address(), None);
     ctx.run(Processor::new(
         link.member.clone(),
         converter,

@@ -71,7 +71,7 @@ fn metrics_appear_and_move_when_messages_flow() {
         "{after}"
     );
     assert!(
-        after.contains("switchboard_store_flush_seconds_bucket"),
+        after.contains("switchboard_journal_sync_seconds_bucket"),
         "{after}"
     );
     assert!(

@@ -90,6 +90,7 @@ pub(super) fn tcp(
             gw.clone().recipient(),
         )
         .with_counter(tally.wire.clone())
+        .with_store(store.clone())
         .start();
         let members = MemberRegistry::default();
         members.set_fallback(uplink.clone().recipient());

@@ -25,6 +25,13 @@
 //! member's uplink; a connection whose wrap fails (or takes longer than the
 //! login timeout) is closed and counted as malformed.
 //!
+//! A frame *leaves the process* here, so here it waits for durability
+//! (`STORAGE.md`): each queued frame carries the journal position written
+//! when it was queued — past every record it can depend on — and the
+//! writer sends nothing before the store's journal is durable there. Hops
+//! inside the process never wait; frames queued meanwhile go out together
+//! with one write.
+//!
 //! Owns: connections, framing and their limits. Must not touch: frame
 //! checks (the broker and the members verify what a link carries).
 
@@ -37,6 +44,9 @@ use actix::prelude::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+
+use switchboard_core::journal::Position;
+use switchboard_core::store::Store;
 
 use switchboard_core::protocol::codec::{self, Check};
 use switchboard_core::protocol::{Frame, ProtocolError};
@@ -114,10 +124,30 @@ async fn read_frames(mut r: LinkRead, max: usize, to: Recipient<Wire>) {
     }
 }
 
-/// Writes queued frames to `w` until the queue closes.
-async fn write_frames(mut w: LinkWrite, mut queue: mpsc::Receiver<Vec<u8>>) {
-    while let Some(bytes) = queue.recv().await {
-        if w.write_all(&bytes).await.is_err() {
+/// A frame queued for a link: its bytes, and the journal position it may
+/// leave the process at.
+pub(crate) type Outgoing = (Vec<u8>, Position);
+
+/// The most bytes written to a connection at once.
+const WRITE_CHUNK: usize = 256 * 1024;
+
+/// Writes queued frames to `w` until the queue closes: what is queued
+/// together goes out in one write, once `gate`'s journal is durable past
+/// all of it. When the journal fails nothing more is sent.
+async fn write_frames(mut w: LinkWrite, mut queue: mpsc::Receiver<Outgoing>, gate: Option<Store>) {
+    while let Some((mut buf, mut upto)) = queue.recv().await {
+        while buf.len() < WRITE_CHUNK {
+            let Ok((b, p)) = queue.try_recv() else { break };
+            buf.extend_from_slice(&b);
+            upto = upto.max(p);
+        }
+        if let Some(store) = &gate {
+            if let Err(e) = store.writer().durable_past(upto).await {
+                tracing::error!(error = %e, "the journal is not durable; the link sends no more");
+                return;
+            }
+        }
+        if w.write_all(&buf).await.is_err() {
             return;
         }
     }
@@ -125,13 +155,14 @@ async fn write_frames(mut w: LinkWrite, mut queue: mpsc::Receiver<Vec<u8>>) {
 }
 
 /// Starts the reader and writer of a connection for actor `ctx`; returns
-/// the write queue.
+/// the write queue. Frames wait for `gate`'s journal (none: they don't).
 pub(crate) fn wire_up<A>(
     (r, w): (LinkRead, LinkWrite),
     max: usize,
     queue: usize,
+    gate: Option<Store>,
     ctx: &mut Context<A>,
-) -> mpsc::Sender<Vec<u8>>
+) -> mpsc::Sender<Outgoing>
 where
     A: Actor<Context = Context<A>> + Handler<Wire>,
 {
@@ -141,6 +172,6 @@ where
     // queue is drained (a last `Refused` still reaches the peer), then
     // closes the connection.
     ctx.spawn(actix::fut::wrap_future::<_, A>(reader));
-    tokio::task::spawn_local(write_frames(w, rx));
+    tokio::task::spawn_local(write_frames(w, rx, gate));
     tx
 }

@@ -16,7 +16,7 @@ use dashmap::DashMap;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use super::{plain, wire_up, LinkRead, LinkWrite, Wire, Wrap};
+use super::{plain, wire_up, LinkRead, LinkWrite, Outgoing, Wire, Wrap};
 use crate::broker::BrokerShared;
 use crate::bus::{BrokerHandle, LinkLogin, MiapFrame};
 use crate::registry::MemberRegistry;
@@ -165,7 +165,14 @@ pub async fn serve(listener: TcpListener, deps: LinkDeps) {
 /// A [`NodeLink`] for a connection that is ready for frames.
 fn start_link(halves: (LinkRead, LinkWrite), peer: SocketAddr, slot: Slot, deps: LinkDeps) {
     NodeLink::create(move |ctx| {
-        let out = wire_up(halves, deps.limits.max_frame, deps.limits.write_queue, ctx);
+        let gate = Some(deps.shared.deps.store.clone());
+        let out = wire_up(
+            halves,
+            deps.limits.max_frame,
+            deps.limits.write_queue,
+            gate,
+            ctx,
+        );
         NodeLink {
             id: NEXT_LINK.fetch_add(1, Ordering::Relaxed),
             peer,
@@ -208,7 +215,7 @@ pub struct NodeLink {
     id: u64,
     peer: SocketAddr,
     deps: LinkDeps,
-    out: mpsc::Sender<Vec<u8>>,
+    out: mpsc::Sender<Outgoing>,
     /// The member, once the broker accepted its login here.
     member: Option<MemberId>,
     /// The member whose login is with the broker.
@@ -234,7 +241,10 @@ impl NodeLink {
                 return;
             }
         };
-        if self.out.try_send(bytes).is_err() {
+        // Past every record this frame depends on: they were written
+        // before it was made.
+        let at = self.deps.shared.deps.store.writer().written();
+        if self.out.try_send((bytes, at)).is_err() {
             tracing::warn!(peer = %self.peer, member = ?self.member.as_ref().map(MemberId::as_str), "the peer does not read; closing the link");
             ctx.stop();
         }

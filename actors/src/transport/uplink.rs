@@ -10,10 +10,11 @@ use actix::prelude::*;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::{plain, wire_up, Wire, Wrap};
+use super::{plain, wire_up, Outgoing, Wire, Wrap};
 use crate::bus::{LinkUp, MiapFrame};
 use switchboard_core::protocol::codec;
 use switchboard_core::protocol::{Frame, MemberId};
+use switchboard_core::store::Store;
 
 /// How an [`Uplink`] reaches the node.
 #[derive(Debug, Clone)]
@@ -35,10 +36,11 @@ pub struct Uplink {
     cfg: UplinkConfig,
     member: Recipient<MiapFrame>,
     on_up: Recipient<LinkUp>,
-    out: Option<mpsc::Sender<Vec<u8>>>,
+    out: Option<mpsc::Sender<Outgoing>>,
     backoff: Duration,
     counter: Option<Arc<AtomicU64>>,
     wrap: Option<Wrap>,
+    gate: Option<Store>,
 }
 
 impl Uplink {
@@ -53,12 +55,21 @@ impl Uplink {
             backoff: Duration::from_millis(200),
             counter: None,
             wrap: None,
+            gate: None,
         }
     }
 
     /// Wraps every connection to the node (TLS) before any frame.
     pub fn with_wrap(mut self, w: Wrap) -> Self {
         self.wrap = Some(w);
+        self
+    }
+
+    /// Sends no frame before `store`'s journal is durable past what was
+    /// written when the frame was queued (the member's own records: its
+    /// outbox before a `Submit`, its inbox before a `Report`).
+    pub fn with_store(mut self, store: Store) -> Self {
+        self.gate = Some(store);
         self
     }
 
@@ -86,7 +97,8 @@ impl Uplink {
                     Ok(halves) => {
                         tracing::info!(node = %act.cfg.connect, tls = act.wrap.is_some(), "connected to the node");
                         act.backoff = Duration::from_millis(200);
-                        act.out = Some(wire_up(halves, act.cfg.max_frame, 4096, ctx));
+                        let gate = act.gate.clone();
+                        act.out = Some(wire_up(halves, act.cfg.max_frame, 4096, gate, ctx));
                         act.on_up.do_send(LinkUp);
                     }
                     Err(e) => {
@@ -157,7 +169,8 @@ impl Handler<MiapFrame> for Uplink {
                 if let Some(c) = &self.counter {
                     c.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 }
-                if out.try_send(bytes).is_err() {
+                let at = self.gate.as_ref().map_or(0, |s| s.writer().written());
+                if out.try_send((bytes, at)).is_err() {
                     tracing::warn!(txn = ?txn(), "the link's write queue is full; frame dropped");
                 }
             }

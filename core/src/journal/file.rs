@@ -394,8 +394,13 @@ fn writer(s: &Shared) {
             }
             std::mem::take(&mut p.chunks)
         };
+        let t0 = std::time::Instant::now();
         match write_round(s, &mut open, &chunks) {
-            Ok(end) => s.durability.publish(end),
+            Ok(end) => {
+                metrics::histogram!("switchboard_journal_sync_seconds")
+                    .record(t0.elapsed().as_secs_f64());
+                s.durability.publish(end);
+            }
             Err(e) => {
                 s.durability.fail(e);
                 return;

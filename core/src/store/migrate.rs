@@ -65,7 +65,7 @@ pub(super) fn legacy_sent(db: &sled::Db, trees: &[sled::Tree]) -> Result<(), Sto
             None => dropped += 1,
         }
     }
-    // One atomic unit, through the writer's own apply.
+    // One atomic unit: a sled transaction across the trees it touches.
     let mut parts: Vec<(usize, sled::Batch)> = Vec::new();
     for (tree, k, v) in &moves {
         let i = tree.index();
@@ -78,7 +78,7 @@ pub(super) fn legacy_sent(db: &sled::Db, trees: &[sled::Tree]) -> Result<(), Sto
         };
         parts[at].1.insert(k.as_slice(), v.as_slice());
     }
-    super::write::apply(trees, parts, &super::write::Faults::default())?;
+    apply(trees, &parts)?;
     db.flush()?;
     db.drop_tree(LEGACY_SENT)?;
     tracing::info!(
@@ -87,6 +87,25 @@ pub(super) fn legacy_sent(db: &sled::Db, trees: &[sled::Tree]) -> Result<(), Sto
         "moved the legacy sent tree into dedupe, sms_records, sms_replies and sent_email"
     );
     Ok(())
+}
+
+/// Applies per-tree batches as one sled transaction.
+fn apply(trees: &[sled::Tree], parts: &[(usize, sled::Batch)]) -> Result<(), StoreError> {
+    use sled::Transactional;
+    let touched: Vec<sled::Tree> = parts.iter().map(|(i, _)| trees[*i].clone()).collect();
+    touched[..]
+        .transaction(|views| {
+            for (view, (_, batch)) in views.iter().zip(parts) {
+                view.apply_batch(batch)?;
+            }
+            Ok(())
+        })
+        .map_err(
+            |e: sled::transaction::TransactionError<StoreError>| match e {
+                sled::transaction::TransactionError::Abort(e) => e,
+                sled::transaction::TransactionError::Storage(e) => e.into(),
+            },
+        )
 }
 
 #[cfg(test)]

@@ -1,9 +1,13 @@
-//! The storage facade over sled: one tree per concern, writes batched by one
-//! writer thread with group commit ([`write`](mod@write)), typed reads ([`read`]) and the
-//! persisted record types ([`records`]). No actix here.
+//! The storage facade: one tree per concern. A write is one append to the
+//! node's journal, group-committed with a real `fdatasync`, and visible at
+//! once through an overlay ([`write`](mod@write)); sled is the store of
+//! record, written by the checkpointer off the critical path
+//! ([`checkpoint`]); reads look at the overlay, then sled ([`read`]); the
+//! persisted record types are in [`records`]. No actix here.
 //!
-//! Nothing outside this module touches sled, so a clustered store (NATS KV and
-//! streams, see CLUSTER.md) can take its place behind the same calls.
+//! Nothing outside this module touches sled or the journal's files, so a
+//! clustered store (NATS KV and streams, see CLUSTER.md) can take its place
+//! behind the same calls.
 //!
 //! Owns: the trees, their keys and records, and the one writer. Must not
 //! touch: what the records mean to their owners (each owner keeps its own
@@ -11,13 +15,21 @@
 //! unreceipted, SMS reply mappings 30 days, sent email a day past the longest
 //! message lifetime).
 
+pub mod checkpoint;
 mod migrate;
+mod overlay;
 pub mod read;
 pub mod records;
 pub mod write;
 
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::journal::file::FileJournal;
+use crate::journal::{self, JournalError, Position};
 
 pub use records::{
     AccountingRecord, AttemptRecord, EventRecord, InboxEntry, OutboxEntry, TxnRecord, TxnStatus,
@@ -126,9 +138,21 @@ pub enum StoreError {
     /// A stored value could not be decoded.
     #[error("stored record is corrupt: {0}")]
     Corrupt(&'static str),
+    /// The journal failed: nothing more is acknowledged.
+    #[error("journal: {0}")]
+    Journal(String),
     /// The writer has stopped (the node is shutting down).
     #[error("storage is closed")]
     Closed,
+}
+
+impl From<JournalError> for StoreError {
+    fn from(e: JournalError) -> Self {
+        match e {
+            JournalError::Closed => StoreError::Closed,
+            e => StoreError::Journal(e.to_string()),
+        }
+    }
 }
 
 impl From<sled::Error> for StoreError {
@@ -137,6 +161,24 @@ impl From<sled::Error> for StoreError {
     }
 }
 
+/// Ids one journal record reserves ([`Store::next_id`]).
+const ID_BLOCK: u64 = 1 << 20;
+
+/// Where the end of the last reserved id block is, in [`Tree::Meta`].
+const ID_KEY: &[u8] = b"ids.reserved";
+
+/// The id allocator of [`Store::next_id`].
+#[derive(Debug, Default)]
+struct Ids {
+    next: AtomicU64,
+    reserved: AtomicU64,
+    reserving: Mutex<()>,
+}
+
+/// The default journal segment size (16 MiB): a segment is prepared
+/// (zero-filled) ahead of its use and recycled once a checkpoint covers it.
+pub const DEFAULT_SEGMENT: u64 = 16 * 1024 * 1024;
+
 /// The node's database. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -144,13 +186,39 @@ pub struct Store {
 }
 
 struct Inner {
+    shared: Arc<Shared>,
+    writer: WriteHandle,
+    // Dropped last: runs the last checkpoint and closes the journal.
+    _checkpointer: checkpoint::Checkpointer,
+}
+
+/// What the writer, the readers and the checkpointer share.
+pub(crate) struct Shared {
+    dir: PathBuf,
     db: sled::Db,
     trees: Vec<sled::Tree>,
-    writer: WriteHandle,
-    stats: Arc<WriteStats>,
-    // Only tests inject failures; the writer holds its own handle.
-    #[cfg_attr(not(test), allow(dead_code))]
-    faults: Arc<write::Faults>,
+    journal: FileJournal,
+    overlay: RwLock<overlay::Overlay>,
+    /// The journal position after the last append.
+    appended: AtomicU64,
+    stats: WriteStats,
+    faults: write::Faults,
+    checkpoints: checkpoint::Signal,
+    /// Held for a checkpoint round.
+    round: Mutex<()>,
+    /// The cut of the frozen generation (a failed round retries it).
+    frozen_cut: Mutex<Position>,
+    /// Blob files already `fdatasync`'d.
+    synced_blobs: Mutex<HashSet<OsString>>,
+    ids: Ids,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -160,14 +228,25 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (or creates) the database in `dir`.
+    /// Opens (or creates) the database in `dir`, its journal in
+    /// `dir/journal` with [`DEFAULT_SEGMENT`]s, and replays what the last
+    /// checkpoint did not cover.
     ///
     /// # Errors
     /// When sled cannot open the directory (missing permissions, another
-    /// process holds it).
+    /// process holds it), or the journal cannot be read or replayed.
     /// A database still locked by a previous instance that is exiting is
     /// waited for, up to [`LOCK_WAIT`].
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(dir, DEFAULT_SEGMENT)
+    }
+
+    /// [`Store::open`] with journal segments of `segment` bytes (a power of
+    /// two, at least 4 KiB).
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open_with(dir: &Path, segment: u64) -> Result<Self, StoreError> {
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         let db = loop {
             let opened = sled::Config::new()
@@ -191,22 +270,51 @@ impl Store {
             .map(|t| db.open_tree(t.name()))
             .collect::<Result<Vec<_>, _>>()?;
         migrate::legacy_sent(&db, &trees)?;
-        let stats = Arc::new(WriteStats::default());
-        let faults = Arc::new(write::Faults::default());
-        let writer = write::spawn(db.clone(), trees.clone(), stats.clone(), faults.clone());
+        // sled holds its directory's lock: no other process has the journal.
+        let journal = FileJournal::open(&dir.join("journal"), segment)?;
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            db,
+            trees,
+            journal,
+            overlay: RwLock::new(overlay::Overlay::default()),
+            appended: AtomicU64::new(0),
+            stats: WriteStats::default(),
+            faults: write::Faults::default(),
+            checkpoints: checkpoint::Signal::default(),
+            round: Mutex::new(()),
+            frozen_cut: Mutex::new(0),
+            synced_blobs: Mutex::new(HashSet::new()),
+            ids: Ids::default(),
+        });
+        checkpoint::recover(&shared)?;
+        // Past every id a recovered record can hold: the last block
+        // reserved, and what sled's own generator handed out before the
+        // journal existed.
+        let reserved = shared.trees[Tree::Meta.index()]
+            .get(ID_KEY)?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0);
+        let start = reserved.max(shared.db.generate_id()?.saturating_add(1));
+        shared.ids.next.store(start, Ordering::SeqCst);
+        shared.ids.reserved.store(start, Ordering::SeqCst);
         Ok(Self {
             inner: Arc::new(Inner {
-                db,
-                trees,
-                writer,
-                stats,
-                faults,
+                writer: WriteHandle {
+                    shared: shared.clone(),
+                },
+                _checkpointer: checkpoint::Checkpointer::spawn(shared.clone()),
+                shared,
             }),
         })
     }
 
     pub(crate) fn tree(&self, t: Tree) -> &sled::Tree {
-        &self.inner.trees[t.index()]
+        &self.inner.shared.trees[t.index()]
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.inner.shared
     }
 
     /// The writer (group commit).
@@ -217,33 +325,48 @@ impl Store {
     /// The writer's injected failures (tests).
     #[cfg(test)]
     pub(crate) fn faults(&self) -> &write::Faults {
-        &self.inner.faults
+        &self.inner.shared.faults
     }
 
     /// What the writer has applied since the store opened.
     pub fn write_counts(&self) -> WriteCounts {
-        self.inner.stats.read()
+        self.inner.shared.stats.read()
     }
 
-    /// A fresh, monotonically increasing id (inbox cursors).
+    /// A fresh, monotonically increasing id (inbox cursors), unique across
+    /// restarts and crashes: ids are handed out from blocks whose end is
+    /// written to the journal before the block's first id is, so a record
+    /// that holds an id is never recovered without its block.
     ///
     /// # Errors
-    /// When sled fails.
+    /// When the journal refuses the block's record.
     pub fn next_id(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.db.generate_id()?)
+        let s = &self.inner.shared;
+        let id = s.ids.next.fetch_add(1, Ordering::SeqCst);
+        if id >= s.ids.reserved.load(Ordering::SeqCst) {
+            let _one = journal::lock(&s.ids.reserving);
+            if id >= s.ids.reserved.load(Ordering::SeqCst) {
+                let end = id + ID_BLOCK;
+                let mut b = WriteBatch::new();
+                b.insert(Tree::Meta, ID_KEY.to_vec(), end.to_be_bytes().to_vec());
+                self.inner.writer.try_write(b)?;
+                s.ids.reserved.store(end, Ordering::SeqCst);
+            }
+        }
+        Ok(id)
     }
 
-    /// Flushes everything written so far to disk (blocking).
+    /// Runs a checkpoint round now: everything written so far goes into
+    /// sled, durably, and the journal lets go of it (blocking).
     ///
     /// # Errors
-    /// When sled fails.
-    pub fn flush_blocking(&self) -> Result<(), StoreError> {
-        self.inner.db.flush()?;
-        Ok(())
+    /// When sled or the files fail (everything stays in the journal).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        checkpoint::round(&self.inner.shared)
     }
 
     /// Whether the database answers (readiness).
     pub fn healthy(&self) -> bool {
-        self.inner.db.was_recovered() || self.inner.db.size_on_disk().is_ok()
+        self.inner.shared.db.was_recovered() || self.inner.shared.db.size_on_disk().is_ok()
     }
 }

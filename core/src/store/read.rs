@@ -1,7 +1,13 @@
-//! The read side: typed look-ups and scans. sled reads are lock-free and
-//! served from its page cache; callers on an actor's event loop keep them to
-//! single-key look-ups, and API handlers run scans on the blocking pool.
+//! The read side: typed look-ups and scans. Every read looks at the
+//! overlay (what was written since the last checkpoint) first and at sled
+//! after, so it sees each write the moment it returned. sled reads are
+//! lock-free and served from its page cache; callers on an actor's event
+//! loop keep them to single-key look-ups, and API handlers run scans on the
+//! blocking pool.
 
+use std::ops::Bound;
+
+use super::overlay::Slot;
 use super::records::{dec, AccountingRecord, InboxEntry, OutboxEntry, TxnRecord};
 use super::{Store, StoreError, Tree};
 use crate::protocol::{MemberId, TxnId};
@@ -9,13 +15,110 @@ use crate::protocol::{MemberId, TxnId};
 /// A stored key and its value.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
 
+/// sled's entries merged with the overlay's, in key order (descending when
+/// `rev`): an overlay entry replaces sled's of the same key, a removal
+/// hides it.
+struct Merged<I: Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> {
+    sled: std::iter::Peekable<I>,
+    over: std::iter::Peekable<std::vec::IntoIter<(Vec<u8>, Slot)>>,
+    rev: bool,
+}
+
+impl<I: Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> Iterator for Merged<I> {
+    type Item = Result<KeyValue, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::cmp::Ordering;
+        loop {
+            let order = match (self.sled.peek(), self.over.peek()) {
+                (None, None) => return None,
+                (Some(Err(_)), _) => {
+                    let Some(Err(e)) = self.sled.next() else {
+                        unreachable!("peeked an error")
+                    };
+                    return Some(Err(e.into()));
+                }
+                (Some(Ok(_)), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(Ok((sk, _))), Some((ok, _))) => {
+                    let o = sk.as_ref().cmp(ok.as_slice());
+                    if self.rev {
+                        o.reverse()
+                    } else {
+                        o
+                    }
+                }
+            };
+            if order == Ordering::Less {
+                let Some(Ok((k, v))) = self.sled.next() else {
+                    unreachable!("peeked an entry")
+                };
+                return Some(Ok((k.to_vec(), v.to_vec())));
+            }
+            if order == Ordering::Equal {
+                self.sled.next();
+            }
+            let (k, v) = self.over.next()?;
+            if let Some(v) = v {
+                return Some(Ok((k, v.to_vec())));
+            }
+        }
+    }
+}
+
+fn as_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(k) => Bound::Included(k.as_slice()),
+        Bound::Excluded(k) => Bound::Excluded(k.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
 impl Store {
+    /// `tree`'s entries within the bounds, overlay and sled merged, in key
+    /// order (descending when `rev`).
+    fn entries(
+        &self,
+        tree: Tree,
+        lo: Bound<Vec<u8>>,
+        hi: Bound<Vec<u8>>,
+        rev: bool,
+    ) -> impl Iterator<Item = Result<KeyValue, StoreError>> + '_ {
+        let mut over = self
+            .shared()
+            .overlay
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .range(tree, as_ref(&lo), as_ref(&hi));
+        let range = self.tree(tree).range::<Vec<u8>, _>((lo, hi));
+        let sled: Box<dyn Iterator<Item = _>> = if rev {
+            over.reverse();
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        Merged {
+            sled: sled.peekable(),
+            over: over.into_iter().peekable(),
+            rev,
+        }
+    }
+
     /// The raw value of `key` in `tree`.
     ///
     /// # Errors
     /// When sled fails.
     pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tree(tree).get(key)?.map(|v| v.to_vec()))
+        let known = self
+            .shared()
+            .overlay
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tree, key);
+        match known {
+            Some(slot) => Ok(slot.map(|v| v.to_vec())),
+            None => Ok(self.tree(tree).get(key)?.map(|v| v.to_vec())),
+        }
     }
 
     /// At most `limit` `(key, value)`s of `tree` with keys after `after`
@@ -29,15 +132,9 @@ impl Store {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<KeyValue>, StoreError> {
-        use std::ops::Bound;
         let start = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.to_vec()));
-        self.tree(tree)
-            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+        self.entries(tree, start, Bound::Unbounded, false)
             .take(limit)
-            .map(|r| {
-                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .map_err(StoreError::from)
-            })
             .collect()
     }
 
@@ -46,18 +143,21 @@ impl Store {
     /// # Errors
     /// When sled fails.
     pub fn scan(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<KeyValue>, StoreError> {
-        self.tree(tree)
-            .scan_prefix(prefix)
-            .map(|r| {
-                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .map_err(StoreError::from)
-            })
-            .collect()
+        self.entries(
+            tree,
+            Bound::Included(prefix.to_vec()),
+            Bound::Unbounded,
+            false,
+        )
+        .take_while(|r| r.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+        .collect()
     }
 
-    /// Number of entries in `tree`.
+    /// Number of entries in `tree` (counts them: for tests and tools).
     pub fn count(&self, tree: Tree) -> usize {
-        self.tree(tree).len()
+        self.entries(tree, Bound::Unbounded, Bound::Unbounded, false)
+            .filter(Result::is_ok)
+            .count()
     }
 
     /// A transaction.
@@ -77,7 +177,7 @@ impl Store {
     /// When sled fails or a record is corrupt.
     pub fn txns(&self, status: Option<&str>, limit: usize) -> Result<Vec<TxnRecord>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.tree(Tree::Txn).iter().rev() {
+        for kv in self.entries(Tree::Txn, Bound::Unbounded, Bound::Unbounded, true) {
             let (_, v) = kv?;
             let rec: TxnRecord = dec(&v, "txn")?;
             if status.is_none_or(|s| rec.status.as_str() == s) {
@@ -116,7 +216,13 @@ impl Store {
         let start = InboxEntry::key(user, after.map_or(0, |a| a.saturating_add(1)));
         let end = InboxEntry::key(user, u64::MAX);
         let mut out = Vec::new();
-        for kv in self.tree(Tree::Inbox).range(start..end).take(limit) {
+        let range = self.entries(
+            Tree::Inbox,
+            Bound::Included(start),
+            Bound::Excluded(end),
+            false,
+        );
+        for kv in range.take(limit) {
             let (k, v) = kv?;
             let seq_bytes: [u8; 8] = k[k.len() - 8..]
                 .try_into()
@@ -158,13 +264,17 @@ impl Store {
         from_ms: u64,
         to_ms: u64,
     ) -> Result<Vec<AccountingRecord>, StoreError> {
-        self.tree(Tree::Accounting)
-            .range(from_ms.to_be_bytes()..to_ms.to_be_bytes())
-            .map(|kv| {
-                let (_, v) = kv?;
-                dec(&v, "accounting")
-            })
-            .collect()
+        self.entries(
+            Tree::Accounting,
+            Bound::Included(from_ms.to_be_bytes().to_vec()),
+            Bound::Excluded(to_ms.to_be_bytes().to_vec()),
+            false,
+        )
+        .map(|kv| {
+            let (_, v) = kv?;
+            dec(&v, "accounting")
+        })
+        .collect()
     }
 }
 

@@ -1,25 +1,20 @@
-//! The write side: one writer thread applies batches in arrival order and
-//! commits them in groups — every batch queued while the previous group was
-//! flushing is applied and made durable by one `flush`. A durable write's
-//! future completes only after the flush that covered it.
+//! The write side: a [`WriteBatch`] is one append to the node's journal
+//! (group-committed with a real `fdatasync`, see [`crate::journal`]) and,
+//! in the same step, taken into the overlay readers look at first — so a
+//! batch is visible whole the moment it is written, and durable (past a
+//! power cut) once the journal's durable position passes it. No sled
+//! operation happens here: the checkpointer ([`super::checkpoint`]) folds
+//! the overlay into sled off the critical path.
 //!
-//! A group is applied atomically: one sled batch when it touches one tree,
-//! one sled transaction across the trees it touches otherwise — so a batch
-//! that writes an outbox entry and its dedupe key is recovered with both or
-//! neither, and no reader sees one without the other.
-//!
-//! Writes that need no durability (`write_nowait`) are applied in the same
-//! order and become durable with the next group that flushes, or with sled's
-//! own periodic flush.
+//! A durable write's future completes once the journal is durable past it;
+//! `write_nowait` returns the position instead, for a caller that answers
+//! later ([`WriteHandle::durable_past`]) or never needs to.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread;
+use std::sync::Arc;
 
-use sled::Transactional;
-use tokio::sync::oneshot;
-
-use super::{StoreError, Tree};
+use super::{Shared, StoreError, Tree};
+use crate::journal::{self, Journal, Position};
 
 /// What the writer has applied since the store opened, per tree: the
 /// operations (inserts and removes) and the bytes of their keys and values.
@@ -69,12 +64,9 @@ impl WriteStats {
     }
 }
 
-/// The most batches applied by one group commit.
-const MAX_GROUP: usize = 4096;
-
 /// One write operation.
 #[derive(Debug, Clone)]
-enum Op {
+pub(super) enum Op {
     Insert(Vec<u8>, Vec<u8>),
     Remove(Vec<u8>),
 }
@@ -117,78 +109,213 @@ impl WriteBatch {
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
-}
 
-type Done = oneshot::Sender<Result<(), StoreError>>;
-
-enum Job {
-    Write(WriteBatch, Option<Done>),
-    Flush(Done),
-    Barrier(Done),
-}
-
-/// Sends work to the writer thread. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct WriteHandle {
-    tx: mpsc::Sender<Job>,
-}
-
-impl WriteHandle {
-    /// Queues `job` and returns the future of its completion.
-    fn request(
-        &self,
-        job: impl FnOnce(Done) -> Job,
-    ) -> impl std::future::Future<Output = Result<(), StoreError>> + 'static {
-        let (done, rx) = oneshot::channel();
-        let sent = self.tx.send(job(done)).is_ok();
-        async move {
-            if !sent {
-                return Err(StoreError::Closed);
+    /// The batch as one journal record: per operation a byte (the tree's
+    /// index, its top bit set for a removal), the key's length (u32 LE) and
+    /// the key, and for an insert the value's length and the value.
+    pub(super) fn encode(&self, out: &mut Vec<u8>) {
+        for (t, op) in &self.ops {
+            let mut put = |tag: u8, k: &[u8]| {
+                out.push(tag);
+                out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+                out.extend_from_slice(k);
+            };
+            match op {
+                Op::Insert(k, v) => {
+                    put(t.index() as u8, k);
+                    out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                    out.extend_from_slice(v);
+                }
+                Op::Remove(k) => put(t.index() as u8 | REMOVE, k),
             }
-            rx.await.unwrap_or(Err(StoreError::Closed))
         }
     }
 
-    /// Applies `batch` and completes once it is durable on disk.
+    /// A journal record back as the batch it was.
     ///
     /// # Errors
-    /// The future yields [`StoreError`] when sled fails or the writer stopped.
+    /// [`StoreError::Corrupt`] when the bytes are not one [`Self::encode`]
+    /// wrote (the frame's checksum passed, so this is a bug or a foreign
+    /// file).
+    pub(super) fn decode(mut b: &[u8]) -> Result<Self, StoreError> {
+        let bad = || StoreError::Corrupt("journal record");
+        fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+            let (h, t) = (b.len() >= n).then(|| b.split_at(n))?;
+            *b = t;
+            Some(h)
+        }
+        fn bytes(b: &mut &[u8]) -> Option<Vec<u8>> {
+            let n = u32::from_le_bytes(take(b, 4)?.try_into().ok()?) as usize;
+            take(b, n).map(<[u8]>::to_vec)
+        }
+        let mut ops = Vec::new();
+        while let Some(&tag) = b.first() {
+            b = &b[1..];
+            let tree = *Tree::ALL.get((tag & !REMOVE) as usize).ok_or_else(bad)?;
+            let key = bytes(&mut b).ok_or_else(bad)?;
+            let op = if tag & REMOVE == 0 {
+                Op::Insert(key, bytes(&mut b).ok_or_else(bad)?)
+            } else {
+                Op::Remove(key)
+            };
+            ops.push((tree, op));
+        }
+        Ok(Self { ops })
+    }
+
+    /// Its operations, taken.
+    pub(super) fn into_ops(self) -> Vec<(Tree, Op)> {
+        self.ops
+    }
+
+    /// Its operations.
+    pub(super) fn ops(&self) -> &[(Tree, Op)] {
+        &self.ops
+    }
+}
+
+/// The tag bit of a removal in a journal record.
+const REMOVE: u8 = 0x80;
+
+/// Writes into the journal and the overlay. Held by the store.
+#[derive(Debug)]
+pub struct WriteHandle {
+    pub(super) shared: Arc<Shared>,
+}
+
+impl WriteHandle {
+    /// Appends `batch` to the journal and makes it visible; the position
+    /// it is durable at.
+    fn append(&self, batch: WriteBatch) -> Result<Position, StoreError> {
+        let s = &self.shared;
+        if batch.is_empty() {
+            return Ok(s.appended.load(Ordering::Acquire));
+        }
+        let mut rec = Vec::with_capacity(64 * batch.len());
+        batch.encode(&mut rec);
+        let (ops, bytes) = counts(&batch);
+        // The overlay's lock orders the appends: the journal holds batches
+        // in the order readers saw them.
+        let mut overlay = s.overlay.write().unwrap_or_else(|p| p.into_inner());
+        let pos = s.journal.append(&rec).map_err(StoreError::from)?;
+        overlay.apply(batch.into_ops());
+        s.appended.store(pos, Ordering::Release);
+        let full = overlay.pending_ops() >= super::checkpoint::OVERLAY_OPS;
+        drop(overlay);
+        s.stats.add(&ops, &bytes);
+        if full {
+            s.checkpoints.nudge();
+        }
+        Ok(pos)
+    }
+
+    /// Writes `batch` (visible at once) and returns the position it is
+    /// durable at, without waiting; an error when the journal refuses it.
+    ///
+    /// # Errors
+    /// When the journal failed or is closed, or the batch is too large.
+    pub fn try_write(&self, batch: WriteBatch) -> Result<Position, StoreError> {
+        self.append(batch)
+    }
+
+    /// Writes `batch` and completes once it is durable (survives a power
+    /// cut). It is visible to readers at once.
+    ///
+    /// # Errors
+    /// The future yields [`StoreError`] when the journal fails or is closed.
     pub fn write(
         &self,
         batch: WriteBatch,
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + 'static {
-        self.request(|done| Job::Write(batch, Some(done)))
+        self.durable_past_result(self.append(batch))
     }
 
-    /// Applies `batch` in order with the other writes, without waiting for it
-    /// to be durable.
-    pub fn write_nowait(&self, batch: WriteBatch) {
-        if self.tx.send(Job::Write(batch, None)).is_err() {
-            tracing::warn!("store writer stopped; a write was dropped");
+    /// Writes `batch` (visible at once) without waiting for it to be
+    /// durable; the position to wait for when an answer depends on it.
+    pub fn write_nowait(&self, batch: WriteBatch) -> Position {
+        match self.append(batch) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "a store write was refused");
+                self.shared.appended.load(Ordering::Acquire)
+            }
         }
     }
 
-    /// Completes once everything queued before it is applied (visible to
-    /// readers), durable or not. A reader that missed a record it has reason
-    /// to expect (the broker queued it before answering) waits on this.
-    ///
-    /// # Errors
-    /// The future yields [`StoreError`] when sled fails or the writer stopped.
-    pub fn barrier(&self) -> impl std::future::Future<Output = Result<(), StoreError>> + 'static {
-        self.request(Job::Barrier)
+    /// The position after everything written so far: an answer that
+    /// depends on any of it waits for [`Self::durable_past`] of this.
+    pub fn written(&self) -> Position {
+        self.shared.appended.load(Ordering::Acquire)
     }
 
-    /// Completes once everything queued before it is durable.
+    /// Whether everything before `pos` is durable already.
+    pub fn is_durable(&self, pos: Position) -> bool {
+        self.shared.journal.durable() >= pos
+    }
+
+    /// Completes once everything before `pos` is durable.
     ///
     /// # Errors
-    /// The future yields [`StoreError`] when sled fails or the writer stopped.
+    /// The future yields [`StoreError`] when the journal fails or closes first.
+    pub fn durable_past(
+        &self,
+        pos: Position,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + 'static {
+        self.durable_past_result(Ok(pos))
+    }
+
+    fn durable_past_result(
+        &self,
+        pos: Result<Position, StoreError>,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + 'static {
+        let shared = self.shared.clone();
+        async move {
+            let pos = pos?;
+            if shared.journal.durable() >= pos {
+                return Ok(());
+            }
+            journal::wait_durable(&shared.journal, pos)
+                .await
+                .map_err(StoreError::from)
+        }
+    }
+
+    /// Completes once everything written before it is visible to readers —
+    /// at once: a write is visible when it returns. Kept for callers that
+    /// read what another actor wrote.
+    ///
+    /// # Errors
+    /// Never; the signature matches the other waits.
+    pub fn barrier(&self) -> impl std::future::Future<Output = Result<(), StoreError>> + 'static {
+        std::future::ready(Ok(()))
+    }
+
+    /// Completes once everything written before it is durable.
+    ///
+    /// # Errors
+    /// The future yields [`StoreError`] when the journal fails or is closed.
     pub fn flush(&self) -> impl std::future::Future<Output = Result<(), StoreError>> + 'static {
-        self.request(Job::Flush)
+        self.durable_past(self.written())
     }
 }
 
-/// Storage failures injected by tests: applying a tree's part of a group
-/// fails while its flag is set. Empty outside tests.
+/// A batch's operations and bytes per tree (inserts count key and value,
+/// removes their key).
+fn counts(b: &WriteBatch) -> ([u64; Tree::ALL.len()], [u64; Tree::ALL.len()]) {
+    let mut ops = [0u64; Tree::ALL.len()];
+    let mut bytes = [0u64; Tree::ALL.len()];
+    for (t, op) in b.ops() {
+        ops[t.index()] += 1;
+        bytes[t.index()] += match op {
+            Op::Insert(k, v) => (k.len() + v.len()) as u64,
+            Op::Remove(k) => k.len() as u64,
+        };
+    }
+    (ops, bytes)
+}
+
+/// Storage failures injected by tests: applying a tree's part of a
+/// checkpoint fails while its flag is set. Empty outside tests.
 #[derive(Debug, Default)]
 pub(crate) struct Faults {
     #[cfg(test)]
@@ -197,10 +324,10 @@ pub(crate) struct Faults {
 
 impl Faults {
     /// Whether applying `tree`'s part must fail now.
-    fn fails(&self, _tree: usize) -> bool {
+    pub(super) fn fails(&self, _tree: Tree) -> bool {
         #[cfg(test)]
         {
-            self.fail_applying[_tree].load(Ordering::SeqCst)
+            self.fail_applying[_tree.index()].load(Ordering::SeqCst)
         }
         #[cfg(not(test))]
         false
@@ -213,173 +340,132 @@ impl Faults {
     }
 }
 
-pub(super) fn spawn(
-    db: sled::Db,
-    trees: Vec<sled::Tree>,
-    stats: Arc<WriteStats>,
-    faults: Arc<Faults>,
-) -> WriteHandle {
-    let (tx, rx) = mpsc::channel::<Job>();
-    thread::Builder::new()
-        .name("store-writer".into())
-        .spawn(move || run(db, trees, rx, &stats, &faults))
-        .expect("spawning the store writer thread");
-    WriteHandle { tx }
-}
-
-fn run(
-    db: sled::Db,
-    trees: Vec<sled::Tree>,
-    rx: mpsc::Receiver<Job>,
-    stats: &WriteStats,
-    faults: &Faults,
-) {
-    let mut jobs = Vec::with_capacity(MAX_GROUP);
-    while let Ok(first) = rx.recv() {
-        jobs.push(first);
-        while jobs.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
-        }
-        let result = commit(&db, &trees, &jobs, stats, faults);
-        for job in jobs.drain(..) {
-            match job {
-                Job::Write(_, Some(done)) | Job::Flush(done) | Job::Barrier(done) => {
-                    let _ = done.send(result.clone());
-                }
-                Job::Write(_, None) => {}
-            }
-        }
-    }
-    // Every handle is gone: make what was applied durable before exiting.
-    if let Err(e) = db.flush() {
-        tracing::error!(error = %e, "final store flush failed");
-    }
-}
-
-fn commit(
-    db: &sled::Db,
-    trees: &[sled::Tree],
-    jobs: &[Job],
-    stats: &WriteStats,
-    faults: &Faults,
-) -> Result<(), StoreError> {
-    let mut batches: Vec<Option<sled::Batch>> = vec![None; trees.len()];
-    let mut ops = [0u64; Tree::ALL.len()];
-    let mut bytes = [0u64; Tree::ALL.len()];
-    let mut durable = false;
-    for job in jobs {
-        match job {
-            Job::Write(batch, done) => {
-                durable |= done.is_some();
-                for (tree, op) in &batch.ops {
-                    let b = batches[tree.index()].get_or_insert_with(sled::Batch::default);
-                    ops[tree.index()] += 1;
-                    bytes[tree.index()] += match op {
-                        Op::Insert(k, v) => {
-                            b.insert(k.as_slice(), v.as_slice());
-                            (k.len() + v.len()) as u64
-                        }
-                        Op::Remove(k) => {
-                            b.remove(k.as_slice());
-                            k.len() as u64
-                        }
-                    };
-                }
-            }
-            Job::Flush(_) => durable = true,
-            Job::Barrier(_) => {}
-        }
-    }
-    let parts: Vec<(usize, sled::Batch)> = batches
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, b)| Some((i, b?)))
-        .collect();
-    apply(trees, parts, faults)?;
-    if durable {
-        let t0 = std::time::Instant::now();
-        db.flush()?;
-        metrics::histogram!("switchboard_store_flush_seconds").record(t0.elapsed().as_secs_f64());
-    }
-    stats.add(&ops, &bytes);
-    Ok(())
-}
-
-/// Applies one group's per-tree batches as one atomic unit.
-pub(super) fn apply(
-    trees: &[sled::Tree],
-    mut parts: Vec<(usize, sled::Batch)>,
-    faults: &Faults,
-) -> Result<(), StoreError> {
-    let injected = || StoreError::Sled("injected failure".into());
-    if parts.len() <= 1 {
-        let Some((i, batch)) = parts.pop() else {
-            return Ok(());
-        };
-        if faults.fails(i) {
-            return Err(injected());
-        }
-        return Ok(trees[i].apply_batch(batch)?);
-    }
-    let touched: Vec<sled::Tree> = parts.iter().map(|(i, _)| trees[*i].clone()).collect();
-    touched[..]
-        .transaction(|views| {
-            for (view, (i, batch)) in views.iter().zip(&parts) {
-                if faults.fails(*i) {
-                    return sled::transaction::abort(injected());
-                }
-                view.apply_batch(batch)?;
-            }
-            Ok(())
-        })
-        .map_err(|e| match e {
-            sled::transaction::TransactionError::Abort(e) => e,
-            sled::transaction::TransactionError::Storage(e) => e.into(),
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::Store;
 
-    /// Both parts of a batch that spans trees, or neither: a storage error
-    /// (injected) while applying the second tree's part leaves no trace of
-    /// the first's — not in the open store, not after reopening it.
+    fn cross_tree() -> WriteBatch {
+        let mut b = WriteBatch::new();
+        b.insert(Tree::Outbox, b"gw\0t1".to_vec(), b"entry".to_vec());
+        b.insert(Tree::Dedupe, b"gw\0key".to_vec(), b"t1".to_vec());
+        b.remove(Tree::Inbox, b"gone".to_vec());
+        b
+    }
+
+    #[test]
+    fn a_batch_round_trips_through_its_journal_record_and_garbage_is_refused() {
+        let b = cross_tree();
+        let mut rec = Vec::new();
+        b.encode(&mut rec);
+        let back = WriteBatch::decode(&rec).unwrap();
+        assert_eq!(format!("{:?}", back.ops()), format!("{:?}", b.ops()));
+        for cut in 0..rec.len() {
+            // Every proper prefix that ends inside an operation is refused.
+            let r = WriteBatch::decode(&rec[..cut]);
+            assert!(r.is_ok() == [0, 19, 36].contains(&cut), "cut {cut}: {r:?}");
+        }
+        assert!(WriteBatch::decode(&[0x7f, 0, 0, 0, 0]).is_err());
+    }
+
+    /// A batch across trees is visible whole the moment it is written;
+    /// when the checkpoint that would put it into sled fails part-way (an
+    /// injected failure in its second tree), the journal still has it, and
+    /// reopening replays it whole.
     #[tokio::test]
-    async fn a_batch_across_trees_is_applied_whole_or_not_at_all() {
+    async fn a_batch_across_trees_survives_a_failed_checkpoint_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let batch = || {
-            let mut b = WriteBatch::new();
-            b.insert(Tree::Outbox, b"gw\0t1".to_vec(), b"entry".to_vec());
-            b.insert(Tree::Dedupe, b"gw\0key".to_vec(), b"t1".to_vec());
-            b
-        };
         {
             let store = Store::open(dir.path()).unwrap();
             store.faults().fail_applying(Tree::Dedupe, true);
-            assert!(store.writer().write(batch()).await.is_err());
-            assert_eq!(store.get(Tree::Outbox, b"gw\0t1").unwrap(), None);
-            assert_eq!(store.get(Tree::Dedupe, b"gw\0key").unwrap(), None);
-            store.faults().fail_applying(Tree::Dedupe, false);
-            // A batch in one tree goes through the same gate.
-            store.faults().fail_applying(Tree::Outbox, true);
-            let mut one = WriteBatch::new();
-            one.insert(Tree::Outbox, b"gw\0t2".to_vec(), b"entry".to_vec());
-            assert!(store.writer().write(one).await.is_err());
-            store.faults().fail_applying(Tree::Outbox, false);
-            store.writer().flush().await.unwrap();
+            store.writer().write(cross_tree()).await.unwrap();
+            assert!(store.checkpoint().is_err());
+            assert_eq!(
+                store.get(Tree::Outbox, b"gw\0t1").unwrap(),
+                Some(b"entry".to_vec())
+            );
+            assert_eq!(
+                store.get(Tree::Dedupe, b"gw\0key").unwrap(),
+                Some(b"t1".to_vec())
+            );
+            // sled itself has only the first tree's part.
+            assert!(store.tree(Tree::Dedupe).get(b"gw\0key").unwrap().is_none());
+            // Written after the failure: the retried round must not lose it.
+            let mut later = WriteBatch::new();
+            later.insert(Tree::Meta, b"later".to_vec(), b"x".to_vec());
+            store.writer().write(later).await.unwrap();
+            // The last round on close fails too.
         }
-        std::thread::sleep(std::time::Duration::from_millis(200));
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.get(Tree::Outbox, b"gw\0t1").unwrap(), None);
-        assert_eq!(store.get(Tree::Outbox, b"gw\0t2").unwrap(), None);
-        // Once the failure is gone the same batch lands whole.
-        store.writer().write(batch()).await.unwrap();
-        assert!(store.get(Tree::Outbox, b"gw\0t1").unwrap().is_some());
-        assert!(store.get(Tree::Dedupe, b"gw\0key").unwrap().is_some());
+        for (t, k, v) in [
+            (Tree::Outbox, &b"gw\0t1"[..], &b"entry"[..]),
+            (Tree::Dedupe, b"gw\0key", b"t1"),
+            (Tree::Meta, b"later", b"x"),
+        ] {
+            assert_eq!(store.tree(t).get(k).unwrap().as_deref(), Some(v), "{t:?}");
+        }
+    }
+
+    /// A round that failed is retried first, with its own cut, and what was
+    /// written meanwhile follows in the next.
+    #[tokio::test]
+    async fn a_failed_round_is_retried_and_then_everything_reaches_sled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.faults().fail_applying(Tree::Dedupe, true);
+        store.writer().write(cross_tree()).await.unwrap();
+        assert!(store.checkpoint().is_err());
+        let mut later = WriteBatch::new();
+        later.insert(Tree::Meta, b"later".to_vec(), b"x".to_vec());
+        store.writer().write_nowait(later);
+        store.faults().fail_applying(Tree::Dedupe, false);
+        store.checkpoint().unwrap();
+        assert!(store.tree(Tree::Dedupe).get(b"gw\0key").unwrap().is_some());
+        assert!(store.tree(Tree::Meta).get(b"later").unwrap().is_none());
+        store.checkpoint().unwrap();
+        assert!(store.tree(Tree::Meta).get(b"later").unwrap().is_some());
+        assert_eq!(
+            store.get(Tree::Meta, b"later").unwrap(),
+            Some(b"x".to_vec())
+        );
+    }
+
+    /// Ids stay unique across a reopen whose last checkpoint failed (so
+    /// only the journal has the ids' block).
+    #[tokio::test]
+    async fn ids_are_unique_across_a_reopen_from_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let before: Vec<u64> = {
+            let store = Store::open(dir.path()).unwrap();
+            store.faults().fail_applying(Tree::Meta, true);
+            (0..3).map(|_| store.next_id().unwrap()).collect()
+        };
+        assert!(before.windows(2).all(|w| w[0] < w[1]), "{before:?}");
+        let store = Store::open(dir.path()).unwrap();
+        let after = store.next_id().unwrap();
+        assert!(after > before[2], "{after} after {before:?}");
+    }
+
+    /// A write's future completes only once the journal is durable past it;
+    /// `write_nowait` hands back the position to wait for instead.
+    #[tokio::test]
+    async fn durable_positions_advance_past_every_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let w = store.writer();
+        let mut last = w.written();
+        for i in 0u32..100 {
+            let mut b = WriteBatch::new();
+            b.insert(Tree::Meta, i.to_be_bytes().to_vec(), b"v".to_vec());
+            let pos = w.write_nowait(b);
+            assert!(pos > last);
+            last = pos;
+        }
+        w.durable_past(last).await.unwrap();
+        assert!(w.is_durable(last));
+        let mut b = WriteBatch::new();
+        b.insert(Tree::Meta, b"k".to_vec(), b"v".to_vec());
+        w.write(b).await.unwrap();
+        assert!(w.is_durable(w.written()));
     }
 }

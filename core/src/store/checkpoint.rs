@@ -1,0 +1,277 @@
+//! The checkpointer: folds the overlay into sled off the critical path and
+//! lets the journal go of what sled then holds.
+//!
+//! One round: freeze the overlay's current generation (the journal position
+//! after its last batch is the round's *cut*), apply it to sled one batch
+//! per tree, `flush` sled and `fdatasync` its files (sled's own flush ends
+//! in `sync_file_range`, which survives `kill -9` but not a power cut), then
+//! record the cut in [`Tree::Meta`] and make that durable the same way, and
+//! only then truncate the journal before the cut. A crash anywhere in a
+//! round leaves the previous cut recorded and the journal whole from it, so
+//! recovery ([`recover`]) applies the batches again — every operation is a
+//! plain set or removal, applied in the journal's order, so applying one
+//! twice changes nothing.
+//!
+//! Rounds run once a [`INTERVAL`], sooner when the overlay holds
+//! [`OVERLAY_OPS`] operations, and once more when the store closes, so the
+//! overlay's memory and the journal's length (and with it restart time)
+//! stay bounded by what arrives in about one interval.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::overlay::Generation;
+use super::write::{Op, WriteBatch};
+use super::{Shared, StoreError, Tree};
+use crate::journal::{lock, Journal, Position};
+
+/// How often a round runs at most apart.
+pub const INTERVAL: Duration = Duration::from_secs(1);
+
+/// Operations in the overlay that start a round early.
+pub const OVERLAY_OPS: usize = 256 * 1024;
+
+/// Where the last round's cut is recorded in [`Tree::Meta`].
+const CUT_KEY: &[u8] = b"journal.checkpoint";
+
+/// Wakes the checkpointer thread early, or stops it.
+#[derive(Debug, Default)]
+pub(super) struct Signal {
+    state: Mutex<(bool, bool)>,
+    cv: Condvar,
+}
+
+impl Signal {
+    /// A round should run now (the overlay is full).
+    pub(super) fn nudge(&self) {
+        lock(&self.state).0 = true;
+        self.cv.notify_one();
+    }
+
+    fn stop(&self) {
+        lock(&self.state).1 = true;
+        self.cv.notify_one();
+    }
+
+    /// Waits up to `d` for a nudge; whether to stop.
+    fn wait(&self, d: Duration) -> bool {
+        let g = lock(&self.state);
+        let (mut g, _) = self
+            .cv
+            .wait_timeout_while(g, d, |(nudged, stop)| !*nudged && !*stop)
+            .unwrap_or_else(|p| p.into_inner());
+        g.0 = false;
+        g.1
+    }
+}
+
+/// The checkpointer thread; dropping it runs a last round and joins it.
+#[derive(Debug)]
+pub(super) struct Checkpointer {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    pub(super) fn spawn(shared: Arc<Shared>) -> Self {
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || {
+                while !s.checkpoints.wait(INTERVAL) {
+                    if let Err(e) = round(&s) {
+                        tracing::error!(error = %e, "checkpoint failed; the journal keeps everything since the last one");
+                    }
+                }
+                if let Err(e) = round(&s) {
+                    tracing::error!(error = %e, "the last checkpoint failed; recovery replays the journal");
+                }
+                s.journal.close();
+            })
+            .expect("spawning the checkpointer thread");
+        Self {
+            shared,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.shared.checkpoints.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs one round now (in the caller's thread; rounds never overlap).
+///
+/// # Errors
+/// When sled or the files fail; everything stays in the overlay and the
+/// journal, and the next round retries.
+pub(super) fn round(s: &Shared) -> Result<(), StoreError> {
+    let _one = lock(&s.round);
+    let t0 = Instant::now();
+    let (gen, cut) = {
+        let mut o = s.overlay.write().unwrap_or_else(|p| p.into_inner());
+        let pending = o.frozen();
+        if pending.is_empty() {
+            if o.pending_ops() == 0 {
+                return Ok(());
+            }
+            (
+                o.freeze(),
+                s.appended.load(std::sync::atomic::Ordering::Acquire),
+            )
+        } else {
+            // A failed round's generation goes first; its cut was not
+            // recorded, so the one recorded before still holds.
+            (pending, *lock(&s.frozen_cut))
+        }
+    };
+    *lock(&s.frozen_cut) = cut;
+    apply_generation(s, &gen)?;
+    sync(s)?;
+    let mut b = sled::Batch::default();
+    b.insert(CUT_KEY, &cut.to_be_bytes());
+    s.trees[Tree::Meta.index()].apply_batch(b)?;
+    sync(s)?;
+    s.overlay
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .drop_frozen();
+    s.journal.truncate_before(cut)?;
+    metrics::histogram!("switchboard_checkpoint_seconds").record(t0.elapsed().as_secs_f64());
+    metrics::counter!("switchboard_checkpoint_ops_total").increment(gen.ops as u64);
+    Ok(())
+}
+
+/// Applies a generation to sled, one batch per tree.
+fn apply_generation(s: &Shared, gen: &Generation) -> Result<(), StoreError> {
+    for (t, entries) in gen.trees() {
+        if entries.is_empty() {
+            continue;
+        }
+        if s.faults.fails(t) {
+            return Err(StoreError::Sled("injected failure".into()));
+        }
+        let mut b = sled::Batch::default();
+        for (k, v) in entries {
+            match v {
+                Some(v) => b.insert(k.as_slice(), &v[..]),
+                None => b.remove(k.as_slice()),
+            }
+        }
+        s.trees[t.index()].apply_batch(b)?;
+    }
+    Ok(())
+}
+
+/// Makes what sled holds survive a power cut: its flush, then `fdatasync`
+/// of its data file and of the blob files (values over a quarter segment)
+/// that no round has synced yet.
+fn sync(s: &Shared) -> Result<(), StoreError> {
+    s.db.flush()?;
+    let io = |e: std::io::Error| StoreError::Sled(format!("syncing the database: {e}"));
+    File::open(s.dir.join("db"))
+        .and_then(|f| f.sync_data())
+        .map_err(io)?;
+    let blobs = s.dir.join("blobs");
+    if blobs.is_dir() {
+        let mut synced = lock(&s.synced_blobs);
+        let mut any = false;
+        for e in std::fs::read_dir(&blobs).map_err(io)? {
+            let e = e.map_err(io)?;
+            let name = e.file_name();
+            if !synced.contains(&name) {
+                File::open(e.path())
+                    .and_then(|f| f.sync_all())
+                    .map_err(io)?;
+                synced.insert(name);
+                any = true;
+            }
+        }
+        if any {
+            sync_dir(&blobs).map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// At open: applies to sled every journal batch after the recorded cut,
+/// then runs a round so the journal starts short. Returns the batches
+/// replayed.
+///
+/// # Errors
+/// When sled or the journal fails, or a batch does not decode.
+pub(super) fn recover(s: &Shared) -> Result<usize, StoreError> {
+    let cut: Position = s.trees[Tree::Meta.index()]
+        .get(CUT_KEY)?
+        .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(0);
+    let mut replayed = 0usize;
+    let mut failed = None;
+    let mut last = cut;
+    s.journal
+        .replay(cut, &mut |end, bytes| {
+            if failed.is_some() {
+                return;
+            }
+            let applied = WriteBatch::decode(bytes).and_then(|b| apply_batch(s, b));
+            match applied {
+                Ok(()) => {
+                    replayed += 1;
+                    last = end;
+                }
+                Err(e) => failed = Some(e),
+            }
+        })
+        .map_err(StoreError::from)?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    s.appended.store(
+        last.max(s.journal.durable()),
+        std::sync::atomic::Ordering::Release,
+    );
+    if replayed > 0 {
+        tracing::info!(
+            batches = replayed,
+            from = cut,
+            "replayed the journal into the store"
+        );
+        sync(s)?;
+        let mut b = sled::Batch::default();
+        b.insert(CUT_KEY, &last.to_be_bytes());
+        s.trees[Tree::Meta.index()].apply_batch(b)?;
+        sync(s)?;
+        s.journal.truncate_before(last)?;
+    }
+    Ok(replayed)
+}
+
+/// Applies one replayed batch to sled directly (nothing reads yet).
+fn apply_batch(s: &Shared, b: WriteBatch) -> Result<(), StoreError> {
+    let mut per: Vec<Option<sled::Batch>> = vec![None; Tree::ALL.len()];
+    for (t, op) in b.into_ops() {
+        let batch = per[t.index()].get_or_insert_with(sled::Batch::default);
+        match op {
+            Op::Insert(k, v) => batch.insert(k, v),
+            Op::Remove(k) => batch.remove(k),
+        }
+    }
+    for (i, b) in per.into_iter().enumerate() {
+        if let Some(b) = b {
+            s.trees[i].apply_batch(b)?;
+        }
+    }
+    Ok(())
+}
