@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
+use actix_web::dev::Service as _;
 use actix_web::{error::JsonPayloadError, web, App, HttpRequest, HttpServer};
 use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_actix_web::{scope, AppExt as _};
@@ -153,8 +154,10 @@ pub fn serve(
 ) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
     let limit = state.clients.max_body_bytes;
     let clients = web::Data::new(state.clients.clone());
+    let store = state.store.clone();
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
+        let store = store.clone();
         App::new()
             .into_utoipa_app()
             .app_data(data.clone())
@@ -171,6 +174,11 @@ pub fn serve(
             .configure(routes)
             .default_service(web::to(not_found))
             .into_app()
+            .wrap_fn(move |req, srv| {
+                let answer = srv.call(req);
+                let store = store.clone();
+                async move { crate::http::when_durable(&store, answer.await?).await }
+            })
     });
     crate::http::run_on(server, listen, shutdown_timeout_s)
 }

@@ -1,7 +1,8 @@
 //! What every HTTP listener here shares — the node's API and a remote IM
 //! gateway's own server: the one error shape ([`error`]), times as the API
 //! writes them ([`time`]), `/healthz` ([`health`]), and how a server is
-//! bound and run ([`run_on`]).
+//! bound and run ([`run_on`]); answers held until they are durable
+//! ([`when_durable`]).
 //!
 //! Owns: HTTP plumbing. Must not touch: any handler's state (a leaf: it
 //! imports nothing of the product).
@@ -14,6 +15,26 @@ use std::net::SocketAddr;
 
 use actix_web::HttpServer;
 use anyhow::Context as _;
+use switchboard_core::store::Store;
+
+/// Holds an answer until `store`'s journal is durable past everything
+/// written when its handler finished — what the answer shows (a `202`'s
+/// message, an inbox, a status) can then not be undone by a power cut. An
+/// answer given while nothing is pending goes at once; when the journal has
+/// failed, the answer is a `503` instead.
+///
+/// # Errors
+/// [`error::ApiError`] `storage_unavailable` when the journal failed.
+pub async fn when_durable<T>(store: &Store, answer: T) -> Result<T, actix_web::Error> {
+    let w = store.writer();
+    w.durable_past(w.written()).await.map_err(|e| {
+        actix_web::Error::from(error::ApiError::unavailable(
+            "storage_unavailable",
+            format!("the answer could not be made durable: {e}"),
+        ))
+    })?;
+    Ok(answer)
+}
 
 /// Binds `server` on `listen` the way every HTTP listener here runs: two
 /// workers, no Nagle, no signal handling of its own (the process handles

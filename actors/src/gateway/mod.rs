@@ -66,9 +66,6 @@ pub struct Gateway<M: Medium> {
     unacked: HashMap<(TxnId, u32, u8), MediumReport>,
     /// The medium health last told to the broker (this session).
     told_health: Option<bool>,
-    /// Dedupe keys of originates whose outbox write is in flight: a
-    /// concurrent retry is a duplicate before the key is on disk.
-    originating: HashMap<Vec<u8>, TxnId>,
     /// Its clients' sessions (an IM gateway in another process).
     clients: sessions::ClientSessions,
 }
@@ -100,7 +97,6 @@ impl<M: Medium> Gateway<M> {
             delivering: HashSet::new(),
             unacked: HashMap::new(),
             told_health: None,
-            originating: HashMap::new(),
             clients: sessions::ClientSessions::default(),
         }
     }
@@ -490,13 +486,9 @@ impl<M: Medium> Handler<MiapFrame> for Gateway<M> {
 impl<M: Medium> Handler<Originate> for Gateway<M> {
     type Result = ResponseFuture<Result<Accepted, OriginateError>>;
 
-    fn handle(&mut self, m: Originate, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, m: Originate, _: &mut Context<Self>) -> Self::Result {
         let dedupe = m.dedupe.as_ref().map(|k| self.dedupe_key(k));
         if let Some(k) = &dedupe {
-            if let Some(txn) = self.originating.get(k) {
-                let txn = *txn;
-                return Box::pin(async move { Err(OriginateError::Duplicate(txn)) });
-            }
             match self.store.get(Tree::Dedupe, k) {
                 Ok(Some(t)) => {
                     let known = std::str::from_utf8(&t)
@@ -544,29 +536,37 @@ impl<M: Medium> Handler<Originate> for Gateway<M> {
             enc(&entry),
         );
         if let Some(k) = &dedupe {
-            // In the same batch as the outbox entry: both or neither.
+            // In the same batch as the outbox entry: both or neither. A
+            // repeat sees the key at once (a write is visible when it
+            // returns).
             b.insert(Tree::Dedupe, k.clone(), txn.to_string().into_bytes());
-            self.originating.insert(k.clone(), txn);
         }
+        let written = match self.store.writer().try_write(b) {
+            Ok(p) => p,
+            Err(e) => {
+                let e = e.to_string();
+                return Box::pin(async move { Err(OriginateError::Store(e)) });
+            }
+        };
         self.outbox.insert(txn, entry);
         let (tx, rx) = oneshot::channel();
         self.waiting.insert(txn, tx);
-        let durable = self.store.writer().write(b);
-        ctx.spawn(durable.into_actor(self).map(move |res, act, _| {
-            if let Some(k) = &dedupe {
-                act.originating.remove(k);
-            }
-            match res {
-                Ok(()) => act.submit(txn),
-                Err(e) => {
-                    act.outbox.remove(&txn);
-                    if let Some(w) = act.waiting.remove(&txn) {
-                        let _ = w.send(Err(OriginateError::Store(e.to_string())));
-                    }
-                }
-            }
-        }));
-        Box::pin(async move { rx.await.unwrap_or(Err(OriginateError::Stopping)) })
+        // Inside the process nothing waits for the disk: the broker has the
+        // submit now. The answer leaves the process, so it waits until the
+        // journal is durable past the outbox entry and past whatever the
+        // broker wrote before answering (its Released record).
+        self.submit(txn);
+        let store = self.store.clone();
+        Box::pin(async move {
+            let answer = rx.await.unwrap_or(Err(OriginateError::Stopping));
+            let past = store.writer().written().max(written);
+            store
+                .writer()
+                .durable_past(past)
+                .await
+                .map_err(|e| OriginateError::Store(e.to_string()))?;
+            answer
+        })
     }
 }
 

@@ -22,7 +22,7 @@ use switchboard_actors::medium::MediumReport;
 use switchboard_actors::presence::{Activity, SessionClosed, SessionOpened, SetPresence};
 use switchboard_core::protocol::{Priority, ReportStatus};
 use switchboard_core::store::records::enc;
-use switchboard_core::store::{InboxEntry, Tree, WriteBatch};
+use switchboard_core::store::{InboxEntry, Store, Tree, WriteBatch};
 
 use super::clients::ImClients;
 use super::hub::{message_frame, Join, Leave};
@@ -377,6 +377,34 @@ fn close(code: CloseCode, why: &str) -> CloseReason {
     }
 }
 
+/// Sends `first` and whatever else is queued now, once the journal is
+/// durable past everything written before they were taken: a frame that
+/// leaves the process (a message, a receipt, `accepted`) never shows what a
+/// crash could still undo.
+async fn send_durable(
+    store: &Store,
+    session: &mut Session,
+    first: String,
+    rx: &mut mpsc::UnboundedReceiver<String>,
+) -> Result<(), ()> {
+    let mut out = vec![first];
+    while out.len() < 256 {
+        match rx.try_recv() {
+            Ok(t) => out.push(t),
+            Err(_) => break,
+        }
+    }
+    let w = store.writer();
+    if let Err(e) = w.durable_past(w.written()).await {
+        tracing::error!(error = %e, "the journal is not durable; closing a WebSocket");
+        return Err(());
+    }
+    for t in out {
+        session.text(t).await.map_err(|_| ())?;
+    }
+    Ok(())
+}
+
 async fn run(
     st: Arc<ImClients>,
     mut session: Session,
@@ -433,7 +461,7 @@ async fn run(
             },
             out = rx.recv() => {
                 let Some(text) = out else { break None };
-                if session.text(text).await.is_err() {
+                if send_durable(&conn.st.store, &mut session, text, &mut rx).await.is_err() {
                     break None;
                 }
             }
