@@ -17,8 +17,8 @@ pub mod presence;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
 use actix_web::dev::Service as _;
+use actix_web::http::StatusCode;
 use actix_web::{error::JsonPayloadError, web, App, HttpRequest, HttpServer};
 use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_actix_web::{scope, AppExt as _};

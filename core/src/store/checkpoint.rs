@@ -12,7 +12,8 @@
 //! plain set or removal, applied in the journal's order, so applying one
 //! twice changes nothing.
 //!
-//! Rounds run once a [`INTERVAL`], sooner when the overlay holds
+//! Rounds run every [`INTERVAL`] (short: a round's sled work comes in
+//! small bursts, not one the actors would queue behind), sooner when the overlay holds
 //! [`OVERLAY_OPS`] operations, and once more when the store closes, so the
 //! overlay's memory and the journal's length (and with it restart time)
 //! stay bounded by what arrives in about one interval.
@@ -29,7 +30,7 @@ use super::{Shared, StoreError, Tree};
 use crate::journal::{lock, Journal, Position};
 
 /// How often a round runs at most apart.
-pub const INTERVAL: Duration = Duration::from_secs(1);
+pub const INTERVAL: Duration = Duration::from_millis(100);
 
 /// Operations in the overlay that start a round early.
 pub const OVERLAY_OPS: usize = 256 * 1024;
@@ -134,23 +135,43 @@ pub(super) fn round(s: &Shared) -> Result<(), StoreError> {
         }
     };
     *lock(&s.frozen_cut) = cut;
+    let ops = gen.ops as u64;
     apply_generation(s, &gen)?;
+    let applied = t0.elapsed();
     sync(s)?;
+    let synced = t0.elapsed();
     let mut b = sled::Batch::default();
     b.insert(CUT_KEY, &cut.to_be_bytes());
     s.trees[Tree::Meta.index()].apply_batch(b)?;
     sync(s)?;
+    let recorded = t0.elapsed();
     s.overlay
         .write()
         .unwrap_or_else(|p| p.into_inner())
         .drop_frozen();
+    drop(gen);
     s.journal.truncate_before(cut)?;
+    tracing::debug!(
+        ops,
+        apply_ms = applied.as_millis() as u64,
+        sync_ms = (synced - applied).as_millis() as u64,
+        record_ms = (recorded - synced).as_millis() as u64,
+        total_ms = t0.elapsed().as_millis() as u64,
+        "checkpoint"
+    );
     metrics::histogram!("switchboard_checkpoint_seconds").record(t0.elapsed().as_secs_f64());
-    metrics::counter!("switchboard_checkpoint_ops_total").increment(gen.ops as u64);
+    metrics::counter!("switchboard_checkpoint_ops_total").increment(ops);
     Ok(())
 }
 
-/// Applies a generation to sled, one batch per tree.
+/// Operations per sled batch a round applies: sled's `apply_batch` holds
+/// a lock every other operation on the database waits for, so a round
+/// applies small batches and readers on the actors' threads slip between
+/// them (the round needs no atomicity: the overlay keeps the view whole
+/// and the journal the recovery).
+const APPLY_CHUNK: usize = 256;
+
+/// Applies a generation to sled, in batches of [`APPLY_CHUNK`].
 fn apply_generation(s: &Shared, gen: &Generation) -> Result<(), StoreError> {
     for (t, entries) in gen.trees() {
         if entries.is_empty() {
@@ -159,14 +180,18 @@ fn apply_generation(s: &Shared, gen: &Generation) -> Result<(), StoreError> {
         if s.faults.fails(t) {
             return Err(StoreError::Sled("injected failure".into()));
         }
-        let mut b = sled::Batch::default();
-        for (k, v) in entries {
-            match v {
-                Some(v) => b.insert(k.as_slice(), &v[..]),
-                None => b.remove(k.as_slice()),
+        let mut entries = entries.iter().peekable();
+        while entries.peek().is_some() {
+            let mut b = sled::Batch::default();
+            for (k, v) in entries.by_ref().take(APPLY_CHUNK) {
+                match v {
+                    Some(v) => b.insert(k.as_slice(), &v[..]),
+                    None => b.remove(k.as_slice()),
+                }
             }
+            s.trees[t.index()].apply_batch(b)?;
+            std::thread::yield_now();
         }
-        s.trees[t.index()].apply_batch(b)?;
     }
     Ok(())
 }
