@@ -2,7 +2,9 @@
 //! lets the journal go of what sled then holds.
 //!
 //! One round: freeze the overlay's current generation (the journal position
-//! after its last batch is the round's *cut*), apply it to sled one batch
+//! after its last batch is the round's *cut*), wait until the journal is
+//! durable past the cut (sled never holds what a power cut could take from
+//! the journal), apply it to sled one batch
 //! per tree, `flush` sled and `fdatasync` its files (sled's own flush ends
 //! in `sync_file_range`, which survives `kill -9` but not a power cut), then
 //! record the cut in [`Tree::Meta`] and make that durable the same way, and
@@ -135,6 +137,9 @@ pub(super) fn round(s: &Shared) -> Result<(), StoreError> {
         }
     };
     *lock(&s.frozen_cut) = cut;
+    // Only what is durable goes into sled: a batch a power cut could still
+    // take from the journal must not outlive it there.
+    wait_durable(s, cut)?;
     let ops = gen.ops as u64;
     apply_generation(s, &gen)?;
     let applied = t0.elapsed();
@@ -161,6 +166,18 @@ pub(super) fn round(s: &Shared) -> Result<(), StoreError> {
     );
     metrics::histogram!("switchboard_checkpoint_seconds").record(t0.elapsed().as_secs_f64());
     metrics::counter!("switchboard_checkpoint_ops_total").increment(ops);
+    Ok(())
+}
+
+/// Blocks until the journal is durable past `cut` (a group commit: about
+/// a millisecond).
+fn wait_durable(s: &Shared, cut: Position) -> Result<(), StoreError> {
+    while s.journal.durable() < cut {
+        if let Some(e) = s.journal.failed() {
+            return Err(e.into());
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
     Ok(())
 }
 

@@ -18,6 +18,8 @@
 pub mod checkpoint;
 mod migrate;
 mod overlay;
+#[cfg(test)]
+mod power_cut;
 pub mod read;
 pub mod records;
 pub mod write;

@@ -218,6 +218,13 @@ impl Esme {
                 let resp = DeliverSmResp::builder()
                     .message_id(COctetString::empty())
                     .build();
+                // The SMSC forgets what it was answered for: not before the
+                // journal is durable past what this deliver_sm wrote (the
+                // message's outbox entry, a receipt's correlation).
+                let w = self.store.writer();
+                w.durable_past(w.written())
+                    .await
+                    .map_err(|e| format!("the journal is not durable: {e}"))?;
                 reply(link, &c, status, resp).await?;
             }
             (_, Some(Pdu::EnquireLink)) => {
