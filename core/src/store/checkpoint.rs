@@ -145,10 +145,7 @@ pub(super) fn round(s: &Shared) -> Result<(), StoreError> {
     let applied = t0.elapsed();
     sync(s)?;
     let synced = t0.elapsed();
-    let mut b = sled::Batch::default();
-    b.insert(CUT_KEY, &cut.to_be_bytes());
-    s.trees[Tree::Meta.index()].apply_batch(b)?;
-    sync(s)?;
+    record_cut(s, cut)?;
     let recorded = t0.elapsed();
     s.overlay
         .write()
@@ -244,6 +241,23 @@ fn sync(s: &Shared) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Records `cut` in [`Tree::Meta`] and makes it durable (after the data it
+/// covers is).
+fn record_cut(s: &Shared, cut: Position) -> Result<(), StoreError> {
+    let mut b = sled::Batch::default();
+    b.insert(CUT_KEY, &cut.to_be_bytes());
+    s.trees[Tree::Meta.index()].apply_batch(b)?;
+    sync(s)
+}
+
+/// A big-endian u64 sled holds in [`Tree::Meta`] under `key` (0 when none).
+pub(super) fn meta_u64(s: &Shared, key: &[u8]) -> Result<u64, StoreError> {
+    Ok(s.trees[Tree::Meta.index()]
+        .get(key)?
+        .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(0))
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -255,10 +269,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// # Errors
 /// When sled or the journal fails, or a batch does not decode.
 pub(super) fn recover(s: &Shared) -> Result<usize, StoreError> {
-    let cut: Position = s.trees[Tree::Meta.index()]
-        .get(CUT_KEY)?
-        .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
-        .unwrap_or(0);
+    let cut: Position = meta_u64(s, CUT_KEY)?;
     let mut replayed = 0usize;
     let mut failed = None;
     let mut last = cut;
@@ -291,10 +302,7 @@ pub(super) fn recover(s: &Shared) -> Result<usize, StoreError> {
             "replayed the journal into the store"
         );
         sync(s)?;
-        let mut b = sled::Batch::default();
-        b.insert(CUT_KEY, &last.to_be_bytes());
-        s.trees[Tree::Meta.index()].apply_batch(b)?;
-        sync(s)?;
+        record_cut(s, last)?;
         s.journal.truncate_before(last)?;
     }
     Ok(replayed)

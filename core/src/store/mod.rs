@@ -293,10 +293,7 @@ impl Store {
         // Past every id a recovered record can hold: the last block
         // reserved, and what sled's own generator handed out before the
         // journal existed.
-        let reserved = shared.trees[Tree::Meta.index()]
-            .get(ID_KEY)?
-            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
-            .unwrap_or(0);
+        let reserved = checkpoint::meta_u64(&shared, ID_KEY)?;
         let start = reserved.max(shared.db.generate_id()?.saturating_add(1));
         shared.ids.next.store(start, Ordering::SeqCst);
         shared.ids.reserved.store(start, Ordering::SeqCst);
