@@ -11,7 +11,6 @@
 //! | [`processor::Processor`]`<C: Converter>` | content conversion for one kind, as a MIAP hop | broker (reports), the next hop |
 //! | [`presence::Presence`] | who is online where, subscriptions | gateways (pushes), broker (reports) |
 //! | [`delivery::DeliveryService`] | the registry of delivery managers (hot-swappable) | broker (a snapshot) |
-//! | [`accounting::Accounting`] | usage records | store |
 //! | [`transport::NodeLink`] / [`transport::Uplink`] | one TCP connection to a remote member / to the node | the broker, the local member it stands for |
 //!
 //! Shared, not actors: the [`registry::MemberRegistry`] (who is connected
@@ -38,7 +37,6 @@
 //!                         NotifyAck ────────────────────────────────────▶ closed
 //! ```
 
-pub mod accounting;
 pub mod broker;
 pub mod bus;
 pub mod converter;

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use anyhow::{bail, Context as _};
 
-use switchboard_actors::accounting::Accounting;
 use switchboard_actors::broker::{Broker, BrokerDeps, BrokerSettings};
 use switchboard_actors::broker::{BrokerShared, PresenceRouter};
 use switchboard_actors::bus::PresencePush;
@@ -115,7 +114,6 @@ impl Core {
             .broker_key()?
             .context("the data directory has no broker key")?;
 
-        let accounting = Accounting::new(store.clone()).start();
         let members = MemberRegistry::default();
         let im_offline = ImOfflineWait::new(cfg.delivery.im_offline == "wait");
         let settings = BrokerSettings {
@@ -151,7 +149,6 @@ impl Core {
                 delivery: registry,
                 presence: presence_view.clone(),
                 presence_actor: Some(presence.clone()),
-                accounting: accounting.recipient(),
             },
         )?);
         router.run(PresenceRouter::new(shared.clone(), hub.clone().recipient()));

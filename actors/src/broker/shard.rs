@@ -2,8 +2,8 @@
 //! to it ([`Transactions`], the state machine in `switchboard-core`). It
 //! takes frames from its mailbox, hands each to the machine (or to the
 //! login and session-frame handlers), and carries out what the machine
-//! decided: records to the store first, then usage to accounting, then
-//! frames to the members.
+//! decided: the records and their usage to the store (one journal record),
+//! then frames to the members.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,12 +11,12 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use switchboard_core::protocol::{Frame, MemberId, ProtocolError, RefuseReason, TxnId};
+use switchboard_core::store::records::{enc, TxnWrite};
 use switchboard_core::store::{Tree, TxnRecord, WriteBatch};
 use switchboard_core::transactions::{Effects, Transactions};
 
 use super::messages::{CheckTimeouts, OpenTransactions};
 use super::BrokerShared;
-use crate::accounting::Account;
 use crate::bus::{BrokerHandle, LinkLogin, MemberBack, MiapFrame};
 
 /// How often a shard checks attempt deadlines and expiries.
@@ -59,15 +59,20 @@ impl BrokerShard {
     /// Carries out what the machine decided: every record is queued for the
     /// next group commit before any frame that depends on it leaves.
     fn apply(&self, out: Effects) {
-        if !out.records.is_empty() {
+        // One journal record: the transactions' changes and their usage.
+        if !out.records.is_empty() || !out.accounting.is_empty() {
             let mut b = WriteBatch::new();
-            for (txn, bytes) in out.records {
-                b.insert(Tree::Txn, TxnRecord::key(&txn).to_vec(), bytes);
+            for (txn, w) in out.records {
+                let key = TxnRecord::key(&txn).to_vec();
+                match w {
+                    TxnWrite::Full(v) => b.insert(Tree::Txn, key, v),
+                    TxnWrite::Delta(d) => b.merge(Tree::Txn, key, d),
+                };
+            }
+            for a in out.accounting {
+                b.insert(Tree::Accounting, a.key(), enc(&a));
             }
             self.shared.deps.store.writer().write_nowait(b);
-        }
-        for a in out.accounting {
-            self.shared.deps.accounting.do_send(Account(a));
         }
         for (to, frame) in out.frames {
             self.shared.send(&to, frame);

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use actix::prelude::*;
 use dashmap::DashMap;
 
-use crate::accounting::Account;
 use crate::bus::{PresencePush, Reported, State};
 use crate::delivery::{DeliveryRegistry, ImOfflineWait};
 use crate::presence::{Presence, PresenceView};
@@ -63,8 +62,6 @@ pub struct BrokerDeps {
     /// The presence actor: where verified presence frames go, and what
     /// IM gateways in other processes watch.
     pub presence_actor: Option<Addr<Presence>>,
-    /// Where accounting records go.
-    pub accounting: Recipient<Account>,
 }
 
 /// What all shards share.

@@ -9,7 +9,6 @@ use actix::prelude::*;
 use super::messages::OpenTransactions;
 use super::shared::{BrokerDeps, BrokerSettings, BrokerShared};
 use super::{watchers, BrokerShard};
-use crate::accounting::Account;
 use crate::bus::MiapFrame;
 use crate::bus::State;
 use crate::delivery::DeliveryService;
@@ -27,18 +26,6 @@ use switchboard_core::store::{Store, TxnStatus};
 
 const NOW: u64 = 1_800_000_000_000;
 
-#[derive(Default, Clone)]
-struct AccountLog(Arc<Mutex<Vec<Account>>>);
-impl Actor for AccountLog {
-    type Context = Context<Self>;
-}
-impl Handler<Account> for AccountLog {
-    type Result = ();
-    fn handle(&mut self, m: Account, _: &mut Context<Self>) {
-        self.0.lock().unwrap().push(m);
-    }
-}
-
 struct World {
     _dir: tempfile::TempDir,
     delivery: Addr<DeliveryService>,
@@ -50,7 +37,6 @@ struct World {
     clock: ManualClock,
     im: Member,
     sms: Member,
-    accounts: AccountLog,
 }
 
 struct Member {
@@ -100,7 +86,6 @@ async fn world_with(im_offline_wait: bool) -> World {
         address: "+49151".into(),
     });
     directory.put_profile(bob).await.unwrap();
-    let accounts = AccountLog::default();
     let settings = BrokerSettings {
         id: MemberId::new("broker-1"),
         skew_ms: 30_000,
@@ -136,7 +121,6 @@ async fn world_with(im_offline_wait: bool) -> World {
                 delivery: registry,
                 presence: view,
                 presence_actor: Some(presence.clone()),
-                accounting: accounts.clone().start().recipient(),
             },
         )
         .unwrap(),
@@ -152,7 +136,6 @@ async fn world_with(im_offline_wait: bool) -> World {
         presence,
         im,
         sms,
-        accounts,
     };
     w.im.session = Some(w.login(&w.im).await);
     w.sms.session = Some(w.login(&w.sms).await);
@@ -292,10 +275,11 @@ async fn submit_release_report_notify_account() {
     let rec = w.stored(&r.imi.imi.txn).await.unwrap();
     assert_eq!(rec.status, TxnStatus::Delivered);
     assert_eq!(rec.attempts[0].outcome.as_deref(), Some("delivered"));
-    let accounts = w.accounts.0.lock().unwrap().clone();
+    // The usage is in the same journal record as the conclusion.
+    let accounts = w.store.accounting(0, u64::MAX).unwrap();
     assert_eq!(accounts.len(), 1);
-    assert_eq!(accounts[0].0.outcome, "delivered");
-    assert_eq!(accounts[0].0.sender, "alice");
+    assert_eq!(accounts[0].outcome, "delivered");
+    assert_eq!(accounts[0].sender, "alice");
 
     assert_eq!(w.shard.send(OpenTransactions).await.unwrap(), 1);
     w.send(

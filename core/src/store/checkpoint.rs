@@ -27,7 +27,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::overlay::Generation;
-use super::write::{Op, WriteBatch};
+use super::write::{resolve, Change, WriteBatch};
 use super::{Shared, StoreError, Tree};
 use crate::journal::{lock, Journal, Position};
 
@@ -311,11 +311,14 @@ pub(super) fn recover(s: &Shared) -> Result<usize, StoreError> {
 /// Applies one replayed batch to sled directly (nothing reads yet).
 fn apply_batch(s: &Shared, b: WriteBatch) -> Result<(), StoreError> {
     let mut per: Vec<Option<sled::Batch>> = vec![None; Tree::ALL.len()];
-    for (t, op) in b.into_ops() {
+    let changes = resolve(b.into_ops(), |t, k| {
+        Ok(s.trees[t.index()].get(k)?.map(|v| v.to_vec()))
+    })?;
+    for (t, c) in changes {
         let batch = per[t.index()].get_or_insert_with(sled::Batch::default);
-        match op {
-            Op::Insert(k, v) => batch.insert(k, v),
-            Op::Remove(k) => batch.remove(k),
+        match c {
+            Change::Put(k, v) => batch.insert(k, v),
+            Change::Delete(k) => batch.remove(k),
         }
     }
     for (i, b) in per.into_iter().enumerate() {

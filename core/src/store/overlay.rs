@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
-use super::write::Op;
+use super::write::Change;
 use super::Tree;
 
 /// A value as the overlay has it: `None` is a removal (it hides sled's).
@@ -58,12 +58,12 @@ pub(super) struct Overlay {
 
 impl Overlay {
     /// Takes one batch's operations in.
-    pub(super) fn apply(&mut self, ops: Vec<(Tree, Op)>) {
+    pub(super) fn apply(&mut self, ops: Vec<(Tree, Change)>) {
         self.current.ops += ops.len();
         for (t, op) in ops {
             let (k, slot) = match op {
-                Op::Insert(k, v) => (k, Some(Arc::<[u8]>::from(v))),
-                Op::Remove(k) => (k, None),
+                Change::Put(k, v) => (k, Some(Arc::<[u8]>::from(v))),
+                Change::Delete(k) => (k, None),
             };
             self.current.tree(t).insert(k, slot);
         }
@@ -124,8 +124,8 @@ impl Overlay {
 mod tests {
     use super::*;
 
-    fn ins(k: &str, v: &str) -> (Tree, Op) {
-        (Tree::Meta, Op::Insert(k.into(), v.into()))
+    fn ins(k: &str, v: &str) -> (Tree, Change) {
+        (Tree::Meta, Change::Put(k.into(), v.into()))
     }
 
     #[test]
@@ -133,7 +133,10 @@ mod tests {
         let mut o = Overlay::default();
         o.apply(vec![ins("a", "1"), ins("b", "1"), ins("c", "1")]);
         o.freeze();
-        o.apply(vec![ins("a", "2"), (Tree::Meta, Op::Remove(b"b".to_vec()))]);
+        o.apply(vec![
+            ins("a", "2"),
+            (Tree::Meta, Change::Delete(b"b".to_vec())),
+        ]);
         assert_eq!(o.get(Tree::Meta, b"a"), Some(Some(Arc::from(&b"2"[..]))));
         assert_eq!(o.get(Tree::Meta, b"b"), Some(None));
         assert_eq!(o.get(Tree::Meta, b"c"), Some(Some(Arc::from(&b"1"[..]))));

@@ -125,6 +125,27 @@ pub struct AttemptRecord {
 }
 
 impl AttemptRecord {
+    /// Whether `other` is this attempt with (at most) another outcome.
+    fn same_but_outcome(&self, other: &Self) -> bool {
+        let Self {
+            attempt,
+            route,
+            id,
+            started_ms,
+            deadline_ms,
+            outcome: _,
+            reason: _,
+        } = self;
+        (attempt, route, id, started_ms, deadline_ms)
+            == (
+                &other.attempt,
+                &other.route,
+                &other.id,
+                &other.started_ms,
+                &other.deadline_ms,
+            )
+    }
+
     /// Whether no outcome is known yet.
     pub fn is_open(&self) -> bool {
         self.outcome.is_none()
@@ -162,6 +183,76 @@ pub struct TxnRecord {
     /// the shard's memory (a closed transaction leaves it); not written back,
     /// to save a write per message.
     pub closed: bool,
+    /// What the store holds of it (not stored): a write after the first
+    /// journals only what changed since ([`TxnDelta`]).
+    #[serde(skip)]
+    pub saved: Saved,
+}
+
+/// What the store already holds of a transaction record: the length of its
+/// trail, its attempts and its manager as last written. Compares equal to
+/// any other (it says nothing about the transaction itself).
+#[derive(Debug, Clone, Default)]
+pub struct Saved(Option<Box<SavedState>>);
+
+#[derive(Debug, Clone)]
+struct SavedState {
+    events: usize,
+    attempts: Vec<AttemptRecord>,
+    manager: Option<ManagerChoice>,
+}
+
+impl PartialEq for Saved {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Saved {}
+
+/// A transaction record's change since the store's copy: the one write per
+/// step after the first (the full record), merged into the stored record
+/// by the store ([`merge`]). The journal holds this, not the whole record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnDelta {
+    /// The status now.
+    pub status: TxnStatus,
+    /// The manager, when it changed.
+    pub manager: Option<ManagerChoice>,
+    /// Attempts new since.
+    pub attempts: Vec<AttemptRecord>,
+    /// Attempts that changed since (they only ever learn their outcome):
+    /// `(attempt, outcome, reason)`.
+    pub outcomes: Vec<(u32, Option<String>, Option<String>)>,
+    /// Events appended to the trail.
+    pub events: Vec<EventRecord>,
+}
+
+/// How `rec` is written next: the whole record (the store has none of it),
+/// or what changed since the last write. Marks the record saved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnWrite {
+    /// The record, encoded.
+    Full(Vec<u8>),
+    /// A [`TxnDelta`], encoded.
+    Delta(Vec<u8>),
+}
+
+/// The tree's merge: `old` (the stored record) with `delta` applied.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] when either does not decode, or there is no
+/// record to merge into.
+pub fn merge(tree: super::Tree, old: Option<&[u8]>, delta: &[u8]) -> Result<Vec<u8>, StoreError> {
+    match tree {
+        super::Tree::Txn => {
+            let old = old.ok_or(StoreError::Corrupt("txn delta without a record"))?;
+            let mut rec: TxnRecord = dec(old, "txn")?;
+            rec.apply(dec(delta, "txn delta")?);
+            Ok(enc(&rec))
+        }
+        _ => Err(StoreError::Corrupt("merge into a tree without deltas")),
+    }
 }
 
 impl TxnRecord {
@@ -204,6 +295,69 @@ impl TxnRecord {
             .sender_user
             .clone()
             .unwrap_or_else(|| self.imi.sender.to_string())
+    }
+
+    /// Marks the record as the store now holds it.
+    pub fn mark_saved(&mut self) {
+        self.saved = Saved(Some(Box::new(SavedState {
+            events: self.events.len(),
+            attempts: self.attempts.clone(),
+            manager: self.manager.clone(),
+        })));
+    }
+
+    /// The next write of the record: whole the first time, then only what
+    /// changed since the last ([`TxnDelta`]). Marks it saved.
+    pub fn to_write(&mut self) -> TxnWrite {
+        let w = match &self.saved.0 {
+            None => TxnWrite::Full(enc(self)),
+            Some(s) => {
+                let mut attempts = Vec::new();
+                let mut outcomes = Vec::new();
+                for a in &self.attempts {
+                    match s.attempts.iter().find(|b| b.attempt == a.attempt) {
+                        Some(b) if b == a => {}
+                        // An attempt only ever learns its outcome: that alone.
+                        Some(b) if b.same_but_outcome(a) => {
+                            outcomes.push((a.attempt, a.outcome.clone(), a.reason.clone()))
+                        }
+                        _ => attempts.push(a.clone()),
+                    }
+                }
+                TxnWrite::Delta(enc(&TxnDelta {
+                    status: self.status.clone(),
+                    manager: (self.manager != s.manager)
+                        .then(|| self.manager.clone())
+                        .flatten(),
+                    attempts,
+                    outcomes,
+                    events: self.events.get(s.events..).unwrap_or_default().to_vec(),
+                }))
+            }
+        };
+        self.mark_saved();
+        w
+    }
+
+    /// Applies a change written by [`Self::to_write`].
+    pub fn apply(&mut self, d: TxnDelta) {
+        self.status = d.status;
+        if d.manager.is_some() {
+            self.manager = d.manager;
+        }
+        for a in d.attempts {
+            match self.attempts.iter_mut().find(|b| b.attempt == a.attempt) {
+                Some(b) => *b = a,
+                None => self.attempts.push(a),
+            }
+        }
+        for (n, outcome, reason) in d.outcomes {
+            if let Some(a) = self.attempts.iter_mut().find(|a| a.attempt == n) {
+                a.outcome = outcome;
+                a.reason = reason;
+            }
+        }
+        self.events.extend(d.events);
     }
 
     /// Appends an event.

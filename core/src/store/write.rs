@@ -64,11 +64,57 @@ impl WriteStats {
     }
 }
 
-/// One write operation.
+/// One write operation, as a batch and the journal hold it.
 #[derive(Debug, Clone)]
 pub(super) enum Op {
     Insert(Vec<u8>, Vec<u8>),
     Remove(Vec<u8>),
+    /// A change merged into the stored value by the tree's merge
+    /// ([`super::records::merge`]).
+    Merge(Vec<u8>, Vec<u8>),
+}
+
+/// One operation as the overlay and sled take it: a merge resolved into
+/// the value it makes ([`resolve`]).
+#[derive(Debug, Clone)]
+pub(super) enum Change {
+    Put(Vec<u8>, Vec<u8>),
+    Delete(Vec<u8>),
+}
+
+/// A batch's operations as changes: each merge applied to the value the
+/// key has at that point — earlier in the batch, else `stored` (the
+/// overlay over sled when written, sled when replayed: the same value,
+/// since the journal holds the batches in the order they were applied).
+///
+/// # Errors
+/// What the merge or `stored` failed with.
+pub(super) fn resolve(
+    ops: Vec<(Tree, Op)>,
+    mut stored: impl FnMut(Tree, &[u8]) -> Result<Option<Vec<u8>>, StoreError>,
+) -> Result<Vec<(Tree, Change)>, StoreError> {
+    let mut out: Vec<(Tree, Change)> = Vec::with_capacity(ops.len());
+    for (t, op) in ops {
+        let c = match op {
+            Op::Insert(k, v) => Change::Put(k, v),
+            Op::Remove(k) => Change::Delete(k),
+            Op::Merge(k, delta) => {
+                let earlier = out.iter().rev().find_map(|(u, c)| match c {
+                    Change::Put(j, v) if *u == t && *j == k => Some(Some(v.clone())),
+                    Change::Delete(j) if *u == t && *j == k => Some(None),
+                    _ => None,
+                });
+                let old = match earlier {
+                    Some(v) => v,
+                    None => stored(t, &k)?,
+                };
+                let v = super::records::merge(t, old.as_deref(), &delta)?;
+                Change::Put(k, v)
+            }
+        };
+        out.push((t, c));
+    }
+    Ok(out)
 }
 
 /// Writes that are applied together.
@@ -100,6 +146,19 @@ impl WriteBatch {
         self
     }
 
+    /// Merges `delta` into `key`'s value in `tree` (the tree's merge,
+    /// [`super::records::merge`]): the journal holds the delta, readers and
+    /// sled the merged value.
+    pub fn merge(
+        &mut self,
+        tree: Tree,
+        key: impl Into<Vec<u8>>,
+        delta: impl Into<Vec<u8>>,
+    ) -> &mut Self {
+        self.ops.push((tree, Op::Merge(key.into(), delta.into())));
+        self
+    }
+
     /// Number of operations.
     pub fn len(&self) -> usize {
         self.ops.len()
@@ -111,8 +170,9 @@ impl WriteBatch {
     }
 
     /// The batch as one journal record: per operation a byte (the tree's
-    /// index, its top bit set for a removal), the key's length (u32 LE) and
-    /// the key, and for an insert the value's length and the value.
+    /// index, its top bit set for a removal, the next for a merge), the
+    /// key's length (u32 LE) and the key, and for an insert or a merge the
+    /// value's (delta's) length and bytes.
     pub(super) fn encode(&self, out: &mut Vec<u8>) {
         for (t, op) in &self.ops {
             let mut put = |tag: u8, k: &[u8]| {
@@ -127,6 +187,11 @@ impl WriteBatch {
                     out.extend_from_slice(v);
                 }
                 Op::Remove(k) => put(t.index() as u8 | REMOVE, k),
+                Op::Merge(k, d) => {
+                    put(t.index() as u8 | MERGE, k);
+                    out.extend_from_slice(&(d.len() as u32).to_le_bytes());
+                    out.extend_from_slice(d);
+                }
             }
         }
     }
@@ -151,12 +216,15 @@ impl WriteBatch {
         let mut ops = Vec::new();
         while let Some(&tag) = b.first() {
             b = &b[1..];
-            let tree = *Tree::ALL.get((tag & !REMOVE) as usize).ok_or_else(bad)?;
+            let tree = *Tree::ALL
+                .get((tag & !(REMOVE | MERGE)) as usize)
+                .ok_or_else(bad)?;
             let key = bytes(&mut b).ok_or_else(bad)?;
-            let op = if tag & REMOVE == 0 {
-                Op::Insert(key, bytes(&mut b).ok_or_else(bad)?)
-            } else {
-                Op::Remove(key)
+            let op = match (tag & REMOVE != 0, tag & MERGE != 0) {
+                (false, false) => Op::Insert(key, bytes(&mut b).ok_or_else(bad)?),
+                (true, false) => Op::Remove(key),
+                (false, true) => Op::Merge(key, bytes(&mut b).ok_or_else(bad)?),
+                (true, true) => return Err(bad()),
             };
             ops.push((tree, op));
         }
@@ -176,6 +244,8 @@ impl WriteBatch {
 
 /// The tag bit of a removal in a journal record.
 const REMOVE: u8 = 0x80;
+/// The tag bit of a merge.
+const MERGE: u8 = 0x40;
 
 /// Writes into the journal and the overlay. Held by the store.
 #[derive(Debug)]
@@ -197,8 +267,14 @@ impl WriteHandle {
         // The overlay's lock orders the appends: the journal holds batches
         // in the order readers saw them.
         let mut overlay = s.overlay.write().unwrap_or_else(|p| p.into_inner());
+        // Merges read the value as readers see it now, before the append: a
+        // merge that fails leaves nothing in the journal.
+        let changes = resolve(batch.into_ops(), |t, k| match overlay.get(t, k) {
+            Some(slot) => Ok(slot.map(|v| v.to_vec())),
+            None => Ok(s.trees[t.index()].get(k)?.map(|v| v.to_vec())),
+        })?;
         let pos = s.journal.append(&rec).map_err(StoreError::from)?;
-        overlay.apply(batch.into_ops());
+        overlay.apply(changes);
         s.appended.store(pos, Ordering::Release);
         let full = overlay.pending_ops() >= super::checkpoint::OVERLAY_OPS;
         drop(overlay);
@@ -307,7 +383,7 @@ fn counts(b: &WriteBatch) -> ([u64; Tree::ALL.len()], [u64; Tree::ALL.len()]) {
     for (t, op) in b.ops() {
         ops[t.index()] += 1;
         bytes[t.index()] += match op {
-            Op::Insert(k, v) => (k.len() + v.len()) as u64,
+            Op::Insert(k, v) | Op::Merge(k, v) => (k.len() + v.len()) as u64,
             Op::Remove(k) => k.len() as u64,
         };
     }
@@ -428,6 +504,168 @@ mod tests {
             store.get(Tree::Meta, b"later").unwrap(),
             Some(b"x".to_vec())
         );
+    }
+
+    fn txn_record() -> crate::store::TxnRecord {
+        use crate::protocol::{mac, Address, Imi, MediumKind, MemberId, Priority, To, TxnId};
+        crate::store::TxnRecord {
+            imi: Imi {
+                txn: TxnId::generate(1_800_000_000_000),
+                originator: MemberId::new("gw"),
+                sender: Address::new(MediumKind::Im, "alice"),
+                sender_user: Some("alice".into()),
+                recipient: To::User("bob".into()),
+                content_type: "text/plain".into(),
+                content_len: 2,
+                content_sha256: mac::sha256(b"hi"),
+                subject: None,
+                priority: Priority::Normal,
+                expires_at_ms: 1_800_000_060_000,
+                created_at_ms: 1_800_000_000_000,
+                receipt: true,
+                attributes: vec![],
+            },
+            status: crate::store::TxnStatus::Released,
+            manager: None,
+            attempts: vec![],
+            events: vec![],
+            closed: false,
+            saved: Default::default(),
+        }
+    }
+
+    fn txn_batch(rec: &mut crate::store::TxnRecord) -> WriteBatch {
+        let mut b = WriteBatch::new();
+        let key = crate::store::TxnRecord::key(&rec.imi.txn).to_vec();
+        match rec.to_write() {
+            super::super::records::TxnWrite::Full(v) => b.insert(Tree::Txn, key, v),
+            super::super::records::TxnWrite::Delta(d) => b.merge(Tree::Txn, key, d),
+        };
+        b
+    }
+
+    /// Whatever a step changes — a new attempt, an attempt's outcome, the
+    /// manager, the trail, the status — the stored record with every delta
+    /// applied is the record the broker holds.
+    #[test]
+    fn deltas_applied_in_order_rebuild_the_record() {
+        use crate::protocol::{MediumKind, MemberId, Route};
+        use crate::store::records::{dec, TxnWrite};
+        use crate::store::{AttemptRecord, TxnRecord, TxnStatus};
+        let attempt = |n: u32, m: MediumKind| AttemptRecord {
+            attempt: n,
+            route: Route {
+                mechanism: m,
+                address: "bob".into(),
+                recipient_user: Some("bob".into()),
+                destination: MemberId::new("gw-d"),
+                processors: vec![],
+                archive: None,
+                store_and_forward: false,
+            },
+            id: [n as u8; 32],
+            started_ms: u64::from(n),
+            deadline_ms: u64::from(n) + 10,
+            outcome: None,
+            reason: None,
+        };
+        let mut rec = txn_record();
+        let mut stored: Option<TxnRecord> = None;
+        let steps: Vec<Box<dyn Fn(&mut TxnRecord)>> = vec![
+            Box::new(|r| r.event(1, "submitted")),
+            Box::new(move |r| {
+                r.attempts.push(attempt(1, MediumKind::Im));
+                r.event(2, "released:1");
+            }),
+            Box::new(|r| {
+                r.attempts[0].outcome = Some("timeout".into());
+                r.attempts[0].reason = Some("no answer".into());
+            }),
+            Box::new(move |r| {
+                r.attempts.push(attempt(2, MediumKind::Sms));
+                r.status = TxnStatus::Transmitted;
+            }),
+            Box::new(|r| {
+                r.attempts[1].outcome = Some("delivered".into());
+                r.attempts[1].deadline_ms = 99;
+                r.status = TxnStatus::Delivered;
+            }),
+            Box::new(|_| {}),
+        ];
+        for (i, step) in steps.iter().enumerate() {
+            step(&mut rec);
+            match rec.to_write() {
+                TxnWrite::Full(v) => {
+                    assert_eq!(i, 0, "only the first write is whole");
+                    stored = Some(dec(&v, "txn").unwrap());
+                }
+                TxnWrite::Delta(d) => {
+                    let s = stored.as_mut().unwrap();
+                    s.apply(dec(&d, "txn delta").unwrap());
+                }
+            }
+            let s = stored.as_ref().unwrap();
+            assert_eq!(
+                (&s.attempts, &s.events, &s.status),
+                (&rec.attempts, &rec.events, &rec.status),
+                "step {i}"
+            );
+        }
+    }
+
+    /// A transaction's later writes journal only what changed; readers see
+    /// the merged record at once, after a checkpoint, and after a reopen
+    /// that had only the journal (every checkpoint failed) — and a merge
+    /// with nothing to merge into is refused whole, journal untouched.
+    #[tokio::test]
+    async fn a_merge_journals_the_change_and_reads_the_whole_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rec = txn_record();
+        let txn = rec.imi.txn;
+        let full = txn_batch(&mut rec);
+        rec.event(1, "submitted");
+        rec.status = crate::store::TxnStatus::Delivered;
+        let delta = txn_batch(&mut rec);
+        let (mut full_rec, mut delta_rec) = (Vec::new(), Vec::new());
+        full.encode(&mut full_rec);
+        delta.encode(&mut delta_rec);
+        assert!(
+            delta_rec.len() * 3 < full_rec.len(),
+            "{} vs {}",
+            delta_rec.len(),
+            full_rec.len()
+        );
+        let back = WriteBatch::decode(&delta_rec).unwrap();
+        assert_eq!(format!("{:?}", back.ops()), format!("{:?}", delta.ops()));
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.faults().fail_applying(Tree::Txn, true);
+            store.writer().write(full).await.unwrap();
+            store.writer().write(delta).await.unwrap();
+            assert_eq!(store.txn(&txn).unwrap().unwrap(), rec);
+            // Nothing to merge into: refused, and the journal has nothing.
+            let mut other = txn_record();
+            other.mark_saved();
+            let before = store.writer().written();
+            assert!(store.writer().try_write(txn_batch(&mut other)).is_err());
+            assert_eq!(store.writer().written(), before);
+            assert!(store.checkpoint().is_err());
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let stored: crate::store::TxnRecord =
+            super::super::records::dec(&store.tree(Tree::Txn).get(txn.0).unwrap().unwrap(), "txn")
+                .unwrap();
+        assert_eq!(stored, rec);
+        assert_eq!(stored.events.len(), 1);
+        // Both in one batch: the merge reads the insert before it.
+        let mut again = txn_record();
+        let mut b = txn_batch(&mut again);
+        again.event(2, "released");
+        for (t, op) in txn_batch(&mut again).into_ops() {
+            b.ops.push((t, op));
+        }
+        store.writer().write(b).await.unwrap();
+        assert_eq!(store.txn(&again.imi.txn).unwrap().unwrap().events.len(), 1);
     }
 
     /// Ids stay unique across a reopen whose last checkpoint failed (so

@@ -32,7 +32,7 @@ use crate::protocol::{
     Frame, Imi, KeyRing, MediumKind, MemberId, NotifyAck, Outcome, ProtocolError, RejectReason,
     ReleaseAck, Report, ReportStatus, Route, SecretKey, SessionPair, Submit, TxnId,
 };
-use crate::store::records::{dec, enc};
+use crate::store::records::{Saved, TxnWrite};
 use crate::store::{AccountingRecord, AttemptRecord, StoreError, TxnRecord, TxnStatus};
 
 use answers::{account, answer_again, notify, release};
@@ -82,8 +82,9 @@ pub trait Env {
 /// member holds an answer the store does not.
 #[derive(Debug, Default)]
 pub struct Effects {
-    /// Transaction records to persist (encoded), by txn, in order.
-    pub records: Vec<(TxnId, Vec<u8>)>,
+    /// Transaction records to persist, by txn, in order: the whole record
+    /// the first time, then what changed ([`TxnWrite`]).
+    pub records: Vec<(TxnId, TxnWrite)>,
     /// Usage to account.
     pub accounting: Vec<AccountingRecord>,
     /// Frames to send: `(to, frame)`.
@@ -91,20 +92,12 @@ pub struct Effects {
 }
 
 impl Effects {
-    fn persist(&mut self, rec: &TxnRecord) {
-        self.records.push((rec.imi.txn, enc(rec)));
+    fn persist(&mut self, rec: &mut TxnRecord) {
+        self.records.push((rec.imi.txn, rec.to_write()));
     }
 
     fn send(&mut self, to: &MemberId, frame: Frame) {
         self.frames.push((to.clone(), frame));
-    }
-
-    /// The records to persist, decoded (tests and logs).
-    ///
-    /// # Errors
-    /// [`StoreError::Corrupt`] — never for records this module encoded.
-    pub fn decoded(&self) -> Result<Vec<TxnRecord>, StoreError> {
-        self.records.iter().map(|(_, b)| dec(b, "txn")).collect()
     }
 
     /// Whether nothing is to be done.
@@ -172,7 +165,8 @@ impl Transactions {
     ) -> Result<Option<&mut TxnRecord>, ProtocolError> {
         if !self.open.contains_key(txn) {
             match env.stored(txn) {
-                Ok(Some(rec)) => {
+                Ok(Some(mut rec)) => {
+                    rec.mark_saved();
                     self.track(&rec);
                     self.open.insert(*txn, rec);
                 }
@@ -225,6 +219,7 @@ impl Transactions {
             attempts: Vec::new(),
             events: Vec::new(),
             closed: false,
+            saved: Saved::default(),
         };
         rec.event(now, "submitted");
         match plan(env, &rec.imi, None, &[]) {
@@ -235,7 +230,7 @@ impl Transactions {
                 for route in routes {
                     frames.push(release(env, session, &mut rec, route, now)?);
                 }
-                out.persist(&rec);
+                out.persist(&mut rec);
                 for f in frames {
                     out.send(from, f);
                 }
@@ -246,7 +241,7 @@ impl Transactions {
                 rec.status = TxnStatus::Rejected(reason.code().into());
                 rec.event(now, format!("rejected:{}", reason.code()));
                 rec.closed = true;
-                out.persist(&rec);
+                out.persist(&mut rec);
                 tracing::info!(txn = %txn, reason = reason.code(), "message rejected");
                 metrics::counter!("switchboard_messages_rejected_total", "reason" => reason.code())
                     .increment(1);
@@ -344,7 +339,7 @@ impl Transactions {
             Next::Retry => self.retry(env, out, &r.txn, now),
         };
         if !persisted {
-            if let Some(rec) = self.open.get(&r.txn) {
+            if let Some(rec) = self.open.get_mut(&r.txn) {
                 out.persist(rec);
             }
             // A late or repeated report on a finished message: nothing is
@@ -483,7 +478,7 @@ impl Transactions {
                 tracing::info!(txn = %txn, attempt, mechanism = %a.route.mechanism, "attempt timed out");
                 rec.event(now, kind);
                 if !self.retry(env, out, &txn, now) {
-                    if let Some(rec) = self.open.get(&txn) {
+                    if let Some(rec) = self.open.get_mut(&txn) {
                         out.persist(rec);
                     }
                 }

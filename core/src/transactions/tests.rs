@@ -15,6 +15,7 @@ use crate::protocol::frames::{
 };
 use crate::protocol::tscs::NonceCache;
 use crate::protocol::{mac, Address, MemberKeys, Notify, Priority, Release, Session, To};
+use crate::store::records::dec;
 
 const NOW: u64 = 1_800_000_000_000;
 
@@ -195,8 +196,18 @@ impl World {
     /// Carries out what a step decided, as the shard does: records into
     /// the store first, then accounting, then frames.
     fn apply(&mut self, out: Effects) {
-        for rec in out.decoded().unwrap() {
-            self.env.store.borrow_mut().insert(rec.imi.txn, rec);
+        for (txn, w) in out.records {
+            let mut store = self.env.store.borrow_mut();
+            let rec = match w {
+                TxnWrite::Full(v) => dec(&v, "txn").unwrap(),
+                TxnWrite::Delta(d) => {
+                    let mut rec: TxnRecord =
+                        store.remove(&txn).expect("a delta follows the record");
+                    rec.apply(dec(&d, "txn delta").unwrap());
+                    rec
+                }
+            };
+            store.insert(txn, rec);
         }
         self.accounts.extend(out.accounting);
         self.sent.extend(out.frames);
