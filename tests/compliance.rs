@@ -12,7 +12,7 @@ use switchboard::gateways::compliance::{check, Subject};
 use switchboard::gateways::email::tls::{relay_transport, RelayTls};
 use switchboard::gateways::email::EmailMedium;
 use switchboard::gateways::fax::FaxMedium;
-use switchboard::gateways::im::hub::Hub;
+use switchboard::gateways::im::hub::{Hub, SessionCounts};
 use switchboard::gateways::im::ImMedium;
 use switchboard::gateways::sms::esme::{Esme, EsmeSettings, Job};
 use switchboard::gateways::sms::inbound::MoContext;
@@ -31,6 +31,7 @@ struct Im {
     store: Store,
     directory: Directory,
     hub: Addr<Hub>,
+    counts: SessionCounts,
 }
 
 impl Subject for Im {
@@ -39,7 +40,7 @@ impl Subject for Im {
         ImMedium::new(
             self.store.clone(),
             Some(self.directory.clone()),
-            self.hub.clone(),
+            (self.hub.clone(), self.counts.clone()),
             PresenceView::default(),
             switchboard_actors::delivery::ImOfflineWait::new(false),
         )
@@ -75,12 +76,14 @@ async fn im_medium_complies() {
         .put_profile(Profile::im_only("bob"))
         .await
         .unwrap();
-    let hub = Hub::new(store.clone(), None).start();
+    let hub = Hub::new(store.clone(), None);
+    let counts = hub.session_counts();
     let mut s = Im {
         _dir: dir,
         store,
         directory,
-        hub,
+        hub: hub.start(),
+        counts,
     };
     check(&mut s).await.unwrap();
 }

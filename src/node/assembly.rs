@@ -126,7 +126,9 @@ impl Core {
         let delivery = DeliveryService::load(store.clone(), &cfg.delivery.default_manager)?;
         let registry = delivery.registry();
         let delivery = delivery.start();
-        let hub = Hub::new(store.clone(), receipts).start();
+        let hub = Hub::new(store.clone(), receipts);
+        let session_counts = hub.session_counts();
+        let hub = hub.start();
         // Presence pushes go to the node's sessions, or as frames to the IM
         // gateways in other processes that watch the user.
         let router = Context::<PresenceRouter>::new();
@@ -171,7 +173,7 @@ impl Core {
             ImMedium::new(
                 store.clone(),
                 Some(directory.clone()),
-                hub.clone(),
+                (hub.clone(), session_counts),
                 presence_view.clone(),
                 im_offline.clone(),
             ),

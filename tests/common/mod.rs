@@ -325,13 +325,19 @@ impl ProcNode {
 
     /// With extra environment settings (e.g. a fixed MIAP port).
     pub fn spawn_with(dir: &Path, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(bin())
-            .arg("serve")
+        let mut c = Command::new(bin());
+        c.arg("serve")
             .env("SWITCHBOARD_DATA__DIR", dir)
             .env("SWITCHBOARD_HTTP__LISTEN", "127.0.0.1:0")
             .env("SWITCHBOARD_MIAP__LISTEN", "127.0.0.1:0")
             .env("SWITCHBOARD_LOG__LEVEL", "warn")
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Self::spawn_command(c)
+    }
+
+    /// `c` (a `switchboard serve` command), once it listens.
+    pub fn spawn_command(mut c: Command) -> Self {
+        let mut child = c
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

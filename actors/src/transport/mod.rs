@@ -154,6 +154,15 @@ async fn write_frames(mut w: LinkWrite, mut queue: mpsc::Receiver<Outgoing>, gat
     let _ = w.shutdown().await;
 }
 
+/// Frames a link may hold unwritten (each end). The writer waits for the
+/// journal before each write, so a group commit's worth of frames queues up
+/// meanwhile: at 4 096 in flight a message's five frames filled a queue of
+/// 4 096 within one commit and frames were dropped (the gateway's end) or
+/// the link closed (the node's), and throughput fell to 500 msgs/s while
+/// timeouts recovered them. A peer that reads nothing is still found: at
+/// ≈ 300 B a frame this is ≈ 20 MB.
+pub(crate) const LINK_QUEUE: usize = 65_536;
+
 /// Starts the reader and writer of a connection for actor `ctx`; returns
 /// the write queue. Frames wait for `gate`'s journal (none: they don't).
 pub(crate) fn wire_up<A>(

@@ -46,7 +46,7 @@ impl Default for LinkLimits {
             login_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(600),
             unauthenticated_per_peer: 8,
-            write_queue: 4096,
+            write_queue: super::LINK_QUEUE,
         }
     }
 }

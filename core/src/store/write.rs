@@ -571,7 +571,8 @@ mod tests {
         };
         let mut rec = txn_record();
         let mut stored: Option<TxnRecord> = None;
-        let steps: Vec<Box<dyn Fn(&mut TxnRecord)>> = vec![
+        type Step = Box<dyn Fn(&mut TxnRecord)>;
+        let steps: Vec<Step> = vec![
             Box::new(|r| r.event(1, "submitted")),
             Box::new(move |r| {
                 r.attempts.push(attempt(1, MediumKind::Im));

@@ -19,9 +19,30 @@ use crate::http::time::rfc3339;
 /// A text frame for one session.
 pub type Outbound = UnboundedSender<String>;
 
+/// How many sessions each user has open, as the hub last counted them:
+/// read without a message to the hub (the IM medium asks per delivery).
+#[derive(Clone, Default)]
+pub struct SessionCounts(std::sync::Arc<dashmap::DashMap<String, usize>>);
+
+impl SessionCounts {
+    /// `user`'s open sessions.
+    pub fn get(&self, user: &str) -> usize {
+        self.0.get(user).map_or(0, |n| *n)
+    }
+
+    fn set(&self, user: &str, n: usize) {
+        if n == 0 {
+            self.0.remove(user);
+        } else {
+            self.0.insert(user.to_string(), n);
+        }
+    }
+}
+
 /// Tracks open sessions and fans out to them.
 pub struct Hub {
     sessions: HashMap<String, HashMap<u64, Outbound>>,
+    counts: SessionCounts,
     next_id: u64,
     store: Store,
     observer: Option<Recipient<Receipt>>,
@@ -60,11 +81,17 @@ impl Hub {
     pub fn new(store: Store, observer: Option<Recipient<Receipt>>) -> Self {
         Self {
             sessions: HashMap::new(),
+            counts: SessionCounts::default(),
             next_id: 0,
             store,
             observer,
             senders: None,
         }
+    }
+
+    /// Its count of each user's sessions (kept as sessions join and leave).
+    pub fn session_counts(&self) -> SessionCounts {
+        self.counts.clone()
     }
 
     /// Remembering the senders of delivered messages in memory, for a
@@ -85,6 +112,7 @@ impl Hub {
         if n == 0 {
             self.sessions.remove(user);
         }
+        self.counts.set(user, n);
         n
     }
 }
@@ -128,11 +156,6 @@ pub struct Leave {
     pub id: u64,
 }
 
-/// How many sessions `user` has open.
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct SessionCount(pub String);
-
 /// Push a delivered message to the recipient's sessions; returns how many
 /// got it.
 #[derive(Message)]
@@ -148,10 +171,9 @@ impl Handler<Join> for Hub {
     type Result = u64;
     fn handle(&mut self, m: Join, _: &mut Context<Self>) -> u64 {
         self.next_id += 1;
-        self.sessions
-            .entry(m.user)
-            .or_default()
-            .insert(self.next_id, m.tx);
+        let s = self.sessions.entry(m.user.clone()).or_default();
+        s.insert(self.next_id, m.tx);
+        self.counts.set(&m.user, s.len());
         self.next_id
     }
 }
@@ -161,17 +183,11 @@ impl Handler<Leave> for Hub {
     fn handle(&mut self, m: Leave, _: &mut Context<Self>) {
         if let Some(s) = self.sessions.get_mut(&m.user) {
             s.remove(&m.id);
+            self.counts.set(&m.user, s.len());
             if s.is_empty() {
                 self.sessions.remove(&m.user);
             }
         }
-    }
-}
-
-impl Handler<SessionCount> for Hub {
-    type Result = usize;
-    fn handle(&mut self, SessionCount(user): SessionCount, _: &mut Context<Self>) -> usize {
-        self.sessions.get(&user).map_or(0, HashMap::len)
     }
 }
 

@@ -28,7 +28,7 @@ use switchboard_core::protocol::MediumKind;
 use switchboard_core::store::records::enc;
 use switchboard_core::store::{InboxEntry, Store, Tree, WriteBatch};
 
-use hub::{Hub, PushMessage, SessionCount};
+use hub::{Hub, PushMessage, SessionCounts};
 
 /// The member id of the built-in IM gateway.
 pub const MEMBER_ID: &str = "gw-im-1";
@@ -41,6 +41,7 @@ pub struct ImMedium {
     store: Store,
     directory: Option<Directory>,
     hub: Addr<Hub>,
+    sessions: SessionCounts,
     presence: PresenceView,
     offline_wait: ImOfflineWait,
 }
@@ -54,7 +55,7 @@ impl ImMedium {
     pub fn new(
         store: Store,
         directory: Option<Directory>,
-        hub: Addr<Hub>,
+        (hub, sessions): (Addr<Hub>, SessionCounts),
         presence: PresenceView,
         offline_wait: ImOfflineWait,
     ) -> Self {
@@ -62,6 +63,7 @@ impl ImMedium {
             store,
             directory,
             hub,
+            sessions,
             presence,
             offline_wait,
         }
@@ -118,9 +120,9 @@ impl Medium for ImMedium {
         let present =
             self.presence.reach(&user, MediumKind::Im) != switchboard_core::policy::Reach::Offline;
         let mailbox = d.route.store_and_forward || self.offline_wait.get() || present;
-        let (store, hub) = (self.store.clone(), self.hub.clone());
+        let (store, hub, counts) = (self.store.clone(), self.hub.clone(), self.sessions.clone());
         Box::pin(async move {
-            let sessions = hub.send(SessionCount(user.clone())).await.unwrap_or(0);
+            let sessions = counts.get(&user);
             let delivered = mailbox || sessions > 0;
             let entry = InboxEntry {
                 txn: d.txn,
@@ -140,21 +142,27 @@ impl Medium for ImMedium {
                 InboxEntry::index_key(&user, &d.txn),
                 seq.to_be_bytes().to_vec(),
             );
+            // Visible at once, durable with the next group commit: nothing in
+            // the process waits for it. The report it allows leaves the
+            // process (if ever) on a link that waits for the journal first.
             store
                 .writer()
-                .write(b)
-                .await
+                .try_write(b)
                 .map_err(|e| NonDelivery(format!("inbox write failed: {e}")))?;
-            if sessions > 0 {
-                hub.do_send(PushMessage { user, entry });
-                return Ok(MediumAck::Delivered);
-            }
             // No session when asked: one may have joined since, and read its
-            // unread messages before this entry was written. Asking the hub
-            // after the write closes that gap — a session that joins later
-            // reads the entry itself.
-            let pushed = hub.send(PushMessage { user, entry }).await.unwrap_or(0);
-            Ok(if delivered || pushed > 0 {
+            // unread messages before this entry was written. Counting again
+            // after the write closes that gap — the hub counts a session in
+            // before it reads its unread, so one counted after this reads
+            // the entry itself. Nothing here waits for the hub.
+            let now = if sessions > 0 {
+                sessions
+            } else {
+                counts.get(&user)
+            };
+            if now > 0 {
+                hub.do_send(PushMessage { user, entry });
+            }
+            Ok(if delivered || now > 0 {
                 MediumAck::Delivered
             } else {
                 MediumAck::Pending
@@ -196,38 +204,49 @@ mod tests {
         }
     }
 
-    /// A session that joins after the medium asked the hub (none then) but
-    /// before the inbox entry is written gets the message pushed, and the
-    /// message counts as delivered, not held.
+    /// The medium counts the recipient's sessions without a message to the
+    /// hub: with none the message is held (pending); once a session has
+    /// joined, the next one is pushed to it and counts as delivered.
     #[actix_rt::test]
-    async fn a_session_joining_while_its_message_is_written_gets_it() {
+    async fn sessions_are_counted_without_asking_the_hub() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let hub = Hub::new(store.clone(), None).start();
+        let hub = Hub::new(store.clone(), None);
+        let counts = hub.session_counts();
+        let hub = hub.start();
         let mut im = ImMedium::new(
             store,
             None,
-            hub.clone(),
+            (hub.clone(), counts.clone()),
             PresenceView::default(),
             ImOfflineWait::new(false),
         );
-        let mut delivering = im.deliver(to_bob());
-        // One poll: the medium asks the hub how many sessions bob has.
-        tokio::select! {
-            biased;
-            _ = &mut delivering => panic!("delivered before the hub answered"),
-            () = std::future::ready(()) => {}
-        }
+        assert!(matches!(im.deliver(to_bob()).await, Ok(MediumAck::Pending)));
         let (tx, mut frames) = tokio::sync::mpsc::unbounded_channel();
-        hub.do_send(Join {
+        hub.send(Join {
             user: "bob".into(),
             tx,
-        });
-        assert!(matches!(delivering.await, Ok(MediumAck::Delivered)));
+        })
+        .await
+        .unwrap();
+        assert_eq!(counts.get("bob"), 1);
+        let mut d = to_bob();
+        d.txn = TxnId::generate(2);
+        assert!(matches!(im.deliver(d).await, Ok(MediumAck::Delivered)));
         let frame: serde_json::Value = serde_json::from_str(&frames.recv().await.unwrap()).unwrap();
         assert_eq!(
             (frame["type"].as_str(), frame["body"].as_str()),
             (Some("message"), Some("hi"))
         );
+        drop(frames);
+        // The hub forgets a session whose channel closed at its next push.
+        let mut d = to_bob();
+        d.txn = TxnId::generate(3);
+        let _ = im.deliver(d).await;
+        let waited = std::time::Instant::now();
+        while counts.get("bob") > 0 && waited.elapsed() < std::time::Duration::from_secs(5) {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(counts.get("bob"), 0);
     }
 }

@@ -51,7 +51,9 @@ pub fn start(
     clock: SharedClock,
     gateway: impl FnOnce(ImMedium, Recipient<Receipt>, Recipient<Reported>) -> ImGateway,
 ) -> anyhow::Result<RemoteIm> {
-    let hub = Hub::new(store.clone(), None).remembering_senders().start();
+    let hub = Hub::new(store.clone(), None).remembering_senders();
+    let session_counts = hub.session_counts();
+    let hub = hub.start();
     let push: Recipient<PresencePush> = hub.clone().recipient();
     let presence = Presence::new(clock, cfg.presence.idle_timeout_s * 1000, Some(push));
     // Whether a user is online is what this gateway's sessions say; a
@@ -60,7 +62,7 @@ pub fn start(
     let medium = ImMedium::new(
         store.clone(),
         None,
-        hub.clone(),
+        (hub.clone(), session_counts),
         presence.view(),
         ImOfflineWait::new(false),
     );
