@@ -11,7 +11,7 @@ use actix::prelude::*;
 use futures_like::LocalBoxFuture;
 
 use switchboard_core::protocol::{
-    Address, Attestation, MediumKind, ReportStatus, Route, Tag, TxnId,
+    Address, Attestation, MediumKind, MemberId, ReportStatus, Route, Tag, TxnId,
 };
 
 /// Tiny local stand-in for `futures::future::LocalBoxFuture`, so the crate
@@ -33,6 +33,9 @@ pub struct Delivery {
     pub id: Tag,
     /// The sender as shown to the recipient (user id or address).
     pub from: String,
+    /// The originating gateway (whose outbox holds the content, when it is
+    /// in this process).
+    pub originator: MemberId,
     /// The sender's address.
     pub sender: Address,
     /// The sender's user id, when the sender is a user.

@@ -32,6 +32,7 @@ pub fn delivery(medium: MediumKind, address: &str, user: Option<String>, body: &
         attempt: 1,
         id: [7; 32],
         from: "alice".into(),
+        originator: MemberId::new("gw-o"),
         sender: Address::new(MediumKind::Im, "alice"),
         sender_user: Some("alice".into()),
         route: Route {

@@ -11,8 +11,8 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use switchboard_core::protocol::{Frame, MemberId, ProtocolError, RefuseReason, TxnId};
-use switchboard_core::store::records::{enc, TxnWrite};
-use switchboard_core::store::{Tree, TxnRecord, WriteBatch};
+use switchboard_core::store::records::{enc, Merge, TxnWrite};
+use switchboard_core::store::{OutboxEntry, Tree, TxnRecord, WriteBatch};
 use switchboard_core::transactions::{Effects, Transactions};
 
 use super::messages::{CheckTimeouts, OpenTransactions};
@@ -61,18 +61,40 @@ impl BrokerShard {
     fn apply(&self, out: Effects) {
         // One journal record: the transactions' changes and their usage.
         if !out.records.is_empty() || !out.accounting.is_empty() {
+            let store = &self.shared.deps.store;
             let mut b = WriteBatch::new();
             for (txn, w) in out.records {
                 let key = TxnRecord::key(&txn).to_vec();
                 match w {
-                    TxnWrite::Full(v) => b.insert(Tree::Txn, key, v),
-                    TxnWrite::Delta(d) => b.merge(Tree::Txn, key, d),
+                    // In process the originator's outbox entry (the same
+                    // store) has the IMI: the journal need not have it twice.
+                    TxnWrite::Full {
+                        whole,
+                        base,
+                        originator,
+                    } => {
+                        let outbox = OutboxEntry::key(&originator, &txn);
+                        if store.contains(Tree::Outbox, &outbox).unwrap_or(false) {
+                            let m = Merge::TxnOnOutbox { outbox, base };
+                            b.merge_known(Tree::Txn, key, m.encode(), whole)
+                        } else {
+                            b.insert(Tree::Txn, key, whole)
+                        }
+                    }
+                    TxnWrite::Delta { whole, delta } => {
+                        b.merge_known(Tree::Txn, key, Merge::Txn(delta).encode(), whole)
+                    }
                 };
             }
             for a in out.accounting {
-                b.insert(Tree::Accounting, a.key(), enc(&a));
+                let usage = Merge::Usage {
+                    txn: a.txn,
+                    outcome: a.outcome.clone(),
+                    at_ms: a.at_ms,
+                };
+                b.merge_known(Tree::Accounting, a.key(), usage.encode(), enc(&a));
             }
-            self.shared.deps.store.writer().write_nowait(b);
+            store.writer().write_nowait(b);
         }
         for (to, frame) in out.frames {
             self.shared.send(&to, frame);

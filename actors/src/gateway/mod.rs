@@ -313,6 +313,7 @@ impl<M: Medium> Gateway<M> {
                 .sender_user
                 .clone()
                 .unwrap_or_else(|| imi.sender.to_string()),
+            originator: imi.originator.clone(),
             sender: imi.sender.clone(),
             sender_user: imi.sender_user.clone(),
             route: t.imi.route.clone(),

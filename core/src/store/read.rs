@@ -121,6 +121,23 @@ impl Store {
         }
     }
 
+    /// Whether `tree` has `key` (without copying its value).
+    ///
+    /// # Errors
+    /// When sled fails.
+    pub fn contains(&self, tree: Tree, key: &[u8]) -> Result<bool, StoreError> {
+        let known = self
+            .shared()
+            .overlay
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tree, key);
+        match known {
+            Some(slot) => Ok(slot.is_some()),
+            None => Ok(self.tree(tree).contains_key(key)?),
+        }
+    }
+
     /// At most `limit` `(key, value)`s of `tree` with keys after `after`
     /// (from the first when `None`), in key order: a page.
     ///

@@ -228,30 +228,159 @@ pub struct TxnDelta {
     pub events: Vec<EventRecord>,
 }
 
-/// How `rec` is written next: the whole record (the store has none of it),
-/// or what changed since the last write. Marks the record saved.
+/// How a transaction record is written next: the first time whole (the
+/// writer chooses how to journal it: whole, or on its outbox entry), then
+/// what changed since the last write; `whole` is the record encoded, what
+/// readers and sled get either way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxnWrite {
-    /// The record, encoded.
-    Full(Vec<u8>),
-    /// A [`TxnDelta`], encoded.
-    Delta(Vec<u8>),
+    /// The first write.
+    Full {
+        /// The record, encoded.
+        whole: Vec<u8>,
+        /// The record without its IMI.
+        base: TxnBase,
+        /// Its originator (whose outbox entry may hold the IMI).
+        originator: MemberId,
+    },
+    /// A later one.
+    Delta {
+        /// The record, encoded.
+        whole: Vec<u8>,
+        /// What changed.
+        delta: TxnDelta,
+    },
 }
 
-/// The tree's merge: `old` (the stored record) with `delta` applied.
+/// A transaction record without its IMI: journalled when the originator's
+/// outbox entry, in the same store, has the IMI ([`Merge::TxnOnOutbox`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnBase {
+    /// Current status.
+    pub status: TxnStatus,
+    /// The delivery manager.
+    pub manager: Option<ManagerChoice>,
+    /// Every attempt.
+    pub attempts: Vec<AttemptRecord>,
+    /// The trail.
+    pub events: Vec<EventRecord>,
+    /// See [`TxnRecord::closed`].
+    pub closed: bool,
+}
+
+/// What a merge journals: a change to the stored value, or a record whose
+/// larger part the store already holds under another key, named by it. The
+/// writer resolves it into the whole value (readers and sled never see a
+/// merge); the journal keeps it small — the content and the IMI are
+/// journalled once, in the originating gateway's outbox entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Merge {
+    /// A transaction record's change since its last write.
+    Txn(TxnDelta),
+    /// A transaction record whose IMI is the outbox entry's at `outbox`.
+    TxnOnOutbox {
+        /// The originator's outbox key.
+        outbox: Vec<u8>,
+        /// The rest of the record.
+        base: TxnBase,
+    },
+    /// An inbox entry whose text is the content of the outbox entry at
+    /// `outbox` (text, unconverted: the gateway checked it is the same).
+    InboxOnOutbox {
+        /// The originator's outbox key.
+        outbox: Vec<u8>,
+        /// The entry, its body empty.
+        entry: InboxEntry,
+    },
+    /// A concluded transaction's usage, made from its record.
+    Usage {
+        /// The transaction.
+        txn: TxnId,
+        /// The outcome accounted.
+        outcome: String,
+        /// When.
+        at_ms: u64,
+    },
+}
+
+impl Merge {
+    /// Encoded, for [`super::WriteBatch::merge`].
+    pub fn encode(&self) -> Vec<u8> {
+        enc(self)
+    }
+}
+
+/// `key`'s value with `merge` applied: `old` is its value before, `lookup`
+/// any other key's (both as the journal's order has them at this point).
 ///
 /// # Errors
-/// [`StoreError::Corrupt`] when either does not decode, or there is no
-/// record to merge into.
-pub fn merge(tree: super::Tree, old: Option<&[u8]>, delta: &[u8]) -> Result<Vec<u8>, StoreError> {
-    match tree {
-        super::Tree::Txn => {
+/// [`StoreError::Corrupt`] when a value does not decode, the record a
+/// merge names is missing, or the merge does not belong to `tree`.
+pub fn merge(
+    tree: super::Tree,
+    old: Option<&[u8]>,
+    merge: &[u8],
+    lookup: &mut dyn FnMut(super::Tree, &[u8]) -> Result<Option<Vec<u8>>, StoreError>,
+) -> Result<Vec<u8>, StoreError> {
+    use super::Tree;
+    let outbox =
+        |key: &[u8], lookup: &mut dyn FnMut(Tree, &[u8]) -> Result<Option<Vec<u8>>, StoreError>| {
+            let v = lookup(Tree::Outbox, key)?
+                .ok_or(StoreError::Corrupt("merge names a missing outbox entry"))?;
+            dec::<OutboxEntry>(&v, "outbox")
+        };
+    match (tree, dec::<Merge>(merge, "merge")?) {
+        (Tree::Txn, Merge::Txn(d)) => {
             let old = old.ok_or(StoreError::Corrupt("txn delta without a record"))?;
             let mut rec: TxnRecord = dec(old, "txn")?;
-            rec.apply(dec(delta, "txn delta")?);
+            rec.apply(d);
             Ok(enc(&rec))
         }
-        _ => Err(StoreError::Corrupt("merge into a tree without deltas")),
+        (Tree::Txn, Merge::TxnOnOutbox { outbox: key, base }) => {
+            let TxnBase {
+                status,
+                manager,
+                attempts,
+                events,
+                closed,
+            } = base;
+            Ok(enc(&TxnRecord {
+                imi: outbox(&key, lookup)?.imi,
+                status,
+                manager,
+                attempts,
+                events,
+                closed,
+                saved: Saved::default(),
+            }))
+        }
+        (
+            Tree::Inbox,
+            Merge::InboxOnOutbox {
+                outbox: key,
+                mut entry,
+            },
+        ) => {
+            entry.body = String::from_utf8_lossy(&outbox(&key, lookup)?.content).into_owned();
+            Ok(enc(&entry))
+        }
+        (
+            Tree::Accounting,
+            Merge::Usage {
+                txn,
+                outcome,
+                at_ms,
+            },
+        ) => {
+            let v = lookup(Tree::Txn, &TxnRecord::key(&txn))?
+                .ok_or(StoreError::Corrupt("usage of a missing transaction"))?;
+            let rec: TxnRecord = dec(&v, "txn")?;
+            let a = AccountingRecord::of(&rec, outcome, at_ms).ok_or(StoreError::Corrupt(
+                "usage of a transaction without attempts",
+            ))?;
+            Ok(enc(&a))
+        }
+        _ => Err(StoreError::Corrupt("a merge for another tree")),
     }
 }
 
@@ -310,7 +439,11 @@ impl TxnRecord {
     /// changed since the last ([`TxnDelta`]). Marks it saved.
     pub fn to_write(&mut self) -> TxnWrite {
         let w = match &self.saved.0 {
-            None => TxnWrite::Full(enc(self)),
+            None => TxnWrite::Full {
+                whole: enc(self),
+                base: self.base(),
+                originator: self.imi.originator.clone(),
+            },
             Some(s) => {
                 let mut attempts = Vec::new();
                 let mut outcomes = Vec::new();
@@ -324,7 +457,7 @@ impl TxnRecord {
                         _ => attempts.push(a.clone()),
                     }
                 }
-                TxnWrite::Delta(enc(&TxnDelta {
+                let delta = TxnDelta {
                     status: self.status.clone(),
                     manager: (self.manager != s.manager)
                         .then(|| self.manager.clone())
@@ -332,11 +465,26 @@ impl TxnRecord {
                     attempts,
                     outcomes,
                     events: self.events.get(s.events..).unwrap_or_default().to_vec(),
-                }))
+                };
+                TxnWrite::Delta {
+                    whole: enc(self),
+                    delta,
+                }
             }
         };
         self.mark_saved();
         w
+    }
+
+    /// The record without its IMI.
+    pub fn base(&self) -> TxnBase {
+        TxnBase {
+            status: self.status.clone(),
+            manager: self.manager.clone(),
+            attempts: self.attempts.clone(),
+            events: self.events.clone(),
+            closed: self.closed,
+        }
     }
 
     /// Applies a change written by [`Self::to_write`].
@@ -449,6 +597,23 @@ pub struct AccountingRecord {
 }
 
 impl AccountingRecord {
+    /// The usage of `rec`, concluded with `outcome` at `at_ms` (none
+    /// without an attempt).
+    pub fn of(rec: &TxnRecord, outcome: String, at_ms: u64) -> Option<Self> {
+        let a = rec.deciding_attempt()?;
+        Some(Self {
+            txn: rec.imi.txn,
+            sender: rec.sender_name(),
+            recipient: rec.imi.recipient.to_string(),
+            medium: a.route.mechanism,
+            gateway: a.route.destination.clone(),
+            bytes: rec.imi.content_len,
+            outcome,
+            attempts: rec.attempts.len() as u32,
+            at_ms,
+        })
+    }
+
     /// Key in [`super::Tree::Accounting`]: time-ordered.
     pub fn key(&self) -> Vec<u8> {
         let mut k = self.at_ms.to_be_bytes().to_vec();

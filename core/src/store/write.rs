@@ -70,8 +70,9 @@ pub(super) enum Op {
     Insert(Vec<u8>, Vec<u8>),
     Remove(Vec<u8>),
     /// A change merged into the stored value by the tree's merge
-    /// ([`super::records::merge`]).
-    Merge(Vec<u8>, Vec<u8>),
+    /// ([`super::records::merge`]), and, when the writer knows it, the
+    /// value it makes (not journalled: recovery resolves the merge).
+    Merge(Vec<u8>, Vec<u8>, Option<Vec<u8>>),
 }
 
 /// One operation as the overlay and sled take it: a merge resolved into
@@ -98,17 +99,23 @@ pub(super) fn resolve(
         let c = match op {
             Op::Insert(k, v) => Change::Put(k, v),
             Op::Remove(k) => Change::Delete(k),
-            Op::Merge(k, delta) => {
-                let earlier = out.iter().rev().find_map(|(u, c)| match c {
-                    Change::Put(j, v) if *u == t && *j == k => Some(Some(v.clone())),
-                    Change::Delete(j) if *u == t && *j == k => Some(None),
-                    _ => None,
-                });
-                let old = match earlier {
-                    Some(v) => v,
-                    None => stored(t, &k)?,
+            Op::Merge(k, _, Some(v)) => Change::Put(k, v),
+            Op::Merge(k, m, None) => {
+                // Any key as it is at this point: earlier in the batch, else
+                // stored.
+                let mut lookup = |u: Tree, j: &[u8]| -> Result<Option<Vec<u8>>, StoreError> {
+                    let earlier = out.iter().rev().find_map(|(w, c)| match c {
+                        Change::Put(i, v) if *w == u && i.as_slice() == j => Some(Some(v.clone())),
+                        Change::Delete(i) if *w == u && i.as_slice() == j => Some(None),
+                        _ => None,
+                    });
+                    match earlier {
+                        Some(v) => Ok(v),
+                        None => stored(u, j),
+                    }
                 };
-                let v = super::records::merge(t, old.as_deref(), &delta)?;
+                let old = lookup(t, &k)?;
+                let v = super::records::merge(t, old.as_deref(), &m, &mut lookup)?;
                 Change::Put(k, v)
             }
         };
@@ -155,7 +162,26 @@ impl WriteBatch {
         key: impl Into<Vec<u8>>,
         delta: impl Into<Vec<u8>>,
     ) -> &mut Self {
-        self.ops.push((tree, Op::Merge(key.into(), delta.into())));
+        self.ops
+            .push((tree, Op::Merge(key.into(), delta.into(), None)));
+        self
+    }
+
+    /// A merge whose result the caller knows (`value`: it holds the whole
+    /// record): the journal holds `merge`, readers and sled `value`, and
+    /// recovery resolves `merge` to the same `value` — which the caller
+    /// must make sure of (the tests compare both).
+    pub fn merge_known(
+        &mut self,
+        tree: Tree,
+        key: impl Into<Vec<u8>>,
+        merge: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> &mut Self {
+        self.ops.push((
+            tree,
+            Op::Merge(key.into(), merge.into(), Some(value.into())),
+        ));
         self
     }
 
@@ -187,7 +213,7 @@ impl WriteBatch {
                     out.extend_from_slice(v);
                 }
                 Op::Remove(k) => put(t.index() as u8 | REMOVE, k),
-                Op::Merge(k, d) => {
+                Op::Merge(k, d, _) => {
                     put(t.index() as u8 | MERGE, k);
                     out.extend_from_slice(&(d.len() as u32).to_le_bytes());
                     out.extend_from_slice(d);
@@ -223,7 +249,7 @@ impl WriteBatch {
             let op = match (tag & REMOVE != 0, tag & MERGE != 0) {
                 (false, false) => Op::Insert(key, bytes(&mut b).ok_or_else(bad)?),
                 (true, false) => Op::Remove(key),
-                (false, true) => Op::Merge(key, bytes(&mut b).ok_or_else(bad)?),
+                (false, true) => Op::Merge(key, bytes(&mut b).ok_or_else(bad)?, None),
                 (true, true) => return Err(bad()),
             };
             ops.push((tree, op));
@@ -264,15 +290,28 @@ impl WriteHandle {
         let mut rec = Vec::with_capacity(64 * batch.len());
         batch.encode(&mut rec);
         let (ops, bytes) = counts(&batch);
+        // Merges are resolved before the lock, against the values readers
+        // see now (decoding and encoding records under it held every other
+        // writer and reader up). That is the value the journal's order gives
+        // them because what a merge reads has one writer — a transaction
+        // record its shard, an outbox entry its gateway, which removes it
+        // only after the outcome, long after the merges that name it — so
+        // nothing changes it between here and the append. A merge that
+        // fails leaves nothing in the journal.
+        let changes = resolve(batch.into_ops(), |t, k| {
+            let known = s
+                .overlay
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(t, k);
+            match known {
+                Some(slot) => Ok(slot.map(|v| v.to_vec())),
+                None => Ok(s.trees[t.index()].get(k)?.map(|v| v.to_vec())),
+            }
+        })?;
         // The overlay's lock orders the appends: the journal holds batches
         // in the order readers saw them.
         let mut overlay = s.overlay.write().unwrap_or_else(|p| p.into_inner());
-        // Merges read the value as readers see it now, before the append: a
-        // merge that fails leaves nothing in the journal.
-        let changes = resolve(batch.into_ops(), |t, k| match overlay.get(t, k) {
-            Some(slot) => Ok(slot.map(|v| v.to_vec())),
-            None => Ok(s.trees[t.index()].get(k)?.map(|v| v.to_vec())),
-        })?;
         let pos = s.journal.append(&rec).map_err(StoreError::from)?;
         overlay.apply(changes);
         s.appended.store(pos, Ordering::Release);
@@ -383,7 +422,7 @@ fn counts(b: &WriteBatch) -> ([u64; Tree::ALL.len()], [u64; Tree::ALL.len()]) {
     for (t, op) in b.ops() {
         ops[t.index()] += 1;
         bytes[t.index()] += match op {
-            Op::Insert(k, v) | Op::Merge(k, v) => (k.len() + v.len()) as u64,
+            Op::Insert(k, v) | Op::Merge(k, v, _) => (k.len() + v.len()) as u64,
             Op::Remove(k) => k.len() as u64,
         };
     }
@@ -419,6 +458,7 @@ impl Faults {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::records::{dec, enc, Merge, TxnWrite};
     use crate::store::Store;
 
     fn cross_tree() -> WriteBatch {
@@ -538,8 +578,9 @@ mod tests {
         let mut b = WriteBatch::new();
         let key = crate::store::TxnRecord::key(&rec.imi.txn).to_vec();
         match rec.to_write() {
-            super::super::records::TxnWrite::Full(v) => b.insert(Tree::Txn, key, v),
-            super::super::records::TxnWrite::Delta(d) => b.merge(Tree::Txn, key, d),
+            // Journalled whole, then as deltas the writer resolves itself.
+            TxnWrite::Full { whole, .. } => b.insert(Tree::Txn, key, whole),
+            TxnWrite::Delta { delta, .. } => b.merge(Tree::Txn, key, Merge::Txn(delta).encode()),
         };
         b
     }
@@ -550,7 +591,6 @@ mod tests {
     #[test]
     fn deltas_applied_in_order_rebuild_the_record() {
         use crate::protocol::{MediumKind, MemberId, Route};
-        use crate::store::records::{dec, TxnWrite};
         use crate::store::{AttemptRecord, TxnRecord, TxnStatus};
         let attempt = |n: u32, m: MediumKind| AttemptRecord {
             attempt: n,
@@ -596,13 +636,14 @@ mod tests {
         for (i, step) in steps.iter().enumerate() {
             step(&mut rec);
             match rec.to_write() {
-                TxnWrite::Full(v) => {
+                TxnWrite::Full { whole, .. } => {
                     assert_eq!(i, 0, "only the first write is whole");
-                    stored = Some(dec(&v, "txn").unwrap());
+                    stored = Some(dec(&whole, "txn").unwrap());
                 }
-                TxnWrite::Delta(d) => {
+                TxnWrite::Delta { whole, delta } => {
                     let s = stored.as_mut().unwrap();
-                    s.apply(dec(&d, "txn delta").unwrap());
+                    s.apply(dec(&enc(&delta), "txn delta").unwrap());
+                    assert_eq!(*s, dec::<TxnRecord>(&whole, "txn").unwrap(), "step {i}");
                 }
             }
             let s = stored.as_ref().unwrap();
@@ -667,6 +708,134 @@ mod tests {
         }
         store.writer().write(b).await.unwrap();
         assert_eq!(store.txn(&again.imi.txn).unwrap().unwrap().events.len(), 1);
+    }
+
+    /// In process the transaction record's IMI and the inbox entry's text
+    /// are the outbox entry's: the journal names the entry, the store holds
+    /// the whole records (at once, and rebuilt by recovery from the journal
+    /// alone); the usage is made from the transaction. A merge naming an
+    /// entry that is not there is refused whole.
+    #[tokio::test]
+    async fn merges_name_the_outbox_entry_instead_of_repeating_it() {
+        use crate::protocol::{MemberId, Route};
+        use crate::store::{AccountingRecord, AttemptRecord, InboxEntry, OutboxEntry, TxnRecord};
+        let dir = tempfile::tempdir().unwrap();
+        let mut rec = txn_record();
+        let txn = rec.imi.txn;
+        rec.attempts.push(AttemptRecord {
+            attempt: 1,
+            route: Route {
+                mechanism: crate::protocol::MediumKind::Im,
+                address: "bob".into(),
+                recipient_user: Some("bob".into()),
+                destination: MemberId::new("gw-im"),
+                processors: vec![],
+                archive: None,
+                store_and_forward: false,
+            },
+            id: [1; 32],
+            started_ms: 1,
+            deadline_ms: 2,
+            outcome: Some("delivered".into()),
+            reason: None,
+        });
+        let outbox_key = OutboxEntry::key(&rec.imi.originator, &txn);
+        let entry = OutboxEntry {
+            imi: rec.imi.clone(),
+            content: b"hi".to_vec(),
+        };
+        let inbox = InboxEntry {
+            txn,
+            from: "alice".into(),
+            body: String::new(),
+            subject: None,
+            sent_at_ms: 1,
+            attempt: 1,
+            id: [1; 32],
+            delivered: true,
+            read: false,
+        };
+        let usage_key = AccountingRecord::of(&rec, "delivered".into(), 5)
+            .unwrap()
+            .key();
+        let mut first = WriteBatch::new();
+        first.insert(Tree::Outbox, outbox_key.clone(), enc(&entry));
+        let mut rest = WriteBatch::new();
+        rest.merge(
+            Tree::Txn,
+            TxnRecord::key(&txn).to_vec(),
+            Merge::TxnOnOutbox {
+                outbox: outbox_key.clone(),
+                base: rec.base(),
+            }
+            .encode(),
+        );
+        rest.merge(
+            Tree::Inbox,
+            b"bob".to_vec(),
+            Merge::InboxOnOutbox {
+                outbox: outbox_key.clone(),
+                entry: inbox.clone(),
+            }
+            .encode(),
+        );
+        rest.merge(
+            Tree::Accounting,
+            usage_key.clone(),
+            Merge::Usage {
+                txn,
+                outcome: "delivered".into(),
+                at_ms: 5,
+            }
+            .encode(),
+        );
+        let mut journalled = Vec::new();
+        rest.encode(&mut journalled);
+        // The journal does not repeat the IMI.
+        let imi = enc(&rec.imi);
+        assert!(!journalled.windows(imi.len()).any(|w| w == imi.as_slice()));
+        let check = |store: &Store| {
+            let got: TxnRecord = store.txn(&txn).unwrap().unwrap();
+            assert_eq!(got, rec);
+            let i: InboxEntry =
+                dec(&store.get(Tree::Inbox, b"bob").unwrap().unwrap(), "inbox").unwrap();
+            assert_eq!(i.body, "hi");
+            let a = store.accounting(0, u64::MAX).unwrap();
+            assert_eq!((a.len(), a[0].sender.as_str(), a[0].bytes), (1, "alice", 2));
+        };
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for t in [Tree::Txn, Tree::Inbox, Tree::Accounting] {
+                store.faults().fail_applying(t, true);
+            }
+            store.writer().write(first).await.unwrap();
+            store.writer().write(rest).await.unwrap();
+            check(&store);
+            // The outbox entry gone: a merge naming it is refused whole.
+            let mut gone = WriteBatch::new();
+            gone.remove(Tree::Outbox, outbox_key.clone());
+            store.writer().write(gone).await.unwrap();
+            let mut orphan = WriteBatch::new();
+            orphan.insert(Tree::Meta, b"half".to_vec(), b"x".to_vec());
+            orphan.merge(
+                Tree::Inbox,
+                b"carol".to_vec(),
+                Merge::InboxOnOutbox {
+                    outbox: outbox_key.clone(),
+                    entry: inbox.clone(),
+                }
+                .encode(),
+            );
+            let before = store.writer().written();
+            assert!(store.writer().try_write(orphan).is_err());
+            assert_eq!(store.writer().written(), before);
+            assert_eq!(store.get(Tree::Meta, b"half").unwrap(), None);
+            check(&store);
+        }
+        // Reopened from the journal alone (no checkpoint reached sled).
+        let store = Store::open(dir.path()).unwrap();
+        check(&store);
+        assert!(store.tree(Tree::Inbox).get(b"bob").unwrap().is_some());
     }
 
     /// Ids stay unique across a reopen whose last checkpoint failed (so

@@ -95,18 +95,7 @@ pub(super) fn release(
 
 /// The usage record of an outcome.
 pub(super) fn account(rec: &TxnRecord, outcome: &Outcome, now: u64) -> Option<AccountingRecord> {
-    let a = rec.deciding_attempt()?;
-    Some(AccountingRecord {
-        txn: rec.imi.txn,
-        sender: rec.sender_name(),
-        recipient: rec.imi.recipient.to_string(),
-        medium: a.route.mechanism,
-        gateway: a.route.destination.clone(),
-        bytes: rec.imi.content_len,
-        outcome: outcome.as_str().into(),
-        attempts: rec.attempts.len() as u32,
-        at_ms: now,
-    })
+    AccountingRecord::of(rec, outcome.as_str().into(), now)
 }
 
 /// Tells the originator the outcome (when it has a session; otherwise it

@@ -199,11 +199,15 @@ impl World {
         for (txn, w) in out.records {
             let mut store = self.env.store.borrow_mut();
             let rec = match w {
-                TxnWrite::Full(v) => dec(&v, "txn").unwrap(),
-                TxnWrite::Delta(d) => {
+                TxnWrite::Full { whole, .. } => dec(&whole, "txn").unwrap(),
+                // What the store resolves the delta to is the record the
+                // machine holds (the writer stores `whole`, recovery the
+                // merge).
+                TxnWrite::Delta { whole, delta } => {
                     let mut rec: TxnRecord =
                         store.remove(&txn).expect("a delta follows the record");
-                    rec.apply(dec(&d, "txn delta").unwrap());
+                    rec.apply(delta);
+                    assert_eq!(rec, dec::<TxnRecord>(&whole, "txn").unwrap());
                     rec
                 }
             };

@@ -25,8 +25,8 @@ use switchboard_actors::medium::{Delivery, Health, Medium, MediumAck, NonDeliver
 use switchboard_actors::presence::PresenceView;
 use switchboard_core::directory::Directory;
 use switchboard_core::protocol::MediumKind;
-use switchboard_core::store::records::enc;
-use switchboard_core::store::{InboxEntry, Store, Tree, WriteBatch};
+use switchboard_core::store::records::{enc, Merge};
+use switchboard_core::store::{InboxEntry, OutboxEntry, Store, Tree, WriteBatch};
 
 use hub::{Hub, PushMessage, SessionCounts};
 
@@ -124,10 +124,10 @@ impl Medium for ImMedium {
         Box::pin(async move {
             let sessions = counts.get(&user);
             let delivered = mailbox || sessions > 0;
-            let entry = InboxEntry {
+            let mut entry = InboxEntry {
                 txn: d.txn,
                 from: d.from,
-                body: crate::content::text_of(&d.content_type, &d.content),
+                body: String::new(),
                 subject: d.subject,
                 sent_at_ms: d.sent_at_ms,
                 attempt: d.attempt,
@@ -136,7 +136,26 @@ impl Medium for ImMedium {
                 read: false,
             };
             let mut b = WriteBatch::new();
-            b.insert(Tree::Inbox, InboxEntry::key(&user, seq), enc(&entry));
+            let key = InboxEntry::key(&user, seq);
+            // Unconverted text (no processor attested a change, so the
+            // transmit's checked digest is the IMI's) whose originator's
+            // outbox entry is in this store: the journal names that entry
+            // instead of holding the text twice.
+            let outbox = OutboxEntry::key(&d.originator, &d.txn);
+            let same = d.attestations.is_empty()
+                && !d.content_type.starts_with(crate::content::RFC822)
+                && store.contains(Tree::Outbox, &outbox).unwrap_or(false);
+            if same {
+                let m = Merge::InboxOnOutbox {
+                    outbox,
+                    entry: entry.clone(),
+                };
+                entry.body = String::from_utf8_lossy(&d.content).into_owned();
+                b.merge_known(Tree::Inbox, key, m.encode(), enc(&entry));
+            } else {
+                entry.body = crate::content::text_of(&d.content_type, &d.content);
+                b.insert(Tree::Inbox, key, enc(&entry));
+            }
             b.insert(
                 Tree::Inbox,
                 InboxEntry::index_key(&user, &d.txn),
@@ -185,6 +204,7 @@ mod tests {
             attempt: 1,
             id: [0; 32],
             from: "alice".into(),
+            originator: MemberId::new("gw-o"),
             sender: Address::new(MediumKind::Im, "alice"),
             sender_user: Some("alice".into()),
             route: Route {
