@@ -310,6 +310,9 @@ impl Merge {
     }
 }
 
+/// Any key's value at a point of the journal's order (a merge's inputs).
+pub type Lookup<'a> = dyn FnMut(super::Tree, &[u8]) -> Result<Option<Vec<u8>>, StoreError> + 'a;
+
 /// `key`'s value with `merge` applied: `old` is its value before, `lookup`
 /// any other key's (both as the journal's order has them at this point).
 ///
@@ -320,15 +323,14 @@ pub fn merge(
     tree: super::Tree,
     old: Option<&[u8]>,
     merge: &[u8],
-    lookup: &mut dyn FnMut(super::Tree, &[u8]) -> Result<Option<Vec<u8>>, StoreError>,
+    lookup: &mut Lookup<'_>,
 ) -> Result<Vec<u8>, StoreError> {
     use super::Tree;
-    let outbox =
-        |key: &[u8], lookup: &mut dyn FnMut(Tree, &[u8]) -> Result<Option<Vec<u8>>, StoreError>| {
-            let v = lookup(Tree::Outbox, key)?
-                .ok_or(StoreError::Corrupt("merge names a missing outbox entry"))?;
-            dec::<OutboxEntry>(&v, "outbox")
-        };
+    let outbox = |key: &[u8], lookup: &mut Lookup<'_>| {
+        let v = lookup(Tree::Outbox, key)?
+            .ok_or(StoreError::Corrupt("merge names a missing outbox entry"))?;
+        dec::<OutboxEntry>(&v, "outbox")
+    };
     match (tree, dec::<Merge>(merge, "merge")?) {
         (Tree::Txn, Merge::Txn(d)) => {
             let old = old.ok_or(StoreError::Corrupt("txn delta without a record"))?;
