@@ -89,10 +89,16 @@ fn offline_on_im_fails_over_to_sms_and_online_stays_on_im() {
     );
     assert!(bob.inbox().is_empty(), "not also in the IM inbox");
 
-    // bob comes online: IM it is, then read.
+    // bob comes online: IM it is, then read. (The handshake answers before
+    // presence knows: wait for it, or the broker still sees him offline.)
     let mut b = Ws::connect(&node.url, Some(&bob.token));
+    eventually("bob online", || {
+        (node.admin.get("/v1/presence/bob").1["state"] == "online").then_some(())
+    });
     a.send(json!({"type": "send", "id": 2, "to": "bob", "body": "now on IM"}));
-    let txn = a.expect("accepted")["txn"].as_str().unwrap().to_string();
+    let acc2 = a.expect("accepted");
+    assert_eq!(acc2["route"]["mechanism"], "im", "{acc2}");
+    let txn = acc2["txn"].as_str().unwrap().to_string();
     assert_eq!(b.expect("message")["body"], "now on IM");
     assert_eq!(a.expect("receipt")["via"], "im");
     b.send(json!({"type": "read", "txn": txn}));
