@@ -62,12 +62,17 @@ where
         if let Some(t) = at {
             actix_rt::time::sleep_until(t.into()).await;
         }
-        let (gw, tally2) = (gw.clone(), tally.clone());
+        let (gw, tally2, print) = (gw.clone(), tally.clone(), args.print_accepted);
         let o = make(i);
         actix_rt::spawn(async move {
             let t0 = at.unwrap_or_else(Instant::now);
             match gw.send(o).await {
-                Ok(Ok(acc)) => tally2.started(acc.txn.to_string(), t0),
+                Ok(Ok(acc)) => {
+                    if print {
+                        println!("accepted {}", acc.txn);
+                    }
+                    tally2.started(acc.txn.to_string(), t0)
+                }
                 Ok(Err(e)) => tally2.failed(format!("not accepted: {e}")),
                 Err(e) => tally2.failed(format!("the gateway did not answer: {e}")),
             }

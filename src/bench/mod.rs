@@ -87,6 +87,20 @@ pub struct BenchCmd {
     /// open during the run (reports the node's memory per idle session).
     #[arg(long, default_value_t = 0)]
     pub sessions: usize,
+    /// tcp: the bench gateway's member id (created, or its key rotated,
+    /// and kept after the run) instead of a throwaway `bench-<pid>` — with
+    /// `--gateway-dir`, a bench killed and started again is the same
+    /// gateway, and submits what it had not been told the outcome of.
+    #[arg(long)]
+    pub member: Option<String>,
+    /// tcp: the bench gateway's data directory (its journal and outbox),
+    /// kept, instead of a temporary one.
+    #[arg(long)]
+    pub gateway_dir: Option<std::path::PathBuf>,
+    /// Print `accepted TXN` on stdout as each message is accepted (its
+    /// answer came back: durable at the gateway and released).
+    #[arg(long)]
+    pub print_accepted: bool,
 }
 
 /// `switchboard bench`: runs the load generator as `b` says against `t`
@@ -116,6 +130,9 @@ pub fn command(t: &Target, b: &BenchCmd) -> anyhow::Result<()> {
         rate: b.rate,
         users: b.users,
         sessions: b.sessions,
+        member: b.member.clone(),
+        gateway_dir: b.gateway_dir.clone(),
+        print_accepted: b.print_accepted,
     };
     let report = run(&args, &cfg)?;
     println!("{}", report.text());
@@ -150,6 +167,12 @@ pub struct BenchArgs {
     pub users: usize,
     /// `http`, `ws`: idle WebSocket sessions held open during the run.
     pub sessions: usize,
+    /// tcp: a kept member id instead of `bench-<pid>`.
+    pub member: Option<String>,
+    /// tcp: a kept gateway data directory.
+    pub gateway_dir: Option<std::path::PathBuf>,
+    /// Print each accepted txn on stdout.
+    pub print_accepted: bool,
 }
 
 /// Runs the bench.

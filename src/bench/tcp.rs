@@ -66,17 +66,32 @@ pub(super) fn tcp(
         // Already there from an earlier run is fine.
         let _ = add_im_user(&api, id);
     }
-    let member = format!("bench-{stamp}");
-    let k = api.put(
+    let member = args
+        .member
+        .clone()
+        .unwrap_or_else(|| format!("bench-{stamp}"));
+    let k = match api.put(
         &format!("/v1/admin/members/{member}"),
         &json!({"medium": "fax"}),
         true,
-    )?;
+    ) {
+        Ok(k) => k,
+        // A kept member from an earlier run (`--member`): a fresh key; the
+        // old one stays valid for the grace period.
+        Err(_) if args.member.is_some() => api
+            .post(&format!("/v1/admin/members/{member}/rotate"), &json!({}))
+            .with_context(|| format!("rotating the key of member {member}"))?,
+        Err(e) => return Err(e),
+    };
     let key = SecretKey::from_hex(k["key"].as_str().context("no key")?)
         .map_err(|e| anyhow::anyhow!("the member key: {}", e.code()))?;
-    let dir = tempfile::tempdir()?;
+    let temp = tempfile::tempdir()?;
+    let dir = args
+        .gateway_dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
     let result = actix_rt::System::new().block_on(async {
-        let store = crate::node::open_store(dir.path())?;
+        let store = crate::node::open_store(&dir)?;
         let observer = Observer(tally.clone()).start();
         let ctx = Context::<Gateway<Null>>::new();
         let gw = ctx.address();
@@ -115,6 +130,8 @@ pub(super) fn tcp(
         pump(gw, args, tally, &|i| originate(args.size, i)).await
     });
     tally.store_to_node(&args.url);
-    let _ = api.delete(&format!("/v1/admin/members/{member}"));
+    if args.member.is_none() {
+        let _ = api.delete(&format!("/v1/admin/members/{member}"));
+    }
     result
 }
