@@ -17,7 +17,7 @@ use switchboard_core::transactions::{Effects, Transactions};
 
 use super::messages::{CheckTimeouts, OpenTransactions};
 use super::BrokerShared;
-use crate::bus::{BrokerHandle, LinkLogin, MemberBack, MiapFrame};
+use crate::bus::{BrokerHandle, DrainFrames, FrameQueue, LinkLogin, MemberBack, MiapFrame};
 
 /// How often a shard checks attempt deadlines and expiries.
 const TIMEOUT_CHECK: Duration = Duration::from_millis(100);
@@ -27,6 +27,11 @@ pub struct BrokerShard {
     pub(super) shared: Arc<BrokerShared>,
     pub(super) index: usize,
     txns: Transactions,
+    /// Its batching queue (none: frames come one per mailbox post).
+    queue: Option<Arc<FrameQueue>>,
+    /// What the steps of a drained batch decided, carried out together —
+    /// one journal record — before any other frame leaves.
+    pending: Option<Effects>,
 }
 
 impl BrokerShard {
@@ -36,6 +41,58 @@ impl BrokerShard {
             shared,
             index,
             txns: Transactions::new(),
+            queue: None,
+            pending: None,
+        }
+    }
+
+    /// Draining `queue` for its frames.
+    pub fn with_queue(mut self, queue: Arc<FrameQueue>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// Carries out the batch's pending effects (records first, then the
+    /// frames, in the order they were decided).
+    fn flush(&mut self) {
+        if let Some(out) = self.pending.take() {
+            self.apply(out);
+            self.pending = Some(Effects::default());
+        }
+    }
+
+    /// One frame from a member.
+    fn frame(&mut self, msg: MiapFrame) {
+        self.shared.dequeued(self.index);
+        let MiapFrame { from, frame } = msg;
+        let txn = frame.txn();
+        let kind = frame.kind();
+        let result = match frame {
+            Frame::Submit(s) => self.step(|t, env, out| t.submit(env, out, &from, s)),
+            Frame::ReleaseAck(a) => self.step(|t, env, _| t.release_ack(env, &from, a)),
+            Frame::Report(r) => self.step(|t, env, out| t.report(env, out, &from, r)),
+            Frame::NotifyAck(a) => self.step(|t, env, _| t.notify_ack(env, &from, a)),
+            other => {
+                // Not a step of the machine: whatever the steps before it
+                // decided leaves first, so frames keep their order.
+                self.flush();
+                match other {
+                    Frame::Login(l) => self.login(&from, l),
+                    Frame::Presence(p) => self.presence(&from, p),
+                    Frame::Health(h) => self.health(&from, h),
+                    Frame::Identify(f) => self.identify(&from, f),
+                    Frame::Watch(w) => self.watch(&from, w),
+                    Frame::Refused(r) => {
+                        tracing::warn!(member = %from, reason = r.error.code(), txn = ?r.txn.map(|t| t.to_string()), "member refused a frame");
+                        Ok(())
+                    }
+                    _ => Err(ProtocolError::WrongParty),
+                }
+            }
+        };
+        if let Err(e) = result {
+            self.flush();
+            self.refuse(&from, e, txn, kind);
         }
     }
 
@@ -107,6 +164,9 @@ impl BrokerShard {
         &mut self,
         f: impl FnOnce(&mut Transactions, &BrokerShared, &mut Effects) -> Result<(), ProtocolError>,
     ) -> Result<(), ProtocolError> {
+        if let Some(out) = self.pending.as_mut() {
+            return f(&mut self.txns, &self.shared, out);
+        }
         let mut out = Effects::default();
         let r = f(&mut self.txns, &self.shared, &mut out);
         self.apply(out);
@@ -137,28 +197,26 @@ impl Handler<MiapFrame> for BrokerShard {
     type Result = ();
 
     fn handle(&mut self, msg: MiapFrame, _: &mut Context<Self>) {
-        self.shared.dequeued(self.index);
-        let MiapFrame { from, frame } = msg;
-        let txn = frame.txn();
-        let kind = frame.kind();
-        let result = match frame {
-            Frame::Login(l) => self.login(&from, l),
-            Frame::Submit(s) => self.step(|t, env, out| t.submit(env, out, &from, s)),
-            Frame::ReleaseAck(a) => self.step(|t, env, _| t.release_ack(env, &from, a)),
-            Frame::Report(r) => self.step(|t, env, out| t.report(env, out, &from, r)),
-            Frame::NotifyAck(a) => self.step(|t, env, _| t.notify_ack(env, &from, a)),
-            Frame::Presence(p) => self.presence(&from, p),
-            Frame::Health(h) => self.health(&from, h),
-            Frame::Identify(f) => self.identify(&from, f),
-            Frame::Watch(w) => self.watch(&from, w),
-            Frame::Refused(r) => {
-                tracing::warn!(member = %from, reason = r.error.code(), txn = ?r.txn.map(|t| t.to_string()), "member refused a frame");
-                Ok(())
-            }
-            _ => Err(ProtocolError::WrongParty),
+        self.frame(msg);
+    }
+}
+
+impl Handler<DrainFrames> for BrokerShard {
+    type Result = ();
+
+    /// Everything queued for the shard, as one batch: the steps' records go
+    /// to the journal as one record, their frames after it.
+    fn handle(&mut self, _: DrainFrames, _: &mut Context<Self>) {
+        let Some(q) = self.queue.clone() else {
+            return;
         };
-        if let Err(e) = result {
-            self.refuse(&from, e, txn, kind);
+        let frames = q.take();
+        self.pending = Some(Effects::default());
+        for m in frames {
+            self.frame(m);
+        }
+        if let Some(out) = self.pending.take() {
+            self.apply(out);
         }
     }
 }
@@ -213,21 +271,25 @@ impl Broker {
     /// Starts `shards` shards, each on its own arbiter (thread).
     pub fn start(shared: Arc<BrokerShared>, shards: usize) -> Self {
         let mut arbiters = Vec::new();
-        let mut recipients = Vec::new();
+        let mut queues = Vec::new();
         let mut logins = Vec::new();
         let mut backs = Vec::new();
         for i in 0..shards.max(1) {
             let arb = actix::Arbiter::new();
             let s = shared.clone();
-            let addr =
-                BrokerShard::start_in_arbiter(&arb.handle(), move |_| BrokerShard::new(s, i));
-            recipients.push(addr.clone().recipient());
+            let queue = FrameQueue::new();
+            let q = queue.clone();
+            let addr = BrokerShard::start_in_arbiter(&arb.handle(), move |_| {
+                BrokerShard::new(s, i).with_queue(q)
+            });
+            queue.serve(addr.clone().recipient());
+            queues.push(queue);
             logins.push(addr.clone().recipient());
             backs.push(addr.recipient());
             arbiters.push(arb);
         }
         Self {
-            handle: BrokerHandle::new(recipients)
+            handle: BrokerHandle::queued(queues)
                 .with_link_logins(logins)
                 .with_member_backs(backs)
                 .with_queue_depths(shared.queue_counters()),
