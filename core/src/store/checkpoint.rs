@@ -10,9 +10,15 @@
 //! record the cut in [`Tree::Meta`] and make that durable the same way, and
 //! only then truncate the journal before the cut. A crash anywhere in a
 //! round leaves the previous cut recorded and the journal whole from it, so
-//! recovery ([`recover`]) applies the batches again — every operation is a
-//! plain set or removal, applied in the journal's order, so applying one
-//! twice changes nothing.
+//! recovery ([`recover`]) applies the batches again, in the journal's
+//! order, onto a sled that may hold part of the round that died. Plain sets
+//! and removals come out the same; a merge may find what it names already
+//! changed by that later part: deltas are idempotent (a trail is rebuilt
+//! from the position the delta names), and a merge naming an outbox entry
+//! the round already removed takes the IMI or text from its own record,
+//! which the round wrote first — the outbox tree is applied last in every
+//! round, so if an entry's removal reached sled, every record naming it did
+//! too.
 //!
 //! Rounds run every [`INTERVAL`] (short: a round's sled work comes in
 //! small bursts, not one the actors would queue behind), sooner when the overlay holds
@@ -187,7 +193,10 @@ const APPLY_CHUNK: usize = 256;
 
 /// Applies a generation to sled, in batches of [`APPLY_CHUNK`].
 fn apply_generation(s: &Shared, gen: &Generation) -> Result<(), StoreError> {
-    for (t, entries) in gen.trees() {
+    // The outbox last: records that name an outbox entry reach sled before
+    // the entry's removal can (see the module's notes on recovery).
+    let (outbox, rest): (Vec<_>, Vec<_>) = gen.trees().partition(|(t, _)| *t == Tree::Outbox);
+    for (t, entries) in rest.into_iter().chain(outbox) {
         if entries.is_empty() {
             continue;
         }

@@ -224,6 +224,10 @@ pub struct TxnDelta {
     /// Attempts that changed since (they only ever learn their outcome):
     /// `(attempt, outcome, reason)`.
     pub outcomes: Vec<(u32, Option<String>, Option<String>)>,
+    /// The trail's length before this change: the events below are its
+    /// entries from there (applied again onto a later record, the trail is
+    /// cut back to here first, so it never holds an event twice).
+    pub events_from: u32,
     /// Events appended to the trail.
     pub events: Vec<EventRecord>,
 }
@@ -326,11 +330,11 @@ pub fn merge(
     lookup: &mut Lookup<'_>,
 ) -> Result<Vec<u8>, StoreError> {
     use super::Tree;
-    let outbox = |key: &[u8], lookup: &mut Lookup<'_>| {
-        let v = lookup(Tree::Outbox, key)?
-            .ok_or(StoreError::Corrupt("merge names a missing outbox entry"))?;
-        dec::<OutboxEntry>(&v, "outbox")
+    let outbox = |key: &[u8], lookup: &mut Lookup<'_>| match lookup(Tree::Outbox, key)? {
+        Some(v) => dec::<OutboxEntry>(&v, "outbox").map(Some),
+        None => Ok(None),
     };
+    let missing = || StoreError::Corrupt("merge names a missing outbox entry");
     match (tree, dec::<Merge>(merge, "merge")?) {
         (Tree::Txn, Merge::Txn(d)) => {
             let old = old.ok_or(StoreError::Corrupt("txn delta without a record"))?;
@@ -346,8 +350,14 @@ pub fn merge(
                 events,
                 closed,
             } = base;
+            // The entry already removed (recovery after a round that got
+            // that far): that round wrote this record first, with the IMI.
+            let imi = match outbox(&key, lookup)? {
+                Some(e) => e.imi,
+                None => dec::<TxnRecord>(old.ok_or_else(missing)?, "txn")?.imi,
+            };
             Ok(enc(&TxnRecord {
-                imi: outbox(&key, lookup)?.imi,
+                imi,
                 status,
                 manager,
                 attempts,
@@ -363,7 +373,11 @@ pub fn merge(
                 mut entry,
             },
         ) => {
-            entry.body = String::from_utf8_lossy(&outbox(&key, lookup)?.content).into_owned();
+            entry.body = match outbox(&key, lookup)? {
+                Some(e) => String::from_utf8_lossy(&e.content).into_owned(),
+                // As above: that round wrote this entry, with its text.
+                None => dec::<InboxEntry>(old.ok_or_else(missing)?, "inbox")?.body,
+            };
             Ok(enc(&entry))
         }
         (
@@ -466,6 +480,7 @@ impl TxnRecord {
                         .flatten(),
                     attempts,
                     outcomes,
+                    events_from: s.events as u32,
                     events: self.events.get(s.events..).unwrap_or_default().to_vec(),
                 };
                 TxnWrite::Delta {
@@ -507,6 +522,7 @@ impl TxnRecord {
                 a.reason = reason;
             }
         }
+        self.events.truncate(d.events_from as usize);
         self.events.extend(d.events);
     }
 

@@ -420,3 +420,95 @@ async fn durable_positions_advance_past_every_write() {
     w.write(b).await.unwrap();
     assert!(w.is_durable(w.written()));
 }
+
+/// A round that died after sled took part of it — here all of it, the
+/// outbox entry's removal included, but not its cut — leaves recovery
+/// replaying merges onto records newer than the ones they were made
+/// against: the IMI and the text come from the records the round wrote,
+/// and a delta applied again does not repeat the trail (the `kill -9` test
+/// found the first; this is it without a process).
+#[tokio::test]
+async fn merges_replayed_after_a_round_that_got_part_way_come_out_whole() {
+    use crate::store::{InboxEntry, OutboxEntry, TxnRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let mut rec = txn_record();
+    let txn = rec.imi.txn;
+    let outbox_key = OutboxEntry::key(&rec.imi.originator, &txn);
+    let txn_key = TxnRecord::key(&txn).to_vec();
+    let inbox = InboxEntry {
+        txn,
+        from: "alice".into(),
+        body: "hi".into(),
+        subject: None,
+        sent_at_ms: 1,
+        attempt: 1,
+        id: [1; 32],
+        delivered: true,
+        read: false,
+    };
+    let (final_txn, final_inbox) = {
+        let store = Store::open(dir.path()).unwrap();
+        let mut b = WriteBatch::new();
+        let entry = OutboxEntry {
+            imi: rec.imi.clone(),
+            content: b"hi".to_vec(),
+        };
+        b.insert(Tree::Outbox, outbox_key.clone(), enc(&entry));
+        store.writer().write(b).await.unwrap();
+        store.checkpoint().unwrap();
+        // From here no round reaches sled by itself.
+        store.faults().fail_applying(Tree::Txn, true);
+        rec.event(1, "submitted");
+        let TxnWrite::Full { whole, base, .. } = rec.to_write() else {
+            panic!("the first write is whole")
+        };
+        let mut b = WriteBatch::new();
+        let m = Merge::TxnOnOutbox {
+            outbox: outbox_key.clone(),
+            base,
+        };
+        b.merge_known(Tree::Txn, txn_key.clone(), m.encode(), whole);
+        let mut bare = inbox.clone();
+        bare.body = String::new();
+        let m = Merge::InboxOnOutbox {
+            outbox: outbox_key.clone(),
+            entry: bare,
+        };
+        b.merge_known(Tree::Inbox, b"bob".to_vec(), m.encode(), enc(&inbox));
+        store.writer().write(b).await.unwrap();
+        rec.event(2, "delivered");
+        rec.status = crate::store::TxnStatus::Delivered;
+        let TxnWrite::Delta { whole, delta } = rec.to_write() else {
+            panic!("then deltas")
+        };
+        let mut b = WriteBatch::new();
+        b.merge_known(
+            Tree::Txn,
+            txn_key.clone(),
+            Merge::Txn(delta).encode(),
+            whole,
+        );
+        b.remove(Tree::Outbox, outbox_key.clone());
+        store.writer().write(b).await.unwrap();
+        // The round that died: sled took every tree's part (the outbox
+        // last), the cut was never recorded.
+        let (t, i) = (
+            store.get(Tree::Txn, &txn_key).unwrap().unwrap(),
+            store.get(Tree::Inbox, b"bob").unwrap().unwrap(),
+        );
+        store.tree(Tree::Txn).insert(&txn_key, t.clone()).unwrap();
+        store.tree(Tree::Inbox).insert(b"bob", i.clone()).unwrap();
+        store.tree(Tree::Outbox).remove(&outbox_key).unwrap();
+        (t, i)
+    };
+    let store = Store::open(dir.path()).unwrap();
+    let got: TxnRecord = store.txn(&txn).unwrap().unwrap();
+    assert_eq!(got, rec);
+    assert_eq!(got.events.len(), 2, "{:?}", got.events);
+    assert_eq!(store.get(Tree::Txn, &txn_key).unwrap().unwrap(), final_txn);
+    assert_eq!(
+        store.get(Tree::Inbox, b"bob").unwrap().unwrap(),
+        final_inbox
+    );
+    assert!(!store.contains(Tree::Outbox, &outbox_key).unwrap());
+}
