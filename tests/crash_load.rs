@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Api, ProcNode};
+use common::{jitter, kill_seed, Api, ProcNode};
 
 const MESSAGES: usize = 60_000;
 const RATE: &str = "10000";
@@ -37,13 +37,6 @@ fn received(url: &str) -> u64 {
         .filter(|l| l.starts_with("switchboard_messages_released_total"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
-}
-
-fn jitter(state: &mut u64, lo: u64, hi: u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    lo + *state % (hi - lo)
 }
 
 #[test]
@@ -69,12 +62,7 @@ fn kill_9_of_the_node_under_ten_thousand_a_second_loses_and_duplicates_nothing()
     let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
     let admin = Api::new(&url, token.trim());
     let bob = admin.add_user("bench-b", &[("im", "bench-b")]);
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("kill schedule seed {seed}");
+    let mut seed = kill_seed();
 
     let bench = Command::new(load_bin())
         .args(["bench", "--target", "tcp", "--json", "--rate", RATE])
@@ -214,12 +202,7 @@ fn kill_9_of_the_remote_gateway_under_ten_thousand_a_second_loses_and_duplicates
     let token = token.trim();
     let admin = Api::new(&node.url, token);
     let bob = admin.add_user("bench-b", &[("im", "bench-b")]);
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("kill schedule seed {seed}");
+    let mut seed = kill_seed();
     let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
 
     // Three kills of the gateway, each once it has had a random number

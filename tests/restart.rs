@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Api, ProcNode, TestNode};
+use common::{jitter, Api, ProcNode, TestNode};
 use serde_json::json;
 
 /// A node process on `dir` with users alice and bob; their APIs.
@@ -23,15 +23,6 @@ fn node_with_alice_and_bob(dir: &std::path::Path) -> (ProcNode, Api, Api) {
     (node, alice, bob)
 }
 
-/// A pseudo-random number in `lo..hi` (seeded by the clock; the seed is
-/// printed so a failing run can be read back).
-fn jitter(state: &mut u64, lo: u64, hi: u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    lo + *state % (hi - lo)
-}
-
 #[test]
 fn repeated_kill_9_under_steady_load_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -42,12 +33,7 @@ fn repeated_kill_9_under_steady_load_loses_and_duplicates_nothing() {
     let admin = Api::new(&node.url, token.trim());
     let alice = admin.add_user("alice", &[("im", "alice")]);
     let bob = admin.add_user("bob", &[("im", "bob")]);
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("kill schedule seed {seed}");
+    let mut seed = common::kill_seed();
 
     // Four senders post steadily to the same address across restarts; a
     // refused or cut request is not accepted and is simply not retried.

@@ -536,6 +536,26 @@ impl Ws {
     }
 }
 
+/// A seed for a random kill schedule, from the clock; printed, so a failing
+/// run can be read back.
+pub fn kill_seed() -> u64 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_nanos() as u64
+        | 1;
+    eprintln!("kill schedule seed {seed}");
+    seed
+}
+
+/// A pseudo-random number in `lo..hi` from `state` (xorshift).
+pub fn jitter(state: &mut u64, lo: u64, hi: u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    lo + *state % (hi - lo)
+}
+
 /// A free TCP port on loopback (bound, then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

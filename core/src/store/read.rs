@@ -9,7 +9,7 @@ use std::ops::Bound;
 
 use super::overlay::Slot;
 use super::records::{dec, AccountingRecord, InboxEntry, OutboxEntry, TxnRecord};
-use super::{Store, StoreError, Tree};
+use super::{Shared, Store, StoreError, Tree};
 use crate::protocol::{MemberId, TxnId};
 
 /// A stored key and its value.
@@ -74,6 +74,24 @@ fn as_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
     }
 }
 
+impl Shared {
+    /// What the overlay knows of `key` (`None`: sled has the answer).
+    fn known(&self, tree: Tree, key: &[u8]) -> Option<Slot> {
+        self.overlay
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tree, key)
+    }
+
+    /// `key`'s value as readers see it: the overlay's, else sled's.
+    pub(super) fn value(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.known(tree, key) {
+            Some(slot) => Ok(slot.map(|v| v.to_vec())),
+            None => Ok(self.trees[tree.index()].get(key)?.map(|v| v.to_vec())),
+        }
+    }
+}
+
 impl Store {
     /// `tree`'s entries within the bounds, overlay and sled merged, in key
     /// order (descending when `rev`).
@@ -109,16 +127,7 @@ impl Store {
     /// # Errors
     /// When sled fails.
     pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let known = self
-            .shared()
-            .overlay
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(tree, key);
-        match known {
-            Some(slot) => Ok(slot.map(|v| v.to_vec())),
-            None => Ok(self.tree(tree).get(key)?.map(|v| v.to_vec())),
-        }
+        self.shared().value(tree, key)
     }
 
     /// Whether `tree` has `key` (without copying its value).
@@ -126,13 +135,7 @@ impl Store {
     /// # Errors
     /// When sled fails.
     pub fn contains(&self, tree: Tree, key: &[u8]) -> Result<bool, StoreError> {
-        let known = self
-            .shared()
-            .overlay
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(tree, key);
-        match known {
+        match self.shared().known(tree, key) {
             Some(slot) => Ok(slot.is_some()),
             None => Ok(self.tree(tree).contains_key(key)?),
         }

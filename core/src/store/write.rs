@@ -298,17 +298,7 @@ impl WriteHandle {
         // only after the outcome, long after the merges that name it — so
         // nothing changes it between here and the append. A merge that
         // fails leaves nothing in the journal.
-        let changes = resolve(batch.into_ops(), |t, k| {
-            let known = s
-                .overlay
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(t, k);
-            match known {
-                Some(slot) => Ok(slot.map(|v| v.to_vec())),
-                None => Ok(s.trees[t.index()].get(k)?.map(|v| v.to_vec())),
-            }
-        })?;
+        let changes = resolve(batch.into_ops(), |t, k| s.value(t, k))?;
         // The overlay's lock orders the appends: the journal holds batches
         // in the order readers saw them.
         let mut overlay = s.overlay.write().unwrap_or_else(|p| p.into_inner());
