@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use switchboard_actors::bus::LinkUp;
 use switchboard_actors::bus::{BrokerHandle, MiapFrame};
-use switchboard_actors::gateway::{Gateway, GatewayConfig, Receipt};
+use switchboard_actors::gateway::{Gateway, GatewayConfig, Receipt, ReceiptSink};
 use switchboard_actors::medium::Medium;
 use switchboard_actors::registry::MemberRegistry;
 use switchboard_actors::transport::{Uplink, UplinkConfig, Wrap};
@@ -174,7 +174,9 @@ pub async fn run(cfg: Config, r: RemoteGateway) -> anyhow::Result<()> {
                 &store,
                 parts.clock.clone(),
                 |medium, receipts, presence| {
-                    parts.start_with(medium, Some(receipts), |gw| gw.with_presence(presence))
+                    parts.start_with(medium, None::<Recipient<Receipt>>, |gw| {
+                        gw.with_presence(presence).with_receipts(receipts)
+                    })
                 },
             )?;
             println!(
@@ -277,7 +279,7 @@ impl Parts {
     fn start_with<M: Medium>(
         &self,
         medium: M,
-        receipts: Option<Recipient<Receipt>>,
+        receipts: Option<impl ReceiptSink + 'static>,
         finish: impl FnOnce(Gateway<M>) -> Gateway<M>,
     ) -> Addr<Gateway<M>> {
         let ctx = Context::<Gateway<M>>::new();

@@ -12,7 +12,7 @@ use switchboard::gateways::compliance::{check, Subject};
 use switchboard::gateways::email::tls::{relay_transport, RelayTls};
 use switchboard::gateways::email::EmailMedium;
 use switchboard::gateways::fax::FaxMedium;
-use switchboard::gateways::im::hub::{Hub, SessionCounts};
+use switchboard::gateways::im::hub::{Hub, Sessions};
 use switchboard::gateways::im::ImMedium;
 use switchboard::gateways::sms::esme::{Esme, EsmeSettings, Job};
 use switchboard::gateways::sms::inbound::MoContext;
@@ -30,8 +30,7 @@ struct Im {
     _dir: tempfile::TempDir,
     store: Store,
     directory: Directory,
-    hub: Addr<Hub>,
-    counts: SessionCounts,
+    sessions: Sessions,
 }
 
 impl Subject for Im {
@@ -40,7 +39,7 @@ impl Subject for Im {
         ImMedium::new(
             self.store.clone(),
             Some(self.directory.clone()),
-            (self.hub.clone(), self.counts.clone()),
+            self.sessions.clone(),
             PresenceView::default(),
             switchboard_actors::delivery::ImOfflineWait::new(false),
         )
@@ -76,14 +75,12 @@ async fn im_medium_complies() {
         .put_profile(Profile::im_only("bob"))
         .await
         .unwrap();
-    let hub = Hub::new(store.clone(), None);
-    let counts = hub.session_counts();
+    let sessions = Hub::new(store.clone(), None).sessions();
     let mut s = Im {
         _dir: dir,
         store,
         directory,
-        hub: hub.start(),
-        counts,
+        sessions,
     };
     check(&mut s).await.unwrap();
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use dashmap::DashMap;
 
-use crate::bus::MiapFrame;
+use crate::bus::{FrameSink, MiapFrame};
 use crate::converter::ProcessorSpec;
 use switchboard_core::protocol::{Frame, MediumKind, MemberId};
 
@@ -28,7 +28,7 @@ pub struct LiveMember {
     /// Where it fits on routes, if a processor.
     pub converts: Option<ProcessorSpec>,
     /// Where frames for it go.
-    pub recipient: Recipient<MiapFrame>,
+    pub recipient: FrameSink,
     /// Whether it has completed TSCS (and so may be routed to).
     pub logged_in: bool,
     /// Whether its medium reports healthy.
@@ -59,7 +59,7 @@ impl MemberRegistry {
         &self,
         id: MemberId,
         medium: Option<MediumKind>,
-        recipient: Recipient<MiapFrame>,
+        recipient: impl Into<FrameSink>,
         now_ms: u64,
     ) {
         self.inner.insert(
@@ -67,7 +67,7 @@ impl MemberRegistry {
             LiveMember {
                 medium,
                 converts: None,
-                recipient,
+                recipient: recipient.into(),
                 logged_in: false,
                 healthy: true,
                 last_seen_ms: now_ms,
@@ -87,6 +87,7 @@ impl MemberRegistry {
         link_id: u64,
         now_ms: u64,
     ) {
+        let recipient = FrameSink::from(recipient);
         let mut e = self.inner.entry(id).or_insert_with(|| LiveMember {
             medium,
             converts: None,
@@ -246,7 +247,7 @@ impl MemberRegistry {
             frame,
         };
         if let Some(member) = self.inner.get(to) {
-            member.recipient.do_send(m);
+            member.recipient.send(m);
             return true;
         }
         match self.fallback.get() {

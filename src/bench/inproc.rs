@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use anyhow::{bail, Context as _};
 
+use switchboard_actors::bus::HANDOFFS;
 use switchboard_actors::gateway::{Originate, Receipt};
 use switchboard_core::directory::Profile;
 use switchboard_core::protocol::Outcome;
@@ -158,7 +159,9 @@ pub(super) fn inproc(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant
             originate_between(size, i, &from, &to)
         };
         tally.store_from(Some(store_counts(&core.store.write_counts())));
+        tally.handoffs_at(HANDOFFS.counts());
         let r = pump(core.im.clone(), args, tally, &make).await;
+        tally.handoffs_at(HANDOFFS.counts());
         // Writes queued by the last steps (closing the outbox) count too.
         let _ = core.store.writer().barrier().await;
         tally.store_to(Some(store_counts(&core.store.write_counts())));

@@ -231,6 +231,7 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
         rate: args.rate,
         scale: tally.scale.lock().map(|s| s.clone()).unwrap_or_default(),
         store: tally.store.lock().ok().and_then(|s| s.1.clone()),
+        handoffs: tally.handoffs.lock().ok().and_then(|h| h.1),
         failed: tally.failures.lock().map(|f| f.0).unwrap_or_default(),
         first_failure: tally.failures.lock().ok().and_then(|f| f.1.clone()),
     })

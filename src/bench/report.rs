@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+/// Frames handed between actors, and the mailbox posts that carried them.
+pub(crate) type Handoffs = (u64, u64);
+
 /// Per store tree: the operations and bytes the node's writer applied.
 pub(crate) type StoreCounts = BTreeMap<String, (u64, u64)>;
 
@@ -81,6 +84,9 @@ pub struct Report {
     /// The node's store writes during the run (none when its counters could
     /// not be read).
     pub(crate) store: Option<StoreCounts>,
+    /// In process: the frames handed between actors during the run, and
+    /// the mailbox posts that carried them.
+    pub(crate) handoffs: Option<Handoffs>,
     /// Messages not accepted (or whose answer was lost), and the first
     /// reason.
     pub(crate) failed: usize,
@@ -126,6 +132,10 @@ impl Report {
             "peak_rss_bytes": self.peak_rss_bytes,
             "rate": self.rate,
             "scale": self.scale,
+            "handoffs_per_msg": self.handoffs.map(|(frames, posts)| json!({
+                "frames": round(per(frames as f64), 2),
+                "posts": round(per(posts as f64), 2),
+            })),
             "store_per_msg": self.store.as_ref().map(|s| {
                 let (ops, bytes) = s.values().fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1));
                 let trees: serde_json::Map<String, Value> = s
@@ -171,10 +181,18 @@ impl Report {
             .as_object()
             .map_or(String::new(), |s| {
                 format!(
-                    "; node store {} sled ops, {} B per msg",
+                    "; node journal {} ops, {} B per msg",
                     s["ops"], s["bytes"]
                 )
             })
+            + &j["handoffs_per_msg"]
+                .as_object()
+                .map_or(String::new(), |h| {
+                    format!(
+                        "; {} frames between actors in {} mailbox posts per msg",
+                        h["frames"], h["posts"]
+                    )
+                })
             + &self.rate.map_or(String::new(), |r| format!("; offered {r} msgs/s"))
             + &self.first_failure.as_ref().map_or(String::new(), |f| {
                 format!("; {} FAILED, first: {f}", self.failed)
@@ -249,6 +267,9 @@ pub(crate) struct Tally {
     /// The node's store counters when the run started, then what the run
     /// wrote.
     pub(crate) store: Arc<Mutex<(Option<StoreCounts>, Option<StoreCounts>)>>,
+    /// In process: `(frames, posts)` handed between actors when the run
+    /// started, then during the run.
+    pub(crate) handoffs: Arc<Mutex<(Option<Handoffs>, Option<Handoffs>)>>,
     /// Messages not accepted, and the first reason.
     pub(crate) failures: Arc<Mutex<(usize, Option<String>)>>,
     pub(crate) failed_n: Arc<AtomicUsize>,
@@ -265,6 +286,7 @@ impl Tally {
             setup_cpu_us: Arc::default(),
             end_cpu: Arc::default(),
             store: Arc::default(),
+            handoffs: Arc::default(),
             failures: Arc::default(),
             failed_n: Arc::default(),
         }
@@ -292,6 +314,17 @@ impl Tally {
                 ),
                 _ => None,
             };
+        }
+    }
+
+    /// The process's hand-off counts (`(frames, posts)`): first as the run
+    /// starts, then as it ends.
+    pub(crate) fn handoffs_at(&self, c: Handoffs) {
+        if let Ok(mut h) = self.handoffs.lock() {
+            match h.0 {
+                None => h.0 = Some(c),
+                Some(c0) => h.1 = Some((c.0.saturating_sub(c0.0), c.1.saturating_sub(c0.1))),
+            }
         }
     }
 

@@ -127,7 +127,7 @@ impl Core {
         let registry = delivery.registry();
         let delivery = delivery.start();
         let hub = Hub::new(store.clone(), receipts);
-        let session_counts = hub.session_counts();
+        let (sessions, im_receipts) = (hub.sessions(), hub.receipts());
         let hub = hub.start();
         // Presence pushes go to the node's sessions, or as frames to the IM
         // gateways in other processes that watch the user.
@@ -173,7 +173,7 @@ impl Core {
             ImMedium::new(
                 store.clone(),
                 Some(directory.clone()),
-                (hub.clone(), session_counts),
+                sessions,
                 presence_view.clone(),
                 im_offline.clone(),
             ),
@@ -182,7 +182,7 @@ impl Core {
             store.clone(),
             clock.clone(),
         );
-        gateway = gateway.with_receipts(hub.clone().recipient());
+        gateway = gateway.with_receipts(im_receipts);
         let im = gateway.start();
         wait_logged_in(&im).await?;
         let im_in_flight = im.clone().recipient();

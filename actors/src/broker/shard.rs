@@ -12,7 +12,7 @@ use actix::prelude::*;
 
 use switchboard_core::protocol::{Frame, MemberId, ProtocolError, RefuseReason, TxnId};
 use switchboard_core::store::records::{enc, Merge, TxnWrite};
-use switchboard_core::store::{OutboxEntry, Tree, TxnRecord, WriteBatch};
+use switchboard_core::store::{AccountingRecord, OutboxEntry, Tree, TxnRecord, WriteBatch};
 use switchboard_core::transactions::{Effects, Transactions};
 
 use super::messages::{CheckTimeouts, OpenTransactions};
@@ -120,7 +120,20 @@ impl BrokerShard {
         if !out.records.is_empty() || !out.accounting.is_empty() {
             let store = &self.shared.deps.store;
             let mut b = WriteBatch::new();
-            for (txn, w) in out.records {
+            // A conclusion's usage goes with the change that concluded it
+            // (derived from that record on recovery, not journalled on its
+            // own); usage whose write was a whole record is a merge after.
+            let mut usage: Vec<Option<AccountingRecord>> = vec![None; out.records.len()];
+            let mut apart = Vec::new();
+            for (i, a) in out.accounting {
+                match out.records.get(i) {
+                    Some((t, TxnWrite::Delta { .. })) if *t == a.txn && usage[i].is_none() => {
+                        usage[i] = Some(a)
+                    }
+                    _ => apart.push(a),
+                }
+            }
+            for ((txn, w), usage) in out.records.into_iter().zip(usage) {
                 let key = TxnRecord::key(&txn).to_vec();
                 match w {
                     // In process the originator's outbox entry (the same
@@ -138,12 +151,24 @@ impl BrokerShard {
                             b.insert(Tree::Txn, key, whole)
                         }
                     }
-                    TxnWrite::Delta { whole, delta } => {
-                        b.merge_known(Tree::Txn, key, Merge::Txn(delta).encode(), whole)
-                    }
+                    TxnWrite::Delta { whole, delta } => match usage {
+                        Some(a) => {
+                            let m = Merge::TxnConcluded {
+                                delta,
+                                outcome: a.outcome.clone(),
+                                at_ms: a.at_ms,
+                            };
+                            b.merge_known(Tree::Txn, key, m.encode(), whole).derive(
+                                Tree::Accounting,
+                                a.key(),
+                                enc(&a),
+                            )
+                        }
+                        None => b.merge_known(Tree::Txn, key, Merge::Txn(delta).encode(), whole),
+                    },
                 };
             }
-            for a in out.accounting {
+            for a in apart {
                 let usage = Merge::Usage {
                     txn: a.txn,
                     outcome: a.outcome.clone(),

@@ -15,7 +15,7 @@
 pub mod links;
 pub mod presence;
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -35,30 +35,30 @@ pub struct MiapFrame {
     pub frame: Frame,
 }
 
-/// Tells a shard that frames wait in its [`FrameQueue`].
+/// Tells a party (a shard, a gateway) that frames wait in its [`FrameQueue`].
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct DrainFrames;
 
-/// A shard's frames, handed over in batches: a sender appends to the queue
-/// and only the one that finds it empty posts a [`DrainFrames`]; the shard
+/// A party's frames, handed over in batches: a sender appends to the queue
+/// and only the one that finds it empty posts a [`DrainFrames`]; the party
 /// takes everything queued at once. Under load one mailbox post (and one
-/// wake-up of the shard's thread) carries many frames.
+/// wake-up of the party's thread) carries many frames.
 #[derive(Default)]
 pub struct FrameQueue {
     frames: std::sync::Mutex<Vec<MiapFrame>>,
-    shard: std::sync::OnceLock<Recipient<DrainFrames>>,
+    party: std::sync::OnceLock<Recipient<DrainFrames>>,
 }
 
 impl FrameQueue {
-    /// A queue whose shard is told later ([`Self::serve`]).
+    /// A queue whose party is told later ([`Self::serve`]).
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
 
-    /// The shard that drains it.
-    pub fn serve(&self, shard: Recipient<DrainFrames>) {
-        let _ = self.shard.set(shard);
+    /// The party (a shard, a gateway) that drains it.
+    pub fn serve(&self, party: Recipient<DrainFrames>) {
+        let _ = self.party.set(party);
     }
 
     fn push(&self, m: MiapFrame) {
@@ -68,10 +68,13 @@ impl FrameQueue {
             q.len() == 1
         };
         if first {
-            if let Some(s) = self.shard.get() {
+            if let Some(s) = self.party.get() {
+                HANDOFFS.post(1);
                 s.do_send(DrainFrames);
+                return;
             }
         }
+        HANDOFFS.frame();
     }
 
     /// Everything queued, in the order it came.
@@ -80,20 +83,81 @@ impl FrameQueue {
     }
 }
 
-/// Where a shard's frames go: its mailbox (a remote node's link, tests), or
-/// its batching queue (the node's own shards).
+/// Where a party's frames go: its mailbox (a remote member's link, tests),
+/// or its batching queue (the node's own shards and gateways).
 #[derive(Clone)]
-enum ShardSink {
+pub enum FrameSink {
+    /// One mailbox post per frame.
     Mailbox(Recipient<MiapFrame>),
+    /// Appended to a queue the party drains ([`FrameQueue`]).
     Queue(Arc<FrameQueue>),
 }
+
+impl FrameSink {
+    /// Hands `m` over.
+    pub fn send(&self, m: MiapFrame) {
+        match self {
+            Self::Mailbox(r) => {
+                HANDOFFS.post(1);
+                r.do_send(m)
+            }
+            Self::Queue(q) => q.push(m),
+        }
+    }
+}
+
+impl From<Recipient<MiapFrame>> for FrameSink {
+    fn from(r: Recipient<MiapFrame>) -> Self {
+        Self::Mailbox(r)
+    }
+}
+
+impl From<Arc<FrameQueue>> for FrameSink {
+    fn from(q: Arc<FrameQueue>) -> Self {
+        Self::Queue(q)
+    }
+}
+
+/// Frames handed between actors through [`FrameSink`]s in this process, and
+/// the mailbox posts that carried them (for the load generator's report:
+/// posts per message).
+#[derive(Default)]
+pub struct Handoffs {
+    frames: AtomicU64,
+    posts: AtomicU64,
+}
+
+impl Handoffs {
+    fn post(&self, frames: u64) {
+        self.frames.fetch_add(frames, Ordering::Relaxed);
+        self.posts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn frame(&self) {
+        self.frames.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(frames, posts)` since the process started.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.frames.load(Ordering::Relaxed),
+            self.posts.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// The process's hand-off counts.
+pub static HANDOFFS: Handoffs = Handoffs {
+    frames: AtomicU64::new(0),
+    posts: AtomicU64::new(0),
+};
 
 /// How members reach the broker: one recipient per shard; a transaction's
 /// frames always go to the same shard (by the txn's hash), session frames by
 /// the member's id. Cheap to clone.
 #[derive(Clone)]
 pub struct BrokerHandle {
-    shards: Arc<Vec<ShardSink>>,
+    shards: Arc<Vec<FrameSink>>,
     logins: Arc<Vec<Recipient<LinkLogin>>>,
     backs: Arc<Vec<Recipient<MemberBack>>>,
     /// Counted up per frame sent to a shard; the shard counts down.
@@ -105,7 +169,7 @@ impl BrokerHandle {
     pub fn new(shards: Vec<Recipient<MiapFrame>>) -> Self {
         assert!(!shards.is_empty(), "a broker has at least one shard");
         Self {
-            shards: Arc::new(shards.into_iter().map(ShardSink::Mailbox).collect()),
+            shards: Arc::new(shards.into_iter().map(FrameSink::Mailbox).collect()),
             logins: Arc::new(Vec::new()),
             backs: Arc::new(Vec::new()),
             queued: None,
@@ -116,7 +180,7 @@ impl BrokerHandle {
     pub fn queued(queues: Vec<Arc<FrameQueue>>) -> Self {
         assert!(!queues.is_empty(), "a broker has at least one shard");
         Self {
-            shards: Arc::new(queues.into_iter().map(ShardSink::Queue).collect()),
+            shards: Arc::new(queues.into_iter().map(FrameSink::Queue).collect()),
             logins: Arc::new(Vec::new()),
             backs: Arc::new(Vec::new()),
             queued: None,
@@ -187,11 +251,7 @@ impl BrokerHandle {
         if let Some(q) = self.queued.as_ref().and_then(|q| q.get(i)) {
             q.fetch_add(1, Ordering::Relaxed);
         }
-        let m = MiapFrame { from, frame };
-        match &self.shards[i] {
-            ShardSink::Mailbox(r) => r.do_send(m),
-            ShardSink::Queue(q) => q.push(m),
-        }
+        self.shards[i].send(MiapFrame { from, frame });
     }
 
     /// Number of shards.

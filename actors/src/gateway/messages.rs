@@ -83,6 +83,21 @@ pub struct Receipt {
     pub at_ms: u64,
 }
 
+/// Where a gateway tells its medium's clients the outcomes: an actor's
+/// mailbox (email, SMS: they answer with a DSN, a delivery receipt), or a
+/// call on the gateway's own thread (the IM sessions: a push to each
+/// session's channel, no hop through another actor).
+pub trait ReceiptSink: Send {
+    /// Takes one outcome.
+    fn receipt(&self, r: Receipt);
+}
+
+impl ReceiptSink for Recipient<Receipt> {
+    fn receipt(&self, r: Receipt) {
+        self.do_send(r);
+    }
+}
+
 /// How much work is in flight (shutdown drains until it is zero).
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "InFlight")]

@@ -25,10 +25,14 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-pub use messages::{Accepted, GetInFlight, InFlight, Originate, OriginateError, Receipt};
+pub use messages::{
+    Accepted, GetInFlight, InFlight, Originate, OriginateError, Receipt, ReceiptSink,
+};
 pub use sessions::{IdentifyError, IdentifyToken, WatchUsers};
 
-use crate::bus::{BrokerHandle, MiapFrame};
+use std::sync::Arc;
+
+use crate::bus::{BrokerHandle, DrainFrames, FrameQueue, MiapFrame};
 use crate::medium::{Delivery, Medium, MediumAck, MediumReport};
 use crate::member_session::{MemberConfig, MemberSession};
 use crate::registry::MemberRegistry;
@@ -53,7 +57,7 @@ pub struct Gateway<M: Medium> {
     medium: M,
     members: MemberRegistry,
     store: Store,
-    receipts: Option<Recipient<Receipt>>,
+    receipts: Option<Box<dyn ReceiptSink>>,
     /// Outbox mirror: content originated here, until the outcome is known.
     outbox: HashMap<TxnId, OutboxEntry>,
     /// Submits waiting for a session.
@@ -68,6 +72,9 @@ pub struct Gateway<M: Medium> {
     told_health: Option<bool>,
     /// Its clients' sessions (an IM gateway in another process).
     clients: sessions::ClientSessions,
+    /// Where the registry queues frames for it: drained in batches, one
+    /// mailbox post per burst.
+    inbound: Option<Arc<FrameQueue>>,
 }
 
 /// How long an `Originate` dedupe key (an HTTP `Idempotency-Key`, a spool
@@ -98,6 +105,7 @@ impl<M: Medium> Gateway<M> {
             unacked: HashMap::new(),
             told_health: None,
             clients: sessions::ClientSessions::default(),
+            inbound: None,
         }
     }
 
@@ -141,8 +149,8 @@ impl<M: Medium> Gateway<M> {
     }
 
     /// Sends outcomes of originated messages to `r` (the medium's clients).
-    pub fn with_receipts(mut self, r: Recipient<Receipt>) -> Self {
-        self.receipts = Some(r);
+    pub fn with_receipts(mut self, r: impl ReceiptSink + 'static) -> Self {
+        self.receipts = Some(Box::new(r));
         self
     }
 
@@ -270,7 +278,7 @@ impl<M: Medium> Gateway<M> {
             self.forget_outbox(&n.txn);
         }
         if let Some(r) = &self.receipts {
-            r.do_send(Receipt {
+            r.receipt(Receipt {
                 txn: n.txn,
                 sender_user,
                 sender,
@@ -376,8 +384,11 @@ impl<M: Medium> Gateway<M> {
     fn on_report_ack(&mut self, a: ReportAck) -> Result<(), ProtocolError> {
         self.session()?
             .verify(|s| frames::check_report_ack(s, &a))?;
-        self.unacked
-            .retain(|(t, at, _), _| !(*t == a.txn && *at == a.attempt));
+        // An acknowledgement settles every report of that attempt (one
+        // lookup per status, not a scan of everything unacknowledged).
+        for v in 0..switchboard_core::protocol::replay::STATUS_VARIANTS {
+            self.unacked.remove(&(a.txn, a.attempt, v));
+        }
         Ok(())
     }
 
@@ -405,10 +416,13 @@ impl<M: Medium> Actor for Gateway<M> {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
+        let inbound = FrameQueue::new();
+        inbound.serve(ctx.address().recipient());
+        self.inbound = Some(inbound.clone());
         self.members.connect(
             self.tscs.cfg.id.clone(),
             Some(self.medium.kind()),
-            ctx.address().recipient(),
+            inbound,
             self.now(),
         );
         match self.store.outbox(&self.tscs.cfg.id) {
@@ -455,6 +469,27 @@ impl<M: Medium> Handler<MiapFrame> for Gateway<M> {
     type Result = ();
 
     fn handle(&mut self, msg: MiapFrame, ctx: &mut Context<Self>) {
+        self.frame(msg, ctx);
+    }
+}
+
+impl<M: Medium> Handler<DrainFrames> for Gateway<M> {
+    type Result = ();
+
+    /// Every frame queued for the gateway, in the order they came.
+    fn handle(&mut self, _: DrainFrames, ctx: &mut Context<Self>) {
+        let Some(q) = self.inbound.clone() else {
+            return;
+        };
+        for m in q.take() {
+            self.frame(m, ctx);
+        }
+    }
+}
+
+impl<M: Medium> Gateway<M> {
+    /// One frame from a party.
+    fn frame(&mut self, msg: MiapFrame, ctx: &mut Context<Self>) {
         let MiapFrame { from, frame } = msg;
         let txn = frame.txn();
         let kind = frame.kind();

@@ -2,7 +2,7 @@
 //! variant)` were already processed, so a repeated frame is answered again
 //! without changing state.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use super::error::ProtocolError;
 use super::frames::ReportStatus;
@@ -15,7 +15,9 @@ use super::verify::check;
 /// report from the later `Read` report of the same attempt.
 #[derive(Debug, Default)]
 pub struct StepLog {
-    seen: HashSet<(TxnId, u8, u32, u8)>,
+    /// Per transaction, its processed `(step, attempt, variant)`: a handful
+    /// each, so forgetting a transaction is one removal, not a scan.
+    seen: HashMap<TxnId, Vec<(u8, u32, u8)>>,
 }
 
 impl StepLog {
@@ -31,20 +33,22 @@ impl StepLog {
         attempt: u32,
         variant: u8,
     ) -> Result<(), ProtocolError> {
-        check(
-            self.seen.insert((txn, step, attempt, variant)),
-            ProtocolError::ReplayedStep,
-        )
+        let steps = self.seen.entry(txn).or_default();
+        let fresh = !steps.contains(&(step, attempt, variant));
+        if fresh {
+            steps.push((step, attempt, variant));
+        }
+        check(fresh, ProtocolError::ReplayedStep)
     }
 
     /// Forgets a closed transaction.
     pub fn forget(&mut self, txn: &TxnId) {
-        self.seen.retain(|(t, ..)| t != txn);
+        self.seen.remove(txn);
     }
 
     /// How many steps are remembered.
     pub fn len(&self) -> usize {
-        self.seen.len()
+        self.seen.values().map(Vec::len).sum()
     }
 
     /// Whether nothing is remembered.
@@ -52,6 +56,9 @@ impl StepLog {
         self.seen.is_empty()
     }
 }
+
+/// How many values [`status_variant`] takes (0 up to this, exclusive).
+pub const STATUS_VARIANTS: u8 = 5;
 
 /// A report status's variant number (for [`StepLog`]).
 pub fn status_variant(s: &ReportStatus) -> u8 {

@@ -305,6 +305,17 @@ pub enum Merge {
         /// When.
         at_ms: u64,
     },
+    /// The change that concluded a transaction, and its usage: the
+    /// accounting record is derived from the record this makes
+    /// ([`derived`]), not journalled on its own.
+    TxnConcluded {
+        /// The change.
+        delta: TxnDelta,
+        /// The outcome accounted.
+        outcome: String,
+        /// When.
+        at_ms: u64,
+    },
 }
 
 impl Merge {
@@ -336,7 +347,7 @@ pub fn merge(
     };
     let missing = || StoreError::Corrupt("merge names a missing outbox entry");
     match (tree, dec::<Merge>(merge, "merge")?) {
-        (Tree::Txn, Merge::Txn(d)) => {
+        (Tree::Txn, Merge::Txn(d) | Merge::TxnConcluded { delta: d, .. }) => {
             let old = old.ok_or(StoreError::Corrupt("txn delta without a record"))?;
             let mut rec: TxnRecord = dec(old, "txn")?;
             rec.apply(d);
@@ -398,6 +409,33 @@ pub fn merge(
         }
         _ => Err(StoreError::Corrupt("a merge for another tree")),
     }
+}
+
+/// A value a merge makes besides its own key's: `(tree, key, value)`.
+pub type Derived = (super::Tree, Vec<u8>, Vec<u8>);
+
+/// What `merge`, having made `value`, makes besides: a concluding change's
+/// accounting record, as `(tree, key, value)` — the same the writer put
+/// beside the merge ([`super::WriteBatch::derive`]).
+///
+/// # Errors
+/// [`StoreError::Corrupt`] when the merge or the value does not decode.
+pub fn derived(
+    tree: super::Tree,
+    merge: &[u8],
+    value: &[u8],
+) -> Result<Option<Derived>, StoreError> {
+    if tree != super::Tree::Txn {
+        return Ok(None);
+    }
+    let Merge::TxnConcluded { outcome, at_ms, .. } = dec::<Merge>(merge, "merge")? else {
+        return Ok(None);
+    };
+    let rec: TxnRecord = dec(value, "txn")?;
+    let a = AccountingRecord::of(&rec, outcome, at_ms).ok_or(StoreError::Corrupt(
+        "usage of a transaction without attempts",
+    ))?;
+    Ok(Some((super::Tree::Accounting, a.key(), enc(&a))))
 }
 
 impl TxnRecord {

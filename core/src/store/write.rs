@@ -73,6 +73,11 @@ pub(super) enum Op {
     /// ([`super::records::merge`]), and, when the writer knows it, the
     /// value it makes (not journalled: recovery resolves the merge).
     Merge(Vec<u8>, Vec<u8>, Option<Vec<u8>>),
+    /// A value the merge before it makes besides its own key's (a
+    /// conclusion's accounting record): applied, never journalled —
+    /// recovery derives it again from that merge
+    /// ([`super::records::derived`]).
+    Derived(Vec<u8>, Vec<u8>),
 }
 
 /// One operation as the overlay and sled take it: a merge resolved into
@@ -99,7 +104,7 @@ pub(super) fn resolve(
         let c = match op {
             Op::Insert(k, v) => Change::Put(k, v),
             Op::Remove(k) => Change::Delete(k),
-            Op::Merge(k, _, Some(v)) => Change::Put(k, v),
+            Op::Merge(k, _, Some(v)) | Op::Derived(k, v) => Change::Put(k, v),
             Op::Merge(k, m, None) => {
                 // Any key as it is at this point: earlier in the batch, else
                 // stored.
@@ -116,7 +121,12 @@ pub(super) fn resolve(
                 };
                 let old = lookup(t, &k)?;
                 let v = super::records::merge(t, old.as_deref(), &m, &mut lookup)?;
-                Change::Put(k, v)
+                let also = super::records::derived(t, &m, &v)?;
+                out.push((t, Change::Put(k, v)));
+                if let Some((u, j, w)) = also {
+                    out.push((u, Change::Put(j, w)));
+                }
+                continue;
             }
         };
         out.push((t, c));
@@ -185,6 +195,21 @@ impl WriteBatch {
         self
     }
 
+    /// `key`'s `value` in `tree`, made by the merge just before it (a
+    /// conclusion's accounting record, [`super::records::Merge::TxnConcluded`]):
+    /// readers and sled get it, the journal does not — recovery derives it
+    /// from that merge, the same value, which the caller must make sure of
+    /// (the tests compare both).
+    pub fn derive(
+        &mut self,
+        tree: Tree,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> &mut Self {
+        self.ops.push((tree, Op::Derived(key.into(), value.into())));
+        self
+    }
+
     /// Number of operations.
     pub fn len(&self) -> usize {
         self.ops.len()
@@ -218,6 +243,7 @@ impl WriteBatch {
                     out.extend_from_slice(&(d.len() as u32).to_le_bytes());
                     out.extend_from_slice(d);
                 }
+                Op::Derived(..) => {}
             }
         }
     }
@@ -404,17 +430,20 @@ impl WriteHandle {
     }
 }
 
-/// A batch's operations and bytes per tree (inserts count key and value,
-/// removes their key).
+/// A batch's journalled operations and bytes per tree (inserts and merges
+/// count key and value, removes their key; derived values are not
+/// journalled and not counted).
 fn counts(b: &WriteBatch) -> ([u64; Tree::ALL.len()], [u64; Tree::ALL.len()]) {
     let mut ops = [0u64; Tree::ALL.len()];
     let mut bytes = [0u64; Tree::ALL.len()];
     for (t, op) in b.ops() {
-        ops[t.index()] += 1;
-        bytes[t.index()] += match op {
+        let n = match op {
             Op::Insert(k, v) | Op::Merge(k, v, _) => (k.len() + v.len()) as u64,
             Op::Remove(k) => k.len() as u64,
+            Op::Derived(..) => continue,
         };
+        ops[t.index()] += 1;
+        bytes[t.index()] += n;
     }
     (ops, bytes)
 }

@@ -85,8 +85,10 @@ pub struct Effects {
     /// Transaction records to persist, by txn, in order: the whole record
     /// the first time, then what changed ([`TxnWrite`]).
     pub records: Vec<(TxnId, TxnWrite)>,
-    /// Usage to account.
-    pub accounting: Vec<AccountingRecord>,
+    /// Usage to account, each with the index in `records` of the write
+    /// that concluded it (the record it is made from, as that write left
+    /// it: the writer may journal the usage as part of that write).
+    pub accounting: Vec<(usize, AccountingRecord)>,
     /// Frames to send: `(to, frame)`.
     pub frames: Vec<(MemberId, Frame)>,
 }
@@ -98,6 +100,12 @@ impl Effects {
 
     fn send(&mut self, to: &MemberId, frame: Frame) {
         self.frames.push((to.clone(), frame));
+    }
+
+    /// Usage made from the record as the last write left it.
+    fn account(&mut self, a: AccountingRecord) {
+        self.accounting
+            .push((self.records.len().saturating_sub(1), a));
     }
 
     /// Whether nothing is to be done.
@@ -369,7 +377,7 @@ impl Transactions {
         out.persist(rec);
         if outcome != Outcome::Read {
             if let Some(a) = account(rec, &outcome, now) {
-                out.accounting.push(a);
+                out.account(a);
             }
         }
         let medium = rec

@@ -213,7 +213,8 @@ impl World {
             };
             store.insert(txn, rec);
         }
-        self.accounts.extend(out.accounting);
+        self.accounts
+            .extend(out.accounting.into_iter().map(|(_, a)| a));
         self.sent.extend(out.frames);
     }
 

@@ -1,16 +1,21 @@
-//! The IM session hub: which WebSocket sessions each user has open, and
+//! The IM sessions: which WebSocket sessions each user has open, and
 //! fan-out to them — new messages, receipts for messages they sent, presence
 //! of users they subscribed to. Each session drains its own channel, so a
-//! slow socket never holds up the hub.
+//! slow socket never holds up a sender. New messages and receipts are
+//! pushed on the sender's thread ([`Sessions`], [`Receipts`]); the hub
+//! actor takes joins, leaves and presence.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
+use dashmap::DashMap;
 use serde_json::{json, Value};
 use tokio::sync::mpsc::UnboundedSender;
 
 use switchboard_actors::bus::PresencePush;
-use switchboard_actors::gateway::Receipt;
+use switchboard_actors::gateway::{Receipt, ReceiptSink};
 use switchboard_core::protocol::{Outcome, TxnId};
 use switchboard_core::store::{InboxEntry, Store};
 
@@ -19,38 +24,69 @@ use crate::http::time::rfc3339;
 /// A text frame for one session.
 pub type Outbound = UnboundedSender<String>;
 
-/// How many sessions each user has open, as the hub last counted them:
-/// read without a message to the hub (the IM medium asks per delivery).
+/// Every user's open sessions, shared: the IM medium and the receipts push
+/// to them on their own thread (no message to the hub), and count them.
 #[derive(Clone, Default)]
-pub struct SessionCounts(std::sync::Arc<dashmap::DashMap<String, usize>>);
+pub struct Sessions {
+    by_user: Arc<DashMap<String, HashMap<u64, Outbound>>>,
+    next_id: Arc<AtomicU64>,
+}
 
-impl SessionCounts {
+impl Sessions {
     /// `user`'s open sessions.
     pub fn get(&self, user: &str) -> usize {
-        self.0.get(user).map_or(0, |n| *n)
+        self.by_user.get(user).map_or(0, |s| s.len())
     }
 
-    fn set(&self, user: &str, n: usize) {
-        if n == 0 {
-            self.0.remove(user);
-        } else {
-            self.0.insert(user.to_string(), n);
+    /// A session of `user` opened; returns its id.
+    fn join(&self, user: &str, tx: Outbound) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        self.by_user
+            .entry(user.to_string())
+            .or_default()
+            .insert(id, tx);
+        id
+    }
+
+    /// Session `id` of `user` closed.
+    fn leave(&self, user: &str, id: u64) {
+        if let Some(mut s) = self.by_user.get_mut(user) {
+            s.remove(&id);
         }
+        self.by_user.remove_if(user, |_, s| s.is_empty());
+    }
+
+    /// Sends `frame` to every session of `user` (forgetting those whose
+    /// channel closed); returns how many got it.
+    pub fn push(&self, user: &str, frame: &Value) -> usize {
+        let n = {
+            let Some(mut sessions) = self.by_user.get_mut(user) else {
+                return 0;
+            };
+            let text = frame.to_string();
+            sessions.retain(|_, tx| tx.send(text.clone()).is_ok());
+            sessions.len()
+        };
+        if n == 0 {
+            self.by_user.remove_if(user, |_, s| s.is_empty());
+        }
+        n
     }
 }
 
-/// Tracks open sessions and fans out to them.
-pub struct Hub {
-    sessions: HashMap<String, HashMap<u64, Outbound>>,
-    counts: SessionCounts,
-    next_id: u64,
+/// The outcomes of messages the IM users sent, told to the sender's
+/// sessions as `receipt` frames — on the gateway's thread, a push to each
+/// session's channel — and to the observer (the load generator).
+#[derive(Clone)]
+pub struct Receipts {
+    sessions: Sessions,
     store: Store,
     observer: Option<Recipient<Receipt>>,
     /// Where the broker's transaction records are not at hand (an IM
     /// gateway in another process): who sent each delivered message, so
     /// its later read receipt finds the sender. Bounded, oldest forgotten
     /// first.
-    senders: Option<Senders>,
+    senders: Option<Arc<Mutex<Senders>>>,
 }
 
 /// Senders of delivered messages, for their read receipts.
@@ -76,44 +112,87 @@ impl Senders {
     }
 }
 
+impl Receipts {
+    /// Who sent `r`'s message: a Read comes after the originator let go of
+    /// it, so the transaction (or, remotely, memory) names the sender.
+    fn sender(&self, r: &Receipt) -> Option<String> {
+        match &self.senders {
+            Some(senders) => {
+                let mut senders = senders.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(u) = &r.sender_user {
+                    senders.remember(r.txn, u);
+                }
+                senders.by_txn.get(&r.txn).cloned()
+            }
+            None => r.sender_user.clone().or_else(|| {
+                self.store
+                    .txn(&r.txn)
+                    .ok()
+                    .flatten()
+                    .and_then(|t| t.imi.sender_user)
+            }),
+        }
+    }
+}
+
+impl ReceiptSink for Receipts {
+    fn receipt(&self, r: Receipt) {
+        if let Some(user) = self.sender(&r) {
+            let status = match &r.outcome {
+                Outcome::Blocked(_) => "blocked",
+                o => o.as_str(),
+            };
+            let frame = json!({
+                "type": "receipt",
+                "txn": r.txn.to_string(),
+                "status": status,
+                "via": r.via,
+                "at": rfc3339(r.at_ms),
+            });
+            self.sessions.push(&user, &frame);
+        }
+        if let Some(o) = &self.observer {
+            o.do_send(r);
+        }
+    }
+}
+
+/// Sessions joining and leaving, and presence pushes to them.
+pub struct Hub {
+    sessions: Sessions,
+    receipts: Receipts,
+}
+
 impl Hub {
-    /// A hub; it also forwards every receipt to `observer` (the bench).
+    /// A hub; its receipts also go to `observer` (the bench).
     pub fn new(store: Store, observer: Option<Recipient<Receipt>>) -> Self {
+        let sessions = Sessions::default();
         Self {
-            sessions: HashMap::new(),
-            counts: SessionCounts::default(),
-            next_id: 0,
-            store,
-            observer,
-            senders: None,
+            receipts: Receipts {
+                sessions: sessions.clone(),
+                store,
+                observer,
+                senders: None,
+            },
+            sessions,
         }
     }
 
-    /// Its count of each user's sessions (kept as sessions join and leave).
-    pub fn session_counts(&self) -> SessionCounts {
-        self.counts.clone()
+    /// Its sessions (the IM medium pushes to them and counts them).
+    pub fn sessions(&self) -> Sessions {
+        self.sessions.clone()
+    }
+
+    /// Its receipts (the IM gateway's [`ReceiptSink`]).
+    pub fn receipts(&self) -> Receipts {
+        self.receipts.clone()
     }
 
     /// Remembering the senders of delivered messages in memory, for a
     /// process without the broker's records.
     pub fn remembering_senders(mut self) -> Self {
-        self.senders = Some(Senders::default());
+        self.receipts.senders = Some(Arc::default());
         self
-    }
-
-    /// Sends `frame` to every session of `user`; returns how many got it.
-    fn push(&mut self, user: &str, frame: &Value) -> usize {
-        let Some(sessions) = self.sessions.get_mut(user) else {
-            return 0;
-        };
-        let text = frame.to_string();
-        sessions.retain(|_, tx| tx.send(text.clone()).is_ok());
-        let n = sessions.len();
-        if n == 0 {
-            self.sessions.remove(user);
-        }
-        self.counts.set(user, n);
-        n
     }
 }
 
@@ -156,85 +235,24 @@ pub struct Leave {
     pub id: u64,
 }
 
-/// Push a delivered message to the recipient's sessions; returns how many
-/// got it.
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct PushMessage {
-    /// The recipient.
-    pub user: String,
-    /// The message.
-    pub entry: InboxEntry,
-}
-
 impl Handler<Join> for Hub {
     type Result = u64;
     fn handle(&mut self, m: Join, _: &mut Context<Self>) -> u64 {
-        self.next_id += 1;
-        let s = self.sessions.entry(m.user.clone()).or_default();
-        s.insert(self.next_id, m.tx);
-        self.counts.set(&m.user, s.len());
-        self.next_id
+        self.sessions.join(&m.user, m.tx)
     }
 }
 
 impl Handler<Leave> for Hub {
     type Result = ();
     fn handle(&mut self, m: Leave, _: &mut Context<Self>) {
-        if let Some(s) = self.sessions.get_mut(&m.user) {
-            s.remove(&m.id);
-            self.counts.set(&m.user, s.len());
-            if s.is_empty() {
-                self.sessions.remove(&m.user);
-            }
-        }
-    }
-}
-
-impl Handler<PushMessage> for Hub {
-    type Result = usize;
-    fn handle(&mut self, m: PushMessage, _: &mut Context<Self>) -> usize {
-        self.push(&m.user, &message_frame(&m.entry))
+        self.sessions.leave(&m.user, m.id);
     }
 }
 
 impl Handler<Receipt> for Hub {
     type Result = ();
     fn handle(&mut self, r: Receipt, _: &mut Context<Self>) {
-        // A Read comes after the originator let go of the message: the
-        // transaction names the sender.
-        let sender = match &mut self.senders {
-            Some(senders) => {
-                if let Some(u) = &r.sender_user {
-                    senders.remember(r.txn, u);
-                }
-                senders.by_txn.get(&r.txn).cloned()
-            }
-            None => r.sender_user.clone().or_else(|| {
-                self.store
-                    .txn(&r.txn)
-                    .ok()
-                    .flatten()
-                    .and_then(|t| t.imi.sender_user)
-            }),
-        };
-        if let Some(user) = &sender {
-            let status = match &r.outcome {
-                Outcome::Blocked(_) => "blocked",
-                o => o.as_str(),
-            };
-            let frame = json!({
-                "type": "receipt",
-                "txn": r.txn.to_string(),
-                "status": status,
-                "via": r.via,
-                "at": rfc3339(r.at_ms),
-            });
-            self.push(user, &frame);
-        }
-        if let Some(o) = &self.observer {
-            o.do_send(r);
-        }
+        self.receipts.receipt(r);
     }
 }
 
@@ -250,6 +268,6 @@ impl Handler<PresencePush> for Hub {
         if let Some(n) = &p.note {
             frame["note"] = json!(n);
         }
-        self.push(&p.to, &frame);
+        self.sessions.push(&p.to, &frame);
     }
 }

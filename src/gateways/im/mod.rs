@@ -28,7 +28,7 @@ use switchboard_core::protocol::MediumKind;
 use switchboard_core::store::records::{enc, Merge};
 use switchboard_core::store::{InboxEntry, OutboxEntry, Store, Tree, WriteBatch};
 
-use hub::{Hub, PushMessage, SessionCounts};
+use hub::Sessions;
 
 /// The member id of the built-in IM gateway.
 pub const MEMBER_ID: &str = "gw-im-1";
@@ -40,8 +40,7 @@ pub type ImGateway = Addr<switchboard_actors::gateway::Gateway<ImMedium>>;
 pub struct ImMedium {
     store: Store,
     directory: Option<Directory>,
-    hub: Addr<Hub>,
-    sessions: SessionCounts,
+    sessions: Sessions,
     presence: PresenceView,
     offline_wait: ImOfflineWait,
 }
@@ -55,14 +54,13 @@ impl ImMedium {
     pub fn new(
         store: Store,
         directory: Option<Directory>,
-        (hub, sessions): (Addr<Hub>, SessionCounts),
+        sessions: Sessions,
         presence: PresenceView,
         offline_wait: ImOfflineWait,
     ) -> Self {
         Self {
             store,
             directory,
-            hub,
             sessions,
             presence,
             offline_wait,
@@ -120,7 +118,7 @@ impl Medium for ImMedium {
         let present =
             self.presence.reach(&user, MediumKind::Im) != switchboard_core::policy::Reach::Offline;
         let mailbox = d.route.store_and_forward || self.offline_wait.get() || present;
-        let (store, hub, counts) = (self.store.clone(), self.hub.clone(), self.sessions.clone());
+        let (store, counts) = (self.store.clone(), self.sessions.clone());
         Box::pin(async move {
             let sessions = counts.get(&user);
             let delivered = mailbox || sessions > 0;
@@ -170,16 +168,16 @@ impl Medium for ImMedium {
                 .map_err(|e| NonDelivery(format!("inbox write failed: {e}")))?;
             // No session when asked: one may have joined since, and read its
             // unread messages before this entry was written. Counting again
-            // after the write closes that gap — the hub counts a session in
+            // after the write closes that gap — a session is counted in
             // before it reads its unread, so one counted after this reads
-            // the entry itself. Nothing here waits for the hub.
+            // the entry itself. Nothing here waits for another actor.
             let now = if sessions > 0 {
                 sessions
             } else {
                 counts.get(&user)
             };
             if now > 0 {
-                hub.do_send(PushMessage { user, entry });
+                counts.push(&user, &hub::message_frame(&entry));
             }
             Ok(if delivered || now > 0 {
                 MediumAck::Delivered
@@ -195,7 +193,7 @@ mod tests {
     use actix::Actor as _;
     use switchboard_core::protocol::{Address, MemberId, Route, TxnId};
 
-    use super::hub::Join;
+    use super::hub::{Hub, Join};
     use super::*;
 
     fn to_bob() -> Delivery {
@@ -232,12 +230,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let hub = Hub::new(store.clone(), None);
-        let counts = hub.session_counts();
+        let counts = hub.sessions();
         let hub = hub.start();
         let mut im = ImMedium::new(
             store,
             None,
-            (hub.clone(), counts.clone()),
+            counts.clone(),
             PresenceView::default(),
             ImOfflineWait::new(false),
         );

@@ -17,13 +17,12 @@ use tokio::sync::watch;
 
 use switchboard_actors::bus::{PresencePush, Reported};
 use switchboard_actors::delivery::ImOfflineWait;
-use switchboard_actors::gateway::Receipt;
 use switchboard_actors::presence::Presence;
 use switchboard_core::protocol::clock::SharedClock;
 use switchboard_core::store::Store;
 
 use super::clients::{ImClients, Tokens};
-use super::hub::Hub;
+use super::hub::{Hub, Receipts};
 use super::ImGateway;
 use super::ImMedium;
 use crate::config::Config;
@@ -49,10 +48,10 @@ pub fn start(
     cfg: &Config,
     store: &Store,
     clock: SharedClock,
-    gateway: impl FnOnce(ImMedium, Recipient<Receipt>, Recipient<Reported>) -> ImGateway,
+    gateway: impl FnOnce(ImMedium, Receipts, Recipient<Reported>) -> ImGateway,
 ) -> anyhow::Result<RemoteIm> {
     let hub = Hub::new(store.clone(), None).remembering_senders();
-    let session_counts = hub.session_counts();
+    let (sessions, receipts) = (hub.sessions(), hub.receipts());
     let hub = hub.start();
     let push: Recipient<PresencePush> = hub.clone().recipient();
     let presence = Presence::new(clock, cfg.presence.idle_timeout_s * 1000, Some(push));
@@ -62,7 +61,7 @@ pub fn start(
     let medium = ImMedium::new(
         store.clone(),
         None,
-        (hub.clone(), session_counts),
+        sessions,
         presence.view(),
         ImOfflineWait::new(false),
     );
@@ -70,11 +69,7 @@ pub fn start(
     // users' changes through the gateway; the gateway hands it the
     // broker's word on followed users.
     let presence_ctx = Context::<Presence>::new();
-    let im = gateway(
-        medium,
-        hub.clone().recipient(),
-        presence_ctx.address().recipient(),
-    );
+    let im = gateway(medium, receipts, presence_ctx.address().recipient());
     let presence = presence_ctx.run(presence.with_announce(im.clone().recipient()));
     let (draining, draining_rx) = watch::channel(false);
     let clients = ImClients::new(

@@ -118,6 +118,93 @@ fn txn_record() -> crate::store::TxnRecord {
     }
 }
 
+/// Attempt `n` of the test record, over `m`.
+fn attempt(n: u32, m: crate::protocol::MediumKind) -> crate::store::AttemptRecord {
+    use crate::protocol::{MemberId, Route};
+    crate::store::AttemptRecord {
+        attempt: n,
+        route: Route {
+            mechanism: m,
+            address: "bob".into(),
+            recipient_user: Some("bob".into()),
+            destination: MemberId::new("gw-d"),
+            processors: vec![],
+            archive: None,
+            store_and_forward: false,
+        },
+        id: [n as u8; 32],
+        started_ms: u64::from(n),
+        deadline_ms: u64::from(n) + 10,
+        outcome: None,
+        reason: None,
+    }
+}
+
+/// The change that concluded a transaction carries its usage: the
+/// journal holds one operation (no accounting record of its own), readers
+/// see the accounting record at once, and recovery from the journal alone
+/// derives the same record.
+#[tokio::test]
+async fn a_conclusion_journals_its_usage_inside_the_change() {
+    use crate::store::{AccountingRecord, TxnRecord, TxnStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let mut rec = txn_record();
+    rec.attempts
+        .push(attempt(1, crate::protocol::MediumKind::Im));
+    let txn = rec.imi.txn;
+    let key = TxnRecord::key(&txn).to_vec();
+    let first = txn_batch(&mut rec);
+    rec.attempts[0].outcome = Some("delivered".into());
+    rec.status = TxnStatus::Delivered;
+    rec.event(3, "delivered:1");
+    let TxnWrite::Delta { whole, delta } = rec.to_write() else {
+        panic!("a later write is a delta")
+    };
+    let a = AccountingRecord::of(&rec, "delivered".into(), 7).unwrap();
+    let concluded = Merge::TxnConcluded {
+        delta: delta.clone(),
+        outcome: a.outcome.clone(),
+        at_ms: a.at_ms,
+    };
+    let mut b = WriteBatch::new();
+    b.merge_known(Tree::Txn, key.clone(), concluded.encode(), whole)
+        .derive(Tree::Accounting, a.key(), enc(&a));
+    let mut journalled = Vec::new();
+    b.encode(&mut journalled);
+    assert_eq!(WriteBatch::decode(&journalled).unwrap().len(), 1);
+    // Smaller than the change and a usage merge beside it.
+    let mut apart = WriteBatch::new();
+    apart
+        .merge(Tree::Txn, key, Merge::Txn(delta).encode())
+        .merge(
+            Tree::Accounting,
+            a.key(),
+            Merge::Usage {
+                txn,
+                outcome: a.outcome.clone(),
+                at_ms: a.at_ms,
+            }
+            .encode(),
+        );
+    let mut separate = Vec::new();
+    apart.encode(&mut separate);
+    assert!(journalled.len() < separate.len());
+    assert_eq!(counts(&b).0.iter().sum::<u64>(), 1);
+    {
+        let store = Store::open(dir.path()).unwrap();
+        for t in [Tree::Txn, Tree::Accounting] {
+            store.faults().fail_applying(t, true);
+        }
+        store.writer().write(first).await.unwrap();
+        store.writer().write(b).await.unwrap();
+        assert_eq!(store.accounting(0, u64::MAX).unwrap(), vec![a.clone()]);
+        assert!(store.checkpoint().is_err());
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.txn(&txn).unwrap().unwrap(), rec);
+    assert_eq!(store.accounting(0, u64::MAX).unwrap(), vec![a]);
+}
+
 fn txn_batch(rec: &mut crate::store::TxnRecord) -> WriteBatch {
     let mut b = WriteBatch::new();
     let key = crate::store::TxnRecord::key(&rec.imi.txn).to_vec();
@@ -134,25 +221,8 @@ fn txn_batch(rec: &mut crate::store::TxnRecord) -> WriteBatch {
 /// applied is the record the broker holds.
 #[test]
 fn deltas_applied_in_order_rebuild_the_record() {
-    use crate::protocol::{MediumKind, MemberId, Route};
-    use crate::store::{AttemptRecord, TxnRecord, TxnStatus};
-    let attempt = |n: u32, m: MediumKind| AttemptRecord {
-        attempt: n,
-        route: Route {
-            mechanism: m,
-            address: "bob".into(),
-            recipient_user: Some("bob".into()),
-            destination: MemberId::new("gw-d"),
-            processors: vec![],
-            archive: None,
-            store_and_forward: false,
-        },
-        id: [n as u8; 32],
-        started_ms: u64::from(n),
-        deadline_ms: u64::from(n) + 10,
-        outcome: None,
-        reason: None,
-    };
+    use crate::protocol::MediumKind;
+    use crate::store::{TxnRecord, TxnStatus};
     let mut rec = txn_record();
     let mut stored: Option<TxnRecord> = None;
     type Step = Box<dyn Fn(&mut TxnRecord)>;
