@@ -76,6 +76,41 @@ fn feed(h: &mut HmacSha256, label: &str, fields: &[&[u8]]) {
     }
 }
 
+/// An HMAC key made ready once — its two padded key blocks hashed — and
+/// cloned for each MAC under it: two SHA-256 blocks fewer per MAC (a
+/// session secret derives a step key for every frame).
+#[derive(Clone)]
+pub struct Prekeyed(HmacSha256);
+
+impl Prekeyed {
+    /// `key`, made ready.
+    pub fn new(key: &[u8]) -> Self {
+        Self(keyed(key))
+    }
+
+    /// `mac(key, label, fields…)` under this key.
+    pub fn mac(&self, label: &str, fields: &[&[u8]]) -> Tag {
+        let mut h = self.0.clone();
+        feed(&mut h, label, fields);
+        h.finalize().into_bytes().into()
+    }
+}
+
+impl std::fmt::Debug for Prekeyed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prekeyed(..)")
+    }
+}
+
+/// Made from a key the holder also keeps (and compares): always equal.
+impl PartialEq for Prekeyed {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Prekeyed {}
+
 /// `mac(key, label, fields…)`.
 pub fn mac(key: &[u8], label: &str, fields: &[&[u8]]) -> Tag {
     let mut h = keyed(key);
@@ -106,7 +141,12 @@ pub fn session_secret(member_key: &[u8], nonce: &[u8; 16], session_nonce: &[u8; 
 
 /// The per-step key `C_ack(txn, step) = HMAC(S, "step" ‖ txn ‖ step)`.
 pub fn step_key(session: &Tag, txn: &TxnId, step: u8) -> Tag {
-    mac(session, label::STEP, &[txn.as_bytes(), &[step]])
+    step_key_with(&Prekeyed::new(session), txn, step)
+}
+
+/// [`step_key`] under the session secret made ready once.
+pub fn step_key_with(session: &Prekeyed, txn: &TxnId, step: u8) -> Tag {
+    session.mac(label::STEP, &[txn.as_bytes(), &[step]])
 }
 
 /// SHA-256 of `data`.
@@ -185,6 +225,19 @@ mod tests {
         let t1 = TxnId([1; 16]);
         let t2 = TxnId([2; 16]);
         assert_ne!(step_key(&s, &t1, 1), step_key(&s, &t1, 2));
+        // Made ready once, the same keys.
+        let ready = Prekeyed::new(&s);
+        assert_eq!(step_key_with(&ready, &t1, 1), step_key(&s, &t1, 1));
+        assert_eq!(
+            step_key_with(&ready, &t2, 7),
+            mac(&s, label::STEP, &[t2.as_bytes(), &[7]])
+        );
+        for key in [&b""[..], b"k", &[9u8; 64], &[3u8; 65]] {
+            assert_eq!(
+                Prekeyed::new(key).mac("l", &[b"a", b""]),
+                mac(key, "l", &[b"a", b""])
+            );
+        }
         assert_ne!(step_key(&s, &t1, 1), step_key(&s, &t2, 1));
     }
 }

@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use super::error::ProtocolError;
 use super::ids::{MemberId, TxnId};
 use super::keys::SecretKey;
-use super::mac::{step_key, Tag};
+use super::mac::{step_key_with, Prekeyed, Tag};
 
 /// An established session between a member and the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,12 +25,32 @@ pub struct Session {
     pub secret: Tag,
     /// When the session was established (ms).
     pub established_ms: u64,
+    /// `secret`, made ready for the step keys.
+    pub(crate) ready: Prekeyed,
 }
 
 impl Session {
+    /// A session with secret `secret`.
+    pub fn new(
+        member: MemberId,
+        key_id: u32,
+        key: SecretKey,
+        secret: Tag,
+        established_ms: u64,
+    ) -> Self {
+        Self {
+            member,
+            key_id,
+            key,
+            ready: Prekeyed::new(&secret),
+            secret,
+            established_ms,
+        }
+    }
+
     /// The per-step key `C_ack(txn, step)`.
     pub fn step(&self, txn: &TxnId, step: u8) -> Tag {
-        step_key(&self.secret, txn, step)
+        step_key_with(&self.ready, txn, step)
     }
 
     /// Whether the session is older than `ttl_ms` at `now_ms`.

@@ -113,13 +113,8 @@ impl LoginVerifier {
                 &ack_fields(&login.member, &login.nonce, &session_nonce),
             ),
         };
-        let session = Session {
-            member: login.member.clone(),
-            key_id: login.key_id,
-            secret: mac::session_secret(key.bytes(), &login.nonce, &session_nonce),
-            key,
-            established_ms: now_ms,
-        };
+        let secret = mac::session_secret(key.bytes(), &login.nonce, &session_nonce);
+        let session = Session::new(login.member.clone(), login.key_id, key, secret, now_ms);
         Ok((ack, session))
     }
 }
@@ -173,13 +168,13 @@ pub fn finish_login(
     ) {
         return Err(ProtocolError::BadMac);
     }
-    Ok(Session {
-        member: l.member.clone(),
-        key_id: l.key_id,
-        key: pending.key.clone(),
-        secret: mac::session_secret(pending.key.bytes(), &l.nonce, &ack.session_nonce),
-        established_ms: now_ms,
-    })
+    Ok(Session::new(
+        l.member.clone(),
+        l.key_id,
+        pending.key.clone(),
+        mac::session_secret(pending.key.bytes(), &l.nonce, &ack.session_nonce),
+        now_ms,
+    ))
 }
 
 #[cfg(test)]
