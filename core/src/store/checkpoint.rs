@@ -67,6 +67,11 @@ impl Signal {
         self.cv.notify_one();
     }
 
+    /// Whether the store is closing (its last round runs unpaced).
+    fn stopping(&self) -> bool {
+        lock(&self.state).1
+    }
+
     /// Waits up to `d` for a nudge; whether to stop.
     fn wait(&self, d: Duration) -> bool {
         let g = lock(&self.state);
@@ -226,14 +231,15 @@ fn apply_generation(s: &Shared, gen: &Generation) -> Result<(), StoreError> {
 /// actors' threads get the cores — spread over the interval, its sled work
 /// no longer stalls them in bursts (at half of peak the p99 latency fell
 /// from 31–86 ms to 10–15 ms, `docs/PERFORMANCE.md`). With a backlog it
-/// goes on at once, so the overlay stays bounded and the peak is the same.
+/// goes on at once, so the overlay stays bounded and the peak is the same;
+/// so does the last round when the store closes.
 fn pace(s: &Shared) {
     let behind = s
         .overlay
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .pending_ops();
-    if behind < OVERLAY_OPS / 8 {
+    if behind < OVERLAY_OPS / 8 && !s.checkpoints.stopping() {
         std::thread::sleep(PACE);
     } else {
         std::thread::yield_now();
