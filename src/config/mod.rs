@@ -24,7 +24,7 @@ pub use sections::{
     Broker, Cluster, Data, Delivery, Email, Fax, Http, Log, Miap, Presence, Shutdown, Sms,
 };
 pub use sources::apply_env;
-use sources::{merge, parse_table};
+use sources::{merge, parse_table, renamed};
 
 /// The default configuration, as shipped.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -131,7 +131,9 @@ impl Config {
                 path: path.to_path_buf(),
                 error,
             })?;
-            merge(&mut table, parse_table(&text, &path.display().to_string())?);
+            let mut over = parse_table(&text, &path.display().to_string())?;
+            renamed(&mut over);
+            merge(&mut table, over);
         }
         apply_env(&mut table, vars)?;
         let origin = file.map_or("config".to_string(), |p| p.display().to_string());

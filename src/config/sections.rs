@@ -225,14 +225,57 @@ pub struct Shutdown {
     pub timeout_s: u64,
 }
 
-/// `[cluster]`
+/// `[cluster]` (cluster mode over NATS JetStream is not in this build yet;
+/// the keys are checked already).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
     /// Cluster mode.
     pub enabled: bool,
-    /// NATS URL.
-    pub nats_url: String,
-    /// Node id.
+    /// This node's id in the cluster (empty: the host name).
     pub node_id: String,
+    /// The NATS servers, `nats://host:port` or `tls://host:port`.
+    pub nats_urls: Vec<String>,
+    /// How many NATS servers hold each stream and bucket (1–5).
+    pub replicas: u32,
+    /// How often a node tells the cluster it is alive, in seconds.
+    pub heartbeat_s: u64,
+    /// How long a node's unacknowledged transaction step waits before
+    /// another node takes it over, in seconds.
+    pub ack_wait_s: u64,
+    /// A PEM file of the CA that signs the NATS servers' certificates
+    /// (empty: the system's roots).
+    pub tls_ca: String,
+    /// A NATS credentials file (empty: none).
+    pub creds: String,
+}
+
+impl Cluster {
+    /// The node's id: `node_id`, or the host name when that is empty.
+    pub fn node(&self) -> String {
+        if !self.node_id.is_empty() {
+            return self.node_id.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| valid_node_id(h))
+            .unwrap_or_else(|| "node".to_string())
+    }
+}
+
+/// A node id: 1–64 of `A–Z a–z 0–9 . _ -` (it names NATS subjects and KV
+/// keys).
+pub fn valid_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// `nats://host:port` or `tls://host:port`.
+pub(super) fn nats_url(s: &str) -> bool {
+    s.strip_prefix("nats://")
+        .or_else(|| s.strip_prefix("tls://"))
+        .is_some_and(host_port)
 }

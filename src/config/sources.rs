@@ -14,6 +14,24 @@ pub(super) fn merge(base: &mut toml::Table, over: toml::Table) {
     }
 }
 
+/// Keys an earlier build named differently, taken under their new name
+/// (with a warning): `[cluster] nats_url = "…"` is `nats_urls = ["…"]`.
+pub(super) fn renamed(t: &mut toml::Table) {
+    let Some(toml::Value::Table(c)) = t.get_mut("cluster") else {
+        return;
+    };
+    if c.contains_key("nats_urls") {
+        return;
+    }
+    if let Some(toml::Value::String(url)) = c.remove("nats_url") {
+        tracing::warn!("cluster.nats_url is now cluster.nats_urls, a list; taking [{url:?}]");
+        c.insert(
+            "nats_urls".into(),
+            toml::Value::Array(vec![toml::Value::String(url)]),
+        );
+    }
+}
+
 pub(super) fn parse_table(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
     text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
         origin: origin.to_string(),

@@ -183,3 +183,74 @@ fn a_file_overrides_the_default_and_unknown_keys_fail() {
         Err(ConfigError::Parse { .. })
     ));
 }
+
+/// The `[cluster]` keys are checked even while cluster mode is off, each
+/// error naming its key; cluster mode itself is refused in this build.
+#[test]
+fn cluster_keys_are_checked_and_cluster_mode_is_refused() {
+    let c = Config::load_with(None, env(&[])).unwrap();
+    assert_eq!(c.cluster.nats_urls, vec!["nats://127.0.0.1:4222"]);
+    assert_eq!(
+        (
+            c.cluster.replicas,
+            c.cluster.heartbeat_s,
+            c.cluster.ack_wait_s
+        ),
+        (3, 3, 30)
+    );
+    assert!(
+        sections::valid_node_id(&c.cluster.node()),
+        "{}",
+        c.cluster.node()
+    );
+    let named =
+        Config::load_with(None, env(&[("SWITCHBOARD_CLUSTER__NODE_ID", "n-2.east")])).unwrap();
+    assert_eq!(named.cluster.node(), "n-2.east");
+    for (k, v, key) in [
+        ("NODE_ID", "a b", "cluster.node_id"),
+        ("NATS_URLS", "[]", "cluster.nats_urls"),
+        (
+            "NATS_URLS",
+            r#"["http://127.0.0.1:4222"]"#,
+            "cluster.nats_urls",
+        ),
+        ("NATS_URLS", r#"["nats://nowhere"]"#, "cluster.nats_urls"),
+        ("REPLICAS", "0", "cluster.replicas"),
+        ("REPLICAS", "7", "cluster.replicas"),
+        ("HEARTBEAT_S", "0", "cluster.heartbeat_s"),
+        ("ACK_WAIT_S", "3", "cluster.ack_wait_s"),
+        ("ENABLED", "true", "cluster.enabled"),
+    ] {
+        let var = format!("SWITCHBOARD_CLUSTER__{k}");
+        let e = Config::load_with(None, env(&[(var.as_str(), v)])).unwrap_err();
+        assert!(e.to_string().starts_with(key), "{k}={v}: {e}");
+    }
+    let ok = Config::load_with(
+        None,
+        env(&[(
+            "SWITCHBOARD_CLUSTER__NATS_URLS",
+            r#"["nats://10.0.0.1:4222", "tls://nats.example.org:4222"]"#,
+        )]),
+    )
+    .unwrap();
+    assert_eq!(ok.cluster.nats_urls.len(), 2);
+}
+
+/// A file from an earlier build with `[cluster] nats_url = "…"` still
+/// loads: the one URL becomes the list.
+#[test]
+fn an_earlier_builds_single_nats_url_becomes_the_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("c.toml");
+    std::fs::write(&f, "[cluster]\nnats_url = \"nats://10.1.2.3:4222\"\n").unwrap();
+    let c = Config::load_with(Some(&f), env(&[])).unwrap();
+    assert_eq!(c.cluster.nats_urls, vec!["nats://10.1.2.3:4222"]);
+    // Both at once is ambiguous: the old key is then unknown.
+    std::fs::write(
+        &f,
+        "[cluster]\nnats_url = \"nats://a:1\"\nnats_urls = [\"nats://b:2\"]\n",
+    )
+    .unwrap();
+    let e = Config::load_with(Some(&f), env(&[])).unwrap_err();
+    assert!(e.to_string().contains("nats_url"), "{e}");
+}

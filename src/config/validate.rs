@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use super::sections::host_port;
+use super::sections::{host_port, nats_url, valid_node_id};
 use super::{invalid, Config, ConfigError};
 
 impl Config {
@@ -150,10 +150,52 @@ impl Config {
         if self.sms.enabled {
             self.sms.validate()?;
         }
+        self.check_cluster()?;
         if self.cluster.enabled {
             return Err(invalid(
                 "cluster.enabled",
                 "this build does not include it yet; leave it false",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The `[cluster]` keys, checked whether or not cluster mode is on.
+    fn check_cluster(&self) -> Result<(), ConfigError> {
+        let c = &self.cluster;
+        if !c.node_id.is_empty() && !valid_node_id(&c.node_id) {
+            return Err(invalid(
+                "cluster.node_id",
+                "1 to 64 of A-Z a-z 0-9 . _ - (or empty: the host name)",
+            ));
+        }
+        if c.nats_urls.is_empty() {
+            return Err(invalid(
+                "cluster.nats_urls",
+                "must name at least one server",
+            ));
+        }
+        if let Some(bad) = c.nats_urls.iter().find(|u| !nats_url(u)) {
+            return Err(invalid(
+                "cluster.nats_urls",
+                format!("{bad:?} is not nats://host:port or tls://host:port"),
+            ));
+        }
+        if !(1..=5).contains(&c.replicas) {
+            return Err(invalid(
+                "cluster.replicas",
+                "must be 1 to 5 (JetStream's limit; 3 in production)",
+            ));
+        }
+        if c.heartbeat_s == 0 {
+            return Err(invalid("cluster.heartbeat_s", "must be at least 1"));
+        }
+        if c.ack_wait_s <= c.heartbeat_s {
+            return Err(invalid(
+                "cluster.ack_wait_s",
+                "must be longer than cluster.heartbeat_s",
             ));
         }
         Ok(())
