@@ -69,7 +69,7 @@ impl FrameQueue {
         };
         if first {
             if let Some(s) = self.party.get() {
-                HANDOFFS.post(1);
+                HANDOFFS.post();
                 s.do_send(DrainFrames);
                 return;
             }
@@ -98,7 +98,7 @@ impl FrameSink {
     pub fn send(&self, m: MiapFrame) {
         match self {
             Self::Mailbox(r) => {
-                HANDOFFS.post(1);
+                HANDOFFS.post();
                 r.do_send(m)
             }
             Self::Queue(q) => q.push(m),
@@ -128,11 +128,13 @@ pub struct Handoffs {
 }
 
 impl Handoffs {
-    fn post(&self, frames: u64) {
-        self.frames.fetch_add(frames, Ordering::Relaxed);
+    /// One frame, in a mailbox post of its own.
+    fn post(&self) {
+        self.frame();
         self.posts.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// One frame, joining a post already on its way.
     fn frame(&self) {
         self.frames.fetch_add(1, Ordering::Relaxed);
     }

@@ -20,6 +20,7 @@ pub mod sessions;
 mod tests;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -29,8 +30,6 @@ pub use messages::{
     Accepted, GetInFlight, InFlight, Originate, OriginateError, Receipt, ReceiptSink,
 };
 pub use sessions::{IdentifyError, IdentifyToken, WatchUsers};
-
-use std::sync::Arc;
 
 use crate::bus::{BrokerHandle, DrainFrames, FrameQueue, MiapFrame};
 use crate::medium::{Delivery, Medium, MediumAck, MediumReport};

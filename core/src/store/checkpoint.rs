@@ -98,6 +98,9 @@ impl Checkpointer {
             .name("store-checkpoint".into())
             .spawn(move || {
                 while !s.checkpoints.wait(INTERVAL) {
+                    if s.faults.timer_held() {
+                        continue;
+                    }
                     if let Err(e) = round(&s) {
                         tracing::error!(error = %e, "checkpoint failed; the journal keeps everything since the last one");
                     }

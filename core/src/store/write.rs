@@ -454,6 +454,9 @@ fn counts(b: &WriteBatch) -> ([u64; Tree::ALL.len()], [u64; Tree::ALL.len()]) {
 pub(crate) struct Faults {
     #[cfg(test)]
     fail_applying: [std::sync::atomic::AtomicBool; Tree::ALL.len()],
+    /// The checkpointer's timed rounds are held (only explicit rounds run).
+    #[cfg(test)]
+    timer_held: std::sync::atomic::AtomicBool,
 }
 
 impl Faults {
@@ -465,6 +468,23 @@ impl Faults {
         }
         #[cfg(not(test))]
         false
+    }
+
+    /// Whether the checkpointer's timed rounds are held now.
+    pub(super) fn timer_held(&self) -> bool {
+        #[cfg(test)]
+        {
+            self.timer_held.load(Ordering::SeqCst)
+        }
+        #[cfg(not(test))]
+        false
+    }
+
+    /// Holds the checkpointer's timed rounds (`true`): a test that counts
+    /// what each explicit round applies is not raced by the timer.
+    #[cfg(test)]
+    pub(crate) fn hold_timer(&self, on: bool) {
+        self.timer_held.store(on, Ordering::SeqCst);
     }
 
     /// Makes applying `tree`'s part fail (`true`) or succeed again.

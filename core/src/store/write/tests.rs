@@ -72,6 +72,7 @@ async fn a_batch_across_trees_survives_a_failed_checkpoint_whole() {
 async fn a_failed_round_is_retried_and_then_everything_reaches_sled() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
+    store.faults().hold_timer(true);
     store.faults().fail_applying(Tree::Dedupe, true);
     store.writer().write(cross_tree()).await.unwrap();
     assert!(store.checkpoint().is_err());
@@ -203,6 +204,21 @@ async fn a_conclusion_journals_its_usage_inside_the_change() {
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.txn(&txn).unwrap().unwrap(), rec);
     assert_eq!(store.accounting(0, u64::MAX).unwrap(), vec![a]);
+}
+
+/// bob's inbox entry for `txn` from alice, delivered, with `body`.
+fn inbox_entry(txn: crate::protocol::TxnId, body: &str) -> crate::store::InboxEntry {
+    crate::store::InboxEntry {
+        txn,
+        from: "alice".into(),
+        body: body.into(),
+        subject: None,
+        sent_at_ms: 1,
+        attempt: 1,
+        id: [1; 32],
+        delivered: true,
+        read: false,
+    }
 }
 
 fn txn_batch(rec: &mut crate::store::TxnRecord) -> WriteBatch {
@@ -358,17 +374,7 @@ async fn merges_name_the_outbox_entry_instead_of_repeating_it() {
         imi: rec.imi.clone(),
         content: b"hi".to_vec(),
     };
-    let inbox = InboxEntry {
-        txn,
-        from: "alice".into(),
-        body: String::new(),
-        subject: None,
-        sent_at_ms: 1,
-        attempt: 1,
-        id: [1; 32],
-        delivered: true,
-        read: false,
-    };
+    let inbox = inbox_entry(txn, "");
     let usage_key = AccountingRecord::of(&rec, "delivered".into(), 5)
         .unwrap()
         .key();
@@ -505,17 +511,7 @@ async fn merges_replayed_after_a_round_that_got_part_way_come_out_whole() {
     let txn = rec.imi.txn;
     let outbox_key = OutboxEntry::key(&rec.imi.originator, &txn);
     let txn_key = TxnRecord::key(&txn).to_vec();
-    let inbox = InboxEntry {
-        txn,
-        from: "alice".into(),
-        body: "hi".into(),
-        subject: None,
-        sent_at_ms: 1,
-        attempt: 1,
-        id: [1; 32],
-        delivered: true,
-        read: false,
-    };
+    let inbox = inbox_entry(txn, "hi");
     let (final_txn, final_inbox) = {
         let store = Store::open(dir.path()).unwrap();
         let mut b = WriteBatch::new();
