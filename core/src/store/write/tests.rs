@@ -505,7 +505,7 @@ async fn durable_positions_advance_past_every_write() {
 /// found the first; this is it without a process).
 #[tokio::test]
 async fn merges_replayed_after_a_round_that_got_part_way_come_out_whole() {
-    use crate::store::{InboxEntry, OutboxEntry, TxnRecord};
+    use crate::store::{OutboxEntry, TxnRecord};
     let dir = tempfile::tempdir().unwrap();
     let mut rec = txn_record();
     let txn = rec.imi.txn;
