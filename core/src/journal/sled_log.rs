@@ -33,6 +33,33 @@ pub struct SledJournal {
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// How long opening a sled database waits for another holder to release it.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens the sled database `cfg` names, waiting up to `wait` while another
+/// holder (an instance that is exiting, or one just dropped whose threads
+/// still hold it) keeps its lock.
+///
+/// # Errors
+/// What sled says, once the wait is over or for any other failure.
+pub(crate) fn open_waiting(
+    cfg: &sled::Config,
+    wait: std::time::Duration,
+) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match cfg.open() {
+            Err(e)
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl SledJournal {
     /// Opens (or creates) a sled database in `dir` holding the journal.
     ///
@@ -40,12 +67,14 @@ impl SledJournal {
     /// When sled cannot open it.
     pub fn open(dir: &Path) -> Result<Self, JournalError> {
         let io = |e: sled::Error| JournalError::Io(e.to_string());
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(Some(1000))
-            .open()
-            .map_err(io)?;
+        let db = open_waiting(
+            &sled::Config::new()
+                .path(dir)
+                .mode(sled::Mode::HighThroughput)
+                .flush_every_ms(Some(1000)),
+            LOCK_WAIT,
+        )
+        .map_err(io)?;
         let tree = db.open_tree("journal").map_err(io)?;
         let last = tree.last().map_err(io)?.map_or(0, |(k, _)| seq_of(&k));
         let db_file = File::open(dir.join("db"))?;

@@ -39,7 +39,7 @@ pub use records::{
 pub use write::{WriteBatch, WriteCounts, WriteHandle, WriteStats};
 
 /// How long [`Store::open`] waits for another process to release the database.
-pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+pub use crate::journal::sled_log::LOCK_WAIT;
 
 /// The trees of a node's database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -249,24 +249,14 @@ impl Store {
     /// # Errors
     /// As [`Store::open`].
     pub fn open_with(dir: &Path, segment: u64) -> Result<Self, StoreError> {
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
-        let db = loop {
-            let opened = sled::Config::new()
+        let db = crate::journal::sled_log::open_waiting(
+            &sled::Config::new()
                 .path(dir)
                 .cache_capacity(256 * 1024 * 1024)
                 .flush_every_ms(Some(1000))
-                .mode(sled::Mode::HighThroughput)
-                .open();
-            match opened {
-                Err(e)
-                    if e.to_string().contains("could not acquire lock")
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                other => break other?,
-            }
-        };
+                .mode(sled::Mode::HighThroughput),
+            LOCK_WAIT,
+        )?;
         let trees = Tree::ALL
             .iter()
             .map(|t| db.open_tree(t.name()))
