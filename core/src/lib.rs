@@ -7,6 +7,8 @@
 //! |---|---|---|
 //! | [`protocol`] | MIAP: ids, the IMI, frames with their make/check, keys, MACs, TSCS, the one codec | nothing else here |
 //! | [`policy`] | delivery managers and the delivery policy: pure functions | `protocol` |
+//! | [`time`] | RFC 3339 times from and to milliseconds | nothing else here |
+//! | [`cluster`] | the NATS/JetStream engine: connection, streams and buckets, init, status | `time` |
 //! | [`journal`] | the journal: append-only, group-committed with `fdatasync`, recovered to its valid prefix | nothing else here |
 //! | [`store`] | the sled facade: trees, group-committed writes, typed reads, the records | `protocol`, `policy` (a record names its manager) |
 //! | [`directory`] | client profiles, API tokens, member keys (cached); resolving a recipient | `store`, `protocol` |
@@ -16,9 +18,11 @@
 
 #![deny(missing_docs)]
 
+pub mod cluster;
 pub mod directory;
 pub mod journal;
 pub mod policy;
 pub mod protocol;
 pub mod store;
+pub mod time;
 pub mod transactions;

@@ -556,31 +556,7 @@ pub fn jitter(state: &mut u64, lo: u64, hi: u64) -> u64 {
     lo + *state % (hi - lo)
 }
 
-/// A free TCP port on loopback for a server a test must restart on the
-/// same address. It is drawn below the kernel's ephemeral range (32768 and
-/// up on Linux), so no other test's `127.0.0.1:0` listener or outgoing
-/// connection can take it between this check and the server's bind; the
-/// draw is random (process id and clock), so parallel tests rarely meet,
-/// and a port found busy is skipped.
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static STATE: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(1);
-    let mut seed = STATE.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
-        ^ (u64::from(std::process::id()) << 32)
-        ^ nanos
-        | 1;
-    for _ in 0..1000 {
-        let port = jitter(&mut seed, 20_000, 32_000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in 20000..32000 after 1000 draws")
-}
+pub use switchboard_core::cluster::testkit::free_port;
 
 /// The aiosmtpd relay sink (`tests/peers/smtp_sink.py`).
 pub struct Sink {
