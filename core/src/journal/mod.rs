@@ -12,14 +12,15 @@
 //! [`sled_log::SledJournal`] (one sled record per append, the database file
 //! `fdatasync`'d after sled's flush) is kept to measure against
 //! (`cargo bench --bench broker -- journal/`; `docs/STORAGE.md` has the
-//! numbers and the reasons). A cluster adds a JetStream one behind the
-//! same trait.
+//! numbers and the reasons). In a cluster the node's journal is
+//! [`jetstream::JetStreamJournal`], its subject of a replicated stream.
 //!
 //! Owns: the log's bytes, its durability and recovery. Must not touch: what
 //! the records mean (the callers encode and replay them).
 
 pub mod file;
 pub mod frame;
+pub mod jetstream;
 pub mod sled_log;
 
 #[cfg(test)]

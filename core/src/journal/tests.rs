@@ -253,3 +253,175 @@ async fn the_sled_journal_keeps_the_same_contract() {
     j.replay(0, &mut |_, b| from_10.push(b.to_vec())).unwrap();
     assert_eq!(from_10, (10..50).map(batch).collect::<Vec<_>>());
 }
+
+mod jetstream {
+    //! The JetStream journal against real nats-servers.
+
+    use std::time::Duration;
+
+    use super::{all, batch, durable, fill};
+    use crate::cluster::testkit::NatsCluster;
+    use crate::cluster::{init, names, Engine, Settings};
+    use crate::journal::jetstream::JetStreamJournal;
+    use crate::journal::{wait_durable, Journal, JournalError};
+
+    fn engine(c: &NatsCluster, node: &str) -> Engine {
+        let e = Engine::connect(
+            &Settings::new(node, &c.urls(), c.servers.len()),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        let one = e.clone();
+        e.run(async move {
+            init::wait_ready(&one, Duration::from_secs(20)).await?;
+            init::ensure(&one, &[]).await
+        })
+        .unwrap()
+        .unwrap();
+        e
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn it_keeps_the_same_contract_across_restarts_and_truncation() {
+        let c = NatsCluster::start(3);
+        let e = engine(&c, "a");
+        {
+            let j = JetStreamJournal::open(&e).unwrap();
+            let end = fill(&j, 50);
+            assert_eq!(end, 50);
+            durable(&j, end).await;
+        }
+        let j = JetStreamJournal::open(&e).unwrap();
+        assert_eq!(all(&j), (0..50).map(batch).collect::<Vec<_>>());
+        let end = j.append(b"after the restart").unwrap();
+        assert_eq!(end, 51, "positions go on after the recovered tail");
+        durable(&j, end).await;
+        // Another node's journal is its own.
+        let other = JetStreamJournal::open(&engine(&c, "b")).unwrap();
+        assert!(all(&other).is_empty());
+        let e2 = other.append(b"b's").unwrap();
+        durable(&other, e2).await;
+        assert_eq!(all(&j).len(), 51);
+        // Let go of what a checkpoint covers; a replay from there is whole.
+        j.truncate_before(10).unwrap();
+        let mut from_10 = Vec::new();
+        j.replay(9, &mut |_, b| from_10.push(b.to_vec())).unwrap();
+        let mut want: Vec<Vec<u8>> = (9..50).map(batch).collect();
+        want.push(b"after the restart".to_vec());
+        assert_eq!(from_10, want);
+        // A batch too large for one message is refused, not split.
+        let max = j.max_batch();
+        assert!(matches!(
+            j.append(&vec![0; max + 1]),
+            Err(JournalError::TooLarge { .. })
+        ));
+        let big = j.append(&vec![7; max]).unwrap();
+        durable(&j, big).await;
+        j.close();
+        assert_eq!(j.append(b"late"), Err(JournalError::Closed));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_publish_retried_after_a_lost_ack_is_stored_once() {
+        use async_nats::jetstream::message::PublishMessage;
+        let c = NatsCluster::start(1);
+        let e = engine(&c, "a");
+        // What the writer sends again when an acknowledgement is lost:
+        // the same id, expecting the same last sequence.
+        let one = e.clone();
+        let acks = e
+            .run(async move {
+                let mut acks = Vec::new();
+                for _ in 0..2 {
+                    let m = PublishMessage::build()
+                        .payload(b"\0\0\0\0\0\0\0\x01\0\0\0\x01\0\0\0\x02hi"[..].into())
+                        .message_id("sb.journal.a-1")
+                        .expected_last_subject_sequence(0);
+                    let ack = one
+                        .js()
+                        .send_publish(names::journal_subject("a"), m)
+                        .await
+                        .unwrap()
+                        .await;
+                    acks.push(ack.map(|a| a.sequence).map_err(|e| e.to_string()));
+                }
+                acks
+            })
+            .unwrap();
+        // JetStream checks the expected sequence before its duplicate
+        // window: the second try is refused as "wrong last sequence", and
+        // the writer then finds its own id as the subject's last message.
+        assert_eq!(acks.len(), 2);
+        assert_eq!(acks[0], Ok(1));
+        assert!(
+            acks[1]
+                .as_ref()
+                .is_err_and(|e| e.contains("wrong last sequence")),
+            "{acks:?}"
+        );
+        let j = JetStreamJournal::open(&e).unwrap();
+        assert_eq!(all(&j), [b"hi".to_vec()]);
+        // The writer's own retry after a lost acknowledgement.
+        j.lose_next_ack();
+        let next = j.append(b"next").unwrap();
+        assert_eq!(next, 2);
+        durable(&j, next).await;
+        let after = j.append(b"after").unwrap();
+        durable(&j, after).await;
+        assert_eq!(
+            all(&j),
+            [b"hi".to_vec(), b"next".to_vec(), b"after".to_vec()],
+            "each once"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_second_process_with_the_same_node_id_is_refused() {
+        let c = NatsCluster::start(1);
+        let e = engine(&c, "a");
+        let first = JetStreamJournal::open(&e).unwrap();
+        let p = first.append(b"one").unwrap();
+        durable(&first, p).await;
+        let second = JetStreamJournal::open(&e).unwrap();
+        let p2 = second.append(b"two").unwrap();
+        durable(&second, p2).await;
+        let late = first.append(b"three").unwrap();
+        let got = wait_durable(&first, late).await;
+        assert!(
+            matches!(&got, Err(JournalError::Io(m)) if m.contains("used twice")),
+            "{got:?}"
+        );
+        assert_eq!(all(&second), [b"one".to_vec(), b"two".to_vec()]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn without_a_quorum_nothing_is_acknowledged_and_it_resumes_after() {
+        let mut c = NatsCluster::start(3);
+        let e = engine(&c, "a");
+        let j = JetStreamJournal::open(&e).unwrap();
+        let p = j.append(b"before").unwrap();
+        durable(&j, p).await;
+        c.kill(1);
+        c.kill(2);
+        let p = j.append(b"during").unwrap();
+        let waited = tokio::time::timeout(Duration::from_secs(3), wait_durable(&j, p)).await;
+        assert!(waited.is_err(), "acknowledged without a quorum: {waited:?}");
+        assert!(
+            j.waiting() >= Some(Duration::from_secs(2)),
+            "{:?}",
+            j.waiting()
+        );
+        assert_eq!(j.failed(), None, "stalled, not failed");
+        c.restart(1);
+        tokio::time::timeout(Duration::from_secs(30), wait_durable(&j, p))
+            .await
+            .expect("durable once the quorum is back")
+            .unwrap();
+        assert_eq!(j.waiting(), None);
+        assert_eq!(
+            all(&j),
+            [b"before".to_vec(), b"during".to_vec()],
+            "stored once"
+        );
+    }
+}
