@@ -358,6 +358,10 @@ impl Journal for FileJournal {
         }
         Ok(())
     }
+
+    fn close(&self) {
+        FileJournal::close(self);
+    }
 }
 
 /// Adds what `encode` writes at `pos` to the pending chunks: to the last

@@ -466,6 +466,10 @@ impl Journal for JetStreamJournal {
         lock(&s.index).retain(|last, _| *last >= pos);
         Ok(())
     }
+
+    fn close(&self) {
+        JetStreamJournal::close(self);
+    }
 }
 
 /// Sends every message of `subject` from stream sequence `start` through

@@ -98,6 +98,10 @@ pub trait Journal: Send + Sync {
     /// # Errors
     /// When the files cannot be moved.
     fn truncate_before(&self, pos: Position) -> Result<(), JournalError>;
+
+    /// Takes no more appends, makes durable what it holds (while it can)
+    /// and wakes every waiter.
+    fn close(&self);
 }
 
 /// Waits until `journal`'s durable position is at or past `pos`.

@@ -204,4 +204,8 @@ impl Journal for SledJournal {
             .apply_batch(b)
             .map_err(|e| JournalError::Io(e.to_string()))
     }
+
+    fn close(&self) {
+        SledJournal::close(self);
+    }
 }

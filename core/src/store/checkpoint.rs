@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use super::overlay::Generation;
 use super::write::{resolve, Change, WriteBatch};
 use super::{Shared, StoreError, Tree};
-use crate::journal::{lock, Journal, Position};
+use crate::journal::{lock, Position};
 
 /// How often a round runs at most apart.
 pub const INTERVAL: Duration = Duration::from_millis(100);
@@ -160,6 +160,10 @@ pub(super) fn round(s: &Shared) -> Result<(), StoreError> {
     apply_generation(s, &gen)?;
     let applied = t0.elapsed();
     sync(s)?;
+    if let Some(r) = &s.replica {
+        // The store of record has it before the journal lets go of it.
+        r.publish(&gen)?;
+    }
     let synced = t0.elapsed();
     record_cut(s, cut)?;
     let recorded = t0.elapsed();
@@ -316,12 +320,15 @@ pub(super) fn recover(s: &Shared) -> Result<usize, StoreError> {
     let mut replayed = 0usize;
     let mut failed = None;
     let mut last = cut;
+    // In a cluster, what the replay touched goes to the store of record
+    // before the journal lets go of it.
+    let mut touched: std::collections::BTreeSet<(usize, Vec<u8>)> = Default::default();
     s.journal
         .replay(cut, &mut |end, bytes| {
             if failed.is_some() {
                 return;
             }
-            let applied = WriteBatch::decode(bytes).and_then(|b| apply_batch(s, b));
+            let applied = WriteBatch::decode(bytes).and_then(|b| apply_batch(s, b, &mut touched));
             match applied {
                 Ok(()) => {
                     replayed += 1;
@@ -345,6 +352,13 @@ pub(super) fn recover(s: &Shared) -> Result<usize, StoreError> {
             "replayed the journal into the store"
         );
         sync(s)?;
+        if let Some(r) = &s.replica {
+            let mut values = Vec::with_capacity(touched.len());
+            for (t, k) in &touched {
+                values.push((Tree::ALL[*t], k.as_slice(), s.trees[*t].get(k)?));
+            }
+            r.publish_changes(values.iter().map(|(t, k, v)| (*t, *k, v.as_deref())))?;
+        }
         record_cut(s, last)?;
         s.journal.truncate_before(last)?;
     }
@@ -352,16 +366,30 @@ pub(super) fn recover(s: &Shared) -> Result<usize, StoreError> {
 }
 
 /// Applies one replayed batch to sled directly (nothing reads yet).
-fn apply_batch(s: &Shared, b: WriteBatch) -> Result<(), StoreError> {
+fn apply_batch(
+    s: &Shared,
+    b: WriteBatch,
+    touched: &mut std::collections::BTreeSet<(usize, Vec<u8>)>,
+) -> Result<(), StoreError> {
     let mut per: Vec<Option<sled::Batch>> = vec![None; Tree::ALL.len()];
     let changes = resolve(b.into_ops(), |t, k| {
         Ok(s.trees[t.index()].get(k)?.map(|v| v.to_vec()))
     })?;
+    let clustered = s.replica.is_some();
     for (t, c) in changes {
         let batch = per[t.index()].get_or_insert_with(sled::Batch::default);
-        match c {
-            Change::Put(k, v) => batch.insert(k, v),
-            Change::Delete(k) => batch.remove(k),
+        let k = match c {
+            Change::Put(k, v) => {
+                batch.insert(&k[..], v);
+                k
+            }
+            Change::Delete(k) => {
+                batch.remove(&k[..]);
+                k
+            }
+        };
+        if clustered {
+            touched.insert((t.index(), k.to_vec()));
         }
     }
     for (i, b) in per.into_iter().enumerate() {

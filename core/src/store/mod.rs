@@ -16,12 +16,15 @@
 //! message lifetime).
 
 pub mod checkpoint;
+#[cfg(test)]
+mod cluster_tests;
 mod migrate;
 mod overlay;
 #[cfg(test)]
 mod power_cut;
 pub mod read;
 pub mod records;
+mod replica;
 pub mod write;
 
 use std::collections::HashSet;
@@ -30,12 +33,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use crate::cluster::Engine;
 use crate::journal::file::FileJournal;
-use crate::journal::{self, JournalError, Position};
+use crate::journal::jetstream::JetStreamJournal;
+use crate::journal::{self, Journal, JournalError, Position};
 
 pub use records::{
     AccountingRecord, AttemptRecord, EventRecord, InboxEntry, OutboxEntry, TxnRecord, TxnStatus,
 };
+pub use replica::Listener;
 pub use write::{WriteBatch, WriteCounts, WriteHandle, WriteStats};
 
 /// How long [`Store::open`] waits for another process to release the database.
@@ -106,6 +112,11 @@ impl Tree {
         Tree::SentEmail,
     ];
 
+    /// Every tree's name (the cluster's store-of-record buckets, one each).
+    pub fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|t| t.name()).collect()
+    }
+
     /// The tree's name in sled and in metrics labels.
     pub fn name(self) -> &'static str {
         match self {
@@ -146,6 +157,10 @@ pub enum StoreError {
     /// The writer has stopped (the node is shutting down).
     #[error("storage is closed")]
     Closed,
+    /// The cluster's store of record (JetStream KV) failed or did not
+    /// answer.
+    #[error("cluster store: {0}")]
+    Cluster(String),
 }
 
 impl From<JournalError> for StoreError {
@@ -199,7 +214,9 @@ pub(crate) struct Shared {
     dir: PathBuf,
     db: sled::Db,
     trees: Vec<sled::Tree>,
-    journal: FileJournal,
+    journal: Box<dyn Journal>,
+    /// In a cluster: the store of record's buckets (sled is then a cache).
+    replica: Option<std::sync::Arc<replica::Replica>>,
     overlay: RwLock<overlay::Overlay>,
     /// The journal position after the last append.
     appended: AtomicU64,
@@ -249,6 +266,36 @@ impl Store {
     /// # Errors
     /// As [`Store::open`].
     pub fn open_with(dir: &Path, segment: u64) -> Result<Self, StoreError> {
+        // sled holds its directory's lock once open: no other process has
+        // the journal then.
+        Self::open_on(
+            dir,
+            |_| Ok(Box::new(FileJournal::open(&dir.join("journal"), segment)?)),
+            None,
+        )
+    }
+
+    /// Opens a cluster node's store: `dir` is its local cache (sled), the
+    /// journal is its subject of the cluster's journal stream, the store of
+    /// record the cluster's buckets, which are watched into the cache
+    /// (caught up before this returns) and put by every checkpoint round.
+    /// The streams and buckets must exist ([`crate::cluster::init::ensure`]).
+    ///
+    /// # Errors
+    /// As [`Store::open`], and when JetStream does not answer.
+    pub fn open_clustered(dir: &Path, engine: &Engine) -> Result<Self, StoreError> {
+        Self::open_on(
+            dir,
+            |_| Ok(Box::new(JetStreamJournal::open(engine)?)),
+            Some(std::sync::Arc::new(replica::Replica::new(engine))),
+        )
+    }
+
+    fn open_on(
+        dir: &Path,
+        journal: impl FnOnce(&sled::Db) -> Result<Box<dyn Journal>, StoreError>,
+        replica: Option<std::sync::Arc<replica::Replica>>,
+    ) -> Result<Self, StoreError> {
         let db = crate::journal::sled_log::open_waiting(
             &sled::Config::new()
                 .path(dir)
@@ -262,13 +309,13 @@ impl Store {
             .map(|t| db.open_tree(t.name()))
             .collect::<Result<Vec<_>, _>>()?;
         migrate::legacy_sent(&db, &trees)?;
-        // sled holds its directory's lock: no other process has the journal.
-        let journal = FileJournal::open(&dir.join("journal"), segment)?;
+        let journal = journal(&db)?;
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             db,
             trees,
             journal,
+            replica: replica.clone(),
             overlay: RwLock::new(overlay::Overlay::default()),
             appended: AtomicU64::new(0),
             stats: WriteStats::default(),
@@ -279,14 +326,28 @@ impl Store {
             synced_blobs: Mutex::new(HashSet::new()),
             ids: Ids::default(),
         });
+        if let Some(r) = &replica {
+            // What the other nodes wrote first: a replayed merge resolves
+            // against the record's latest value.
+            r.watch(&shared)?;
+        }
         checkpoint::recover(&shared)?;
         // Past every id a recovered record can hold: the last block
         // reserved, and what sled's own generator handed out before the
-        // journal existed.
-        let reserved = checkpoint::meta_u64(&shared, ID_KEY)?;
-        let start = reserved.max(shared.db.generate_id()?.saturating_add(1));
+        // journal existed. In a cluster, blocks are the cluster's.
+        let (start, reserved) = match &replica {
+            Some(r) => {
+                let start = r.reserve_ids(ID_BLOCK)?;
+                (start, start + ID_BLOCK)
+            }
+            None => {
+                let reserved = checkpoint::meta_u64(&shared, ID_KEY)?;
+                let start = reserved.max(shared.db.generate_id()?.saturating_add(1));
+                (start, start)
+            }
+        };
         shared.ids.next.store(start, Ordering::SeqCst);
-        shared.ids.reserved.store(start, Ordering::SeqCst);
+        shared.ids.reserved.store(reserved, Ordering::SeqCst);
         Ok(Self {
             inner: Arc::new(Inner {
                 writer: WriteHandle {
@@ -335,6 +396,14 @@ impl Store {
         if id >= s.ids.reserved.load(Ordering::SeqCst) {
             let _one = journal::lock(&s.ids.reserving);
             if id >= s.ids.reserved.load(Ordering::SeqCst) {
+                if let Some(r) = &s.replica {
+                    // The cluster's next block; ids handed out past the
+                    // old block's end move there.
+                    let start = r.reserve_ids(ID_BLOCK)?;
+                    s.ids.next.store(start + 1, Ordering::SeqCst);
+                    s.ids.reserved.store(start + ID_BLOCK, Ordering::SeqCst);
+                    return Ok(start);
+                }
                 let end = id + ID_BLOCK;
                 let mut b = WriteBatch::new();
                 b.insert(Tree::Meta, ID_KEY.to_vec(), end.to_be_bytes().to_vec());
@@ -352,6 +421,19 @@ impl Store {
     /// When sled or the files fail (everything stays in the journal).
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         checkpoint::round(&self.inner.shared)
+    }
+
+    /// In a cluster: calls `l` for every change another node made, once
+    /// this node's cache has it. Nothing is called on a single node.
+    pub fn on_remote_change(&self, l: Listener) {
+        if let Some(r) = &self.inner.shared.replica {
+            r.listen(l);
+        }
+    }
+
+    /// Whether this store's journal and store of record are the cluster's.
+    pub fn clustered(&self) -> bool {
+        self.inner.shared.replica.is_some()
     }
 
     /// Whether the database answers (readiness).

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::{Shared, StoreError, Tree};
-use crate::journal::{self, Journal, Position};
+use crate::journal::{self, Position};
 
 /// What the writer has applied since the store opened, per tree: the
 /// operations (inserts and removes) and the bytes of their keys and values.
@@ -405,7 +405,7 @@ impl WriteHandle {
             if shared.journal.durable() >= pos {
                 return Ok(());
             }
-            journal::wait_durable(&shared.journal, pos)
+            journal::wait_durable(shared.journal.as_ref(), pos)
                 .await
                 .map_err(StoreError::from)
         }

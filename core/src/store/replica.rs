@@ -1,0 +1,364 @@
+//! The store of record in a cluster (`CLUSTER.md`): one JetStream KV bucket
+//! per tree. A node's checkpointer puts what its rounds fold (after its
+//! local sled has it, before the journal lets go of it), and every node
+//! watches every bucket into its local sled, which in a cluster is a cache
+//! of the buckets: a write on one node is read on the others a round later
+//! (≈ [`super::checkpoint::INTERVAL`] plus a publish).
+//!
+//! A bucket key is `k` + the tree key in hex (KV keys allow few
+//! characters); a value is `tag length u8 ‖ the writing node's id ‖ the
+//! tree value`, so a node's watcher skips its own puts (its sled has them
+//! already, and a late echo must not overwrite a newer local value) —
+//! except while it fills a fresh cache. Node-local bookkeeping in
+//! [`Tree::Meta`] (the journal cut, the id blocks, the watchers'
+//! revisions) never leaves the node.
+//!
+//! Keys are written by one node at a time (a transaction's by the node
+//! running it, a user's by whoever an operator asked, an inbox entry by the
+//! node that delivered it): what a round puts is the latest value of keys
+//! it owns, so no compare-and-set is needed on this path.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use async_nats::jetstream::kv;
+use async_nats::jetstream::message::PublishMessage;
+use futures_util::StreamExt;
+
+use super::overlay::Generation;
+use super::{Shared, StoreError, Tree};
+use crate::cluster::{names, Engine};
+use crate::journal::lock;
+
+/// Meta keys that no tree put carries: a node's own bookkeeping, and the
+/// cluster's id blocks (kept by compare-and-set, not by the rounds).
+pub(super) fn node_local(t: Tree, key: &[u8]) -> bool {
+    t == Tree::Meta
+        && [&b"journal."[..], b"ids.", b"kv.rev.", b"cluster."]
+            .iter()
+            .any(|p| key.starts_with(p))
+}
+
+/// The bucket key of a tree key.
+pub(super) fn bucket_key(key: &[u8]) -> String {
+    let mut s = String::with_capacity(1 + 2 * key.len());
+    s.push('k');
+    for b in key {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// The tree key of a bucket key (`None`: not one of ours).
+fn tree_key(key: &str) -> Option<Vec<u8>> {
+    let hex = key.strip_prefix('k')?.as_bytes();
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    hex.chunks(2)
+        .map(|c| u8::from_str_radix(std::str::from_utf8(c).ok()?, 16).ok())
+        .collect()
+}
+
+/// `tag ‖ value`.
+fn tagged(node: &str, value: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1 + node.len() + value.len());
+    v.push(node.len() as u8);
+    v.extend_from_slice(node.as_bytes());
+    v.extend_from_slice(value);
+    v
+}
+
+/// (the writer's id, the value) of a tagged value.
+fn untag(v: &[u8]) -> Option<(&[u8], &[u8])> {
+    let n = *v.first()? as usize;
+    Some((v.get(1..1 + n)?, v.get(1 + n..)?))
+}
+
+/// Called for every change another node made, once the local cache has it
+/// (the directory refreshes its cached users by it).
+pub type Listener = Arc<dyn Fn(Tree, &[u8]) + Send + Sync>;
+
+/// The buckets and the watchers.
+pub(crate) struct Replica {
+    engine: Engine,
+    node: String,
+    listeners: Mutex<Vec<Listener>>,
+    /// Per tree: whether its watcher has caught up with the bucket.
+    caught_up: Mutex<HashMap<Tree, bool>>,
+    caught_up_cv: std::sync::Condvar,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+fn kv_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Cluster(e.to_string())
+}
+
+/// Publishes in flight at most, per round.
+const IN_FLIGHT: usize = 1024;
+
+impl Replica {
+    pub(super) fn new(engine: &Engine) -> Self {
+        Self {
+            node: engine.settings().node_id.clone(),
+            engine: engine.clone(),
+            listeners: Mutex::new(Vec::new()),
+            caught_up: Mutex::new(HashMap::new()),
+            caught_up_cv: std::sync::Condvar::new(),
+        }
+    }
+
+    pub(super) fn listen(&self, l: Listener) {
+        lock(&self.listeners).push(l);
+    }
+
+    /// Puts a round's generation into the buckets and waits until
+    /// JetStream has all of it.
+    pub(super) fn publish(&self, gen: &Generation) -> Result<(), StoreError> {
+        self.publish_changes(gen.trees().flat_map(|(t, entries)| {
+            entries
+                .iter()
+                .map(move |(k, v)| (t, k.as_slice(), v.as_deref()))
+        }))
+    }
+
+    /// Puts `(tree, key, value or removed)` into the buckets and waits
+    /// until JetStream has all of it.
+    pub(super) fn publish_changes<'a>(
+        &self,
+        changes: impl Iterator<Item = (Tree, &'a [u8], Option<&'a [u8]>)>,
+    ) -> Result<(), StoreError> {
+        let mut msgs: Vec<(String, PublishMessage)> = Vec::new();
+        for (t, k, v) in changes {
+            if node_local(t, k) {
+                continue;
+            }
+            let subject = format!("$KV.{}.{}", names::tree_bucket(t.name()), bucket_key(k));
+            let m = match v {
+                Some(v) => PublishMessage::build().payload(tagged(&self.node, v).into()),
+                None => {
+                    let mut h = async_nats::HeaderMap::new();
+                    h.insert("KV-Operation", "DEL");
+                    PublishMessage::build().headers(h)
+                }
+            };
+            msgs.push((subject, m));
+        }
+        if msgs.is_empty() {
+            return Ok(());
+        }
+        let engine = self.engine.clone();
+        self.engine
+            .run(async move {
+                let mut msgs = msgs.into_iter().peekable();
+                while msgs.peek().is_some() {
+                    let mut acks = Vec::with_capacity(IN_FLIGHT);
+                    for (subject, m) in msgs.by_ref().take(IN_FLIGHT) {
+                        acks.push(engine.js().send_publish(subject, m).await.map_err(kv_err)?);
+                    }
+                    for a in acks {
+                        a.await.map_err(kv_err)?;
+                    }
+                }
+                Ok::<_, StoreError>(())
+            })
+            .map_err(kv_err)?
+    }
+
+    /// Starts one watcher per tree on the engine's thread and waits until
+    /// each has caught up with its bucket.
+    pub(super) fn watch(self: &Arc<Self>, shared: &Arc<Shared>) -> Result<(), StoreError> {
+        for t in Tree::ALL {
+            lock(&self.caught_up).insert(t, false);
+            let me = self.clone();
+            let weak = Arc::downgrade(shared);
+            let rev = super::checkpoint::meta_u64(shared, &rev_key(t))?;
+            let bucket = self
+                .engine
+                .run({
+                    let e = self.engine.clone();
+                    async move { e.js().get_key_value(names::tree_bucket(t.name())).await }
+                })
+                .map_err(kv_err)?
+                .map_err(|e| kv_err(format!("bucket of {}: {e}", t.name())))?;
+            self.engine.spawn(async move {
+                if let Err(e) = me.run_watch(t, bucket, rev, weak).await {
+                    tracing::error!(tree = t.name(), error = %e, "a store watcher stopped");
+                    me.mark_caught_up(t);
+                }
+            });
+        }
+        let mut g = lock(&self.caught_up);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while g.values().any(|c| !c) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::Cluster(
+                    "the store's buckets did not catch up within 60 s".into(),
+                ));
+            }
+            g = self
+                .caught_up_cv
+                .wait_timeout(g, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        Ok(())
+    }
+
+    fn mark_caught_up(&self, t: Tree) {
+        lock(&self.caught_up).insert(t, true);
+        self.caught_up_cv.notify_all();
+    }
+
+    async fn run_watch(
+        &self,
+        t: Tree,
+        bucket: kv::Store,
+        rev: u64,
+        shared: Weak<Shared>,
+    ) -> Result<(), StoreError> {
+        // A fresh cache takes every key, its own node's too.
+        let fresh = rev == 0;
+        let mut w = if fresh {
+            bucket.watch_with_history(">").await
+        } else {
+            bucket.watch_all_from_revision(rev + 1).await
+        }
+        .map_err(kv_err)?;
+        // Caught up once the bucket's last revision is applied (at once
+        // when there is nothing past `rev`).
+        let last = bucket
+            .status()
+            .await
+            .map_err(kv_err)?
+            .info
+            .state
+            .last_sequence;
+        if last <= rev {
+            self.mark_caught_up(t);
+        }
+        while let Some(entry) = w.next().await {
+            let entry = entry.map_err(kv_err)?;
+            let Some(s) = shared.upgrade() else {
+                return Ok(());
+            };
+            let caught_up = entry.delta == 0 || entry.revision >= last;
+            self.apply(&s, t, &entry, fresh)?;
+            if caught_up {
+                self.mark_caught_up(t);
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&self, s: &Shared, t: Tree, e: &kv::Entry, fresh: bool) -> Result<(), StoreError> {
+        let Some(key) = tree_key(&e.key).filter(|k| !node_local(t, k)) else {
+            return Ok(());
+        };
+        let tree = &s.trees[t.index()];
+        let changed = match e.operation {
+            kv::Operation::Put => match untag(&e.value) {
+                Some((writer, value)) if fresh || writer != self.node.as_bytes() => {
+                    tree.insert(&key[..], value)?;
+                    true
+                }
+                Some(_) => false,
+                None => {
+                    tracing::warn!(tree = t.name(), key = %e.key, "an untagged value in the store's bucket");
+                    false
+                }
+            },
+            kv::Operation::Delete | kv::Operation::Purge => tree.remove(&key[..])?.is_some(),
+        };
+        s.trees[Tree::Meta.index()].insert(rev_key(t), &e.revision.to_be_bytes())?;
+        if changed {
+            for l in lock(&self.listeners).iter() {
+                l(t, &key);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Replica {
+    /// Reserves `n` ids cluster-wide: the block's first id. One
+    /// compare-and-set on the meta bucket per block (a million ids), off
+    /// the hot path.
+    pub(super) fn reserve_ids(&self, n: u64) -> Result<u64, StoreError> {
+        let engine = self.engine.clone();
+        self.engine
+            .run(async move {
+                let kv = engine
+                    .js()
+                    .get_key_value(names::tree_bucket(Tree::Meta.name()))
+                    .await
+                    .map_err(kv_err)?;
+                let key = bucket_key(CLUSTER_IDS);
+                for _ in 0..100 {
+                    let entry = kv.entry(&key).await.map_err(kv_err)?;
+                    let (start, rev) = match &entry {
+                        Some(e) if e.operation == kv::Operation::Put => (
+                            e.value
+                                .as_ref()
+                                .try_into()
+                                .map(u64::from_be_bytes)
+                                .map_err(|_| kv_err("a corrupt cluster id block"))?,
+                            e.revision,
+                        ),
+                        Some(e) => (1, e.revision),
+                        None => (1, 0),
+                    };
+                    let end = (start + n).to_be_bytes().to_vec();
+                    let done = if rev == 0 {
+                        kv.create(&key, end.into()).await.is_ok()
+                    } else {
+                        kv.update(&key, end.into(), rev).await.is_ok()
+                    };
+                    if done {
+                        return Ok(start);
+                    }
+                }
+                Err(kv_err("could not reserve a cluster id block in 100 tries"))
+            })
+            .map_err(kv_err)?
+    }
+}
+
+/// The meta bucket's key of the cluster's next free id block (written
+/// only by [`Replica::reserve_ids`], never by a tree put: it is not a
+/// tree key of any node).
+const CLUSTER_IDS: &[u8] = b"cluster.ids";
+
+/// Where a tree's watcher keeps the last revision it applied.
+fn rev_key(t: Tree) -> Vec<u8> {
+    format!("kv.rev.{}", t.name()).into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_values_round_trip() {
+        for k in [&b"alice\0m\x00\x01"[..], b"", b"\xff\xfe"] {
+            assert_eq!(tree_key(&bucket_key(k)).as_deref(), Some(k));
+        }
+        assert_eq!(bucket_key(b"a\0"), "k6100");
+        assert_eq!(tree_key("x61"), None);
+        assert_eq!(tree_key("k6"), None);
+        let v = tagged("node-a", b"value");
+        assert_eq!(untag(&v), Some((&b"node-a"[..], &b"value"[..])));
+        assert_eq!(untag(&[9, 1]), None);
+        assert!(node_local(Tree::Meta, b"journal.checkpoint"));
+        assert!(!node_local(Tree::Meta, b"broker.key"));
+        assert!(!node_local(Tree::Profiles, b"journal.x"));
+    }
+}
