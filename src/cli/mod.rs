@@ -10,6 +10,7 @@
 //! node, or asks a running one over HTTP).
 
 pub mod admin;
+pub mod cluster;
 pub mod local;
 pub mod members;
 pub mod messages;
@@ -50,6 +51,10 @@ pub enum Command {
     /// Run a content processor in this process, connected to a node over
     /// MIAP/TCP (its member made with `member add ID --processor KIND`).
     Processor(ProcessorArgs),
+    /// The cluster over NATS JetStream: make its streams and buckets, or
+    /// show its nodes and streams (the `[cluster]` keys say where NATS is).
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
     /// Show a message's status and attempts.
     Status {
         /// The transaction id.
@@ -58,6 +63,17 @@ pub enum Command {
         #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+}
+
+/// `cluster` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// Create the cluster's streams and buckets with `cluster.replicas`
+    /// copies, or bring existing ones to that number (idempotent).
+    Init,
+    /// The nodes (alive, last heartbeat, open transactions) and the
+    /// JetStream servers and streams, as JSON.
+    Status,
 }
 
 /// `member` subcommands.
@@ -257,6 +273,7 @@ pub fn run(t: &Target, command: &Command, matches: &ArgMatches) -> anyhow::Resul
         Command::Member(m) => admin::member(t, m),
         Command::Gateway(g) => members::gateway(t, g),
         Command::Processor(p) => members::processor(t, p),
+        Command::Cluster(c) => cluster::cluster(t, c),
         Command::Status { txn, token } => {
             let token = match token {
                 Some(token) => token.clone(),

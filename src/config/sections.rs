@@ -251,6 +251,20 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// What the cluster engine is configured with.
+    pub fn settings(&self) -> switchboard_core::cluster::Settings {
+        let path = |p: &str| (!p.is_empty()).then(|| std::path::PathBuf::from(p));
+        switchboard_core::cluster::Settings {
+            node_id: self.node(),
+            urls: self.nats_urls.clone(),
+            replicas: self.replicas as usize,
+            heartbeat: std::time::Duration::from_secs(self.heartbeat_s),
+            ack_wait: std::time::Duration::from_secs(self.ack_wait_s),
+            tls_ca: path(&self.tls_ca),
+            creds: path(&self.creds),
+        }
+    }
+
     /// The node's id: `node_id`, or the host name when that is empty.
     pub fn node(&self) -> String {
         if !self.node_id.is_empty() {
