@@ -9,8 +9,8 @@
 //! | [`policy`] | delivery managers and the delivery policy: pure functions | `protocol` |
 //! | [`time`] | RFC 3339 times from and to milliseconds | nothing else here |
 //! | [`cluster`] | the NATS/JetStream engine: connection, streams and buckets, init, status | `time` |
-//! | [`journal`] | the journal: append-only, group-committed with `fdatasync`, recovered to its valid prefix | nothing else here |
-//! | [`store`] | the sled facade: trees, group-committed writes, typed reads, the records | `protocol`, `policy` (a record names its manager) |
+//! | [`journal`] | the journal: append-only, group-committed with `fdatasync` (or a JetStream acknowledgement in a cluster), recovered to its valid prefix | `cluster` |
+//! | [`store`] | the sled facade: trees, group-committed writes, typed reads, the records; in a cluster the KV buckets as the store of record | `journal`, `cluster`, `protocol`, `policy` (a record names its manager) |
 //! | [`directory`] | client profiles, API tokens, member keys (cached); resolving a recipient | `store`, `protocol` |
 //! | [`transactions`] | the broker's transaction state machine: frames in, frames and records out | all of the above |
 //!
