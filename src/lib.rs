@@ -8,13 +8,14 @@
 //! | module | owns | may use |
 //! |---|---|---|
 //! | [`config`], [`logging`], [`tls`], [`http`], [`content`] | configuration; logs; TLS; HTTP plumbing (the error shape, times, `/healthz`, running a server); content formats (MIME, GSM 03.38, fax PDF) | nothing of the shell but `config` |
+//! | [`cluster`] | this node's membership of a cluster: join, heartbeat, leave, status | `config` |
 //! | [`processors`] | content converters (processor hops) | `content` |
 //! | [`gateways`] | each medium's wire (SMTP, SMPP, the fax spool, the IM inbox and WebSocket) and the IM clients' send path | `content`, `http`, `config`, `tls` |
-//! | [`api`] | the HTTP API | `gateways`, `processors`, `http` |
+//! | [`api`] | the HTTP API | `gateways`, `processors`, `http`, `cluster` |
 //! | [`node`] | start, reload, signals, ordered shutdown | everything above |
 //! | [`remote`] | one remote member's process | `node`, `gateways`, `processors` |
 //! | [`client`] | how a command reaches a running node | `config`, `node` (the token file's name) |
-//! | [`cli`], [`bench`](mod@bench) | the commands; the load generator | `client`, `node` — never each other |
+//! | [`cli`], [`bench`](mod@bench) | the commands; the load generator | `client`, `node`, `config` — never each other |
 //!
 //! No module imports one that imports it (`../shared/tools/module-cycles`
 //! checks every crate); `docs/ARCHITECTURE.md` walks a message through the
@@ -24,6 +25,7 @@ pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod content;
 pub mod gateways;

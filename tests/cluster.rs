@@ -1,13 +1,46 @@
 //! Cluster mode, end to end with real nats-servers (three on loopback per
-//! test, from core's testkit): `switchboard cluster init` and `status`.
-//! Nodes in cluster mode come with the rest of issue 15.
+//! test, from core's testkit) and real nodes (`switchboard serve` with
+//! `cluster.enabled`): `switchboard cluster init` and `status`, users and
+//! messages shared by two nodes, `GET /v1/admin/cluster`, and refusing
+//! without a JetStream quorum.
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use common::{Api, ProcNode};
+use serde_json::{json, Value};
 use switchboard_core::cluster::testkit::NatsCluster;
+
+/// A clustered node `id` with its cache in `dir` (heartbeat 1 s).
+fn node(c: &NatsCluster, id: &str, dir: &Path) -> ProcNode {
+    let urls: Vec<String> = c.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let urls = format!("[{}]", urls.join(", "));
+    ProcNode::spawn_with(
+        dir,
+        &[
+            ("SWITCHBOARD_CLUSTER__ENABLED", "true"),
+            ("SWITCHBOARD_CLUSTER__NODE_ID", id),
+            ("SWITCHBOARD_CLUSTER__NATS_URLS", &urls),
+            ("SWITCHBOARD_CLUSTER__HEARTBEAT_S", "1"),
+            ("SWITCHBOARD_CLUSTER__ACK_WAIT_S", "5"),
+        ],
+    )
+}
+
+/// Polls `f` until it gives `Some` (bounded: `secs`).
+fn within<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "not within {secs} s: {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
 
 /// Runs `switchboard -c CONFIG cluster ARGS`: (exit ok, stdout, stderr).
 fn cluster(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
@@ -83,4 +116,200 @@ fn cluster_init_without_a_server_says_where_it_looked() {
         "{err}"
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}
+
+#[test]
+fn two_nodes_share_users_messages_and_the_status() {
+    let c = NatsCluster::start(3);
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = node(&c, "a", da.path());
+    // The first node made the cluster's keys; the second finds them.
+    let b = node(&c, "b", db.path());
+    assert!(
+        !db.path().join("admin.token").exists(),
+        "the admin token is the cluster's, made once"
+    );
+    let token = std::fs::read_to_string(da.path().join("admin.token")).unwrap();
+    let admin_a = Api::new(&a.url, token.trim());
+    let admin_b = Api::new(&b.url, token.trim());
+    // Users added through A are known to B (token and profile).
+    let added = Instant::now();
+    let alice = admin_a.add_user("alice", &[("im", "alice")]);
+    let bob = admin_a.add_user("bob", &[("im", "bob")]);
+    let alice_b = Api::new(&b.url, &alice.token);
+    within(10, "B knows bob's token", || {
+        (Api::new(&b.url, &bob.token).get("/v1/inbox").0 == 200).then_some(())
+    });
+    eprintln!(
+        "a user added on A was usable on B after {:?}",
+        added.elapsed()
+    );
+    // alice sends through B; bob reads through A.
+    let txn = alice_b.send("bob", "hello across nodes");
+    let got = within(10, "bob's inbox on A has it", || {
+        bob.inbox().into_iter().find(|m| m["txn"] == txn.as_str())
+    });
+    assert_eq!(got["body"], "hello across nodes");
+    // The same status on both nodes.
+    let on_b = alice_b.expect_status(&txn, "delivered");
+    let on_a = within(10, "A has the outcome", || {
+        let (code, v) = admin_a.get(&format!("/v1/messages/{txn}"));
+        (code == 200 && v["status"] == "delivered").then_some(v)
+    });
+    assert_eq!(on_a["attempts"], on_b["attempts"]);
+    // A profile change on A is used by B's next decision: bob is now
+    // reachable by fax only, and B's next message for him goes there.
+    let (code, v) = admin_a.put(
+        "/v1/admin/users/bob",
+        &json!({"id": "bob", "mechanisms": [{"medium": "fax", "address": "+4930123"}]}),
+    );
+    assert_eq!(code, 200, "{v}");
+    within(10, "B routes by the new profile", || {
+        let (code, v) = admin_b.get("/v1/admin/users/bob");
+        (code == 200 && v["mechanisms"][0]["medium"] == "fax").then_some(())
+    });
+    // The cluster's view, from either node.
+    let st = within(10, "both nodes alive in the status", || {
+        let (code, v) = admin_b.get("/v1/admin/cluster");
+        assert_eq!(code, 200, "{v}");
+        let alive: Vec<&str> = v["nodes"]
+            .as_array()?
+            .iter()
+            .filter(|n| n["alive"] == true)
+            .filter_map(|n| n["id"].as_str())
+            .collect();
+        (alive == ["a", "b"]).then_some(v.clone())
+    });
+    assert!(st["nodes"][0]["http"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    let journal = st["jetstream"]["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "SB_JOURNAL")
+        .unwrap()
+        .clone();
+    assert_eq!(journal["replicas"], 3);
+    // B leaves in order: A sees it gone.
+    assert!(b.terminate().success());
+    within(10, "A sees B gone", || {
+        let (_, v) = admin_a.get("/v1/admin/cluster");
+        let b = v["nodes"]
+            .as_array()?
+            .iter()
+            .find(|n| n["id"] == "b")?
+            .clone();
+        (b["alive"] == false).then_some(())
+    });
+    // A single node has no cluster to show.
+    drop(a);
+}
+
+#[test]
+fn without_a_quorum_nothing_is_acknowledged_and_traffic_resumes_after() {
+    let mut c = NatsCluster::start(3);
+    let da = tempfile::tempdir().unwrap();
+    let a = node(&c, "a", da.path());
+    let token = std::fs::read_to_string(da.path().join("admin.token")).unwrap();
+    let admin = Api::new(&a.url, token.trim());
+    let alice = admin.add_user("alice", &[("im", "alice")]);
+    let bob = admin.add_user("bob", &[("im", "bob")]);
+    let first = alice.send("bob", "before");
+    alice.expect_status(&first, "delivered");
+    c.kill(1);
+    c.kill(2);
+    // The first message after the loss waits for an acknowledgement that
+    // does not come; from then on the node refuses at once. Each try has
+    // its own key, retried later with the same key.
+    let mut refused = Vec::new();
+    let answer = within(60, "a cluster_unavailable refusal", || {
+        let key = format!("k{}", refused.len());
+        let (code, v) = post_keyed(&alice, &key, "during");
+        refused.push((key, code, v.clone()));
+        (code == 503 && v["error"]["code"] == "cluster_unavailable").then_some(v)
+    });
+    assert!(
+        refused.iter().all(|(_, code, _)| *code == 503),
+        "acknowledged without a quorum: {refused:?}"
+    );
+    eprintln!("refused: {answer}");
+    let (code, ready) = admin.get("/readyz");
+    assert_eq!(code, 503, "{ready}");
+    assert!(
+        ready["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("JetStream quorum"),
+        "{ready}"
+    );
+    // Back: the retries with the same keys are taken, each once.
+    c.restart(1);
+    for (key, _, _) in &refused {
+        within(60, "the retry is taken", || {
+            let (code, _) = post_keyed(&alice, key, "during");
+            matches!(code, 200 | 202).then_some(())
+        });
+    }
+    let inbox = within(30, "bob has every retried message", || {
+        let inbox = bob.inbox();
+        let during = inbox.iter().filter(|m| m["body"] == "during").count();
+        (during >= refused.len()).then_some(inbox)
+    });
+    let during = inbox.iter().filter(|m| m["body"] == "during").count();
+    assert_eq!(during, refused.len(), "nothing twice: {inbox:?}");
+}
+
+/// POST /v1/messages with an `Idempotency-Key`.
+fn post_keyed(api: &Api, key: &str, body: &str) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut r = agent
+        .post(format!("{}/v1/messages", api.base))
+        .header("Authorization", format!("Bearer {}", api.token))
+        .header("Idempotency-Key", key)
+        .send_json(json!({"to": "bob", "body": body}))
+        .expect("the node answers");
+    let code = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    (
+        code,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[test]
+fn two_nodes_starting_at_once_initialise_the_cluster_once() {
+    let c = NatsCluster::start(3);
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (nodes, made): (Vec<ProcNode>, Vec<bool>) = std::thread::scope(|s| {
+        let a = s.spawn(|| node(&c, "a", da.path()));
+        let b = s.spawn(|| node(&c, "b", db.path()));
+        let nodes = vec![a.join().unwrap(), b.join().unwrap()];
+        let made = [&da, &db]
+            .iter()
+            .map(|d| d.path().join("admin.token").exists())
+            .collect();
+        (nodes, made)
+    });
+    assert_eq!(
+        made.iter().filter(|m| **m).count(),
+        1,
+        "one admin token: {made:?}"
+    );
+    let dir = if made[0] { &da } else { &db };
+    let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
+    for n in &nodes {
+        let (code, v) = Api::new(&n.url, token.trim()).get("/v1/admin/users");
+        assert_eq!(code, 200, "{}: {v}", n.url);
+    }
+    // Both nodes' built-in gateways logged in with the same keys.
+    for n in &nodes {
+        let (code, v) = Api::new(&n.url, token.trim()).get("/readyz");
+        assert_eq!(code, 200, "{}: {v}", n.url);
+    }
 }

@@ -10,7 +10,7 @@ use actix_web::{get, web, HttpResponse};
 /// shutting down. No token needed.
 #[utoipa::path(tag = "health", responses(
     (status = 200, body = Health),
-    (status = 503, description = "`not_ready` (naming what is down) or `shutting_down`", body = ErrorBody),
+    (status = 503, description = "`not_ready` (naming what is down: storage, a gateway, in a cluster NATS or the JetStream quorum) or `shutting_down`", body = ErrorBody),
 ))]
 #[get("/readyz")]
 pub async fn readyz(st: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
@@ -23,6 +23,14 @@ pub async fn readyz(st: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let mut not_ready = Vec::new();
     if !st.store.healthy() {
         not_ready.push("storage".to_string());
+    }
+    if let Some(why) = st.store.unavailable() {
+        not_ready.push(why);
+    }
+    if let Some(m) = &st.cluster {
+        if !m.engine.connected() {
+            not_ready.push("no connection to NATS".to_string());
+        }
     }
     let live = st.members.snapshot();
     for id in &st.gateways {

@@ -127,7 +127,7 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     (status = 403, description = "`policy_denied`", body = ErrorBody),
     (status = 409, description = "`duplicate`: the first request with this key is not routed yet", body = ErrorBody),
     (status = 422, description = "`unknown_recipient`, `no_mechanism`, `expired`, `idempotency_key_reused`", body = ErrorBody),
-    (status = 503, description = "`shutting_down`, `storage_unavailable`, `timeout`", body = ErrorBody),
+    (status = 503, description = "`shutting_down`, `storage_unavailable`, `timeout`, `cluster_unavailable` (no JetStream quorum: nothing was acknowledged; retry)", body = ErrorBody),
 ))]
 #[post("/messages")]
 pub async fn send_message(

@@ -57,6 +57,8 @@ pub struct ApiState {
     pub broker: Arc<BrokerShared>,
     /// The clock.
     pub clock: SharedClock,
+    /// This node's membership of its cluster (cluster mode).
+    pub cluster: Option<crate::cluster::Membership>,
 }
 
 fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
@@ -138,7 +140,8 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
                         .service(admin::managers::put_manager)
                         .service(admin::managers::delete_manager)
                         .service(admin::records::transactions)
-                        .service(admin::records::accounting),
+                        .service(admin::records::accounting)
+                        .service(admin::cluster::cluster_status),
                 ),
         );
 }
@@ -177,7 +180,12 @@ pub fn serve(
             .wrap_fn(move |req, srv| {
                 let answer = srv.call(req);
                 let store = store.clone();
-                async move { crate::http::when_durable(&store, answer.await?).await }
+                async move {
+                    let answer = answer.await?;
+                    let error =
+                        answer.status().is_client_error() || answer.status().is_server_error();
+                    crate::http::when_durable(&store, answer, error).await
+                }
             })
     });
     crate::http::run_on(server, listen, shutdown_timeout_s)

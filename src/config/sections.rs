@@ -225,8 +225,7 @@ pub struct Shutdown {
     pub timeout_s: u64,
 }
 
-/// `[cluster]` (cluster mode over NATS JetStream is not in this build yet;
-/// the keys are checked already).
+/// `[cluster]`: cluster mode over NATS JetStream (`CLUSTER.md`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cluster {

@@ -185,9 +185,9 @@ fn a_file_overrides_the_default_and_unknown_keys_fail() {
 }
 
 /// The `[cluster]` keys are checked even while cluster mode is off, each
-/// error naming its key; cluster mode itself is refused in this build.
+/// error naming its key.
 #[test]
-fn cluster_keys_are_checked_and_cluster_mode_is_refused() {
+fn cluster_keys_are_checked_whether_or_not_cluster_mode_is_on() {
     let c = Config::load_with(None, env(&[])).unwrap();
     assert_eq!(c.cluster.nats_urls, vec!["nats://127.0.0.1:4222"]);
     assert_eq!(
@@ -203,9 +203,30 @@ fn cluster_keys_are_checked_and_cluster_mode_is_refused() {
         "{}",
         c.cluster.node()
     );
-    let named =
-        Config::load_with(None, env(&[("SWITCHBOARD_CLUSTER__NODE_ID", "n-2.east")])).unwrap();
+    let named = Config::load_with(
+        None,
+        env(&[
+            ("SWITCHBOARD_CLUSTER__NODE_ID", "n-2.east"),
+            ("SWITCHBOARD_CLUSTER__ENABLED", "true"),
+        ]),
+    )
+    .unwrap();
     assert_eq!(named.cluster.node(), "n-2.east");
+    assert!(named.cluster.enabled);
+    let s = named.cluster.settings();
+    assert_eq!((s.node_id.as_str(), s.replicas), ("n-2.east", 3));
+    assert_eq!(s.ack_wait, std::time::Duration::from_secs(30));
+    assert_eq!((s.tls_ca, s.creds), (None, None));
+    // Bad keys are refused with cluster mode on as well.
+    let e = Config::load_with(
+        None,
+        env(&[
+            ("SWITCHBOARD_CLUSTER__ENABLED", "true"),
+            ("SWITCHBOARD_CLUSTER__REPLICAS", "9"),
+        ]),
+    )
+    .unwrap_err();
+    assert!(e.to_string().starts_with("cluster.replicas"), "{e}");
     for (k, v, key) in [
         ("NODE_ID", "a b", "cluster.node_id"),
         ("NATS_URLS", "[]", "cluster.nats_urls"),
@@ -219,7 +240,6 @@ fn cluster_keys_are_checked_and_cluster_mode_is_refused() {
         ("REPLICAS", "7", "cluster.replicas"),
         ("HEARTBEAT_S", "0", "cluster.heartbeat_s"),
         ("ACK_WAIT_S", "3", "cluster.ack_wait_s"),
-        ("ENABLED", "true", "cluster.enabled"),
     ] {
         let var = format!("SWITCHBOARD_CLUSTER__{k}");
         let e = Config::load_with(None, env(&[(var.as_str(), v)])).unwrap_err();

@@ -151,12 +151,6 @@ impl Config {
             self.sms.validate()?;
         }
         self.check_cluster()?;
-        if self.cluster.enabled {
-            return Err(invalid(
-                "cluster.enabled",
-                "this build does not include it yet; leave it false",
-            ));
-        }
         Ok(())
     }
 }

@@ -21,18 +21,34 @@ use switchboard_core::store::Store;
 /// written when its handler finished — what the answer shows (a `202`'s
 /// message, an inbox, a status) can then not be undone by a power cut. An
 /// answer given while nothing is pending goes at once; when the journal has
-/// failed, the answer is a `503` instead.
+/// failed, the answer is a `503` instead. In a cluster that loses its
+/// JetStream quorum while the answer waits, an `error` answer (which shows
+/// nothing written: a refusal, `/readyz` saying why) goes as it is and any
+/// other becomes `503 cluster_unavailable`.
 ///
 /// # Errors
-/// [`error::ApiError`] `storage_unavailable` when the journal failed.
-pub async fn when_durable<T>(store: &Store, answer: T) -> Result<T, actix_web::Error> {
+/// [`error::ApiError`] `storage_unavailable` when the journal failed,
+/// `cluster_unavailable` without a quorum.
+pub async fn when_durable<T>(store: &Store, answer: T, error: bool) -> Result<T, actix_web::Error> {
     let w = store.writer();
-    w.durable_past(w.written()).await.map_err(|e| {
-        actix_web::Error::from(error::ApiError::unavailable(
-            "storage_unavailable",
-            format!("the answer could not be made durable: {e}"),
-        ))
-    })?;
+    let durable = w.durable_past(w.written());
+    tokio::select! {
+        done = durable => done.map_err(|e| {
+            actix_web::Error::from(error::ApiError::unavailable(
+                "storage_unavailable",
+                format!("the answer could not be made durable: {e}"),
+            ))
+        })?,
+        why = store.lost_quorum() => {
+            if !error {
+                return Err(error::ApiError::unavailable(
+                    "cluster_unavailable",
+                    format!("the answer could not be made durable: {why}"),
+                )
+                .into());
+            }
+        }
+    }
     Ok(answer)
 }
 

@@ -26,7 +26,7 @@ use switchboard_core::protocol::clock::SharedClock;
 use switchboard_core::protocol::{MediumKind, MemberId, MemberKeys, SystemClock};
 use switchboard_core::store::Store;
 
-use super::init::{initialise, open_store, ADMIN_TOKEN_FILE};
+use super::init::{initialise, open_clustered_store, open_store, ADMIN_TOKEN_FILE};
 use super::mediums::{start_email, start_fax, start_miap, start_sms};
 use crate::api::{self, ApiState};
 use crate::config::Config;
@@ -92,6 +92,8 @@ pub struct Core {
     pub clock: SharedClock,
     /// The admin token, when this start initialised the data directory.
     pub new_admin_token: Option<String>,
+    /// This node's membership of its cluster (cluster mode).
+    pub cluster: Option<crate::cluster::Membership>,
 }
 
 impl Core {
@@ -104,7 +106,14 @@ impl Core {
     pub async fn start(cfg: &Config, receipts: Option<Recipient<Receipt>>) -> anyhow::Result<Core> {
         let clock: SharedClock = Arc::new(SystemClock);
         let dir = cfg.data.dir.clone();
-        let store = open_store(&dir)?;
+        let cluster = match cfg.cluster.enabled {
+            true => Some(crate::cluster::join(cfg, &clock)?),
+            false => None,
+        };
+        let store = match &cluster {
+            Some(m) => open_clustered_store(&dir, &m.engine)?,
+            None => open_store(&dir)?,
+        };
         let directory = Directory::load(store.clone(), cfg.miap.key_grace_s * 1000)?;
         let new_admin_token = initialise(&dir, &directory).await?;
         if new_admin_token.is_some() {
@@ -201,6 +210,7 @@ impl Core {
             gateway_config,
             clock,
             new_admin_token,
+            cluster,
         };
         // Content converters, MIAP hops the broker puts on routes that need
         // them: text → SMS segments, email → text, text → fax pages.
@@ -381,10 +391,17 @@ impl Node {
             members: core.members.clone(),
             broker: core.broker.shared.clone(),
             clock: core.clock.clone(),
+            cluster: core.cluster.clone(),
         };
         let (server, http_addr) = api::serve(state, &cfg.http.listen, cfg.shutdown.timeout_s)?;
         let handle = server.handle();
         actix_rt::spawn(server);
+        if let Some(m) = &core.cluster {
+            let broker = core.broker.shared.clone();
+            m.start_heartbeat(http_addr.to_string(), core.clock.clone(), move || {
+                broker.open_transactions()
+            });
+        }
         tracing::info!(http = %http_addr, data = %cfg.data.dir.display(), shards = cfg.broker.shards, "switchboard node ready");
         Ok(Node {
             http_addr,

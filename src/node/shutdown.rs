@@ -52,6 +52,9 @@ impl Core {
         if let Err(e) = self.store.writer().flush().await {
             tracing::error!(error = %e, "final flush failed");
         }
+        if let Some(m) = &self.cluster {
+            m.leave();
+        }
         self.broker.stop();
     }
 }

@@ -201,6 +201,7 @@ impl BrokerShard {
     fn check_timeouts(&mut self) {
         metrics::gauge!("switchboard_broker_open_transactions", "shard" => self.index.to_string())
             .set(self.txns.len() as f64);
+        self.shared.set_open(self.index, self.txns.len());
         let _ = self.step(|t, env, out| {
             t.timeouts(env, out);
             Ok(())

@@ -82,6 +82,8 @@ pub struct BrokerShared {
     /// Frames handed to each shard through the [`BrokerHandle`] and not yet
     /// handled (its queue depth).
     queued: Arc<[AtomicI64]>,
+    /// Each shard's open transactions, as of its last timeout check.
+    open: Arc<[AtomicI64]>,
 }
 
 impl BrokerShared {
@@ -130,7 +132,26 @@ impl BrokerShared {
             queued: (0..settings.shards.max(1))
                 .map(|_| AtomicI64::new(0))
                 .collect(),
+            open: (0..settings.shards.max(1))
+                .map(|_| AtomicI64::new(0))
+                .collect(),
         })
+    }
+
+    /// The transactions open in all shards (as of each one's last timeout
+    /// check: within a second).
+    pub fn open_transactions(&self) -> u64 {
+        self.open
+            .iter()
+            .map(|o| o.load(Ordering::Relaxed).max(0) as u64)
+            .sum()
+    }
+
+    /// A shard's count of open transactions.
+    pub(super) fn set_open(&self, shard: usize, n: usize) {
+        if let Some(o) = self.open.get(shard) {
+            o.store(n as i64, Ordering::Relaxed);
+        }
     }
 
     /// Frames waiting in each shard's mailbox.

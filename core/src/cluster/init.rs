@@ -96,15 +96,70 @@ fn action(before: Option<usize>, replicas: usize) -> &'static str {
     }
 }
 
+/// Tries `f` up to [`TRIES`] times while JetStream does not answer in time
+/// (a stream's first creation elects its group, which can outlast one
+/// request when several nodes start at once); other errors at once.
+async fn patiently<T, F, Fut>(what: &str, mut f: F) -> Result<T, ClusterError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let mut last = String::new();
+    for i in 0..TRIES {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.contains("timed out") || e.contains("no responders") => {
+                tracing::warn!(what, error = %e, "JetStream did not answer in time; trying again");
+                last = e;
+                tokio::time::sleep(Duration::from_millis(200 << i.min(4))).await;
+            }
+            Err(e) => return Err(ClusterError::js(format!("{what}: {e}"))),
+        }
+    }
+    Err(ClusterError::js(format!("{what}: {last} ({TRIES} tries)")))
+}
+
+/// How many times [`patiently`] asks.
+const TRIES: u32 = 6;
+
 async fn ensure_stream(engine: &Engine, cfg: stream::Config) -> Result<Ensured, ClusterError> {
     let name = cfg.name.clone();
-    let before = existing_replicas(engine, &name).await?;
+    let before = patiently(&name, || async {
+        existing_replicas(engine, &name)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await?;
     let replicas = cfg.num_replicas;
-    engine
-        .js()
-        .create_or_update_stream(cfg)
-        .await
-        .map_err(|e| ClusterError::js(format!("{name}: {e}")))?;
+    if before != Some(replicas) {
+        patiently(&name, || {
+            let cfg = cfg.clone();
+            async move {
+                let js = engine.js();
+                let done = match before {
+                    None => js
+                        .create_stream(cfg)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    Some(_) => js
+                        .update_stream(cfg)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                };
+                // Another node made it first: as good.
+                done.or_else(|e| {
+                    if e.contains("already in use") {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+            }
+        })
+        .await?;
+    }
     Ok(Ensured {
         action: action(before, replicas),
         stream: name,
@@ -114,13 +169,41 @@ async fn ensure_stream(engine: &Engine, cfg: stream::Config) -> Result<Ensured, 
 
 async fn ensure_bucket(engine: &Engine, cfg: kv::Config) -> Result<Ensured, ClusterError> {
     let name = format!("KV_{}", cfg.bucket);
-    let before = existing_replicas(engine, &name).await?;
+    let before = patiently(&name, || async {
+        existing_replicas(engine, &name)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await?;
     let replicas = cfg.num_replicas;
-    engine
-        .js()
-        .create_or_update_key_value(cfg)
-        .await
-        .map_err(|e| ClusterError::js(format!("{name}: {e}")))?;
+    if before != Some(replicas) {
+        patiently(&name, || {
+            let cfg = cfg.clone();
+            async move {
+                let js = engine.js();
+                let done = match before {
+                    None => js
+                        .create_key_value(cfg)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    Some(_) => js
+                        .update_key_value(cfg)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                };
+                done.or_else(|e| {
+                    if e.contains("already in use") {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+            }
+        })
+        .await?;
+    }
     Ok(Ensured {
         action: action(before, replicas),
         stream: name,

@@ -36,6 +36,7 @@ impl NodeRecord {
 
 /// One node as the status shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeStatus {
     /// The node's id.
     pub id: String,
@@ -51,6 +52,7 @@ pub struct NodeStatus {
 
 /// One stream as the status shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StreamStatus {
     /// Its name.
     pub name: String,
@@ -66,6 +68,7 @@ pub struct StreamStatus {
 
 /// A JetStream server as the status shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServerStatus {
     /// Its name.
     pub name: String,
@@ -76,6 +79,7 @@ pub struct ServerStatus {
 
 /// JetStream's part of the status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JetStreamStatus {
     /// The servers that hold the journal's copies.
     pub servers: Vec<ServerStatus>,
@@ -85,6 +89,7 @@ pub struct JetStreamStatus {
 
 /// The whole status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Status {
     /// Every node that ever put a heartbeat, by id.
     pub nodes: Vec<NodeStatus>,

@@ -100,9 +100,70 @@ impl Directory {
         for (_, v) in store.scan(Tree::Members, b"")? {
             d.ring.put(dec::<MemberKeys>(&v, "member")?);
         }
+        // In a cluster: what an operator changes on another node.
+        let caches = Arc::downgrade(&d.users);
+        let (by_address, tokens, ring) = (
+            Arc::downgrade(&d.by_address),
+            Arc::downgrade(&d.tokens),
+            d.ring.clone(),
+        );
+        store.on_remote_change(Arc::new(move |tree, key, value| {
+            let (Some(users), Some(by_address), Some(tokens)) =
+                (caches.upgrade(), by_address.upgrade(), tokens.upgrade())
+            else {
+                return;
+            };
+            let caches = Caches {
+                users: &users,
+                by_address: &by_address,
+                tokens: &tokens,
+            };
+            match tree {
+                Tree::Profiles => {
+                    let id = String::from_utf8_lossy(key);
+                    caches.uncache_user(&id);
+                    match value.map(serde_json::from_slice::<UserRecord>) {
+                        Some(Ok(rec)) => caches.cache_user(rec),
+                        Some(Err(e)) => tracing::warn!(user = %id, error = %e, "a corrupt profile from another node"),
+                        None => {}
+                    }
+                }
+                Tree::Members => match value.map(|v| dec::<MemberKeys>(v, "member")) {
+                    Some(Ok(m)) => ring.put(m),
+                    Some(Err(e)) => tracing::warn!(error = %e, "a corrupt member from another node"),
+                    None => {}
+                },
+                _ => {}
+            }
+        }));
         Ok(d)
     }
 
+    fn caches(&self) -> Caches<'_> {
+        Caches {
+            users: &self.users,
+            by_address: &self.by_address,
+            tokens: &self.tokens,
+        }
+    }
+
+    fn cache_user(&self, rec: UserRecord) {
+        self.caches().cache_user(rec);
+    }
+
+    fn uncache_user(&self, id: &str) {
+        self.caches().uncache_user(id);
+    }
+}
+
+/// The directory's user caches.
+struct Caches<'a> {
+    users: &'a DashMap<String, Arc<UserRecordCache>>,
+    by_address: &'a DashMap<Address, String>,
+    tokens: &'a DashMap<String, String>,
+}
+
+impl Caches<'_> {
     fn cache_user(&self, rec: UserRecord) {
         for a in rec.profile.addresses() {
             self.by_address.insert(a, rec.profile.id.clone());
@@ -128,6 +189,13 @@ impl Directory {
                 self.tokens.remove(h);
             }
         }
+    }
+}
+
+impl Directory {
+    /// The store it keeps its records in.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The member key ring.

@@ -470,6 +470,10 @@ impl Journal for JetStreamJournal {
     fn close(&self) {
         JetStreamJournal::close(self);
     }
+
+    fn stalled(&self) -> Option<Duration> {
+        self.waiting()
+    }
 }
 
 /// Sends every message of `subject` from stream sequence `start` through

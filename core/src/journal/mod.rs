@@ -102,6 +102,13 @@ pub trait Journal: Send + Sync {
     /// Takes no more appends, makes durable what it holds (while it can)
     /// and wakes every waiter.
     fn close(&self);
+
+    /// How long the oldest write not yet durable has waited, when the
+    /// journal depends on others to make it durable (a cluster's quorum);
+    /// `None` when nothing waits or the journal is local.
+    fn stalled(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// Waits until `journal`'s durable position is at or past `pos`.

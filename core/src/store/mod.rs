@@ -196,6 +196,11 @@ struct Ids {
 /// (zero-filled) ahead of its use and recycled once a checkpoint covers it.
 pub const DEFAULT_SEGMENT: u64 = 16 * 1024 * 1024;
 
+/// How long a clustered journal's round may wait for JetStream before the
+/// store counts as unavailable (a leader election takes one to a few
+/// seconds).
+pub const STALLED: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The node's database. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -428,6 +433,46 @@ impl Store {
     pub fn on_remote_change(&self, l: Listener) {
         if let Some(r) = &self.inner.shared.replica {
             r.listen(l);
+        }
+    }
+
+    /// Why nothing should be acknowledged now, if so: in a cluster, when the
+    /// journal's last round has waited over [`STALLED`] for JetStream (no
+    /// quorum). Callers answer `cluster_unavailable` (retryable).
+    pub fn unavailable(&self) -> Option<String> {
+        let waited = self.inner.shared.journal.stalled()?;
+        (waited > STALLED).then(|| {
+            format!(
+                "no JetStream quorum: the journal has waited {:.1} s for an acknowledgement",
+                waited.as_secs_f64()
+            )
+        })
+    }
+
+    /// Resolves once the store counts as [unavailable](Store::unavailable),
+    /// with the reason; never on a single node (checked every 100 ms).
+    pub async fn lost_quorum(&self) -> String {
+        if !self.clustered() {
+            return std::future::pending().await;
+        }
+        loop {
+            if let Some(why) = self.unavailable() {
+                return why;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// In a cluster: whether this node is the one to initialise the
+    /// cluster's keys (the first to ask is; every other node waits for
+    /// them to arrive). On a single node: always.
+    ///
+    /// # Errors
+    /// When JetStream does not answer.
+    pub fn claim_init(&self) -> Result<bool, StoreError> {
+        match &self.inner.shared.replica {
+            Some(r) => r.claim_init(),
+            None => Ok(true),
         }
     }
 

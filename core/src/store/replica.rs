@@ -75,9 +75,10 @@ fn untag(v: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((v.get(1..1 + n)?, v.get(1 + n..)?))
 }
 
-/// Called for every change another node made, once the local cache has it
-/// (the directory refreshes its cached users by it).
-pub type Listener = Arc<dyn Fn(Tree, &[u8]) + Send + Sync>;
+/// Called for every change another node made, once the local cache has it:
+/// the tree, the key, the new value (`None`: removed). The directory
+/// refreshes its cached users and member keys by it.
+pub type Listener = Arc<dyn Fn(Tree, &[u8], Option<&[u8]>) + Send + Sync>;
 
 /// The buckets and the watchers.
 pub(crate) struct Replica {
@@ -189,9 +190,22 @@ impl Replica {
                 .map_err(kv_err)?
                 .map_err(|e| kv_err(format!("bucket of {}: {e}", t.name())))?;
             self.engine.spawn(async move {
-                if let Err(e) = me.run_watch(t, bucket, rev, weak).await {
-                    tracing::error!(tree = t.name(), error = %e, "a store watcher stopped");
-                    me.mark_caught_up(t);
+                // A watcher outlives a lost quorum or a reconnect: it starts
+                // again from the last revision it applied.
+                let mut rev = rev;
+                let mut backoff = std::time::Duration::from_millis(100);
+                loop {
+                    match me.run_watch(t, &bucket, rev, &weak).await {
+                        Ok(()) => return,
+                        Err(e) => {
+                            tracing::warn!(tree = t.name(), error = %e, "a store watcher stopped; starting it again");
+                            me.mark_caught_up(t);
+                        }
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+                    let Some(s) = weak.upgrade() else { return };
+                    rev = super::checkpoint::meta_u64(&s, &rev_key(t)).unwrap_or(rev);
                 }
             });
         }
@@ -221,9 +235,9 @@ impl Replica {
     async fn run_watch(
         &self,
         t: Tree,
-        bucket: kv::Store,
+        bucket: &kv::Store,
         rev: u64,
-        shared: Weak<Shared>,
+        shared: &Weak<Shared>,
     ) -> Result<(), StoreError> {
         // A fresh cache takes every key, its own node's too.
         let fresh = rev == 0;
@@ -268,20 +282,22 @@ impl Replica {
             kv::Operation::Put => match untag(&e.value) {
                 Some((writer, value)) if fresh || writer != self.node.as_bytes() => {
                     tree.insert(&key[..], value)?;
-                    true
+                    Some(Some(value))
                 }
-                Some(_) => false,
+                Some(_) => None,
                 None => {
                     tracing::warn!(tree = t.name(), key = %e.key, "an untagged value in the store's bucket");
-                    false
+                    None
                 }
             },
-            kv::Operation::Delete | kv::Operation::Purge => tree.remove(&key[..])?.is_some(),
+            kv::Operation::Delete | kv::Operation::Purge => {
+                tree.remove(&key[..])?.is_some().then_some(None)
+            }
         };
         s.trees[Tree::Meta.index()].insert(rev_key(t), &e.revision.to_be_bytes())?;
-        if changed {
+        if let Some(value) = changed {
             for l in lock(&self.listeners).iter() {
-                l(t, &key);
+                l(t, &key, value);
             }
         }
         Ok(())
@@ -331,6 +347,36 @@ impl Replica {
             .map_err(kv_err)?
     }
 }
+
+impl Replica {
+    /// Claims the cluster's initialisation for this node: `true` for the
+    /// one node that first asks (a create on the meta bucket, which fails
+    /// when the key exists), `false` for every other.
+    pub(super) fn claim_init(&self) -> Result<bool, StoreError> {
+        let engine = self.engine.clone();
+        let node = self.node.clone();
+        self.engine
+            .run(async move {
+                let kv = engine
+                    .js()
+                    .get_key_value(names::tree_bucket(Tree::Meta.name()))
+                    .await
+                    .map_err(kv_err)?;
+                match kv
+                    .create(bucket_key(CLUSTER_INIT), node.into_bytes().into())
+                    .await
+                {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+                    Err(e) => Err(kv_err(e)),
+                }
+            })
+            .map_err(kv_err)?
+    }
+}
+
+/// The meta bucket's key naming the node that initialised the cluster.
+const CLUSTER_INIT: &[u8] = b"cluster.init";
 
 /// The meta bucket's key of the cluster's next free id block (written
 /// only by [`Replica::reserve_ids`], never by a tree put: it is not a

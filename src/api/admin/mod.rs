@@ -1,7 +1,8 @@
 //! Admin endpoints (admin token), one file per resource: [`users`],
 //! [`members`], [`managers`] (delivery managers), [`records`]
-//! (transactions and accounting).
+//! (transactions and accounting), [`cluster`].
 
+pub mod cluster;
 pub mod managers;
 pub mod members;
 pub mod records;

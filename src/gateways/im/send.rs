@@ -137,7 +137,8 @@ pub fn originate(st: &ImClients, user: &str, req: SendRequest) -> Result<Origina
 ///
 /// # Errors
 /// The broker's refusal (422/403), storage (503), timeout (503), shutdown
-/// (503).
+/// (503), no JetStream quorum in a cluster (503 `cluster_unavailable`, as
+/// soon as the journal has waited [`switchboard_core::store::STALLED`]).
 pub async fn submit_or_duplicate(
     st: &ImClients,
     o: Originate,
@@ -148,7 +149,21 @@ pub async fn submit_or_duplicate(
             "the node is shutting down; try again shortly",
         ));
     }
-    match actix_rt::time::timeout(st.submit_timeout, st.gateway.send(o)).await {
+    // In a cluster without a JetStream quorum nothing is acknowledged.
+    if let Some(why) = st.store.unavailable() {
+        return Err(ApiError::unavailable("cluster_unavailable", why));
+    }
+    let decided = actix_rt::time::timeout(st.submit_timeout, st.gateway.send(o));
+    let answer = tokio::select! {
+        a = decided => a,
+        why = st.store.lost_quorum() => {
+            return Err(ApiError::unavailable(
+                "cluster_unavailable",
+                format!("{why}; the message was not acknowledged and may still be delivered once the quorum is back: retry with the same Idempotency-Key"),
+            ));
+        }
+    };
+    match answer {
         Ok(Ok(Ok(acc))) => Ok(Ok(acc)),
         Ok(Ok(Err(OriginateError::Rejected(r)))) => Err(reject_error(&r)),
         Ok(Ok(Err(OriginateError::Store(e)))) => Err(ApiError::unavailable("storage_unavailable", e)),
