@@ -313,3 +313,74 @@ fn two_nodes_starting_at_once_initialise_the_cluster_once() {
         assert_eq!(code, 200, "{}: {v}", n.url);
     }
 }
+
+/// `scripts/cluster-up`: three servers and three nodes; send through one
+/// node, read through another, stop everything with SIGTERM (Ctrl-C's
+/// twin for a script not in a terminal).
+#[test]
+fn cluster_up_runs_a_trial_cluster_and_stops_it() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    // Every port shifted into 10000–20000 + the configs' (all below the
+    // ephemeral range).
+    let offset = 10_000 + (common::free_port() % 8) as u32 * 1000 + (std::process::id() % 97);
+    let mut child = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster-up"))
+        .env("DIR", dir.path())
+        .env("PORT_OFFSET", offset.to_string())
+        .env("BIN", common::bin())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("run scripts/cluster-up");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in lines.by_ref() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let l = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("cluster-up did not get ready: {seen:?}"));
+        let ready = l.contains("cluster-up: ready");
+        seen.push(l);
+        if ready {
+            break;
+        }
+    }
+    let url = |k: u32| format!("http://127.0.0.1:{}", 8080 + k + offset);
+    let token = seen
+        .iter()
+        .find_map(|l| l.strip_prefix("cluster-up: admin token "))
+        .expect("the admin token")
+        .to_string();
+    let admin = Api::new(&url(0), &token);
+    let alice = admin.add_user("alice", &[("im", "alice")]);
+    let bob = admin.add_user("bob", &[("im", "bob")]);
+    let alice_b = Api::new(&url(1), &alice.token);
+    within(10, "node b knows alice", || {
+        (alice_b.get("/v1/inbox").0 == 200).then_some(())
+    });
+    let txn = alice_b.send("bob", "through b, read on c");
+    let bob_c = Api::new(&url(2), &bob.token);
+    within(10, "bob reads it on node c", || {
+        bob_c.inbox().into_iter().find(|m| m["txn"] == txn.as_str())
+    });
+    let status = common::terminate(&mut child);
+    assert!(status.success(), "cluster-up exited {status}");
+    let stopped = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+    let rest: Vec<String> = std::iter::once(stopped).chain(rx.try_iter()).collect();
+    assert!(rest.iter().any(|l| l.contains("cluster-up: stopped")), "{rest:?}");
+    for k in 0..3 {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", (8080 + k + offset) as u16)).is_ok(),
+            "node {k}'s port is free again"
+        );
+    }
+}
