@@ -384,3 +384,39 @@ fn cluster_up_runs_a_trial_cluster_and_stops_it() {
         );
     }
 }
+
+/// bob's WebSocket on B: seen online from A, pushed there what alice sends
+/// on A; B killed, bob is offline on A within three heartbeats.
+#[test]
+fn presence_and_pushes_cross_nodes() {
+    let c = NatsCluster::start(3);
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = node(&c, "a", da.path());
+    let b = node(&c, "b", db.path());
+    let token = std::fs::read_to_string(da.path().join("admin.token")).unwrap();
+    let admin = Api::new(&a.url, token.trim());
+    let alice = admin.add_user("alice", &[("im", "alice")]);
+    let bob = admin.add_user("bob", &[("im", "bob")]);
+    within(10, "B knows bob", || {
+        (Api::new(&b.url, &bob.token).get("/v1/inbox").0 == 200).then_some(())
+    });
+    let presence_on_a = || {
+        let (code, v) = alice.get("/v1/presence/bob");
+        assert_eq!(code, 200, "{v}");
+        v["state"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(presence_on_a(), "offline");
+    let mut ws = common::Ws::connect(&b.url, Some(&bob.token));
+    within(10, "A sees bob online", || (presence_on_a() == "online").then_some(()));
+    // alice on A → bob's session on B.
+    let txn = alice.send("bob", "pushed on B");
+    let pushed = ws.expect("message");
+    assert_eq!(pushed["txn"], txn.as_str());
+    assert_eq!(pushed["body"], "pushed on B");
+    // B dies: its heartbeats stop, bob goes offline on A.
+    let killed = Instant::now();
+    b.kill9();
+    within(10, "bob offline on A", || (presence_on_a() == "offline").then_some(()));
+    eprintln!("bob was offline on A {:?} after B was killed (heartbeat 1 s)", killed.elapsed());
+    drop(a);
+}

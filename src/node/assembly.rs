@@ -136,19 +136,26 @@ impl Core {
         let registry = delivery.registry();
         let delivery = delivery.start();
         let hub = Hub::new(store.clone(), receipts);
+        hub.push_remote_messages(&store);
         let (sessions, im_receipts) = (hub.sessions(), hub.receipts());
         let hub = hub.start();
         // Presence pushes go to the node's sessions, or as frames to the IM
         // gateways in other processes that watch the user.
         let router = Context::<PresenceRouter>::new();
         let presence_push: Recipient<PresencePush> = router.address().recipient();
-        let presence = Presence::new(
+        let mut presence = Presence::new(
             clock.clone(),
             cfg.presence.idle_timeout_s * 1000,
             Some(presence_push),
         );
+        if let Some(m) = &cluster {
+            presence = presence.with_announce(m.presence_announcer());
+        }
         let presence_view = presence.view();
         let presence = presence.start();
+        if let Some(m) = &cluster {
+            m.follow_presence(presence.clone().recipient());
+        }
         let shared = Arc::new(BrokerShared::new(
             &settings,
             BrokerDeps {

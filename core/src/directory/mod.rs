@@ -107,7 +107,8 @@ impl Directory {
             Arc::downgrade(&d.tokens),
             d.ring.clone(),
         );
-        store.on_remote_change(Arc::new(move |tree, key, value| {
+        store.on_remote_change(Arc::new(move |c| {
+            let (tree, key, value) = (c.tree, c.key, c.new);
             let (Some(users), Some(by_address), Some(tokens)) =
                 (caches.upgrade(), by_address.upgrade(), tokens.upgrade())
             else {

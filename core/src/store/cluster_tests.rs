@@ -56,8 +56,8 @@ fn what_one_node_writes_the_other_reads_and_is_told_of() {
     assert!(a.clustered());
     let told: Arc<Mutex<Vec<Changed>>> = Arc::default();
     let t = told.clone();
-    b.on_remote_change(Arc::new(move |tree, key, _| {
-        t.lock().unwrap().push((tree, key.to_vec()))
+    b.on_remote_change(Arc::new(move |c| {
+        t.lock().unwrap().push((c.tree, c.key.to_vec()))
     }));
     put(&a, Tree::Profiles, b"alice", b"{\"v\":1}");
     eventually("b reads alice", || {

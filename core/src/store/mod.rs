@@ -41,7 +41,7 @@ use crate::journal::{self, Journal, JournalError, Position};
 pub use records::{
     AccountingRecord, AttemptRecord, EventRecord, InboxEntry, OutboxEntry, TxnRecord, TxnStatus,
 };
-pub use replica::Listener;
+pub use replica::{Listener, RemoteChange};
 pub use write::{WriteBatch, WriteCounts, WriteHandle, WriteStats};
 
 /// How long [`Store::open`] waits for another process to release the database.

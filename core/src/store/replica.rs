@@ -75,10 +75,23 @@ fn untag(v: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((v.get(1..1 + n)?, v.get(1 + n..)?))
 }
 
-/// Called for every change another node made, once the local cache has it:
-/// the tree, the key, the new value (`None`: removed). The directory
-/// refreshes its cached users and member keys by it.
-pub type Listener = Arc<dyn Fn(Tree, &[u8], Option<&[u8]>) + Send + Sync>;
+/// Called for every change another node made, once the local cache has it.
+/// The directory refreshes its cached users and member keys by it; the IM
+/// sessions push what another node put into their users' inboxes.
+pub type Listener = Arc<dyn Fn(&RemoteChange<'_>) + Send + Sync>;
+
+/// A change another node made.
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteChange<'a> {
+    /// The tree.
+    pub tree: Tree,
+    /// The key.
+    pub key: &'a [u8],
+    /// The value this node had before (`None`: none).
+    pub old: Option<&'a [u8]>,
+    /// The value now (`None`: removed).
+    pub new: Option<&'a [u8]>,
+}
 
 /// The buckets and the watchers.
 pub(crate) struct Replica {
@@ -281,8 +294,7 @@ impl Replica {
         let changed = match e.operation {
             kv::Operation::Put => match untag(&e.value) {
                 Some((writer, value)) if fresh || writer != self.node.as_bytes() => {
-                    tree.insert(&key[..], value)?;
-                    Some(Some(value))
+                    Some((tree.insert(&key[..], value)?, Some(value)))
                 }
                 Some(_) => None,
                 None => {
@@ -291,13 +303,19 @@ impl Replica {
                 }
             },
             kv::Operation::Delete | kv::Operation::Purge => {
-                tree.remove(&key[..])?.is_some().then_some(None)
+                tree.remove(&key[..])?.map(|old| (Some(old), None))
             }
         };
         s.trees[Tree::Meta.index()].insert(rev_key(t), &e.revision.to_be_bytes())?;
-        if let Some(value) = changed {
+        if let Some((old, new)) = changed {
+            let change = RemoteChange {
+                tree: t,
+                key: &key,
+                old: old.as_deref(),
+                new,
+            };
             for l in lock(&self.listeners).iter() {
-                l(t, &key, value);
+                l(&change);
             }
         }
         Ok(())

@@ -17,7 +17,8 @@ use tokio::sync::mpsc::UnboundedSender;
 use switchboard_actors::bus::PresencePush;
 use switchboard_actors::gateway::{Receipt, ReceiptSink};
 use switchboard_core::protocol::{Outcome, TxnId};
-use switchboard_core::store::{InboxEntry, Store};
+use switchboard_core::store::records::dec;
+use switchboard_core::store::{InboxEntry, Store, Tree};
 
 use crate::http::time::rfc3339;
 
@@ -183,6 +184,31 @@ impl Hub {
         self.sessions.clone()
     }
 
+    /// In a cluster: pushes to this node's sessions what another node put
+    /// into their users' inboxes (a message for bob accepted and delivered
+    /// by node A reaches bob's WebSocket on node B within a checkpoint
+    /// round). Nothing on a single node.
+    pub fn push_remote_messages(&self, store: &Store) {
+        let sessions = self.sessions.clone();
+        store.on_remote_change(Arc::new(move |c| {
+            if c.tree != Tree::Inbox || c.old.is_some() {
+                return;
+            }
+            let (Some(user), Some(new)) = (inbox_message_user(c.key), c.new) else {
+                return;
+            };
+            if sessions.get(user) == 0 {
+                return;
+            }
+            match dec::<InboxEntry>(new, "inbox entry") {
+                Ok(e) => {
+                    sessions.push(user, &message_frame(&e));
+                }
+                Err(e) => tracing::warn!(user, error = %e, "an unreadable inbox entry from another node"),
+            }
+        }));
+    }
+
     /// Its receipts (the IM gateway's [`ReceiptSink`]).
     pub fn receipts(&self) -> Receipts {
         self.receipts.clone()
@@ -198,6 +224,15 @@ impl Hub {
 
 impl Actor for Hub {
     type Context = Context<Self>;
+}
+
+/// The user of an inbox message key (`user \0 m seq`); `None` for the
+/// txn index (`user \0 i txn`) or anything else.
+fn inbox_message_user(key: &[u8]) -> Option<&str> {
+    let split = key.iter().position(|b| *b == 0)?;
+    (key.get(split + 1) == Some(&b'm') && key.len() == split + 2 + 8)
+        .then(|| std::str::from_utf8(&key[..split]).ok())
+        .flatten()
 }
 
 /// The `message` frame for an inbox entry.

@@ -1,7 +1,10 @@
 //! A node in cluster mode (`CLUSTER.md`), a leaf the node and the API both
 //! use: joining the cluster (connect, make sure of the streams and
 //! buckets, refuse to start beside a live node with this id), the heartbeat
-//! every `cluster.heartbeat_s`, leaving, and the status.
+//! every `cluster.heartbeat_s`, leaving, the status, and presence across
+//! nodes ([`presence`]).
+
+pub mod presence;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,6 +26,9 @@ pub struct Membership {
     /// The connection.
     pub engine: Engine,
     record: Arc<Mutex<NodeRecord>>,
+    presence: Arc<Mutex<presence::Known>>,
+    /// Where other nodes' presence is reported (once followed).
+    reported: Arc<Mutex<Option<actix::Recipient<switchboard_actors::bus::Reported>>>>,
 }
 
 impl std::fmt::Debug for Membership {
@@ -74,6 +80,8 @@ pub fn join(cfg: &Config, clock: &SharedClock) -> anyhow::Result<Membership> {
     Ok(Membership {
         engine,
         record: Arc::new(Mutex::new(record)),
+        presence: Arc::default(),
+        reported: Arc::default(),
     })
 }
 
@@ -88,6 +96,7 @@ impl Membership {
     ) {
         lock(&self.record).http = http;
         let (engine, record) = (self.engine.clone(), self.record.clone());
+        let (known, reported) = (self.presence.clone(), self.reported.clone());
         let every = self.engine.settings().heartbeat;
         self.engine.spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -105,8 +114,36 @@ impl Membership {
                 if let Err(e) = status::beat(&engine, &r).await {
                     tracing::warn!(error = %e, "the cluster heartbeat was not taken");
                 }
+                presence::refresh(&engine, &known).await;
+                let to = lock(&reported).clone();
+                if let (Some(to), Ok(nodes)) = (to, status::nodes(&engine).await) {
+                    let now = clock.now_ms();
+                    let alive = |id: &str| nodes.iter().any(|n| n.id == id && n.alive(now));
+                    presence::forget_dead(&known, &alive, &to);
+                }
             }
         });
+    }
+
+    /// What this node's presence actor announces goes to the cluster.
+    pub fn presence_announcer(&self) -> actix::Recipient<switchboard_actors::bus::AnnouncePresence> {
+        use actix::Actor as _;
+        presence::Announcer {
+            engine: self.engine.clone(),
+            known: self.presence.clone(),
+        }
+        .start()
+        .recipient()
+    }
+
+    /// What other nodes' sessions make of their users' presence is
+    /// reported to `to` (this node's presence actor); a user whose nodes
+    /// all stopped heartbeating is reported offline.
+    pub fn follow_presence(&self, to: actix::Recipient<switchboard_actors::bus::Reported>) {
+        *lock(&self.reported) = Some(to.clone());
+        let (engine, known) = (self.engine.clone(), self.presence.clone());
+        self.engine
+            .spawn(async move { presence::follow(engine, known, to).await });
     }
 
     /// Tells the cluster this node leaves (an ordered shutdown): its
