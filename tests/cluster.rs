@@ -376,7 +376,10 @@ fn cluster_up_runs_a_trial_cluster_and_stops_it() {
     assert!(status.success(), "cluster-up exited {status}");
     let stopped = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
     let rest: Vec<String> = std::iter::once(stopped).chain(rx.try_iter()).collect();
-    assert!(rest.iter().any(|l| l.contains("cluster-up: stopped")), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("cluster-up: stopped")),
+        "{rest:?}"
+    );
     for k in 0..3 {
         assert!(
             std::net::TcpListener::bind(("127.0.0.1", (8080 + k + offset) as u16)).is_ok(),
@@ -407,16 +410,44 @@ fn presence_and_pushes_cross_nodes() {
     };
     assert_eq!(presence_on_a(), "offline");
     let mut ws = common::Ws::connect(&b.url, Some(&bob.token));
-    within(10, "A sees bob online", || (presence_on_a() == "online").then_some(()));
+    within(10, "A sees bob online", || {
+        (presence_on_a() == "online").then_some(())
+    });
     // alice on A → bob's session on B.
+    let mut alice_ws = common::Ws::connect(&a.url, Some(&alice.token));
     let txn = alice.send("bob", "pushed on B");
     let pushed = ws.expect("message");
     assert_eq!(pushed["txn"], txn.as_str());
     assert_eq!(pushed["body"], "pushed on B");
+    let delivered = alice_ws.expect("receipt");
+    assert_eq!(
+        (delivered["txn"].as_str(), delivered["status"].as_str()),
+        (Some(txn.as_str()), Some("delivered"))
+    );
+    // bob reads it on B; alice's session on A hears of it.
+    let (code, v) =
+        Api::new(&b.url, &bob.token).post(&format!("/v1/messages/{txn}/read"), &json!({}));
+    assert!(matches!(code, 200 | 204), "{code} {v}");
+    let read = alice_ws.expect("receipt");
+    assert_eq!(
+        (read["txn"].as_str(), read["status"].as_str()),
+        (Some(txn.as_str()), Some("read")),
+        "{read}"
+    );
+    let on_a = within(10, "read on A too", || {
+        let (_, v) = alice.get(&format!("/v1/messages/{txn}"));
+        (v["status"] == "read").then_some(v)
+    });
+    assert_eq!(on_a["status"], "read");
     // B dies: its heartbeats stop, bob goes offline on A.
     let killed = Instant::now();
     b.kill9();
-    within(10, "bob offline on A", || (presence_on_a() == "offline").then_some(()));
-    eprintln!("bob was offline on A {:?} after B was killed (heartbeat 1 s)", killed.elapsed());
+    within(10, "bob offline on A", || {
+        (presence_on_a() == "offline").then_some(())
+    });
+    eprintln!(
+        "bob was offline on A {:?} after B was killed (heartbeat 1 s)",
+        killed.elapsed()
+    );
     drop(a);
 }

@@ -126,7 +126,9 @@ impl Membership {
     }
 
     /// What this node's presence actor announces goes to the cluster.
-    pub fn presence_announcer(&self) -> actix::Recipient<switchboard_actors::bus::AnnouncePresence> {
+    pub fn presence_announcer(
+        &self,
+    ) -> actix::Recipient<switchboard_actors::bus::AnnouncePresence> {
         use actix::Actor as _;
         presence::Announcer {
             engine: self.engine.clone(),

@@ -109,7 +109,11 @@ pub(super) async fn refresh(engine: &Engine, known: &Mutex<Known>) {
 
 /// Every heartbeat: users whose every reporting node is no longer alive
 /// are reported offline here.
-pub(super) fn forget_dead(known: &Mutex<Known>, alive: &dyn Fn(&str) -> bool, to: &Recipient<Reported>) {
+pub(super) fn forget_dead(
+    known: &Mutex<Known>,
+    alive: &dyn Fn(&str) -> bool,
+    to: &Recipient<Reported>,
+) {
     let mut k = super::lock(known);
     let mut gone = Vec::new();
     k.remote.retain(|user, by_node| {
@@ -146,7 +150,8 @@ pub(super) async fn follow(engine: Engine, known: Arc<Mutex<Known>>, to: Recipie
                 };
                 if p.node == me {
                     // Left from this node's last run: its sessions are gone.
-                    let stale = p.state != "offline" && !super::lock(&known).local.contains_key(&p.user);
+                    let stale =
+                        p.state != "offline" && !super::lock(&known).local.contains_key(&p.user);
                     if stale {
                         let off = NodePresence {
                             state: "offline".into(),

@@ -137,6 +137,7 @@ impl Core {
         let delivery = delivery.start();
         let hub = Hub::new(store.clone(), receipts);
         hub.push_remote_messages(&store);
+        hub.receipts_from_remote(&store);
         let (sessions, im_receipts) = (hub.sessions(), hub.receipts());
         let hub = hub.start();
         // Presence pushes go to the node's sessions, or as frames to the IM

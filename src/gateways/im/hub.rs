@@ -18,7 +18,7 @@ use switchboard_actors::bus::PresencePush;
 use switchboard_actors::gateway::{Receipt, ReceiptSink};
 use switchboard_core::protocol::{Outcome, TxnId};
 use switchboard_core::store::records::dec;
-use switchboard_core::store::{InboxEntry, Store, Tree};
+use switchboard_core::store::{InboxEntry, Store, Tree, TxnRecord, TxnStatus};
 
 use crate::http::time::rfc3339;
 
@@ -184,6 +184,49 @@ impl Hub {
         self.sessions.clone()
     }
 
+    /// In a cluster: tells this node's sessions of a sender the outcomes
+    /// another node's broker gave their messages (bob read alice's message
+    /// on node B; alice's WebSocket is on node A), from the transaction
+    /// records that node wrote. Nothing on a single node.
+    pub fn receipts_from_remote(&self, store: &Store) {
+        let sessions = self.sessions.clone();
+        store.on_remote_change(Arc::new(move |c| {
+            if c.tree != Tree::Txn {
+                return;
+            }
+            let Some(new) = c.new.and_then(|v| dec::<TxnRecord>(v, "txn").ok()) else {
+                return;
+            };
+            let Some(user) = new.imi.sender_user.as_deref() else {
+                return;
+            };
+            if sessions.get(user) == 0 {
+                return;
+            }
+            let old = c.old.and_then(|v| dec::<TxnRecord>(v, "txn").ok());
+            if old.as_ref().map(|o| &o.status) == Some(&new.status) {
+                return;
+            }
+            let status = match &new.status {
+                TxnStatus::Delivered
+                | TxnStatus::Read
+                | TxnStatus::Undeliverable
+                | TxnStatus::Expired
+                | TxnStatus::Blocked(_) => new.status.as_str(),
+                _ => return,
+            };
+            let last = new.attempts.last();
+            let frame = json!({
+                "type": "receipt",
+                "txn": new.imi.txn.to_string(),
+                "status": status,
+                "via": last.map(|a| a.route.mechanism.as_str()),
+                "at": rfc3339(last.map_or(0, |a| a.started_ms).max(new.events.last().map_or(0, |e| e.at_ms))),
+            });
+            sessions.push(user, &frame);
+        }));
+    }
+
     /// In a cluster: pushes to this node's sessions what another node put
     /// into their users' inboxes (a message for bob accepted and delivered
     /// by node A reaches bob's WebSocket on node B within a checkpoint
@@ -204,7 +247,9 @@ impl Hub {
                 Ok(e) => {
                     sessions.push(user, &message_frame(&e));
                 }
-                Err(e) => tracing::warn!(user, error = %e, "an unreadable inbox entry from another node"),
+                Err(e) => {
+                    tracing::warn!(user, error = %e, "an unreadable inbox entry from another node")
+                }
             }
         }));
     }
