@@ -321,9 +321,10 @@ fn two_nodes_starting_at_once_initialise_the_cluster_once() {
 fn cluster_up_runs_a_trial_cluster_and_stops_it() {
     use std::io::BufRead as _;
     let dir = tempfile::tempdir().unwrap();
-    // Every port shifted into 10000–20000 + the configs' (all below the
-    // ephemeral range).
-    let offset = 10_000 + (common::free_port() % 8) as u32 * 1000 + (std::process::id() % 97);
+    // Every port shifted by 3000–10100: all land in 7222–18320, below both
+    // the ephemeral range and the 20000–32000 the other tests' servers
+    // draw from.
+    let offset = 3_000 + (common::free_port() % 8) as u32 * 1000 + (std::process::id() % 97);
     let mut child = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster-up"))
         .env("DIR", dir.path())
         .env("PORT_OFFSET", offset.to_string())

@@ -12,11 +12,14 @@ use std::time::{Duration, Instant};
 /// same address. It is drawn below the kernel's ephemeral range (32768 and
 /// up on Linux), so no other test's `127.0.0.1:0` listener or outgoing
 /// connection can take it between this check and the server's bind; the
-/// draw is random (process id and clock), so parallel tests rarely meet,
-/// and a port found busy is skipped.
+/// draw is random (process id and clock), a port found busy is skipped,
+/// and no port is handed out twice in one process — a server killed and
+/// started again on its ports finds them still its own, not taken by a
+/// parallel test's draw.
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static STATE: AtomicU64 = AtomicU64::new(0);
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::from(d.subsec_nanos()))
@@ -30,7 +33,9 @@ pub fn free_port() -> u16 {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let port = 20_000 + (seed % 12_000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
             return port;
         }
     }
