@@ -98,7 +98,8 @@ fn action(before: Option<usize>, replicas: usize) -> &'static str {
 
 /// Tries `f` up to [`TRIES`] times while JetStream does not answer in time
 /// (a stream's first creation elects its group, which can outlast one
-/// request when several nodes start at once); other errors at once.
+/// request when several nodes start at once) or has too few servers up for
+/// the replicas yet; other errors at once.
 async fn patiently<T, F, Fut>(what: &str, mut f: F) -> Result<T, ClusterError>
 where
     F: FnMut() -> Fut,
@@ -108,7 +109,13 @@ where
     for i in 0..TRIES {
         match f().await {
             Ok(v) => return Ok(v),
-            Err(e) if e.contains("timed out") || e.contains("no responders") => {
+            // No answer in time, or too few servers known to be up for
+            // the replicas yet (a cluster just started or restarting).
+            Err(e)
+                if e.contains("timed out")
+                    || e.contains("no responders")
+                    || e.contains("no suitable peers") =>
+            {
                 tracing::warn!(what, error = %e, "JetStream did not answer in time; trying again");
                 last = e;
                 tokio::time::sleep(Duration::from_millis(200 << i.min(4))).await;
