@@ -13,7 +13,8 @@ use anyhow::{bail, Context as _};
 use switchboard_core::cluster::status::{self, NodeRecord};
 use switchboard_core::cluster::{init, Engine};
 use switchboard_core::protocol::clock::SharedClock;
-use switchboard_core::store::Tree;
+use switchboard_actors::gateway::AdoptOutbox;
+use switchboard_core::store::{Store, StoreError, Tree};
 
 use crate::config::Config;
 
@@ -25,7 +26,7 @@ const JOIN_WAIT: Duration = Duration::from_secs(30);
 pub struct Membership {
     /// The connection.
     pub engine: Engine,
-    record: Arc<Mutex<NodeRecord>>,
+    record: Arc<Mutex<Beat>>,
     presence: Arc<Mutex<presence::Known>>,
     /// Where other nodes' presence is reported (once followed).
     reported: Arc<Mutex<Option<actix::Recipient<switchboard_actors::bus::Reported>>>>,
@@ -77,24 +78,45 @@ pub fn join(cfg: &Config, clock: &SharedClock) -> anyhow::Result<Membership> {
         left: false,
     };
     tracing::info!(node = %settings.node_id, nats = %settings.urls.join(","), replicas = settings.replicas, "joined the cluster");
-    Ok(Membership {
+    let m = Membership {
         engine,
-        record: Arc::new(Mutex::new(record)),
+        record: Arc::new(Mutex::new(Beat {
+            record,
+            open_txns: None,
+            beating_since: None,
+        })),
         presence: Arc::default(),
         reported: Arc::default(),
-    })
+    };
+    // Beating from now: a node that starts is alive, not a dead node to
+    // take over, however long its cache takes to catch up.
+    m.beat(clock.clone());
+    Ok(m)
+}
+
+/// The heartbeat's state.
+struct Beat {
+    record: NodeRecord,
+    /// Counts the node's open transactions (once it serves).
+    open_txns: Option<Box<dyn Fn() -> u64 + Send>>,
+    /// Since when every heartbeat has been taken (`None`: the last was
+    /// not): a node takes others over only after `ack_wait` of it, so
+    /// nodes that all lost JetStream for a while do not take each other
+    /// over when it is back.
+    beating_since: Option<std::time::Instant>,
 }
 
 impl Membership {
-    /// Starts the heartbeat: the node's record every `cluster.heartbeat_s`,
-    /// with its HTTP address and its count of open transactions.
-    pub fn start_heartbeat(
-        &self,
-        http: String,
-        clock: SharedClock,
-        open_txns: impl Fn() -> u64 + Send + 'static,
-    ) {
-        lock(&self.record).http = http;
+    /// The node serves: its heartbeat carries its HTTP address and its
+    /// count of open transactions from now.
+    pub fn serving(&self, http: String, open_txns: impl Fn() -> u64 + Send + 'static) {
+        let mut b = lock(&self.record);
+        b.record.http = http;
+        b.open_txns = Some(Box::new(open_txns));
+    }
+
+    /// The heartbeat: the node's record every `cluster.heartbeat_s`.
+    fn beat(&self, clock: SharedClock) {
         let (engine, record) = (self.engine.clone(), self.record.clone());
         let (known, reported) = (self.presence.clone(), self.reported.clone());
         let every = self.engine.settings().heartbeat;
@@ -103,15 +125,25 @@ impl Membership {
             loop {
                 tick.tick().await;
                 let r = {
-                    let mut r = lock(&record);
-                    if r.left {
+                    let mut b = lock(&record);
+                    if b.record.left {
                         return;
                     }
-                    r.last_seen_ms = clock.now_ms();
-                    r.open_txns = open_txns();
-                    r.clone()
+                    b.record.last_seen_ms = clock.now_ms();
+                    b.record.open_txns = b.open_txns.as_ref().map_or(0, |f| f());
+                    b.record.clone()
                 };
-                if let Err(e) = status::beat(&engine, &r).await {
+                let taken = status::beat(&engine, &r).await;
+                {
+                    let mut b = lock(&record);
+                    match &taken {
+                        Ok(()) => {
+                            b.beating_since.get_or_insert_with(std::time::Instant::now);
+                        }
+                        Err(_) => b.beating_since = None,
+                    }
+                }
+                if let Err(e) = taken {
                     tracing::warn!(error = %e, "the cluster heartbeat was not taken");
                 }
                 presence::refresh(&engine, &known).await;
@@ -123,6 +155,55 @@ impl Membership {
                 }
             }
         });
+    }
+
+    /// Starts taking over dead nodes' work (`CLUSTER.md`, behaviour 4): on
+    /// a thread of its own, every heartbeat, once this node's own
+    /// heartbeats have been taken for `cluster.ack_wait_s`,
+    /// [`Store::adopt_dead`]; what it adopts goes to `gateways`, which
+    /// submit it to this node's broker.
+    pub fn take_over_dead(
+        &self,
+        store: Store,
+        gateways: Vec<actix::Recipient<AdoptOutbox>>,
+        clock: SharedClock,
+    ) {
+        let record = self.record.clone();
+        let settings = self.engine.settings().clone();
+        let spawned = std::thread::Builder::new()
+            .name("takeover".into())
+            .spawn(move || loop {
+                std::thread::sleep(settings.heartbeat);
+                let steady = {
+                    let b = lock(&record);
+                    if b.record.left {
+                        return;
+                    }
+                    b.beating_since
+                        .is_some_and(|t| t.elapsed() >= settings.ack_wait)
+                };
+                if !steady {
+                    continue;
+                }
+                match store.adopt_dead(clock.now_ms()) {
+                    Ok(adopted) => {
+                        for a in adopted {
+                            metrics::counter!("switchboard_cluster_takeovers_total").increment(1);
+                            metrics::counter!("switchboard_cluster_adopted_outbox_total")
+                                .increment(a.outbox as u64);
+                            for g in &gateways {
+                                g.do_send(AdoptOutbox);
+                            }
+                            tracing::info!(node = %a.node, outbox = a.outbox, batches = a.batches, members = ?a.members, "the adopted work goes to this node's gateways (members without a gateway here keep theirs until one starts)");
+                        }
+                    }
+                    Err(StoreError::Closed) => return,
+                    Err(e) => tracing::warn!(error = %e, "taking over a silent node failed; trying again"),
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "could not start the takeover thread");
+        }
     }
 
     /// What this node's presence actor announces goes to the cluster.
@@ -152,9 +233,9 @@ impl Membership {
     /// record says so and the heartbeat stops.
     pub fn leave(&self) {
         let r = {
-            let mut r = lock(&self.record);
-            r.left = true;
-            r.clone()
+            let mut b = lock(&self.record);
+            b.record.left = true;
+            b.record.clone()
         };
         let engine = self.engine.clone();
         match self

@@ -16,7 +16,7 @@ use switchboard_actors::broker::{BrokerShared, PresenceRouter};
 use switchboard_actors::bus::PresencePush;
 use switchboard_actors::converter::Converter;
 use switchboard_actors::delivery::{DeliveryService, ImOfflineWait};
-use switchboard_actors::gateway::{Gateway, GatewayConfig, GetInFlight, Receipt};
+use switchboard_actors::gateway::{AdoptOutbox, Gateway, GatewayConfig, GetInFlight, Receipt};
 use switchboard_actors::medium::Medium;
 use switchboard_actors::presence::{Presence, PresenceView};
 use switchboard_actors::processor::Processor;
@@ -86,8 +86,9 @@ pub struct Core {
     pub im_offline: ImOfflineWait,
     gateway_config: GatewayConfig,
     /// Every gateway started in this process (the IM gateway first): the
-    /// ordered shutdown waits for each one's in-flight steps.
-    pub(super) gateways: Mutex<Vec<(String, Recipient<GetInFlight>)>>,
+    /// ordered shutdown waits for each one's in-flight steps, a takeover
+    /// hands them what it adopted.
+    pub(super) gateways: Mutex<Vec<StartedGateway>>,
     /// The clock.
     pub clock: SharedClock,
     /// The admin token, when this start initialised the data directory.
@@ -202,7 +203,7 @@ impl Core {
         gateway = gateway.with_receipts(im_receipts);
         let im = gateway.start();
         wait_logged_in(&im).await?;
-        let im_in_flight = im.clone().recipient();
+        let started_im = StartedGateway::of(gateways::im::MEMBER_ID, &im);
         let core = Core {
             store,
             directory,
@@ -213,7 +214,7 @@ impl Core {
             presence,
             presence_view,
             hub,
-            gateways: Mutex::new(vec![(gateways::im::MEMBER_ID.into(), im_in_flight)]),
+            gateways: Mutex::new(vec![started_im]),
             im_offline,
             gateway_config,
             clock,
@@ -323,8 +324,29 @@ impl Core {
         self.gateways
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push((id.to_string(), gw.clone().recipient()));
+            .push(StartedGateway::of(id, &gw));
         Ok(gw)
+    }
+}
+
+/// A gateway started in this process, as the node reaches it.
+#[derive(Clone)]
+pub(super) struct StartedGateway {
+    /// Its member id.
+    pub(super) id: String,
+    /// What it has in flight.
+    pub(super) in_flight: Recipient<GetInFlight>,
+    /// Where it hears of outbox entries a takeover adopted.
+    pub(super) adopt: Recipient<AdoptOutbox>,
+}
+
+impl StartedGateway {
+    fn of<M: Medium>(id: &str, gw: &Addr<Gateway<M>>) -> Self {
+        Self {
+            id: id.to_owned(),
+            in_flight: gw.clone().recipient(),
+            adopt: gw.clone().recipient(),
+        }
     }
 }
 
@@ -406,9 +428,15 @@ impl Node {
         actix_rt::spawn(server);
         if let Some(m) = &core.cluster {
             let broker = core.broker.shared.clone();
-            m.start_heartbeat(http_addr.to_string(), core.clock.clone(), move || {
-                broker.open_transactions()
-            });
+            m.serving(http_addr.to_string(), move || broker.open_transactions());
+            let adopters = core
+                .gateways
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|g| g.adopt.clone())
+                .collect();
+            m.take_over_dead(core.store.clone(), adopters, core.clock.clone());
         }
         tracing::info!(http = %http_addr, data = %cfg.data.dir.display(), shards = cfg.broker.shards, "switchboard node ready");
         Ok(Node {

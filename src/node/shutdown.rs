@@ -6,11 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
-
 use switchboard_actors::gateway::{GetInFlight, InFlight};
 
-use super::assembly::{Core, Node};
+use super::assembly::{Core, Node, StartedGateway};
 use crate::gateways;
 
 impl Node {
@@ -68,14 +66,14 @@ fn busy(f: &InFlight) -> bool {
 /// Waits until none of `gateways` has a step in flight (a stopped one has
 /// none), or `timeout` has passed — then what is left is durable and
 /// resumes on the next start.
-pub async fn drain(gateways: &[(String, Recipient<GetInFlight>)], timeout: Duration) {
+pub(super) async fn drain(gateways: &[StartedGateway], timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
         let mut left = Vec::new();
-        for (id, g) in gateways {
-            if let Ok(f) = g.send(GetInFlight).await {
+        for g in gateways {
+            if let Ok(f) = g.in_flight.send(GetInFlight).await {
                 if busy(&f) {
-                    left.push((id.as_str(), f));
+                    left.push((g.id.as_str(), f));
                 }
             }
         }

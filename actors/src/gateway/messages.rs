@@ -98,6 +98,13 @@ impl ReceiptSink for Recipient<Receipt> {
     }
 }
 
+/// Another node's outbox entries were adopted into this store (a cluster
+/// takeover): the gateway reads its outbox again and submits every entry
+/// it does not hold yet; how many.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "usize")]
+pub struct AdoptOutbox;
+
 /// How much work is in flight (shutdown drains until it is zero).
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "InFlight")]

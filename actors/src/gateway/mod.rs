@@ -27,7 +27,8 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 pub use messages::{
-    Accepted, GetInFlight, InFlight, Originate, OriginateError, Receipt, ReceiptSink,
+    Accepted, AdoptOutbox, GetInFlight, InFlight, Originate, OriginateError, Receipt,
+    ReceiptSink,
 };
 pub use sessions::{IdentifyError, IdentifyToken, WatchUsers};
 
@@ -203,6 +204,30 @@ impl<M: Medium> Gateway<M> {
         };
         let s = frames::make_submit(&session.current, entry.imi.clone());
         self.to_broker(Frame::Submit(s));
+    }
+
+    /// Takes every stored outbox entry it does not hold yet (at start, and
+    /// after a takeover adopted another node's) and submits it once logged
+    /// in; how many.
+    fn read_outbox(&mut self) -> usize {
+        let entries = match self.store.outbox(&self.tscs.cfg.id) {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::error!(member = %self.tscs.cfg.id, error = %e, "reading the outbox failed");
+                return 0;
+            }
+        };
+        let mut n = 0;
+        for e in entries {
+            if let std::collections::hash_map::Entry::Vacant(v) = self.outbox.entry(e.imi.txn) {
+                let txn = e.imi.txn;
+                v.insert(e);
+                // Unsent until logged in.
+                self.submit(txn);
+                n += 1;
+            }
+        }
+        n
     }
 
     fn forget_outbox(&mut self, txn: &TxnId) {
@@ -424,19 +449,9 @@ impl<M: Medium> Actor for Gateway<M> {
             inbound,
             self.now(),
         );
-        match self.store.outbox(&self.tscs.cfg.id) {
-            Ok(entries) => {
-                if !entries.is_empty() {
-                    tracing::info!(member = %self.tscs.cfg.id, count = entries.len(), "resubmitting the outbox");
-                }
-                for e in entries {
-                    self.unsent.push(e.imi.txn);
-                    self.outbox.insert(e.imi.txn, e);
-                }
-            }
-            Err(e) => {
-                tracing::error!(member = %self.tscs.cfg.id, error = %e, "reading the outbox failed")
-            }
+        let n = self.read_outbox();
+        if n > 0 {
+            tracing::info!(member = %self.tscs.cfg.id, count = n, "resubmitting the outbox");
         }
         self.login();
         let renew = self.tscs.renew_every();
@@ -625,6 +640,18 @@ impl<M: Medium> Handler<crate::bus::LinkUp> for Gateway<M> {
         self.drop_identify_requests();
         self.unsent = self.outbox.keys().copied().collect();
         self.login();
+    }
+}
+
+impl<M: Medium> Handler<AdoptOutbox> for Gateway<M> {
+    type Result = usize;
+
+    fn handle(&mut self, _: AdoptOutbox, _: &mut Context<Self>) -> usize {
+        let n = self.read_outbox();
+        if n > 0 {
+            tracing::info!(member = %self.tscs.cfg.id, count = n, "submitting the outbox entries a takeover adopted");
+        }
+        n
     }
 }
 

@@ -13,6 +13,7 @@
 pub mod init;
 pub mod names;
 pub mod status;
+pub mod takeover;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 

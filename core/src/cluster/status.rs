@@ -127,7 +127,10 @@ pub async fn nodes(engine: &Engine) -> Result<Vec<NodeRecord>, ClusterError> {
     let mut keys: Vec<String> = Vec::new();
     let mut listed = kv.keys().await.map_err(ClusterError::js)?;
     while let Some(k) = listed.next().await {
-        keys.push(k.map_err(ClusterError::js)?);
+        let k = k.map_err(ClusterError::js)?;
+        if !k.starts_with(super::takeover::PREFIX) {
+            keys.push(k);
+        }
     }
     keys.sort();
     let mut out = Vec::new();

@@ -141,24 +141,7 @@ impl JetStreamJournal {
         let stream = names::JOURNAL_STREAM.to_owned();
         let e = engine.clone();
         let (subj, name) = (subject.clone(), stream.clone());
-        let last = engine.run(async move {
-            let s = e.js().get_stream(&name).await.map_err(js_err)?;
-            match s.get_last_raw_message_by_subject(&subj).await {
-                Ok(m) => {
-                    let (first, batches) = decode(&m.payload)?;
-                    Ok::<_, JournalError>(Some((first + batches.len() as u64 - 1, m.sequence)))
-                }
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound
-                    ) =>
-                {
-                    Ok(None)
-                }
-                Err(err) => Err(js_err(err)),
-            }
-        })??;
+        let last = engine.run(async move { last_message(&e, &name, &subj).await })??;
         let (last_pos, last_seq) = last.unwrap_or((0, 0));
         let max_message = engine.client().server_info().max_payload.max(64 * 1024) - HEADROOM;
         let mut index = BTreeMap::new();
@@ -474,6 +457,87 @@ impl Journal for JetStreamJournal {
     fn stalled(&self) -> Option<Duration> {
         self.waiting()
     }
+}
+
+/// The last message of `subject`: (its last batch position, its stream
+/// sequence); `None` when the subject holds none.
+async fn last_message(
+    engine: &Engine,
+    stream: &str,
+    subject: &str,
+) -> Result<Option<(Position, u64)>, JournalError> {
+    let s = engine.js().get_stream(stream).await.map_err(js_err)?;
+    match s.get_last_raw_message_by_subject(subject).await {
+        Ok(m) => {
+            let (first, batches) = decode(&m.payload)?;
+            Ok(Some((first + batches.len() as u64 - 1, m.sequence)))
+        }
+        Err(err)
+            if matches!(
+                err.kind(),
+                async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(err) => Err(js_err(err)),
+    }
+}
+
+/// Another node's journal, read while it is down (a takeover,
+/// [`crate::cluster::takeover`]): each batch `node`'s subject holds, in
+/// order, to `each`; how many. Blocks: never call it on the engine's
+/// thread.
+///
+/// # Errors
+/// When JetStream does not answer or a message does not decode.
+pub(crate) fn read_node(
+    engine: &Engine,
+    node: &str,
+    each: &mut dyn FnMut(&[u8]) -> Result<(), JournalError>,
+) -> Result<usize, JournalError> {
+    let subject = names::journal_subject(node);
+    let (e, subj) = (engine.clone(), subject.clone());
+    let last = engine.run(async move { last_message(&e, names::JOURNAL_STREAM, &subj).await })??;
+    let Some((_, last_seq)) = last else {
+        return Ok(0);
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let e = engine.clone();
+    engine.spawn(async move {
+        if let Err(err) = read_subject(&e, names::JOURNAL_STREAM, &subject, 1, last_seq, &tx).await
+        {
+            let _ = tx.send(Err(err));
+        }
+    });
+    let mut n = 0;
+    while let Ok(m) = rx.recv() {
+        let (_, payload) = m?;
+        for b in decode(&payload)?.1 {
+            each(b)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Empties `node`'s subject (its journal, taken over and durable in
+/// another node's). Blocks like [`read_node`].
+///
+/// # Errors
+/// When JetStream does not answer.
+pub(crate) fn purge_node(engine: &Engine, node: &str) -> Result<(), JournalError> {
+    let e = engine.clone();
+    let subject = names::journal_subject(node);
+    engine.run(async move {
+        let st = e
+            .js()
+            .get_stream(names::JOURNAL_STREAM)
+            .await
+            .map_err(js_err)?;
+        st.purge().filter(subject).await.map_err(js_err)?;
+        Ok::<_, JournalError>(())
+    })?
 }
 
 /// Sends every message of `subject` from stream sequence `start` through

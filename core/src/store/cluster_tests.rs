@@ -126,3 +126,144 @@ fn a_node_lost_before_its_checkpoint_loses_nothing() {
         (0..50u8).all(|i| b.get(Tree::Txn, &[b't', i]).unwrap().is_some())
     });
 }
+
+/// Beats `node`'s heartbeat record, last seen at `at_ms`.
+fn beat(e: &Engine, node: &str, at_ms: u64) {
+    let r = crate::cluster::status::NodeRecord {
+        id: node.into(),
+        http: String::new(),
+        started_ms: at_ms,
+        last_seen_ms: at_ms,
+        open_txns: 0,
+        heartbeat_ms: 1000,
+        left: false,
+    };
+    let one = e.clone();
+    e.run(async move { crate::cluster::status::beat(&one, &r).await })
+        .unwrap()
+        .unwrap();
+}
+
+fn claim_on(e: &Engine, node: &str) -> Option<(crate::cluster::takeover::Claim, u64)> {
+    let (one, id) = (e.clone(), node.to_owned());
+    e.run(async move { crate::cluster::takeover::read(&one, &id).await })
+        .unwrap()
+        .unwrap()
+}
+
+fn now_ms() -> u64 {
+    crate::protocol::clock::Clock::now_ms(&crate::protocol::clock::SystemClock)
+}
+
+#[test]
+fn a_silent_nodes_work_is_taken_over_once_by_one_node() {
+    use crate::cluster::takeover::State;
+    let c = NatsCluster::start(3);
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let eb = engine(&c, "b");
+    let b = Store::open_clustered(db.path(), &eb).unwrap();
+    let a = Store::open_clustered(da.path(), &engine(&c, "a")).unwrap();
+    // In the buckets: an outbox entry and a record.
+    put(&a, Tree::Outbox, b"im\0t1", b"entry 1");
+    put(&a, Tree::Txn, b"t1", b"record 1");
+    a.checkpoint().unwrap();
+    eventually("b reads a's record", || {
+        b.get(Tree::Txn, b"t1").unwrap().is_some()
+    });
+    // Another node's outbox entry is its gateway's, never in b's cache.
+    assert_eq!(b.get(Tree::Outbox, b"im\0t1").unwrap(), None);
+    // In a's journal only: another entry, one already finished, a
+    // record, and node-local bookkeeping.
+    a.faults().hold_timer(true);
+    put(&a, Tree::Outbox, b"im\0t2", b"entry 2");
+    put(&a, Tree::Txn, b"t2", b"record 2");
+    put(&a, Tree::Outbox, b"sms\0t3", b"entry 3");
+    let mut gone = WriteBatch::new();
+    gone.remove(Tree::Outbox, b"sms\0t3".to_vec());
+    futures_block(a.writer().write(gone)).unwrap();
+    put(&a, Tree::Meta, b"ids.reserved", &999u64.to_be_bytes());
+    // a dies.
+    std::mem::forget(a);
+    let now = now_ms();
+    beat(&eb, "a", now);
+    assert_eq!(b.adopt_dead(now + 1000).unwrap(), vec![], "a is not silent yet");
+    let adopted = b.adopt_dead(now + 31_000).unwrap();
+    assert_eq!(adopted.len(), 1, "{adopted:?}");
+    assert_eq!(
+        (
+            adopted[0].node.as_str(),
+            adopted[0].outbox,
+            adopted[0].members.as_slice()
+        ),
+        ("a", 1, &["im".to_string()][..])
+    );
+    assert!(adopted[0].batches >= 5, "{adopted:?}");
+    assert_eq!(
+        b.get(Tree::Outbox, b"im\0t1").unwrap().as_deref(),
+        Some(&b"entry 1"[..])
+    );
+    assert_eq!(
+        b.get(Tree::Outbox, b"im\0t2").unwrap().as_deref(),
+        Some(&b"entry 2"[..])
+    );
+    assert_eq!(b.get(Tree::Outbox, b"sms\0t3").unwrap(), None);
+    assert_eq!(
+        b.get(Tree::Txn, b"t2").unwrap().as_deref(),
+        Some(&b"record 2"[..])
+    );
+    assert_ne!(
+        b.get(Tree::Meta, b"ids.reserved").unwrap(),
+        Some(999u64.to_be_bytes().to_vec()),
+        "a's bookkeeping stays a's"
+    );
+    let (claim, _) = claim_on(&eb, "a").unwrap();
+    assert_eq!((claim.by.as_str(), claim.state), ("b", State::Done));
+    // Once: a's subject is empty, its entries are b's in the bucket.
+    let mut left = 0;
+    crate::journal::jetstream::read_node(&eb, "a", &mut |_| {
+        left += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(left, 0);
+    assert_eq!(b.adopt_dead(now + 60_000).unwrap(), vec![]);
+    let r = b.inner.shared.replica.as_ref().unwrap();
+    assert_eq!(r.written_by(Tree::Outbox, "a").unwrap(), vec![]);
+    assert_eq!(r.written_by(Tree::Outbox, "b").unwrap().len(), 2);
+}
+
+#[test]
+fn a_node_taken_over_comes_back_with_its_cache_emptied() {
+    use crate::cluster::takeover::{self, Claim, State};
+    let c = NatsCluster::start(3);
+    let da = tempfile::tempdir().unwrap();
+    let ea = engine(&c, "a");
+    let a = Store::open_clustered(da.path(), &ea).unwrap();
+    put(&a, Tree::Profiles, b"alice", b"in the bucket");
+    a.checkpoint().unwrap();
+    // Only in a's cache.
+    a.tree(Tree::Profiles).insert(b"stale", b"x").unwrap();
+    drop(a);
+    let a = Store::open_clustered(da.path(), &ea).unwrap();
+    assert!(a.get(Tree::Profiles, b"stale").unwrap().is_some(), "its own");
+    drop(a);
+    let (_, rev) = claim_on(&ea, "a").unwrap();
+    let done = Claim {
+        by: "b".into(),
+        state: State::Done,
+        at_ms: now_ms(),
+    };
+    let one = ea.clone();
+    ea.run(async move { takeover::write(&one, "a", &done, Some(rev)).await })
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let a = Store::open_clustered(da.path(), &ea).unwrap();
+    assert_eq!(a.get(Tree::Profiles, b"stale").unwrap(), None);
+    assert_eq!(
+        a.get(Tree::Profiles, b"alice").unwrap().as_deref(),
+        Some(&b"in the bucket"[..])
+    );
+    let (claim, _) = claim_on(&ea, "a").unwrap();
+    assert_eq!((claim.by.as_str(), claim.state), ("a", State::Own));
+}

@@ -25,6 +25,7 @@ mod power_cut;
 pub mod read;
 pub mod records;
 mod replica;
+pub mod takeover;
 pub mod write;
 
 use std::collections::HashSet;
@@ -291,7 +292,14 @@ impl Store {
     pub fn open_clustered(dir: &Path, engine: &Engine) -> Result<Self, StoreError> {
         Self::open_on(
             dir,
-            |_| Ok(Box::new(JetStreamJournal::open(engine)?)),
+            |db| {
+                takeover::own_journal(
+                    engine,
+                    || crate::protocol::clock::Clock::now_ms(&crate::protocol::clock::SystemClock),
+                    || takeover::wipe(db),
+                )?;
+                Ok(Box::new(JetStreamJournal::open(engine)?))
+            },
             Some(std::sync::Arc::new(replica::Replica::new(engine))),
         )
     }

@@ -129,6 +129,53 @@ impl Replica {
         }
     }
 
+    pub(super) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The latest value of every key of `t`'s bucket that `writer` put
+    /// last (a takeover's outbox entries).
+    pub(super) fn written_by(
+        &self,
+        t: Tree,
+        writer: &str,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let engine = self.engine.clone();
+        let writer = writer.as_bytes().to_vec();
+        self.engine
+            .run(async move {
+                let bucket = engine
+                    .js()
+                    .get_key_value(names::tree_bucket(t.name()))
+                    .await
+                    .map_err(kv_err)?;
+                let mut out = Vec::new();
+                if bucket.status().await.map_err(kv_err)?.info.state.messages == 0 {
+                    return Ok(out);
+                }
+                // The last value of each key, then the watch's live tail,
+                // which is not wanted: the last of them says `delta` 0.
+                let mut w = bucket.watch_with_history(">").await.map_err(kv_err)?;
+                while let Some(entry) = w.next().await {
+                    let entry = entry.map_err(kv_err)?;
+                    if entry.operation == kv::Operation::Put {
+                        if let (Some(key), Some((by, value))) =
+                            (tree_key(&entry.key), untag(&entry.value))
+                        {
+                            if by == writer.as_slice() {
+                                out.push((key, value.to_vec()));
+                            }
+                        }
+                    }
+                    if entry.delta == 0 {
+                        break;
+                    }
+                }
+                Ok::<_, StoreError>(out)
+            })
+            .map_err(kv_err)?
+    }
+
     pub(super) fn listen(&self, l: Listener) {
         lock(&self.listeners).push(l);
     }
@@ -293,7 +340,7 @@ impl Replica {
         let tree = &s.trees[t.index()];
         let changed = match e.operation {
             kv::Operation::Put => match untag(&e.value) {
-                Some((writer, value)) if fresh || writer != self.node.as_bytes() => {
+                Some((writer, value)) if takes(t, writer == self.node.as_bytes(), fresh) => {
                     Some((tree.insert(&key[..], value)?, Some(value)))
                 }
                 Some(_) => None,
@@ -393,6 +440,20 @@ impl Replica {
     }
 }
 
+/// Whether a watcher puts a value of `t` into the cache: another node's
+/// (this node's own are there already), and this node's own only into a
+/// fresh cache. Outbox entries are the one exception: only this node's
+/// own, and only into a fresh cache — an entry is its gateway's, which
+/// resubmits it at start; other nodes' gateways have the same member ids
+/// and would resubmit theirs (a takeover adopts a dead node's entries
+/// explicitly, [`super::takeover`]).
+fn takes(t: Tree, own: bool, fresh: bool) -> bool {
+    match t {
+        Tree::Outbox => own && fresh,
+        _ => fresh || !own,
+    }
+}
+
 /// The meta bucket's key naming the node that initialised the cluster.
 const CLUSTER_INIT: &[u8] = b"cluster.init";
 
@@ -424,5 +485,16 @@ mod tests {
         assert!(node_local(Tree::Meta, b"journal.checkpoint"));
         assert!(!node_local(Tree::Meta, b"broker.key"));
         assert!(!node_local(Tree::Profiles, b"journal.x"));
+    }
+
+    #[test]
+    fn outbox_entries_come_into_a_cache_only_from_their_own_node() {
+        assert!(takes(Tree::Outbox, true, true));
+        assert!(!takes(Tree::Outbox, false, true));
+        assert!(!takes(Tree::Outbox, false, false));
+        assert!(!takes(Tree::Outbox, true, false));
+        assert!(takes(Tree::Txn, false, false));
+        assert!(takes(Tree::Txn, true, true));
+        assert!(!takes(Tree::Txn, true, false));
     }
 }

@@ -283,6 +283,16 @@ impl WriteBatch {
         Ok(Self { ops })
     }
 
+    /// Keeps the operations on keys `keep` says yes to.
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(Tree, &[u8]) -> bool) {
+        self.ops.retain(|(t, op)| {
+            let k = match op {
+                Op::Insert(k, _) | Op::Remove(k) | Op::Merge(k, ..) | Op::Derived(k, _) => k,
+            };
+            keep(*t, k)
+        });
+    }
+
     /// Its operations, taken.
     pub(super) fn into_ops(self) -> Vec<(Tree, Op)> {
         self.ops
