@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use switchboard_actors::gateway::AdoptOutbox;
 use switchboard_core::cluster::status::{self, NodeRecord};
 use switchboard_core::cluster::{init, Engine};
 use switchboard_core::protocol::clock::SharedClock;
-use switchboard_actors::gateway::AdoptOutbox;
 use switchboard_core::store::{Store, StoreError, Tree};
 
 use crate::config::Config;
@@ -110,9 +110,19 @@ impl Membership {
     /// The node serves: its heartbeat carries its HTTP address and its
     /// count of open transactions from now.
     pub fn serving(&self, http: String, open_txns: impl Fn() -> u64 + Send + 'static) {
-        let mut b = lock(&self.record);
-        b.record.http = http;
-        b.open_txns = Some(Box::new(open_txns));
+        let r = {
+            let mut b = lock(&self.record);
+            b.record.http = http;
+            b.open_txns = Some(Box::new(open_txns));
+            b.record.clone()
+        };
+        // At once, not at the next beat: the status shows where it serves.
+        let engine = self.engine.clone();
+        self.engine.spawn(async move {
+            if let Err(e) = status::beat(&engine, &r).await {
+                tracing::warn!(error = %e, "the cluster heartbeat was not taken");
+            }
+        });
     }
 
     /// The heartbeat: the node's record every `cluster.heartbeat_s`.

@@ -27,8 +27,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 pub use messages::{
-    Accepted, AdoptOutbox, GetInFlight, InFlight, Originate, OriginateError, Receipt,
-    ReceiptSink,
+    Accepted, AdoptOutbox, GetInFlight, InFlight, Originate, OriginateError, Receipt, ReceiptSink,
 };
 pub use sessions::{IdentifyError, IdentifyToken, WatchUsers};
 

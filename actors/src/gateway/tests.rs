@@ -437,6 +437,31 @@ async fn restart_resubmits_the_outbox() {
 }
 
 #[actix_rt::test]
+async fn outbox_entries_a_takeover_adopted_are_submitted_once() {
+    let w = world();
+    let r = w.start(FakeMedium::default()).await;
+    let (_client, first) = w.originate_and_submit(&r).await;
+    assert_eq!(r.gw.send(AdoptOutbox).await.unwrap(), 0, "nothing new");
+    // Another node's entry lands in this store (a takeover wrote it).
+    let mut theirs = w.store.outbox(&w.me.member).unwrap().remove(0);
+    theirs.imi.txn = TxnId::generate(NOW);
+    let mut b = WriteBatch::new();
+    b.insert(
+        Tree::Outbox,
+        OutboxEntry::key(&w.me.member, &theirs.imi.txn),
+        enc(&theirs),
+    );
+    w.store.writer().write(b).await.unwrap();
+    assert_eq!(r.gw.send(AdoptOutbox).await.unwrap(), 1);
+    let adopted = w.submit().await;
+    assert_eq!(adopted.imi.txn, theirs.imi.txn);
+    assert_ne!(adopted.imi.txn, first.imi.txn, "not its own again");
+    frames::check_submit(&r.session, &adopted, NOW).unwrap();
+    assert_eq!(r.gw.send(AdoptOutbox).await.unwrap(), 0, "once");
+    assert_eq!(r.gw.send(GetInFlight).await.unwrap().outbox, 2);
+}
+
+#[actix_rt::test]
 async fn a_dedupe_key_makes_a_retried_originate_a_duplicate_even_after_a_restart() {
     let w = world();
     let r = w.start(FakeMedium::default()).await;

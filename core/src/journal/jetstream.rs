@@ -498,7 +498,8 @@ pub(crate) fn read_node(
 ) -> Result<usize, JournalError> {
     let subject = names::journal_subject(node);
     let (e, subj) = (engine.clone(), subject.clone());
-    let last = engine.run(async move { last_message(&e, names::JOURNAL_STREAM, &subj).await })??;
+    let last =
+        engine.run(async move { last_message(&e, names::JOURNAL_STREAM, &subj).await })??;
     let Some((_, last_seq)) = last else {
         return Ok(0);
     };

@@ -186,7 +186,11 @@ fn a_silent_nodes_work_is_taken_over_once_by_one_node() {
     std::mem::forget(a);
     let now = now_ms();
     beat(&eb, "a", now);
-    assert_eq!(b.adopt_dead(now + 1000).unwrap(), vec![], "a is not silent yet");
+    assert_eq!(
+        b.adopt_dead(now + 1000).unwrap(),
+        vec![],
+        "a is not silent yet"
+    );
     let adopted = b.adopt_dead(now + 31_000).unwrap();
     assert_eq!(adopted.len(), 1, "{adopted:?}");
     assert_eq!(
@@ -245,7 +249,10 @@ fn a_node_taken_over_comes_back_with_its_cache_emptied() {
     a.tree(Tree::Profiles).insert(b"stale", b"x").unwrap();
     drop(a);
     let a = Store::open_clustered(da.path(), &ea).unwrap();
-    assert!(a.get(Tree::Profiles, b"stale").unwrap().is_some(), "its own");
+    assert!(
+        a.get(Tree::Profiles, b"stale").unwrap().is_some(),
+        "its own"
+    );
     drop(a);
     let (_, rev) = claim_on(&ea, "a").unwrap();
     let done = Claim {

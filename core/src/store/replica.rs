@@ -75,6 +75,9 @@ fn untag(v: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((v.get(1..1 + n)?, v.get(1 + n..)?))
 }
 
+/// A key and its value.
+pub(super) type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// Called for every change another node made, once the local cache has it.
 /// The directory refreshes its cached users and member keys by it; the IM
 /// sessions push what another node put into their users' inboxes.
@@ -139,7 +142,7 @@ impl Replica {
         &self,
         t: Tree,
         writer: &str,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<KeyValue>, StoreError> {
         let engine = self.engine.clone();
         let writer = writer.as_bytes().to_vec();
         self.engine

@@ -141,9 +141,8 @@ impl Store {
         }
         let mut batches = 0;
         jetstream::read_node(engine, dead, &mut |bytes| {
-            let mut b = WriteBatch::decode(bytes).map_err(|e| {
-                crate::journal::JournalError::Io(format!("{dead}'s journal: {e}"))
-            })?;
+            let mut b = WriteBatch::decode(bytes)
+                .map_err(|e| crate::journal::JournalError::Io(format!("{dead}'s journal: {e}")))?;
             b.retain(|t, k| !replica::node_local(t, k));
             if let Err(e) = writer.try_write(b) {
                 // Resolving a merge against what the buckets hold failed:
