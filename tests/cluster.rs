@@ -8,6 +8,8 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Api, ProcNode};
@@ -461,6 +463,98 @@ fn presence_and_pushes_cross_nodes() {
 /// A message a node acknowledged: (txn, recipient, body).
 type Sent = (String, &'static str, String);
 
+/// What clients had acknowledged so far.
+type Acked = Arc<Mutex<Vec<Sent>>>;
+
+/// One client per entry of `to`, each sending through `api` to its
+/// recipient, one message after the other, until `stop` (or the node is
+/// gone; 5 000 at most); what is acknowledged goes to `acked`.
+fn load(
+    api: &Api,
+    to: &[&'static str],
+    stop: &Arc<AtomicBool>,
+    acked: &Acked,
+) -> Vec<std::thread::JoinHandle<()>> {
+    to.iter()
+        .enumerate()
+        .map(|(i, to)| {
+            let (api, acked, stop, to) = (api.clone(), acked.clone(), stop.clone(), *to);
+            std::thread::spawn(move || {
+                for n in 0..5_000 {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let body = format!("load {i}.{n}");
+                    match api.try_post("/v1/messages", &json!({"to": to, "body": body})) {
+                        Some((202, v)) => {
+                            let txn = v["txn"].as_str().unwrap().to_string();
+                            acked.lock().unwrap().push((txn, to, body));
+                        }
+                        Some(_) => {}
+                        // The node is gone.
+                        None => return,
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// The count of each txn in `api`'s user's inbox.
+fn inbox_counts(api: &Api) -> std::collections::HashMap<String, usize> {
+    let mut inbox = std::collections::HashMap::new();
+    for m in api.inbox() {
+        *inbox.entry(m["txn"].as_str().unwrap().into()).or_default() += 1;
+    }
+    inbox
+}
+
+/// `kill -9` of one NATS server of three while alice sends to bob through
+/// node A: sending goes on (the client moves to another server, the
+/// streams elect new leaders), and every acknowledged message is in bob's
+/// inbox exactly once.
+#[test]
+fn kill_9_of_one_nats_server_under_load_loses_nothing_and_sending_goes_on() {
+    let mut c = NatsCluster::start(3);
+    let da = tempfile::tempdir().unwrap();
+    let a = node(&c, "a", da.path());
+    let token = std::fs::read_to_string(da.path().join("admin.token")).unwrap();
+    let admin = Api::new(&a.url, token.trim());
+    let alice = admin.add_user("alice", &[("im", "alice")]);
+    let bob = admin.add_user("bob", &[("im", "bob")]);
+    let acked: Acked = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(&alice, &["bob", "bob", "bob"], &stop, &acked);
+    within(30, "100 acknowledged", || {
+        (acked.lock().unwrap().len() >= 100).then_some(())
+    });
+    // The server node A's client was given first is as likely as any.
+    c.kill(0);
+    let at_kill = acked.lock().unwrap().len();
+    let killed = Instant::now();
+    within(60, "200 more acknowledged after the kill", || {
+        (acked.lock().unwrap().len() >= at_kill + 200).then_some(())
+    });
+    let resumed = killed.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    for t in clients {
+        t.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let inbox = within(30, "every acknowledged message in bob's inbox", || {
+        let inbox = inbox_counts(&bob);
+        acked
+            .iter()
+            .all(|m| inbox.contains_key(&m.0))
+            .then_some(inbox)
+    });
+    assert!(inbox.values().all(|n| *n == 1), "nothing twice: {inbox:?}");
+    eprintln!(
+        "{} acknowledged, {at_kill} before one of three NATS servers was killed; 200 more {resumed:?} after it",
+        acked.len()
+    );
+}
+
 /// B's count of takeovers (`/metrics`).
 fn takeovers(api: &Api) -> u64 {
     let (_, v) = api.get("/metrics");
@@ -481,8 +575,6 @@ fn takeovers(api: &Api) -> u64 {
 /// (bob's inbox, the SMSC's submits) and final on B.
 #[test]
 fn kill_9_of_a_node_under_load_loses_and_duplicates_nothing() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
     let c = NatsCluster::start(3);
     let smsc = common::Smsc::start();
     smsc.mode(json!({"receipt": "hold"}));
@@ -501,31 +593,9 @@ fn kill_9_of_a_node_under_load_loses_and_duplicates_nothing() {
     within(10, "B knows bob", || {
         (bob_b.get("/v1/inbox").0 == 200).then_some(())
     });
-    let acked: Arc<Mutex<Vec<Sent>>> = Arc::default();
+    let acked: Acked = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let load: Vec<_> = (0..4)
-        .map(|i| {
-            let (alice, acked, stop) = (alice.clone(), acked.clone(), stop.clone());
-            let to = if i % 2 == 0 { "bob" } else { "dora" };
-            std::thread::spawn(move || {
-                for n in 0..5_000 {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let body = format!("load {i}.{n}");
-                    match alice.try_post("/v1/messages", &json!({"to": to, "body": body})) {
-                        Some((202, v)) => {
-                            let txn = v["txn"].as_str().unwrap().to_string();
-                            acked.lock().unwrap().push((txn, to, body));
-                        }
-                        Some(_) => {}
-                        // A is gone.
-                        None => return,
-                    }
-                }
-            })
-        })
-        .collect();
+    let load = load(&alice, &["bob", "dora", "bob", "dora"], &stop, &acked);
     within(30, "A acknowledged 200 under load", || {
         (acked.lock().unwrap().len() >= 200).then_some(())
     });
@@ -541,9 +611,8 @@ fn kill_9_of_a_node_under_load_loses_and_duplicates_nothing() {
         (takeovers(&alice_b) == 1).then_some(())
     });
     let taken_over = killed.elapsed();
-    let finished = |m: &Sent| {
-        alice_b.get(&format!("/v1/messages/{}", m.0)).1["status"] == "delivered"
-    };
+    let finished =
+        |m: &Sent| alice_b.get(&format!("/v1/messages/{}", m.0)).1["status"] == "delivered";
     within(
         30,
         "every acknowledged message delivered, as B tells",
@@ -554,10 +623,7 @@ fn kill_9_of_a_node_under_load_loses_and_duplicates_nothing() {
         },
     );
     let done = killed.elapsed();
-    let mut inbox = std::collections::HashMap::<String, usize>::new();
-    for m in bob_b.inbox() {
-        *inbox.entry(m["txn"].as_str().unwrap().into()).or_default() += 1;
-    }
+    let inbox = inbox_counts(&bob_b);
     let mut texts = std::collections::HashMap::<String, usize>::new();
     for s in smsc.submits_to("4915100000001") {
         *texts.entry(s["text"].as_str().unwrap().into()).or_default() += 1;
@@ -581,6 +647,23 @@ fn kill_9_of_a_node_under_load_loses_and_duplicates_nothing() {
     }
     assert!(resent.len() <= 4, "SMS submitted twice: {resent:?}");
     assert!(inbox.values().all(|n| *n == 1), "an IM delivered twice");
+    // A comes back: its work is B's now, its cache starts empty, and it
+    // sends nothing again.
+    let submits = smsc.submits_to("4915100000001").len();
+    let a = node_with(&c, "a", da.path(), &sms);
+    let alice_a = Api::new(&a.url, &alice.token);
+    within(30, "A tells every outcome", || {
+        acked
+            .iter()
+            .all(|m| alice_a.get(&format!("/v1/messages/{}", m.0)).1["status"] == "delivered")
+            .then_some(())
+    });
+    assert_eq!(inbox_counts(&bob_b), inbox, "no IM again");
+    assert_eq!(
+        smsc.submits_to("4915100000001").len(),
+        submits,
+        "no SMS again"
+    );
     eprintln!(
         "A acknowledged {} messages ({to_dora} SMS, all open when it died); B took over {taken_over:?} after the kill and all were final {done:?} after it (ack_wait 5 s); SMS submitted again: {resent:?}",
         acked.len()

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use switchboard_actors::gateway::AdoptOutbox;
 use switchboard_core::cluster::status::{self, NodeRecord};
-use switchboard_core::cluster::{init, Engine};
+use switchboard_core::cluster::{init, takeover, Engine};
 use switchboard_core::protocol::clock::SharedClock;
 use switchboard_core::store::{Store, StoreError, Tree};
 
@@ -94,6 +94,27 @@ pub fn join(cfg: &Config, clock: &SharedClock) -> anyhow::Result<Membership> {
     Ok(m)
 }
 
+/// Stops the process when another node has taken this one's work over
+/// while it ran (it was silent for `cluster.ack_wait_s` — starved, or cut
+/// off from JetStream): its journal subject is gone, what it holds in
+/// memory is the other node's now, and it starts afresh when started again
+/// (systemd restarts it). Checked once its store is open (the claim is its
+/// own from then).
+fn check_own_claim(engine: &Engine) {
+    let me = engine.settings().node_id.clone();
+    let e = engine.clone();
+    let read = engine.run(async move { takeover::read(&e, &me).await });
+    if let Ok(Ok(Some((c, _)))) = read {
+        if c.by != engine.settings().node_id {
+            tracing::error!(by = %c.by, state = ?c.state, "another node took this node's work over (its heartbeats were late by cluster.ack_wait_s); stopping, to start afresh");
+            std::process::exit(EXIT_TAKEN_OVER);
+        }
+    }
+}
+
+/// The exit status of a node another node took over while it ran.
+pub const EXIT_TAKEN_OVER: i32 = 75;
+
 /// The heartbeat's state.
 struct Beat {
     record: NodeRecord,
@@ -125,13 +146,16 @@ impl Membership {
         });
     }
 
-    /// The heartbeat: the node's record every `cluster.heartbeat_s`.
+    /// The heartbeat: the node's record every `cluster.heartbeat_s`, on a
+    /// task that does nothing else (a late beat gets a live node taken
+    /// over); beside it, presence's refresh.
     fn beat(&self, clock: SharedClock) {
         let (engine, record) = (self.engine.clone(), self.record.clone());
-        let (known, reported) = (self.presence.clone(), self.reported.clone());
         let every = self.engine.settings().heartbeat;
+        let c = clock.clone();
         self.engine.spawn(async move {
             let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
                 let r = {
@@ -139,22 +163,32 @@ impl Membership {
                     if b.record.left {
                         return;
                     }
-                    b.record.last_seen_ms = clock.now_ms();
+                    b.record.last_seen_ms = c.now_ms();
                     b.record.open_txns = b.open_txns.as_ref().map_or(0, |f| f());
                     b.record.clone()
                 };
                 let taken = status::beat(&engine, &r).await;
-                {
-                    let mut b = lock(&record);
-                    match &taken {
-                        Ok(()) => {
-                            b.beating_since.get_or_insert_with(std::time::Instant::now);
-                        }
-                        Err(_) => b.beating_since = None,
+                let mut b = lock(&record);
+                match taken {
+                    Ok(()) => {
+                        b.beating_since.get_or_insert_with(std::time::Instant::now);
+                    }
+                    Err(e) => {
+                        b.beating_since = None;
+                        tracing::warn!(error = %e, "the cluster heartbeat was not taken");
                     }
                 }
-                if let Err(e) = taken {
-                    tracing::warn!(error = %e, "the cluster heartbeat was not taken");
+            }
+        });
+        let (engine, record) = (self.engine.clone(), self.record.clone());
+        let (known, reported) = (self.presence.clone(), self.reported.clone());
+        self.engine.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if lock(&record).record.left {
+                    return;
                 }
                 presence::refresh(&engine, &known).await;
                 let to = lock(&reported).clone();
@@ -178,12 +212,13 @@ impl Membership {
         gateways: Vec<actix::Recipient<AdoptOutbox>>,
         clock: SharedClock,
     ) {
-        let record = self.record.clone();
+        let (record, engine) = (self.record.clone(), self.engine.clone());
         let settings = self.engine.settings().clone();
         let spawned = std::thread::Builder::new()
             .name("takeover".into())
             .spawn(move || loop {
                 std::thread::sleep(settings.heartbeat);
+                check_own_claim(&engine);
                 let steady = {
                     let b = lock(&record);
                     if b.record.left {

@@ -140,7 +140,11 @@ impl Engine {
     /// [`ClusterError::Connect`] when no server answers in time, or the
     /// TLS or credentials files cannot be read.
     pub fn connect(settings: &Settings, wait: Duration) -> Result<Self, ClusterError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
+        // Two workers: a heartbeat is never queued behind the watchers'
+        // work or a journal round's.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("nats-worker")
             .enable_all()
             .build()
             .map_err(|e| ClusterError::Connect {

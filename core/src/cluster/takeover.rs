@@ -14,7 +14,7 @@
 //!   subject is empty. The node, when it comes back, empties its cache and
 //!   owns its (empty) journal again.
 //!
-//! The store does the work ([`crate::store::Store::adopt_dead`]); this
+//! The store does the work (`Store::adopt_dead`, in `store/takeover.rs`); this
 //! module holds the claims and the rule of when one may be taken
 //! ([`may_claim`]).
 

@@ -257,7 +257,11 @@ async fn writer(s: &Shared) {
             let expected = *lock(&s.last_stored);
             match publish(s, &id, payload.clone(), expected).await {
                 Ok(seq) => {
-                    *lock(&s.stalled) = None;
+                    let since = lock(&s.stalled).take();
+                    if let Some(t) = since {
+                        metrics::histogram!("switchboard_cluster_publish_seconds")
+                            .record(t.elapsed().as_secs_f64());
+                    }
                     *lock(&s.last_stored) = seq;
                     lock(&s.index).insert(last, seq);
                     s.durability.publish(last);
@@ -268,6 +272,7 @@ async fn writer(s: &Shared) {
                     return;
                 }
                 Err(Retry(e)) => {
+                    metrics::counter!("switchboard_cluster_publish_retries_total").increment(1);
                     let since = lock(&s.stalled).unwrap_or_else(Instant::now);
                     tracing::warn!(
                         subject = %s.subject,

@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use async_nats::jetstream::message::PublishMessage;
@@ -138,11 +139,7 @@ impl Replica {
 
     /// The latest value of every key of `t`'s bucket that `writer` put
     /// last (a takeover's outbox entries).
-    pub(super) fn written_by(
-        &self,
-        t: Tree,
-        writer: &str,
-    ) -> Result<Vec<KeyValue>, StoreError> {
+    pub(super) fn written_by(&self, t: Tree, writer: &str) -> Result<Vec<KeyValue>, StoreError> {
         let engine = self.engine.clone();
         let writer = writer.as_bytes().to_vec();
         self.engine
@@ -177,6 +174,49 @@ impl Replica {
                 Ok::<_, StoreError>(out)
             })
             .map_err(kv_err)?
+    }
+
+    /// Waits (up to `within`) until every tree's watcher has applied what
+    /// its bucket holds now: a takeover's replayed merges resolve against
+    /// the dead node's last published records.
+    pub(super) fn catch_up(&self, shared: &Shared, within: Duration) -> Result<(), StoreError> {
+        let engine = self.engine.clone();
+        let last = self
+            .engine
+            .run(async move {
+                let mut last = Vec::with_capacity(Tree::ALL.len());
+                for t in Tree::ALL {
+                    let bucket = engine
+                        .js()
+                        .get_key_value(names::tree_bucket(t.name()))
+                        .await
+                        .map_err(kv_err)?;
+                    let seq = bucket
+                        .status()
+                        .await
+                        .map_err(kv_err)?
+                        .info
+                        .state
+                        .last_sequence;
+                    last.push((t, seq));
+                }
+                Ok::<_, StoreError>(last)
+            })
+            .map_err(kv_err)??;
+        let deadline = std::time::Instant::now() + within;
+        for (t, seq) in last {
+            while super::checkpoint::meta_u64(shared, &rev_key(t))? < seq {
+                if std::time::Instant::now() > deadline {
+                    return Err(StoreError::Cluster(format!(
+                        "the {} watcher did not catch up with its bucket within {} s",
+                        t.name(),
+                        within.as_secs()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn listen(&self, l: Listener) {
@@ -337,7 +377,11 @@ impl Replica {
     }
 
     fn apply(&self, s: &Shared, t: Tree, e: &kv::Entry, fresh: bool) -> Result<(), StoreError> {
+        let meta = &s.trees[Tree::Meta.index()];
         let Some(key) = tree_key(&e.key).filter(|k| !node_local(t, k)) else {
+            // Applied as far as this revision all the same (what
+            // `catch_up` waits for).
+            meta.insert(rev_key(t), &e.revision.to_be_bytes())?;
             return Ok(());
         };
         let tree = &s.trees[t.index()];
@@ -356,7 +400,7 @@ impl Replica {
                 tree.remove(&key[..])?.map(|old| (Some(old), None))
             }
         };
-        s.trees[Tree::Meta.index()].insert(rev_key(t), &e.revision.to_be_bytes())?;
+        meta.insert(rev_key(t), &e.revision.to_be_bytes())?;
         if let Some((old, new)) = changed {
             let change = RemoteChange {
                 tree: t,

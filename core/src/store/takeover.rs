@@ -49,6 +49,10 @@ pub struct Adopted {
 /// Outbox entries written per batch.
 const CHUNK: usize = 256;
 
+/// How long a takeover waits for this node's cache to hold what the
+/// buckets hold.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(60);
+
 /// How long a node coming back waits for another node's takeover of it.
 const TAKEN_OVER_WAIT: Duration = Duration::from_secs(120);
 
@@ -124,7 +128,10 @@ impl Store {
             .as_ref()
             .ok_or_else(|| cluster_err("not clustered"))?;
         let writer = self.writer();
+        r.catch_up(&self.inner.shared, CATCH_UP_WAIT)?;
+        tracing::info!(node = %dead, "takeover: this node's cache holds what the buckets hold");
         let entries = r.written_by(Tree::Outbox, dead)?;
+        tracing::info!(node = %dead, entries = entries.len(), "takeover: its outbox entries read");
         let mut members: Vec<String> = entries
             .iter()
             .filter_map(|(k, _)| k.split(|b| *b == 0).next())
@@ -152,12 +159,14 @@ impl Store {
             batches += 1;
             Ok(())
         })?;
+        tracing::info!(node = %dead, batches, "takeover: its journal replayed");
         let flushed = writer.flush();
         engine.run(flushed).map_err(cluster_err)??;
         // Into the buckets, as this node's, before the dead node's journal
         // goes: a node coming back fills its cache from them and must find
         // none of these outbox entries its own.
         self.checkpoint()?;
+        tracing::info!(node = %dead, "takeover: durable here and in the buckets");
         jetstream::purge_node(engine, dead)?;
         Ok(Adopted {
             node: dead.to_owned(),
