@@ -233,7 +233,7 @@ fn without_a_quorum_nothing_is_acknowledged_and_traffic_resumes_after() {
     let mut refused = Vec::new();
     let answer = within(60, "a cluster_unavailable refusal", || {
         let key = format!("k{}", refused.len());
-        let (code, v) = post_keyed(&alice, &key, "during");
+        let (code, _, v) = alice.post_keyed(&key, &json!({"to": "bob", "body": "during"}));
         refused.push((key, code, v.clone()));
         (code == 503 && v["error"]["code"] == "cluster_unavailable").then_some(v)
     });
@@ -255,7 +255,7 @@ fn without_a_quorum_nothing_is_acknowledged_and_traffic_resumes_after() {
     c.restart(1);
     for (key, _, _) in &refused {
         within(60, "the retry is taken", || {
-            let (code, _) = post_keyed(&alice, key, "during");
+            let (code, _, _) = alice.post_keyed(key, &json!({"to": "bob", "body": "during"}));
             matches!(code, 200 | 202).then_some(())
         });
     }
@@ -266,27 +266,6 @@ fn without_a_quorum_nothing_is_acknowledged_and_traffic_resumes_after() {
     });
     let during = inbox.iter().filter(|m| m["body"] == "during").count();
     assert_eq!(during, refused.len(), "nothing twice: {inbox:?}");
-}
-
-/// POST /v1/messages with an `Idempotency-Key`.
-fn post_keyed(api: &Api, key: &str, body: &str) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into();
-    let mut r = agent
-        .post(format!("{}/v1/messages", api.base))
-        .header("Authorization", format!("Bearer {}", api.token))
-        .header("Idempotency-Key", key)
-        .send_json(json!({"to": "bob", "body": body}))
-        .expect("the node answers");
-    let code = r.status().as_u16();
-    let text = r.body_mut().read_to_string().unwrap_or_default();
-    (
-        code,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
 }
 
 #[test]

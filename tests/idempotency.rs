@@ -4,32 +4,8 @@
 //! message is refused.
 mod common;
 
-use std::time::Duration;
-
 use common::{Api, TestNode};
 use serde_json::{json, Value};
-
-/// Posts a message with `key`; (status, replayed header, body).
-fn post(api: &Api, key: &str, body: &Value) -> (u16, bool, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into();
-    let mut r = agent
-        .post(format!("{}/v1/messages", api.base))
-        .header("Authorization", format!("Bearer {}", api.token))
-        .header("Idempotency-Key", key)
-        .send_json(body)
-        .expect("the node answers");
-    let replayed = r
-        .headers()
-        .get("idempotent-replayed")
-        .is_some_and(|v| v == "true");
-    let status = r.status().as_u16();
-    let v = r.body_mut().read_json().unwrap_or(Value::Null);
-    (status, replayed, v)
-}
 
 fn inbox_count(bob: &Api, txn: &str) -> usize {
     bob.inbox().iter().filter(|m| m["txn"] == txn).count()
@@ -43,32 +19,27 @@ fn a_retried_message_is_sent_once_and_answered_the_same() {
     let carol = node.admin.add_user("carol", &[("im", "carol")]);
     let msg = json!({"to": "bob", "body": "pay the invoice once"});
 
-    let (s1, r1, first) = post(&alice, "order-17", &msg);
+    let (s1, r1, first) = alice.post_keyed("order-17", &msg);
     assert_eq!((s1, r1), (202, false), "{first}");
     let txn = first["txn"].as_str().unwrap().to_string();
-    let (s2, r2, again) = post(&alice, "order-17", &msg);
+    let (s2, r2, again) = alice.post_keyed("order-17", &msg);
     assert_eq!((s2, r2), (202, true), "{again}");
     assert_eq!(again, first, "the same answer");
     alice.expect_status(&txn, "delivered");
     assert_eq!(inbox_count(&bob, &txn), 1);
 
     // The same key with another message is a client bug: refused.
-    let (s, _, v) = post(
-        &alice,
-        "order-17",
-        &json!({"to": "bob", "body": "something else"}),
-    );
+    let (s, _, v) = alice.post_keyed("order-17", &json!({"to": "bob", "body": "something else"}));
     assert_eq!(s, 422, "{v}");
     assert_eq!(v["error"]["code"], "idempotency_key_reused");
-    let (s, _, v) = post(
-        &alice,
+    let (s, _, v) = alice.post_keyed(
         "order-17",
         &json!({"to": "carol", "body": "pay the invoice once"}),
     );
     assert_eq!(s, 422, "{v}");
 
     // Keys are per user.
-    let (s, replayed, v) = post(&carol, "order-17", &msg);
+    let (s, replayed, v) = carol.post_keyed("order-17", &msg);
     assert_eq!((s, replayed), (202, false), "{v}");
     assert_ne!(v["txn"], first["txn"]);
 
@@ -98,9 +69,9 @@ fn a_retried_message_is_sent_once_and_answered_the_same() {
 
     // A refusal is replayed as a refusal, and sends nothing.
     let nobody = json!({"to": "nobody", "body": "x"});
-    let (s, _, v) = post(&alice, "to-nobody", &nobody);
+    let (s, _, v) = alice.post_keyed("to-nobody", &nobody);
     assert_eq!(s, 422, "{v}");
-    let (s, _, v2) = post(&alice, "to-nobody", &nobody);
+    let (s, _, v2) = alice.post_keyed("to-nobody", &nobody);
     assert_eq!(s, 422, "{v2}");
     assert_eq!(v2["error"]["code"], v["error"]["code"]);
 
@@ -109,7 +80,7 @@ fn a_retried_message_is_sent_once_and_answered_the_same() {
     let node = TestNode::start_in(dir);
     let alice = Api::new(&node.url, &alice.token);
     let bob = Api::new(&node.url, &bob.token);
-    let (s, replayed, v) = post(&alice, "order-17", &msg);
+    let (s, replayed, v) = alice.post_keyed("order-17", &msg);
     assert_eq!((s, replayed), (202, true), "{v}");
     assert_eq!(v["txn"], first["txn"]);
     assert_eq!(inbox_count(&bob, &txn), 1);
@@ -125,7 +96,7 @@ fn concurrent_retries_send_one_message() {
         let msg = json!({"to": "bob", "body": format!("burst {round}")});
         let answers: Vec<(u16, bool, Value)> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..6)
-                .map(|_| s.spawn(|| post(&alice, &key, &msg)))
+                .map(|_| s.spawn(|| alice.post_keyed(&key, &msg)))
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
@@ -171,7 +142,7 @@ fn a_websocket_send_with_a_key_is_sent_once_and_shares_the_http_keys() {
     );
     assert_eq!(again["replayed"], true);
     // The same key over HTTP is the same message.
-    let (s, replayed, v) = post(&alice, "ws-1", &json!({"to": "bob", "body": "once"}));
+    let (s, replayed, v) = alice.post_keyed("ws-1", &json!({"to": "bob", "body": "once"}));
     assert_eq!((s, replayed), (202, true), "{v}");
     assert_eq!(v["txn"], txn.as_str());
     alice.expect_status(&txn, "delivered");

@@ -125,6 +125,30 @@ impl Api {
         self.with_token(v["token"].as_str().expect("a token"))
     }
 
+    /// `POST /v1/messages` with an `Idempotency-Key` (30 s at most):
+    /// (status, whether `Idempotent-Replayed: true`, body).
+    pub fn post_keyed(&self, key: &str, body: &Value) -> (u16, bool, Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let mut r = agent
+            .post(format!("{}/v1/messages", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .header("Idempotency-Key", key)
+            .send_json(body)
+            .expect("the node answers");
+        let replayed = r
+            .headers()
+            .get("idempotent-replayed")
+            .is_some_and(|v| v == "true");
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().unwrap_or_default();
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, replayed, v)
+    }
+
     /// Sends `body` to `to`; returns the txn (asserts 202).
     pub fn send(&self, to: &str, body: &str) -> String {
         let (status, v) = self.post("/v1/messages", &json!({"to": to, "body": body}));

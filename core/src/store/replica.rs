@@ -119,6 +119,15 @@ fn kv_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Cluster(e.to_string())
 }
 
+/// `t`'s bucket.
+async fn bucket(engine: &Engine, t: Tree) -> Result<kv::Store, StoreError> {
+    engine
+        .js()
+        .get_key_value(names::tree_bucket(t.name()))
+        .await
+        .map_err(|e| kv_err(format!("bucket of {}: {e}", t.name())))
+}
+
 /// Publishes in flight at most, per round.
 const IN_FLIGHT: usize = 1024;
 
@@ -144,11 +153,7 @@ impl Replica {
         let writer = writer.as_bytes().to_vec();
         self.engine
             .run(async move {
-                let bucket = engine
-                    .js()
-                    .get_key_value(names::tree_bucket(t.name()))
-                    .await
-                    .map_err(kv_err)?;
+                let bucket = bucket(&engine, t).await?;
                 let mut out = Vec::new();
                 if bucket.status().await.map_err(kv_err)?.info.state.messages == 0 {
                     return Ok(out);
@@ -186,11 +191,7 @@ impl Replica {
             .run(async move {
                 let mut last = Vec::with_capacity(Tree::ALL.len());
                 for t in Tree::ALL {
-                    let bucket = engine
-                        .js()
-                        .get_key_value(names::tree_bucket(t.name()))
-                        .await
-                        .map_err(kv_err)?;
+                    let bucket = bucket(&engine, t).await?;
                     let seq = bucket
                         .status()
                         .await
@@ -284,14 +285,11 @@ impl Replica {
             let me = self.clone();
             let weak = Arc::downgrade(shared);
             let rev = super::checkpoint::meta_u64(shared, &rev_key(t))?;
+            let e = self.engine.clone();
             let bucket = self
                 .engine
-                .run({
-                    let e = self.engine.clone();
-                    async move { e.js().get_key_value(names::tree_bucket(t.name())).await }
-                })
-                .map_err(kv_err)?
-                .map_err(|e| kv_err(format!("bucket of {}: {e}", t.name())))?;
+                .run(async move { bucket(&e, t).await })
+                .map_err(kv_err)??;
             self.engine.spawn(async move {
                 // A watcher outlives a lost quorum or a reconnect: it starts
                 // again from the last revision it applied.
@@ -424,11 +422,7 @@ impl Replica {
         let engine = self.engine.clone();
         self.engine
             .run(async move {
-                let kv = engine
-                    .js()
-                    .get_key_value(names::tree_bucket(Tree::Meta.name()))
-                    .await
-                    .map_err(kv_err)?;
+                let kv = bucket(&engine, Tree::Meta).await?;
                 let key = bucket_key(CLUSTER_IDS);
                 for _ in 0..100 {
                     let entry = kv.entry(&key).await.map_err(kv_err)?;
@@ -469,11 +463,7 @@ impl Replica {
         let node = self.node.clone();
         self.engine
             .run(async move {
-                let kv = engine
-                    .js()
-                    .get_key_value(names::tree_bucket(Tree::Meta.name()))
-                    .await
-                    .map_err(kv_err)?;
+                let kv = bucket(&engine, Tree::Meta).await?;
                 match kv
                     .create(bucket_key(CLUSTER_INIT), node.into_bytes().into())
                     .await
