@@ -2,9 +2,10 @@
 //! JetStream, the streams and buckets a cluster keeps its state in, and
 //! what an operator asks of them ([`init`], [`status`]).
 //!
-//! The client runs on a thread of its own ([`Engine`]): its I/O never
-//! competes with the actors' arbiters, and synchronous callers (the CLI,
-//! the store opening) wait on it without nesting runtimes.
+//! The client runs on a runtime of its own ([`Engine`], two worker
+//! threads): its I/O never competes with the actors' arbiters, and
+//! synchronous callers (the CLI, the store opening) wait on it without
+//! nesting runtimes.
 //!
 //! Owns: the connection, the names of the streams and buckets, their
 //! creation and their state. Must not touch: what is stored in them (the
@@ -94,7 +95,7 @@ impl ClusterError {
 /// election (a few seconds), short of making a caller think the node hung.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The connection to the cluster, on a thread of its own. Cheap to clone.
+/// The connection to the cluster, on a runtime of its own. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
     settings: Settings,
