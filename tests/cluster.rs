@@ -650,3 +650,41 @@ fn kill_9_of_a_node_under_load_loses_and_duplicates_nothing() {
         acked.len()
     );
 }
+
+/// A node paused (`SIGSTOP`) for longer than `ack_wait_s` is taken over
+/// as if dead; resumed, it finds its claim taken and stops (exit status
+/// 75) without sending anything again, and started again it serves with
+/// its cache emptied.
+#[test]
+fn a_paused_node_taken_over_stops_when_it_resumes() {
+    let c = NatsCluster::start(3);
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = node(&c, "a", da.path());
+    let b = node(&c, "b", db.path());
+    let token = std::fs::read_to_string(da.path().join("admin.token")).unwrap();
+    let admin = Api::new(&a.url, token.trim());
+    let alice = admin.add_user("alice", &[("im", "alice")]);
+    let bob = admin.add_user("bob", &[("im", "bob")]);
+    let bob_b = Api::new(&b.url, &bob.token);
+    let txns: Vec<String> = (0..20)
+        .map(|i| alice.send("bob", &format!("m{i}")))
+        .collect();
+    common::signal(&a.child, "-STOP");
+    within(30, "B took the paused A over", || {
+        (takeovers(&bob_b) == 1).then_some(())
+    });
+    common::signal(&a.child, "-CONT");
+    let status = within(30, "A stopped once resumed", || a.child.try_wait().unwrap());
+    assert_eq!(status.code(), Some(75), "{status:?}");
+    let inbox = within(30, "every message in bob's inbox", || {
+        let inbox = inbox_counts(&bob_b);
+        txns.iter().all(|t| inbox.contains_key(t)).then_some(inbox)
+    });
+    assert!(inbox.values().all(|n| *n == 1), "nothing twice: {inbox:?}");
+    let a = node(&c, "a", da.path());
+    let alice_a = Api::new(&a.url, &alice.token);
+    for t in &txns {
+        alice_a.expect_status(t, "delivered");
+    }
+    assert_eq!(inbox_counts(&bob_b), inbox, "nothing again");
+}

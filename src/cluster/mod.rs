@@ -94,21 +94,17 @@ pub fn join(cfg: &Config, clock: &SharedClock) -> anyhow::Result<Membership> {
     Ok(m)
 }
 
-/// Stops the process when another node has taken this one's work over
-/// while it ran (it was silent for `cluster.ack_wait_s` — starved, or cut
-/// off from JetStream): its journal subject is gone, what it holds in
-/// memory is the other node's now, and it starts afresh when started again
-/// (systemd restarts it). Checked once its store is open (the claim is its
-/// own from then).
-fn check_own_claim(engine: &Engine) {
+/// Whether another node has taken this one's work over while it ran (it
+/// was silent for `cluster.ack_wait_s` — starved, paused, or cut off from
+/// JetStream). Checked once its store is open (the claim is its own from
+/// then).
+fn taken_over(engine: &Engine) -> Option<String> {
     let me = engine.settings().node_id.clone();
     let e = engine.clone();
     let read = engine.run(async move { takeover::read(&e, &me).await });
-    if let Ok(Ok(Some((c, _)))) = read {
-        if c.by != engine.settings().node_id {
-            tracing::error!(by = %c.by, state = ?c.state, "another node took this node's work over (its heartbeats were late by cluster.ack_wait_s); stopping, to start afresh");
-            std::process::exit(EXIT_TAKEN_OVER);
-        }
+    match read {
+        Ok(Ok(Some((c, _)))) if c.by != engine.settings().node_id => Some(c.by),
+        _ => None,
     }
 }
 
@@ -212,13 +208,20 @@ impl Membership {
         gateways: Vec<actix::Recipient<AdoptOutbox>>,
         clock: SharedClock,
     ) {
-        let (record, engine) = (self.record.clone(), self.engine.clone());
+        let (record, m) = (self.record.clone(), self.clone());
         let settings = self.engine.settings().clone();
         let spawned = std::thread::Builder::new()
             .name("takeover".into())
             .spawn(move || loop {
                 std::thread::sleep(settings.heartbeat);
-                check_own_claim(&engine);
+                if let Some(by) = taken_over(&m.engine) {
+                    // Its journal subject is gone and what it holds in
+                    // memory is the other node's now: it stops, saying it
+                    // left (so that it may start again at once, afresh).
+                    tracing::error!(by = %by, "another node took this node's work over (its heartbeats were late by cluster.ack_wait_s); stopping, to start afresh");
+                    m.leave();
+                    std::process::exit(EXIT_TAKEN_OVER);
+                }
                 let steady = {
                     let b = lock(&record);
                     if b.record.left {

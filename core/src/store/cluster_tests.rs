@@ -13,7 +13,11 @@ use crate::cluster::{init, Engine, Settings};
 type Changed = (Tree, Vec<u8>);
 
 fn engine(c: &NatsCluster, node: &str) -> Engine {
-    let e = Engine::connect(&Settings::new(node, &c.urls(), 3), Duration::from_secs(10)).unwrap();
+    engine_with(&Settings::new(node, &c.urls(), 3))
+}
+
+fn engine_with(settings: &Settings) -> Engine {
+    let e = Engine::connect(settings, Duration::from_secs(10)).unwrap();
     let one = e.clone();
     e.run(async move {
         init::wait_ready(&one, Duration::from_secs(20)).await?;
@@ -162,7 +166,10 @@ fn a_silent_nodes_work_is_taken_over_once_by_one_node() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let eb = engine(&c, "b");
     let b = Store::open_clustered(db.path(), &eb).unwrap();
-    let a = Store::open_clustered(da.path(), &engine(&c, "a")).unwrap();
+    // a asks whether it was taken over before it publishes after 1 s idle.
+    let mut settings = Settings::new("a", &c.urls(), 3);
+    settings.ack_wait = Duration::from_secs(2);
+    let a = Store::open_clustered(da.path(), &engine_with(&settings)).unwrap();
     // In the buckets: an outbox entry and a record.
     put(&a, Tree::Outbox, b"im\0t1", b"entry 1");
     put(&a, Tree::Txn, b"t1", b"record 1");
@@ -182,8 +189,7 @@ fn a_silent_nodes_work_is_taken_over_once_by_one_node() {
     gone.remove(Tree::Outbox, b"sms\0t3".to_vec());
     futures_block(a.writer().write(gone)).unwrap();
     put(&a, Tree::Meta, b"ids.reserved", &999u64.to_be_bytes());
-    // a dies.
-    std::mem::forget(a);
+    // a stops (paused, starved: its rounds do not run).
     let now = now_ms();
     beat(&eb, "a", now);
     assert_eq!(
@@ -234,6 +240,12 @@ fn a_silent_nodes_work_is_taken_over_once_by_one_node() {
     let r = b.inner.shared.replica.as_ref().unwrap();
     assert_eq!(r.written_by(Tree::Outbox, "a").unwrap(), vec![]);
     assert_eq!(r.written_by(Tree::Outbox, "b").unwrap().len(), 2);
+    // a resumes: having published nothing for over half its ack wait, it
+    // asks first, and puts nothing over b's entries.
+    std::thread::sleep(Duration::from_millis(1100));
+    let refused = a.checkpoint().unwrap_err().to_string();
+    assert!(refused.contains("took this node's work over"), "{refused}");
+    assert_eq!(r.written_by(Tree::Outbox, "a").unwrap(), vec![]);
 }
 
 #[test]

@@ -105,6 +105,8 @@ pub(crate) struct Replica {
     /// Per tree: whether its watcher has caught up with the bucket.
     caught_up: Mutex<HashMap<Tree, bool>>,
     caught_up_cv: std::sync::Condvar,
+    /// When a round's puts last went through.
+    published: Mutex<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -139,6 +141,7 @@ impl Replica {
             listeners: Mutex::new(Vec::new()),
             caught_up: Mutex::new(HashMap::new()),
             caught_up_cv: std::sync::Condvar::new(),
+            published: Mutex::new(std::time::Instant::now()),
         }
     }
 
@@ -259,6 +262,13 @@ impl Replica {
         if msgs.is_empty() {
             return Ok(());
         }
+        // A node that could not publish for half of `ack_wait` (paused,
+        // starved, cut off) may have been taken over meanwhile: its rounds
+        // would then put stale values over the taker's (its outbox entries
+        // among them), so it asks first.
+        if lock(&self.published).elapsed() >= self.engine.settings().ack_wait / 2 {
+            self.not_taken_over()?;
+        }
         let engine = self.engine.clone();
         self.engine
             .run(async move {
@@ -274,7 +284,27 @@ impl Replica {
                 }
                 Ok::<_, StoreError>(())
             })
+            .map_err(kv_err)??;
+        *lock(&self.published) = std::time::Instant::now();
+        Ok(())
+    }
+
+    /// An error when another node holds this node's claim
+    /// ([`crate::cluster::takeover`]).
+    fn not_taken_over(&self) -> Result<(), StoreError> {
+        let (engine, me) = (self.engine.clone(), self.node.clone());
+        let read = self
+            .engine
+            .run(async move { crate::cluster::takeover::read(&engine, &me).await })
             .map_err(kv_err)?
+            .map_err(kv_err)?;
+        match read {
+            Some((c, _)) if c.by != self.node => Err(StoreError::Cluster(format!(
+                "node {:?} took this node's work over; nothing more is published",
+                c.by
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Starts one watcher per tree on the engine's thread and waits until
