@@ -592,6 +592,22 @@ fn kill_9_of_a_node_under_load_loses_and_duplicates_nothing() {
         (takeovers(&alice_b) == 1).then_some(())
     });
     let taken_over = killed.elapsed();
+    let (code, st) = Api::new(&b.url, token.trim()).get("/v1/admin/cluster");
+    assert_eq!(code, 200, "{st}");
+    let node_a = st["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "a")
+        .unwrap();
+    assert_eq!(node_a["taken_over"]["by"], "b", "{st}");
+    let node_b = st["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "b")
+        .unwrap();
+    assert_eq!(node_b["mediums"], json!(["im", "sms"]), "{st}");
     let finished =
         |m: &Sent| alice_b.get(&format!("/v1/messages/{}", m.0)).1["status"] == "delivered";
     within(

@@ -76,6 +76,7 @@ pub fn join(cfg: &Config, clock: &SharedClock) -> anyhow::Result<Membership> {
         open_txns: 0,
         heartbeat_ms: settings.heartbeat.as_millis() as u64,
         left: false,
+        mediums: Vec::new(),
     };
     tracing::info!(node = %settings.node_id, nats = %settings.urls.join(","), replicas = settings.replicas, "joined the cluster");
     let m = Membership {
@@ -83,6 +84,7 @@ pub fn join(cfg: &Config, clock: &SharedClock) -> anyhow::Result<Membership> {
         record: Arc::new(Mutex::new(Beat {
             record,
             open_txns: None,
+            mediums: None,
             beating_since: None,
         })),
         presence: Arc::default(),
@@ -116,6 +118,8 @@ struct Beat {
     record: NodeRecord,
     /// Counts the node's open transactions (once it serves).
     open_txns: Option<Box<dyn Fn() -> u64 + Send>>,
+    /// Names the mediums its gateways serve now (once it serves).
+    mediums: Option<Box<dyn Fn() -> Vec<String> + Send>>,
     /// Since when every heartbeat has been taken (`None`: the last was
     /// not): a node takes others over only after `ack_wait` of it, so
     /// nodes that all lost JetStream for a while do not take each other
@@ -124,13 +128,20 @@ struct Beat {
 }
 
 impl Membership {
-    /// The node serves: its heartbeat carries its HTTP address and its
-    /// count of open transactions from now.
-    pub fn serving(&self, http: String, open_txns: impl Fn() -> u64 + Send + 'static) {
+    /// The node serves: its heartbeat carries its HTTP address, its count
+    /// of open transactions and the mediums its gateways serve from now.
+    pub fn serving(
+        &self,
+        http: String,
+        open_txns: impl Fn() -> u64 + Send + 'static,
+        mediums: impl Fn() -> Vec<String> + Send + 'static,
+    ) {
         let r = {
             let mut b = lock(&self.record);
             b.record.http = http;
+            b.record.mediums = mediums();
             b.open_txns = Some(Box::new(open_txns));
+            b.mediums = Some(Box::new(mediums));
             b.record.clone()
         };
         // At once, not at the next beat: the status shows where it serves.
@@ -161,6 +172,9 @@ impl Membership {
                     }
                     b.record.last_seen_ms = c.now_ms();
                     b.record.open_txns = b.open_txns.as_ref().map_or(0, |f| f());
+                    if let Some(f) = &b.mediums {
+                        b.record.mediums = f();
+                    }
                     b.record.clone()
                 };
                 let taken = status::beat(&engine, &r).await;

@@ -329,6 +329,20 @@ impl Core {
     }
 }
 
+/// The mediums of the gateways logged in to this node's broker and
+/// healthy now (built-in or remote), by name, each once.
+fn serving_mediums(members: &MemberRegistry) -> Vec<String> {
+    let mut v: Vec<String> = members
+        .snapshot()
+        .into_iter()
+        .filter(|m| m.logged_in && m.healthy)
+        .filter_map(|m| m.medium.map(|k| k.as_str().to_string()))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
 /// A gateway started in this process, as the node reaches it.
 #[derive(Clone)]
 pub(super) struct StartedGateway {
@@ -428,7 +442,12 @@ impl Node {
         actix_rt::spawn(server);
         if let Some(m) = &core.cluster {
             let broker = core.broker.shared.clone();
-            m.serving(http_addr.to_string(), move || broker.open_transactions());
+            let members = core.members.clone();
+            m.serving(
+                http_addr.to_string(),
+                move || broker.open_transactions(),
+                move || serving_mediums(&members),
+            );
             let adopters = core
                 .gateways
                 .lock()

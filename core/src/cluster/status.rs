@@ -24,6 +24,10 @@ pub struct NodeRecord {
     /// It left in an ordered shutdown.
     #[serde(default)]
     pub left: bool,
+    /// The mediums its gateways serve now (logged in to its broker and
+    /// healthy: an SMSC bound, a relay reachable), by name.
+    #[serde(default)]
+    pub mediums: Vec<String>,
 }
 
 impl NodeRecord {
@@ -48,6 +52,11 @@ pub struct NodeStatus {
     pub last_seen: String,
     /// How many transactions it has open.
     pub open_txns: u64,
+    /// The mediums its gateways serve ([`NodeRecord::mediums`]).
+    pub mediums: Vec<String>,
+    /// Who runs its journal when that is not itself: another node took
+    /// its work over ([`super::takeover`]).
+    pub taken_over: Option<super::takeover::Claim>,
 }
 
 /// One stream as the status shows it.
@@ -150,17 +159,23 @@ pub async fn nodes(engine: &Engine) -> Result<Vec<NodeRecord>, ClusterError> {
 /// # Errors
 /// When JetStream does not answer.
 pub async fn status(engine: &Engine, now_ms: u64) -> Result<Status, ClusterError> {
-    let nodes = nodes(engine)
-        .await?
-        .into_iter()
-        .map(|r| NodeStatus {
+    let mut nodes_out = Vec::new();
+    for r in nodes(engine).await? {
+        let taken_over = super::takeover::read(engine, &r.id)
+            .await?
+            .map(|(c, _)| c)
+            .filter(|c| c.by != r.id);
+        nodes_out.push(NodeStatus {
             alive: r.alive(now_ms),
             last_seen: crate::time::rfc3339(r.last_seen_ms),
             id: r.id,
             http: r.http,
             open_txns: r.open_txns,
-        })
-        .collect();
+            mediums: r.mediums,
+            taken_over,
+        });
+    }
+    let nodes = nodes_out;
     let mut streams = Vec::new();
     let mut servers: Vec<ServerStatus> = Vec::new();
     let mut names_list = engine.js().stream_names();

@@ -26,6 +26,7 @@ use super::{names, ClusterError, Engine};
 
 /// Where a claim's state is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// The node runs its own journal.
@@ -38,6 +39,7 @@ pub enum State {
 
 /// A claim on a node's journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Claim {
     /// The node holding it.
     pub by: String,
@@ -161,6 +163,7 @@ mod tests {
             open_txns: 0,
             heartbeat_ms: 1000,
             left: false,
+            mediums: Vec::new(),
         }
     }
 

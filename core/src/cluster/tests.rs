@@ -98,6 +98,7 @@ fn heartbeats_tell_alive_from_gone() {
         open_txns: 7,
         heartbeat_ms: 1000,
         left,
+        mediums: vec!["im".into(), "sms".into()],
     };
     for r in [
         rec("a", 10_000, false),
@@ -119,4 +120,31 @@ fn heartbeats_tell_alive_from_gone() {
     assert_eq!(alive, [("a", true), ("bb", false), ("ccc", false)]);
     assert_eq!(st.nodes[0].last_seen, "1970-01-01T00:00:10.000Z");
     assert_eq!(st.nodes[0].open_txns, 7);
+    assert_eq!(st.nodes[0].mediums, ["im", "sms"]);
+    assert_eq!(st.nodes[0].taken_over, None);
+    // A claim another node holds on bb shows; a's own does not.
+    let one = e.clone();
+    e.run(async move {
+        use crate::cluster::takeover::{write, Claim, State};
+        let by = |by: &str| Claim {
+            by: by.into(),
+            state: State::Done,
+            at_ms: 1,
+        };
+        write(&one, "bb", &by("a"), None).await?;
+        write(&one, "a", &by("a"), None).await
+    })
+    .unwrap()
+    .unwrap();
+    let s = e.clone();
+    let st = e
+        .run(async move { status::status(&s, 10_500).await })
+        .unwrap()
+        .unwrap();
+    let by: Vec<Option<&str>> = st
+        .nodes
+        .iter()
+        .map(|n| n.taken_over.as_ref().map(|c| c.by.as_str()))
+        .collect();
+    assert_eq!(by, [None, Some("a"), None], "claims are not nodes either");
 }

@@ -141,6 +141,7 @@ fn beat(e: &Engine, node: &str, at_ms: u64) {
         open_txns: 0,
         heartbeat_ms: 1000,
         left: false,
+        mediums: Vec::new(),
     };
     let one = e.clone();
     e.run(async move { crate::cluster::status::beat(&one, &r).await })
