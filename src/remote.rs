@@ -148,6 +148,7 @@ pub async fn run(cfg: Config, r: RemoteGateway) -> anyhow::Result<()> {
                 &directory,
                 |medium, notify| async { Ok(parts.start(medium, Some(notify))) },
                 None,
+                None,
             )
             .await?;
             tasks.push(esme);

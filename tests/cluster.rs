@@ -447,7 +447,9 @@ type Acked = Arc<Mutex<Vec<Sent>>>;
 
 /// One client per entry of `to`, each sending through `api` to its
 /// recipient, one message after the other, until `stop` (or the node is
-/// gone; 5 000 at most); what is acknowledged goes to `acked`.
+/// gone; 5 000 messages and two minutes at most); what is acknowledged goes
+/// to `acked`. A refusal (503 while JetStream elects a leader) is tried
+/// again after 20 ms, as a client would.
 fn load(
     api: &Api,
     to: &[&'static str],
@@ -459,17 +461,19 @@ fn load(
         .map(|(i, to)| {
             let (api, acked, stop, to) = (api.clone(), acked.clone(), stop.clone(), *to);
             std::thread::spawn(move || {
-                for n in 0..5_000 {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let body = format!("load {i}.{n}");
+                let deadline = Instant::now() + Duration::from_secs(120);
+                let (mut n, mut tries) = (0, 0);
+                while n < 5_000 && !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    // Each try its own text (a refused one may yet be sent).
+                    tries += 1;
+                    let body = format!("load {i}.{tries}");
                     match api.try_post("/v1/messages", &json!({"to": to, "body": body})) {
                         Some((202, v)) => {
                             let txn = v["txn"].as_str().unwrap().to_string();
                             acked.lock().unwrap().push((txn, to, body));
+                            n += 1;
                         }
-                        Some(_) => {}
+                        Some(_) => std::thread::sleep(Duration::from_millis(20)),
                         // The node is gone.
                         None => return,
                     }
@@ -703,4 +707,59 @@ fn a_paused_node_taken_over_stops_when_it_resumes() {
         alice_a.expect_status(t, "delivered");
     }
     assert_eq!(inbox_counts(&bob_b), inbox, "nothing again");
+}
+
+/// Node A has no SMSC bind, node C has: alice's message on A to dora (SMS
+/// only) is submitted through C's bind, and the SMSC's receipt, arriving
+/// at C, is A's delivery report; status and attempts the same on both.
+#[test]
+fn an_sms_bind_on_one_node_serves_messages_submitted_on_another() {
+    let c = NatsCluster::start(3);
+    let smsc = common::Smsc::start();
+    let (da, dc) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = node(&c, "a", da.path());
+    let sms = common::sms_env(&smsc);
+    let sms: Vec<(&str, &str)> = sms.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let node_c = node_with(&c, "c", dc.path(), &sms);
+    smsc.wait_bound();
+    let token = std::fs::read_to_string(da.path().join("admin.token")).unwrap();
+    let admin = Api::new(&a.url, token.trim());
+    let alice = admin.add_user("alice", &[("im", "alice")]);
+    admin.add_user("dora", &[("sms", "+4915100000001")]);
+    within(15, "A's SMS gateway is up through C", || {
+        let (_, v) = admin.get("/metrics");
+        v.as_str()?
+            .lines()
+            .any(|l| l == "switchboard_gateway_up{member=\"gw-sms-1\"} 1")
+            .then_some(())
+    });
+    let txn = alice.send("dora", "through C");
+    let on_a = alice.expect_status(&txn, "delivered");
+    assert_eq!(on_a["attempts"][0]["mechanism"], "sms", "{on_a}");
+    assert_eq!(on_a["attempts"][0]["gateway"], "gw-sms-1", "{on_a}");
+    let subs = smsc.submits_to("4915100000001");
+    assert_eq!(subs.len(), 1, "{subs:?}");
+    assert_eq!(subs[0]["text"], "through C");
+    let alice_c = Api::new(&node_c.url, &alice.token);
+    let on_c = within(10, "C tells the same", || {
+        let (_, v) = alice_c.get(&format!("/v1/messages/{txn}"));
+        (v["status"] == "delivered").then_some(v)
+    });
+    assert_eq!(on_c["attempts"], on_a["attempts"]);
+    // A's status says where SMS is served: C, not A.
+    let (_, st) = admin.get("/v1/admin/cluster");
+    let mediums = |id: &str| {
+        st["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id)
+            .unwrap()["mediums"]
+            .clone()
+    };
+    assert_eq!(
+        (mediums("a"), mediums("c")),
+        (json!(["im"]), json!(["im", "sms"])),
+        "{st}"
+    );
 }

@@ -27,7 +27,7 @@ use switchboard_core::protocol::{MediumKind, MemberId, MemberKeys, SystemClock};
 use switchboard_core::store::Store;
 
 use super::init::{initialise, open_clustered_store, open_store, ADMIN_TOKEN_FILE};
-use super::mediums::{start_email, start_fax, start_miap, start_sms};
+use super::mediums::{start_email, start_fax, start_miap, start_sms, start_sms_forwarding};
 use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::gateways;
@@ -416,6 +416,10 @@ impl Node {
         if cfg.sms.enabled {
             sms = Some(start_sms(cfg, &core).await?);
             gateways.push(gateways::sms::MEMBER_ID.to_string());
+        } else if let Some(m) = &core.cluster {
+            // Not a readiness condition: it serves while another node has
+            // an SMSC bound.
+            start_sms_forwarding(cfg, &core, &m.engine).await?;
         }
         let state = ApiState {
             gateways,
@@ -443,10 +447,16 @@ impl Node {
         if let Some(m) = &core.cluster {
             let broker = core.broker.shared.clone();
             let members = core.members.clone();
+            // What it forwards is not its own to offer.
+            let sms_bound = cfg.sms.enabled;
             m.serving(
                 http_addr.to_string(),
                 move || broker.open_transactions(),
-                move || serving_mediums(&members),
+                move || {
+                    let mut v = serving_mediums(&members);
+                    v.retain(|m| sms_bound || m != "sms");
+                    v
+                },
             );
             let adopters = core
                 .gateways

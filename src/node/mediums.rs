@@ -213,9 +213,55 @@ pub(super) async fn start_sms(
         Some(Box::new(move |up| {
             members.set_healthy(&MemberId::new(MEMBER_ID), up)
         })),
+        core.cluster.as_ref().map(|m| m.engine.clone()),
     )
     .await?;
     Ok(jobs)
+}
+
+/// In a cluster, on a node without an SMSC bind: the SMS gateway all the
+/// same, submitting through a node that has one
+/// ([`gateways::sms::cluster`]).
+pub(super) async fn start_sms_forwarding(
+    cfg: &Config,
+    core: &Core,
+    engine: &switchboard_core::cluster::Engine,
+) -> anyhow::Result<()> {
+    use crate::gateways::sms::notify::SmsNotify;
+    use crate::gateways::sms::{cluster, SmsMedium, MEMBER_ID};
+    use switchboard_actors::medium::Health;
+    let c = &cfg.sms;
+    let policy = gateways::ReceiptPolicy::parse(&c.receipts).context("sms.receipts")?;
+    let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
+    let health = Arc::new(std::sync::Mutex::new(Health {
+        up: false,
+        detail: "looking for a node of the cluster with an SMSC bound".into(),
+    }));
+    let submit_timeout = Duration::from_secs(c.submit_timeout_s);
+    let medium = SmsMedium::new(
+        jobs.clone(),
+        health.clone(),
+        core.store.clone(),
+        c.source.clone(),
+        submit_timeout,
+    );
+    let notify = SmsNotify::new(jobs, c.source.clone(), policy).start();
+    let gateway = core
+        .add_gateway(MEMBER_ID, medium, Some(notify.recipient()))
+        .await?;
+    let members = core.members.clone();
+    cluster::forward(
+        engine,
+        queue,
+        health,
+        Box::new(move |up| members.set_healthy(&MemberId::new(MEMBER_ID), up)),
+        gateway.recipient(),
+        submit_timeout,
+    );
+    tracing::info!(
+        "SMS gateway started, submitting through the nodes of the cluster that have an SMSC bound"
+    );
+    Ok(())
 }
 
 /// The SMS gateway's parts: its medium and receipt notices handed to
@@ -230,6 +276,7 @@ pub async fn start_sms_with<F, Fut>(
     directory: &Directory,
     start: F,
     on_health: Option<Box<dyn Fn(bool)>>,
+    cluster: Option<switchboard_core::cluster::Engine>,
 ) -> anyhow::Result<(
     tokio::sync::mpsc::UnboundedSender<gateways::sms::esme::Job>,
     actix_rt::task::JoinHandle<()>,
@@ -274,7 +321,22 @@ where
         gateway: gateway.clone().recipient(),
         expires_in_ms: cfg.broker.default_expires_in_s * 1000,
     };
-    let mut esme = Esme::new(settings, store.clone(), gateway.recipient(), health, mo);
+    // In a cluster, other nodes' gateways submit through this bind too,
+    // and their receipts go back to them.
+    let reports = match &cluster {
+        Some(engine) => {
+            gateways::sms::cluster::serve_submits(engine, store.clone(), jobs.clone());
+            gateways::sms::cluster::ReportRouter {
+                local: gateway.clone().recipient(),
+                engine: engine.clone(),
+                store: store.clone(),
+            }
+            .start()
+            .recipient()
+        }
+        None => gateway.clone().recipient(),
+    };
+    let mut esme = Esme::new(settings, store.clone(), reports, health, mo);
     if let Some(f) = on_health {
         esme = esme.on_health(f);
     }

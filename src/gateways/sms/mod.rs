@@ -15,6 +15,7 @@
 //! otherwise refused with a reply saying how to address one ([`inbound`]).
 //! SMS senders learn the outcome of their messages by SMS ([`notify`]).
 
+pub mod cluster;
 pub mod esme;
 pub mod inbound;
 pub mod notify;

@@ -1,0 +1,418 @@
+//! SMS across a cluster (`CLUSTER.md`, behaviour 3: "a medium present on
+//! one node only serves messages submitted anywhere"): a node without an
+//! SMSC bind runs the SMS gateway all the same, its submits going over NATS
+//! to a node that has one; that node's ESME submits them and sends their
+//! receipts back as the first node's delivery reports.
+//!
+//! - `sb.sms.<node>.submit` (request/reply, core NATS): a node with a bind
+//!   takes a [`RemoteSubmit`], remembers whose it is (`o`+txn in the SMS
+//!   records tree, so receipts after a restart still find their way), and
+//!   answers once the SMSC took every segment and the correlation is
+//!   durable — what the local ESME answers its own gateway.
+//! - `sb.sms.<node>.report`: a receipt for a message another node's
+//!   gateway submitted, as the [`MediumReport`] that gateway turns into its
+//!   report to its broker.
+//!
+//! Which node: one the cluster's heartbeats say is alive and serves `sms`
+//! ([`status::NodeRecord::mediums`]), tried in order until one takes it.
+//! The forwarding gateway is healthy while there is such a node.
+//!
+//! Owns: the forwarding and the report routing. Must not touch: SMPP (the
+//! ESME's), the broker's view (reports go through the gateway that
+//! submitted).
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use switchboard_actors::medium::{Health, MediumReport};
+use switchboard_core::cluster::{status, Engine};
+use switchboard_core::protocol::{Attestation, ReportStatus, Tag, TxnId};
+use switchboard_core::store::records::key2;
+use switchboard_core::store::{Store, Tree, WriteBatch};
+
+use super::esme::window::{Outgoing, Tracked};
+use super::esme::Job;
+use super::pdu::Segment;
+use super::{SharedHealth, MEMBER_ID};
+
+/// A submit another node's gateway hands to this node's ESME.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RemoteSubmit {
+    /// The node whose gateway submits it (where its receipts go).
+    pub origin: String,
+    /// The destination number.
+    pub to: String,
+    /// The source address.
+    pub from: String,
+    /// The short messages: (`data_coding`, `esm_class`, bytes).
+    pub segments: Vec<(u8, u8, Vec<u8>)>,
+    /// The transaction, attempt, broker `ID`, attestations and sending
+    /// user; `None` for a notice.
+    pub message: Option<RemoteTracked>,
+}
+
+/// [`Tracked`] on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RemoteTracked {
+    /// The transaction.
+    pub txn: TxnId,
+    /// The attempt.
+    pub attempt: u32,
+    /// That attempt's broker `ID`.
+    pub id: Tag,
+    /// The processors' attestations.
+    pub attestations: Vec<Attestation>,
+    /// The sending user.
+    pub sender_user: Option<String>,
+}
+
+/// A delivery report on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct RemoteReport {
+    txn: TxnId,
+    attempt: u32,
+    id: Tag,
+    status: ReportStatus,
+    attestations: Vec<Attestation>,
+}
+
+fn submit_subject(node: &str) -> String {
+    format!("sb.sms.{node}.submit")
+}
+
+fn report_subject(node: &str) -> String {
+    format!("sb.sms.{node}.report")
+}
+
+/// The key naming the node whose gateway submitted `txn`.
+fn origin_key(txn: &TxnId) -> Vec<u8> {
+    let mut k = b"o".to_vec();
+    k.extend_from_slice(txn.to_string().as_bytes());
+    key2(MEMBER_ID, &k)
+}
+
+impl RemoteSubmit {
+    fn of(origin: &str, o: &Outgoing) -> Self {
+        Self {
+            origin: origin.to_owned(),
+            to: o.to.clone(),
+            from: o.from.clone(),
+            segments: o
+                .segments
+                .iter()
+                .map(|s| (s.data_coding, s.esm_class, s.short_message.clone()))
+                .collect(),
+            message: o.message.as_ref().map(|t| RemoteTracked {
+                txn: t.txn,
+                attempt: t.attempt,
+                id: t.id,
+                attestations: t.attestations.clone(),
+                sender_user: t.sender_user.clone(),
+            }),
+        }
+    }
+
+    fn into_outgoing(self, reply: oneshot::Sender<Result<(), String>>) -> Outgoing {
+        Outgoing {
+            to: self.to,
+            from: self.from,
+            segments: self
+                .segments
+                .into_iter()
+                .map(|(data_coding, esm_class, short_message)| Segment {
+                    data_coding,
+                    esm_class,
+                    short_message,
+                })
+                .collect(),
+            message: self.message.map(|t| Tracked {
+                txn: t.txn,
+                attempt: t.attempt,
+                id: t.id,
+                attestations: t.attestations,
+                sender_user: t.sender_user,
+            }),
+            reply: Some(reply),
+        }
+    }
+}
+
+/// What a submit's answer says: `None` taken, else why not.
+#[derive(Debug, Serialize, Deserialize)]
+struct Answer {
+    error: Option<String>,
+}
+
+/// On a node with an SMSC bind: takes other nodes' submits into `jobs`
+/// (the ESME's queue).
+pub fn serve_submits(engine: &Engine, store: Store, jobs: mpsc::UnboundedSender<Job>) {
+    let e = engine.clone();
+    let subject = submit_subject(&engine.settings().node_id);
+    engine.spawn(async move {
+        let mut sub = match e.client().subscribe(subject.clone()).await {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::error!(error = %err, subject, "cannot take other nodes' SMS");
+                return;
+            }
+        };
+        while let Some(m) = sub.next().await {
+            let (e, store, jobs) = (e.clone(), store.clone(), jobs.clone());
+            // Each on its own: the ESME's window paces them.
+            tokio::spawn(async move {
+                let error = take_submit(&store, &jobs, &m.payload).await.err();
+                if let Some(reply) = m.reply {
+                    let body = serde_json::to_vec(&Answer { error }).unwrap_or_default();
+                    let _ = e.client().publish(reply, body.into()).await;
+                }
+            });
+        }
+    });
+}
+
+async fn take_submit(
+    store: &Store,
+    jobs: &mpsc::UnboundedSender<Job>,
+    payload: &[u8],
+) -> Result<(), String> {
+    let s: RemoteSubmit = serde_json::from_slice(payload)
+        .map_err(|e| format!("a submit that does not decode: {e}"))?;
+    if let Some(t) = &s.message {
+        let mut b = WriteBatch::new();
+        b.insert(
+            Tree::SmsRecords,
+            origin_key(&t.txn),
+            s.origin.as_bytes().to_vec(),
+        );
+        store.writer().write(b).await.map_err(|e| e.to_string())?;
+    }
+    let (tx, rx) = oneshot::channel();
+    jobs.send(Job::Submit(s.into_outgoing(tx)))
+        .map_err(|_| "the SMS gateway is shutting down".to_string())?;
+    rx.await
+        .map_err(|_| "the SMS gateway stopped".to_string())?
+}
+
+/// On a node with an SMSC bind: the ESME's reports go to the gateway that
+/// submitted each message — `local` for this node's, over NATS for
+/// another node's.
+pub struct ReportRouter {
+    /// This node's SMS gateway.
+    pub local: Recipient<MediumReport>,
+    /// The cluster.
+    pub engine: Engine,
+    /// Where the origins are.
+    pub store: Store,
+}
+
+impl Actor for ReportRouter {
+    type Context = Context<Self>;
+}
+
+impl Handler<MediumReport> for ReportRouter {
+    type Result = ();
+
+    fn handle(&mut self, r: MediumReport, _: &mut Context<Self>) {
+        let me = &self.engine.settings().node_id;
+        let origin = self
+            .store
+            .get(Tree::SmsRecords, &origin_key(&r.txn))
+            .ok()
+            .flatten()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .filter(|o| o != me);
+        let Some(origin) = origin else {
+            self.local.do_send(r);
+            return;
+        };
+        let body = serde_json::to_vec(&RemoteReport {
+            txn: r.txn,
+            attempt: r.attempt,
+            id: r.id,
+            status: r.status,
+            attestations: r.attestations,
+        })
+        .unwrap_or_default();
+        let engine = self.engine.clone();
+        self.engine.spawn(async move {
+            if let Err(e) = engine
+                .client()
+                .publish(report_subject(&origin), body.into())
+                .await
+            {
+                tracing::warn!(error = %e, node = %origin, "an SMS receipt for another node's gateway was not sent; it is sent again at the next tidy");
+            }
+        });
+    }
+}
+
+/// On a node without an SMSC bind: hands what its SMS gateway submits
+/// (`queue`) to a node with one, keeps `health` up while there is one, and
+/// gives the receipts coming back to `gateway`.
+pub fn forward(
+    engine: &Engine,
+    mut queue: mpsc::UnboundedReceiver<Job>,
+    health: SharedHealth,
+    on_health: Box<dyn Fn(bool) + Send>,
+    gateway: Recipient<MediumReport>,
+    submit_timeout: Duration,
+) {
+    let me = engine.settings().node_id.clone();
+    // Receipts for what this node's gateway submitted through others.
+    let e = engine.clone();
+    let subject = report_subject(&me);
+    engine.spawn(async move {
+        let Ok(mut sub) = e.client().subscribe(subject).await else {
+            tracing::error!("cannot take SMS receipts from other nodes");
+            return;
+        };
+        while let Some(m) = sub.next().await {
+            match serde_json::from_slice::<RemoteReport>(&m.payload) {
+                Ok(r) => gateway.do_send(MediumReport {
+                    txn: r.txn,
+                    attempt: r.attempt,
+                    id: r.id,
+                    status: r.status,
+                    attestations: r.attestations,
+                }),
+                Err(err) => tracing::warn!(error = %err, "an SMS receipt from another node that does not decode"),
+            }
+        }
+    });
+    // Which nodes serve SMS, every heartbeat.
+    let (e, h, me2) = (engine.clone(), health.clone(), me.clone());
+    let every = engine.settings().heartbeat;
+    engine.spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        let mut told = None;
+        loop {
+            tick.tick().await;
+            let via = bound_nodes(&e, &me2).await;
+            let up = !via.is_empty();
+            if let Ok(mut g) = h.lock() {
+                *g = Health {
+                    up,
+                    detail: if up {
+                        format!("through node {} (SMSC bound there)", via.join(", "))
+                    } else {
+                        "no node of the cluster has an SMSC bound".into()
+                    },
+                };
+            }
+            if told != Some(up) {
+                on_health(up);
+                told = Some(up);
+            }
+        }
+    });
+    let e = engine.clone();
+    engine.spawn(async move {
+        while let Some(job) = queue.recv().await {
+            match job {
+                Job::Submit(mut o) => {
+                    let reply = o.reply.take();
+                    let body = serde_json::to_vec(&RemoteSubmit::of(&me, &o)).unwrap_or_default();
+                    let e = e.clone();
+                    let me = me.clone();
+                    tokio::spawn(async move {
+                        let got = submit_anywhere(&e, &me, body, submit_timeout).await;
+                        if let Some(r) = reply {
+                            let _ = r.send(got);
+                        }
+                    });
+                }
+                Job::Stop(done) => {
+                    let _ = done.send(());
+                    return;
+                }
+            }
+        }
+    });
+}
+
+/// The live nodes other than `me` whose gateways serve SMS.
+async fn bound_nodes(engine: &Engine, me: &str) -> Vec<String> {
+    let now = switchboard_core::protocol::clock::Clock::now_ms(
+        &switchboard_core::protocol::clock::SystemClock,
+    );
+    status::nodes(engine)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n.id != me && n.alive(now) && n.mediums.iter().any(|m| m == "sms"))
+        .map(|n| n.id)
+        .collect()
+}
+
+/// Offers `body` to each node with a bind until one takes it.
+async fn submit_anywhere(
+    engine: &Engine,
+    me: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let nodes = bound_nodes(engine, me).await;
+    if nodes.is_empty() {
+        return Err("no node of the cluster has an SMSC bound".into());
+    }
+    let mut why = Vec::new();
+    for node in nodes {
+        let asked = engine
+            .client()
+            .request(submit_subject(&node), body.clone().into());
+        match tokio::time::timeout(timeout, asked).await {
+            Ok(Ok(m)) => match serde_json::from_slice::<Answer>(&m.payload) {
+                Ok(Answer { error: None }) => return Ok(()),
+                Ok(Answer { error: Some(e) }) => why.push(format!("{node}: {e}")),
+                Err(e) => why.push(format!("{node}: an answer that does not decode: {e}")),
+            },
+            Ok(Err(e)) => why.push(format!("{node}: {e}")),
+            Err(_) => why.push(format!("{node}: no answer within {}s", timeout.as_secs())),
+        }
+    }
+    Err(format!("no node took the SMS ({})", why.join("; ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_submit_round_trips_through_its_wire_form() {
+        let (tx, _rx) = oneshot::channel();
+        let o = Outgoing {
+            to: "+4915100000001".into(),
+            from: "Switchboard".into(),
+            segments: vec![Segment {
+                data_coding: 0,
+                esm_class: 0x40,
+                short_message: b"\x05\x00\x03\x01\x02\x01hi".to_vec(),
+            }],
+            message: Some(Tracked {
+                txn: TxnId([7; 16]),
+                attempt: 2,
+                id: [9; 32],
+                attestations: vec![],
+                sender_user: Some("alice".into()),
+            }),
+            reply: Some(tx),
+        };
+        let wire = RemoteSubmit::of("a", &o);
+        let text = serde_json::to_vec(&wire).unwrap();
+        let back: RemoteSubmit = serde_json::from_slice(&text).unwrap();
+        assert_eq!(back, wire);
+        let (tx, _rx) = oneshot::channel();
+        let again = back.into_outgoing(tx);
+        assert_eq!(again.segments, o.segments);
+        assert_eq!(again.message.as_ref().map(|t| t.attempt), Some(2));
+        assert_eq!(origin_key(&TxnId([7; 16])), {
+            let mut k = b"o".to_vec();
+            k.extend_from_slice(TxnId([7; 16]).to_string().as_bytes());
+            key2(MEMBER_ID, &k)
+        });
+    }
+}
