@@ -8,7 +8,7 @@
 //! | module | owns | may use |
 //! |---|---|---|
 //! | [`config`], [`logging`], [`tls`], [`http`], [`content`] | configuration; logs; TLS; HTTP plumbing (the error shape, times, `/healthz`, running a server); content formats (MIME, GSM 03.38, fax PDF) | nothing of the shell but `config` |
-//! | [`cluster`] | this node's membership of a cluster: join, heartbeat, leave, status | `config` |
+//! | [`cluster`] | this node's membership of a cluster: join, heartbeat, takeover of dead nodes, leave, status | `config` |
 //! | [`processors`] | content converters (processor hops) | `content` |
 //! | [`gateways`] | each medium's wire (SMTP, SMPP, the fax spool, the IM inbox and WebSocket) and the IM clients' send path | `content`, `http`, `config`, `tls` |
 //! | [`api`] | the HTTP API | `gateways`, `processors`, `http`, `cluster` |
