@@ -763,3 +763,59 @@ fn an_sms_bind_on_one_node_serves_messages_submitted_on_another() {
         "{st}"
     );
 }
+
+/// A submits dora's SMS through C's bind and dies before the receipts,
+/// which come while nobody has its work: B or C takes A's work over,
+/// delivers the messages again (which submits nothing new) and has their
+/// receipts sent to itself; they end delivered, submitted once.
+#[test]
+fn a_receipt_for_a_dead_nodes_sms_reaches_the_node_that_took_it_over() {
+    let c = NatsCluster::start(3);
+    let smsc = common::Smsc::start();
+    smsc.mode(json!({"receipt": "hold"}));
+    let (da, db, dc) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let a = node(&c, "a", da.path());
+    let b = node(&c, "b", db.path());
+    let sms = common::sms_env(&smsc);
+    let sms: Vec<(&str, &str)> = sms.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let node_c = node_with(&c, "c", dc.path(), &sms);
+    smsc.wait_bound();
+    let token = std::fs::read_to_string(da.path().join("admin.token")).unwrap();
+    let admin = Api::new(&a.url, token.trim());
+    let alice = admin.add_user("alice", &[("im", "alice")]);
+    admin.add_user("dora", &[("sms", "+4915100000001")]);
+    within(15, "A's SMS gateway is up through C", || {
+        let (_, v) = admin.get("/metrics");
+        v.as_str()?
+            .lines()
+            .any(|l| l == "switchboard_gateway_up{member=\"gw-sms-1\"} 1")
+            .then_some(())
+    });
+    let txns: Vec<String> = (0..5)
+        .map(|i| alice.send("dora", &format!("held {i}")))
+        .collect();
+    smsc.wait_submits("4915100000001", 5);
+    a.kill9();
+    // The receipts come while A is dead and nobody has its work yet: C's
+    // bind holds them for the node that will.
+    assert_eq!(smsc.release(), 5);
+    let alice_b = Api::new(&b.url, &alice.token);
+    let alice_c = Api::new(&node_c.url, &alice.token);
+    within(30, "B or C took A over", || {
+        (takeovers(&alice_b) + takeovers(&alice_c) == 1).then_some(())
+    });
+    within(30, "every SMS delivered, as B tells", || {
+        txns.iter()
+            .all(|t| alice_b.get(&format!("/v1/messages/{t}")).1["status"] == "delivered")
+            .then_some(())
+    });
+    assert_eq!(
+        smsc.submits_to("4915100000001").len(),
+        5,
+        "nothing submitted again"
+    );
+}

@@ -244,18 +244,19 @@ pub(super) async fn start_sms_forwarding(
         core.store.clone(),
         c.source.clone(),
         submit_timeout,
-    );
+    )
+    .in_cluster(&engine.settings().node_id);
     let notify = SmsNotify::new(jobs, c.source.clone(), policy).start();
     let gateway = core
         .add_gateway(MEMBER_ID, medium, Some(notify.recipient()))
         .await?;
+    cluster::take_reports(engine, gateway.recipient());
     let members = core.members.clone();
     cluster::forward(
         engine,
         queue,
         health,
         Box::new(move |up| members.set_healthy(&MemberId::new(MEMBER_ID), up)),
-        gateway.recipient(),
         submit_timeout,
     );
     tracing::info!(
@@ -297,13 +298,16 @@ where
         up: false,
         detail: format!("not bound to {} yet", c.smsc),
     }));
-    let medium = SmsMedium::new(
+    let mut medium = SmsMedium::new(
         jobs.clone(),
         health.clone(),
         store.clone(),
         c.source.clone(),
         Duration::from_secs(c.submit_timeout_s),
     );
+    if let Some(engine) = &cluster {
+        medium = medium.in_cluster(&engine.settings().node_id);
+    }
     let notify = SmsNotify::new(jobs.clone(), c.source.clone(), policy).start();
     let gateway = start(medium, notify.recipient()).await?;
     let settings = EsmeSettings {
@@ -326,11 +330,12 @@ where
     let reports = match &cluster {
         Some(engine) => {
             gateways::sms::cluster::serve_submits(engine, store.clone(), jobs.clone());
-            gateways::sms::cluster::ReportRouter {
-                local: gateway.clone().recipient(),
-                engine: engine.clone(),
-                store: store.clone(),
-            }
+            gateways::sms::cluster::take_reports(engine, gateway.clone().recipient());
+            gateways::sms::cluster::ReportRouter::new(
+                gateway.clone().recipient(),
+                engine.clone(),
+                store.clone(),
+            )
             .start()
             .recipient()
         }

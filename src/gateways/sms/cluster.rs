@@ -11,7 +11,9 @@
 //!   durable — what the local ESME answers its own gateway.
 //! - `sb.sms.<node>.report`: a receipt for a message another node's
 //!   gateway submitted, as the [`MediumReport`] that gateway turns into its
-//!   report to its broker.
+//!   report to its broker. A node that took the submitting node's work
+//!   over has the receipts sent to itself when it delivers the message
+//!   again ([`receipts_to`]).
 //!
 //! Which node: one the cluster's heartbeats say is alive and serves `sms`
 //! ([`status::NodeRecord::mediums`]), tried in order until one takes it.
@@ -21,6 +23,8 @@
 //! ESME's), the broker's view (reports go through the gateway that
 //! submitted).
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -197,26 +201,95 @@ async fn take_submit(
         .map_err(|_| "the SMS gateway stopped".to_string())?
 }
 
+/// The receipts of `txn`, submitted by whichever node through whichever
+/// bind, go to `node` from now (a node that took the submitting node's
+/// work over and delivers the transaction again, which submits nothing
+/// new): every bound node's router reads this key, which reaches it through
+/// the store's buckets.
+pub fn receipts_to(store: &Store, txn: &TxnId, node: &str) {
+    let key = origin_key(txn);
+    let known = store.get(Tree::SmsRecords, &key).ok().flatten();
+    if known.as_deref() == Some(node.as_bytes()) {
+        return;
+    }
+    let mut b = WriteBatch::new();
+    b.insert(Tree::SmsRecords, key, node.as_bytes().to_vec());
+    store.writer().write_nowait(b);
+}
+
+/// On every node of a cluster: receipts other nodes' binds send back for
+/// what this node's gateway submitted through them go to `gateway`.
+pub fn take_reports(engine: &Engine, gateway: Recipient<MediumReport>) {
+    let e = engine.clone();
+    let subject = report_subject(&engine.settings().node_id);
+    engine.spawn(async move {
+        let Ok(mut sub) = e.client().subscribe(subject).await else {
+            tracing::error!("cannot take SMS receipts from other nodes");
+            return;
+        };
+        while let Some(m) = sub.next().await {
+            match serde_json::from_slice::<RemoteReport>(&m.payload) {
+                Ok(r) => gateway.do_send(MediumReport {
+                    txn: r.txn,
+                    attempt: r.attempt,
+                    id: r.id,
+                    status: r.status,
+                    attestations: r.attestations,
+                }),
+                Err(err) => tracing::warn!(error = %err, "an SMS receipt from another node that does not decode"),
+            }
+        }
+    });
+}
+
 /// On a node with an SMSC bind: the ESME's reports go to the gateway that
 /// submitted each message — `local` for this node's, over NATS for
-/// another node's.
+/// another node's. A report for a node that is not alive waits (a second
+/// at a time, for two minutes at most) until the node that took its work
+/// over has it sent there ([`receipts_to`]), or the node is back.
 pub struct ReportRouter {
-    /// This node's SMS gateway.
-    pub local: Recipient<MediumReport>,
-    /// The cluster.
-    pub engine: Engine,
-    /// Where the origins are.
-    pub store: Store,
+    local: Recipient<MediumReport>,
+    engine: Engine,
+    store: Store,
+    alive: Arc<Mutex<HashSet<String>>>,
 }
 
-impl Actor for ReportRouter {
-    type Context = Context<Self>;
-}
+/// A report waiting for its node, the `n`th time.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Again(MediumReport, u32);
 
-impl Handler<MediumReport> for ReportRouter {
-    type Result = ();
+/// How many seconds a report waits for its node at most.
+const WAIT_S: u32 = 120;
 
-    fn handle(&mut self, r: MediumReport, _: &mut Context<Self>) {
+impl ReportRouter {
+    /// Routes to `local` and other nodes of `engine`'s cluster, by the
+    /// origins in `store`.
+    pub fn new(local: Recipient<MediumReport>, engine: Engine, store: Store) -> Self {
+        let alive: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let (e, a) = (engine.clone(), alive.clone());
+        engine.spawn(async move {
+            let mut tick = tokio::time::interval(e.settings().heartbeat);
+            loop {
+                tick.tick().await;
+                let now = switchboard_core::protocol::clock::Clock::now_ms(
+                    &switchboard_core::protocol::clock::SystemClock,
+                );
+                if let Ok(nodes) = status::nodes(&e).await {
+                    let ids = nodes.into_iter().filter(|n| n.alive(now)).map(|n| n.id);
+                    *a.lock().unwrap_or_else(|p| p.into_inner()) = ids.collect();
+                }
+            }
+        });
+        Self {
+            local,
+            engine,
+            store,
+            alive,
+        }
+    }
+
+    fn route(&self, r: MediumReport, n: u32, ctx: &mut Context<Self>) {
         let me = &self.engine.settings().node_id;
         let origin = self
             .store
@@ -229,6 +302,15 @@ impl Handler<MediumReport> for ReportRouter {
             self.local.do_send(r);
             return;
         };
+        let alive = self
+            .alive
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&origin);
+        if !alive && n < WAIT_S {
+            ctx.notify_later(Again(r, n + 1), Duration::from_secs(1));
+            return;
+        }
         let body = serde_json::to_vec(&RemoteReport {
             txn: r.txn,
             attempt: r.attempt,
@@ -250,39 +332,37 @@ impl Handler<MediumReport> for ReportRouter {
     }
 }
 
+impl Actor for ReportRouter {
+    type Context = Context<Self>;
+}
+
+impl Handler<MediumReport> for ReportRouter {
+    type Result = ();
+
+    fn handle(&mut self, r: MediumReport, ctx: &mut Context<Self>) {
+        self.route(r, 0, ctx);
+    }
+}
+
+impl Handler<Again> for ReportRouter {
+    type Result = ();
+
+    fn handle(&mut self, Again(r, n): Again, ctx: &mut Context<Self>) {
+        self.route(r, n, ctx);
+    }
+}
+
 /// On a node without an SMSC bind: hands what its SMS gateway submits
-/// (`queue`) to a node with one, keeps `health` up while there is one, and
-/// gives the receipts coming back to `gateway`.
+/// (`queue`) to a node with one, and keeps `health` up while there is one
+/// (the receipts coming back: [`take_reports`]).
 pub fn forward(
     engine: &Engine,
     mut queue: mpsc::UnboundedReceiver<Job>,
     health: SharedHealth,
     on_health: Box<dyn Fn(bool) + Send>,
-    gateway: Recipient<MediumReport>,
     submit_timeout: Duration,
 ) {
     let me = engine.settings().node_id.clone();
-    // Receipts for what this node's gateway submitted through others.
-    let e = engine.clone();
-    let subject = report_subject(&me);
-    engine.spawn(async move {
-        let Ok(mut sub) = e.client().subscribe(subject).await else {
-            tracing::error!("cannot take SMS receipts from other nodes");
-            return;
-        };
-        while let Some(m) = sub.next().await {
-            match serde_json::from_slice::<RemoteReport>(&m.payload) {
-                Ok(r) => gateway.do_send(MediumReport {
-                    txn: r.txn,
-                    attempt: r.attempt,
-                    id: r.id,
-                    status: r.status,
-                    attestations: r.attestations,
-                }),
-                Err(err) => tracing::warn!(error = %err, "an SMS receipt from another node that does not decode"),
-            }
-        }
-    });
     // Which nodes serve SMS, every heartbeat.
     let (e, h, me2) = (engine.clone(), health.clone(), me.clone());
     let every = engine.settings().heartbeat;
@@ -380,6 +460,24 @@ async fn submit_anywhere(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_delivering_again_has_the_receipts_sent_to_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let txn = TxnId([3; 16]);
+        let origin = |s: &Store| s.get(Tree::SmsRecords, &origin_key(&txn)).unwrap();
+        // Submitted through this bind by node a; node b took a over.
+        let mut b = WriteBatch::new();
+        b.insert(Tree::SmsRecords, origin_key(&txn), b"a".to_vec());
+        store.writer().write_nowait(b);
+        receipts_to(&store, &txn, "b");
+        assert_eq!(origin(&store).as_deref(), Some(&b"b"[..]));
+        // Its own already: nothing written.
+        let before = store.writer().written();
+        receipts_to(&store, &txn, "b");
+        assert_eq!(store.writer().written(), before);
+    }
 
     #[test]
     fn a_submit_round_trips_through_its_wire_form() {

@@ -47,6 +47,8 @@ pub struct SmsMedium {
     store: Store,
     source: String,
     submit_timeout: Duration,
+    /// In a cluster, this node's id ([`cluster`]).
+    node: Option<String>,
 }
 
 impl SmsMedium {
@@ -66,7 +68,16 @@ impl SmsMedium {
             store,
             source,
             submit_timeout,
+            node: None,
         }
+    }
+
+    /// In a cluster as node `node`: a message another node's gateway
+    /// submitted (this node took that node's work over) has its receipts
+    /// sent here from now ([`cluster::receipts_to`]).
+    pub fn in_cluster(mut self, node: &str) -> Self {
+        self.node = Some(node.to_owned());
+        self
     }
 }
 
@@ -101,6 +112,9 @@ impl Medium for SmsMedium {
         // sent twice; its receipts report it.
         match load_record(&self.store, &d.txn) {
             Ok(Some(r)) => {
+                if let (SmsState::Submitted, Some(node)) = (&r.state, &self.node) {
+                    cluster::receipts_to(&self.store, &d.txn, node);
+                }
                 let ack = match r.state {
                     SmsState::Submitted => Ok(MediumAck::Pending),
                     SmsState::Delivered => Ok(MediumAck::Delivered),
