@@ -363,8 +363,9 @@ pub fn forward(
     submit_timeout: Duration,
 ) {
     let me = engine.settings().node_id.clone();
-    // Which nodes serve SMS, every heartbeat.
-    let (e, h, me2) = (engine.clone(), health.clone(), me.clone());
+    // Which nodes serve SMS, every heartbeat (what the submits try).
+    let bound: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (e, h, me2, b) = (engine.clone(), health.clone(), me.clone(), bound.clone());
     let every = engine.settings().heartbeat;
     engine.spawn(async move {
         let mut tick = tokio::time::interval(every);
@@ -372,6 +373,7 @@ pub fn forward(
         loop {
             tick.tick().await;
             let via = bound_nodes(&e, &me2).await;
+            *b.lock().unwrap_or_else(|p| p.into_inner()) = via.clone();
             let up = !via.is_empty();
             if let Ok(mut g) = h.lock() {
                 *g = Health {
@@ -397,9 +399,9 @@ pub fn forward(
                     let reply = o.reply.take();
                     let body = serde_json::to_vec(&RemoteSubmit::of(&me, &o)).unwrap_or_default();
                     let e = e.clone();
-                    let me = me.clone();
+                    let nodes = bound.lock().unwrap_or_else(|p| p.into_inner()).clone();
                     tokio::spawn(async move {
-                        let got = submit_anywhere(&e, &me, body, submit_timeout).await;
+                        let got = submit_anywhere(&e, nodes, body, submit_timeout).await;
                         if let Some(r) = reply {
                             let _ = r.send(got);
                         }
@@ -428,14 +430,13 @@ async fn bound_nodes(engine: &Engine, me: &str) -> Vec<String> {
         .collect()
 }
 
-/// Offers `body` to each node with a bind until one takes it.
+/// Offers `body` to each of `nodes` (with a bind) until one takes it.
 async fn submit_anywhere(
     engine: &Engine,
-    me: &str,
+    nodes: Vec<String>,
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<(), String> {
-    let nodes = bound_nodes(engine, me).await;
     if nodes.is_empty() {
         return Err("no node of the cluster has an SMSC bound".into());
     }
