@@ -819,3 +819,62 @@ fn a_receipt_for_a_dead_nodes_sms_reaches_the_node_that_took_it_over() {
         "nothing submitted again"
     );
 }
+
+/// The fax spool and the SMTP relay are on node C only: alice's fax and
+/// mail on A are delivered by C's gateways (into C's spool, through C's
+/// relay), and A's broker hears the outcomes from A's own gateways, which
+/// forwarded them.
+#[test]
+fn a_fax_spool_and_a_relay_on_one_node_serve_messages_submitted_on_another() {
+    let c = NatsCluster::start(3);
+    let sink = common::Sink::start(&[]);
+    let (da, dc) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = node(&c, "a", da.path());
+    let relay = format!("127.0.0.1:{}", sink.port);
+    let _node_c = node_with(
+        &c,
+        "c",
+        dc.path(),
+        &[
+            ("SWITCHBOARD_FAX__ENABLED", "true"),
+            ("SWITCHBOARD_EMAIL__ENABLED", "true"),
+            ("SWITCHBOARD_EMAIL__LISTEN", "127.0.0.1:0"),
+            ("SWITCHBOARD_EMAIL__RELAY", &relay),
+        ],
+    );
+    let token = std::fs::read_to_string(da.path().join("admin.token")).unwrap();
+    let admin = Api::new(&a.url, token.trim());
+    let alice = admin.add_user("alice", &[("im", "alice")]);
+    admin.add_user("dora", &[("fax", "+4930123")]);
+    admin.add_user("erin", &[("email", "erin@example.org")]);
+    within(15, "A's fax and email gateways are up through C", || {
+        let (_, v) = admin.get("/metrics");
+        let text = v.as_str()?;
+        ["gw-fax-1", "gw-email-1"]
+            .iter()
+            .all(|g| {
+                text.lines()
+                    .any(|l| l == format!("switchboard_gateway_up{{member=\"{g}\"}} 1"))
+            })
+            .then_some(())
+    });
+    let mail = alice.send("erin", "through C's relay");
+    let st = alice.expect_status(&mail, "delivered");
+    assert_eq!(st["attempts"][0]["mechanism"], "email", "{st}");
+    let got = sink.wait_for(1);
+    assert!(got[0].contains("through C's relay"), "{got:?}");
+    let txn = alice.send("dora", "Dear Dora,\nthrough C.\n");
+    let st = alice.expect_status(&txn, "delivered");
+    assert_eq!(st["attempts"][0]["mechanism"], "fax", "{st}");
+    let spool = dc.path().join("fax/outbox");
+    assert!(spool.join(format!("{txn}.pdf")).is_file(), "in C's spool");
+    assert!(!da
+        .path()
+        .join("fax/outbox")
+        .join(format!("{txn}.pdf"))
+        .exists());
+    let sidecar: Value =
+        serde_json::from_str(&std::fs::read_to_string(spool.join(format!("{txn}.json"))).unwrap())
+            .unwrap();
+    assert_eq!(sidecar["to"], "+4930123", "{sidecar}");
+}

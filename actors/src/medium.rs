@@ -22,7 +22,7 @@ pub mod futures_like {
 }
 
 /// A message to deliver on a medium.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Delivery {
     /// The transaction (delivery MUST be idempotent on it).
     pub txn: TxnId,

@@ -10,6 +10,7 @@
 pub mod compliance;
 pub mod email;
 pub mod fax;
+pub mod forward;
 pub mod im;
 pub mod sms;
 

@@ -16,7 +16,9 @@ use switchboard_actors::broker::{BrokerShared, PresenceRouter};
 use switchboard_actors::bus::PresencePush;
 use switchboard_actors::converter::Converter;
 use switchboard_actors::delivery::{DeliveryService, ImOfflineWait};
-use switchboard_actors::gateway::{AdoptOutbox, Gateway, GatewayConfig, GetInFlight, Receipt};
+use switchboard_actors::gateway::{
+    AdoptOutbox, DeliverHere, Gateway, GatewayConfig, GetInFlight, Receipt,
+};
 use switchboard_actors::medium::Medium;
 use switchboard_actors::presence::{Presence, PresenceView};
 use switchboard_actors::processor::Processor;
@@ -343,6 +345,49 @@ fn serving_mediums(members: &MemberRegistry) -> Vec<String> {
     v
 }
 
+/// In a cluster: email and fax, where on here, deliver for the nodes where
+/// they are off; where off here, go through a node where they are on
+/// ([`gateways::forward`]).
+async fn forward_mediums(
+    cfg: &Config,
+    core: &Core,
+    engine: &switchboard_core::cluster::Engine,
+) -> anyhow::Result<()> {
+    use gateways::forward::{self, ForwardMedium};
+    use switchboard_core::protocol::MediumKind;
+    // An SMTP relay tries three times within seconds; a fax spool is local.
+    let timeout = Duration::from_secs(60);
+    for (on, id, kind) in [
+        (
+            cfg.email.enabled,
+            gateways::email::MEMBER_ID,
+            MediumKind::Email,
+        ),
+        (cfg.fax.enabled, gateways::fax::MEMBER_ID, MediumKind::Fax),
+    ] {
+        if on {
+            let started = core
+                .gateways
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .find(|g| g.id == id)
+                .map(|g| g.deliver_here.clone());
+            if let Some(g) = started {
+                forward::serve(engine, kind, g);
+            }
+        } else {
+            let members = core.members.clone();
+            let on_health = Box::new(move |up| members.set_healthy(&MemberId::new(id), up));
+            let medium = ForwardMedium::new(engine, kind, timeout, on_health);
+            core.add_gateway(id, medium, None).await?;
+            // Down until a heartbeat finds a node that serves it.
+            core.members.set_healthy(&MemberId::new(id), false);
+        }
+    }
+    Ok(())
+}
+
 /// A gateway started in this process, as the node reaches it.
 #[derive(Clone)]
 pub(super) struct StartedGateway {
@@ -352,6 +397,8 @@ pub(super) struct StartedGateway {
     pub(super) in_flight: Recipient<GetInFlight>,
     /// Where it hears of outbox entries a takeover adopted.
     pub(super) adopt: Recipient<AdoptOutbox>,
+    /// Where other nodes' deliveries for its medium come in.
+    pub(super) deliver_here: Recipient<DeliverHere>,
 }
 
 impl StartedGateway {
@@ -360,6 +407,7 @@ impl StartedGateway {
             id: id.to_owned(),
             in_flight: gw.clone().recipient(),
             adopt: gw.clone().recipient(),
+            deliver_here: gw.clone().recipient(),
         }
     }
 }
@@ -421,6 +469,9 @@ impl Node {
             // an SMSC bound.
             start_sms_forwarding(cfg, &core, &m.engine).await?;
         }
+        if let Some(m) = &core.cluster {
+            forward_mediums(cfg, &core, &m.engine).await?;
+        }
         let state = ApiState {
             gateways,
             directory: core.directory.clone(),
@@ -448,13 +499,17 @@ impl Node {
             let broker = core.broker.shared.clone();
             let members = core.members.clone();
             // What it forwards is not its own to offer.
-            let sms_bound = cfg.sms.enabled;
+            let own = [
+                ("sms", cfg.sms.enabled),
+                ("email", cfg.email.enabled),
+                ("fax", cfg.fax.enabled),
+            ];
             m.serving(
                 http_addr.to_string(),
                 move || broker.open_transactions(),
                 move || {
                     let mut v = serving_mediums(&members);
-                    v.retain(|m| sms_bound || m != "sms");
+                    v.retain(|m| own.iter().all(|(k, on)| *on || m != k));
                     v
                 },
             );

@@ -251,6 +251,8 @@ pub(super) async fn start_sms_forwarding(
         .add_gateway(MEMBER_ID, medium, Some(notify.recipient()))
         .await?;
     cluster::take_reports(engine, gateway.recipient());
+    // Down until a heartbeat finds a node with a bind.
+    core.members.set_healthy(&MemberId::new(MEMBER_ID), false);
     let members = core.members.clone();
     cluster::forward(
         engine,

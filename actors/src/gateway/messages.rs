@@ -105,6 +105,13 @@ impl ReceiptSink for Recipient<Receipt> {
 #[rtype(result = "usize")]
 pub struct AdoptOutbox;
 
+/// Delivers a message on this gateway's medium for a gateway of another
+/// node of the cluster, which has not this medium and forwarded it (its
+/// broker's attempt, its report): the medium's answer, nothing else.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<crate::medium::MediumAck, crate::medium::NonDelivery>")]
+pub struct DeliverHere(pub crate::medium::Delivery);
+
 /// How much work is in flight (shutdown drains until it is zero).
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "InFlight")]

@@ -27,7 +27,8 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 pub use messages::{
-    Accepted, AdoptOutbox, GetInFlight, InFlight, Originate, OriginateError, Receipt, ReceiptSink,
+    Accepted, AdoptOutbox, DeliverHere, GetInFlight, InFlight, Originate, OriginateError, Receipt,
+    ReceiptSink,
 };
 pub use sessions::{IdentifyError, IdentifyToken, WatchUsers};
 
@@ -639,6 +640,14 @@ impl<M: Medium> Handler<crate::bus::LinkUp> for Gateway<M> {
         self.drop_identify_requests();
         self.unsent = self.outbox.keys().copied().collect();
         self.login();
+    }
+}
+
+impl<M: Medium> Handler<DeliverHere> for Gateway<M> {
+    type Result = ResponseFuture<Result<MediumAck, crate::medium::NonDelivery>>;
+
+    fn handle(&mut self, DeliverHere(d): DeliverHere, _: &mut Context<Self>) -> Self::Result {
+        self.medium.deliver(d)
     }
 }
 

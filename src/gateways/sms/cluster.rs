@@ -385,8 +385,10 @@ pub fn forward(
                     },
                 };
             }
+            // Every time: the registry may have been told otherwise.
+            on_health(up);
             if told != Some(up) {
-                on_health(up);
+                tracing::info!(up, "SMS through other nodes' binds");
                 told = Some(up);
             }
         }
