@@ -103,23 +103,11 @@ impl ForwardMedium {
         }));
         let nodes: Arc<Mutex<Vec<String>>> = Arc::default();
         let (e, h, n) = (engine.clone(), health.clone(), nodes.clone());
-        let me = engine.settings().node_id.clone();
         engine.spawn(async move {
             let mut tick = tokio::time::interval(e.settings().heartbeat);
             loop {
                 tick.tick().await;
-                let now = switchboard_core::protocol::clock::Clock::now_ms(
-                    &switchboard_core::protocol::clock::SystemClock,
-                );
-                let Ok(all) = status::nodes(&e).await else {
-                    continue;
-                };
-                let serving: Vec<String> = all
-                    .into_iter()
-                    .filter(|r| r.id != me && r.alive(now))
-                    .filter(|r| r.mediums.iter().any(|m| m == kind.as_str()))
-                    .map(|r| r.id)
-                    .collect();
+                let serving = serving_nodes(&e, kind).await;
                 let up = !serving.is_empty();
                 *lock(&h) = Health {
                     up,
@@ -141,6 +129,23 @@ impl ForwardMedium {
             timeout,
         }
     }
+}
+
+/// The live nodes other than this one whose own gateways serve `kind`
+/// (what their heartbeats say; none when JetStream does not answer).
+pub async fn serving_nodes(engine: &Engine, kind: MediumKind) -> Vec<String> {
+    let me = &engine.settings().node_id;
+    let now = switchboard_core::protocol::clock::Clock::now_ms(
+        &switchboard_core::protocol::clock::SystemClock,
+    );
+    status::nodes(engine)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.id != *me && r.alive(now))
+        .filter(|r| r.mediums.iter().any(|m| m == kind.as_str()))
+        .map(|r| r.id)
+        .collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use switchboard_actors::medium::{Health, MediumReport};
 use switchboard_core::cluster::{status, Engine};
-use switchboard_core::protocol::{Attestation, ReportStatus, Tag, TxnId};
+use switchboard_core::protocol::{Attestation, MediumKind, ReportStatus, Tag, TxnId};
 use switchboard_core::store::records::key2;
 use switchboard_core::store::{Store, Tree, WriteBatch};
 
@@ -365,14 +365,14 @@ pub fn forward(
     let me = engine.settings().node_id.clone();
     // Which nodes serve SMS, every heartbeat (what the submits try).
     let bound: Arc<Mutex<Vec<String>>> = Arc::default();
-    let (e, h, me2, b) = (engine.clone(), health.clone(), me.clone(), bound.clone());
+    let (e, h, b) = (engine.clone(), health.clone(), bound.clone());
     let every = engine.settings().heartbeat;
     engine.spawn(async move {
         let mut tick = tokio::time::interval(every);
         let mut told = None;
         loop {
             tick.tick().await;
-            let via = bound_nodes(&e, &me2).await;
+            let via = crate::gateways::forward::serving_nodes(&e, MediumKind::Sms).await;
             *b.lock().unwrap_or_else(|p| p.into_inner()) = via.clone();
             let up = !via.is_empty();
             if let Ok(mut g) = h.lock() {
@@ -416,20 +416,6 @@ pub fn forward(
             }
         }
     });
-}
-
-/// The live nodes other than `me` whose gateways serve SMS.
-async fn bound_nodes(engine: &Engine, me: &str) -> Vec<String> {
-    let now = switchboard_core::protocol::clock::Clock::now_ms(
-        &switchboard_core::protocol::clock::SystemClock,
-    );
-    status::nodes(engine)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|n| n.id != me && n.alive(now) && n.mediums.iter().any(|m| m == "sms"))
-        .map(|n| n.id)
-        .collect()
 }
 
 /// Offers `body` to each of `nodes` (with a bind) until one takes it.
