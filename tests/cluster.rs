@@ -540,6 +540,37 @@ fn kill_9_of_one_nats_server_under_load_loses_nothing_and_sending_goes_on() {
     );
 }
 
+/// A NATS client of `c`'s own, as another node would be.
+fn probe(c: &NatsCluster) -> switchboard_core::cluster::Engine {
+    switchboard_core::cluster::Engine::connect(
+        &switchboard_core::cluster::Settings::new("probe", &c.urls(), 3),
+        Duration::from_secs(10),
+    )
+    .unwrap()
+}
+
+/// Sends `body` to `subject` and decodes the JSON answer.
+fn ask(c: &NatsCluster, subject: &'static str, body: &'static str) -> Value {
+    let e = probe(c);
+    let p = e.clone();
+    let answer = e
+        .run(async move { p.client().request(subject, body.into()).await })
+        .unwrap()
+        .unwrap();
+    serde_json::from_slice(&answer.payload).unwrap()
+}
+
+/// Publishes `body` on `subject` (no answer), flushed.
+fn tell(c: &NatsCluster, subject: &'static str, body: &'static str) {
+    let e = probe(c);
+    let p = e.clone();
+    e.run(async move {
+        p.client().publish(subject, body.into()).await.unwrap();
+        p.client().flush().await.unwrap();
+    })
+    .unwrap();
+}
+
 /// B's count of takeovers (`/metrics`).
 fn takeovers(api: &Api) -> u64 {
     let (_, v) = api.get("/metrics");
@@ -762,6 +793,22 @@ fn an_sms_bind_on_one_node_serves_messages_submitted_on_another() {
         (json!(["im"]), json!(["im", "sms"])),
         "{st}"
     );
+    // Bad input on the cluster's subjects: refused with a reason, nothing
+    // submitted, nothing reported.
+    let answer = ask(&c, "sb.sms.c.submit", "{\"to\": 1}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not decode"),
+        "{answer}"
+    );
+    tell(&c, "sb.sms.a.report", "not json");
+    assert_eq!(smsc.submits_to("4915100000001").len(), 1, "nothing more");
+    assert_eq!(
+        alice.expect_status(&txn, "delivered")["attempts"],
+        on_a["attempts"]
+    );
 }
 
 /// A submits dora's SMS through C's bind and dies before the receipts,
@@ -877,4 +924,16 @@ fn a_fax_spool_and_a_relay_on_one_node_serve_messages_submitted_on_another() {
         serde_json::from_str(&std::fs::read_to_string(spool.join(format!("{txn}.json"))).unwrap())
             .unwrap();
     assert_eq!(sidecar["to"], "+4930123", "{sidecar}");
+    // A delivery that does not decode is refused with a reason and leaves
+    // nothing in the spool.
+    let answer = ask(&c, "sb.medium.c.fax", "{\"txn\": []}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not decode"),
+        "{answer}"
+    );
+    let files = std::fs::read_dir(&spool).unwrap().count();
+    assert_eq!(files, 2, "the one fax and its sidecar only");
 }
