@@ -551,6 +551,11 @@ fn probe(c: &NatsCluster) -> switchboard_core::cluster::Engine {
 
 /// Sends `body` to `subject` and decodes the JSON answer.
 fn ask(c: &NatsCluster, subject: &'static str, body: &'static str) -> Value {
+    ask_owned(c, subject, body.to_string())
+}
+
+/// [`ask`] with a body made at run time.
+fn ask_owned(c: &NatsCluster, subject: &'static str, body: String) -> Value {
     let e = probe(c);
     let p = e.clone();
     let answer = e
@@ -804,6 +809,19 @@ fn an_sms_bind_on_one_node_serves_messages_submitted_on_another() {
         "{answer}"
     );
     tell(&c, "sb.sms.a.report", "not json");
+    // The same submit again (a retry, a replay): taken, not sent twice.
+    let txn_bytes: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&txn[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let again = json!({
+        "origin": "a", "to": "+4915100000001", "from": "Switchboard",
+        "segments": [[0, 0, b"through C".to_vec()]],
+        "message": {"txn": txn_bytes, "attempt": 1, "id": vec![0u8; 32],
+                    "attestations": [], "sender_user": "alice"}
+    })
+    .to_string();
+    let answer = ask_owned(&c, "sb.sms.c.submit", again);
+    assert_eq!(answer["error"], Value::Null, "{answer}");
     assert_eq!(smsc.submits_to("4915100000001").len(), 1, "nothing more");
     assert_eq!(
         alice.expect_status(&txn, "delivered")["attempts"],

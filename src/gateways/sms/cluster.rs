@@ -186,6 +186,18 @@ async fn take_submit(
     let s: RemoteSubmit = serde_json::from_slice(payload)
         .map_err(|e| format!("a submit that does not decode: {e}"))?;
     if let Some(t) = &s.message {
+        // Idempotent on the transaction, as this node's own deliveries are
+        // (a retry, a replay): submitted once, its receipts report it.
+        match super::load_record(store, &t.txn) {
+            Ok(Some(r)) => {
+                return match r.state {
+                    super::SmsState::Failed(why) => Err(why),
+                    _ => Ok(()),
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return Err(format!("store unavailable: {e}")),
+        }
         let mut b = WriteBatch::new();
         b.insert(
             Tree::SmsRecords,
