@@ -549,20 +549,16 @@ fn probe(c: &NatsCluster) -> switchboard_core::cluster::Engine {
     .unwrap()
 }
 
-/// Sends `body` to `subject` and decodes the JSON answer.
-fn ask(c: &NatsCluster, subject: &'static str, body: &'static str) -> Value {
-    ask_owned(c, subject, body.to_string())
-}
-
-/// [`ask`] with a body made at run time.
-fn ask_owned(c: &NatsCluster, subject: &'static str, body: String) -> Value {
+/// Sends `body` to `subject`; the answer's JSON (after its 32-byte seal,
+/// which only the cluster's nodes can check).
+fn ask_bytes(c: &NatsCluster, subject: &'static str, body: Vec<u8>) -> Value {
     let e = probe(c);
     let p = e.clone();
     let answer = e
         .run(async move { p.client().request(subject, body.into()).await })
         .unwrap()
         .unwrap();
-    serde_json::from_slice(&answer.payload).unwrap()
+    serde_json::from_slice(&answer.payload[32..]).unwrap()
 }
 
 /// Publishes `body` on `subject` (no answer), flushed.
@@ -769,6 +765,22 @@ fn an_sms_bind_on_one_node_serves_messages_submitted_on_another() {
             .any(|l| l == "switchboard_gateway_up{member=\"gw-sms-1\"} 1")
             .then_some(())
     });
+    // What A sends C, as anyone on the NATS servers can see it.
+    let captured: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
+    let watch = probe(&c);
+    let (w, seen) = (watch.clone(), captured.clone());
+    watch
+        .run(async move {
+            use futures_util::StreamExt;
+            let mut sub = w.client().subscribe("sb.sms.c.submit").await.unwrap();
+            w.client().flush().await.unwrap();
+            tokio::spawn(async move {
+                if let Some(m) = sub.next().await {
+                    *seen.lock().unwrap() = Some(m.payload.to_vec());
+                }
+            });
+        })
+        .unwrap();
     let txn = alice.send("dora", "through C");
     let on_a = alice.expect_status(&txn, "delivered");
     assert_eq!(on_a["attempts"][0]["mechanism"], "sms", "{on_a}");
@@ -798,29 +810,32 @@ fn an_sms_bind_on_one_node_serves_messages_submitted_on_another() {
         (json!(["im"]), json!(["im", "sms"])),
         "{st}"
     );
-    // Bad input on the cluster's subjects: refused with a reason, nothing
-    // submitted, nothing reported.
-    let answer = ask(&c, "sb.sms.c.submit", "{\"to\": 1}");
-    assert!(
-        answer["error"]
-            .as_str()
-            .unwrap()
-            .contains("does not decode"),
-        "{answer}"
-    );
-    tell(&c, "sb.sms.a.report", "not json");
-    // The same submit again (a retry, a replay): taken, not sent twice.
-    let txn_bytes: Vec<u8> = (0..16)
-        .map(|i| u8::from_str_radix(&txn[2 * i..2 * i + 2], 16).unwrap())
-        .collect();
-    let again = json!({
-        "origin": "a", "to": "+4915100000001", "from": "Switchboard",
-        "segments": [[0, 0, b"through C".to_vec()]],
-        "message": {"txn": txn_bytes, "attempt": 1, "id": vec![0u8; 32],
-                    "attestations": [], "sender_user": "alice"}
-    })
-    .to_string();
-    let answer = ask_owned(&c, "sb.sms.c.submit", again);
+    // Bad input on the cluster's subjects: a forged submit (not sealed
+    // with the cluster's key), a tampered one, garbage — refused with a
+    // reason, nothing submitted, nothing reported.
+    let sealed = captured.lock().unwrap().clone().expect("A's submit seen");
+    for (body, why) in [
+        (b"{\"to\": 1}".to_vec(), "too short"),
+        (
+            [vec![0u8; 32], b"{\"to\": 1}".to_vec()].concat(),
+            "does not match",
+        ),
+        (
+            {
+                let mut t = sealed.clone();
+                let last = t.len() - 2;
+                t[last] ^= 1;
+                t
+            },
+            "does not match",
+        ),
+    ] {
+        let answer = ask_bytes(&c, "sb.sms.c.submit", body);
+        assert!(answer["error"].as_str().unwrap().contains(why), "{answer}");
+    }
+    tell(&c, "sb.sms.a.report", "not sealed");
+    // A's very submit again (a replay): taken, not sent twice.
+    let answer = ask_bytes(&c, "sb.sms.c.submit", sealed);
     assert_eq!(answer["error"], Value::Null, "{answer}");
     assert_eq!(smsc.submits_to("4915100000001").len(), 1, "nothing more");
     assert_eq!(
@@ -942,14 +957,15 @@ fn a_fax_spool_and_a_relay_on_one_node_serve_messages_submitted_on_another() {
         serde_json::from_str(&std::fs::read_to_string(spool.join(format!("{txn}.json"))).unwrap())
             .unwrap();
     assert_eq!(sidecar["to"], "+4930123", "{sidecar}");
-    // A delivery that does not decode is refused with a reason and leaves
-    // nothing in the spool.
-    let answer = ask(&c, "sb.medium.c.fax", "{\"txn\": []}");
+    // A delivery not sealed with the cluster's key is refused with a reason
+    // and leaves nothing in the spool.
+    let answer = ask_bytes(
+        &c,
+        "sb.medium.c.fax",
+        [vec![7u8; 32], b"{}".to_vec()].concat(),
+    );
     assert!(
-        answer["error"]
-            .as_str()
-            .unwrap()
-            .contains("does not decode"),
+        answer["error"].as_str().unwrap().contains("does not match"),
         "{answer}"
     );
     let files = std::fs::read_dir(&spool).unwrap().count();

@@ -357,6 +357,12 @@ async fn forward_mediums(
     use switchboard_core::protocol::MediumKind;
     // An SMTP relay tries three times within seconds; a fax spool is local.
     let timeout = Duration::from_secs(60);
+    let seal = forward::Seal::new(
+        &core
+            .directory
+            .broker_key()?
+            .context("the cluster has no broker key")?,
+    );
     for (on, id, kind) in [
         (
             cfg.email.enabled,
@@ -374,12 +380,12 @@ async fn forward_mediums(
                 .find(|g| g.id == id)
                 .map(|g| g.deliver_here.clone());
             if let Some(g) = started {
-                forward::serve(engine, kind, g);
+                forward::serve(engine, seal.clone(), kind, g);
             }
         } else {
             let members = core.members.clone();
             let on_health = Box::new(move |up| members.set_healthy(&MemberId::new(id), up));
-            let medium = ForwardMedium::new(engine, kind, timeout, on_health);
+            let medium = ForwardMedium::new(engine, seal.clone(), kind, timeout, on_health);
             core.add_gateway(id, medium, None).await?;
             // Down until a heartbeat finds a node that serves it.
             core.members.set_healthy(&MemberId::new(id), false);

@@ -250,12 +250,19 @@ pub(super) async fn start_sms_forwarding(
     let gateway = core
         .add_gateway(MEMBER_ID, medium, Some(notify.recipient()))
         .await?;
-    cluster::take_reports(engine, gateway.recipient());
+    let seal = gateways::forward::Seal::new(
+        &core
+            .directory
+            .broker_key()?
+            .context("the cluster has no broker key")?,
+    );
+    cluster::take_reports(engine, seal.clone(), gateway.recipient());
     // Down until a heartbeat finds a node with a bind.
     core.members.set_healthy(&MemberId::new(MEMBER_ID), false);
     let members = core.members.clone();
     cluster::forward(
         engine,
+        seal,
         queue,
         health,
         Box::new(move |up| members.set_healthy(&MemberId::new(MEMBER_ID), up)),
@@ -331,11 +338,22 @@ where
     // and their receipts go back to them.
     let reports = match &cluster {
         Some(engine) => {
-            gateways::sms::cluster::serve_submits(engine, store.clone(), jobs.clone());
-            gateways::sms::cluster::take_reports(engine, gateway.clone().recipient());
+            let seal = gateways::forward::Seal::new(
+                &directory
+                    .broker_key()?
+                    .context("the cluster has no broker key")?,
+            );
+            gateways::sms::cluster::serve_submits(
+                engine,
+                seal.clone(),
+                store.clone(),
+                jobs.clone(),
+            );
+            gateways::sms::cluster::take_reports(engine, seal.clone(), gateway.clone().recipient());
             gateways::sms::cluster::ReportRouter::new(
                 gateway.clone().recipient(),
                 engine.clone(),
+                seal,
                 store.clone(),
             )
             .start()

@@ -42,6 +42,7 @@ use super::esme::window::{Outgoing, Tracked};
 use super::esme::Job;
 use super::pdu::Segment;
 use super::{SharedHealth, MEMBER_ID};
+use crate::gateways::forward::{request, Seal};
 
 /// A submit another node's gateway hands to this node's ESME.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -153,7 +154,7 @@ struct Answer {
 
 /// On a node with an SMSC bind: takes other nodes' submits into `jobs`
 /// (the ESME's queue).
-pub fn serve_submits(engine: &Engine, store: Store, jobs: mpsc::UnboundedSender<Job>) {
+pub fn serve_submits(engine: &Engine, seal: Seal, store: Store, jobs: mpsc::UnboundedSender<Job>) {
     let e = engine.clone();
     let subject = submit_subject(&engine.settings().node_id);
     engine.spawn(async move {
@@ -166,12 +167,20 @@ pub fn serve_submits(engine: &Engine, store: Store, jobs: mpsc::UnboundedSender<
         };
         while let Some(m) = sub.next().await {
             let (e, store, jobs) = (e.clone(), store.clone(), jobs.clone());
+            let (seal, subject) = (seal.clone(), subject.clone());
             // Each on its own: the ESME's window paces them.
             tokio::spawn(async move {
-                let error = take_submit(&store, &jobs, &m.payload).await.err();
+                let error = match seal.open(&subject, &m.payload) {
+                    Ok(body) => take_submit(&store, &jobs, body).await.err(),
+                    Err(why) => Some(why),
+                };
+                if let Some(why) = &error {
+                    tracing::warn!(error = %why, "another node's SMS refused");
+                }
                 if let Some(reply) = m.reply {
                     let body = serde_json::to_vec(&Answer { error }).unwrap_or_default();
-                    let _ = e.client().publish(reply, body.into()).await;
+                    let sealed = seal.seal(&reply, &body);
+                    let _ = e.client().publish(reply, sealed.into()).await;
                 }
             });
         }
@@ -231,16 +240,19 @@ pub fn receipts_to(store: &Store, txn: &TxnId, node: &str) {
 
 /// On every node of a cluster: receipts other nodes' binds send back for
 /// what this node's gateway submitted through them go to `gateway`.
-pub fn take_reports(engine: &Engine, gateway: Recipient<MediumReport>) {
+pub fn take_reports(engine: &Engine, seal: Seal, gateway: Recipient<MediumReport>) {
     let e = engine.clone();
     let subject = report_subject(&engine.settings().node_id);
     engine.spawn(async move {
-        let Ok(mut sub) = e.client().subscribe(subject).await else {
+        let Ok(mut sub) = e.client().subscribe(subject.clone()).await else {
             tracing::error!("cannot take SMS receipts from other nodes");
             return;
         };
         while let Some(m) = sub.next().await {
-            match serde_json::from_slice::<RemoteReport>(&m.payload) {
+            let opened = seal
+                .open(&subject, &m.payload)
+                .and_then(|b| serde_json::from_slice::<RemoteReport>(b).map_err(|e| e.to_string()));
+            match opened {
                 Ok(r) => gateway.do_send(MediumReport {
                     txn: r.txn,
                     attempt: r.attempt,
@@ -248,7 +260,9 @@ pub fn take_reports(engine: &Engine, gateway: Recipient<MediumReport>) {
                     status: r.status,
                     attestations: r.attestations,
                 }),
-                Err(err) => tracing::warn!(error = %err, "an SMS receipt from another node that does not decode"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "an SMS receipt from another node refused")
+                }
             }
         }
     });
@@ -262,6 +276,7 @@ pub fn take_reports(engine: &Engine, gateway: Recipient<MediumReport>) {
 pub struct ReportRouter {
     local: Recipient<MediumReport>,
     engine: Engine,
+    seal: Seal,
     store: Store,
     alive: Arc<Mutex<HashSet<String>>>,
 }
@@ -277,7 +292,7 @@ const WAIT_S: u32 = 120;
 impl ReportRouter {
     /// Routes to `local` and other nodes of `engine`'s cluster, by the
     /// origins in `store`.
-    pub fn new(local: Recipient<MediumReport>, engine: Engine, store: Store) -> Self {
+    pub fn new(local: Recipient<MediumReport>, engine: Engine, seal: Seal, store: Store) -> Self {
         let alive: Arc<Mutex<HashSet<String>>> = Arc::default();
         let (e, a) = (engine.clone(), alive.clone());
         engine.spawn(async move {
@@ -296,6 +311,7 @@ impl ReportRouter {
         Self {
             local,
             engine,
+            seal,
             store,
             alive,
         }
@@ -332,11 +348,10 @@ impl ReportRouter {
         })
         .unwrap_or_default();
         let engine = self.engine.clone();
+        let to = report_subject(&origin);
+        let sealed = self.seal.seal(&to, &body);
         self.engine.spawn(async move {
-            if let Err(e) = engine
-                .client()
-                .publish(report_subject(&origin), body.into())
-                .await
+            if let Err(e) = engine.client().publish(to, sealed.into()).await
             {
                 tracing::warn!(error = %e, node = %origin, "an SMS receipt for another node's gateway was not sent; it is sent again at the next tidy");
             }
@@ -369,6 +384,7 @@ impl Handler<Again> for ReportRouter {
 /// (the receipts coming back: [`take_reports`]).
 pub fn forward(
     engine: &Engine,
+    seal: Seal,
     mut queue: mpsc::UnboundedReceiver<Job>,
     health: SharedHealth,
     on_health: Box<dyn Fn(bool) + Send>,
@@ -412,10 +428,10 @@ pub fn forward(
                 Job::Submit(mut o) => {
                     let reply = o.reply.take();
                     let body = serde_json::to_vec(&RemoteSubmit::of(&me, &o)).unwrap_or_default();
-                    let e = e.clone();
+                    let (e, seal) = (e.clone(), seal.clone());
                     let nodes = bound.lock().unwrap_or_else(|p| p.into_inner()).clone();
                     tokio::spawn(async move {
-                        let got = submit_anywhere(&e, nodes, body, submit_timeout).await;
+                        let got = submit_anywhere(&e, &seal, nodes, body, submit_timeout).await;
                         if let Some(r) = reply {
                             let _ = r.send(got);
                         }
@@ -433,6 +449,7 @@ pub fn forward(
 /// Offers `body` to each of `nodes` (with a bind) until one takes it.
 async fn submit_anywhere(
     engine: &Engine,
+    seal: &Seal,
     nodes: Vec<String>,
     body: Vec<u8>,
     timeout: Duration,
@@ -442,15 +459,20 @@ async fn submit_anywhere(
     }
     let mut why = Vec::new();
     for node in nodes {
-        let asked = engine
-            .client()
-            .request(submit_subject(&node), body.clone().into());
+        let to = submit_subject(&node);
+        let sealed = seal.seal(&to, &body);
+        let (asked, reply) = request(engine, to, sealed);
         match tokio::time::timeout(timeout, asked).await {
-            Ok(Ok(m)) => match serde_json::from_slice::<Answer>(&m.payload) {
-                Ok(Answer { error: None }) => return Ok(()),
-                Ok(Answer { error: Some(e) }) => why.push(format!("{node}: {e}")),
-                Err(e) => why.push(format!("{node}: an answer that does not decode: {e}")),
-            },
+            Ok(Ok(m)) => {
+                let answer = seal
+                    .open(&reply, &m.payload)
+                    .and_then(|b| serde_json::from_slice::<Answer>(b).map_err(|e| e.to_string()));
+                match answer {
+                    Ok(Answer { error: None }) => return Ok(()),
+                    Ok(Answer { error: Some(e) }) => why.push(format!("{node}: {e}")),
+                    Err(e) => why.push(format!("{node}: an answer that does not open: {e}")),
+                }
+            }
             Ok(Err(e)) => why.push(format!("{node}: {e}")),
             Err(_) => why.push(format!("{node}: no answer within {}s", timeout.as_secs())),
         }
