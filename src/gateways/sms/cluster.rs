@@ -93,8 +93,9 @@ fn report_subject(node: &str) -> String {
     format!("sb.sms.{node}.report")
 }
 
-/// The key naming the node whose gateway submitted `txn`.
-fn origin_key(txn: &TxnId) -> Vec<u8> {
+/// The key naming the node whose gateway submitted `txn` (forgotten with
+/// the SMS record, [`super::esme::correlation`]'s tidy).
+pub(crate) fn origin_key(txn: &TxnId) -> Vec<u8> {
     let mut k = b"o".to_vec();
     k.extend_from_slice(txn.to_string().as_bytes());
     key2(MEMBER_ID, &k)

@@ -256,6 +256,11 @@ impl Esme {
                 for id in &rec.message_ids {
                     forget.remove(Tree::SmsRecords, message_id_key(id));
                 }
+                // In a cluster, whose it was goes with it.
+                forget.remove(
+                    Tree::SmsRecords,
+                    crate::gateways::sms::cluster::origin_key(&txn),
+                );
             } else if resend {
                 self.report(txn, &rec);
             }
@@ -364,6 +369,12 @@ mod tests {
             TxnId::generate(now_ms()),
         );
         let mut b = WriteBatch::new();
+        // old was another node's (a cluster).
+        b.insert(
+            Tree::SmsRecords,
+            crate::gateways::sms::cluster::origin_key(&old),
+            b"a".to_vec(),
+        );
         for (txn, r) in [
             (old, rec(SmsState::Delivered, day + 1000, "A")),
             (
@@ -383,6 +394,13 @@ mod tests {
 
         esme.tidy_records(true).await;
         assert!(load_record(&store, &old).unwrap().is_none(), "forgotten");
+        assert!(store
+            .get(
+                Tree::SmsRecords,
+                &crate::gateways::sms::cluster::origin_key(&old)
+            )
+            .unwrap()
+            .is_none());
         assert!(store
             .get(Tree::SmsRecords, &message_id_key("A"))
             .unwrap()
