@@ -37,6 +37,35 @@ fn node_with(c: &NatsCluster, id: &str, dir: &Path, extra: &[(&str, &str)]) -> P
     ProcNode::spawn_with(dir, &env)
 }
 
+/// The admin API at `url`, with the token the node that initialised the
+/// cluster wrote into `dir`.
+fn admin_of(dir: &Path, url: &str) -> Api {
+    let token = std::fs::read_to_string(dir.join("admin.token")).unwrap();
+    Api::new(url, token.trim())
+}
+
+/// A clustered node `id` bound to `smsc`.
+fn sms_node(c: &NatsCluster, id: &str, dir: &Path, smsc: &common::Smsc) -> ProcNode {
+    let sms = common::sms_env(smsc);
+    let sms: Vec<(&str, &str)> = sms.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    node_with(c, id, dir, &sms)
+}
+
+/// Waits until `admin`'s node counts each of `gateways` as up.
+fn wait_gateways_up(admin: &Api, gateways: &[&str]) {
+    within(15, &format!("{gateways:?} up"), || {
+        let (_, v) = admin.get("/metrics");
+        let text = v.as_str()?;
+        gateways
+            .iter()
+            .all(|g| {
+                let up = format!("switchboard_gateway_up{{member=\"{g}\"}} 1");
+                text.lines().any(|l| l == up)
+            })
+            .then_some(())
+    });
+}
+
 /// Polls `f` until it gives `Some` (bounded: `secs`).
 fn within<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -219,8 +248,7 @@ fn without_a_quorum_nothing_is_acknowledged_and_traffic_resumes_after() {
     let mut c = NatsCluster::start(3);
     let da = tempfile::tempdir().unwrap();
     let a = node(&c, "a", da.path());
-    let token = std::fs::read_to_string(da.path().join("admin.token")).unwrap();
-    let admin = Api::new(&a.url, token.trim());
+    let admin = admin_of(da.path(), &a.url);
     let alice = admin.add_user("alice", &[("im", "alice")]);
     let bob = admin.add_user("bob", &[("im", "bob")]);
     let first = alice.send("bob", "before");
@@ -383,8 +411,7 @@ fn presence_and_pushes_cross_nodes() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = node(&c, "a", da.path());
     let b = node(&c, "b", db.path());
-    let token = std::fs::read_to_string(da.path().join("admin.token")).unwrap();
-    let admin = Api::new(&a.url, token.trim());
+    let admin = admin_of(da.path(), &a.url);
     let alice = admin.add_user("alice", &[("im", "alice")]);
     let bob = admin.add_user("bob", &[("im", "bob")]);
     within(10, "B knows bob", || {
@@ -501,8 +528,7 @@ fn kill_9_of_one_nats_server_under_load_loses_nothing_and_sending_goes_on() {
     let mut c = NatsCluster::start(3);
     let da = tempfile::tempdir().unwrap();
     let a = node(&c, "a", da.path());
-    let token = std::fs::read_to_string(da.path().join("admin.token")).unwrap();
-    let admin = Api::new(&a.url, token.trim());
+    let admin = admin_of(da.path(), &a.url);
     let alice = admin.add_user("alice", &[("im", "alice")]);
     let bob = admin.add_user("bob", &[("im", "bob")]);
     let acked: Acked = Arc::default();
@@ -596,13 +622,10 @@ fn kill_9_of_a_node_under_load_loses_and_duplicates_nothing() {
     let smsc = common::Smsc::start();
     smsc.mode(json!({"receipt": "hold"}));
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let sms = common::sms_env(&smsc);
-    let sms: Vec<(&str, &str)> = sms.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let a = node_with(&c, "a", da.path(), &sms);
-    let b = node_with(&c, "b", db.path(), &sms);
+    let a = sms_node(&c, "a", da.path(), &smsc);
+    let b = sms_node(&c, "b", db.path(), &smsc);
     smsc.wait("both nodes bound", |s| s["sessions"].as_u64() >= Some(2));
-    let token = std::fs::read_to_string(da.path().join("admin.token")).unwrap();
-    let admin = Api::new(&a.url, token.trim());
+    let admin = admin_of(da.path(), &a.url);
     let alice = admin.add_user("alice", &[("im", "alice")]);
     let bob = admin.add_user("bob", &[("im", "bob")]);
     admin.add_user("dora", &[("sms", "+4915100000001")]);
@@ -628,7 +651,7 @@ fn kill_9_of_a_node_under_load_loses_and_duplicates_nothing() {
         (takeovers(&alice_b) == 1).then_some(())
     });
     let taken_over = killed.elapsed();
-    let (code, st) = Api::new(&b.url, token.trim()).get("/v1/admin/cluster");
+    let (code, st) = Api::new(&b.url, &admin.token).get("/v1/admin/cluster");
     assert_eq!(code, 200, "{st}");
     let node_a = st["nodes"]
         .as_array()
@@ -683,7 +706,7 @@ fn kill_9_of_a_node_under_load_loses_and_duplicates_nothing() {
     // A comes back: its work is B's now, its cache starts empty, and it
     // sends nothing again.
     let submits = smsc.submits_to("4915100000001").len();
-    let a = node_with(&c, "a", da.path(), &sms);
+    let a = sms_node(&c, "a", da.path(), &smsc);
     let alice_a = Api::new(&a.url, &alice.token);
     within(30, "A tells every outcome", || {
         acked
@@ -713,8 +736,7 @@ fn a_paused_node_taken_over_stops_when_it_resumes() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut a = node(&c, "a", da.path());
     let b = node(&c, "b", db.path());
-    let token = std::fs::read_to_string(da.path().join("admin.token")).unwrap();
-    let admin = Api::new(&a.url, token.trim());
+    let admin = admin_of(da.path(), &a.url);
     let alice = admin.add_user("alice", &[("im", "alice")]);
     let bob = admin.add_user("bob", &[("im", "bob")]);
     let bob_b = Api::new(&b.url, &bob.token);
@@ -750,21 +772,12 @@ fn an_sms_bind_on_one_node_serves_messages_submitted_on_another() {
     let smsc = common::Smsc::start();
     let (da, dc) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = node(&c, "a", da.path());
-    let sms = common::sms_env(&smsc);
-    let sms: Vec<(&str, &str)> = sms.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let node_c = node_with(&c, "c", dc.path(), &sms);
+    let node_c = sms_node(&c, "c", dc.path(), &smsc);
     smsc.wait_bound();
-    let token = std::fs::read_to_string(da.path().join("admin.token")).unwrap();
-    let admin = Api::new(&a.url, token.trim());
+    let admin = admin_of(da.path(), &a.url);
     let alice = admin.add_user("alice", &[("im", "alice")]);
     admin.add_user("dora", &[("sms", "+4915100000001")]);
-    within(15, "A's SMS gateway is up through C", || {
-        let (_, v) = admin.get("/metrics");
-        v.as_str()?
-            .lines()
-            .any(|l| l == "switchboard_gateway_up{member=\"gw-sms-1\"} 1")
-            .then_some(())
-    });
+    wait_gateways_up(&admin, &["gw-sms-1"]);
     // What A sends C, as anyone on the NATS servers can see it.
     let captured: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
     let watch = probe(&c);
@@ -860,21 +873,12 @@ fn a_receipt_for_a_dead_nodes_sms_reaches_the_node_that_took_it_over() {
     );
     let a = node(&c, "a", da.path());
     let b = node(&c, "b", db.path());
-    let sms = common::sms_env(&smsc);
-    let sms: Vec<(&str, &str)> = sms.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let node_c = node_with(&c, "c", dc.path(), &sms);
+    let node_c = sms_node(&c, "c", dc.path(), &smsc);
     smsc.wait_bound();
-    let token = std::fs::read_to_string(da.path().join("admin.token")).unwrap();
-    let admin = Api::new(&a.url, token.trim());
+    let admin = admin_of(da.path(), &a.url);
     let alice = admin.add_user("alice", &[("im", "alice")]);
     admin.add_user("dora", &[("sms", "+4915100000001")]);
-    within(15, "A's SMS gateway is up through C", || {
-        let (_, v) = admin.get("/metrics");
-        v.as_str()?
-            .lines()
-            .any(|l| l == "switchboard_gateway_up{member=\"gw-sms-1\"} 1")
-            .then_some(())
-    });
+    wait_gateways_up(&admin, &["gw-sms-1"]);
     let txns: Vec<String> = (0..5)
         .map(|i| alice.send("dora", &format!("held {i}")))
         .collect();
@@ -922,22 +926,11 @@ fn a_fax_spool_and_a_relay_on_one_node_serve_messages_submitted_on_another() {
             ("SWITCHBOARD_EMAIL__RELAY", &relay),
         ],
     );
-    let token = std::fs::read_to_string(da.path().join("admin.token")).unwrap();
-    let admin = Api::new(&a.url, token.trim());
+    let admin = admin_of(da.path(), &a.url);
     let alice = admin.add_user("alice", &[("im", "alice")]);
     admin.add_user("dora", &[("fax", "+4930123")]);
     admin.add_user("erin", &[("email", "erin@example.org")]);
-    within(15, "A's fax and email gateways are up through C", || {
-        let (_, v) = admin.get("/metrics");
-        let text = v.as_str()?;
-        ["gw-fax-1", "gw-email-1"]
-            .iter()
-            .all(|g| {
-                text.lines()
-                    .any(|l| l == format!("switchboard_gateway_up{{member=\"{g}\"}} 1"))
-            })
-            .then_some(())
-    });
+    wait_gateways_up(&admin, &["gw-fax-1", "gw-email-1"]);
     let mail = alice.send("erin", "through C's relay");
     let st = alice.expect_status(&mail, "delivered");
     assert_eq!(st["attempts"][0]["mechanism"], "email", "{st}");

@@ -85,7 +85,7 @@ pub struct Health {
 
 /// A later event on the medium for a delivered message (the recipient read
 /// it): the gateway signs and sends the phase-4 report.
-#[derive(Message, Debug, Clone)]
+#[derive(Message, Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "()")]
 pub struct MediumReport {
     /// The transaction.

@@ -28,6 +28,8 @@ pub struct Membership {
     pub engine: Engine,
     record: Arc<Mutex<Beat>>,
     presence: Arc<Mutex<presence::Known>>,
+    /// Every node's last heartbeat record, read once a heartbeat.
+    nodes: Arc<Mutex<Vec<NodeRecord>>>,
     /// Where other nodes' presence is reported (once followed).
     reported: Arc<Mutex<Option<actix::Recipient<switchboard_actors::bus::Reported>>>>,
 }
@@ -88,6 +90,7 @@ pub fn join(cfg: &Config, clock: &SharedClock) -> anyhow::Result<Membership> {
             beating_since: None,
         })),
         presence: Arc::default(),
+        nodes: Arc::new(Mutex::new(nodes)),
         reported: Arc::default(),
     };
     // Beating from now: a node that starts is alive, not a dead node to
@@ -190,7 +193,8 @@ impl Membership {
                 }
             }
         });
-        let (engine, record) = (self.engine.clone(), self.record.clone());
+        let (engine, record, cached) =
+            (self.engine.clone(), self.record.clone(), self.nodes.clone());
         let (known, reported) = (self.presence.clone(), self.reported.clone());
         self.engine.spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -201,12 +205,15 @@ impl Membership {
                     return;
                 }
                 presence::refresh(&engine, &known).await;
-                let to = lock(&reported).clone();
-                if let (Some(to), Ok(nodes)) = (to, status::nodes(&engine).await) {
+                let Ok(nodes) = status::nodes(&engine).await else {
+                    continue;
+                };
+                if let Some(to) = lock(&reported).clone() {
                     let now = clock.now_ms();
                     let alive = |id: &str| nodes.iter().any(|n| n.id == id && n.alive(now));
                     presence::forget_dead(&known, &alive, &to);
                 }
+                *lock(&cached) = nodes;
             }
         });
     }
@@ -266,6 +273,29 @@ impl Membership {
         if let Err(e) = spawned {
             tracing::error!(error = %e, "could not start the takeover thread");
         }
+    }
+
+    /// The other nodes alive now, by their last heartbeat (read once a
+    /// heartbeat).
+    pub fn live_nodes(&self) -> Vec<NodeRecord> {
+        let now = switchboard_core::protocol::clock::Clock::now_ms(
+            &switchboard_core::protocol::clock::SystemClock,
+        );
+        let me = &self.engine.settings().node_id;
+        lock(&self.nodes)
+            .iter()
+            .filter(|n| n.id != *me && n.alive(now))
+            .cloned()
+            .collect()
+    }
+
+    /// The other live nodes whose own gateways serve `medium` (its name).
+    pub fn serving_nodes(&self, medium: &str) -> Vec<String> {
+        self.live_nodes()
+            .into_iter()
+            .filter(|n| n.mediums.iter().any(|m| m == medium))
+            .map(|n| n.id)
+            .collect()
     }
 
     /// What this node's presence actor announces goes to the cluster.

@@ -9,14 +9,14 @@
 //!
 //! `sb.medium.<node>.<medium>` (request/reply, JSON): a [`Delivery`] in,
 //! `{"error": null | "why"}` out. Which node: one the heartbeats say is
-//! alive and serves the medium ([`status::NodeRecord::mediums`]); the next
+//! alive and serves the medium ([`Membership::serving_nodes`]); the next
 //! only when one never had the delivery (nobody listening, no connection),
 //! never after an answer or a timeout (at most once: the first may have
 //! delivered). The forwarding gateway is healthy while there is one.
 //!
 //! Owns: the forwarding. Must not touch: the mediums themselves.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 use switchboard_actors::gateway::DeliverHere;
 use switchboard_actors::medium::futures_like::LocalBoxFuture;
 use switchboard_actors::medium::{Delivery, Health, Medium, MediumAck, NonDelivery};
-use switchboard_core::cluster::{status, Engine};
+use switchboard_core::cluster::Engine;
+
+use crate::cluster::Membership;
 use switchboard_core::protocol::mac::{self, Tag};
 use switchboard_core::protocol::{MediumKind, SecretKey};
 
@@ -82,48 +84,47 @@ fn subject(node: &str, kind: MediumKind) -> String {
     format!("sb.medium.{node}.{}", kind.as_str())
 }
 
-/// A forwarded delivery's answer.
+/// A sealed request's answer: `None` taken, else why not.
 #[derive(Debug, Serialize, Deserialize)]
 struct Answer {
-    /// `None`: delivered.
     error: Option<String>,
 }
 
-/// On a node where `kind` is on: delivers what other nodes forward through
-/// `gateway`.
-pub fn serve(engine: &Engine, seal: Seal, kind: MediumKind, gateway: Recipient<DeliverHere>) {
+/// Answers the sealed requests other nodes send to `subject`, each with
+/// what `handle` makes of its opened body (`Err`: why it was refused,
+/// logged as `what`); one task each. A request that does not open is
+/// refused with the reason and never reaches `handle`.
+pub fn answer_sealed<F, Fut>(
+    engine: &Engine,
+    seal: Seal,
+    subject: String,
+    what: &'static str,
+    handle: F,
+) where
+    F: Fn(Vec<u8>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
     let e = engine.clone();
-    let subject = subject(&engine.settings().node_id, kind);
+    let handle = Arc::new(handle);
     engine.spawn(async move {
         let mut sub = match e.client().subscribe(subject.clone()).await {
             Ok(s) => s,
             Err(err) => {
-                tracing::error!(error = %err, subject, "cannot take other nodes' deliveries");
+                tracing::error!(error = %err, subject, "cannot take other nodes' {what}");
                 return;
             }
         };
         while let Some(m) = sub.next().await {
-            let (e, gateway, seal, subject) =
-                (e.clone(), gateway.clone(), seal.clone(), subject.clone());
+            let (e, seal, subject, handle) =
+                (e.clone(), seal.clone(), subject.clone(), handle.clone());
             tokio::spawn(async move {
-                let opened = seal.open(&subject, &m.payload).and_then(|b| {
-                    serde_json::from_slice::<Delivery>(b)
-                        .map_err(|err| format!("a delivery that does not decode: {err}"))
-                });
-                let error = match opened {
-                    Ok(d) => match gateway.send(DeliverHere(d)).await {
-                        Ok(Ok(MediumAck::Delivered)) => None,
-                        Ok(Ok(MediumAck::Pending)) => {
-                            Some("the medium holds it for later; not forwardable".into())
-                        }
-                        Ok(Err(NonDelivery(why))) => Some(why),
-                        Err(_) => Some("the gateway stopped".into()),
-                    },
-                    Err(why) => {
-                        tracing::warn!(subject, error = %why, "a forwarded delivery refused");
-                        Some(why)
-                    }
+                let error = match seal.open(&subject, &m.payload) {
+                    Ok(body) => handle(body.to_vec()).await.err(),
+                    Err(why) => Some(why),
                 };
+                if let Some(why) = &error {
+                    tracing::warn!(error = %why, "{what} from another node refused");
+                }
                 if let Some(reply) = m.reply {
                     let body = serde_json::to_vec(&Answer { error }).unwrap_or_default();
                     let sealed = seal.seal(&reply, &body);
@@ -134,109 +135,106 @@ pub fn serve(engine: &Engine, seal: Seal, kind: MediumKind, gateway: Recipient<D
     });
 }
 
+/// What became of a sealed request ([`ask_sealed`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Asked {
+    /// The node took it.
+    Taken,
+    /// The node refused it, saying why.
+    Refused(String),
+    /// The node never had it (nobody listening, no connection).
+    NotHad(String),
+    /// No answer in time: the node may have taken it.
+    NoAnswer,
+}
+
+/// Sends `body`, sealed, to `subject` and opens the answer, which comes on
+/// a reply subject of this request's own (what the answer is sealed for).
+pub async fn ask_sealed(
+    engine: &Engine,
+    seal: &Seal,
+    subject: String,
+    body: &[u8],
+    timeout: Duration,
+) -> Asked {
+    let client = engine.client().clone();
+    let reply = client.new_inbox();
+    let request = async_nats::Request::new()
+        .payload(seal.seal(&subject, body).into())
+        .inbox(reply.clone())
+        .timeout(None);
+    match tokio::time::timeout(timeout, client.send_request(subject, request)).await {
+        Ok(Ok(m)) => {
+            let answer = seal
+                .open(&reply, &m.payload)
+                .and_then(|b| serde_json::from_slice::<Answer>(b).map_err(|e| e.to_string()));
+            match answer {
+                Ok(Answer { error: None }) => Asked::Taken,
+                Ok(Answer { error: Some(why) }) => Asked::Refused(why),
+                Err(why) => Asked::Refused(format!("an answer that does not open: {why}")),
+            }
+        }
+        Ok(Err(e)) => Asked::NotHad(e.to_string()),
+        Err(_) => Asked::NoAnswer,
+    }
+}
+
+/// On a node where `kind` is on: delivers what other nodes forward through
+/// `gateway`.
+pub fn serve(engine: &Engine, seal: Seal, kind: MediumKind, gateway: Recipient<DeliverHere>) {
+    let subject = subject(&engine.settings().node_id, kind);
+    answer_sealed(engine, seal, subject, "a forwarded delivery", move |body| {
+        let gateway = gateway.clone();
+        async move {
+            let d: Delivery = serde_json::from_slice(&body)
+                .map_err(|err| format!("a delivery that does not decode: {err}"))?;
+            match gateway.send(DeliverHere(d)).await {
+                Ok(Ok(MediumAck::Delivered)) => Ok(()),
+                Ok(Ok(MediumAck::Pending)) => {
+                    Err("the medium holds it for later; not forwardable".into())
+                }
+                Ok(Err(NonDelivery(why))) => Err(why),
+                Err(_) => Err("the gateway stopped".into()),
+            }
+        }
+    });
+}
+
 /// A medium this node has not, delivered by a node of the cluster that has.
 pub struct ForwardMedium {
     kind: MediumKind,
-    engine: Engine,
+    cluster: Membership,
     seal: Seal,
-    health: Arc<Mutex<Health>>,
-    /// The live nodes serving `kind`, as the last heartbeat found them.
-    nodes: Arc<Mutex<Vec<String>>>,
     timeout: Duration,
 }
 
 impl ForwardMedium {
-    /// `kind` through the nodes of `engine`'s cluster that serve it, each
-    /// delivery waited for `timeout` at most; whether there is one is told
-    /// to `on_health` every heartbeat (the member registry's view, which
+    /// `kind` through the nodes of `cluster` that serve it, each delivery
+    /// waited for `timeout` at most; whether there is one is told to
+    /// `on_health` every heartbeat (the member registry's view, which
     /// routing reads).
     pub fn new(
-        engine: &Engine,
+        cluster: &Membership,
         seal: Seal,
         kind: MediumKind,
         timeout: Duration,
         on_health: Box<dyn Fn(bool) + Send>,
     ) -> Self {
-        let health = Arc::new(Mutex::new(Health {
-            up: false,
-            detail: format!("looking for a node of the cluster that serves {kind}"),
-        }));
-        let nodes: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (e, h, n) = (engine.clone(), health.clone(), nodes.clone());
-        engine.spawn(async move {
-            let mut tick = tokio::time::interval(e.settings().heartbeat);
+        let m = cluster.clone();
+        cluster.engine.spawn(async move {
+            let mut tick = tokio::time::interval(m.engine.settings().heartbeat);
             loop {
                 tick.tick().await;
-                let serving = serving_nodes(&e, kind).await;
-                let up = !serving.is_empty();
-                *lock(&h) = Health {
-                    up,
-                    detail: if up {
-                        format!("through node {}", serving.join(", "))
-                    } else {
-                        format!("no node of the cluster serves {kind}")
-                    },
-                };
-                *lock(&n) = serving;
-                on_health(up);
+                on_health(!m.serving_nodes(kind.as_str()).is_empty());
             }
         });
         Self {
             kind,
-            engine: engine.clone(),
+            cluster: cluster.clone(),
             seal,
-            health,
-            nodes,
             timeout,
         }
     }
-}
-
-/// A request to `subject` answered on a reply subject of its own (which
-/// the answer is sealed for): the answer (an error at once when nobody
-/// listens there), and that subject.
-pub fn request(
-    engine: &Engine,
-    subject: String,
-    body: Vec<u8>,
-) -> (
-    impl std::future::Future<Output = Result<async_nats::Message, String>> + Send + 'static,
-    String,
-) {
-    let client = engine.client().clone();
-    let reply = client.new_inbox();
-    let request = async_nats::Request::new()
-        .payload(body.into())
-        .inbox(reply.clone())
-        .timeout(None);
-    let fut = async move {
-        client
-            .send_request(subject, request)
-            .await
-            .map_err(|e| e.to_string())
-    };
-    (fut, reply)
-}
-
-/// The live nodes other than this one whose own gateways serve `kind`
-/// (what their heartbeats say; none when JetStream does not answer).
-pub async fn serving_nodes(engine: &Engine, kind: MediumKind) -> Vec<String> {
-    let me = &engine.settings().node_id;
-    let now = switchboard_core::protocol::clock::Clock::now_ms(
-        &switchboard_core::protocol::clock::SystemClock,
-    );
-    status::nodes(engine)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|r| r.id != *me && r.alive(now))
-        .filter(|r| r.mediums.iter().any(|m| m == kind.as_str()))
-        .map(|r| r.id)
-        .collect()
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Medium for ForwardMedium {
@@ -245,46 +243,41 @@ impl Medium for ForwardMedium {
     }
 
     fn health(&self) -> Health {
-        lock(&self.health).clone()
+        let via = self.cluster.serving_nodes(self.kind.as_str());
+        Health {
+            up: !via.is_empty(),
+            detail: if via.is_empty() {
+                format!("no node of the cluster serves {}", self.kind)
+            } else {
+                format!("through node {}", via.join(", "))
+            },
+        }
     }
 
     fn deliver(&mut self, d: Delivery) -> LocalBoxFuture<'static, Result<MediumAck, NonDelivery>> {
-        let nodes = lock(&self.nodes).clone();
-        let (engine, kind, timeout) = (self.engine.clone(), self.kind, self.timeout);
+        let nodes = self.cluster.serving_nodes(self.kind.as_str());
+        let (engine, kind, timeout) = (self.cluster.engine.clone(), self.kind, self.timeout);
         let seal = self.seal.clone();
         let body = serde_json::to_vec(&d).unwrap_or_default();
         // On the engine's runtime (its client), answered here.
         let asked = engine.clone().spawn(async move {
             let mut why = Vec::new();
             for node in nodes {
-                let to = subject(&node, kind);
-                let sealed = seal.seal(&to, &body);
-                let (asked, reply) = request(&engine, to, sealed);
                 // The next node only when this one never had it: a node
                 // that answered, or took too long to, may have delivered
                 // (a second node would deliver it twice).
-                match tokio::time::timeout(timeout, asked).await {
-                    Ok(Ok(m)) => {
-                        let answer = seal.open(&reply, &m.payload).and_then(|b| {
-                            serde_json::from_slice::<Answer>(b).map_err(|e| e.to_string())
-                        });
-                        return match answer {
-                            Ok(Answer { error: None }) => Ok(MediumAck::Delivered),
-                            Ok(Answer { error: Some(e) }) => {
-                                Err(NonDelivery(format!("{e} (through node {node})")))
-                            }
-                            Err(e) => Err(NonDelivery(format!(
-                                "node {node} answered what does not open: {e}"
-                            ))),
-                        };
+                match ask_sealed(&engine, &seal, subject(&node, kind), &body, timeout).await {
+                    Asked::Taken => return Ok(MediumAck::Delivered),
+                    Asked::Refused(e) => {
+                        return Err(NonDelivery(format!("{e} (through node {node})")))
                     }
-                    Ok(Err(e)) => why.push(format!("{node}: {e}")),
-                    Err(_) => {
+                    Asked::NoAnswer => {
                         return Err(NonDelivery(format!(
                             "node {node} did not answer within {}s",
                             timeout.as_secs()
                         )))
                     }
+                    Asked::NotHad(e) => why.push(format!("{node}: {e}")),
                 }
             }
             Err(NonDelivery(if why.is_empty() {

@@ -351,8 +351,9 @@ fn serving_mediums(members: &MemberRegistry) -> Vec<String> {
 async fn forward_mediums(
     cfg: &Config,
     core: &Core,
-    engine: &switchboard_core::cluster::Engine,
+    membership: &crate::cluster::Membership,
 ) -> anyhow::Result<()> {
+    let engine = &membership.engine;
     use gateways::forward::{self, ForwardMedium};
     use switchboard_core::protocol::MediumKind;
     // An SMTP relay tries three times within seconds; a fax spool is local.
@@ -385,7 +386,7 @@ async fn forward_mediums(
         } else {
             let members = core.members.clone();
             let on_health = Box::new(move |up| members.set_healthy(&MemberId::new(id), up));
-            let medium = ForwardMedium::new(engine, seal.clone(), kind, timeout, on_health);
+            let medium = ForwardMedium::new(membership, seal.clone(), kind, timeout, on_health);
             core.add_gateway(id, medium, None).await?;
             // Down until a heartbeat finds a node that serves it.
             core.members.set_healthy(&MemberId::new(id), false);
@@ -473,10 +474,10 @@ impl Node {
         } else if let Some(m) = &core.cluster {
             // Not a readiness condition: it serves while another node has
             // an SMSC bound.
-            start_sms_forwarding(cfg, &core, &m.engine).await?;
+            start_sms_forwarding(cfg, &core, m).await?;
         }
         if let Some(m) = &core.cluster {
-            forward_mediums(cfg, &core, &m.engine).await?;
+            forward_mediums(cfg, &core, m).await?;
         }
         let state = ApiState {
             gateways,

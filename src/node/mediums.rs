@@ -213,7 +213,7 @@ pub(super) async fn start_sms(
         Some(Box::new(move |up| {
             members.set_healthy(&MemberId::new(MEMBER_ID), up)
         })),
-        core.cluster.as_ref().map(|m| m.engine.clone()),
+        core.cluster.clone(),
     )
     .await?;
     Ok(jobs)
@@ -225,8 +225,9 @@ pub(super) async fn start_sms(
 pub(super) async fn start_sms_forwarding(
     cfg: &Config,
     core: &Core,
-    engine: &switchboard_core::cluster::Engine,
+    membership: &crate::cluster::Membership,
 ) -> anyhow::Result<()> {
+    let engine = &membership.engine;
     use crate::gateways::sms::notify::SmsNotify;
     use crate::gateways::sms::{cluster, SmsMedium, MEMBER_ID};
     use switchboard_actors::medium::Health;
@@ -261,7 +262,7 @@ pub(super) async fn start_sms_forwarding(
     core.members.set_healthy(&MemberId::new(MEMBER_ID), false);
     let members = core.members.clone();
     cluster::forward(
-        engine,
+        membership,
         seal,
         queue,
         health,
@@ -286,7 +287,7 @@ pub async fn start_sms_with<F, Fut>(
     directory: &Directory,
     start: F,
     on_health: Option<Box<dyn Fn(bool)>>,
-    cluster: Option<switchboard_core::cluster::Engine>,
+    cluster: Option<crate::cluster::Membership>,
 ) -> anyhow::Result<(
     tokio::sync::mpsc::UnboundedSender<gateways::sms::esme::Job>,
     actix_rt::task::JoinHandle<()>,
@@ -314,8 +315,8 @@ where
         c.source.clone(),
         Duration::from_secs(c.submit_timeout_s),
     );
-    if let Some(engine) = &cluster {
-        medium = medium.in_cluster(&engine.settings().node_id);
+    if let Some(m) = &cluster {
+        medium = medium.in_cluster(&m.engine.settings().node_id);
     }
     let notify = SmsNotify::new(jobs.clone(), c.source.clone(), policy).start();
     let gateway = start(medium, notify.recipient()).await?;
@@ -337,7 +338,8 @@ where
     // In a cluster, other nodes' gateways submit through this bind too,
     // and their receipts go back to them.
     let reports = match &cluster {
-        Some(engine) => {
+        Some(m) => {
+            let engine = &m.engine;
             let seal = gateways::forward::Seal::new(
                 &directory
                     .broker_key()?
@@ -352,7 +354,7 @@ where
             gateways::sms::cluster::take_reports(engine, seal.clone(), gateway.clone().recipient());
             gateways::sms::cluster::ReportRouter::new(
                 gateway.clone().recipient(),
-                engine.clone(),
+                m.clone(),
                 seal,
                 store.clone(),
             )

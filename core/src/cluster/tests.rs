@@ -110,11 +110,13 @@ fn heartbeats_tell_alive_from_gone() {
             .unwrap()
             .unwrap();
     }
-    let s = e.clone();
-    let st = e
-        .run(async move { status::status(&s, 10_500).await })
-        .unwrap()
-        .unwrap();
+    let status_at = |now: u64| {
+        let s = e.clone();
+        e.run(async move { status::status(&s, now).await })
+            .unwrap()
+            .unwrap()
+    };
+    let st = status_at(10_500);
     let alive: Vec<(&str, bool)> = st.nodes.iter().map(|n| (n.id.as_str(), n.alive)).collect();
     // bb's last beat is 5.5 s old at a 1 s heartbeat; ccc left.
     assert_eq!(alive, [("a", true), ("bb", false), ("ccc", false)]);
@@ -136,11 +138,7 @@ fn heartbeats_tell_alive_from_gone() {
     })
     .unwrap()
     .unwrap();
-    let s = e.clone();
-    let st = e
-        .run(async move { status::status(&s, 10_500).await })
-        .unwrap()
-        .unwrap();
+    let st = status_at(10_500);
     let by: Vec<Option<&str>> = st
         .nodes
         .iter()

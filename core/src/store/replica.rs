@@ -121,6 +121,17 @@ fn kv_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Cluster(e.to_string())
 }
 
+/// The revision of `bucket`'s last change (0: none).
+async fn last_revision(bucket: &kv::Store) -> Result<u64, StoreError> {
+    Ok(bucket
+        .status()
+        .await
+        .map_err(kv_err)?
+        .info
+        .state
+        .last_sequence)
+}
+
 /// `t`'s bucket.
 async fn bucket(engine: &Engine, t: Tree) -> Result<kv::Store, StoreError> {
     engine
@@ -194,14 +205,7 @@ impl Replica {
             .run(async move {
                 let mut last = Vec::with_capacity(Tree::ALL.len());
                 for t in Tree::ALL {
-                    let bucket = bucket(&engine, t).await?;
-                    let seq = bucket
-                        .status()
-                        .await
-                        .map_err(kv_err)?
-                        .info
-                        .state
-                        .last_sequence;
+                    let seq = last_revision(&bucket(&engine, t).await?).await?;
                     last.push((t, seq));
                 }
                 Ok::<_, StoreError>(last)
@@ -380,13 +384,7 @@ impl Replica {
         .map_err(kv_err)?;
         // Caught up once the bucket's last revision is applied (at once
         // when there is nothing past `rev`).
-        let last = bucket
-            .status()
-            .await
-            .map_err(kv_err)?
-            .info
-            .state
-            .last_sequence;
+        let last = last_revision(bucket).await?;
         if last <= rev {
             self.mark_caught_up(t);
         }

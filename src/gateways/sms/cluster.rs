@@ -16,15 +16,13 @@
 //!   again ([`receipts_to`]).
 //!
 //! Which node: one the cluster's heartbeats say is alive and serves `sms`
-//! ([`status::NodeRecord::mediums`]), tried in order until one takes it.
+//! ([`Membership::serving_nodes`]), tried in order until one takes it.
 //! The forwarding gateway is healthy while there is such a node.
 //!
 //! Owns: the forwarding and the report routing. Must not touch: SMPP (the
 //! ESME's), the broker's view (reports go through the gateway that
 //! submitted).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -33,8 +31,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use switchboard_actors::medium::{Health, MediumReport};
-use switchboard_core::cluster::{status, Engine};
-use switchboard_core::protocol::{Attestation, MediumKind, ReportStatus, Tag, TxnId};
+use switchboard_core::cluster::Engine;
+
+use crate::cluster::Membership;
+use switchboard_core::protocol::TxnId;
 use switchboard_core::store::records::key2;
 use switchboard_core::store::{Store, Tree, WriteBatch};
 
@@ -42,10 +42,11 @@ use super::esme::window::{Outgoing, Tracked};
 use super::esme::Job;
 use super::pdu::Segment;
 use super::{SharedHealth, MEMBER_ID};
-use crate::gateways::forward::{request, Seal};
+use crate::gateways::forward::{answer_sealed, ask_sealed, Asked, Seal};
 
-/// A submit another node's gateway hands to this node's ESME.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// A submit another node's gateway hands to this node's ESME: its
+/// [`Outgoing`] without the answer channel.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RemoteSubmit {
     /// The node whose gateway submits it (where its receipts go).
     pub origin: String,
@@ -53,36 +54,10 @@ pub struct RemoteSubmit {
     pub to: String,
     /// The source address.
     pub from: String,
-    /// The short messages: (`data_coding`, `esm_class`, bytes).
-    pub segments: Vec<(u8, u8, Vec<u8>)>,
-    /// The transaction, attempt, broker `ID`, attestations and sending
-    /// user; `None` for a notice.
-    pub message: Option<RemoteTracked>,
-}
-
-/// [`Tracked`] on the wire.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct RemoteTracked {
-    /// The transaction.
-    pub txn: TxnId,
-    /// The attempt.
-    pub attempt: u32,
-    /// That attempt's broker `ID`.
-    pub id: Tag,
-    /// The processors' attestations.
-    pub attestations: Vec<Attestation>,
-    /// The sending user.
-    pub sender_user: Option<String>,
-}
-
-/// A delivery report on the wire.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-struct RemoteReport {
-    txn: TxnId,
-    attempt: u32,
-    id: Tag,
-    status: ReportStatus,
-    attestations: Vec<Attestation>,
+    /// The short messages.
+    pub segments: Vec<Segment>,
+    /// The message it delivers; `None` for a notice.
+    pub message: Option<Tracked>,
 }
 
 fn submit_subject(node: &str) -> String {
@@ -102,23 +77,13 @@ pub(crate) fn origin_key(txn: &TxnId) -> Vec<u8> {
 }
 
 impl RemoteSubmit {
-    fn of(origin: &str, o: &Outgoing) -> Self {
+    fn of(origin: &str, o: Outgoing) -> Self {
         Self {
             origin: origin.to_owned(),
-            to: o.to.clone(),
-            from: o.from.clone(),
-            segments: o
-                .segments
-                .iter()
-                .map(|s| (s.data_coding, s.esm_class, s.short_message.clone()))
-                .collect(),
-            message: o.message.as_ref().map(|t| RemoteTracked {
-                txn: t.txn,
-                attempt: t.attempt,
-                id: t.id,
-                attestations: t.attestations.clone(),
-                sender_user: t.sender_user.clone(),
-            }),
+            to: o.to,
+            from: o.from,
+            segments: o.segments,
+            message: o.message,
         }
     }
 
@@ -126,65 +91,20 @@ impl RemoteSubmit {
         Outgoing {
             to: self.to,
             from: self.from,
-            segments: self
-                .segments
-                .into_iter()
-                .map(|(data_coding, esm_class, short_message)| Segment {
-                    data_coding,
-                    esm_class,
-                    short_message,
-                })
-                .collect(),
-            message: self.message.map(|t| Tracked {
-                txn: t.txn,
-                attempt: t.attempt,
-                id: t.id,
-                attestations: t.attestations,
-                sender_user: t.sender_user,
-            }),
+            segments: self.segments,
+            message: self.message,
             reply: Some(reply),
         }
     }
 }
 
-/// What a submit's answer says: `None` taken, else why not.
-#[derive(Debug, Serialize, Deserialize)]
-struct Answer {
-    error: Option<String>,
-}
-
 /// On a node with an SMSC bind: takes other nodes' submits into `jobs`
-/// (the ESME's queue).
+/// (the ESME's queue; its window paces them).
 pub fn serve_submits(engine: &Engine, seal: Seal, store: Store, jobs: mpsc::UnboundedSender<Job>) {
-    let e = engine.clone();
     let subject = submit_subject(&engine.settings().node_id);
-    engine.spawn(async move {
-        let mut sub = match e.client().subscribe(subject.clone()).await {
-            Ok(s) => s,
-            Err(err) => {
-                tracing::error!(error = %err, subject, "cannot take other nodes' SMS");
-                return;
-            }
-        };
-        while let Some(m) = sub.next().await {
-            let (e, store, jobs) = (e.clone(), store.clone(), jobs.clone());
-            let (seal, subject) = (seal.clone(), subject.clone());
-            // Each on its own: the ESME's window paces them.
-            tokio::spawn(async move {
-                let error = match seal.open(&subject, &m.payload) {
-                    Ok(body) => take_submit(&store, &jobs, body).await.err(),
-                    Err(why) => Some(why),
-                };
-                if let Some(why) = &error {
-                    tracing::warn!(error = %why, "another node's SMS refused");
-                }
-                if let Some(reply) = m.reply {
-                    let body = serde_json::to_vec(&Answer { error }).unwrap_or_default();
-                    let sealed = seal.seal(&reply, &body);
-                    let _ = e.client().publish(reply, sealed.into()).await;
-                }
-            });
-        }
+    answer_sealed(engine, seal, subject, "an SMS", move |body| {
+        let (store, jobs) = (store.clone(), jobs.clone());
+        async move { take_submit(&store, &jobs, &body).await }
     });
 }
 
@@ -252,15 +172,9 @@ pub fn take_reports(engine: &Engine, seal: Seal, gateway: Recipient<MediumReport
         while let Some(m) = sub.next().await {
             let opened = seal
                 .open(&subject, &m.payload)
-                .and_then(|b| serde_json::from_slice::<RemoteReport>(b).map_err(|e| e.to_string()));
+                .and_then(|b| serde_json::from_slice::<MediumReport>(b).map_err(|e| e.to_string()));
             match opened {
-                Ok(r) => gateway.do_send(MediumReport {
-                    txn: r.txn,
-                    attempt: r.attempt,
-                    id: r.id,
-                    status: r.status,
-                    attestations: r.attestations,
-                }),
+                Ok(r) => gateway.do_send(r),
                 Err(err) => {
                     tracing::warn!(error = %err, "an SMS receipt from another node refused")
                 }
@@ -276,10 +190,9 @@ pub fn take_reports(engine: &Engine, seal: Seal, gateway: Recipient<MediumReport
 /// over has it sent there ([`receipts_to`]), or the node is back.
 pub struct ReportRouter {
     local: Recipient<MediumReport>,
-    engine: Engine,
+    cluster: Membership,
     seal: Seal,
     store: Store,
-    alive: Arc<Mutex<HashSet<String>>>,
 }
 
 /// A report waiting for its node, the `n`th time.
@@ -291,35 +204,24 @@ struct Again(MediumReport, u32);
 const WAIT_S: u32 = 120;
 
 impl ReportRouter {
-    /// Routes to `local` and other nodes of `engine`'s cluster, by the
-    /// origins in `store`.
-    pub fn new(local: Recipient<MediumReport>, engine: Engine, seal: Seal, store: Store) -> Self {
-        let alive: Arc<Mutex<HashSet<String>>> = Arc::default();
-        let (e, a) = (engine.clone(), alive.clone());
-        engine.spawn(async move {
-            let mut tick = tokio::time::interval(e.settings().heartbeat);
-            loop {
-                tick.tick().await;
-                let now = switchboard_core::protocol::clock::Clock::now_ms(
-                    &switchboard_core::protocol::clock::SystemClock,
-                );
-                if let Ok(nodes) = status::nodes(&e).await {
-                    let ids = nodes.into_iter().filter(|n| n.alive(now)).map(|n| n.id);
-                    *a.lock().unwrap_or_else(|p| p.into_inner()) = ids.collect();
-                }
-            }
-        });
+    /// Routes to `local` and other nodes of `cluster`, by the origins in
+    /// `store`.
+    pub fn new(
+        local: Recipient<MediumReport>,
+        cluster: Membership,
+        seal: Seal,
+        store: Store,
+    ) -> Self {
         Self {
             local,
-            engine,
+            cluster,
             seal,
             store,
-            alive,
         }
     }
 
     fn route(&self, r: MediumReport, n: u32, ctx: &mut Context<Self>) {
-        let me = &self.engine.settings().node_id;
+        let me = &self.cluster.engine.settings().node_id;
         let origin = self
             .store
             .get(Tree::SmsRecords, &origin_key(&r.txn))
@@ -331,27 +233,16 @@ impl ReportRouter {
             self.local.do_send(r);
             return;
         };
-        let alive = self
-            .alive
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&origin);
+        let alive = self.cluster.live_nodes().iter().any(|n| n.id == origin);
         if !alive && n < WAIT_S {
             ctx.notify_later(Again(r, n + 1), Duration::from_secs(1));
             return;
         }
-        let body = serde_json::to_vec(&RemoteReport {
-            txn: r.txn,
-            attempt: r.attempt,
-            id: r.id,
-            status: r.status,
-            attestations: r.attestations,
-        })
-        .unwrap_or_default();
-        let engine = self.engine.clone();
+        let body = serde_json::to_vec(&r).unwrap_or_default();
+        let engine = self.cluster.engine.clone();
         let to = report_subject(&origin);
         let sealed = self.seal.seal(&to, &body);
-        self.engine.spawn(async move {
+        self.cluster.engine.spawn(async move {
             if let Err(e) = engine.client().publish(to, sealed.into()).await
             {
                 tracing::warn!(error = %e, node = %origin, "an SMS receipt for another node's gateway was not sent; it is sent again at the next tidy");
@@ -384,25 +275,24 @@ impl Handler<Again> for ReportRouter {
 /// (`queue`) to a node with one, and keeps `health` up while there is one
 /// (the receipts coming back: [`take_reports`]).
 pub fn forward(
-    engine: &Engine,
+    cluster: &Membership,
     seal: Seal,
     mut queue: mpsc::UnboundedReceiver<Job>,
     health: SharedHealth,
     on_health: Box<dyn Fn(bool) + Send>,
     submit_timeout: Duration,
 ) {
+    let engine = &cluster.engine;
     let me = engine.settings().node_id.clone();
-    // Which nodes serve SMS, every heartbeat (what the submits try).
-    let bound: Arc<Mutex<Vec<String>>> = Arc::default();
-    let (e, h, b) = (engine.clone(), health.clone(), bound.clone());
+    // Whether a node serves SMS, every heartbeat.
+    let (m, h) = (cluster.clone(), health.clone());
     let every = engine.settings().heartbeat;
     engine.spawn(async move {
         let mut tick = tokio::time::interval(every);
         let mut told = None;
         loop {
             tick.tick().await;
-            let via = crate::gateways::forward::serving_nodes(&e, MediumKind::Sms).await;
-            *b.lock().unwrap_or_else(|p| p.into_inner()) = via.clone();
+            let via = m.serving_nodes("sms");
             let up = !via.is_empty();
             if let Ok(mut g) = h.lock() {
                 *g = Health {
@@ -422,15 +312,15 @@ pub fn forward(
             }
         }
     });
-    let e = engine.clone();
+    let (e, m) = (engine.clone(), cluster.clone());
     engine.spawn(async move {
         while let Some(job) = queue.recv().await {
             match job {
                 Job::Submit(mut o) => {
                     let reply = o.reply.take();
-                    let body = serde_json::to_vec(&RemoteSubmit::of(&me, &o)).unwrap_or_default();
+                    let body = serde_json::to_vec(&RemoteSubmit::of(&me, o)).unwrap_or_default();
                     let (e, seal) = (e.clone(), seal.clone());
-                    let nodes = bound.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    let nodes = m.serving_nodes("sms");
                     tokio::spawn(async move {
                         let got = submit_anywhere(&e, &seal, nodes, body, submit_timeout).await;
                         if let Some(r) = reply {
@@ -460,22 +350,10 @@ async fn submit_anywhere(
     }
     let mut why = Vec::new();
     for node in nodes {
-        let to = submit_subject(&node);
-        let sealed = seal.seal(&to, &body);
-        let (asked, reply) = request(engine, to, sealed);
-        match tokio::time::timeout(timeout, asked).await {
-            Ok(Ok(m)) => {
-                let answer = seal
-                    .open(&reply, &m.payload)
-                    .and_then(|b| serde_json::from_slice::<Answer>(b).map_err(|e| e.to_string()));
-                match answer {
-                    Ok(Answer { error: None }) => return Ok(()),
-                    Ok(Answer { error: Some(e) }) => why.push(format!("{node}: {e}")),
-                    Err(e) => why.push(format!("{node}: an answer that does not open: {e}")),
-                }
-            }
-            Ok(Err(e)) => why.push(format!("{node}: {e}")),
-            Err(_) => why.push(format!("{node}: no answer within {}s", timeout.as_secs())),
+        match ask_sealed(engine, seal, submit_subject(&node), &body, timeout).await {
+            Asked::Taken => return Ok(()),
+            Asked::Refused(e) | Asked::NotHad(e) => why.push(format!("{node}: {e}")),
+            Asked::NoAnswer => why.push(format!("{node}: no answer within {}s", timeout.as_secs())),
         }
     }
     Err(format!("no node took the SMS ({})", why.join("; ")))
@@ -505,32 +383,33 @@ mod tests {
 
     #[test]
     fn a_submit_round_trips_through_its_wire_form() {
+        let segments = vec![Segment {
+            data_coding: 0,
+            esm_class: 0x40,
+            short_message: b"\x05\x00\x03\x01\x02\x01hi".to_vec(),
+        }];
+        let tracked = || Tracked {
+            txn: TxnId([7; 16]),
+            attempt: 2,
+            id: [9; 32],
+            attestations: vec![],
+            sender_user: Some("alice".into()),
+        };
         let (tx, _rx) = oneshot::channel();
         let o = Outgoing {
             to: "+4915100000001".into(),
             from: "Switchboard".into(),
-            segments: vec![Segment {
-                data_coding: 0,
-                esm_class: 0x40,
-                short_message: b"\x05\x00\x03\x01\x02\x01hi".to_vec(),
-            }],
-            message: Some(Tracked {
-                txn: TxnId([7; 16]),
-                attempt: 2,
-                id: [9; 32],
-                attestations: vec![],
-                sender_user: Some("alice".into()),
-            }),
+            segments: segments.clone(),
+            message: Some(tracked()),
             reply: Some(tx),
         };
-        let wire = RemoteSubmit::of("a", &o);
-        let text = serde_json::to_vec(&wire).unwrap();
+        let text = serde_json::to_vec(&RemoteSubmit::of("a", o)).unwrap();
         let back: RemoteSubmit = serde_json::from_slice(&text).unwrap();
-        assert_eq!(back, wire);
+        assert_eq!(back.origin, "a");
         let (tx, _rx) = oneshot::channel();
         let again = back.into_outgoing(tx);
-        assert_eq!(again.segments, o.segments);
-        assert_eq!(again.message.as_ref().map(|t| t.attempt), Some(2));
+        assert_eq!(again.segments, segments);
+        assert_eq!(again.message, Some(tracked()));
         assert_eq!(origin_key(&TxnId([7; 16])), {
             let mut k = b"o".to_vec();
             k.extend_from_slice(TxnId([7; 16]).to_string().as_bytes());

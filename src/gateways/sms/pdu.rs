@@ -130,7 +130,7 @@ impl Encoder<Command> for PduCodec {
 }
 
 /// One `submit_sm` short message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Segment {
     /// `data_coding`.
     pub data_coding: u8,

@@ -17,8 +17,9 @@ use switchboard_core::protocol::{Attestation, Tag, TxnId};
 use super::{c_octets, Esme, Link};
 use crate::gateways::sms::pdu::{self, Segment};
 
-/// A message the broker sent, whose receipts become its report.
-#[derive(Debug)]
+/// A message the broker sent, whose receipts become its report (on the
+/// wire too, when another node's gateway submits it here).
+#[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tracked {
     /// The transaction.
     pub txn: TxnId,
