@@ -798,6 +798,7 @@ fn an_sms_bind_on_one_node_serves_messages_submitted_on_another() {
     let on_a = alice.expect_status(&txn, "delivered");
     assert_eq!(on_a["attempts"][0]["mechanism"], "sms", "{on_a}");
     assert_eq!(on_a["attempts"][0]["gateway"], "gw-sms-1", "{on_a}");
+    assert_eq!(on_a["attempts"][0]["reason"], "by node c", "{on_a}");
     let subs = smsc.submits_to("4915100000001");
     assert_eq!(subs.len(), 1, "{subs:?}");
     assert_eq!(subs[0]["text"], "through C");
@@ -934,6 +935,7 @@ fn a_fax_spool_and_a_relay_on_one_node_serve_messages_submitted_on_another() {
     let mail = alice.send("erin", "through C's relay");
     let st = alice.expect_status(&mail, "delivered");
     assert_eq!(st["attempts"][0]["mechanism"], "email", "{st}");
+    assert_eq!(st["attempts"][0]["reason"], "by node c", "{st}");
     let got = sink.wait_for(1);
     assert!(got[0].contains("through C's relay"), "{got:?}");
     let txn = alice.send("dora", "Dear Dora,\nthrough C.\n");
@@ -963,4 +965,112 @@ fn a_fax_spool_and_a_relay_on_one_node_serve_messages_submitted_on_another() {
     );
     let files = std::fs::read_dir(&spool).unwrap().count();
     assert_eq!(files, 2, "the one fax and its sidecar only");
+}
+
+/// Users whose home node is C (CLUSTER.md, behaviour 7) get their SMS and
+/// fax from C's gateways — C's SMSC bind, C's spool — whether the message
+/// was sent on A (which has a bind and a spool of its own) or on B (which
+/// has neither); the attempt says so. C killed: A's gateways deliver, and
+/// the attempt says C is down.
+#[test]
+fn a_home_node_delivers_its_users_messages_and_another_node_while_it_is_down() {
+    fn refs(e: &[(String, String)]) -> Vec<(&str, &str)> {
+        e.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+    let c = NatsCluster::start(3);
+    let (smsc_a, smsc_c) = (common::Smsc::start(), common::Smsc::start());
+    let (da, db, dc) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let with_fax = |smsc: &common::Smsc| {
+        let mut env = common::sms_env(smsc);
+        env.push(("SWITCHBOARD_FAX__ENABLED".into(), "true".into()));
+        env
+    };
+    let (env_a, env_c) = (with_fax(&smsc_a), with_fax(&smsc_c));
+    let a = node_with(&c, "a", da.path(), &refs(&env_a));
+    let b = node(&c, "b", db.path());
+    let node_c = node_with(&c, "c", dc.path(), &refs(&env_c));
+    smsc_a.wait_bound();
+    smsc_c.wait_bound();
+    let admin = admin_of(da.path(), &a.url);
+    let alice = admin.add_user("alice", &[("im", "alice")]);
+    for (id, medium, address) in [
+        ("dora", "sms", "+4915100000001"),
+        ("erin", "fax", "+4930123"),
+    ] {
+        let (status, v) = admin.put(
+            &format!("/v1/admin/users/{id}"),
+            &json!({"id": id, "mechanisms": [{"medium": medium, "address": address}],
+                    "home_node": "c"}),
+        );
+        assert_eq!(status, 201, "{v}");
+    }
+    // A bad home node is refused (as every invalid profile), naming the field.
+    let (status, v) = admin.put(
+        "/v1/admin/users/zed",
+        &json!({"id": "zed", "mechanisms": [{"medium": "im", "address": "zed"}],
+                "home_node": "c d"}),
+    );
+    assert_eq!(status, 422, "{v}");
+    assert!(v.to_string().contains("home_node"), "{v}");
+    let alice_b = Api::new(&b.url, &alice.token);
+    let admin_b = admin_of(da.path(), &b.url);
+    wait_gateways_up(&admin, &["gw-sms-1", "gw-fax-1"]);
+    wait_gateways_up(&admin_b, &["gw-sms-1", "gw-fax-1"]);
+    let spool = |d: &Path, txn: &str| d.join("fax/outbox").join(format!("{txn}.pdf")).is_file();
+    let reason = |st: &Value| {
+        st["attempts"][0]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+
+    // C up: C's gateways, from A and from B.
+    for (n, sender) in [&alice, &alice_b].into_iter().enumerate() {
+        let sms = sender.send("dora", &format!("home sms {n}"));
+        let st = sender.expect_status(&sms, "delivered");
+        assert_eq!(reason(&st), "by node c: the home node", "{st}");
+        let fax = sender.send("erin", &format!("home fax {n}\n"));
+        let st = sender.expect_status(&fax, "delivered");
+        assert_eq!(reason(&st), "by node c: the home node", "{st}");
+        assert!(spool(dc.path(), &fax), "in C's spool");
+        assert!(!spool(da.path(), &fax), "not in A's");
+    }
+    assert_eq!(smsc_c.submits_to("4915100000001").len(), 2);
+    assert_eq!(
+        smsc_a.submits_to("4915100000001").len(),
+        0,
+        "none through A's bind"
+    );
+
+    // C down: A's gateways, and the attempt says why.
+    node_c.kill9();
+    for api in [&admin, &admin_b] {
+        within(30, "C seen down", || {
+            let (_, st) = api.get("/v1/admin/cluster");
+            st["nodes"]
+                .as_array()?
+                .iter()
+                .any(|n| n["id"] == "c" && n["alive"] == false)
+                .then_some(())
+        });
+    }
+    for (n, sender) in [&alice, &alice_b].into_iter().enumerate() {
+        let sms = sender.send("dora", &format!("away sms {n}"));
+        let st = sender.expect_status(&sms, "delivered");
+        assert_eq!(reason(&st), "by node a: home node c is down", "{st}");
+        let fax = sender.send("erin", &format!("away fax {n}\n"));
+        let st = sender.expect_status(&fax, "delivered");
+        assert_eq!(reason(&st), "by node a: home node c is down", "{st}");
+        assert!(spool(da.path(), &fax), "in A's spool");
+    }
+    assert_eq!(smsc_a.submits_to("4915100000001").len(), 2);
+    assert_eq!(
+        smsc_c.submits_to("4915100000001").len(),
+        2,
+        "nothing more through C"
+    );
 }

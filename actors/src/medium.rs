@@ -58,10 +58,13 @@ pub struct Delivery {
 }
 
 /// What a medium did with a message it accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediumAck {
     /// Delivered: the gateway reports `Delivered` now.
     Delivered,
+    /// Delivered, and how is worth listing in the attempt (by which node
+    /// of a cluster): the gateway reports `DeliveredVia(how)` now.
+    DeliveredVia(String),
     /// Held for the recipient (the IM inbox of a user with no open
     /// session): the medium reports `Delivered` later through
     /// [`MediumReport`], and the delivery manager may move
@@ -133,4 +136,42 @@ pub trait Medium: Unpin + 'static {
         &mut self,
         delivery: Delivery,
     ) -> LocalBoxFuture<'static, Result<MediumAck, NonDelivery>>;
+}
+
+/// Where a gateway's deliveries are made when its medium is on other nodes
+/// of a cluster too (the shell's home-node routing): on this gateway's
+/// medium, or by another node's gateway. Deliveries other nodes hand to
+/// this one ([`crate::gateway::DeliverHere`]) are never placed again.
+pub trait Placement: 'static {
+    /// Where `delivery` goes.
+    fn place(&mut self, delivery: Delivery) -> Placed;
+}
+
+/// A delivery placed ([`Placement`]).
+pub enum Placed {
+    /// On this gateway's medium; `how`, if any, is said in the report
+    /// (after the medium's own, if it says one).
+    Here(Box<Delivery>, Option<String>),
+    /// By another node.
+    Elsewhere(LocalBoxFuture<'static, Elsewhere>),
+}
+
+/// What another node made of a delivery ([`Placed::Elsewhere`]).
+pub enum Elsewhere {
+    /// Its outcome (it may have delivered: nothing is tried after it).
+    Done(Result<MediumAck, NonDelivery>),
+    /// It never had it: delivered here after all, `how` said.
+    Back(Box<Delivery>, Option<String>),
+}
+
+impl MediumAck {
+    /// This acknowledgement, with `how` said of a delivery (after what the
+    /// medium said of it, if anything).
+    pub fn with_how(self, how: Option<String>) -> Self {
+        match (self, how) {
+            (Self::Delivered, Some(h)) => Self::DeliveredVia(h),
+            (Self::DeliveredVia(inner), Some(h)) => Self::DeliveredVia(format!("{inner}: {h}")),
+            (ack, _) => ack,
+        }
+    }
 }

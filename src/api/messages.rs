@@ -32,7 +32,9 @@ pub struct AttemptView {
     /// `delivered`, `read`, `non_delivery`, `timeout`, `expired`, `blocked`,
     /// or null while open.
     pub outcome: Option<String>,
-    /// Why it failed.
+    /// Why it failed; on a delivered attempt, how it was delivered when
+    /// that is worth saying (in a cluster: by which node, and why not the
+    /// recipient's home node).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Processors the content passed through, in order.

@@ -56,6 +56,9 @@ pub(super) fn user(t: &Target, cmd: &UserCmd, matches: &ArgMatches) -> anyhow::R
             if let Some(n) = &u.display_name {
                 profile["display_name"] = json!(n);
             }
+            if let Some(n) = &u.home_node {
+                profile["home_node"] = json!(n);
+            }
             let v = c.put(&format!("/v1/admin/users/{}", u.id), &profile, true)?;
             let mechs = mechanisms_text(&profile);
             println!("added user {} ({})", u.id, mechs.join(", "));

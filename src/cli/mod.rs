@@ -220,6 +220,9 @@ pub struct UserAdd {
     /// Reachable by fax at this number.
     #[arg(long)]
     pub fax: Option<String>,
+    /// In a cluster: the node whose gateways deliver to this user.
+    #[arg(long)]
+    pub home_node: Option<String>,
 }
 
 /// `send`.

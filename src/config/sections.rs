@@ -277,14 +277,7 @@ impl Cluster {
     }
 }
 
-/// A node id: 1–64 of `A–Z a–z 0–9 . _ -` (it names NATS subjects and KV
-/// keys).
-pub fn valid_node_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
+pub use switchboard_core::directory::valid_node_id;
 
 /// `nats://host:port` or `tls://host:port`.
 pub(super) fn nats_url(s: &str) -> bool {

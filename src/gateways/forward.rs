@@ -189,7 +189,7 @@ pub fn serve(engine: &Engine, seal: Seal, kind: MediumKind, gateway: Recipient<D
             let d: Delivery = serde_json::from_slice(&body)
                 .map_err(|err| format!("a delivery that does not decode: {err}"))?;
             match gateway.send(DeliverHere(d)).await {
-                Ok(Ok(MediumAck::Delivered)) => Ok(()),
+                Ok(Ok(MediumAck::Delivered | MediumAck::DeliveredVia(_))) => Ok(()),
                 Ok(Ok(MediumAck::Pending)) => {
                     Err("the medium holds it for later; not forwardable".into())
                 }
@@ -198,6 +198,28 @@ pub fn serve(engine: &Engine, seal: Seal, kind: MediumKind, gateway: Recipient<D
             }
         }
     });
+}
+
+/// What became of `body`, a [`Delivery`] on `kind` handed to `node`: its
+/// outcome (delivered says by which node), or `Err` saying why the node
+/// never had it (only then may another node be tried).
+pub async fn hand_to(
+    engine: &Engine,
+    seal: &Seal,
+    node: &str,
+    kind: MediumKind,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Result<MediumAck, NonDelivery>, String> {
+    match ask_sealed(engine, seal, subject(node, kind), body, timeout).await {
+        Asked::Taken => Ok(Ok(MediumAck::DeliveredVia(format!("by node {node}")))),
+        Asked::Refused(e) => Ok(Err(NonDelivery(format!("{e} (through node {node})")))),
+        Asked::NoAnswer => Ok(Err(NonDelivery(format!(
+            "node {node} did not answer within {}s",
+            timeout.as_secs()
+        )))),
+        Asked::NotHad(e) => Err(e),
+    }
 }
 
 /// A medium this node has not, delivered by a node of the cluster that has.
@@ -266,18 +288,9 @@ impl Medium for ForwardMedium {
                 // The next node only when this one never had it: a node
                 // that answered, or took too long to, may have delivered
                 // (a second node would deliver it twice).
-                match ask_sealed(&engine, &seal, subject(&node, kind), &body, timeout).await {
-                    Asked::Taken => return Ok(MediumAck::Delivered),
-                    Asked::Refused(e) => {
-                        return Err(NonDelivery(format!("{e} (through node {node})")))
-                    }
-                    Asked::NoAnswer => {
-                        return Err(NonDelivery(format!(
-                            "node {node} did not answer within {}s",
-                            timeout.as_secs()
-                        )))
-                    }
-                    Asked::NotHad(e) => why.push(format!("{node}: {e}")),
+                match hand_to(&engine, &seal, &node, kind, &body, timeout).await {
+                    Ok(done) => return done,
+                    Err(e) => why.push(format!("{node}: {e}")),
                 }
             }
             Err(NonDelivery(if why.is_empty() {

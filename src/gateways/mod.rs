@@ -11,6 +11,7 @@ pub mod compliance;
 pub mod email;
 pub mod fax;
 pub mod forward;
+pub mod home;
 pub mod im;
 pub mod sms;
 

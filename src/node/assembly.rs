@@ -309,7 +309,40 @@ impl Core {
         medium: M,
         receipts: Option<Recipient<Receipt>>,
     ) -> anyhow::Result<Addr<Gateway<M>>> {
-        let cfg = self.member_config(id, Some(medium.kind())).await?;
+        self.add_gateway_placed(id, medium, receipts, true).await
+    }
+
+    /// [`Core::add_gateway`]; in a cluster, an email or fax gateway places
+    /// its deliveries by the recipients' home nodes
+    /// ([`gateways::home`]; `own`: it delivers on a connection of this
+    /// node's, else it forwards).
+    async fn add_gateway_placed<M: Medium>(
+        &self,
+        id: &str,
+        medium: M,
+        receipts: Option<Recipient<Receipt>>,
+        own: bool,
+    ) -> anyhow::Result<Addr<Gateway<M>>> {
+        use switchboard_core::protocol::MediumKind;
+        let kind = medium.kind();
+        let placement = match &self.cluster {
+            Some(m) if matches!(kind, MediumKind::Email | MediumKind::Fax) => {
+                let key = self
+                    .directory
+                    .broker_key()?
+                    .context("the cluster has no broker key")?;
+                Some(gateways::home::HomePlacement::new(
+                    m,
+                    gateways::forward::Seal::new(&key),
+                    self.directory.clone(),
+                    kind,
+                    FORWARD_TIMEOUT,
+                    own,
+                ))
+            }
+            _ => None,
+        };
+        let cfg = self.member_config(id, Some(kind)).await?;
         let mut gw = Gateway::new(
             cfg,
             medium,
@@ -320,6 +353,9 @@ impl Core {
         );
         if let Some(r) = receipts {
             gw = gw.with_receipts(r);
+        }
+        if let Some(p) = placement {
+            gw = gw.with_placement(p);
         }
         let gw = gw.start();
         wait_logged_in(&gw).await?;
@@ -345,6 +381,10 @@ fn serving_mediums(members: &MemberRegistry) -> Vec<String> {
     v
 }
 
+/// How long a delivery handed to another node is waited for: an SMTP relay
+/// tries three times within seconds; a fax spool is local.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// In a cluster: email and fax, where on here, deliver for the nodes where
 /// they are off; where off here, go through a node where they are on
 /// ([`gateways::forward`]).
@@ -356,8 +396,6 @@ async fn forward_mediums(
     let engine = &membership.engine;
     use gateways::forward::{self, ForwardMedium};
     use switchboard_core::protocol::MediumKind;
-    // An SMTP relay tries three times within seconds; a fax spool is local.
-    let timeout = Duration::from_secs(60);
     let seal = forward::Seal::new(
         &core
             .directory
@@ -386,8 +424,9 @@ async fn forward_mediums(
         } else {
             let members = core.members.clone();
             let on_health = Box::new(move |up| members.set_healthy(&MemberId::new(id), up));
-            let medium = ForwardMedium::new(membership, seal.clone(), kind, timeout, on_health);
-            core.add_gateway(id, medium, None).await?;
+            let medium =
+                ForwardMedium::new(membership, seal.clone(), kind, FORWARD_TIMEOUT, on_health);
+            core.add_gateway_placed(id, medium, None, false).await?;
             // Down until a heartbeat finds a node that serves it.
             core.members.set_healthy(&MemberId::new(id), false);
         }

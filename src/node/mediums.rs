@@ -246,7 +246,8 @@ pub(super) async fn start_sms_forwarding(
         c.source.clone(),
         submit_timeout,
     )
-    .in_cluster(&engine.settings().node_id);
+    .in_cluster(&engine.settings().node_id)
+    .by_home_node(membership, core.directory.clone(), None);
     let notify = SmsNotify::new(jobs, c.source.clone(), policy).start();
     let gateway = core
         .add_gateway(MEMBER_ID, medium, Some(notify.recipient()))
@@ -315,8 +316,29 @@ where
         c.source.clone(),
         Duration::from_secs(c.submit_timeout_s),
     );
-    if let Some(m) = &cluster {
-        medium = medium.in_cluster(&m.engine.settings().node_id);
+    // In a cluster, what nodes seal the messages they send each other with.
+    let seal = match &cluster {
+        Some(_) => Some(gateways::forward::Seal::new(
+            &directory
+                .broker_key()?
+                .context("the cluster has no broker key")?,
+        )),
+        None => None,
+    };
+    if let (Some(m), Some(seal)) = (&cluster, &seal) {
+        // Messages for users whose home node is another go through its
+        // bind, on their own queue.
+        let (forward, queue) = tokio::sync::mpsc::unbounded_channel();
+        gateways::sms::cluster::forward_jobs(
+            m,
+            seal.clone(),
+            queue,
+            Some(jobs.clone()),
+            Duration::from_secs(c.submit_timeout_s),
+        );
+        medium = medium
+            .in_cluster(&m.engine.settings().node_id)
+            .by_home_node(m, directory.clone(), Some(forward));
     }
     let notify = SmsNotify::new(jobs.clone(), c.source.clone(), policy).start();
     let gateway = start(medium, notify.recipient()).await?;
@@ -337,14 +359,9 @@ where
     };
     // In a cluster, other nodes' gateways submit through this bind too,
     // and their receipts go back to them.
-    let reports = match &cluster {
-        Some(m) => {
+    let reports = match (&cluster, seal) {
+        (Some(m), Some(seal)) => {
             let engine = &m.engine;
-            let seal = gateways::forward::Seal::new(
-                &directory
-                    .broker_key()?
-                    .context("the cluster has no broker key")?,
-            );
             gateways::sms::cluster::serve_submits(
                 engine,
                 seal.clone(),
@@ -361,7 +378,7 @@ where
             .start()
             .recipient()
         }
-        None => gateway.clone().recipient(),
+        _ => gateway.clone().recipient(),
     };
     let mut esme = Esme::new(settings, store.clone(), reports, health, mo);
     if let Some(f) = on_health {

@@ -33,7 +33,8 @@ pub use messages::{
 pub use sessions::{IdentifyError, IdentifyToken, WatchUsers};
 
 use crate::bus::{BrokerHandle, DrainFrames, FrameQueue, MiapFrame};
-use crate::medium::{Delivery, Medium, MediumAck, MediumReport};
+use crate::medium::futures_like::LocalBoxFuture;
+use crate::medium::{Delivery, Elsewhere, Medium, MediumAck, MediumReport, Placed, Placement};
 use crate::member_session::{MemberConfig, MemberSession};
 use crate::registry::MemberRegistry;
 use switchboard_core::protocol::clock::SharedClock;
@@ -75,6 +76,8 @@ pub struct Gateway<M: Medium> {
     /// Where the registry queues frames for it: drained in batches, one
     /// mailbox post per burst.
     inbound: Option<Arc<FrameQueue>>,
+    /// Where deliveries are made, in a cluster ([`Placement`]).
+    placement: Option<Box<dyn Placement>>,
 }
 
 /// How long an `Originate` dedupe key (an HTTP `Idempotency-Key`, a spool
@@ -106,6 +109,7 @@ impl<M: Medium> Gateway<M> {
             told_health: None,
             clients: sessions::ClientSessions::default(),
             inbound: None,
+            placement: None,
         }
     }
 
@@ -151,6 +155,13 @@ impl<M: Medium> Gateway<M> {
     /// Sends outcomes of originated messages to `r` (the medium's clients).
     pub fn with_receipts(mut self, r: impl ReceiptSink + 'static) -> Self {
         self.receipts = Some(Box::new(r));
+        self
+    }
+
+    /// Places each delivery with `p` (a cluster's home-node routing).
+    #[must_use]
+    pub fn with_placement(mut self, p: impl Placement) -> Self {
+        self.placement = Some(Box::new(p));
         self
     }
 
@@ -361,11 +372,38 @@ impl<M: Medium> Gateway<M> {
         };
         let id = t.id;
         let attestations = t.attestations;
-        let fut = self.medium.deliver(delivery);
-        ctx.spawn(fut.into_actor(self).map(move |res, act, _| {
+        let placed = match &mut self.placement {
+            Some(p) => p.place(delivery),
+            None => Placed::Here(Box::new(delivery), None),
+        };
+        let fut = match placed {
+            Placed::Here(d, how) => {
+                let f = self.medium.deliver(*d);
+                Box::pin(async move { f.await.map(|a| a.with_how(how)) })
+                    .into_actor(self)
+                    .boxed_local()
+            }
+            // Back from another node that never had it: delivered here.
+            Placed::Elsewhere(f) => Box::pin(f)
+                .into_actor(self)
+                .then(|e, act, _| {
+                    let f = match e {
+                        Elsewhere::Done(r) => Box::pin(async move { r }),
+                        Elsewhere::Back(d, how) => {
+                            let f = act.medium.deliver(*d);
+                            Box::pin(async move { f.await.map(|a| a.with_how(how)) })
+                                as LocalBoxFuture<'static, _>
+                        }
+                    };
+                    f.into_actor(act)
+                })
+                .boxed_local(),
+        };
+        ctx.spawn(fut.map(move |res, act, _| {
             act.delivering.remove(&txn);
             let status = match res {
                 Ok(MediumAck::Delivered) => ReportStatus::Delivered,
+                Ok(MediumAck::DeliveredVia(how)) => ReportStatus::DeliveredVia(how),
                 Ok(MediumAck::Pending) => {
                     tracing::debug!(txn = %txn, "held by the medium; delivery is reported later");
                     return;

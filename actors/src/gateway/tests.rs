@@ -93,10 +93,40 @@ fn broker_id() -> MemberId {
     MemberId::new("broker-1")
 }
 
+/// Places every delivery elsewhere, answering as `back` says: handed back
+/// here (the other node never had it) or delivered there.
+struct Scripted {
+    back: bool,
+    placed: Arc<Mutex<Vec<TxnId>>>,
+}
+
+impl crate::medium::Placement for Scripted {
+    fn place(&mut self, d: Delivery) -> crate::medium::Placed {
+        use crate::medium::{Elsewhere, Placed};
+        self.placed.lock().unwrap().push(d.txn);
+        let back = self.back;
+        Placed::Elsewhere(Box::pin(async move {
+            if back {
+                Elsewhere::Back(
+                    Box::new(d),
+                    Some("by node a: home node c did not take it".into()),
+                )
+            } else {
+                Elsewhere::Done(Ok(MediumAck::DeliveredVia("by node c".into())
+                    .with_how(Some("the home node".into()))))
+            }
+        }))
+    }
+}
+
 impl World {
     async fn start(&self, medium: FakeMedium) -> Running {
+        self.start_placed(medium, None).await
+    }
+
+    async fn start_placed(&self, medium: FakeMedium, placement: Option<Scripted>) -> Running {
         let (key_id, key) = self.me.current();
-        let gw = Gateway::new(
+        let mut gw = Gateway::new(
             GatewayConfig {
                 id: self.me.member.clone(),
                 key_id,
@@ -109,8 +139,11 @@ impl World {
             self.members.clone(),
             self.store.clone(),
             Arc::new(self.clock.clone()),
-        )
-        .start();
+        );
+        if let Some(p) = placement {
+            gw = gw.with_placement(p);
+        }
+        let gw = gw.start();
         let session = self.accept_login(&gw).await;
         Running {
             gw,
@@ -668,4 +701,52 @@ async fn an_im_gateway_announces_the_sessions_it_holds_again_after_a_login() {
             _ => None,
         })
         .await;
+}
+
+#[actix_rt::test]
+async fn a_placed_delivery_is_made_where_it_was_placed_and_says_how() {
+    for back in [false, true] {
+        let w = world();
+        let placed = Arc::new(Mutex::new(Vec::new()));
+        let p = Scripted {
+            back,
+            placed: placed.clone(),
+        };
+        let r = w.start_placed(FakeMedium::default(), Some(p)).await;
+        let (_client, sub) = w.originate_and_submit(&r).await;
+        let rel = w.release(&r, sub.imi.clone(), "gw-a");
+        from_broker(&r, Frame::Release(Box::new(rel.clone()))).await;
+        let report = w
+            .broker
+            .take("report", |f| match f {
+                Frame::Report(x) => Some(x.clone()),
+                _ => None,
+            })
+            .await;
+        frames::check_report(&r.session, &report, &rel.id).unwrap();
+        assert_eq!(*placed.lock().unwrap(), vec![sub.imi.txn]);
+        let here = r.medium.delivered.lock().unwrap().len();
+        if back {
+            assert_eq!(here, 1, "handed back: delivered here");
+            assert_eq!(
+                report.status,
+                ReportStatus::DeliveredVia("by node a: home node c did not take it".into())
+            );
+        } else {
+            assert_eq!(here, 0, "delivered elsewhere only");
+            assert_eq!(
+                report.status,
+                ReportStatus::DeliveredVia("by node c: the home node".into())
+            );
+        }
+        // What another node hands this gateway is delivered here, never
+        // placed again (no loop between nodes).
+        if back {
+            let d = r.medium.delivered.lock().unwrap()[0].clone();
+            let ack = r.gw.send(DeliverHere(d)).await.unwrap();
+            assert_eq!(ack, Ok(MediumAck::Delivered));
+            assert_eq!(placed.lock().unwrap().len(), 1, "not placed again");
+            assert_eq!(r.medium.delivered.lock().unwrap().len(), 2);
+        }
+    }
 }

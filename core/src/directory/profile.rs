@@ -74,6 +74,13 @@ pub struct Profile {
     /// The user's policy.
     #[serde(default)]
     pub policy: UserPolicy,
+    /// In a cluster, the node whose gateways deliver to this user (email,
+    /// SMS, fax: its SMTP relay, SMSC bind, fax spool); while it is down,
+    /// another node's, said in the attempt. IM is pushed by the node
+    /// holding the user's session wherever that is. Ignored on a single
+    /// node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_node: Option<String>,
 }
 
 /// A profile is not acceptable.
@@ -104,6 +111,15 @@ pub fn valid_user_id(id: &str) -> bool {
         })
 }
 
+/// A node id: 1–64 of `A–Z a–z 0–9 . _ -` (it names NATS subjects and KV
+/// keys).
+pub fn valid_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 impl Profile {
     /// A profile with only the IM mechanism.
     pub fn im_only(id: &str) -> Self {
@@ -118,6 +134,7 @@ impl Profile {
             delivery: BTreeMap::new(),
             contacts: Vec::new(),
             policy: UserPolicy::default(),
+            home_node: None,
         }
     }
 
@@ -167,6 +184,14 @@ impl Profile {
                 ));
             }
         }
+        if let Some(n) = &self.home_node {
+            if !valid_node_id(n) {
+                return Err(invalid(
+                    "home_node",
+                    format!("bad node id {n:?} (1-64 of A-Z a-z 0-9 . _ -)"),
+                ));
+            }
+        }
         for c in &self.contacts {
             if !valid_user_id(c) {
                 return Err(invalid("contacts", format!("bad user id {c:?}")));
@@ -212,5 +237,22 @@ mod tests {
         p.mechanisms[0].address = "alice".into();
         assert_eq!(p.validate().unwrap_err().field, "mechanisms");
         assert!(serde_json::from_str::<Profile>(r#"{"id":"a","bogus":1}"#).is_err());
+        for bad in ["", "a b", "c*", "sb>", &"n".repeat(65)] {
+            let mut p = Profile::im_only("bob");
+            p.home_node = Some(bad.to_string());
+            assert_eq!(p.validate().unwrap_err().field, "home_node", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_home_node_is_kept_and_a_profile_without_one_has_none() {
+        let p: Profile = serde_json::from_str(r#"{"id":"bob","home_node":"node-c"}"#).unwrap();
+        p.validate().unwrap();
+        assert_eq!(p.home_node.as_deref(), Some("node-c"));
+        let back: Profile = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+        let old: Profile = serde_json::from_str(r#"{"id":"bob"}"#).unwrap();
+        assert_eq!(old.home_node, None);
+        assert!(!serde_json::to_string(&old).unwrap().contains("home_node"));
     }
 }

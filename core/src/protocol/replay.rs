@@ -63,7 +63,8 @@ pub const STATUS_VARIANTS: u8 = 5;
 /// A report status's variant number (for [`StepLog`]).
 pub fn status_variant(s: &ReportStatus) -> u8 {
     match s {
-        ReportStatus::Delivered => 0,
+        // One step, however it was delivered.
+        ReportStatus::Delivered | ReportStatus::DeliveredVia(_) => 0,
         ReportStatus::Read => 1,
         ReportStatus::NonDelivery(_) => 2,
         ReportStatus::Blocked(_) => 3,

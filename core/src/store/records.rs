@@ -120,7 +120,10 @@ pub struct AttemptRecord {
     /// Its outcome, once known (`delivered`, `read`, `non_delivery`,
     /// `timeout`, `expired`, `blocked`).
     pub outcome: Option<String>,
-    /// Why it failed, if it did.
+    /// Why it failed, if it did; on a delivered attempt, how it was
+    /// delivered, when the gateway said ([`ReportStatus::DeliveredVia`]).
+    ///
+    /// [`ReportStatus::DeliveredVia`]: crate::protocol::ReportStatus::DeliveredVia
     pub reason: Option<String>,
 }
 

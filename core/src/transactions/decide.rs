@@ -25,10 +25,14 @@ pub(super) fn apply_report(rec: &mut TxnRecord, n: u32, status: &ReportStatus, n
     };
     let mechanism = a.route.mechanism;
     let (kind, next, new_status) = match status {
-        ReportStatus::Delivered => {
+        ReportStatus::Delivered | ReportStatus::DeliveredVia(_) => {
             if a.outcome.as_deref() != Some("read") {
                 a.outcome = Some("delivered".into());
-                a.reason = None;
+                // On a delivered attempt, the reason is how (if said).
+                a.reason = match status {
+                    ReportStatus::DeliveredVia(how) => Some(how.clone()),
+                    _ => None,
+                };
             }
             match rec.status {
                 TxnStatus::Released
@@ -43,8 +47,11 @@ pub(super) fn apply_report(rec: &mut TxnRecord, n: u32, status: &ReportStatus, n
             }
         }
         ReportStatus::Read => {
+            // How it was delivered stays; a failure before it does not.
+            if !a.succeeded() {
+                a.reason = None;
+            }
             a.outcome = Some("read".into());
-            a.reason = None;
             if rec.status == TxnStatus::Read {
                 return Next::Nothing;
             }

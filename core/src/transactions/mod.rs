@@ -314,7 +314,7 @@ impl Transactions {
         }
         session_d.verify(|s| frames::check_report(s, &r, &attempt.id))?;
         // Delivered content must have passed every processor of the route.
-        if r.status == ReportStatus::Delivered {
+        if r.status.is_delivered() {
             frames::check_attestations(
                 env.ring(),
                 &rec.broker_imi(attempt),

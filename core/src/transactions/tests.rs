@@ -779,3 +779,30 @@ fn a_step_without_a_session_is_refused_and_stores_nothing() {
     );
     assert_eq!(w.stored(&imi.txn), None);
 }
+
+#[test]
+fn how_an_attempt_was_delivered_is_kept_in_it_through_the_read() {
+    let mut w = world();
+    let r = w.submit(w.imi(To::User("bob".into())));
+    let how = "by node a: home node c is down".to_string();
+    w.report_from(Who::Im, &r, ReportStatus::DeliveredVia(how.clone()))
+        .unwrap();
+    assert_eq!(w.notify().outcome, Outcome::Delivered);
+    let rec = w.stored(&r.imi.imi.txn).unwrap();
+    assert_eq!(rec.status, TxnStatus::Delivered);
+    assert_eq!(
+        (rec.attempts[0].outcome.as_deref(), &rec.attempts[0].reason),
+        (Some("delivered"), &Some(how.clone()))
+    );
+    // The same step as a plain `Delivered`: that one again tells nobody.
+    let im = w.im.id.clone();
+    w.report_from(Who::Im, &r, ReportStatus::Delivered).unwrap();
+    w.none(&im, "second notify", is(|f| matches!(f, Frame::Notify(_))));
+    w.report_from(Who::Im, &r, ReportStatus::Read).unwrap();
+    assert_eq!(w.notify().outcome, Outcome::Read);
+    let rec = w.stored(&r.imi.imi.txn).unwrap();
+    assert_eq!(
+        (rec.attempts[0].outcome.as_deref(), &rec.attempts[0].reason),
+        (Some("read"), &Some(how))
+    );
+}

@@ -38,7 +38,7 @@ use switchboard_core::protocol::TxnId;
 use switchboard_core::store::records::key2;
 use switchboard_core::store::{Store, Tree, WriteBatch};
 
-use super::esme::window::{Outgoing, Tracked};
+use super::esme::window::{Homed, Outgoing, Tracked};
 use super::esme::Job;
 use super::pdu::Segment;
 use super::{SharedHealth, MEMBER_ID};
@@ -137,7 +137,7 @@ async fn take_submit(
         store.writer().write(b).await.map_err(|e| e.to_string())?;
     }
     let (tx, rx) = oneshot::channel();
-    jobs.send(Job::Submit(s.into_outgoing(tx)))
+    jobs.send(Job::Submit(Box::new(s.into_outgoing(tx))))
         .map_err(|_| "the SMS gateway is shutting down".to_string())?;
     rx.await
         .map_err(|_| "the SMS gateway stopped".to_string())?
@@ -277,13 +277,12 @@ impl Handler<Again> for ReportRouter {
 pub fn forward(
     cluster: &Membership,
     seal: Seal,
-    mut queue: mpsc::UnboundedReceiver<Job>,
+    queue: mpsc::UnboundedReceiver<Job>,
     health: SharedHealth,
     on_health: Box<dyn Fn(bool) + Send>,
     submit_timeout: Duration,
 ) {
     let engine = &cluster.engine;
-    let me = engine.settings().node_id.clone();
     // Whether a node serves SMS, every heartbeat.
     let (m, h) = (cluster.clone(), health.clone());
     let every = engine.settings().heartbeat;
@@ -312,17 +311,40 @@ pub fn forward(
             }
         }
     });
+    forward_jobs(cluster, seal, queue, None, submit_timeout);
+}
+
+/// Hands each submit of `queue` to a node with an SMSC bind: first the
+/// recipient's home node's when the message says so ([`Homed`]), then —
+/// only if that node never had it — `local`, this node's own ESME, when it
+/// has a bind, else any other node's. Each message says how it went
+/// ([`Tracked::how`], in its `Delivered` report).
+pub fn forward_jobs(
+    cluster: &Membership,
+    seal: Seal,
+    mut queue: mpsc::UnboundedReceiver<Job>,
+    local: Option<mpsc::UnboundedSender<Job>>,
+    submit_timeout: Duration,
+) {
+    let engine = &cluster.engine;
+    let me = engine.settings().node_id.clone();
     let (e, m) = (engine.clone(), cluster.clone());
     engine.spawn(async move {
         while let Some(job) = queue.recv().await {
             match job {
                 Job::Submit(mut o) => {
                     let reply = o.reply.take();
-                    let body = serde_json::to_vec(&RemoteSubmit::of(&me, o)).unwrap_or_default();
-                    let (e, seal) = (e.clone(), seal.clone());
+                    let homed = o.message.as_mut().and_then(|t| t.home.take());
+                    let s = RemoteSubmit::of(&me, *o);
+                    let (e, seal, local) = (e.clone(), seal.clone(), local.clone());
                     let nodes = m.serving_nodes("sms");
                     tokio::spawn(async move {
-                        let got = submit_anywhere(&e, &seal, nodes, body, submit_timeout).await;
+                        let to = Offer {
+                            engine: &e,
+                            seal: &seal,
+                            timeout: submit_timeout,
+                        };
+                        let got = to.place(s, homed, nodes, local).await;
                         if let Some(r) = reply {
                             let _ = r.send(got);
                         }
@@ -337,26 +359,97 @@ pub fn forward(
     });
 }
 
-/// Offers `body` to each of `nodes` (with a bind) until one takes it.
-async fn submit_anywhere(
-    engine: &Engine,
-    seal: &Seal,
-    nodes: Vec<String>,
-    body: Vec<u8>,
+/// The other nodes to offer a submit to, in order, each with how a
+/// delivery through it is said: the home node left out (it is offered
+/// first, on its own).
+fn offers(nodes: &[String], homed: Option<&Homed>) -> Vec<(String, String)> {
+    nodes
+        .iter()
+        .filter(|n| !matches!(homed, Some(Homed::Home(h)) if h == *n))
+        .map(|n| {
+            let how = match homed {
+                Some(Homed::Home(h)) => format!("by node {n}: home node {h} did not take it"),
+                Some(Homed::Not(why)) => format!("by node {n}: {why}"),
+                None => format!("by node {n}"),
+            };
+            (n.clone(), how)
+        })
+        .collect()
+}
+
+/// Offers submits to other nodes.
+struct Offer<'a> {
+    engine: &'a Engine,
+    seal: &'a Seal,
     timeout: Duration,
-) -> Result<(), String> {
-    if nodes.is_empty() {
-        return Err("no node of the cluster has an SMSC bound".into());
-    }
-    let mut why = Vec::new();
-    for node in nodes {
-        match ask_sealed(engine, seal, submit_subject(&node), &body, timeout).await {
-            Asked::Taken => return Ok(()),
-            Asked::Refused(e) | Asked::NotHad(e) => why.push(format!("{node}: {e}")),
-            Asked::NoAnswer => why.push(format!("{node}: no answer within {}s", timeout.as_secs())),
+}
+
+impl Offer<'_> {
+    /// Offers `s` to `node`, saying `how`; `Err` why it did not take it.
+    async fn to(&self, node: &str, s: &mut RemoteSubmit, how: String) -> Result<(), String> {
+        if let Some(t) = &mut s.message {
+            t.how = Some(how);
+        }
+        let body = serde_json::to_vec(&*s).unwrap_or_default();
+        match ask_sealed(
+            self.engine,
+            self.seal,
+            submit_subject(node),
+            &body,
+            self.timeout,
+        )
+        .await
+        {
+            Asked::Taken => Ok(()),
+            Asked::Refused(e) | Asked::NotHad(e) => Err(e),
+            Asked::NoAnswer => Err(format!("no answer within {}s", self.timeout.as_secs())),
         }
     }
-    Err(format!("no node took the SMS ({})", why.join("; ")))
+
+    /// Places `s` ([`forward_jobs`]).
+    async fn place(
+        &self,
+        mut s: RemoteSubmit,
+        homed: Option<Homed>,
+        nodes: Vec<String>,
+        local: Option<mpsc::UnboundedSender<Job>>,
+    ) -> Result<(), String> {
+        let mut why = Vec::new();
+        if let Some(Homed::Home(h)) = &homed {
+            match self
+                .to(h, &mut s, format!("by node {h}: the home node"))
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e) => why.push(format!("{h}: {e}")),
+            }
+            if let Some(local) = local {
+                // This node's own bind, then.
+                let me = s.origin.clone();
+                if let Some(t) = &mut s.message {
+                    t.how = Some(format!("by node {me}: home node {h} did not take it"));
+                }
+                let (tx, rx) = oneshot::channel();
+                local
+                    .send(Job::Submit(Box::new(s.into_outgoing(tx))))
+                    .map_err(|_| "the SMS gateway is shutting down".to_string())?;
+                return rx
+                    .await
+                    .unwrap_or_else(|_| Err("the SMS gateway stopped".into()));
+            }
+        }
+        let offers = offers(&nodes, homed.as_ref());
+        if offers.is_empty() && why.is_empty() {
+            return Err("no node of the cluster has an SMSC bound".into());
+        }
+        for (node, how) in offers {
+            match self.to(&node, &mut s, how).await {
+                Ok(()) => return Ok(()),
+                Err(e) => why.push(format!("{node}: {e}")),
+            }
+        }
+        Err(format!("no node took the SMS ({})", why.join("; ")))
+    }
 }
 
 #[cfg(test)]
@@ -394,6 +487,8 @@ mod tests {
             id: [9; 32],
             attestations: vec![],
             sender_user: Some("alice".into()),
+            how: Some("by node b".into()),
+            home: None,
         };
         let (tx, _rx) = oneshot::channel();
         let o = Outgoing {
@@ -415,5 +510,35 @@ mod tests {
             k.extend_from_slice(TxnId([7; 16]).to_string().as_bytes());
             key2(MEMBER_ID, &k)
         });
+    }
+}
+
+#[cfg(test)]
+mod offer_tests {
+    use super::*;
+
+    #[test]
+    fn a_submit_is_offered_to_the_home_node_first_and_says_how_it_went() {
+        let nodes = vec!["b".to_string(), "c".to_string()];
+        let o = |h: Option<Homed>| offers(&nodes, h.as_ref());
+        assert_eq!(
+            o(None),
+            vec![
+                ("b".into(), "by node b".into()),
+                ("c".into(), "by node c".into())
+            ]
+        );
+        // The home node is offered on its own, first; the rest after it.
+        assert_eq!(
+            o(Some(Homed::Home("c".into()))),
+            vec![("b".into(), "by node b: home node c did not take it".into())]
+        );
+        assert_eq!(
+            o(Some(Homed::Not("home node d is down".into()))),
+            vec![
+                ("b".into(), "by node b: home node d is down".into()),
+                ("c".into(), "by node c: home node d is down".into())
+            ]
+        );
     }
 }

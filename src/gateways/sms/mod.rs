@@ -32,6 +32,7 @@ use switchboard_core::protocol::{MediumKind, TxnId};
 use switchboard_core::store::Store;
 
 pub use esme::correlation::{load_record, SmsRecord, SmsState};
+use esme::window::Homed;
 use esme::{Job, Outgoing};
 
 /// The member id of the SMS gateway.
@@ -49,6 +50,18 @@ pub struct SmsMedium {
     submit_timeout: Duration,
     /// In a cluster, this node's id ([`cluster`]).
     node: Option<String>,
+    /// In a cluster, what places messages by their recipients' home nodes.
+    homes: Option<Homes>,
+}
+
+/// Placing SMS by the recipients' home nodes
+/// ([`switchboard_core::cluster::home`]).
+struct Homes {
+    cluster: crate::cluster::Membership,
+    directory: switchboard_core::directory::Directory,
+    /// On a node with a bind of its own: the queue to other nodes' binds
+    /// ([`cluster::forward_jobs`]); without one, the gateway's queue is it.
+    forward: Option<mpsc::UnboundedSender<Job>>,
 }
 
 impl SmsMedium {
@@ -69,6 +82,7 @@ impl SmsMedium {
             source,
             submit_timeout,
             node: None,
+            homes: None,
         }
     }
 
@@ -78,6 +92,60 @@ impl SmsMedium {
     pub fn in_cluster(mut self, node: &str) -> Self {
         self.node = Some(node.to_owned());
         self
+    }
+
+    /// In `cluster`: each message for a user with a home node goes through
+    /// that node's bind while it has one ([`cluster::forward_jobs`]);
+    /// `forward` is the queue to other nodes' binds when this node has one
+    /// of its own.
+    pub fn by_home_node(
+        mut self,
+        cluster: &crate::cluster::Membership,
+        directory: switchboard_core::directory::Directory,
+        forward: Option<mpsc::UnboundedSender<Job>>,
+    ) -> Self {
+        self.homes = Some(Homes {
+            cluster: cluster.clone(),
+            directory,
+            forward,
+        });
+        self
+    }
+
+    /// The queue `d` goes to, how it is said, and where it goes from there.
+    fn place(&self, d: &Delivery) -> (&mpsc::UnboundedSender<Job>, Option<String>, Option<Homed>) {
+        use switchboard_core::cluster::home::{place, Place};
+        let Some(h) = &self.homes else {
+            return (&self.jobs, None, None);
+        };
+        let home = d
+            .route
+            .recipient_user
+            .as_deref()
+            .and_then(|u| h.directory.profile(u))
+            .and_then(|p| p.home_node.clone());
+        if home.is_none() {
+            return (&self.jobs, None, None);
+        }
+        let me = &h.cluster.engine.settings().node_id;
+        let live: Vec<String> = h.cluster.live_nodes().into_iter().map(|n| n.id).collect();
+        let serving = h.cluster.serving_nodes("sms");
+        match (
+            place(me, home.as_deref(), "sms", &live, &serving),
+            &h.forward,
+        ) {
+            (Place::Here(None), _) => (&self.jobs, None, None),
+            // Through this node's own bind.
+            (Place::Here(Some(why)), Some(_)) => {
+                (&self.jobs, Some(format!("by node {me}: {why}")), None)
+            }
+            (Place::Here(Some(why)), None) => (&self.jobs, None, Some(Homed::Not(why))),
+            (Place::Home(node), forward) => (
+                forward.as_ref().unwrap_or(&self.jobs),
+                None,
+                Some(Homed::Home(node)),
+            ),
+        }
     }
 }
 
@@ -135,8 +203,9 @@ impl Medium for SmsMedium {
             Ok(s) => s,
             Err(e) => return Box::pin(async move { Err(NonDelivery(e)) }),
         };
+        let (jobs, how, home) = self.place(&d);
         let (tx, rx) = oneshot::channel();
-        let job = Job::Submit(Outgoing {
+        let job = Job::Submit(Box::new(Outgoing {
             to: d.route.address.clone(),
             from: self.source.clone(),
             segments,
@@ -146,10 +215,12 @@ impl Medium for SmsMedium {
                 id: d.id,
                 attestations: d.attestations,
                 sender_user: d.sender_user,
+                how,
+                home,
             }),
             reply: Some(tx),
-        });
-        let sent = self.jobs.send(job).is_ok();
+        }));
+        let sent = jobs.send(job).is_ok();
         let timeout = self.submit_timeout;
         let health = self.health.clone();
         Box::pin(async move {

@@ -63,7 +63,7 @@ impl Handler<Receipt> for SmsNotify {
         }
         match Outgoing::notice(&sender.address, &self.source, &notice_text(&r)) {
             Ok(o) => {
-                let _ = self.jobs.send(Job::Submit(o));
+                let _ = self.jobs.send(Job::Submit(Box::new(o)));
             }
             Err(e) => tracing::warn!(txn = %r.txn, error = %e, "cannot build a receipt SMS"),
         }

@@ -24,6 +24,17 @@ pub enum ReportStatus {
     Blocked(String),
     /// Expired before delivery.
     Expired,
+    /// Delivered, with how when that is worth listing in the attempt (in a
+    /// cluster: the node whose gateway delivered it, and why that was not
+    /// the recipient's home node). Appended last: older encodings decode.
+    DeliveredVia(String),
+}
+
+impl ReportStatus {
+    /// Whether it says the recipient's medium accepted the message.
+    pub fn is_delivered(&self) -> bool {
+        matches!(self, Self::Delivered | Self::DeliveredVia(_))
+    }
 }
 
 /// Phase 4: `Report { txn, ID, status, attestations, mac(K_d, "report", txn, attempt, ID, enc(status), C_ack(txn,4)) }`.

@@ -68,6 +68,13 @@ pub fn record_key(txn: &TxnId) -> Vec<u8> {
     key2(MEMBER_ID, &k)
 }
 
+/// The key of how `txn` was delivered ([`Tracked::how`]), when said.
+pub fn how_key(txn: &TxnId) -> Vec<u8> {
+    let mut k = b"h".to_vec();
+    k.extend_from_slice(txn.to_string().as_bytes());
+    key2(MEMBER_ID, &k)
+}
+
 /// The key mapping an SMSC message id to its transaction.
 pub fn message_id_key(message_id: &str) -> Vec<u8> {
     let mut k = b"m".to_vec();
@@ -142,6 +149,9 @@ impl Esme {
             );
         }
         b.insert(Tree::SmsRecords, record_key(&t.txn), enc(&rec));
+        if let Some(how) = &t.how {
+            b.insert(Tree::SmsRecords, how_key(&t.txn), how.as_bytes().to_vec());
+        }
         if let Some(user) = &t.sender_user {
             b.insert(Tree::SmsReplies, reply_key(to), reply_value(user, now_ms()));
         }
@@ -207,7 +217,10 @@ impl Esme {
     fn report(&self, txn: TxnId, rec: &SmsRecord) {
         let status = match &rec.state {
             SmsState::Submitted => return,
-            SmsState::Delivered => ReportStatus::Delivered,
+            SmsState::Delivered => match self.store.get(Tree::SmsRecords, &how_key(&txn)) {
+                Ok(Some(how)) => ReportStatus::DeliveredVia(String::from_utf8_lossy(&how).into()),
+                _ => ReportStatus::Delivered,
+            },
             SmsState::Failed(why) => ReportStatus::NonDelivery(why.clone()),
         };
         tracing::info!(txn = %txn, status = ?status, "SMS receipt");
@@ -256,11 +269,12 @@ impl Esme {
                 for id in &rec.message_ids {
                     forget.remove(Tree::SmsRecords, message_id_key(id));
                 }
-                // In a cluster, whose it was goes with it.
+                // In a cluster, whose it was and how it went go with it.
                 forget.remove(
                     Tree::SmsRecords,
                     crate::gateways::sms::cluster::origin_key(&txn),
                 );
+                forget.remove(Tree::SmsRecords, how_key(&txn));
             } else if resend {
                 self.report(txn, &rec);
             }
@@ -363,7 +377,8 @@ mod tests {
             submitted_ms: now_ms() - age_ms,
         };
         let day = RECORD_TTL_MS;
-        let (old, young, open) = (
+        let (old, young, open, noted) = (
+            TxnId::generate(now_ms()),
             TxnId::generate(now_ms()),
             TxnId::generate(now_ms()),
             TxnId::generate(now_ms()),
@@ -375,6 +390,9 @@ mod tests {
             crate::gateways::sms::cluster::origin_key(&old),
             b"a".to_vec(),
         );
+        b.insert(Tree::SmsRecords, how_key(&old), b"by node a".to_vec());
+        // noted went through this bind for another node: its report says so.
+        b.insert(Tree::SmsRecords, how_key(&noted), b"by node c".to_vec());
         for (txn, r) in [
             (old, rec(SmsState::Delivered, day + 1000, "A")),
             (
@@ -382,6 +400,7 @@ mod tests {
                 rec(SmsState::Failed("stat:UNDELIV".into()), 1000, "B"),
             ),
             (open, rec(SmsState::Submitted, day + 1000, "C")),
+            (noted, rec(SmsState::Delivered, 1000, "D")),
         ] {
             b.insert(Tree::SmsRecords, record_key(&txn), enc(&r));
             b.insert(
@@ -405,23 +424,32 @@ mod tests {
             .get(Tree::SmsRecords, &message_id_key("A"))
             .unwrap()
             .is_none());
+        assert!(store
+            .get(Tree::SmsRecords, &how_key(&old))
+            .unwrap()
+            .is_none());
         assert!(load_record(&store, &young).unwrap().is_some(), "kept");
         assert!(
             load_record(&store, &open).unwrap().is_some(),
             "still waiting: kept"
         );
         actix_rt::time::sleep(Duration::from_millis(50)).await;
-        let reports = got.lock().unwrap().clone();
-        assert_eq!(reports.len(), 1, "{reports:?}");
+        let mut reports = got.lock().unwrap().clone();
+        reports.sort_by_key(|r| (r.txn != young, r.txn));
+        assert_eq!(reports.len(), 2, "{reports:?}");
         assert_eq!(reports[0].txn, young);
         assert_eq!(
             reports[0].status,
             ReportStatus::NonDelivery("stat:UNDELIV".into())
         );
+        assert_eq!(
+            (reports[1].txn, &reports[1].status),
+            (noted, &ReportStatus::DeliveredVia("by node c".into()))
+        );
         // The hourly tidy does not report again.
         esme.tidy_records(false).await;
         actix_rt::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(got.lock().unwrap().len(), 1);
+        assert_eq!(got.lock().unwrap().len(), 2);
     }
 
     #[actix_rt::test]

@@ -51,7 +51,7 @@ pub use window::{Outgoing, Tracked};
 #[derive(Debug)]
 pub enum Job {
     /// Submit a message.
-    Submit(Outgoing),
+    Submit(Box<Outgoing>),
     /// Unbind and stop; answered when done.
     Stop(oneshot::Sender<()>),
 }
@@ -190,7 +190,7 @@ impl Esme {
                 tokio::select! {
                     () = tokio::time::sleep_until(until) => break,
                     job = jobs.recv() => match job {
-                        Some(Job::Submit(o)) => self.add(o),
+                        Some(Job::Submit(o)) => self.add(*o),
                         Some(Job::Stop(done)) => {
                             let _ = done.send(());
                             return;

@@ -124,7 +124,7 @@ impl Esme {
                     }
                 }
                 job = jobs.recv(), if room => match job {
-                    Some(Job::Submit(o)) => self.add(o),
+                    Some(Job::Submit(o)) => self.add(*o),
                     Some(Job::Stop(done)) => {
                         self.unbind(link).await;
                         let _ = done.send(());

@@ -31,6 +31,23 @@ pub struct Tracked {
     pub attestations: Vec<Attestation>,
     /// The sending user, remembered as the one a reply from the number goes to.
     pub sender_user: Option<String>,
+    /// How it is delivered, said in its `Delivered` report (in a cluster:
+    /// through which node's bind, and why not the recipient's home node's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub how: Option<String>,
+    /// In a cluster, before it leaves the node: where it goes
+    /// ([`crate::gateways::sms::cluster`] words `how` from it).
+    #[serde(skip)]
+    pub home: Option<Homed>,
+}
+
+/// Where a message for a user with a home node goes (in a cluster).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Homed {
+    /// Through the home node's bind (another node's only if it never had it).
+    Home(String),
+    /// Through any bind; why not the home node's.
+    Not(String),
 }
 
 /// Something to submit.
