@@ -147,12 +147,24 @@ fn cli_walk_through() {
     let alice_token = out.lines().last().unwrap().to_string();
     let (ok, out, err) = cli(
         &node,
-        &["user", "add", "bob", "--sms", "+4915112345678", "--im"],
+        &[
+            "user",
+            "add",
+            "bob",
+            "--sms",
+            "+4915112345678",
+            "--im",
+            "--home-node",
+            "b",
+        ],
     );
     assert!(ok, "{err}");
     let bob_token = out.lines().last().unwrap().to_string();
     let (_, show, _) = cli(&node, &["user", "show", "bob"]);
     let profile: serde_json::Value = serde_json::from_str(&show).unwrap();
+    assert_eq!(profile["home_node"], "b", "{profile}");
+    let (ok, _, err) = cli(&node, &["user", "add", "carl", "--home-node", "b c"]);
+    assert!(!ok && err.contains("home_node"), "{err}");
     assert_eq!(
         profile["mechanisms"][0]["medium"], "sms",
         "the order given is the preference order"

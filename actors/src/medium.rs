@@ -141,7 +141,7 @@ pub trait Medium: Unpin + 'static {
 /// Where a gateway's deliveries are made when its medium is on other nodes
 /// of a cluster too (the shell's home-node routing): on this gateway's
 /// medium, or by another node's gateway. Deliveries other nodes hand to
-/// this one ([`crate::gateway::DeliverHere`]) are never placed again.
+/// this one (the gateway's `DeliverHere`) are never placed again.
 pub trait Placement: 'static {
     /// Where `delivery` goes.
     fn place(&mut self, delivery: Delivery) -> Placed;
