@@ -372,11 +372,15 @@ impl<M: Medium> Gateway<M> {
         };
         let id = t.id;
         let attestations = t.attestations;
-        let placed = match &mut self.placement {
-            Some(p) => p.place(delivery),
-            None => Placed::Here(Box::new(delivery), None),
+        let done = move |res, act: &mut Self, _: &mut Context<Self>| {
+            act.delivered(txn, attempt, id, attestations, res);
         };
-        let fut = match placed {
+        let Some(placement) = &mut self.placement else {
+            // Not placed: the medium's own future, nothing more (the hot path).
+            ctx.spawn(self.medium.deliver(delivery).into_actor(self).map(done));
+            return Ok(());
+        };
+        let fut = match placement.place(delivery) {
             Placed::Here(d, how) => {
                 let f = self.medium.deliver(*d);
                 Box::pin(async move { f.await.map(|a| a.with_how(how)) })
@@ -399,23 +403,33 @@ impl<M: Medium> Gateway<M> {
                 })
                 .boxed_local(),
         };
-        ctx.spawn(fut.map(move |res, act, _| {
-            act.delivering.remove(&txn);
-            let status = match res {
-                Ok(MediumAck::Delivered) => ReportStatus::Delivered,
-                Ok(MediumAck::DeliveredVia(how)) => ReportStatus::DeliveredVia(how),
-                Ok(MediumAck::Pending) => {
-                    tracing::debug!(txn = %txn, "held by the medium; delivery is reported later");
-                    return;
-                }
-                Err(e) => {
-                    tracing::info!(txn = %txn, reason = %e, "non-delivery");
-                    ReportStatus::NonDelivery(e.0)
-                }
-            };
-            act.send_report(txn, attempt, id, status, attestations);
-        }));
+        ctx.spawn(fut.map(done));
         Ok(())
+    }
+
+    /// What the medium made of a delivery: its report to send.
+    fn delivered(
+        &mut self,
+        txn: TxnId,
+        attempt: u32,
+        id: [u8; 32],
+        attestations: Vec<Attestation>,
+        res: Result<MediumAck, crate::medium::NonDelivery>,
+    ) {
+        self.delivering.remove(&txn);
+        let status = match res {
+            Ok(MediumAck::Delivered) => ReportStatus::Delivered,
+            Ok(MediumAck::DeliveredVia(how)) => ReportStatus::DeliveredVia(how),
+            Ok(MediumAck::Pending) => {
+                tracing::debug!(txn = %txn, "held by the medium; delivery is reported later");
+                return;
+            }
+            Err(e) => {
+                tracing::info!(txn = %txn, reason = %e, "non-delivery");
+                ReportStatus::NonDelivery(e.0)
+            }
+        };
+        self.send_report(txn, attempt, id, status, attestations);
     }
 
     /// Sends (and keeps until acknowledged) a report; `attestations` are the
