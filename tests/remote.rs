@@ -180,6 +180,13 @@ fn bad_input_on_the_miap_port_is_refused_counted_and_changes_nothing() {
     let mut c = Raw::connect(&node);
     c.send_raw(&[0, 0, 0, 5, 0xde, 0xad, 0xbe, 0xef, 0x00]);
     assert_eq!(c.refused(), ProtocolError::Malformed);
+    // A short body announcing a maximal length (the decoder once panicked
+    // on it, "capacity overflow"): Malformed too, and nothing allocated.
+    let mut hostile = vec![0u8, 0, 0, 30, 0x00, 0xfd];
+    hostile.extend_from_slice(&[0xff; 8]);
+    hostile.resize(4 + 30, 0);
+    c.send_raw(&hostile);
+    assert_eq!(c.refused(), ProtocolError::Malformed);
     // Anything but a login first: NoSession.
     c.send(&login("gw-fax-2", &key));
     let ack = c.recv();

@@ -25,13 +25,33 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     bincode::serde::encode_to_vec(value, config()).expect("encoding to a Vec cannot fail")
 }
 
-/// Decodes a whole value; trailing bytes are an error.
+/// Decodes `bytes` allowing at most `LIMIT` bytes of strings and byte
+/// buffers (what bincode allocates for before reading them).
+fn decode_within<T: DeserializeOwned, const LIMIT: usize>(
+    bytes: &[u8],
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    bincode::serde::decode_from_slice(bytes, config().with_limit::<LIMIT>())
+}
+
+/// Decodes a whole value; trailing bytes are an error. Never panics and
+/// never allocates much more than `bytes` holds: a string or byte buffer
+/// announcing more than the next size tier above the input's length
+/// (its encoding holds its bytes, so a real one never does) is refused
+/// before anything is allocated for it.
 ///
 /// # Errors
 /// [`ProtocolError::Malformed`] when the bytes are not exactly one `T`.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtocolError> {
-    let (v, used) =
-        bincode::serde::decode_from_slice(bytes, config()).map_err(|_| ProtocolError::Malformed)?;
+    const KIB: usize = 1024;
+    let decoded = match bytes.len() {
+        0..=4096 => decode_within::<T, { 4 * KIB }>(bytes),
+        ..=65_536 => decode_within::<T, { 64 * KIB }>(bytes),
+        ..=1_048_576 => decode_within::<T, { KIB * KIB }>(bytes),
+        ..=16_777_216 => decode_within::<T, { 16 * KIB * KIB }>(bytes),
+        ..=268_435_456 => decode_within::<T, { 256 * KIB * KIB }>(bytes),
+        _ => decode_within::<T, { isize::MAX as usize }>(bytes),
+    };
+    let (v, used) = decoded.map_err(|_| ProtocolError::Malformed)?;
     if used != bytes.len() {
         return Err(ProtocolError::Malformed);
     }
@@ -99,6 +119,33 @@ mod tests {
             txn: TxnId([3; 16]),
             attempt: 2,
         })
+    }
+
+    /// Frames a hostile peer can send before logging in: every variant,
+    /// then plausible bytes with one maximal length (a varint of `width`
+    /// `0xff` bytes after its marker) at each position. Decoding refuses
+    /// or decodes; it never panics nor allocates what was announced.
+    #[test]
+    fn a_maximal_length_anywhere_is_refused_never_a_panic() {
+        let mut cases = 0;
+        for variant in 0u8..40 {
+            for (marker, width) in [(253u8, 8usize), (252, 4), (251, 2)] {
+                for at in 1..24 {
+                    for fill in [0x00u8, 0x01, 0x20] {
+                        let mut body = vec![fill; 34];
+                        body[0] = variant;
+                        body[at] = marker;
+                        for b in &mut body[at + 1..at + 1 + width] {
+                            *b = 0xff;
+                        }
+                        let r = std::panic::catch_unwind(|| decode::<Frame>(&body).is_ok());
+                        assert!(r.is_ok(), "panicked on {body:02x?}");
+                        cases += 1;
+                    }
+                }
+            }
+        }
+        assert!(cases > 8000);
     }
 
     #[test]
