@@ -580,3 +580,35 @@ fn the_relay_is_reached_over_starttls_as_configured() {
     assert!(common::reason(&st, 0).contains("530"), "{st}");
     assert_eq!(sink.messages().len(), 2);
 }
+
+/// SMTP smuggling (the CVE-2023-51764 class): a `.` line after a bare LF,
+/// or ending in one, does not end DATA, so the commands after it are the
+/// first message's content, never a second, hidden message.
+#[test]
+fn a_bare_lf_dot_ends_no_data_so_no_second_message_is_smuggled() {
+    let sink = Sink::start(&[]);
+    let node = node_with_email(&sink, 64 * 1024);
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+    let carol = node.admin.add_user("carol", &[("im", "carol")]);
+    for end in ["\n.\n", "\n.\r\n", "\r\n.\n"] {
+        let mut s = Raw::connect(&node);
+        assert!(s.send(b"EHLO client.example\r\n").starts_with("250"));
+        assert!(s.send(b"MAIL FROM:<x@example.net>\r\n").starts_with("250 "));
+        assert!(s.send(b"RCPT TO:<bob@localhost>\r\n").starts_with("250 "));
+        assert!(s.send(b"DATA\r\n").starts_with("354 "));
+        let msg = format!(
+            "Subject: first\r\n\r\nhello{end}MAIL FROM:<y@example.net>\r\n\
+             RCPT TO:<carol@localhost>\r\nDATA\r\nSubject: hidden\r\n\r\nsmuggled\r\n.\r\n"
+        );
+        assert!(s.send(msg.as_bytes()).starts_with("250 2.0.0 Ok"), "{end:?}");
+        // The next reply is QUIT's: nothing else was taken as a command.
+        assert!(s.send(b"QUIT\r\n").starts_with("221 "), "{end:?}");
+    }
+    let inbox = bob.inbox();
+    assert_eq!(inbox.len(), 3, "{inbox:?}");
+    for m in &inbox {
+        let body = m["body"].as_str().unwrap();
+        assert!(body.contains("smuggled"), "the rest is content: {body:?}");
+    }
+    assert!(carol.inbox().is_empty(), "nothing smuggled to carol");
+}

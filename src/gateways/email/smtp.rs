@@ -445,6 +445,12 @@ impl Session {
         self.reply("354 End data with <CR><LF>.<CR><LF>").await?;
         let mut raw = Vec::new();
         let mut oversize = false;
+        // Only <CR><LF>.<CR><LF> ends the data (RFC 5321 4.1.1.4): a `.`
+        // line after a bare <LF>, or ending in one, is content. Otherwise
+        // one session could carry a second, hidden message past a filter
+        // that reads the data the standard way (the CVE-2023-51764 class).
+        // The <CR><LF> before the first line is DATA's own.
+        let mut after_crlf = true;
         loop {
             let line = match self.next_line(MAX_DATA_LINE).await? {
                 // The client went away mid-message: nothing is accepted.
@@ -455,10 +461,15 @@ impl Session {
                 }
                 Some(Line::Text(l)) => l,
             };
-            if line == b".\r\n" || line == b".\n" {
+            if after_crlf && line == b".\r\n" {
                 break;
             }
-            let content = line.strip_prefix(b".").unwrap_or(&line);
+            // Dot-stuffing is undone only at the start of a line proper.
+            let content = match line.strip_prefix(b".") {
+                Some(rest) if after_crlf => rest,
+                _ => &line,
+            };
+            after_crlf = line.ends_with(b"\r\n");
             if raw.len() + content.len() > self.ctx.max_message_bytes {
                 oversize = true;
             }
