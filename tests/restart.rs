@@ -301,3 +301,40 @@ fn ordered_shutdown_waits_for_every_gateways_in_flight_steps() {
         .expect("the transaction is stored");
     assert_eq!(rec.status.as_str(), "delivered", "{rec:?}");
 }
+
+/// The first `serve` makes the admin token and says where it is; the token
+/// itself goes to `admin.token` (0600) only, never to stdout or stderr
+/// (a supervisor's journal keeps both).
+#[test]
+fn the_first_serve_says_where_the_admin_token_is_and_never_prints_it() {
+    use std::io::Read as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(common::bin())
+        .arg("serve")
+        .env("SWITCHBOARD_DATA__DIR", dir.path())
+        .env("SWITCHBOARD_HTTP__LISTEN", "127.0.0.1:0")
+        .env("SWITCHBOARD_MIAP__LISTEN", "127.0.0.1:0")
+        .env("SWITCHBOARD_LOG__LEVEL", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    assert!(first.starts_with("switchboard: http listening on "), "{first}");
+    let file = dir.path().join("admin.token");
+    let token = std::fs::read_to_string(&file).unwrap();
+    let token = token.trim();
+    assert!(token.starts_with("sb_"), "{token}");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    common::terminate(&mut child);
+    let (mut rest, mut err) = (String::new(), String::new());
+    out.read_to_string(&mut rest).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let said = format!("{first}{rest}{err}");
+    assert!(!said.contains(token), "the token was printed: {said}");
+    assert!(said.contains(&file.display().to_string()), "where it is: {said}");
+}

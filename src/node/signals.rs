@@ -19,9 +19,11 @@ pub async fn serve(cfg: Config, config_file: Option<PathBuf>) -> anyhow::Result<
     // Before anything else: SIGHUP's default action ends the process.
     let mut signals = Signals::new()?;
     let node = Node::start(&cfg).await?;
-    if let Some(t) = &node.new_admin_token {
+    // The token itself only in its file (0600): stdout and stderr end up
+    // in a supervisor's journal, which more people read.
+    if node.new_admin_token.is_some() {
         eprintln!(
-            "switchboard: new data directory {}; admin token (also in {}):\n{t}",
+            "switchboard: new data directory {}; the admin token is in {}",
             node.data_dir.display(),
             node.data_dir.join(ADMIN_TOKEN_FILE).display()
         );
