@@ -45,10 +45,10 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtocolError> {
     const KIB: usize = 1024;
     let decoded = match bytes.len() {
         0..=4096 => decode_within::<T, { 4 * KIB }>(bytes),
-        ..=65_536 => decode_within::<T, { 64 * KIB }>(bytes),
-        ..=1_048_576 => decode_within::<T, { KIB * KIB }>(bytes),
-        ..=16_777_216 => decode_within::<T, { 16 * KIB * KIB }>(bytes),
-        ..=268_435_456 => decode_within::<T, { 256 * KIB * KIB }>(bytes),
+        4097..=65_536 => decode_within::<T, { 64 * KIB }>(bytes),
+        65_537..=1_048_576 => decode_within::<T, { KIB * KIB }>(bytes),
+        1_048_577..=16_777_216 => decode_within::<T, { 16 * KIB * KIB }>(bytes),
+        16_777_217..=268_435_456 => decode_within::<T, { 256 * KIB * KIB }>(bytes),
         _ => decode_within::<T, { isize::MAX as usize }>(bytes),
     };
     let (v, used) = decoded.map_err(|_| ProtocolError::Malformed)?;
