@@ -600,7 +600,10 @@ fn a_bare_lf_dot_ends_no_data_so_no_second_message_is_smuggled() {
             "Subject: first\r\n\r\nhello{end}MAIL FROM:<y@example.net>\r\n\
              RCPT TO:<carol@localhost>\r\nDATA\r\nSubject: hidden\r\n\r\nsmuggled\r\n.\r\n"
         );
-        assert!(s.send(msg.as_bytes()).starts_with("250 2.0.0 Ok"), "{end:?}");
+        assert!(
+            s.send(msg.as_bytes()).starts_with("250 2.0.0 Ok"),
+            "{end:?}"
+        );
         // The next reply is QUIT's: nothing else was taken as a command.
         assert!(s.send(b"QUIT\r\n").starts_with("221 "), "{end:?}");
     }

@@ -323,7 +323,10 @@ fn the_first_serve_says_where_the_admin_token_is_and_never_prints_it() {
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
     std::io::BufRead::read_line(&mut out, &mut first).unwrap();
-    assert!(first.starts_with("switchboard: http listening on "), "{first}");
+    assert!(
+        first.starts_with("switchboard: http listening on "),
+        "{first}"
+    );
     let file = dir.path().join("admin.token");
     let token = std::fs::read_to_string(&file).unwrap();
     let token = token.trim();
@@ -333,8 +336,16 @@ fn the_first_serve_says_where_the_admin_token_is_and_never_prints_it() {
     common::terminate(&mut child);
     let (mut rest, mut err) = (String::new(), String::new());
     out.read_to_string(&mut rest).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     let said = format!("{first}{rest}{err}");
     assert!(!said.contains(token), "the token was printed: {said}");
-    assert!(said.contains(&file.display().to_string()), "where it is: {said}");
+    assert!(
+        said.contains(&file.display().to_string()),
+        "where it is: {said}"
+    );
 }

@@ -411,3 +411,68 @@ fn a_message_for_an_offline_im_user_waits_in_the_inbox_and_is_pushed_on_connect(
         "only the unread one"
     );
 }
+
+/// A client declaring a huge frame (before or after authenticating) is
+/// closed at the frame's header, 1009, and cannot make the node buffer
+/// what it streams after it: the node stops reading.
+#[test]
+fn a_frame_declared_over_the_limit_is_refused_at_its_header() {
+    use std::io::{Read as _, Write as _};
+    let node = TestNode::start();
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    let addr = node.url.strip_prefix("http://").unwrap().to_string();
+    for token in [None, Some(alice.token.as_str())] {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        s.set_write_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        write!(
+            s,
+            "GET /v1/ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{auth}\r\n"
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut b).unwrap();
+            head.push(b[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        // A masked text frame declaring 2^62 bytes, then up to 64 MiB of
+        // it; the node's close frame is read as it comes.
+        let mut frame = vec![0x81, 0x80 | 127];
+        frame.extend_from_slice(&(1u64 << 62).to_be_bytes());
+        frame.extend_from_slice(&[1, 2, 3, 4]);
+        s.write_all(&frame).unwrap();
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (mut r, seen) = (s.try_clone().unwrap(), sent.clone());
+        let reader = std::thread::spawn(move || {
+            let mut close = [0u8; 4];
+            r.read_exact(&mut close).unwrap();
+            (close, seen.load(std::sync::atomic::Ordering::SeqCst))
+        });
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..64 {
+            if reader.is_finished() || s.write_all(&chunk).is_err() {
+                break;
+            }
+            sent.fetch_add(chunk.len(), std::sync::atomic::Ordering::SeqCst);
+        }
+        let (close, at) = reader.join().unwrap();
+        assert_eq!(close[0], 0x88, "a close frame: {close:?}");
+        assert_eq!(u16::from_be_bytes([close[2], close[3]]), 1009);
+        assert!(at < 16 << 20, "closed only after {at} bytes ({token:?})");
+    }
+    // Others are served throughout.
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+    let txn = alice.send("bob", "still serving");
+    alice.expect_status(&txn, "delivered");
+    assert_eq!(bob.inbox().len(), 1);
+}

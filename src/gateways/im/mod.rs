@@ -12,6 +12,7 @@
 //! timeout.
 
 pub mod clients;
+pub mod frame_guard;
 pub mod hub;
 pub mod remote;
 pub mod send;

@@ -8,10 +8,11 @@
 //! gets an `error`; an oversized frame or a protocol violation closes the
 //! socket with a reason.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{get, web, HttpRequest, HttpResponse};
+use actix_web::{get, web, FromRequest, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -25,6 +26,7 @@ use switchboard_core::store::records::enc;
 use switchboard_core::store::{InboxEntry, Store, Tree, WriteBatch};
 
 use super::clients::ImClients;
+use super::frame_guard;
 use super::hub::{message_frame, Join, Leave};
 use super::send::{check_idempotency_key, mark_read, parse_txn, send_as, SendRequest};
 use crate::http::error::ApiError;
@@ -35,6 +37,9 @@ const AUTH_WINDOW: Duration = Duration::from_secs(10);
 const PUSH_ON_CONNECT: usize = 200;
 /// Users one `subscribe` frame may name.
 const MAX_SUBSCRIBE: usize = 1000;
+/// The largest frame taken before a session is authenticated (an `auth`
+/// frame is about 100 bytes).
+pub const PRE_AUTH_FRAME: usize = 4096;
 
 /// Frames a client sends.
 #[derive(Debug, Deserialize)]
@@ -117,13 +122,25 @@ pub async fn websocket(
         ),
         None => None,
     };
+    // Each frame's header is checked as it arrives: one declaring more
+    // than the limit ends the input before its payload is buffered. Before
+    // authenticating, only an `auth` frame's worth.
+    let limit = Arc::new(AtomicUsize::new(if user.is_some() {
+        st.max_body_bytes
+    } else {
+        PRE_AUTH_FRAME
+    }));
+    let guarded = frame_guard::Guarded::new(body.into_inner(), limit.clone());
+    let mut payload =
+        actix_web::dev::Payload::from(Box::pin(guarded) as actix_http::BoxedPayloadStream);
+    let body = web::Payload::from_request(&req, &mut payload).await?;
     let (resp, session, stream) = actix_ws::handle(&req, body)
         .map_err(|e| ApiError::bad_request(format!("not a WebSocket handshake: {e}")))?;
     let stream = stream
         .max_frame_size(st.max_body_bytes)
         .aggregate_continuations()
         .max_continuation_size(st.max_body_bytes);
-    actix_rt::spawn(run(st.into_inner(), session, stream, user));
+    actix_rt::spawn(run(st.into_inner(), session, stream, user, limit));
     Ok(resp)
 }
 
@@ -132,12 +149,16 @@ struct Conn {
     user: Option<String>,
     joined: Option<u64>,
     tx: mpsc::UnboundedSender<String>,
+    /// The largest frame taken ([`frame_guard`]): raised at `join`.
+    frame_limit: Arc<AtomicUsize>,
 }
 
 impl Conn {
     /// The session is authenticated as `user`: join the hub, come online,
     /// subscribe to the user's contacts, get unread messages.
     async fn join(&mut self, user: String) {
+        self.frame_limit
+            .store(self.st.max_body_bytes, Ordering::Relaxed);
         let st = &self.st;
         let id = st
             .hub
@@ -410,6 +431,7 @@ async fn run(
     mut session: Session,
     mut stream: actix_ws::AggregatedMessageStream,
     user: Option<String>,
+    frame_limit: Arc<AtomicUsize>,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     let mut conn = Conn {
@@ -417,6 +439,7 @@ async fn run(
         user: None,
         joined: None,
         tx,
+        frame_limit,
     };
     if let Some(u) = user {
         conn.join(u).await;
@@ -449,7 +472,7 @@ async fn run(
                 Some(Ok(AggregatedMessage::Pong(_))) => {}
                 Some(Ok(AggregatedMessage::Close(_))) => break None,
                 Some(Err(e)) => {
-                    let size = matches!(e, actix_ws::ProtocolError::Overflow);
+                    let size = frame_guard::is_overflow(&e);
                     let r = if size {
                         close(CloseCode::Size, "frame too large")
                     } else {
