@@ -412,7 +412,7 @@ fn presence_and_pushes_cross_nodes() {
     let a = node(&c, "a", da.path());
     let b = node(&c, "b", db.path());
     let admin = admin_of(da.path(), &a.url);
-    let alice = admin.add_user("alice", &[("im", "alice")]);
+    let alice = admin.add_user_with("alice", &[("im", "alice")], json!({"contacts": ["bob"]}));
     let bob = admin.add_user("bob", &[("im", "bob")]);
     within(10, "B knows bob", || {
         (Api::new(&b.url, &bob.token).get("/v1/inbox").0 == 200).then_some(())

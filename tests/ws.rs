@@ -163,12 +163,15 @@ fn undeliverable_lists_every_attempt() {
 #[test]
 fn presence_pushes_and_endpoints() {
     let node = TestNode::start();
-    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    let alice = node
+        .admin
+        .add_user_with("alice", &[("im", "alice")], json!({"contacts": ["bob"]}));
     let bob = node
         .admin
         .add_user("bob", &[("im", "bob"), ("sms", "+4915100")]);
+    let eve = node.admin.add_user("eve", &[("im", "eve")]);
+    // alice follows her contacts from the start.
     let mut a = Ws::connect(&node.url, Some(&alice.token));
-    a.send(json!({"type": "subscribe", "users": ["bob"]}));
     assert_eq!(a.expect("presence")["state"], "offline");
     let mut b = Ws::connect(&node.url, Some(&bob.token));
     let p = a.expect("presence");
@@ -182,6 +185,16 @@ fn presence_pushes_and_endpoints() {
         (p["state"].as_str(), p["note"].as_str()),
         (Some("away"), Some("lunch"))
     );
+    // eve is in nobody's contacts: bob's presence is hidden from her as an
+    // unknown user's is — no push, the same 404.
+    let mut e = Ws::connect(&node.url, Some(&eve.token));
+    e.send(json!({"type": "subscribe", "users": ["bob", "nobody"]}));
+    let (hidden, unknown) = (eve.get("/v1/presence/bob"), eve.get("/v1/presence/nobody"));
+    assert_eq!(
+        hidden, unknown,
+        "nothing tells a hidden user from an unknown one"
+    );
+    assert_eq!(hidden.0, 404);
 
     let (code, v) = alice.get("/v1/presence/bob");
     assert_eq!(code, 200);
@@ -196,8 +209,33 @@ fn presence_pushes_and_endpoints() {
     assert_eq!(a.expect("presence")["state"], "busy");
     assert_eq!(bob.put("/v1/presence", &json!({"state": "asleep"})).0, 400);
     assert_eq!(alice.get("/v1/presence/nobody").0, 404);
+    // bob is in alice's contacts, so alice is shown bob's... and bob
+    // alice's (either list counts); the admin sees everyone's.
+    assert_eq!(bob.get("/v1/presence/alice").0, 200);
+    assert_eq!(node.admin.get("/v1/presence/eve").0, 200);
     drop(b);
     assert_eq!(a.expect("presence")["state"], "offline");
+    // Shared with everyone, bob's presence reaches eve.
+    let (status, v) = node.admin.get("/v1/admin/users/bob");
+    assert_eq!(status, 200);
+    let mut open = v.clone();
+    open["policy"]["presence"] = json!("everyone");
+    open.as_object_mut().unwrap().remove("token");
+    assert_eq!(
+        node.admin.put("/v1/admin/users/bob", &open).0,
+        200,
+        "{open}"
+    );
+    assert_eq!(eve.get("/v1/presence/bob").0, 200);
+    e.send(json!({"type": "subscribe", "users": ["bob"]}));
+    // The first push eve ever gets is bob's state now (offline): nothing
+    // of his "away, lunch" nor of "nobody" reached her before.
+    let first = e.expect("presence");
+    assert_eq!(
+        (first["user"].as_str(), first["state"].as_str()),
+        (Some("bob"), Some("offline")),
+        "{first}"
+    );
 }
 
 #[test]
@@ -359,7 +397,7 @@ fn python_websockets_client_receives_and_reads() {
         .expect("python3 runs (scripts/test installs the websockets package)");
     // Wait until bob's Python session is online before sending.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while alice.get("/v1/presence/bob").1["state"] != "online" {
+    while node.admin.get("/v1/presence/bob").1["state"] != "online" {
         assert!(
             std::time::Instant::now() < deadline,
             "the Python client never came online"

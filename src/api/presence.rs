@@ -1,4 +1,4 @@
-//! Presence: `GET /v1/presence/{user}` (any caller) and `PUT /v1/presence`
+//! Presence: `GET /v1/presence/{user}` (who may see it) and `PUT /v1/presence`
 //! (the caller's own state).
 
 use std::collections::BTreeMap;
@@ -43,20 +43,29 @@ pub struct PresenceAnswer {
 }
 
 /// A user's state, note, since when, and reachability per medium of their
-/// mechanisms (any user or the admin).
+/// mechanisms: to the admin, and to the users the user shows it to (their
+/// contacts either way, everyone if they share it; `Profile::shows_presence_to`).
+/// Anyone else gets what an unknown user gets, a 404.
 #[utoipa::path(tag = "presence", security(("bearer" = [])), responses(
     (status = 200, body = PresenceAnswer),
-    (status = 404, body = ErrorBody),
+    (status = 404, description = "no such user, or not one who shows the caller their presence", body = ErrorBody),
 ))]
 #[get("/presence/{user}")]
 pub async fn get_presence(
     st: web::Data<ApiState>,
-    _: Caller,
+    caller: Caller,
     user: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let profile = st
         .directory
         .profile(&user)
+        .filter(|p| match &caller {
+            Caller::Admin => true,
+            Caller::User(me) => st
+                .directory
+                .profile(me)
+                .is_some_and(|viewer| p.shows_presence_to(&viewer)),
+        })
         .ok_or_else(|| ApiError::not_found("no such user"))?;
     let entry = st.presence_view.get(&user);
     let state = entry.as_ref().map_or(State::Offline, |e| e.state);

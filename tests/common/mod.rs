@@ -113,14 +113,20 @@ impl Api {
 
     /// Adds a user with `mechanisms` (`[("im","bob"), …]`); returns their API.
     pub fn add_user(&self, id: &str, mechanisms: &[(&str, &str)]) -> Api {
+        self.add_user_with(id, mechanisms, json!({}))
+    }
+
+    /// [`Api::add_user`] with more profile fields (`{"contacts": […]}`).
+    pub fn add_user_with(&self, id: &str, mechanisms: &[(&str, &str)], more: Value) -> Api {
         let mechs: Vec<Value> = mechanisms
             .iter()
             .map(|(m, a)| json!({"medium": m, "address": a}))
             .collect();
-        let (status, v) = self.put(
-            &format!("/v1/admin/users/{id}"),
-            &json!({"id": id, "mechanisms": mechs}),
-        );
+        let mut profile = json!({"id": id, "mechanisms": mechs});
+        for (k, v) in more.as_object().into_iter().flatten() {
+            profile[k] = v.clone();
+        }
+        let (status, v) = self.put(&format!("/v1/admin/users/{id}"), &profile);
         assert_eq!(status, 201, "adding {id}: {v}");
         self.with_token(v["token"].as_str().expect("a token"))
     }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
-pub use profile::{valid_node_id, InvalidProfile, Mechanism, Profile, UserPolicy};
+pub use profile::{valid_node_id, InvalidProfile, Mechanism, PresenceShare, Profile, UserPolicy};
 pub use resolve::{resolve, Resolved};
 
 use crate::protocol::mac::{hex, random, sha256};

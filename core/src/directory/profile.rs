@@ -30,6 +30,23 @@ pub struct UserPolicy {
     /// Mediums the user may use.
     #[serde(default = "all_mediums")]
     pub mediums: Vec<MediumKind>,
+    /// Who sees the user's presence besides their contacts
+    /// ([`Profile::shows_presence_to`]).
+    #[serde(default)]
+    pub presence: PresenceShare,
+}
+
+/// Who sees a user's presence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceShare {
+    /// The users in the user's contacts, and the users who have the user
+    /// in theirs.
+    #[default]
+    Contacts,
+    /// Every user.
+    Everyone,
 }
 
 fn yes() -> bool {
@@ -45,6 +62,7 @@ impl Default for UserPolicy {
         Self {
             external: true,
             mediums: all_mediums(),
+            presence: PresenceShare::default(),
         }
     }
 }
@@ -200,6 +218,19 @@ impl Profile {
         Ok(())
     }
 
+    /// Whether `viewer` may see this user's presence (state, note, since,
+    /// reachability): the user themselves; a user this one has in their
+    /// contacts, or who has this one in theirs (contacts are set by the
+    /// admin, so either side's list is the enterprise's word); anyone when
+    /// the user shares it with everyone. To anybody else the user's presence
+    /// looks as an unknown user's does.
+    pub fn shows_presence_to(&self, viewer: &Profile) -> bool {
+        viewer.id == self.id
+            || self.policy.presence == PresenceShare::Everyone
+            || self.contacts.contains(&viewer.id)
+            || viewer.contacts.contains(&self.id)
+    }
+
     /// The user's addresses.
     pub fn addresses(&self) -> impl Iterator<Item = Address> + '_ {
         self.mechanisms
@@ -242,6 +273,30 @@ mod tests {
             p.home_node = Some(bad.to_string());
             assert_eq!(p.validate().unwrap_err().field, "home_node", "{bad:?}");
         }
+    }
+
+    #[test]
+    fn presence_is_shown_to_oneself_contacts_either_way_and_everyone_when_shared() {
+        let with = |id: &str, contacts: &[&str]| {
+            let mut p = Profile::im_only(id);
+            p.contacts = contacts.iter().map(|c| c.to_string()).collect();
+            p
+        };
+        let (alice, bob, eve) = (with("alice", &["bob"]), with("bob", &[]), with("eve", &[]));
+        assert!(alice.shows_presence_to(&alice));
+        assert!(alice.shows_presence_to(&bob), "alice lists bob");
+        assert!(bob.shows_presence_to(&alice), "bob is in alice's list");
+        assert!(!alice.shows_presence_to(&eve));
+        assert!(!eve.shows_presence_to(&alice));
+        let mut open = with("eve", &[]);
+        open.policy.presence = PresenceShare::Everyone;
+        assert!(open.shows_presence_to(&bob));
+        let p: Profile =
+            serde_json::from_str(r#"{"id":"x","policy":{"presence":"everyone"}}"#).unwrap();
+        assert_eq!(p.policy.presence, PresenceShare::Everyone);
+        assert!(
+            serde_json::from_str::<Profile>(r#"{"id":"x","policy":{"presence":"all"}}"#).is_err()
+        );
     }
 
     #[test]

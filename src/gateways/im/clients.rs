@@ -127,9 +127,29 @@ impl ImClients {
         }
     }
 
-    /// `user` follows `users`' presence. A remote gateway also asks the
-    /// broker to tell it theirs (their sessions may be anywhere).
-    pub fn subscribe(&self, user: &str, users: Vec<String>) {
+    /// `user` follows `users`' presence: those of them who show it to
+    /// `user` ([`Profile::shows_presence_to`]); an unknown id and a user
+    /// who does not are left out alike (nothing to tell them apart by, and
+    /// nothing kept for an id that never existed). A remote gateway, which
+    /// has no profiles, keeps the user's contacts (as the broker told them)
+    /// and asks the broker to tell it theirs.
+    ///
+    /// [`Profile::shows_presence_to`]: switchboard_core::directory::Profile::shows_presence_to
+    pub fn subscribe(&self, user: &str, mut users: Vec<String>) {
+        match &self.tokens {
+            Tokens::Directory(d) => {
+                let viewer = d.profile(user);
+                users.retain(|u| {
+                    viewer
+                        .as_ref()
+                        .is_some_and(|v| d.profile(u).is_some_and(|p| p.shows_presence_to(v)))
+                });
+            }
+            Tokens::Node => {
+                let contacts = self.contacts(user);
+                users.retain(|u| u == user || contacts.contains(u));
+            }
+        }
         if users.is_empty() {
             return;
         }
