@@ -514,3 +514,33 @@ fn a_frame_declared_over_the_limit_is_refused_at_its_header() {
     alice.expect_status(&txn, "delivered");
     assert_eq!(bob.inbox().len(), 1);
 }
+
+/// A token rotated or a user removed ends the sessions opened with the old
+/// token: at their next frame, or within seconds when they say nothing.
+#[test]
+fn revoking_a_token_ends_the_sessions_opened_with_it() {
+    let node = TestNode::start();
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+    let mut a = Ws::connect(&node.url, Some(&alice.token));
+    let mut b = Ws::connect(&node.url, Some(&bob.token));
+    a.send(json!({"type": "send", "id": 1, "to": "bob", "body": "before"}));
+    a.expect("accepted");
+    let (status, v) = node.admin.post("/v1/admin/users/alice/token", &json!({}));
+    assert_eq!(status, 200, "{v}");
+    let new_token = v["token"].as_str().unwrap().to_string();
+    a.send(json!({"type": "send", "id": 2, "to": "bob", "body": "after"}));
+    let (code, reason) = a.expect_close();
+    assert_eq!((code, reason.as_str()), (1008, "token revoked"));
+    assert_eq!(a.expect("error")["code"], "unauthorized");
+    let inbox = bob.inbox();
+    assert_eq!(inbox.len(), 1, "only the message sent before: {inbox:?}");
+    // bob says nothing; removed, his session ends all the same.
+    assert_eq!(node.admin.delete_path("/v1/admin/users/bob"), 204);
+    let (code, reason) = b.expect_close();
+    assert_eq!((code, reason.as_str()), (1008, "token revoked"));
+    // The new token works.
+    let mut again = Ws::connect(&node.url, Some(&new_token));
+    again.send(json!({"type": "send", "id": 3, "to": "alice", "body": "a note to self"}));
+    again.expect("accepted");
+}

@@ -111,6 +111,15 @@ impl ImClients {
         }
     }
 
+    /// Whose `token` is, when the tokens are at hand (a node's directory);
+    /// `None` on a remote gateway, which must ask ([`ImClients::authenticate`]).
+    pub fn authenticate_here(&self, token: &str) -> Option<Option<String>> {
+        match &self.tokens {
+            Tokens::Directory(d) => Some(d.authenticate(token)),
+            Tokens::Node => None,
+        }
+    }
+
     /// The users whose presence `user` follows from the start: their
     /// profile's contacts.
     pub fn contacts(&self, user: &str) -> Vec<String> {

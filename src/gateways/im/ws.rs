@@ -31,6 +31,9 @@ use super::hub::{message_frame, Join, Leave};
 use super::send::{check_idempotency_key, mark_read, parse_txn, send_as, SendRequest};
 use crate::http::error::ApiError;
 
+/// How often an open session's token is checked again without a frame
+/// from it (a revoked token ends the session within this).
+const REVALIDATE: Duration = Duration::from_secs(5);
 /// How long an unauthenticated socket may stay open.
 const AUTH_WINDOW: Duration = Duration::from_secs(10);
 /// Unread messages pushed when a session opens.
@@ -114,9 +117,10 @@ pub async fn websocket(
     body: web::Payload,
     st: web::Data<ImClients>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let user = match token_of(&req) {
+    let token = token_of(&req);
+    let user = match &token {
         Some(t) => Some(
-            st.authenticate(&t)
+            st.authenticate(t)
                 .await?
                 .ok_or_else(|| ApiError::unauthorized("invalid token"))?,
         ),
@@ -140,6 +144,7 @@ pub async fn websocket(
         .max_frame_size(st.max_body_bytes)
         .aggregate_continuations()
         .max_continuation_size(st.max_body_bytes);
+    let user = user.zip(token);
     actix_rt::spawn(run(st.into_inner(), session, stream, user, limit));
     Ok(resp)
 }
@@ -151,6 +156,10 @@ struct Conn {
     tx: mpsc::UnboundedSender<String>,
     /// The largest frame taken ([`frame_guard`]): raised at `join`.
     frame_limit: Arc<AtomicUsize>,
+    /// The token the session authenticated with: checked again before each
+    /// frame and every [`REVALIDATE`], so a rotated token or a removed user
+    /// ends the session.
+    token: Option<String>,
 }
 
 impl Conn {
@@ -227,6 +236,34 @@ impl Conn {
         }
     }
 
+    /// Whether the session's token is still the user's: always where the
+    /// tokens are at hand (a node), and on a remote gateway only when
+    /// `ask` (every [`REVALIDATE`]: it is a round trip to the broker; a
+    /// broker that cannot answer now ends nothing).
+    async fn still_valid(&self, ask: bool) -> Result<(), CloseReason> {
+        let (Some(user), Some(token)) = (&self.user, &self.token) else {
+            return Ok(());
+        };
+        let now = match self.st.authenticate_here(token) {
+            Some(now) => now,
+            None if ask => match self.st.authenticate(token).await {
+                Ok(now) => now,
+                Err(_) => return Ok(()),
+            },
+            None => return Ok(()),
+        };
+        if now.as_deref() == Some(user.as_str()) {
+            Ok(())
+        } else {
+            let _ = self.tx.send(error_frame(
+                None,
+                "unauthorized",
+                "the token was revoked (rotated, or the user removed)",
+            ));
+            Err(close(CloseCode::Policy, "token revoked"))
+        }
+    }
+
     /// Handles one text frame. `Err` carries a close reason.
     async fn text(&mut self, text: &str) -> Result<(), CloseReason> {
         let v: Value = match serde_json::from_str(text) {
@@ -272,6 +309,7 @@ impl Conn {
             return match frame {
                 ClientFrame::Auth { token } => match self.st.authenticate(&token).await {
                     Ok(Some(u)) => {
+                        self.token = Some(token);
                         self.join(u).await;
                         Ok(())
                     }
@@ -291,6 +329,7 @@ impl Conn {
                 }
             };
         };
+        self.still_valid(false).await?;
         self.st.presence.do_send(Activity(user.clone()));
         match frame {
             ClientFrame::Auth { .. } => {
@@ -430,7 +469,7 @@ async fn run(
     st: Arc<ImClients>,
     mut session: Session,
     mut stream: actix_ws::AggregatedMessageStream,
-    user: Option<String>,
+    user: Option<(String, String)>,
     frame_limit: Arc<AtomicUsize>,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
@@ -440,12 +479,16 @@ async fn run(
         joined: None,
         tx,
         frame_limit,
+        token: None,
     };
-    if let Some(u) = user {
+    if let Some((u, token)) = user {
+        conn.token = Some(token);
         conn.join(u).await;
     }
     let auth_deadline = actix_rt::time::sleep(AUTH_WINDOW);
     tokio::pin!(auth_deadline);
+    let mut revalidate = actix_rt::time::interval(REVALIDATE);
+    revalidate.tick().await;
     let mut draining = conn.st.draining.clone();
     let mut watching = true;
     let reason = loop {
@@ -490,6 +533,11 @@ async fn run(
             }
             _ = &mut auth_deadline, if conn.user.is_none() => {
                 break Some(close(CloseCode::Policy, "authenticate within 10 s"));
+            }
+            _ = revalidate.tick(), if conn.user.is_some() => {
+                if let Err(r) = conn.still_valid(true).await {
+                    break Some(r);
+                }
             }
         }
     };
