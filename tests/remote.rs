@@ -114,6 +114,23 @@ impl Raw {
         Self(s)
     }
 
+    /// A connection from another loopback address (`127.0.0.N`).
+    fn connect_from(node: &TestNode, from: [u8; 4]) -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let s = rt.block_on(async {
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            sock.bind((std::net::Ipv4Addr::from(from), 0).into())
+                .unwrap();
+            sock.connect(node.miap).await.unwrap().into_std().unwrap()
+        });
+        s.set_nonblocking(false).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Self(s)
+    }
+
     fn send(&mut self, f: &Frame) {
         let bytes = codec::frame_bytes(f, codec::DEFAULT_MAX_FRAME).unwrap();
         self.0.write_all(&bytes).unwrap();
@@ -171,6 +188,7 @@ fn bad_input_on_the_miap_port_is_refused_counted_and_changes_nothing() {
     let node = TestNode::start_env(&[
         ("SWITCHBOARD_MIAP__LOGIN_TIMEOUT_S", "1"),
         ("SWITCHBOARD_MIAP__UNAUTHENTICATED_PER_PEER", "3"),
+        ("SWITCHBOARD_MIAP__UNAUTHENTICATED_TOTAL", "4"),
     ]);
     let keys = tempfile::tempdir().unwrap();
     let key_file = add_member(&node.admin, "gw-fax-2", "fax", keys.path());
@@ -223,12 +241,34 @@ fn bad_input_on_the_miap_port_is_refused_counted_and_changes_nothing() {
     c.send_raw(&(codec::DEFAULT_MAX_FRAME as u32 + 1).to_be_bytes());
     assert_eq!(c.refused(), ProtocolError::FrameTooLarge);
     assert!(c.closed());
+    // Before logging in, a frame over 16 KiB is too large already: the
+    // node does not buffer a stranger's 16 MiB.
+    let mut c = Raw::connect(&node);
+    c.send_raw(&(16 * 1024 + 1u32).to_be_bytes());
+    assert_eq!(c.refused(), ProtocolError::FrameTooLarge);
+    assert!(c.closed());
+    // After logging in, frames up to miap.max_frame_bytes are taken.
+    let mut c = Raw::connect(&node);
+    c.send(&login("gw-fax-2", &key));
+    assert!(matches!(c.recv(), Some(Frame::LoginAck(_))));
+    let mut big = (64 * 1024u32).to_be_bytes().to_vec();
+    big.resize(4 + 64 * 1024, 0xde);
+    c.send_raw(&big);
+    assert_eq!(
+        c.refused(),
+        ProtocolError::Malformed,
+        "read whole, then refused"
+    );
+    drop(c);
 
-    // Connections that never log in: closed after the login timeout, and at
-    // most three at once from one address.
+    // Connections that never log in: closed after the login timeout, at
+    // most three at once from one address and four in all.
     let mut idle: Vec<Raw> = (0..3).map(|_| Raw::connect(&node)).collect();
     let mut fourth = Raw::connect(&node);
     assert!(fourth.closed(), "over the per-peer limit");
+    idle.push(Raw::connect_from(&node, [127, 0, 0, 2]));
+    let mut fifth = Raw::connect_from(&node, [127, 0, 0, 3]);
+    assert!(fifth.closed(), "over the limit in all, from a new address");
     for c in &mut idle {
         assert!(c.closed(), "closed after the login timeout");
     }

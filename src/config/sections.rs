@@ -45,6 +45,8 @@ pub struct Miap {
     pub login_timeout_s: u64,
     /// Connections not logged in allowed per peer address.
     pub unauthenticated_per_peer: usize,
+    /// Connections not logged in allowed in all.
+    pub unauthenticated_total: usize,
     /// TLS on the listener: a PEM certificate chain (with `tls_key`).
     pub tls_cert: String,
     /// The certificate's private key (PEM).

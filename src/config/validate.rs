@@ -52,6 +52,12 @@ impl Config {
         if self.miap.login_timeout_s == 0 {
             return Err(invalid("miap.login_timeout_s", "must be at least 1"));
         }
+        if self.miap.unauthenticated_total < self.miap.unauthenticated_per_peer {
+            return Err(invalid(
+                "miap.unauthenticated_total",
+                "must be at least miap.unauthenticated_per_peer",
+            ));
+        }
         if self.miap.unauthenticated_per_peer == 0 {
             return Err(invalid(
                 "miap.unauthenticated_per_peer",

@@ -178,6 +178,7 @@ pub(super) fn start_miap(
             idle_timeout: Duration::from_secs(cfg.miap.session_ttl_s * 2),
             login_timeout: Duration::from_secs(cfg.miap.login_timeout_s),
             unauthenticated_per_peer: cfg.miap.unauthenticated_per_peer,
+            unauthenticated_total: cfg.miap.unauthenticated_total,
             ..LinkLimits::default()
         },
         links,

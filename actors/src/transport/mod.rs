@@ -38,6 +38,7 @@
 pub mod node;
 pub mod uplink;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -86,13 +87,14 @@ pub(crate) enum Wire {
     Closed(String),
 }
 
-/// Reads frames from `r` into `to` until the connection ends.
-async fn read_frames(mut r: LinkRead, max: usize, to: Recipient<Wire>) {
+/// Reads frames from `r` into `to` until the connection ends, each at most
+/// `max` bytes (shared: the node's end raises it once the member logged in).
+async fn read_frames(mut r: LinkRead, max: Arc<AtomicUsize>, to: Recipient<Wire>) {
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         loop {
-            match codec::check(&buf, max) {
+            match codec::check(&buf, max.load(Ordering::Relaxed)) {
                 Ok(Check::Complete(n)) => {
                     let parsed = codec::parse(&buf, n);
                     buf.drain(..n);
@@ -167,7 +169,7 @@ pub(crate) const LINK_QUEUE: usize = 65_536;
 /// the write queue. Frames wait for `gate`'s journal (none: they don't).
 pub(crate) fn wire_up<A>(
     (r, w): (LinkRead, LinkWrite),
-    max: usize,
+    max: Arc<AtomicUsize>,
     queue: usize,
     gate: Option<Store>,
     ctx: &mut Context<A>,

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,11 @@ pub struct LinkLimits {
     pub idle_timeout: Duration,
     /// Connections not logged in allowed per peer address.
     pub unauthenticated_per_peer: usize,
+    /// Connections not logged in allowed in all (addresses are cheap: an
+    /// IPv6 /64 has many).
+    pub unauthenticated_total: usize,
+    /// Largest frame before the member logged in (a `Login` is ≈ 200 B).
+    pub pre_login_frame: usize,
     /// Frames a connection may queue unwritten before it counts as stuck.
     pub write_queue: usize,
 }
@@ -46,10 +51,16 @@ impl Default for LinkLimits {
             login_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(600),
             unauthenticated_per_peer: 8,
+            unauthenticated_total: 256,
+            pre_login_frame: PRE_LOGIN_FRAME,
             write_queue: super::LINK_QUEUE,
         }
     }
 }
+
+/// The largest frame a connection may send before it logged in: a stranger
+/// holds at most this (plus a 64 KiB read buffer) per connection.
+pub const PRE_LOGIN_FRAME: usize = 16 * 1024;
 
 /// Bad frames before a connection is closed.
 const MAX_BAD: u32 = 10;
@@ -109,6 +120,7 @@ static NEXT_LINK: AtomicU64 = AtomicU64::new(1);
 /// Accepts MIAP connections on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, deps: LinkDeps) {
     let pending: Arc<DashMap<IpAddr, usize>> = Arc::new(DashMap::new());
+    let total = Arc::new(AtomicUsize::new(0));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -120,19 +132,23 @@ pub async fn serve(listener: TcpListener, deps: LinkDeps) {
         };
         let slot = {
             let mut n = pending.entry(peer.ip()).or_insert(0);
-            if *n >= deps.limits.unauthenticated_per_peer {
+            if *n >= deps.limits.unauthenticated_per_peer
+                || total.load(Ordering::Relaxed) >= deps.limits.unauthenticated_total
+            {
                 None
             } else {
                 *n += 1;
+                total.fetch_add(1, Ordering::Relaxed);
                 Some(Slot {
                     pending: pending.clone(),
+                    total: total.clone(),
                     ip: peer.ip(),
                 })
             }
         };
         let Some(slot) = slot else {
             deps.shared.count_refusal(ProtocolError::NoSession);
-            tracing::warn!(peer = %peer, "MIAP connection refused: too many connections from this peer that have not logged in");
+            tracing::warn!(peer = %peer, "MIAP connection refused: too many connections that have not logged in (from this peer, or in all)");
             drop(stream);
             continue;
         };
@@ -166,9 +182,10 @@ pub async fn serve(listener: TcpListener, deps: LinkDeps) {
 fn start_link(halves: (LinkRead, LinkWrite), peer: SocketAddr, slot: Slot, deps: LinkDeps) {
     NodeLink::create(move |ctx| {
         let gate = Some(deps.shared.deps.store.clone());
+        let max_frame = Arc::new(AtomicUsize::new(deps.limits.pre_login_frame));
         let out = wire_up(
             halves,
-            deps.limits.max_frame,
+            max_frame.clone(),
             deps.limits.write_queue,
             gate,
             ctx,
@@ -181,6 +198,7 @@ fn start_link(halves: (LinkRead, LinkWrite), peer: SocketAddr, slot: Slot, deps:
             member: None,
             pending: None,
             slot: Some(slot),
+            max_frame,
             transmits: HashMap::new(),
             order: VecDeque::new(),
             bad: 0,
@@ -189,14 +207,17 @@ fn start_link(halves: (LinkRead, LinkWrite), peer: SocketAddr, slot: Slot, deps:
     });
 }
 
-/// A place among a peer's connections that have not logged in yet.
+/// A place among a peer's connections that have not logged in yet (and
+/// among all of them).
 struct Slot {
     pending: Arc<DashMap<IpAddr, usize>>,
+    total: Arc<AtomicUsize>,
     ip: IpAddr,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        self.total.fetch_sub(1, Ordering::Relaxed);
         let gone = match self.pending.get_mut(&self.ip) {
             Some(mut n) => {
                 *n = n.saturating_sub(1);
@@ -221,6 +242,8 @@ pub struct NodeLink {
     /// The member whose login is with the broker.
     pending: Option<MemberId>,
     slot: Option<Slot>,
+    /// The largest frame read: [`PRE_LOGIN_FRAME`] until the member logged in.
+    max_frame: Arc<AtomicUsize>,
     /// Who sent each `Transmit` written here (for its `TransmitAck`).
     transmits: HashMap<(TxnId, u32), MemberId>,
     order: VecDeque<(TxnId, u32)>,
@@ -408,6 +431,8 @@ impl Handler<MiapFrame> for NodeLink {
                     }
                     self.member = Some(p);
                     self.slot = None;
+                    self.max_frame
+                        .store(self.deps.limits.max_frame, Ordering::Relaxed);
                 }
             }
             Frame::Transmit(t) => self.remember((t.imi.imi.txn, t.imi.attempt), m.from.clone()),

@@ -98,7 +98,8 @@ impl Uplink {
                         tracing::info!(node = %act.cfg.connect, tls = act.wrap.is_some(), "connected to the node");
                         act.backoff = Duration::from_millis(200);
                         let gate = act.gate.clone();
-                        act.out = Some(wire_up(halves, act.cfg.max_frame, super::LINK_QUEUE, gate, ctx));
+                        let max = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(act.cfg.max_frame));
+                        act.out = Some(wire_up(halves, max, super::LINK_QUEUE, gate, ctx));
                         act.on_up.do_send(LinkUp);
                     }
                     Err(e) => {
