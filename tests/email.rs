@@ -218,14 +218,30 @@ struct Raw {
 
 impl Raw {
     fn connect(node: &TestNode) -> Self {
-        let s = TcpStream::connect(node.smtp.unwrap()).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut raw = Self {
-            r: BufReader::new(s.try_clone().unwrap()),
-            w: s,
-        };
+        let mut raw = Self::open(node, [127, 0, 0, 1]);
         assert!(raw.reply().starts_with("220 "));
         raw
+    }
+
+    /// A connection from loopback address `from`, its greeting unread.
+    fn open(node: &TestNode, from: [u8; 4]) -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let s = rt.block_on(async {
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            sock.bind((std::net::Ipv4Addr::from(from), 0).into())
+                .unwrap();
+            let s = sock.connect(node.smtp.unwrap()).await.unwrap();
+            s.into_std().unwrap()
+        });
+        s.set_nonblocking(false).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Self {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+        }
     }
 
     /// One (possibly multi-line) reply.
@@ -614,4 +630,48 @@ fn a_bare_lf_dot_ends_no_data_so_no_second_message_is_smuggled() {
         assert!(body.contains("smuggled"), "the rest is content: {body:?}");
     }
     assert!(carol.inbox().is_empty(), "nothing smuggled to carol");
+}
+
+/// One address cannot take every SMTP slot: past
+/// `email.max_connections_per_peer` it is answered 421 while others are
+/// still greeted; a slot given back is taken again.
+#[test]
+fn one_address_cannot_take_every_smtp_connection() {
+    let sink = Sink::start(&[]);
+    let relay = format!("127.0.0.1:{}", sink.port);
+    let node = TestNode::start_env(&[
+        ("SWITCHBOARD_EMAIL__ENABLED", "true"),
+        ("SWITCHBOARD_EMAIL__LISTEN", "127.0.0.1:0"),
+        ("SWITCHBOARD_EMAIL__RELAY", &relay),
+        ("SWITCHBOARD_EMAIL__MAX_CONNECTIONS", "5"),
+        ("SWITCHBOARD_EMAIL__MAX_CONNECTIONS_PER_PEER", "3"),
+    ]);
+    let mut held: Vec<Raw> = (0..3).map(|_| Raw::connect(&node)).collect();
+    let mut fourth = Raw::open(&node, [127, 0, 0, 1]);
+    let no = fourth.reply();
+    assert!(no.starts_with("421 4.7.0"), "{no}");
+    // Another address is greeted, up to the cap in all.
+    let mut other = Raw::open(&node, [127, 0, 0, 2]);
+    assert!(other.reply().starts_with("220 "));
+    held.push(other);
+    let mut third = Raw::open(&node, [127, 0, 0, 3]);
+    assert!(third.reply().starts_with("220 "));
+    let mut over = Raw::open(&node, [127, 0, 0, 4]);
+    assert!(over.reply().starts_with("421 4.3.2"), "over the cap in all");
+    // One of the first address's goes: its place is taken again (once the
+    // node has seen it go — waited for, bounded).
+    assert!(held.remove(0).send(b"QUIT\r\n").starts_with("221 "));
+    drop(third);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut again = Raw::open(&node, [127, 0, 0, 1]);
+        if again.reply().starts_with("220 ") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot never came back"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

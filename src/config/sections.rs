@@ -99,6 +99,10 @@ pub struct Email {
     pub relay: String,
     /// Largest message, bytes.
     pub max_message_bytes: usize,
+    /// Simultaneous SMTP connections.
+    pub max_connections: usize,
+    /// Simultaneous SMTP connections per client address.
+    pub max_connections_per_peer: usize,
     /// Delivery-status notifications to email senders: `failure`, `all`, `none`.
     pub dsn: String,
     /// PEM certificate chain for STARTTLS on the SMTP server (with `tls_key`).

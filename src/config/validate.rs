@@ -137,6 +137,14 @@ impl Config {
                     "needs email.tls_cert and email.tls_key",
                 ));
             }
+            if self.email.max_connections_per_peer == 0
+                || self.email.max_connections < self.email.max_connections_per_peer
+            {
+                return Err(invalid(
+                    "email.max_connections_per_peer",
+                    "must be at least 1 and at most email.max_connections",
+                ));
+            }
             if !matches!(
                 self.email.relay_tls.as_str(),
                 "none" | "opportunistic" | "required"

@@ -11,10 +11,12 @@
 //! broker. Bad input — over-long lines, junk bytes, commands out of order —
 //! gets a clear reply; too many errors or an idle client are disconnected.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
+use dashmap::DashMap;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -37,8 +39,6 @@ const MAX_RECIPIENTS: usize = 100;
 const MAX_ERRORS: u32 = 10;
 /// Idle time before the server hangs up.
 const IDLE: Duration = Duration::from_secs(300);
-/// Simultaneous connections.
-const MAX_CONNECTIONS: usize = 256;
 /// Longest TLS handshake.
 const HANDSHAKE: Duration = Duration::from_secs(30);
 
@@ -48,6 +48,10 @@ pub struct SmtpContext {
     pub local_domains: Vec<String>,
     /// Largest message, bytes.
     pub max_message_bytes: usize,
+    /// Simultaneous connections.
+    pub max_connections: usize,
+    /// Simultaneous connections per client address.
+    pub max_connections_per_peer: usize,
     /// The name the server greets with.
     pub hostname: String,
     /// Users, to refuse unknown ones at `RCPT`; `None` (a remote gateway):
@@ -71,7 +75,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
 
 /// Accepts connections until the task is dropped.
 pub async fn serve(listener: TcpListener, ctx: Arc<SmtpContext>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Semaphore::new(ctx.max_connections));
+    let per_peer: Arc<DashMap<IpAddr, usize>> = Arc::default();
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -80,6 +85,15 @@ pub async fn serve(listener: TcpListener, ctx: Arc<SmtpContext>) {
                 actix_rt::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        // One address cannot take every slot (and answer everyone else 421).
+        let Some(mine) = PeerSlot::take(&per_peer, peer.ip(), ctx.max_connections_per_peer) else {
+            tracing::warn!(peer = %peer, "SMTP connection refused: too many from this address");
+            let mut sock = sock;
+            let _ = sock
+                .write_all(b"421 4.7.0 Too many connections from your address, try again later\r\n")
+                .await;
+            continue;
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             let mut sock = sock;
@@ -93,8 +107,38 @@ pub async fn serve(listener: TcpListener, ctx: Arc<SmtpContext>) {
             if let Err(e) = Session::new(ctx, sock).run().await {
                 tracing::debug!(peer = %peer, error = %e, "SMTP session ended with an error");
             }
-            drop(permit);
+            drop((permit, mine));
         });
+    }
+}
+
+/// A connection's place among its address's (released when dropped).
+struct PeerSlot {
+    peers: Arc<DashMap<IpAddr, usize>>,
+    ip: IpAddr,
+}
+
+impl PeerSlot {
+    /// A place for `ip` if it has fewer than `max` connections.
+    fn take(peers: &Arc<DashMap<IpAddr, usize>>, ip: IpAddr, max: usize) -> Option<Self> {
+        let mut n = peers.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            peers: peers.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        if let Some(mut n) = self.peers.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+        }
+        self.peers.remove_if(&self.ip, |_, n| *n == 0);
     }
 }
 
