@@ -339,15 +339,20 @@ fn cluster_up_runs_a_trial_cluster_and_stops_it() {
     // the ephemeral range and the 20000–32000 the other tests' servers
     // draw from.
     let offset = 3_000 + (common::free_port() % 8) as u32 * 1000 + (std::process::id() % 97);
-    let mut child = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster-up"))
+    use std::os::unix::process::CommandExt as _;
+    let child = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster-up"))
         .env("DIR", dir.path())
         .env("PORT_OFFSET", offset.to_string())
         .env("BIN", common::bin())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
+        // Its own process group: a failing assertion below stops the
+        // script's servers and nodes with it (see `Group`).
+        .process_group(0)
         .spawn()
         .expect("run scripts/cluster-up");
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut child = Group(child);
+    let mut lines = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();
     let mut seen = Vec::new();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -379,15 +384,21 @@ fn cluster_up_runs_a_trial_cluster_and_stops_it() {
     let alice = admin.add_user("alice", &[("im", "alice")]);
     let bob = admin.add_user("bob", &[("im", "bob")]);
     let alice_b = Api::new(&url(1), &alice.token);
-    within(10, "node b knows alice", || {
-        (alice_b.get("/v1/inbox").0 == 200).then_some(())
-    });
-    let txn = alice_b.send("bob", "through b, read on c");
     let bob_c = Api::new(&url(2), &bob.token);
+    // Each node learns of users through its own watcher: b must know
+    // both ends before it routes, c must know bob before he reads.
+    for (who, api) in [
+        ("b knows alice", &alice_b),
+        ("b knows bob", &Api::new(&url(1), &bob.token)),
+        ("c knows bob", &bob_c),
+    ] {
+        within(10, who, || (api.get("/v1/inbox").0 == 200).then_some(()));
+    }
+    let txn = alice_b.send("bob", "through b, read on c");
     within(10, "bob reads it on node c", || {
         bob_c.inbox().into_iter().find(|m| m["txn"] == txn.as_str())
     });
-    let status = common::terminate(&mut child);
+    let status = common::terminate(&mut child.0);
     assert!(status.success(), "cluster-up exited {status}");
     let stopped = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
     let rest: Vec<String> = std::iter::once(stopped).chain(rx.try_iter()).collect();
@@ -400,6 +411,27 @@ fn cluster_up_runs_a_trial_cluster_and_stops_it() {
             std::net::TcpListener::bind(("127.0.0.1", (8080 + k + offset) as u16)).is_ok(),
             "node {k}'s port is free again"
         );
+    }
+}
+
+/// A child in its own process group, and everything it started: dropped
+/// (a test that fails half-way), the whole group is killed, so no server
+/// outlives the test holding its output pipe open.
+struct Group(std::process::Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        for sig in ["-TERM", "-KILL"] {
+            let _ = Command::new("kill").args([sig, "--", &group]).status();
+            if sig == "-TERM" {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline && !matches!(self.0.try_wait(), Ok(Some(_))) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+        let _ = self.0.wait();
     }
 }
 
