@@ -544,3 +544,49 @@ fn revoking_a_token_ends_the_sessions_opened_with_it() {
     again.send(json!({"type": "send", "id": 3, "to": "alice", "body": "a note to self"}));
     again.expect("accepted");
 }
+
+/// A session whose client does not read cannot make the node queue
+/// everything sent to it: past its queue it is closed (1013), nothing is
+/// lost — every message is in the inbox — and a new session gets a page
+/// of the unread ones, not all of them.
+#[test]
+fn a_session_that_does_not_read_is_closed_and_its_messages_wait_in_the_inbox() {
+    let node = TestNode::start();
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+    let mut slow = Ws::connect(&node.url, Some(&bob.token));
+    let body = "m".repeat(32 * 1024);
+    const N: usize = 800;
+    let txns: Vec<String> = (0..N).map(|_| alice.send("bob", &body)).collect();
+    for t in [&txns[0], &txns[N - 1]] {
+        alice.expect_status(t, "delivered");
+    }
+    let (got, close) = slow.drain();
+    assert!(got < N, "the slow session got all {got}");
+    assert!(matches!(close, None | Some(1013)), "{close:?}");
+    let mut all = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let q = after
+            .as_ref()
+            .map_or(String::new(), |a| format!("&after={a}"));
+        let (status, page) = bob.get(&format!("/v1/inbox?limit=100{q}"));
+        assert_eq!(status, 200);
+        let n = page["messages"].as_array().unwrap().len();
+        all += n;
+        // An empty page ends it (`next` is then the cursor given).
+        match page["next"].as_str() {
+            Some(next) if n > 0 => after = Some(next.to_string()),
+            _ => break,
+        }
+    }
+    assert_eq!(all, N, "every message is in the inbox");
+    // A new session: a page of the unread, and it stays open.
+    let mut fresh = Ws::connect(&node.url, Some(&bob.token));
+    let first = fresh.expect("message");
+    assert!(first["body"].as_str().unwrap().starts_with('m'));
+    fresh.send(json!({"type": "send", "id": 9, "to": "alice", "body": "still open"}));
+    fresh.expect("accepted");
+    let paged = 1 + fresh.held_count("message");
+    assert!(paged < 200, "a page, not {paged}");
+}

@@ -534,6 +534,11 @@ impl Ws {
         }
     }
 
+    /// How many frames of `kind` were read and kept for later.
+    pub fn held_count(&self, kind: &str) -> usize {
+        self.held.iter().filter(|v| v["type"] == kind).count()
+    }
+
     /// The next frame of `kind` (other frames are kept for later).
     pub fn expect(&mut self, kind: &str) -> Value {
         if let Some(i) = self.held.iter().position(|v| v["type"] == kind) {
@@ -545,6 +550,34 @@ impl Ws {
                 return v;
             }
             self.held.push(v);
+        }
+    }
+
+    /// Reads until the connection ends: how many `message` frames came, and
+    /// the close code if a close frame came (`None`: the connection just
+    /// ended).
+    pub fn drain(&mut self) -> (usize, Option<u16>) {
+        let mut messages = self.held.iter().filter(|v| v["type"] == "message").count();
+        loop {
+            match self.sock.read() {
+                Ok(tungstenite::Message::Text(t)) => {
+                    let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+                    if v["type"] == "message" {
+                        messages += 1;
+                    }
+                }
+                Ok(tungstenite::Message::Close(c)) => {
+                    return (messages, Some(c.map_or(1005, |f| f.code.into())))
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    panic!("the connection did not end within 10 s ({messages} messages)")
+                }
+                Err(_) => return (messages, None),
+            }
         }
     }
 

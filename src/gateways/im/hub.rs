@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use actix::prelude::*;
 use dashmap::DashMap;
 use serde_json::{json, Value};
-use tokio::sync::mpsc::UnboundedSender;
 
 use switchboard_actors::bus::PresencePush;
 use switchboard_actors::gateway::{Receipt, ReceiptSink};
@@ -23,7 +22,7 @@ use switchboard_core::store::{InboxEntry, Store, Tree, TxnRecord, TxnStatus};
 use crate::http::time::rfc3339;
 
 /// A text frame for one session.
-pub type Outbound = UnboundedSender<String>;
+pub type Outbound = super::queue::Outbound;
 
 /// Every user's open sessions, shared: the IM medium and the receipts push
 /// to them on their own thread (no message to the hub), and count them.

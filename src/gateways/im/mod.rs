@@ -14,6 +14,7 @@
 pub mod clients;
 pub mod frame_guard;
 pub mod hub;
+pub mod queue;
 pub mod remote;
 pub mod send;
 pub mod ws;
@@ -241,7 +242,7 @@ mod tests {
             ImOfflineWait::new(false),
         );
         assert!(matches!(im.deliver(to_bob()).await, Ok(MediumAck::Pending)));
-        let (tx, mut frames) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, mut frames) = super::queue::channel(1 << 20);
         hub.send(Join {
             user: "bob".into(),
             tx,

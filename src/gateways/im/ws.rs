@@ -16,7 +16,6 @@ use actix_web::{get, web, FromRequest, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
 use switchboard_actors::bus::State;
 use switchboard_actors::medium::MediumReport;
@@ -28,12 +27,15 @@ use switchboard_core::store::{InboxEntry, Store, Tree, WriteBatch};
 use super::clients::ImClients;
 use super::frame_guard;
 use super::hub::{message_frame, Join, Leave};
+use super::queue;
 use super::send::{check_idempotency_key, mark_read, parse_txn, send_as, SendRequest};
 use crate::http::error::ApiError;
 
 /// How often an open session's token is checked again without a frame
 /// from it (a revoked token ends the session within this).
 const REVALIDATE: Duration = Duration::from_secs(5);
+/// How long a closing session may take to flush what is queued and close.
+const CLOSE_WITHIN: Duration = Duration::from_secs(5);
 /// How long an unauthenticated socket may stay open.
 const AUTH_WINDOW: Duration = Duration::from_secs(10);
 /// Unread messages pushed when a session opens.
@@ -153,7 +155,7 @@ struct Conn {
     st: Arc<ImClients>,
     user: Option<String>,
     joined: Option<u64>,
-    tx: mpsc::UnboundedSender<String>,
+    tx: queue::Outbound,
     /// The largest frame taken ([`frame_guard`]): raised at `join`.
     frame_limit: Arc<AtomicUsize>,
     /// The token the session authenticated with: checked again before each
@@ -203,7 +205,14 @@ impl Conn {
         let mut held = WriteBatch::new();
         let mut reports = Vec::new();
         for (seq, mut e) in entries {
-            let _ = self.tx.send(message_frame(&e).to_string());
+            // A page, not a flood: past half the session's queue the rest
+            // stays unread in the inbox (`GET /v1/inbox`, the next connect).
+            if self.tx.queued() > self.tx.limit() / 2 {
+                break;
+            }
+            if self.tx.send(message_frame(&e).to_string()).is_err() {
+                break;
+            }
             if !e.delivered {
                 e.delivered = true;
                 held.insert(Tree::Inbox, InboxEntry::key(user, seq), enc(&e));
@@ -445,13 +454,19 @@ async fn send_durable(
     store: &Store,
     session: &mut Session,
     first: String,
-    rx: &mut mpsc::UnboundedReceiver<String>,
+    rx: &mut queue::Inbound,
 ) -> Result<(), ()> {
+    // Taken out of the queue, frames leave its byte count: the batch is
+    // bounded in bytes too, so a session holds little past its queue.
+    let mut bytes = first.len();
     let mut out = vec![first];
-    while out.len() < 256 {
+    while out.len() < 256 && bytes < 64 * 1024 {
         match rx.try_recv() {
-            Ok(t) => out.push(t),
-            Err(_) => break,
+            Some(t) => {
+                bytes += t.len();
+                out.push(t);
+            }
+            None => break,
         }
     }
     let w = store.writer();
@@ -472,7 +487,8 @@ async fn run(
     user: Option<(String, String)>,
     frame_limit: Arc<AtomicUsize>,
 ) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let (tx, mut rx) = queue::channel(queue::SESSION_QUEUE_BYTES);
+    let overflow = rx.watch();
     let mut conn = Conn {
         st,
         user: None,
@@ -534,6 +550,10 @@ async fn run(
             _ = &mut auth_deadline, if conn.user.is_none() => {
                 break Some(close(CloseCode::Policy, "authenticate within 10 s"));
             }
+            () = overflow.happened() => {
+                tracing::info!(user = ?conn.user, "closing a WebSocket whose client does not read");
+                break Some(close(CloseCode::Again, "not reading: unread messages stay in the inbox"));
+            }
             _ = revalidate.tick(), if conn.user.is_some() => {
                 if let Err(r) = conn.still_valid(true).await {
                     break Some(r);
@@ -542,11 +562,15 @@ async fn run(
         }
     };
     conn.leave();
-    // Flush what is queued (an error frame, say), then close with the reason.
-    while let Ok(text) = rx.try_recv() {
-        if session.text(text).await.is_err() {
-            return;
+    // Flush what is queued (an error frame, say), then close with the
+    // reason — within bounds: a client that does not read gets neither.
+    let _ = actix_rt::time::timeout(CLOSE_WITHIN, async move {
+        while let Some(text) = rx.try_recv() {
+            if session.text(text).await.is_err() {
+                return;
+            }
         }
-    }
-    let _ = session.close(reason).await;
+        let _ = session.close(reason).await;
+    })
+    .await;
 }
