@@ -65,8 +65,10 @@ impl KeyFile {
     /// Reads a key file.
     ///
     /// # Errors
-    /// A file that cannot be read or is not a key file.
+    /// A file that cannot be read, that others may read
+    /// ([`crate::secrets::check_private`]), or that is not a key file.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
+        crate::secrets::check_private(path)?;
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the key file {}", path.display()))?;
         serde_json::from_str(&text)
@@ -78,7 +80,7 @@ impl KeyFile {
     /// # Errors
     /// A file that cannot be written.
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
-        node::write_private(path, &serde_json::to_string_pretty(self)?)
+        crate::secrets::write_private(path, &serde_json::to_string_pretty(self)?)
     }
 }
 

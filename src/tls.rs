@@ -24,6 +24,18 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// # Errors
 /// Files that cannot be read, hold no certificate or key, or do not match.
 pub fn acceptor(cert: &Path, key: &Path, keys: (&str, &str)) -> anyhow::Result<TlsAcceptor> {
+    Ok(TlsAcceptor::from(server_config(cert, key, keys)?))
+}
+
+/// The server configuration [`acceptor`] uses (for actix-web's listener).
+///
+/// # Errors
+/// As [`acceptor`].
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    keys: (&str, &str),
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let (cert_key, key_key) = keys;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .with_context(|| format!("{cert_key}: reading {}", cert.display()))?
@@ -42,7 +54,7 @@ pub fn acceptor(cert: &Path, key: &Path, keys: (&str, &str)) -> anyhow::Result<T
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .with_context(|| format!("{cert_key} and {key_key} do not make a usable pair"))?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(Arc::new(config))
 }
 
 /// The node's MIAP listener under TLS: every accepted connection completes

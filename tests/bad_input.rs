@@ -237,3 +237,102 @@ fn admin_user_endpoints_refuse_bad_profiles() {
     assert_eq!(a.get("/healthz").1["status"], "ok");
     assert_eq!(a.get("/readyz").0, 200);
 }
+
+/// One HTTP/1.1 request on `s` (kept alive); the whole answer as text, or
+/// what came before the connection closed.
+fn http_get(s: &mut std::net::TcpStream, path: &str) -> String {
+    use std::io::Write as _;
+    let _ = s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes());
+    http_read(s)
+}
+
+/// One answer read from `s` (whatever came before it closed).
+fn http_read(s: &mut std::net::TcpStream) -> String {
+    use std::io::Read as _;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+        let text = String::from_utf8_lossy(&got);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_string)
+                })
+                .and_then(|n| n.trim().parse::<usize>().ok());
+            if len.is_some_and(|n| body.len() >= n) {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[test]
+fn one_address_cannot_take_every_http_connection() {
+    let node = TestNode::start_env(&[
+        ("SWITCHBOARD_HTTP__MAX_CONNECTIONS", "64"),
+        ("SWITCHBOARD_HTTP__MAX_CONNECTIONS_PER_PEER", "3"),
+    ]);
+    let addr: std::net::SocketAddr = node.url.trim_start_matches("http://").parse().unwrap();
+    // Three kept-alive connections from one address, each answered (so
+    // the node holds them all).
+    let mut held: Vec<_> = (0..3)
+        .map(|_| {
+            let mut s = common::tcp_from(addr, [127, 0, 0, 5]);
+            let a = http_get(&mut s, "/healthz");
+            assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+            s
+        })
+        .collect();
+    // A fourth from it is told why (before it asks: nothing it sends is
+    // read), then closed.
+    let mut fourth = common::tcp_from(addr, [127, 0, 0, 5]);
+    let no = http_read(&mut fourth);
+    assert!(no.starts_with("HTTP/1.1 503"), "{no}");
+    let body: Value = serde_json::from_str(no.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(code(&body), "too_many_connections");
+    assert!(http_read(&mut fourth).is_empty(), "closed after");
+    // Another address is served meanwhile, and so is the API.
+    let mut other = common::tcp_from(addr, [127, 0, 0, 6]);
+    assert!(http_get(&mut other, "/healthz").starts_with("HTTP/1.1 200"));
+    assert_eq!(node.admin.get("/v1/admin/users").0, 200);
+    // One of the three closes: a place for that address again, once the
+    // node has seen it go (waited for, bounded).
+    drop(held.remove(0));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut again = common::tcp_from(addr, [127, 0, 0, 5]);
+        if http_get(&mut again, "/healthz").starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the place never came back"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Bad values are refused at start, naming the key.
+    let err = switchboard::config::Config::from_text(
+        Some("[http]\nmax_connections = 2\nmax_connections_per_peer = 3\n"),
+        "t.toml",
+        std::iter::empty(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("http.max_connections_per_peer"), "{err}");
+    let err = switchboard::config::Config::from_text(
+        Some("[http]\ntls_cert = \"/nowhere.pem\"\n"),
+        "t.toml",
+        std::iter::empty(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("http.tls_cert"), "{err}");
+}

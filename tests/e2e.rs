@@ -397,3 +397,57 @@ fn users_are_listed_a_page_at_a_time_in_id_order() {
         );
     }
 }
+
+#[test]
+fn the_admin_token_rotates_and_the_old_one_stops_working() {
+    let node = TestNode::start();
+    let file = node.dir.path().join("admin.token");
+    let old = node.admin.token.clone();
+    // A user may not.
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    assert_eq!(alice.post("/v1/admin/token", &json!({})).0, 403);
+    let (ok, out, err) = cli(&node, &["admin-token", "rotate"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&file.display().to_string()), "{out}");
+    let new = std::fs::read_to_string(&file).unwrap().trim().to_string();
+    assert!(
+        !out.contains(&new),
+        "the token itself is not printed: {out}"
+    );
+    assert_ne!(new, old);
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(node.admin.get("/v1/admin/users").0, 401, "the old token");
+    let admin = common::Api::new(&node.url, &new);
+    assert_eq!(admin.get("/v1/admin/users").0, 200);
+    // `--show` prints it (a node on another machine), and rotates again.
+    let out = Command::new(bin())
+        .args([
+            "admin-token",
+            "rotate",
+            "--show",
+            "--url",
+            &node.url,
+            "--admin-token",
+            &new,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    assert_eq!(shown, std::fs::read_to_string(&file).unwrap().trim());
+    assert_eq!(admin.get("/v1/admin/users").0, 401);
+    // Users' tokens are untouched.
+    assert_eq!(alice.get("/v1/inbox").0, 200);
+}

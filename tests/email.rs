@@ -225,19 +225,7 @@ impl Raw {
 
     /// A connection from loopback address `from`, its greeting unread.
     fn open(node: &TestNode, from: [u8; 4]) -> Self {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let s = rt.block_on(async {
-            let sock = tokio::net::TcpSocket::new_v4().unwrap();
-            sock.bind((std::net::Ipv4Addr::from(from), 0).into())
-                .unwrap();
-            let s = sock.connect(node.smtp.unwrap()).await.unwrap();
-            s.into_std().unwrap()
-        });
-        s.set_nonblocking(false).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let s = common::tcp_from(node.smtp.unwrap(), from);
         Self {
             r: BufReader::new(s.try_clone().unwrap()),
             w: s,

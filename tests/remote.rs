@@ -116,19 +116,7 @@ impl Raw {
 
     /// A connection from another loopback address (`127.0.0.N`).
     fn connect_from(node: &TestNode, from: [u8; 4]) -> Self {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let s = rt.block_on(async {
-            let sock = tokio::net::TcpSocket::new_v4().unwrap();
-            sock.bind((std::net::Ipv4Addr::from(from), 0).into())
-                .unwrap();
-            sock.connect(node.miap).await.unwrap().into_std().unwrap()
-        });
-        s.set_nonblocking(false).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        Self(s)
+        Self(common::tcp_from(node.miap, from))
     }
 
     fn send(&mut self, f: &Frame) {
@@ -833,7 +821,7 @@ fn a_remote_processor_converts_on_the_route_and_is_routed_around_when_gone() {
     );
     let keys = tempfile::tempdir().unwrap();
     let key = keys.path().join("proc-0-fax.key");
-    std::fs::write(&key, v.to_string()).unwrap();
+    common::write_key_file(&key, &v.to_string());
     let alice = node.admin.add_user("alice", &[("im", "alice")]);
     node.admin.add_user("dora", &[("fax", "+4930555")]);
 
@@ -1076,4 +1064,28 @@ fn a_remote_im_gateway_without_its_node_refuses_sessions_with_503() {
     let status = gw.terminate();
     assert_eq!(ws.expect_close().0, 1001);
     assert!(status.success(), "exit status {status}");
+}
+
+/// A member key others may read is refused, as ssh refuses such a private
+/// key: the gateway does not start on it, and says how to fix it.
+#[test]
+fn a_gateway_refuses_a_key_file_others_may_read() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let node = TestNode::start();
+    let keys = tempfile::tempdir().unwrap();
+    let key = add_member(&node.admin, "gw-fax-9", "fax", keys.path());
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args(["gateway", "--medium", "fax", "--member", "gw-fax-9"])
+        .args(["--connect", &node.miap.to_string()])
+        .arg("--key-file")
+        .arg(&key)
+        .arg("--data")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("chmod 600") && err.contains("644"), "{err}");
 }

@@ -590,3 +590,70 @@ fn a_session_that_does_not_read_is_closed_and_its_messages_wait_in_the_inbox() {
     let paged = 1 + fresh.held_count("message");
     assert!(paged < 200, "a page, not {paged}");
 }
+
+/// `http.tls_cert`/`http.tls_key`: the API and the WebSocket over TLS,
+/// checked by Python's own TLS stack against the test CA; plain HTTP on
+/// that port gets no answer.
+#[test]
+fn the_api_and_websocket_run_over_tls_when_a_certificate_is_configured() {
+    use switchboard_core::directory::Profile;
+    let cert = common::Cert::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let setup: common::Setup = Box::new(move |node| {
+        Box::pin(async move {
+            for user in ["alice", "bob"] {
+                let d = &node.core.directory;
+                let token = d
+                    .put_profile(Profile::im_only(user))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                tx.send(token).unwrap();
+            }
+        })
+    });
+    let env = [
+        (
+            "SWITCHBOARD_HTTP__TLS_CERT".to_string(),
+            cert.cert.display().to_string(),
+        ),
+        (
+            "SWITCHBOARD_HTTP__TLS_KEY".to_string(),
+            cert.key.display().to_string(),
+        ),
+    ];
+    let node = TestNode::start_full(tempfile::tempdir().unwrap(), &env, setup);
+    let (alice, bob) = (rx.recv().unwrap(), rx.recv().unwrap());
+    let port = node.url.rsplit(':').next().unwrap().to_string();
+    let out = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peers/https_client.py"
+        ))
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(&cert.ca)
+        .args([&alice, &bob])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "over TLS");
+    // Plain HTTP to the TLS port: no HTTP answer.
+    use std::io::{Read as _, Write as _};
+    let mut plain = std::net::TcpStream::connect(node.url.trim_start_matches("http://")).unwrap();
+    plain
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let _ = plain.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n");
+    let mut got = Vec::new();
+    let _ = plain.read_to_end(&mut got);
+    assert!(
+        !String::from_utf8_lossy(&got).contains("200 OK"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+}

@@ -50,6 +50,10 @@ pub struct MemberRegistry {
     remote_processors: Arc<DashMap<MemberId, ProcessorSpec>>,
     /// Users whose IM session a remote IM gateway holds: user → gateway.
     sessions: Arc<DashMap<String, MemberId>>,
+    /// The users each session gateway showed a token of on its current
+    /// connection (`Identify` answered with the user): the only ones it
+    /// may hold a session for.
+    identified: Arc<DashMap<MemberId, std::collections::HashSet<String>>>,
 }
 
 impl MemberRegistry {
@@ -62,6 +66,8 @@ impl MemberRegistry {
         recipient: impl Into<FrameSink>,
         now_ms: u64,
     ) {
+        // A new connection identifies its users again.
+        self.identified.remove(&id);
         self.inner.insert(
             id,
             LiveMember {
@@ -144,11 +150,30 @@ impl MemberRegistry {
             .is_some_and(|m| m.medium == Some(MediumKind::Im) && m.link.is_some())
     }
 
+    /// Records that session gateway `id` was shown a token of `user` (the
+    /// broker answered its `Identify` with them).
+    pub fn note_identified(&self, id: &MemberId, user: &str) {
+        if self.is_session_gateway(id) {
+            self.identified
+                .entry(id.clone())
+                .or_default()
+                .insert(user.to_string());
+        }
+    }
+
     /// Records that session gateway `id` holds `user`'s IM session (`true`)
     /// or no longer does (`false`; only if it was the holder). Returns
-    /// false when `id` is no session gateway.
+    /// false when `id` is no session gateway, or claims a session of a user
+    /// it was not shown a token of on this connection.
     pub fn hold_session(&self, id: &MemberId, user: &str, held: bool) -> bool {
         if !self.is_session_gateway(id) {
+            return false;
+        }
+        let shown = self
+            .identified
+            .get(id)
+            .is_some_and(|users| users.contains(user));
+        if held && !shown {
             return false;
         }
         if held {
@@ -223,6 +248,7 @@ impl MemberRegistry {
     /// Removes a member's connection.
     pub fn disconnect(&self, id: &MemberId) {
         self.inner.remove(id);
+        self.identified.remove(id);
     }
 
     /// Marks a member logged in (or not).

@@ -59,6 +59,8 @@ pub struct ApiState {
     pub clock: SharedClock,
     /// This node's membership of its cluster (cluster mode).
     pub cluster: Option<crate::cluster::Membership>,
+    /// The data directory (where the admin token's file is).
+    pub data_dir: std::path::PathBuf,
 }
 
 fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
@@ -131,6 +133,7 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
                         .service(admin::users::put_user)
                         .service(admin::users::delete_user)
                         .service(admin::users::rotate_token)
+                        .service(admin::token::rotate_admin_token)
                         .service(admin::members::list_members)
                         .service(admin::members::put_member)
                         .service(admin::members::revoke_member)
@@ -152,7 +155,7 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
 /// When the address cannot be bound.
 pub fn serve(
     state: ApiState,
-    listen: &str,
+    listen: &crate::http::Listener,
     shutdown_timeout_s: u64,
 ) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
     let limit = state.clients.max_body_bytes;

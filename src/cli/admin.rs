@@ -176,3 +176,17 @@ pub(super) fn member(t: &Target, cmd: &MemberCmd) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `admin-token rotate`.
+pub(super) fn rotate_admin_token(t: &Target, show: bool) -> anyhow::Result<()> {
+    let v = t.admin()?.post("/v1/admin/token", &serde_json::json!({}))?;
+    let token = v["token"].as_str().context("the node returned no token")?;
+    match v["file"].as_str() {
+        Some(file) => println!("switchboard: the admin token was rotated; the new one is in {file} (on the node's machine)"),
+        None => println!("switchboard: the admin token was rotated, but the node could not write its file (see its log)"),
+    }
+    if show || v["file"].is_null() {
+        println!("{token}");
+    }
+    Ok(())
+}

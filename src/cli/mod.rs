@@ -55,6 +55,9 @@ pub enum Command {
     /// show its nodes and streams (the `[cluster]` keys say where NATS is).
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// The admin token (admin).
+    #[command(subcommand)]
+    AdminToken(AdminTokenCmd),
     /// Show a message's status and attempts.
     Status {
         /// The transaction id.
@@ -62,6 +65,19 @@ pub enum Command {
         /// A user token (the sender's); default: the admin token.
         #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
         token: Option<String>,
+    },
+}
+
+/// `admin-token` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AdminTokenCmd {
+    /// Replace it: the node writes the new one to DATA/admin.token (0600)
+    /// and the current one stops working. Prints where it is, not what it
+    /// is (a log may keep stdout).
+    Rotate {
+        /// Print the new token as well (for a node on another machine).
+        #[arg(long)]
+        show: bool,
     },
 }
 
@@ -277,6 +293,7 @@ pub fn run(t: &Target, command: &Command, matches: &ArgMatches) -> anyhow::Resul
         Command::Gateway(g) => members::gateway(t, g),
         Command::Processor(p) => members::processor(t, p),
         Command::Cluster(c) => cluster::cluster(t, c),
+        Command::AdminToken(AdminTokenCmd::Rotate { show }) => admin::rotate_admin_token(t, *show),
         Command::Status { txn, token } => {
             let token = match token {
                 Some(token) => token.clone(),

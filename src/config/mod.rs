@@ -125,18 +125,39 @@ impl Config {
         file: Option<&Path>,
         vars: impl Iterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
+        let text = match file {
+            Some(path) => {
+                Some(
+                    std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+                        path: path.to_path_buf(),
+                        error,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let origin = file.map_or("config".to_string(), |p| p.display().to_string());
+        Self::from_text(text.as_deref(), &origin, vars)
+    }
+
+    /// As [`Config::load_with`] with the file's text at hand (`origin`
+    /// names it in errors).
+    ///
+    /// # Errors
+    /// As [`Config::load`], but for reading.
+    pub fn from_text(
+        text: Option<&str>,
+        origin: &str,
+        vars: impl Iterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let mut table = parse_table(DEFAULT_TOML, "default config")?;
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-                path: path.to_path_buf(),
-                error,
-            })?;
-            let mut over = parse_table(&text, &path.display().to_string())?;
+        if let Some(text) = text {
+            let mut over = parse_table(text, origin)?;
             renamed(&mut over);
             merge(&mut table, over);
         }
         apply_env(&mut table, vars)?;
-        let origin = file.map_or("config".to_string(), |p| p.display().to_string());
+        let origin = origin.to_string();
         let mut cfg: Config = serde_path_to_error::deserialize(toml::Value::Table(table.clone()))
             .map_err(|e| {
             let key = e.path().to_string();

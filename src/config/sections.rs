@@ -25,6 +25,40 @@ pub struct Http {
     pub max_body_bytes: usize,
     /// How long a submit waits for the broker's decision, seconds.
     pub submit_timeout_s: u64,
+    /// Open connections in all (WebSocket sessions included).
+    pub max_connections: usize,
+    /// Open connections per client address.
+    pub max_connections_per_peer: usize,
+    /// TLS on the listener: a PEM certificate chain (with `tls_key`).
+    pub tls_cert: String,
+    /// Its private key (PEM).
+    pub tls_key: String,
+}
+
+impl Http {
+    /// How the listener runs: its address, caps and TLS.
+    ///
+    /// # Errors
+    /// Certificate or key files that cannot be used.
+    pub fn listener(&self) -> anyhow::Result<crate::http::Listener> {
+        let tls = if self.tls_cert.is_empty() {
+            None
+        } else {
+            Some(crate::tls::server_config(
+                std::path::Path::new(&self.tls_cert),
+                std::path::Path::new(&self.tls_key),
+                ("http.tls_cert", "http.tls_key"),
+            )?)
+        };
+        Ok(crate::http::Listener {
+            addr: self.listen.clone(),
+            caps: crate::http::Caps {
+                total: self.max_connections,
+                per_peer: self.max_connections_per_peer,
+            },
+            tls,
+        })
+    }
 }
 
 /// `[miap]`

@@ -23,6 +23,12 @@ impl Config {
         if self.data.dir.as_os_str().is_empty() {
             return Err(invalid("data.dir", "must not be empty"));
         }
+        pem_pair("http", &self.http.tls_cert, &self.http.tls_key)?;
+        connection_caps(
+            "http",
+            self.http.max_connections,
+            self.http.max_connections_per_peer,
+        )?;
         if self.http.max_body_bytes < 1024 {
             return Err(invalid("http.max_body_bytes", "must be at least 1024"));
         }
@@ -100,12 +106,7 @@ impl Config {
                 ),
             ));
         }
-        if self.miap.tls_cert.is_empty() != self.miap.tls_key.is_empty() {
-            return Err(invalid(
-                "miap.tls_cert",
-                "set both miap.tls_cert and miap.tls_key, or neither",
-            ));
-        }
+        pem_pair("miap", &self.miap.tls_cert, &self.miap.tls_key)?;
         if self.email.enabled {
             if self.email.local_domains.is_empty() {
                 return Err(invalid(
@@ -125,26 +126,18 @@ impl Config {
                     format!("{:?} is not failure, all or none", self.email.dsn),
                 ));
             }
-            if self.email.tls_cert.is_empty() != self.email.tls_key.is_empty() {
-                return Err(invalid(
-                    "email.tls_cert",
-                    "set both email.tls_cert and email.tls_key, or neither",
-                ));
-            }
+            pem_pair("email", &self.email.tls_cert, &self.email.tls_key)?;
             if self.email.require_tls && self.email.tls_cert.is_empty() {
                 return Err(invalid(
                     "email.require_tls",
                     "needs email.tls_cert and email.tls_key",
                 ));
             }
-            if self.email.max_connections_per_peer == 0
-                || self.email.max_connections < self.email.max_connections_per_peer
-            {
-                return Err(invalid(
-                    "email.max_connections_per_peer",
-                    "must be at least 1 and at most email.max_connections",
-                ));
-            }
+            connection_caps(
+                "email",
+                self.email.max_connections,
+                self.email.max_connections_per_peer,
+            )?;
             if !matches!(
                 self.email.relay_tls.as_str(),
                 "none" | "opportunistic" | "required"
@@ -208,4 +201,27 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A section's `tls_cert` and `tls_key`: both or neither.
+fn pem_pair(section: &str, cert: &str, key: &str) -> Result<(), ConfigError> {
+    if cert.is_empty() != key.is_empty() {
+        return Err(invalid(
+            &format!("{section}.tls_cert"),
+            format!("set both {section}.tls_cert and {section}.tls_key, or neither"),
+        ));
+    }
+    Ok(())
+}
+
+/// A section's `max_connections` and `max_connections_per_peer`: one
+/// address gets at least one and at most all.
+fn connection_caps(section: &str, total: usize, per_peer: usize) -> Result<(), ConfigError> {
+    if per_peer == 0 || total < per_peer {
+        return Err(invalid(
+            &format!("{section}.max_connections_per_peer"),
+            format!("must be at least 1 and at most {section}.max_connections"),
+        ));
+    }
+    Ok(())
 }

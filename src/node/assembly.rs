@@ -537,8 +537,9 @@ impl Node {
             broker: core.broker.shared.clone(),
             clock: core.clock.clone(),
             cluster: core.cluster.clone(),
+            data_dir: cfg.data.dir.clone(),
         };
-        let (server, http_addr) = api::serve(state, &cfg.http.listen, cfg.shutdown.timeout_s)?;
+        let (server, http_addr) = api::serve(state, &cfg.http.listener()?, cfg.shutdown.timeout_s)?;
         let handle = server.handle();
         actix_rt::spawn(server);
         if let Some(m) = &core.cluster {

@@ -11,9 +11,9 @@ use switchboard_core::protocol::{MemberId, MemberKeys, SecretKey};
 use switchboard_core::store::Store;
 
 use crate::gateways;
+use crate::secrets::write_private;
 
-/// The file holding the admin token in the data directory.
-pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+pub use crate::secrets::ADMIN_TOKEN_FILE;
 
 fn create_dir_private(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -23,27 +23,6 @@ fn create_dir_private(dir: &Path) -> anyhow::Result<()> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("restricting {}", dir.display()))?;
     }
-    Ok(())
-}
-
-/// Writes `text` to `path`, readable by the owner only.
-///
-/// # Errors
-/// A file that cannot be written.
-pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
     Ok(())
 }
 

@@ -17,6 +17,6 @@ pub mod shutdown;
 pub mod signals;
 
 pub use assembly::{wait_logged_in, Core, Node};
-pub use init::{initialise, open_store, write_private, ADMIN_TOKEN_FILE};
+pub use init::{initialise, open_store, ADMIN_TOKEN_FILE};
 pub use mediums::{fax_spool, fax_spool_in, start_email_with, start_sms_with};
 pub use signals::{sd_notify, serve, Sig, Signals};

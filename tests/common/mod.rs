@@ -211,6 +211,26 @@ fn config(dir: &Path, extra: &[(String, String)]) -> Config {
     Config::load_with(None, vars.into_iter()).expect("test config")
 }
 
+/// A blocking TCP connection to `to` from the loopback address `from`
+/// (127.0.0.N: another client address on one machine), reads timing out
+/// after 10 s.
+#[allow(dead_code)]
+pub fn tcp_from(to: std::net::SocketAddr, from: [u8; 4]) -> std::net::TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let s = rt.block_on(async {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind((std::net::Ipv4Addr::from(from), 0).into())
+            .unwrap();
+        sock.connect(to).await.unwrap().into_std().unwrap()
+    });
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
 /// Runs inside the node's actix system once it started (adds gateways, …).
 pub type Setup = Box<
     dyn for<'a> FnOnce(&'a Node) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>
@@ -1064,8 +1084,22 @@ pub fn add_member(admin: &Api, id: &str, medium: &str, dir: &Path) -> PathBuf {
     );
     assert_eq!(code, 201, "adding member {id}: {v}");
     let path = dir.join(format!("{id}.key"));
-    std::fs::write(&path, v.to_string()).expect("key file");
+    write_key_file(&path, &v.to_string());
     path
+}
+
+/// Writes a member's key file as an operator must: readable by its owner
+/// only (a gateway refuses one others may read).
+pub fn write_key_file(path: &Path, text: &str) {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .expect("key file");
+    std::io::Write::write_all(&mut f, text.as_bytes()).expect("key file");
 }
 
 /// A gateway in its own process (`switchboard gateway`), killable with

@@ -71,6 +71,9 @@ impl BrokerShard {
         let directory = &self.shared.deps.directory;
         let user = directory.authenticate_digest(&f.token_sha256);
         tracing::debug!(member = %from, known = user.is_some(), "identify");
+        if let Some(u) = &user {
+            self.shared.deps.members.note_identified(from, u);
+        }
         let contacts = user
             .as_deref()
             .and_then(|u| directory.profile(u))
@@ -84,7 +87,8 @@ impl BrokerShard {
 
     /// A session gateway holds (or no longer holds) a user's session: the
     /// user's IM goes there while they are not offline, and what others see
-    /// of them follows.
+    /// of them follows. It may hold only sessions of users it showed a
+    /// token of (`Identify`) on this connection.
     pub(super) fn presence(
         &mut self,
         from: &MemberId,
@@ -94,7 +98,10 @@ impl BrokerShard {
             frames::check_presence(s, &p, now, skew)
         })?;
         let held = p.state != PresenceState::Offline;
-        self.shared.deps.members.hold_session(from, &p.user, held);
+        // Nothing is reported for a session the registry would not record.
+        if !self.shared.deps.members.hold_session(from, &p.user, held) {
+            return Err(ProtocolError::WrongParty);
+        }
         if let Some(presence) = &self.shared.deps.presence_actor {
             let (state, note) = State::from_frame(&p.state);
             presence.do_send(Reported {

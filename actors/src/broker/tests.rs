@@ -593,6 +593,17 @@ impl World {
         self.send(&m.id, Frame::Presence(p)).await;
     }
 
+    /// `m` shows the broker a token of `user` (a new one) and gets its
+    /// identity back.
+    async fn identify(&self, m: &Member, user: &str) {
+        let token = self.shared.deps.directory.rotate_token(user).await.unwrap();
+        let s = m.session.as_ref().unwrap();
+        let f = frames::make_identify(s, 99, mac::sha256(token.as_bytes()), NOW);
+        self.send(&m.id, Frame::Identify(f)).await;
+        let id = m.rec.take("identity", identity).await;
+        assert_eq!(id.user.as_deref(), Some(user));
+    }
+
     /// Where the next message to `user` is routed.
     async fn destination_for(&self, user: &str) -> MemberId {
         self.submit(self.imi(To::User(user.into())))
@@ -669,7 +680,16 @@ async fn im_goes_to_the_session_gateway_holding_the_user_and_home_otherwise() {
     let gw = session_gateway(&w).await;
     // Connected and logged in, it still gets no IM of users it does not hold.
     assert_eq!(w.destination_for("alice").await, w.im.id);
+    // Nor of a user whose token it was not shown: refused, nothing held.
+    w.tell_presence(&gw, "alice", PresenceState::Online).await;
+    let reason = |f: &Frame| refused(f).map(|r| r.error);
+    assert_eq!(
+        gw.rec.take("refusal", reason).await,
+        ProtocolError::WrongParty
+    );
+    assert_eq!(w.destination_for("alice").await, w.im.id);
 
+    w.identify(&gw, "alice").await;
     w.tell_presence(&gw, "alice", PresenceState::Online).await;
     assert_eq!(w.destination_for("alice").await, gw.id);
     // Another member's word about alice holds nothing.

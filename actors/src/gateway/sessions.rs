@@ -54,6 +54,12 @@ pub(super) struct ClientSessions {
     /// Identify requests waiting for the broker: the token's digest and the
     /// asker.
     identifying: HashMap<u64, ([u8; 32], oneshot::Sender<Option<Identified>>)>,
+    /// The token digest each user was identified by: shown to the broker
+    /// again after every login, before their presence (the broker takes
+    /// presence only for users the gateway identified on that connection).
+    digests: HashMap<String, [u8; 32]>,
+    /// Those identify requests, answered to no one.
+    reidentifying: HashMap<u64, [u8; 32]>,
     next_req: u64,
     /// Users whose presence the clients follow.
     watched: HashSet<String>,
@@ -80,9 +86,24 @@ impl<M: Medium> Gateway<M> {
         }
     }
 
-    /// After a login: every held session's presence again, and every
-    /// followed user.
-    pub(super) fn announce_all(&self) {
+    /// After a login: every held session's user identified again, then
+    /// its presence, and every followed user.
+    pub(super) fn announce_all(&mut self) {
+        let now = self.now();
+        if let Ok(s) = self.tscs.session() {
+            self.clients.reidentifying.clear();
+            let users: Vec<String> = self.clients.announced.keys().cloned().collect();
+            for user in users {
+                let Some(digest) = self.clients.digests.get(&user).copied() else {
+                    continue;
+                };
+                self.clients.next_req += 1;
+                let req = self.clients.next_req;
+                self.clients.reidentifying.insert(req, digest);
+                let f = frames::make_identify(&s.current, req, digest, now);
+                self.to_broker(Frame::Identify(f));
+            }
+        }
         for (user, state) in &self.clients.announced {
             self.send_presence(user, state);
         }
@@ -113,12 +134,16 @@ impl<M: Medium> Gateway<M> {
     }
 
     pub(super) fn on_identity(&mut self, i: Identity) -> Result<(), ProtocolError> {
-        let Some((digest, _)) = self.clients.identifying.get(&i.req) else {
+        let asked = self.clients.identifying.get(&i.req).map(|(d, _)| *d);
+        let Some(digest) = asked.or_else(|| self.clients.reidentifying.get(&i.req).copied()) else {
             return Err(ProtocolError::WrongParty);
         };
-        let digest = *digest;
         self.session()?
             .verify(|s| frames::check_identity(s, &i, &digest))?;
+        self.clients.reidentifying.remove(&i.req);
+        if let Some(user) = &i.user {
+            self.clients.digests.insert(user.clone(), digest);
+        }
         if let Some((_, tx)) = self.clients.identifying.remove(&i.req) {
             let _ = tx.send(i.user.map(|u| (u, i.contacts)));
         }
@@ -133,6 +158,7 @@ impl<M: Medium> Handler<AnnouncePresence> for Gateway<M> {
         self.send_presence(&m.user, &m.state);
         if m.state == PresenceState::Offline {
             self.clients.announced.remove(&m.user);
+            self.clients.digests.remove(&m.user);
         } else {
             self.clients.announced.insert(m.user, m.state);
         }

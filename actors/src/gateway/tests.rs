@@ -650,6 +650,27 @@ async fn an_im_gateway_asks_whose_token_and_trusts_only_the_brokers_answer() {
 async fn an_im_gateway_announces_the_sessions_it_holds_again_after_a_login() {
     let w = world();
     let r = w.start(FakeMedium::default()).await;
+    let identify = |f: &Frame| match f {
+        Frame::Identify(i) => Some(i.clone()),
+        _ => None,
+    };
+    // alice's client showed her token (the broker answered: alice).
+    let asking = actix_rt::spawn(r.gw.send(IdentifyToken("sb_alice".into())));
+    let ask = w.broker.take("identify", identify).await;
+    let identity = |s, req, d: &[u8; 32]| MiapFrame {
+        from: broker_id(),
+        frame: Frame::Identity(frames::make_identity(
+            s,
+            req,
+            d,
+            Some("alice".into()),
+            vec![],
+        )),
+    };
+    r.gw.send(identity(&r.session, ask.req, &ask.token_sha256))
+        .await
+        .unwrap();
+    assert!(asking.await.unwrap().unwrap().is_ok());
     for (user, state) in [
         ("alice", PresenceState::Online),
         ("bob", PresenceState::Busy),
@@ -683,9 +704,18 @@ async fn an_im_gateway_announces_the_sessions_it_holds_again_after_a_login() {
         ]
     );
     // A new connection: the gateway logs in again and, once accepted,
-    // tells the broker alice's session again (bob's is gone).
+    // shows the broker alice's token again (the broker holds a session
+    // only for a user identified on the connection), then tells it her
+    // session (bob's is gone).
     r.gw.send(crate::bus::LinkUp).await.unwrap();
     let session = w.accept_login(&r.gw).await;
+    let again = w.broker.take("identify again", identify).await;
+    frames::check_identify(&session, &again, NOW, 30_000).expect("signed in the new session");
+    assert_eq!(again.token_sha256, ask.token_sha256);
+    // Its answer is taken (no refusal), and answers no one.
+    r.gw.send(identity(&session, again.req, &again.token_sha256))
+        .await
+        .unwrap();
     let p = w
         .broker
         .take("presence", |f| match f {
@@ -696,8 +726,8 @@ async fn an_im_gateway_announces_the_sessions_it_holds_again_after_a_login() {
     frames::check_presence(&session, &p, NOW, 30_000).expect("signed in the new session");
     assert_eq!((p.user.as_str(), p.state), ("alice", PresenceState::Online));
     w.broker
-        .none("another presence", |f| match f {
-            Frame::Presence(_) => Some(()),
+        .none("another presence, or a refusal", |f| match f {
+            Frame::Presence(_) | Frame::Refused(_) => Some(()),
             _ => None,
         })
         .await;

@@ -457,6 +457,20 @@ impl Directory {
         self.store.writer().write(b).await
     }
 
+    /// Makes `token` the admin token; the one before stops working.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn set_admin_token(&self, token: &str) -> Result<(), StoreError> {
+        let mut b = WriteBatch::new();
+        b.insert(
+            Tree::Meta,
+            ADMIN_TOKEN.to_vec(),
+            token_hash(token).into_bytes(),
+        );
+        self.store.writer().write(b).await
+    }
+
     /// Whether `token` is the admin token.
     pub fn is_admin(&self, token: &str) -> bool {
         match self.store.get(Tree::Meta, ADMIN_TOKEN) {

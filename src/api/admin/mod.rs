@@ -1,11 +1,13 @@
 //! Admin endpoints (admin token), one file per resource: [`users`],
 //! [`members`], [`managers`] (delivery managers), [`records`]
-//! (transactions and accounting), [`cluster`].
+//! (transactions and accounting), [`cluster`], [`token`] (the admin
+//! token's rotation).
 
 pub mod cluster;
 pub mod managers;
 pub mod members;
 pub mod records;
+pub mod token;
 pub mod users;
 
 use crate::http::error::ApiError;

@@ -5,6 +5,7 @@
 //! not answer) is retried with back-off, then a non-delivery.
 
 pub mod dsn;
+pub mod parse;
 pub mod smtp;
 pub mod tls;
 

@@ -11,13 +11,11 @@
 //! broker. Bad input — over-long lines, junk bytes, commands out of order —
 //! gets a clear reply; too many errors or an idle client are disconnected.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
-use dashmap::DashMap;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -26,8 +24,10 @@ use switchboard_actors::gateway::{Gateway, Originate, OriginateError};
 use switchboard_core::directory::Directory;
 use switchboard_core::protocol::{Address, MediumKind, Priority, To};
 
+use super::parse::{path, read_line, Command, Data, Line};
 use super::EmailMedium;
 use crate::content::mime;
+use crate::limits::Peers;
 
 /// Longest command line (RFC 5321 §4.5.3.1.4: 512; we allow extensions).
 const MAX_COMMAND: usize = 1000;
@@ -76,7 +76,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
 /// Accepts connections until the task is dropped.
 pub async fn serve(listener: TcpListener, ctx: Arc<SmtpContext>) {
     let slots = Arc::new(Semaphore::new(ctx.max_connections));
-    let per_peer: Arc<DashMap<IpAddr, usize>> = Arc::default();
+    let per_peer = Peers::default();
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -87,7 +87,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<SmtpContext>) {
             }
         };
         // One address cannot take every slot (and answer everyone else 421).
-        let Some(mine) = PeerSlot::take(&per_peer, peer.ip(), ctx.max_connections_per_peer) else {
+        let Some(mine) = per_peer.take(peer.ip(), ctx.max_connections_per_peer) else {
             tracing::warn!(peer = %peer, "SMTP connection refused: too many from this address");
             let mut sock = sock;
             let _ = sock
@@ -110,102 +110,6 @@ pub async fn serve(listener: TcpListener, ctx: Arc<SmtpContext>) {
             drop((permit, mine));
         });
     }
-}
-
-/// A connection's place among its address's (released when dropped).
-struct PeerSlot {
-    peers: Arc<DashMap<IpAddr, usize>>,
-    ip: IpAddr,
-}
-
-impl PeerSlot {
-    /// A place for `ip` if it has fewer than `max` connections.
-    fn take(peers: &Arc<DashMap<IpAddr, usize>>, ip: IpAddr, max: usize) -> Option<Self> {
-        let mut n = peers.entry(ip).or_insert(0);
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(Self {
-            peers: peers.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for PeerSlot {
-    fn drop(&mut self) {
-        if let Some(mut n) = self.peers.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-        }
-        self.peers.remove_if(&self.ip, |_, n| *n == 0);
-    }
-}
-
-enum Line {
-    Text(Vec<u8>),
-    TooLong,
-}
-
-/// Reads one line (through `\n`), at most `max` bytes; a longer line is
-/// read to its end and reported as [`Line::TooLong`]. `None` at end of input.
-async fn read_line<R: AsyncBufRead + Unpin>(
-    r: &mut R,
-    max: usize,
-) -> std::io::Result<Option<Line>> {
-    let mut buf = Vec::new();
-    let mut too_long = false;
-    loop {
-        let available = r.fill_buf().await?;
-        if available.is_empty() {
-            return Ok(if buf.is_empty() && !too_long {
-                None
-            } else {
-                Some(Line::Text(buf))
-            });
-        }
-        let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (available.len(), false),
-        };
-        if !too_long && buf.len() + chunk <= max {
-            buf.extend_from_slice(&available[..chunk]);
-        } else {
-            too_long = true;
-        }
-        r.consume(chunk);
-        if done {
-            return Ok(Some(if too_long {
-                Line::TooLong
-            } else {
-                Line::Text(buf)
-            }));
-        }
-    }
-}
-
-/// `<addr>` (with optional parameters after it) from a MAIL/RCPT argument.
-fn path(arg: &str, prefix: &str) -> Option<(String, Vec<String>)> {
-    let rest = arg
-        .get(..prefix.len())
-        .filter(|p| p.eq_ignore_ascii_case(prefix))
-        .map(|_| &arg[prefix.len()..])?;
-    let rest = rest.trim_start();
-    let rest = rest.strip_prefix('<')?;
-    let end = rest.find('>')?;
-    let addr = rest[..end].trim();
-    let valid = addr.len() <= 254
-        && !addr
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || "<>,;\"".contains(c));
-    if !valid {
-        return None;
-    }
-    let params = rest[end + 1..]
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
-    Some((addr.to_string(), params))
 }
 
 struct Session {
@@ -292,17 +196,12 @@ impl Session {
                 }
                 Some(Line::Text(bytes)) => bytes,
             };
-            let Ok(text) = std::str::from_utf8(&line) else {
-                self.error("500 5.5.2 Command is not valid text").await?;
-                continue;
-            };
-            let text = text.trim_end_matches(['\r', '\n']);
-            let (verb, arg) = text.split_once(' ').unwrap_or((text, ""));
-            match verb.to_ascii_uppercase().as_str() {
-                "EHLO" | "HELO" if arg.trim().is_empty() => {
-                    self.error("501 5.5.4 Syntax: EHLO domain").await?
+            match Command::parse(&line) {
+                Command::NotText => {
+                    self.error("500 5.5.2 Command is not valid text").await?
                 }
-                "EHLO" => {
+                Command::NoDomain => self.error("501 5.5.4 Syntax: EHLO domain").await?,
+                Command::Ehlo(domain) => {
                     self.helo = true;
                     self.reset();
                     let starttls = if self.ctx.tls.is_some() && !self.tls {
@@ -313,45 +212,45 @@ impl Session {
                     let lines = format!(
                         "250-{} greets {}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE {}\r\n{starttls}250 ENHANCEDSTATUSCODES",
                         self.ctx.hostname,
-                        arg.trim(),
+                        domain,
                         self.ctx.max_message_bytes
                     );
                     self.reply(&lines).await?;
                 }
-                "STARTTLS" => {
+                Command::StartTls(arg) => {
                     if !self.starttls(arg).await? {
                         return Ok(());
                     }
                 }
-                "HELO" => {
+                Command::Helo(_) => {
                     self.helo = true;
                     self.reset();
                     let r = format!("250 {}", self.ctx.hostname);
                     self.reply(&r).await?;
                 }
-                "MAIL" => self.mail(arg).await?,
-                "RCPT" => self.rcpt(arg).await?,
-                "DATA" => self.data().await?,
-                "RSET" => {
+                Command::Mail(arg) => self.mail(arg).await?,
+                Command::Rcpt(arg) => self.rcpt(arg).await?,
+                Command::Data => self.data().await?,
+                Command::Rset => {
                     self.reset();
                     self.reply("250 2.0.0 Ok").await?;
                 }
-                "NOOP" => self.reply("250 2.0.0 Ok").await?,
-                "VRFY" => {
+                Command::Noop => self.reply("250 2.0.0 Ok").await?,
+                Command::Vrfy => {
                     self.reply("252 2.5.2 Cannot verify, but will accept the message")
                         .await?
                 }
-                "HELP" => {
+                Command::Help => {
                     self.reply(
                         "214 2.0.0 Commands: EHLO HELO STARTTLS MAIL RCPT DATA RSET NOOP QUIT VRFY HELP",
                     )
                     .await?
                 }
-                "QUIT" => return self.reply("221 2.0.0 Bye").await,
-                "AUTH" | "BDAT" | "ETRN" => {
+                Command::Quit => return self.reply("221 2.0.0 Bye").await,
+                Command::NotImplemented => {
                     self.error("502 5.5.1 Not implemented").await?
                 }
-                _ => self.error("500 5.5.2 Command not recognized").await?,
+                Command::Unknown => self.error("500 5.5.2 Command not recognized").await?,
             }
         }
     }
@@ -487,45 +386,23 @@ impl Session {
             return self.error("554 5.5.1 No valid recipients").await;
         }
         self.reply("354 End data with <CR><LF>.<CR><LF>").await?;
-        let mut raw = Vec::new();
-        let mut oversize = false;
-        // Only <CR><LF>.<CR><LF> ends the data (RFC 5321 4.1.1.4): a `.`
-        // line after a bare <LF>, or ending in one, is content. Otherwise
-        // one session could carry a second, hidden message past a filter
-        // that reads the data the standard way (the CVE-2023-51764 class).
-        // The <CR><LF> before the first line is DATA's own.
-        let mut after_crlf = true;
+        let mut data = Data::new(self.ctx.max_message_bytes);
         loop {
-            let line = match self.next_line(MAX_DATA_LINE).await? {
+            match self.next_line(MAX_DATA_LINE).await? {
                 // The client went away mid-message: nothing is accepted.
                 None => return Ok(()),
-                Some(Line::TooLong) => {
-                    oversize = true;
-                    continue;
+                Some(line) => {
+                    if data.line(&line) {
+                        break;
+                    }
                 }
-                Some(Line::Text(l)) => l,
-            };
-            if after_crlf && line == b".\r\n" {
-                break;
-            }
-            // Dot-stuffing is undone only at the start of a line proper.
-            let content = match line.strip_prefix(b".") {
-                Some(rest) if after_crlf => rest,
-                _ => &line,
-            };
-            after_crlf = line.ends_with(b"\r\n");
-            if raw.len() + content.len() > self.ctx.max_message_bytes {
-                oversize = true;
-            }
-            if !oversize {
-                raw.extend_from_slice(content);
             }
         }
         let from = self.from.take().unwrap_or_default();
         let rcpts = std::mem::take(&mut self.rcpts);
-        if oversize {
+        let Some(raw) = data.finish() else {
             return self.reply("552 5.3.4 Message too big").await;
-        }
+        };
         let reply = self.submit(&from, rcpts, &raw).await;
         self.reply(&reply).await
     }
@@ -583,34 +460,5 @@ impl Session {
             (true, Some(code), None) => format!("550 5.7.1 Refused: {code}"),
             (true, None, None) => "554 5.5.1 No valid recipients".into(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::path;
-
-    #[test]
-    fn paths_and_parameters() {
-        assert_eq!(
-            path("FROM:<a@b.c>", "FROM:"),
-            Some(("a@b.c".into(), vec![]))
-        );
-        assert_eq!(
-            path("from: <a@b.c> SIZE=10 BODY=8BITMIME", "FROM:"),
-            Some((
-                "a@b.c".into(),
-                vec!["SIZE=10".into(), "BODY=8BITMIME".into()]
-            ))
-        );
-        assert_eq!(path("FROM:<>", "FROM:"), Some((String::new(), vec![])));
-        assert_eq!(
-            path("FROM:a@b.c", "FROM:"),
-            None,
-            "angle brackets are required"
-        );
-        assert_eq!(path("FROM:<a b@c>", "FROM:"), None);
-        assert_eq!(path("TO:<a@b>", "FROM:"), None);
-        assert_eq!(path("FROM:<a@b", "FROM:"), None);
     }
 }

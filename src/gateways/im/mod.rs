@@ -11,6 +11,7 @@
 //! delivery manager may move on to the next mechanism after the attempt
 //! timeout.
 
+pub mod client_frame;
 pub mod clients;
 pub mod frame_guard;
 pub mod hub;

@@ -95,7 +95,8 @@ pub fn start(
                 ))
             }))
     });
-    let (server, addr) = crate::http::run_on(server, &cfg.http.listen, cfg.shutdown.timeout_s)?;
+    let (server, addr) =
+        crate::http::run_on(server, &cfg.http.listener()?, cfg.shutdown.timeout_s)?;
     let handle = server.handle();
     actix_rt::spawn(server);
     Ok(RemoteIm {

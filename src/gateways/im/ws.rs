@@ -14,16 +14,15 @@ use std::time::Duration;
 
 use actix_web::{get, web, FromRequest, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
-use switchboard_actors::bus::State;
 use switchboard_actors::medium::MediumReport;
 use switchboard_actors::presence::{Activity, SessionClosed, SessionOpened, SetPresence};
-use switchboard_core::protocol::{Priority, ReportStatus};
+use switchboard_core::protocol::ReportStatus;
 use switchboard_core::store::records::enc;
 use switchboard_core::store::{InboxEntry, Store, Tree, WriteBatch};
 
+use super::client_frame::ClientFrame;
 use super::clients::ImClients;
 use super::frame_guard;
 use super::hub::{message_frame, Join, Leave};
@@ -45,38 +44,6 @@ const MAX_SUBSCRIBE: usize = 1000;
 /// The largest frame taken before a session is authenticated (an `auth`
 /// frame is about 100 bytes).
 pub const PRE_AUTH_FRAME: usize = 4096;
-
-/// Frames a client sends.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-enum ClientFrame {
-    Auth {
-        token: String,
-    },
-    Send {
-        id: Option<Value>,
-        to: String,
-        body: String,
-        subject: Option<String>,
-        priority: Option<Priority>,
-        expires_in_s: Option<u64>,
-        receipt: Option<bool>,
-        idempotency_key: Option<String>,
-    },
-    Read {
-        id: Option<Value>,
-        txn: String,
-    },
-    Presence {
-        state: State,
-        note: Option<String>,
-    },
-    Subscribe {
-        users: Vec<String>,
-    },
-}
-
-const TYPES: [&str; 5] = ["auth", "send", "read", "presence", "subscribe"];
 
 fn error_frame(id: Option<&Value>, code: &str, message: &str) -> String {
     let mut v = json!({"type": "error", "code": code, "message": message});
@@ -275,42 +242,10 @@ impl Conn {
 
     /// Handles one text frame. `Err` carries a close reason.
     async fn text(&mut self, text: &str) -> Result<(), CloseReason> {
-        let v: Value = match serde_json::from_str(text) {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = self.tx.send(error_frame(
-                    None,
-                    "bad_json",
-                    &format!("malformed JSON: {e}"),
-                ));
-                return Ok(());
-            }
-        };
-        let id = v.get("id").cloned();
-        let Some(kind) = v.get("type").and_then(Value::as_str).map(str::to_string) else {
-            let _ = self.tx.send(error_frame(
-                id.as_ref(),
-                "bad_request",
-                "a frame needs a string \"type\"",
-            ));
-            return Ok(());
-        };
-        if !TYPES.contains(&kind.as_str()) {
-            let msg = format!(
-                "unknown type {kind:?}; expected one of {}",
-                TYPES.join(", ")
-            );
-            let _ = self.tx.send(error_frame(id.as_ref(), "unknown_type", &msg));
-            return Ok(());
-        }
-        let frame: ClientFrame = match serde_json::from_value(v) {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = self.tx.send(error_frame(
-                    id.as_ref(),
-                    "bad_request",
-                    &format!("invalid {kind} frame: {e}"),
-                ));
+        let (id, frame) = match ClientFrame::parse(text) {
+            Ok(parsed) => parsed,
+            Err(r) => {
+                let _ = self.tx.send(error_frame(r.id.as_ref(), r.code, &r.message));
                 return Ok(());
             }
         };
