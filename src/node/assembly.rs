@@ -118,6 +118,13 @@ impl Core {
             None => open_store(&dir)?,
         };
         let directory = Directory::load(store.clone(), cfg.miap.key_grace_s * 1000)?;
+        let migrated = directory.migrate_tokens().await?;
+        if migrated > 0 {
+            tracing::info!(
+                records = migrated,
+                "tokens stored the current way (not as the digest Identify carries)"
+            );
+        }
         let new_admin_token = initialise(&dir, &directory).await?;
         if new_admin_token.is_some() {
             tracing::info!(dir = %dir.display(), "initialised a new data directory; the admin token is in {}", dir.join(ADMIN_TOKEN_FILE).display());

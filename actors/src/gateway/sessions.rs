@@ -32,9 +32,11 @@ pub struct IdentifyToken(pub String);
 pub type Identified = (String, Vec<String>);
 
 /// The gateway's clients follow these users' presence: the broker is asked
-/// to tell it (now, and again after every login).
+/// to tell it (now, and again after every login). Answered with how many
+/// of them the gateway could not take: it follows at most
+/// [`MAX_WATCHED`] users in all.
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
+#[rtype(result = "usize")]
 pub struct WatchUsers(pub Vec<String>);
 
 /// Why a token could not be checked.
@@ -166,22 +168,30 @@ impl<M: Medium> Handler<AnnouncePresence> for Gateway<M> {
 }
 
 impl<M: Medium> Handler<WatchUsers> for Gateway<M> {
-    type Result = ();
+    type Result = usize;
 
-    fn handle(&mut self, WatchUsers(users): WatchUsers, _: &mut Context<Self>) {
+    fn handle(&mut self, WatchUsers(users): WatchUsers, _: &mut Context<Self>) -> usize {
         let room = MAX_WATCHED.saturating_sub(self.clients.watched.len());
-        let new: Vec<String> = users
+        let mut new: Vec<String> = users
             .into_iter()
             .filter(|u| !self.clients.watched.contains(u))
             .collect::<HashSet<_>>()
             .into_iter()
-            .take(room)
             .collect();
-        if new.is_empty() {
-            return;
+        let left = new.len().saturating_sub(room);
+        new.truncate(room);
+        if left > 0 {
+            tracing::warn!(
+                left,
+                watched = self.clients.watched.len(),
+                "the gateway follows the most users it may; these are not followed"
+            );
         }
-        self.clients.watched.extend(new.iter().cloned());
-        self.send_watch(new);
+        if !new.is_empty() {
+            self.clients.watched.extend(new.iter().cloned());
+            self.send_watch(new);
+        }
+        left
     }
 }
 

@@ -780,3 +780,28 @@ async fn a_placed_delivery_is_made_where_it_was_placed_and_says_how() {
         }
     }
 }
+
+#[actix_rt::test]
+async fn an_im_gateway_says_how_many_users_it_could_not_follow() {
+    use crate::bus::presence::MAX_WATCHED;
+    let w = world();
+    let r = w.start(FakeMedium::default()).await;
+    let all: Vec<String> = (0..MAX_WATCHED).map(|i| format!("u{i}")).collect();
+    assert_eq!(r.gw.send(WatchUsers(all)).await.unwrap(), 0);
+    // Full: a user already followed costs nothing, a new one is not taken
+    // and counted, and no frame asks the broker for it.
+    let more = vec!["u7".to_string(), "newcomer".to_string()];
+    assert_eq!(r.gw.send(WatchUsers(more)).await.unwrap(), 1);
+    let asked: usize = {
+        let f = w.broker.frames.lock().unwrap();
+        f.iter()
+            .filter_map(|m| match &m.frame {
+                Frame::Watch(x) => Some(x),
+                _ => None,
+            })
+            .inspect(|x| assert!(!x.users.contains(&"newcomer".to_string())))
+            .map(|x| x.users.len())
+            .sum()
+    };
+    assert!(asked <= MAX_WATCHED, "{asked}");
+}

@@ -26,7 +26,7 @@ use crate::store::{Store, StoreError, Tree, WriteBatch};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct UserRecord {
     profile: Profile,
-    /// SHA-256 of the user's API token, hex.
+    /// What the store keeps of the user's API token ([`token_hash`]).
     token_hash: Option<String>,
 }
 
@@ -70,8 +70,42 @@ struct UserRecordCache {
     token_hash: Option<String>,
 }
 
+/// What the store keeps of a token: a hash of its SHA-256 — not the
+/// SHA-256 itself, which is what a remote IM gateway's `Identify` carries:
+/// a leaked database then yields nothing either the HTTP API or MIAP takes.
 fn token_hash(token: &str) -> String {
-    hex(&sha256(token.as_bytes()))
+    stored_hash(&sha256(token.as_bytes()))
+}
+
+/// Marks [`stored_hash`]'s form (an earlier build stored `hex(sha256(token))`).
+const STORED_V2: &str = "v2:";
+
+/// The stored form of a token whose SHA-256 is `digest`.
+fn stored_hash(digest: &[u8; 32]) -> String {
+    let mut input = b"switchboard stored token v2\0".to_vec();
+    input.extend_from_slice(digest);
+    format!("{STORED_V2}{}", hex(&sha256(&input)))
+}
+
+/// `stored` in the current form: an earlier build's `hex(sha256(token))`
+/// is turned into [`stored_hash`] of it (what [`Directory::migrate_tokens`]
+/// then writes back).
+fn current_hash(stored: &str) -> String {
+    if stored.starts_with(STORED_V2) {
+        return stored.to_string();
+    }
+    let bytes: Option<Vec<u8>> = (0..stored.len())
+        .step_by(2)
+        .map(|i| {
+            stored
+                .get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect();
+    match bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+        Some(digest) => stored_hash(&digest),
+        None => stored.to_string(),
+    }
 }
 
 /// A fresh API token: 32 random bytes as hex, prefixed `sb_`.
@@ -165,7 +199,8 @@ struct Caches<'a> {
 }
 
 impl Caches<'_> {
-    fn cache_user(&self, rec: UserRecord) {
+    fn cache_user(&self, mut rec: UserRecord) {
+        rec.token_hash = rec.token_hash.as_deref().map(current_hash);
         for a in rec.profile.addresses() {
             self.by_address.insert(a, rec.profile.id.clone());
         }
@@ -256,7 +291,49 @@ impl Directory {
     /// The user whose API token has SHA-256 `digest` (a remote IM gateway
     /// asks with the digest, never the token).
     pub fn authenticate_digest(&self, digest: &[u8; 32]) -> Option<String> {
-        self.tokens.get(&hex(digest)).map(|u| u.clone())
+        self.tokens.get(&stored_hash(digest)).map(|u| u.clone())
+    }
+
+    /// Rewrites what an earlier build stored of tokens (their SHA-256, the
+    /// very digest `Identify` carries) in the current form; idempotent, and
+    /// the same on every node of a cluster. Returns how many records it
+    /// rewrote.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn migrate_tokens(&self) -> Result<usize, StoreError> {
+        let mut b = WriteBatch::new();
+        let mut n = 0;
+        for (k, v) in self.store.scan(Tree::Profiles, b"")? {
+            let Ok(mut rec) = serde_json::from_slice::<UserRecord>(&v) else {
+                continue;
+            };
+            let Some(old) = rec.token_hash.clone() else {
+                continue;
+            };
+            if old.starts_with(STORED_V2) {
+                continue;
+            }
+            rec.token_hash = Some(current_hash(&old));
+            let v = serde_json::to_vec(&rec).map_err(|_| StoreError::Corrupt("profile"))?;
+            b.insert(Tree::Profiles, k.to_vec(), v);
+            n += 1;
+        }
+        if let Some(h) = self.store.get(Tree::Meta, ADMIN_TOKEN)? {
+            let h = String::from_utf8_lossy(&h).into_owned();
+            if !h.starts_with(STORED_V2) {
+                b.insert(
+                    Tree::Meta,
+                    ADMIN_TOKEN.to_vec(),
+                    current_hash(&h).into_bytes(),
+                );
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.store.writer().write(b).await?;
+        }
+        Ok(n)
     }
 
     /// Creates or replaces a profile (durably). A new user gets a token,
@@ -475,6 +552,7 @@ impl Directory {
     pub fn is_admin(&self, token: &str) -> bool {
         match self.store.get(Tree::Meta, ADMIN_TOKEN) {
             Ok(Some(h)) => {
+                let h = current_hash(&String::from_utf8_lossy(&h)).into_bytes();
                 let given = token_hash(token);
                 h.len() == given.len()
                     && h.iter()
@@ -490,6 +568,64 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn what_the_store_keeps_of_a_token_is_not_what_identify_carries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let d = Directory::load(store.clone(), 0).unwrap();
+        let token = d
+            .put_profile(Profile::im_only("bob"))
+            .await
+            .unwrap()
+            .unwrap();
+        let digest = sha256(token.as_bytes());
+        assert_eq!(d.authenticate_digest(&digest).as_deref(), Some("bob"));
+        // A leaked record: its hash, taken as a digest, identifies no one.
+        let raw = store.get(Tree::Profiles, b"bob").unwrap().unwrap();
+        let rec: UserRecord = serde_json::from_slice(&raw).unwrap();
+        let kept = rec.token_hash.unwrap();
+        assert!(
+            kept.starts_with(STORED_V2) && !kept.contains(&hex(&digest)),
+            "{kept}"
+        );
+        let leaked: [u8; 32] = sha256(kept.as_bytes());
+        assert_eq!(d.authenticate_digest(&leaked), None);
+
+        // An earlier build's records (the digest itself) still work, and
+        // are rewritten once.
+        let legacy = UserRecord {
+            profile: Profile::im_only("carol"),
+            token_hash: Some(hex(&sha256(b"sb_carol"))),
+        };
+        let mut b = WriteBatch::new();
+        b.insert(
+            Tree::Profiles,
+            b"carol".to_vec(),
+            serde_json::to_vec(&legacy).unwrap(),
+        );
+        b.insert(
+            Tree::Meta,
+            ADMIN_TOKEN.to_vec(),
+            hex(&sha256(b"sb_admin")).into_bytes(),
+        );
+        store.writer().write(b).await.unwrap();
+        let d = Directory::load(store.clone(), 0).unwrap();
+        assert_eq!(d.authenticate("sb_carol").as_deref(), Some("carol"));
+        assert!(d.is_admin("sb_admin"));
+        assert_eq!(d.migrate_tokens().await.unwrap(), 2);
+        assert_eq!(d.migrate_tokens().await.unwrap(), 0, "once");
+        let raw = store.get(Tree::Profiles, b"carol").unwrap().unwrap();
+        let rec: UserRecord = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(rec.token_hash, Some(token_hash("sb_carol")));
+        let d = Directory::load(store, 0).unwrap();
+        assert_eq!(d.authenticate("sb_carol").as_deref(), Some("carol"));
+        assert_eq!(
+            d.authenticate_digest(&sha256(b"sb_carol")).as_deref(),
+            Some("carol")
+        );
+        assert!(d.is_admin("sb_admin") && !d.is_admin("sb_other"));
+    }
 
     #[tokio::test]
     async fn users_tokens_and_addresses_survive_reload() {

@@ -144,7 +144,10 @@ impl ImClients {
     /// and asks the broker to tell it theirs.
     ///
     /// [`Profile::shows_presence_to`]: switchboard_core::directory::Profile::shows_presence_to
-    pub fn subscribe(&self, user: &str, mut users: Vec<String>) {
+    ///
+    /// Answered with how many a remote gateway could not follow (it follows
+    /// at most 100 000 users in all); those get no presence.
+    pub async fn subscribe(&self, user: &str, mut users: Vec<String>) -> usize {
         match &self.tokens {
             Tokens::Directory(d) => {
                 let viewer = d.profile(user);
@@ -160,14 +163,20 @@ impl ImClients {
             }
         }
         if users.is_empty() {
-            return;
+            return 0;
         }
+        let mut left = 0;
         if matches!(self.tokens, Tokens::Node) {
-            self.gateway.do_send(WatchUsers(users.clone()));
+            left = self
+                .gateway
+                .send(WatchUsers(users.clone()))
+                .await
+                .unwrap_or(0);
         }
         self.presence.do_send(Subscribe {
             subscriber: user.to_string(),
             users,
         });
+        left
     }
 }

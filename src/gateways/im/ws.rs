@@ -45,6 +45,17 @@ const MAX_SUBSCRIBE: usize = 1000;
 /// frame is about 100 bytes).
 pub const PRE_AUTH_FRAME: usize = 4096;
 
+/// What a client is told when its gateway follows the most users it may
+/// (a remote IM gateway, 100 000): some of those it asked for get no
+/// presence.
+fn too_many_watched() -> String {
+    error_frame(
+        None,
+        "too_many_watched",
+        "this gateway follows the most users it may; some of those asked for get no presence",
+    )
+}
+
 fn error_frame(id: Option<&Value>, code: &str, message: &str) -> String {
     let mut v = json!({"type": "error", "code": code, "message": message});
     if let Some(id) = id {
@@ -148,7 +159,9 @@ impl Conn {
             .unwrap_or(0);
         st.presence.do_send(SessionOpened(user.clone()));
         metrics::gauge!("switchboard_ws_sessions").increment(1.0);
-        st.subscribe(&user, st.contacts(&user));
+        if st.subscribe(&user, st.contacts(&user)).await > 0 {
+            let _ = self.tx.send(too_many_watched());
+        }
         self.joined = Some(id);
         self.user = Some(user.clone());
         if let Err(e) = self.push_unread(&user).await {
@@ -354,11 +367,11 @@ impl Conn {
                     && users
                         .iter()
                         .all(|u| switchboard_core::directory::profile::valid_user_id(u));
-                if valid {
-                    self.st.subscribe(&user, users);
-                } else {
+                if !valid {
                     let msg = format!("\"users\" must be at most {MAX_SUBSCRIBE} user ids");
                     let _ = self.tx.send(error_frame(None, "bad_request", &msg));
+                } else if self.st.subscribe(&user, users).await > 0 {
+                    let _ = self.tx.send(too_many_watched());
                 }
             }
         }
