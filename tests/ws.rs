@@ -506,7 +506,12 @@ fn a_frame_declared_over_the_limit_is_refused_at_its_header() {
         let (close, at) = reader.join().unwrap();
         assert_eq!(close[0], 0x88, "a close frame: {close:?}");
         assert_eq!(u16::from_be_bytes([close[2], close[3]]), 1009);
-        assert!(at < 16 << 20, "closed only after {at} bytes ({token:?})");
+        // The close came while the frame was far from complete (before
+        // the normal codec could have seen its end: never, at 2^62). How
+        // far the client got first is scheduling — the node reads and
+        // drops, not buffers, what follows the header until its close is out —
+        // so the bound is the client's whole 64 MiB, not a tighter guess.
+        assert!(at < 64 << 20, "closed only after {at} bytes ({token:?})");
     }
     // Others are served throughout.
     let bob = node.admin.add_user("bob", &[("im", "bob")]);
