@@ -319,20 +319,17 @@ fn one_address_cannot_take_every_http_connection() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     // Bad values are refused at start, naming the key.
-    let err = switchboard::config::Config::from_text(
-        Some("[http]\nmax_connections = 2\nmax_connections_per_peer = 3\n"),
-        "t.toml",
-        std::iter::empty(),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("http.max_connections_per_peer"), "{err}");
-    let err = switchboard::config::Config::from_text(
-        Some("[http]\ntls_cert = \"/nowhere.pem\"\n"),
-        "t.toml",
-        std::iter::empty(),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("http.tls_cert"), "{err}");
+    for (text, key) in [
+        (
+            "max_connections = 2\nmax_connections_per_peer = 3",
+            "http.max_connections_per_peer",
+        ),
+        ("tls_cert = \"/nowhere.pem\"", "http.tls_cert"),
+    ] {
+        let text = format!("[http]\n{text}\n");
+        let err = switchboard::config::Config::from_text(Some(&text), "t.toml", std::iter::empty())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key), "{err}");
+    }
 }

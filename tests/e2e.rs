@@ -127,9 +127,14 @@ fn a_recipient_without_a_live_mechanism_is_refused() {
 }
 
 fn cli(node: &TestNode, args: &[&str]) -> (bool, String, String) {
+    cli_as(node, &node.admin.token, args)
+}
+
+/// The CLI against `node` with `admin_token`.
+fn cli_as(node: &TestNode, admin_token: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(bin())
         .args(args)
-        .args(["--url", &node.url, "--admin-token", &node.admin.token])
+        .args(["--url", &node.url, "--admin-token", admin_token])
         .output()
         .expect("run the CLI");
     (
@@ -424,28 +429,9 @@ fn the_admin_token_rotates_and_the_old_one_stops_working() {
     let admin = common::Api::new(&node.url, &new);
     assert_eq!(admin.get("/v1/admin/users").0, 200);
     // `--show` prints it (a node on another machine), and rotates again.
-    let out = Command::new(bin())
-        .args([
-            "admin-token",
-            "rotate",
-            "--show",
-            "--url",
-            &node.url,
-            "--admin-token",
-            &new,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let shown = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap()
-        .to_string();
+    let (ok, out, err) = cli_as(&node, &new, &["admin-token", "rotate", "--show"]);
+    assert!(ok, "{err}");
+    let shown = out.lines().last().unwrap().to_string();
     assert_eq!(shown, std::fs::read_to_string(&file).unwrap().trim());
     assert_eq!(admin.get("/v1/admin/users").0, 401);
     // Users' tokens are untouched.

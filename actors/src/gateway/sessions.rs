@@ -88,22 +88,28 @@ impl<M: Medium> Gateway<M> {
         }
     }
 
+    /// Asks the broker whose token has SHA-256 `digest`; the request's id,
+    /// or `None` without a session.
+    fn send_identify(&mut self, digest: [u8; 32]) -> Option<u64> {
+        let now = self.now();
+        let s = self.tscs.session().ok()?;
+        self.clients.next_req += 1;
+        let req = self.clients.next_req;
+        let f = frames::make_identify(&s.current, req, digest, now);
+        self.to_broker(Frame::Identify(f));
+        Some(req)
+    }
+
     /// After a login: every held session's user identified again, then
     /// its presence, and every followed user.
     pub(super) fn announce_all(&mut self) {
-        let now = self.now();
-        if let Ok(s) = self.tscs.session() {
-            self.clients.reidentifying.clear();
-            let users: Vec<String> = self.clients.announced.keys().cloned().collect();
-            for user in users {
-                let Some(digest) = self.clients.digests.get(&user).copied() else {
-                    continue;
-                };
-                self.clients.next_req += 1;
-                let req = self.clients.next_req;
+        self.clients.reidentifying.clear();
+        let digests: Vec<[u8; 32]> = (self.clients.announced.keys())
+            .filter_map(|user| self.clients.digests.get(user).copied())
+            .collect();
+        for digest in digests {
+            if let Some(req) = self.send_identify(digest) {
                 self.clients.reidentifying.insert(req, digest);
-                let f = frames::make_identify(&s.current, req, digest, now);
-                self.to_broker(Frame::Identify(f));
             }
         }
         for (user, state) in &self.clients.announced {
@@ -203,21 +209,16 @@ impl<M: Medium> Handler<IdentifyToken> for Gateway<M> {
         IdentifyToken(token): IdentifyToken,
         _: &mut Context<Self>,
     ) -> Self::Result {
-        let now = self.now();
-        let Ok(s) = self.tscs.session() else {
-            return Box::pin(async { Err(IdentifyError::Unreachable) });
-        };
         // Askers that gave up (timed out) wait no more.
         self.clients
             .identifying
             .retain(|_, (_, tx)| !tx.is_closed());
-        self.clients.next_req += 1;
-        let req = self.clients.next_req;
         let digest = sha256(token.as_bytes());
-        let f = frames::make_identify(&s.current, req, digest, now);
+        let Some(req) = self.send_identify(digest) else {
+            return Box::pin(async { Err(IdentifyError::Unreachable) });
+        };
         let (tx, rx) = oneshot::channel();
         self.clients.identifying.insert(req, (digest, tx));
-        self.to_broker(Frame::Identify(f));
         Box::pin(async move { rx.await.map_err(|_| IdentifyError::Unreachable) })
     }
 }
