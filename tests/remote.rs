@@ -400,31 +400,30 @@ fn a_remote_email_gateway_takes_mail_and_the_broker_judges_recipients() {
     let keys = tempfile::tempdir().unwrap();
     let key = add_member(&node.admin, "gw-email-2", "email", keys.path());
     let bob = node.admin.add_user("bob", &[("im", "bob")]);
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
     let gw_data = tempfile::tempdir().unwrap();
     let smtp = free_port().to_string();
     let listen = format!("127.0.0.1:{smtp}");
+    let cert = common::Cert::new();
     let env = [
         ("SWITCHBOARD_EMAIL__ENABLED", "true"),
         ("SWITCHBOARD_EMAIL__LISTEN", listen.as_str()),
         ("SWITCHBOARD_EMAIL__LOCAL_DOMAINS", r#"["localhost"]"#),
+        ("SWITCHBOARD_EMAIL__TLS_CERT", cert.cert.to_str().unwrap()),
+        ("SWITCHBOARD_EMAIL__TLS_KEY", cert.key.to_str().unwrap()),
     ];
     let _gw = RemoteGw::spawn("email", &node.miap.to_string(), &key, gw_data.path(), &env);
     wait_logged_in(&node.admin, "gw-email-2");
-    let swaks = |to: &str| {
+    let swaks_as = |from: &str, to: &str, login: &[&str]| {
         let out = std::process::Command::new("swaks")
             .args(["--server", "127.0.0.1", "--port", &smtp, "--timeout", "20"])
-            .args([
-                "--from",
-                "ext@example.net",
-                "--to",
-                to,
-                "--body",
-                "via a remote gateway",
-            ])
+            .args(login)
+            .args(["--from", from, "--to", to, "--body", "via a remote gateway"])
             .output()
             .expect("swaks runs");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    let swaks = |to: &str| swaks_as("ext@example.net", to, &[]);
     let out = swaks("bob@localhost");
     assert!(out.contains("250 2.0.0 Ok: queued as"), "{out}");
     assert_eq!(bob.inbox()[0]["body"], "via a remote gateway");
@@ -435,6 +434,30 @@ fn a_remote_email_gateway_takes_mail_and_the_broker_judges_recipients() {
         out.contains("550 5.7.1 Refused: unknown_recipient"),
         "{out}"
     );
+    // SMTP AUTH: the node checks the token (MIAP `Identify`); the mail is
+    // then alice's. A wrong token is refused and sends nothing.
+    let login = |token: &str| {
+        swaks_as(
+            "alice@localhost",
+            "bob@localhost",
+            &[
+                "--tls",
+                "--auth",
+                "PLAIN",
+                "--auth-user",
+                "alice",
+                "--auth-password",
+                token,
+            ],
+        )
+    };
+    let out = login("sb_not_a_token");
+    assert!(out.contains("535 5.7.8"), "{out}");
+    let out = login(&alice.token);
+    assert!(out.contains("235 2.7.0"), "{out}");
+    let inbox = bob.inbox();
+    assert_eq!(inbox.len(), 2, "{inbox:?}");
+    assert_eq!(inbox[1]["from"], "alice");
 }
 
 #[test]

@@ -150,6 +150,15 @@ impl MemberRegistry {
             .is_some_and(|m| m.medium == Some(MediumKind::Im) && m.link.is_some())
     }
 
+    /// Whether `id` may ask whose API token a client showed it (MIAP
+    /// `Identify`): a gateway in another process whose clients log in — IM
+    /// (WebSocket sessions) or email (SMTP AUTH).
+    pub fn asks_tokens(&self, id: &MemberId) -> bool {
+        self.inner.get(id).is_some_and(|m| {
+            matches!(m.medium, Some(MediumKind::Im | MediumKind::Email)) && m.link.is_some()
+        })
+    }
+
     /// Records that session gateway `id` was shown a token of `user` (the
     /// broker answered its `Identify` with them).
     pub fn note_identified(&self, id: &MemberId, user: &str) {

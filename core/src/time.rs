@@ -1,5 +1,5 @@
 //! RFC 3339 times, from and to milliseconds since the epoch (the API's
-//! times and the cluster status').
+//! times and the cluster status'), and RFC 5322 dates (mail headers).
 
 /// `ms` as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn rfc3339(ms: u64) -> String {
@@ -12,6 +12,25 @@ pub fn rfc3339(ms: u64) -> String {
         rem / 60 % 60,
         rem % 60,
         ms % 1000
+    )
+}
+
+/// `ms` as an RFC 5322 date in UTC: `Fri, 04 Dec 2026 18:30:00 +0000`.
+pub fn rfc5322(ms: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{}, {d:02} {} {y:04} {:02}:{:02}:{:02} +0000",
+        DAYS[(days % 7) as usize],
+        MONTHS[m as usize - 1],
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
     )
 }
 
@@ -109,6 +128,12 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(951_782_400_123), "2000-02-29T00:00:00.123Z");
         assert_eq!(rfc3339(1_795_000_000_000), "2026-11-18T11:06:40.000Z");
+        assert_eq!(rfc5322(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(
+            rfc5322(1_795_000_000_000),
+            "Wed, 18 Nov 2026 11:06:40 +0000"
+        );
+        assert_eq!(rfc5322(951_782_400_123), "Tue, 29 Feb 2000 00:00:00 +0000");
         for ms in [0, 951_782_400_123, 1_795_000_000_000, 4_102_444_799_999] {
             assert_eq!(parse_time(&rfc3339(ms)), Some(ms));
         }

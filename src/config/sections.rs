@@ -139,6 +139,13 @@ pub struct Email {
     pub max_connections_per_peer: usize,
     /// Delivery-status notifications to email senders: `failure`, `all`, `none`.
     pub dsn: String,
+    /// Domains whose envelope senders get DSNs without logging in (their
+    /// mail reaches this server only through relays that check senders).
+    pub dsn_verified_domains: Vec<String>,
+    /// DSNs per hour, in all.
+    pub dsn_per_hour: u32,
+    /// DSNs per hour to one address.
+    pub dsn_per_hour_per_address: u32,
     /// PEM certificate chain for STARTTLS on the SMTP server (with `tls_key`).
     pub tls_cert: String,
     /// PEM private key for STARTTLS.

@@ -126,6 +126,26 @@ impl Config {
                     format!("{:?} is not failure, all or none", self.email.dsn),
                 ));
             }
+            if self.email.dsn_per_hour == 0 && self.email.dsn != "none" {
+                return Err(invalid(
+                    "email.dsn_per_hour",
+                    "must be at least 1 (or set email.dsn = \"none\")",
+                ));
+            }
+            if self.email.dsn_per_hour_per_address == 0 && self.email.dsn != "none" {
+                return Err(invalid(
+                    "email.dsn_per_hour_per_address",
+                    "must be at least 1 (or set email.dsn = \"none\")",
+                ));
+            }
+            if let Some(bad) = self.email.dsn_verified_domains.iter().find(|d| {
+                d.is_empty() || d.contains(['@', ' ']) || !d.contains('.') && *d != "localhost"
+            }) {
+                return Err(invalid(
+                    "email.dsn_verified_domains",
+                    format!("{bad:?} is not a domain"),
+                ));
+            }
             pem_pair("email", &self.email.tls_cert, &self.email.tls_key)?;
             if self.email.require_tls && self.email.tls_cert.is_empty() {
                 return Err(invalid(

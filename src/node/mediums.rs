@@ -59,7 +59,14 @@ where
         .local_domains
         .first()
         .context("email.local_domains: at least one domain is needed")?;
-    let policy = gateways::ReceiptPolicy::parse(&cfg.email.dsn).context("email.dsn")?;
+    let policy = gateways::email::dsn::DsnPolicy {
+        outcomes: gateways::ReceiptPolicy::parse(&cfg.email.dsn).context("email.dsn")?,
+        verified_domains: (cfg.email.dsn_verified_domains.iter())
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
+        per_hour: cfg.email.dsn_per_hour,
+        per_hour_per_address: cfg.email.dsn_per_hour_per_address,
+    };
     let relay_tls = RelayTls::parse(&cfg.email.relay_tls).context("email.relay_tls")?;
     let relay = tls::relay_transport(&cfg.email.relay, relay_tls, &cfg.email.relay_ca)?;
     let dsn = Dsn::new(relay.clone(), domain, policy).start();

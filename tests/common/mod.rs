@@ -3,7 +3,8 @@
 //! ([`ProcNode`]), and a small HTTP client with fluent helpers.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -1230,5 +1231,48 @@ pub fn eventually<T>(what: &str, f: impl Fn() -> Option<T>) -> T {
         }
         assert!(Instant::now() < deadline, "waited for {what}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A raw SMTP conversation: send `lines`, collect the replies.
+pub struct Raw {
+    pub r: BufReader<TcpStream>,
+    pub w: TcpStream,
+}
+
+impl Raw {
+    pub fn connect(node: &TestNode) -> Self {
+        let mut raw = Self::open(node, [127, 0, 0, 1]);
+        assert!(raw.reply().starts_with("220 "));
+        raw
+    }
+
+    /// A connection from loopback address `from`, its greeting unread.
+    pub fn open(node: &TestNode, from: [u8; 4]) -> Self {
+        let s = tcp_from(node.smtp.unwrap(), from);
+        Self {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+        }
+    }
+
+    /// One (possibly multi-line) reply.
+    pub fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if self.r.read_line(&mut line).unwrap() == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) -> String {
+        self.w.write_all(bytes).unwrap();
+        self.reply()
     }
 }

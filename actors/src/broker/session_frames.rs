@@ -25,6 +25,8 @@ enum May {
     Gateway,
     /// Only an IM gateway in another process.
     SessionGateway,
+    /// A gateway in another process whose clients log in (IM, email).
+    TokenAsker,
 }
 
 impl BrokerShard {
@@ -45,6 +47,7 @@ impl BrokerShard {
         let allowed = match may {
             May::Gateway => members.is_gateway(from),
             May::SessionGateway => members.is_session_gateway(from),
+            May::TokenAsker => members.asks_tokens(from),
         };
         if !allowed {
             return Err(ProtocolError::WrongParty);
@@ -63,9 +66,11 @@ impl BrokerShard {
         Ok(())
     }
 
-    /// A session gateway asks whose token a client showed it.
+    /// A remote gateway asks whose token a client showed it (a WebSocket
+    /// session's, an SMTP login's). Only an IM gateway may then hold the
+    /// user's session.
     pub(super) fn identify(&mut self, from: &MemberId, f: Identify) -> Result<(), ProtocolError> {
-        let session = self.admit(from, May::SessionGateway, |s, now, skew| {
+        let session = self.admit(from, May::TokenAsker, |s, now, skew| {
             frames::check_identify(s, &f, now, skew)
         })?;
         let directory = &self.shared.deps.directory;

@@ -622,7 +622,7 @@ fn identity(f: &Frame) -> Option<Identity> {
 }
 
 #[actix_rt::test]
-async fn a_session_gateway_asks_whose_token_it_holds_and_nobody_else_may() {
+async fn remote_im_and_email_gateways_ask_whose_token_it_is_and_nobody_else_may() {
     let w = world().await;
     let gw = session_gateway(&w).await;
     let token = w
@@ -672,6 +672,15 @@ async fn a_session_gateway_asks_whose_token_it_holds_and_nobody_else_may() {
         ProtocolError::WrongParty
     );
     gw.rec.none("a third identity", identity).await;
+
+    // An email gateway in another process may ask (its SMTP logins), and is
+    // answered.
+    let mail = logged_in_member(&w, "gw-email-2", Some(MediumKind::Email), Some(8)).await;
+    let ms = mail.session.as_ref().unwrap();
+    let by_mail = Frame::Identify(frames::make_identify(ms, 6, digest, NOW));
+    w.send(&mail.id, by_mail).await;
+    let id = mail.rec.take("identity", identity).await;
+    assert_eq!((id.req, id.user.as_deref()), (6, Some("carol")));
 }
 
 #[actix_rt::test]

@@ -4,6 +4,7 @@
 //! `5xx` is a non-delivery at once, a transient `4xx` (or a relay that does
 //! not answer) is retried with back-off, then a non-delivery.
 
+pub mod auth;
 pub mod dsn;
 pub mod parse;
 pub mod smtp;

@@ -74,7 +74,9 @@ pub enum Command<'a> {
     Vrfy,
     Help,
     Quit,
-    /// `AUTH`, `BDAT`, `ETRN`: known, not offered.
+    /// `AUTH` and its argument ([`super::auth::start`] reads it).
+    Auth(&'a str),
+    /// `BDAT`, `ETRN`: known, not offered.
     NotImplemented,
     Unknown,
 }
@@ -100,7 +102,8 @@ impl<'a> Command<'a> {
             "VRFY" => Self::Vrfy,
             "HELP" => Self::Help,
             "QUIT" => Self::Quit,
-            "AUTH" | "BDAT" | "ETRN" => Self::NotImplemented,
+            "AUTH" => Self::Auth(arg),
+            "BDAT" | "ETRN" => Self::NotImplemented,
             _ => Self::Unknown,
         }
     }
@@ -233,7 +236,8 @@ mod tests {
             Command::parse(b"Mail FROM:<a@b>\r\n"),
             Command::Mail("FROM:<a@b>")
         );
-        assert_eq!(Command::parse(b"AUTH PLAIN x"), Command::NotImplemented);
+        assert_eq!(Command::parse(b"AUTH PLAIN x"), Command::Auth("PLAIN x"));
+        assert_eq!(Command::parse(b"BDAT 10"), Command::NotImplemented);
         assert_eq!(Command::parse(b"\xff\xfe"), Command::NotText);
         assert_eq!(Command::parse(b"FOO"), Command::Unknown);
     }

@@ -1,9 +1,14 @@
 //! The inbound SMTP server (RFC 5321: EHLO/HELO, MAIL, RCPT, DATA, RSET,
-//! NOOP, QUIT, VRFY, HELP; PIPELINING, 8BITMIME, SIZE, ENHANCEDSTATUSCODES),
-//! driven by our own tokio loop. Mail for `ID@<local domain>` becomes a
-//! message (`message/rfc822`, the raw mail; its subject in the meta
-//! information) from the envelope sender (a user when their email mechanism
-//! matches, otherwise an external sender) to user `ID`.
+//! NOOP, QUIT, VRFY, HELP; PIPELINING, 8BITMIME, SIZE, ENHANCEDSTATUSCODES,
+//! STARTTLS, AUTH), driven by our own tokio loop. Mail for `ID@<local
+//! domain>` becomes a message (`message/rfc822`, the raw mail; its subject
+//! in the meta information) to user `ID`.
+//!
+//! Mail is from a user only when the client logged in as them (`AUTH PLAIN`
+//! or `LOGIN` inside TLS, the user's API token as the password), and then
+//! only from an address of theirs (`ID@<local domain>` or one of their
+//! `email:` mechanisms). Mail without a login is from an external sender,
+//! whatever its envelope says, and may not claim a local address.
 //!
 //! Unknown local recipients are refused at `RCPT` (550), other domains too
 //! (no relaying), oversize mail at `DATA` (552); `250` is answered only once
@@ -24,6 +29,9 @@ use switchboard_actors::gateway::{Gateway, Originate, OriginateError};
 use switchboard_core::directory::Directory;
 use switchboard_core::protocol::{Address, MediumKind, Priority, To};
 
+use switchboard_actors::gateway::IdentifyToken;
+
+use super::auth::{self, Answer, Credentials, Mechanism, Start};
 use super::parse::{path, read_line, Command, Data, Line};
 use super::EmailMedium;
 use crate::content::mime;
@@ -54,8 +62,9 @@ pub struct SmtpContext {
     pub max_connections_per_peer: usize,
     /// The name the server greets with.
     pub hostname: String,
-    /// Users, to refuse unknown ones at `RCPT`; `None` (a remote gateway):
-    /// the broker refuses them after `DATA`.
+    /// Users, to refuse unknown ones at `RCPT` and to check logins; `None`
+    /// (a remote gateway): the broker refuses unknown users after `DATA`,
+    /// and a login's token is checked by the node (MIAP `Identify`).
     pub directory: Option<Directory>,
     /// The email gateway, which originates the messages.
     pub gateway: Addr<Gateway<EmailMedium>>,
@@ -118,6 +127,8 @@ struct Session {
     io: BufReader<Box<dyn Io>>,
     tls: bool,
     helo: bool,
+    /// The user the client logged in as (`AUTH`).
+    user: Option<String>,
     from: Option<String>,
     rcpts: Vec<String>,
     errors: u32,
@@ -132,6 +143,7 @@ impl Session {
             io: BufReader::new(Box::new(sock)),
             tls: false,
             helo: false,
+            user: None,
             from: None,
             rcpts: Vec::new(),
             errors: 0,
@@ -204,13 +216,14 @@ impl Session {
                 Command::Ehlo(domain) => {
                     self.helo = true;
                     self.reset();
-                    let starttls = if self.ctx.tls.is_some() && !self.tls {
-                        "250-STARTTLS\r\n"
-                    } else {
-                        ""
+                    // Logins only inside TLS: the password is a token.
+                    let tls_or_auth = match (self.ctx.tls.is_some(), self.tls) {
+                        (true, false) => "250-STARTTLS\r\n",
+                        (_, true) => "250-AUTH PLAIN LOGIN\r\n",
+                        (false, false) => "",
                     };
                     let lines = format!(
-                        "250-{} greets {}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE {}\r\n{starttls}250 ENHANCEDSTATUSCODES",
+                        "250-{} greets {}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE {}\r\n{tls_or_auth}250 ENHANCEDSTATUSCODES",
                         self.ctx.hostname,
                         domain,
                         self.ctx.max_message_bytes
@@ -228,6 +241,7 @@ impl Session {
                     let r = format!("250 {}", self.ctx.hostname);
                     self.reply(&r).await?;
                 }
+                Command::Auth(arg) => self.auth(arg).await?,
                 Command::Mail(arg) => self.mail(arg).await?,
                 Command::Rcpt(arg) => self.rcpt(arg).await?,
                 Command::Data => self.data().await?,
@@ -242,7 +256,7 @@ impl Session {
                 }
                 Command::Help => {
                     self.reply(
-                        "214 2.0.0 Commands: EHLO HELO STARTTLS MAIL RCPT DATA RSET NOOP QUIT VRFY HELP",
+                        "214 2.0.0 Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA RSET NOOP QUIT VRFY HELP",
                     )
                     .await?
                 }
@@ -336,8 +350,183 @@ impl Session {
                 _ => return self.error("555 5.5.4 Unsupported MAIL parameter").await,
             }
         }
-        self.from = Some(addr.to_ascii_lowercase());
+        let addr = addr.to_ascii_lowercase();
+        match &self.user {
+            Some(user) if !self.owns(user, &addr) => {
+                let e = format!("553 5.7.1 Sender address not owned by user {user}");
+                return self.error(&e).await;
+            }
+            Some(_) => {}
+            None if self.is_local(&addr) => {
+                return self
+                    .error("530 5.7.0 Authentication required to send from a local address")
+                    .await;
+            }
+            None => {}
+        }
+        self.from = Some(addr);
         self.reply("250 2.1.0 Ok").await
+    }
+
+    /// Whether `addr` is in a local domain.
+    fn is_local(&self, addr: &str) -> bool {
+        addr.rsplit_once('@').is_some_and(|(_, domain)| {
+            self.ctx
+                .local_domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(domain))
+        })
+    }
+
+    /// Whether `addr` is `user`'s: `user@<a local domain>`, or one of their
+    /// `email:` mechanisms (known on a node, not on a remote gateway).
+    fn owns(&self, user: &str, addr: &str) -> bool {
+        if addr
+            .rsplit_once('@')
+            .is_some_and(|(local, _)| local == user)
+            && self.is_local(addr)
+        {
+            return true;
+        }
+        self.ctx.directory.as_ref().is_some_and(|d| {
+            d.user_for_address(&Address::new(MediumKind::Email, addr))
+                .is_some_and(|u| u == user)
+        })
+    }
+
+    /// `AUTH` (RFC 4954), offered only inside TLS.
+    async fn auth(&mut self, arg: &str) -> std::io::Result<()> {
+        if !self.helo {
+            return self.error("503 5.5.1 Say EHLO first").await;
+        }
+        if self.user.is_some() {
+            return self.error("503 5.5.1 Already authenticated").await;
+        }
+        if self.from.is_some() {
+            return self
+                .error("503 5.5.1 AUTH not permitted during a mail transaction")
+                .await;
+        }
+        if !self.tls {
+            return self
+                .error("538 5.7.11 Encryption required for requested authentication mechanism")
+                .await;
+        }
+        let (mech, initial) = match auth::start(arg) {
+            Start::Mechanism(m, i) => (m, i.map(|i| auth::answer(i.as_bytes()))),
+            Start::Unsupported => {
+                return self
+                    .error("504 5.5.4 Unrecognized authentication type")
+                    .await
+            }
+            Start::Syntax => {
+                return self
+                    .error("501 5.5.4 Syntax: AUTH mechanism [initial-response]")
+                    .await
+            }
+        };
+        let creds = match mech {
+            Mechanism::Plain => {
+                let Some(answer) = self.answer(initial, "334 ").await? else {
+                    return Ok(());
+                };
+                self.decoded(answer).await?.map(|b| auth::plain(&b))
+            }
+            Mechanism::Login => {
+                let Some(name) = self.answer(initial, auth::LOGIN_USER).await? else {
+                    return Ok(());
+                };
+                let Some(name) = self.decoded(name).await? else {
+                    return Ok(());
+                };
+                let Some(token) = self.answer(None, auth::LOGIN_PASSWORD).await? else {
+                    return Ok(());
+                };
+                self.decoded(token).await?.map(|t| auth::login(&name, &t))
+            }
+        };
+        match creds {
+            // Answered already (cancelled, not base64, client gone).
+            None => Ok(()),
+            Some(creds) => self.log_in(creds).await,
+        }
+    }
+
+    /// The initial response, else the answer to `challenge`; `None` when
+    /// the client is gone.
+    async fn answer(
+        &mut self,
+        initial: Option<Answer>,
+        challenge: &str,
+    ) -> std::io::Result<Option<Answer>> {
+        if let Some(a) = initial {
+            return Ok(Some(a));
+        }
+        self.reply(challenge).await?;
+        Ok(match self.next_line(MAX_COMMAND).await? {
+            None => None,
+            Some(Line::TooLong) => Some(Answer::Malformed),
+            Some(Line::Text(l)) => Some(auth::answer(&l)),
+        })
+    }
+
+    /// An answer's bytes; a cancel or junk is answered here (`None`).
+    async fn decoded(&mut self, a: Answer) -> std::io::Result<Option<Vec<u8>>> {
+        match a {
+            Answer::Bytes(b) => Ok(Some(b)),
+            Answer::Cancelled => {
+                self.error("501 5.0.0 Authentication cancelled").await?;
+                Ok(None)
+            }
+            Answer::Malformed => {
+                self.error("501 5.5.2 Cannot decode the response").await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Checks a login: the token must be the named user's.
+    async fn log_in(&mut self, creds: Option<Credentials>) -> std::io::Result<()> {
+        let named = creds
+            .as_ref()
+            .and_then(|c| auth::user_id(&c.name, &self.ctx.local_domains));
+        let (Some(c), Some(user)) = (creds, named) else {
+            return self
+                .error("535 5.7.8 Authentication credentials invalid")
+                .await;
+        };
+        match self.token_owner(&c.token).await {
+            Ok(Some(owner)) if owner == user => {
+                tracing::info!(user = %user, "SMTP login");
+                self.user = Some(user);
+                self.reply("235 2.7.0 Authentication successful").await
+            }
+            Ok(_) => {
+                tracing::info!(user = %user, "SMTP login refused: not that user's token");
+                self.error("535 5.7.8 Authentication credentials invalid")
+                    .await
+            }
+            Err(()) => {
+                self.reply("454 4.7.0 Temporary authentication failure, try again later")
+                    .await
+            }
+        }
+    }
+
+    /// Whose API token `token` is: the directory's word on a node, the
+    /// node's (over MIAP) on a remote gateway. `Err` when it cannot be told.
+    async fn token_owner(&self, token: &str) -> Result<Option<String>, ()> {
+        if let Some(d) = &self.ctx.directory {
+            return Ok(d.authenticate(token));
+        }
+        let asked = self.ctx.gateway.send(IdentifyToken(token.to_string()));
+        match actix_rt::time::timeout(self.ctx.submit_timeout, asked).await {
+            Ok(Ok(Ok(who))) => Ok(who.map(|(user, _)| user)),
+            other => {
+                tracing::warn!(answer = ?other.map(|r| r.map(|_| ())), "the node did not check an SMTP login");
+                Err(())
+            }
+        }
     }
 
     async fn rcpt(&mut self, arg: &str) -> std::io::Result<()> {
@@ -419,11 +608,8 @@ impl Session {
                 from
             },
         );
-        let sender_user = self
-            .ctx
-            .directory
-            .as_ref()
-            .and_then(|d| d.user_for_address(&sender));
+        // Never read from the envelope: only a login makes mail a user's.
+        let sender_user = self.user.clone();
         let mut accepted = Vec::new();
         let mut refused = None;
         let mut temporary = None;
