@@ -15,6 +15,7 @@
 
 pub mod messages;
 pub mod sessions;
+mod shared_content;
 
 #[cfg(test)]
 mod tests;
@@ -61,6 +62,8 @@ pub struct Gateway<M: Medium> {
     receipts: Option<Box<dyn ReceiptSink>>,
     /// Outbox mirror: content originated here, until the outcome is known.
     outbox: HashMap<TxnId, OutboxEntry>,
+    /// The mirror's long contents, once each however many entries carry it.
+    shared: shared_content::SharedContent,
     /// Submits waiting for a session.
     unsent: Vec<TxnId>,
     /// Clients waiting for the broker's decision.
@@ -102,6 +105,7 @@ impl<M: Medium> Gateway<M> {
             store,
             receipts: None,
             outbox: HashMap::new(),
+            shared: shared_content::SharedContent::default(),
             unsent: Vec::new(),
             waiting: HashMap::new(),
             delivering: HashSet::new(),
@@ -232,6 +236,17 @@ impl<M: Medium> Gateway<M> {
         for e in entries {
             if let std::collections::hash_map::Entry::Vacant(v) = self.outbox.entry(e.imi.txn) {
                 let txn = e.imi.txn;
+                match self.shared.adopt(&self.store, &self.tscs.cfg.id, &e) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::error!(txn = %txn, "an outbox entry's shared content is missing; not resubmitted");
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(txn = %txn, error = %e, "reading shared outbox content failed");
+                        continue;
+                    }
+                }
                 v.insert(e);
                 // Unsent until logged in.
                 self.submit(txn);
@@ -242,9 +257,10 @@ impl<M: Medium> Gateway<M> {
     }
 
     fn forget_outbox(&mut self, txn: &TxnId) {
-        if self.outbox.remove(txn).is_some() {
+        if let Some(entry) = self.outbox.remove(txn) {
             let mut b = WriteBatch::new();
             b.remove(Tree::Outbox, OutboxEntry::key(&self.tscs.cfg.id, txn));
+            self.shared.release(&self.tscs.cfg.id, &entry, &mut b);
             self.store.writer().write_nowait(b);
         }
     }
@@ -262,7 +278,7 @@ impl<M: Medium> Gateway<M> {
             tracing::debug!(txn = %txn, "release for a message no longer in the outbox");
             return Ok(());
         };
-        let content = entry.content.clone();
+        let content = self.shared.content_of(entry);
         let ack = frames::make_release_ack(&self.session()?.current, txn, r.imi.attempt);
         self.to_broker(Frame::ReleaseAck(ack));
         if let Some(w) = self.waiting.remove(&txn) {
@@ -627,11 +643,12 @@ impl<M: Medium> Handler<Originate> for Gateway<M> {
             receipt: m.receipt,
             attributes: Vec::new(),
         };
-        let entry = OutboxEntry {
+        let mut entry = OutboxEntry {
             imi,
             content: m.content,
         };
         let mut b = WriteBatch::new();
+        let shared = self.shared.share(&self.tscs.cfg.id, &mut entry, &mut b);
         b.insert(
             Tree::Outbox,
             OutboxEntry::key(&self.tscs.cfg.id, &txn),
@@ -650,6 +667,9 @@ impl<M: Medium> Handler<Originate> for Gateway<M> {
                 return Box::pin(async move { Err(OriginateError::Store(e)) });
             }
         };
+        if let Some(shared) = shared {
+            self.shared.added(shared);
+        }
         self.outbox.insert(txn, entry);
         let (tx, rx) = oneshot::channel();
         self.waiting.insert(txn, tx);
@@ -724,6 +744,7 @@ impl<M: Medium> Handler<GetInFlight> for Gateway<M> {
             delivering: self.delivering.len(),
             unacked_reports: self.unacked.len(),
             outbox: self.outbox.len(),
+            shared_contents: self.shared.held(),
             logged_in: self.tscs.logged_in(),
         })
     }

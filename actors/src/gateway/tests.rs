@@ -3,6 +3,8 @@
 
 use std::sync::{Arc, Mutex};
 
+mod shared;
+
 use actix::prelude::*;
 
 use super::*;

@@ -218,8 +218,22 @@ impl Store {
         let prefix = super::records::key2(member.as_str(), &[]);
         self.scan(Tree::Outbox, &prefix)?
             .into_iter()
+            .filter(|(k, _)| OutboxEntry::is_entry_key(&k[prefix.len()..]))
             .map(|(_, v)| dec(&v, "outbox"))
             .collect()
+    }
+
+    /// `member`'s shared outbox content with SHA-256 `hash`
+    /// ([`OutboxEntry::content_key`]).
+    ///
+    /// # Errors
+    /// When sled fails.
+    pub fn outbox_content(
+        &self,
+        member: &MemberId,
+        hash: &[u8; 32],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(Tree::Outbox, &OutboxEntry::content_key(member, hash))
     }
 
     /// A user's inbox after cursor `after` (exclusive), oldest first, at most

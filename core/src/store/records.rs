@@ -577,18 +577,47 @@ impl TxnRecord {
 }
 
 /// What an originating gateway holds until it learns the outcome.
+///
+/// Content of [`OutboxEntry::SHARE_MIN`] bytes or more is kept once per
+/// gateway however many entries carry it (one mail to many recipients):
+/// such an entry's `content` is empty and the content is under
+/// [`OutboxEntry::content_key`] of its IMI's `content_sha256`, in the same
+/// tree (so whatever moves a gateway's outbox — a takeover — moves it too).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxEntry {
     /// The IMI it submitted.
     pub imi: Imi,
-    /// The content.
+    /// The content (empty when shared, [`OutboxEntry::shared`]).
     pub content: Vec<u8>,
 }
 
 impl OutboxEntry {
+    /// Content this long or longer is stored once per gateway.
+    pub const SHARE_MIN: usize = 64 * 1024;
+
     /// Key in [`super::Tree::Outbox`].
     pub fn key(member: &MemberId, txn: &TxnId) -> Vec<u8> {
         key2(member.as_str(), txn.as_bytes())
+    }
+
+    /// Key in [`super::Tree::Outbox`] of `member`'s shared content with
+    /// SHA-256 `hash`: `member \0 c hash`, never the length of an entry's.
+    pub fn content_key(member: &MemberId, hash: &[u8; 32]) -> Vec<u8> {
+        let mut k = key2(member.as_str(), b"c");
+        k.extend_from_slice(hash);
+        k
+    }
+
+    /// Whether an outbox key (after `member \0`) names an entry, not
+    /// shared content.
+    pub fn is_entry_key(suffix: &[u8]) -> bool {
+        suffix.len() == 16
+    }
+
+    /// Whether this entry's content is shared (stored under
+    /// [`OutboxEntry::content_key`]).
+    pub fn shared(&self) -> bool {
+        self.content.is_empty() && self.imi.content_len > 0
     }
 }
 
