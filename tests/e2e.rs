@@ -244,6 +244,25 @@ fn cli_config_and_init() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("warning"), "the default warns of nothing: {err}");
+    // Settings that work but cost something are said so.
+    let mail = dir.path().join("mail.toml");
+    std::fs::write(&mail, "[email]\nenabled = true\n").unwrap();
+    let out = Command::new(bin())
+        .args(["config", "check"])
+        .arg(&mail)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: email.relay_tls: \"opportunistic\"")
+            && err.contains("does not verify its certificate")
+            && err.contains("warning: email.tls_cert: not set, so SMTP AUTH is never offered"),
+        "{err}"
+    );
+
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[http]\nlisten = \"nowhere\"\n").unwrap();
     let out = Command::new(bin())

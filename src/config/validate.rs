@@ -183,6 +183,28 @@ impl Config {
 }
 
 impl Config {
+    /// Settings that work but that an operator should know the cost of:
+    /// `section.key: why` each (printed by `config check`, logged at start).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.email.enabled && self.email.relay_tls == "opportunistic" {
+            w.push(
+                "email.relay_tls: \"opportunistic\" encrypts mail to the relay when it offers \
+                 STARTTLS but does not verify its certificate (someone on the path can read \
+                 the mail); \"required\" verifies it"
+                    .to_string(),
+            );
+        }
+        if self.email.enabled && self.email.tls_cert.is_empty() {
+            w.push(
+                "email.tls_cert: not set, so SMTP AUTH is never offered (it needs TLS): users \
+                 cannot submit mail by SMTP, all mail is from external senders"
+                    .to_string(),
+            );
+        }
+        w
+    }
+
     /// The `[cluster]` keys, checked whether or not cluster mode is on.
     fn check_cluster(&self) -> Result<(), ConfigError> {
         let c = &self.cluster;

@@ -68,6 +68,9 @@ where
         per_hour_per_address: cfg.email.dsn_per_hour_per_address,
     };
     let relay_tls = RelayTls::parse(&cfg.email.relay_tls).context("email.relay_tls")?;
+    for w in cfg.warnings().iter().filter(|w| w.starts_with("email.")) {
+        tracing::warn!("{w}");
+    }
     let relay = tls::relay_transport(&cfg.email.relay, relay_tls, &cfg.email.relay_ca)?;
     let dsn = Dsn::new(relay.clone(), domain, policy).start();
     let medium = EmailMedium::new(relay, &cfg.email.relay, domain, store.clone());
