@@ -245,7 +245,10 @@ fn cli_config_and_init() {
     );
 
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!err.contains("warning"), "the default warns of nothing: {err}");
+    assert!(
+        !err.contains("warning"),
+        "the default warns of nothing: {err}"
+    );
     // Settings that work but cost something are said so.
     let mail = dir.path().join("mail.toml");
     std::fs::write(&mail, "[email]\nenabled = true\n").unwrap();

@@ -470,3 +470,34 @@ fn an_email_to_an_sms_user_is_converted_twice_on_the_way() {
         json!(["proc-email-1", "proc-sms-1"])
     );
 }
+
+#[test]
+fn an_smsc_sending_gsm_under_ia5_is_read_in_the_alphabet_configured() {
+    // The npm smpp package's own choice for GSM text: GSM 03.38 septets
+    // under data_coding 1 (IA5), where `@` is 0x00.
+    let mo = json!({"from": "+4917700000051", "text": "@bob hi from GSM", "coding": "detect"});
+
+    // Read as SMPP 3.4 says (ASCII), the `@` is lost: the phone is told how
+    // to address a user, and bob gets nothing.
+    let smsc = Smsc::start();
+    let node = node_with_smsc(&smsc, &[]);
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+    assert_eq!(smsc.mo(mo.clone()), [0]);
+    let help = smsc.wait_submits("4917700000051", 1);
+    assert!(
+        help[0]["text"].as_str().unwrap().contains("@ID"),
+        "{help:?}"
+    );
+    assert!(bob.inbox().is_empty());
+
+    // With sms.data_coding_1 = "gsm" (Kannel's alt-charset), it reaches bob.
+    let smsc = Smsc::start();
+    let node = node_with_smsc(&smsc, &[("SWITCHBOARD_SMS__DATA_CODING_1", "gsm")]);
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+    assert_eq!(smsc.mo(mo), [0]);
+    let inbox = eventually("bob's message", || {
+        let i = bob.inbox();
+        (!i.is_empty()).then_some(i)
+    });
+    assert_eq!(inbox[0]["body"], "hi from GSM");
+}

@@ -5,12 +5,18 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use switchboard::gateways::sms::pdu::{PduCodec, ShortMessage};
+use switchboard::gateways::sms::pdu::{Alphabet, Alphabets, PduCodec, ShortMessage};
 use tokio_util::codec::Decoder;
 
 fuzz_target!(|data: &[u8]| {
     if let [esm, dc, sm @ ..] = data {
-        let _ = ShortMessage::decode(*esm, *dc, sm);
+        // The low bits of esm_class also choose the alphabets of 0 and 1.
+        let pick = |b: u8| [Alphabet::Gsm, Alphabet::Ascii, Alphabet::Latin1][usize::from(b % 3)];
+        let alphabets = Alphabets {
+            dc0: pick(*esm),
+            dc1: pick(*esm >> 2),
+        };
+        let _ = ShortMessage::decode(*esm, *dc, sm, &alphabets);
     }
     let mut codec = PduCodec::default();
     let mut buf = BytesMut::new();

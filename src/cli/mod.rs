@@ -283,8 +283,7 @@ pub fn run(t: &Target, command: &Command, matches: &ArgMatches) -> anyhow::Resul
             Ok(())
         }
         Command::Config(ConfigCmd::Check { file }) => {
-            let cfg =
-                Config::load(Some(file)).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let cfg = Config::load(Some(file)).map_err(|e| anyhow!("{}: {e}", file.display()))?;
             for w in cfg.warnings() {
                 eprintln!("{}: warning: {w}", file.display());
             }

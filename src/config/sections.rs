@@ -178,6 +178,10 @@ pub struct Sms {
     pub source: String,
     /// Receipts to SMS senders: `failure`, `all`, `none`.
     pub receipts: String,
+    /// The SMSC's alphabet for `data_coding` 0: `gsm`, `ascii`, `latin1`.
+    pub data_coding_0: String,
+    /// The SMSC's alphabet for `data_coding` 1 (IA5): `ascii`, `gsm`, `latin1`.
+    pub data_coding_1: String,
     /// Seconds between `enquire_link`s.
     pub enquire_link_s: u64,
     /// Longest wait for the SMSC's answer to a request, seconds.
@@ -201,6 +205,14 @@ impl Sms {
         }
         if self.password.len() > 8 {
             return Err(invalid("sms.password", "must be at most 8 characters"));
+        }
+        for (key, v) in [
+            ("sms.data_coding_0", &self.data_coding_0),
+            ("sms.data_coding_1", &self.data_coding_1),
+        ] {
+            if crate::gateways::sms::pdu::Alphabet::parse(v).is_none() {
+                return Err(invalid(key, format!("{v:?} is not gsm, ascii or latin1")));
+            }
         }
         if !(1..=1000).contains(&self.window) {
             return Err(invalid("sms.window", "must be 1 to 1000"));

@@ -119,6 +119,12 @@ fn sms_settings_are_checked_when_enabled() {
         ("SWITCHBOARD_SMS__SOURCE", "TooLongSender", "sms.source"),
         ("SWITCHBOARD_SMS__RECEIPTS", "sometimes", "sms.receipts"),
         ("SWITCHBOARD_SMS__ENQUIRE_LINK_S", "0", "sms.enquire_link_s"),
+        (
+            "SWITCHBOARD_SMS__DATA_CODING_0",
+            "utf8",
+            "sms.data_coding_0",
+        ),
+        ("SWITCHBOARD_SMS__DATA_CODING_1", "GSM", "sms.data_coding_1"),
     ] {
         let e = on(key, value).unwrap_err();
         assert!(e.to_string().starts_with(name), "{key}={value}: {e}");
@@ -146,6 +152,11 @@ fn email_tls_settings_are_checked() {
         Config::load_with(None, env(&v))
     };
     assert!(on(&[("SWITCHBOARD_EMAIL__RELAY_TLS", "required")]).is_ok());
+    assert!(on(&[(
+        "SWITCHBOARD_EMAIL__DSN_VERIFIED_DOMAINS",
+        r#"["partner.example"]"#
+    )])
+    .is_ok());
     for (pairs, name) in [
         (
             &[("SWITCHBOARD_EMAIL__TLS_CERT", "/c.pem")][..],
@@ -158,6 +169,21 @@ fn email_tls_settings_are_checked() {
         (
             &[("SWITCHBOARD_EMAIL__RELAY_TLS", "maybe")][..],
             "email.relay_tls",
+        ),
+        (
+            &[("SWITCHBOARD_EMAIL__DSN_PER_HOUR", "0")][..],
+            "email.dsn_per_hour",
+        ),
+        (
+            &[("SWITCHBOARD_EMAIL__DSN_PER_HOUR_PER_ADDRESS", "0")][..],
+            "email.dsn_per_hour_per_address",
+        ),
+        (
+            &[(
+                "SWITCHBOARD_EMAIL__DSN_VERIFIED_DOMAINS",
+                r#"["a@b.example"]"#,
+            )][..],
+            "email.dsn_verified_domains",
         ),
     ] {
         let e = on(pairs).unwrap_err();

@@ -363,6 +363,12 @@ where
         enquire_link: Duration::from_secs(c.enquire_link_s),
         response_timeout: Duration::from_secs(c.response_timeout_s),
         source: c.source.clone(),
+        alphabets: crate::gateways::sms::pdu::Alphabets {
+            dc0: crate::gateways::sms::pdu::Alphabet::parse(&c.data_coding_0)
+                .context("sms.data_coding_0")?,
+            dc1: crate::gateways::sms::pdu::Alphabet::parse(&c.data_coding_1)
+                .context("sms.data_coding_1")?,
+        },
     };
     let mo = MoContext {
         directory: directory.clone(),

@@ -20,7 +20,9 @@
 //   POST /mode     merge into the mode: {receipt: "DELIVRD"|"UNDELIV"|…|
 //                  "hold"|"none", receipt_delay_ms, resp_delay_ms,
 //                  submit_status, nack_submit, stat_for: {number: stat}}
-//   POST /mo       {from, to, text, coding: "gsm"|"ucs2", parts?: [texts]}
+//   POST /mo       {from, to, text, coding: "gsm"|"ucs2"|"detect", parts?: [texts]}
+//                  ("detect": no data_coding given, the package's own choice —
+//                  GSM 03.38 septets under data_coding 1 for GSM text)
 //                  → a deliver_sm (or several, concatenated) to the ESME;
 //                  answers {statuses: [command_status…]}
 //   POST /release  send the held receipts now (to the session bound now)
@@ -176,15 +178,15 @@ const control = http.createServer(async (req, res) => {
     case 'POST /mo': {
       const s = bound()[0];
       if (!s) return reply(409, { error: 'no bound session' });
-      const coding = b.coding === 'ucs2' ? 8 : 0;
+      const coding = b.coding === 'ucs2' ? 8 : b.coding === 'detect' ? undefined : 0;
       const intl = String(b.from).startsWith('+');
       const base = {
         source_addr: intl ? String(b.from).slice(1) : String(b.from),
         source_addr_ton: intl ? 1 : 0,
         source_addr_npi: 1,
         destination_addr: b.to || 'Switchboard',
-        data_coding: coding,
       };
+      if (coding !== undefined) base.data_coding = coding;
       const parts = b.parts || [b.text];
       const ref = Math.floor(Math.random() * 255);
       const statuses = [];

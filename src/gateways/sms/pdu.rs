@@ -9,7 +9,8 @@
 //!   (unpacked, `data_coding` 0) or UCS-2 (`data_coding` 8), concatenated
 //!   with a UDH when longer than one SMS.
 //! - [`parse_receipt`] reads a delivery receipt's text (SMPP 3.4 appendix B);
-//!   [`ShortMessage::decode`] reads a mobile-originated one.
+//!   [`ShortMessage::decode`] reads a mobile-originated one, in the
+//!   [`Alphabets`] the SMSC uses for `data_coding` 0 and 1.
 
 use std::io;
 
@@ -40,6 +41,63 @@ pub const DC_IA5: u8 = 0x01;
 pub const DC_LATIN1: u8 = 0x03;
 /// UCS-2, big-endian.
 pub const DC_UCS2: u8 = 0x08;
+
+/// How the octets of a short message under an ambiguous `data_coding` are
+/// read: SMSCs differ (as Kannel's `alt-charset` knows). `data_coding` 0 is
+/// "the SMSC default alphabet", usually GSM 03.38; 1 is IA5 (ASCII) by the
+/// standard, but some SMSCs (the npm `smpp` package by default) send GSM
+/// 03.38 septets under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alphabet {
+    /// GSM 03.38, one unpacked septet per octet (`@` is 0x00).
+    Gsm,
+    /// ASCII (IA5); octets over 0x7F read as `?`.
+    Ascii,
+    /// ISO-8859-1.
+    Latin1,
+}
+
+impl Alphabet {
+    /// From `gsm`, `ascii` or `latin1`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "gsm" => Some(Self::Gsm),
+            "ascii" => Some(Self::Ascii),
+            "latin1" => Some(Self::Latin1),
+            _ => None,
+        }
+    }
+
+    fn decode(self, body: &[u8]) -> String {
+        match self {
+            Self::Gsm => gsm_decode(body),
+            Self::Ascii => body
+                .iter()
+                .map(|&b| if b.is_ascii() { char::from(b) } else { '?' })
+                .collect(),
+            Self::Latin1 => body.iter().map(|&b| char::from(b)).collect(),
+        }
+    }
+}
+
+/// The alphabets of `data_coding` 0 and 1 (`sms.data_coding_0`,
+/// `sms.data_coding_1`); by default GSM 03.38 and ASCII, as SMPP 3.4 says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Alphabets {
+    /// `data_coding` 0.
+    pub dc0: Alphabet,
+    /// `data_coding` 1.
+    pub dc1: Alphabet,
+}
+
+impl Default for Alphabets {
+    fn default() -> Self {
+        Self {
+            dc0: Alphabet::Gsm,
+            dc1: Alphabet::Ascii,
+        }
+    }
+}
 
 /// One PDU from the SMSC.
 #[derive(Debug)]
@@ -308,11 +366,17 @@ pub struct ShortMessage {
 }
 
 impl ShortMessage {
-    /// Decodes `short_message` by `esm_class` (UDH) and `data_coding`.
+    /// Decodes `short_message` by `esm_class` (UDH) and `data_coding`, the
+    /// ambiguous codings in `alphabets`.
     ///
     /// # Errors
     /// A UDH longer than the message, or a coding that is not text.
-    pub fn decode(esm_class: u8, data_coding: u8, sm: &[u8]) -> Result<Self, String> {
+    pub fn decode(
+        esm_class: u8,
+        data_coding: u8,
+        sm: &[u8],
+        alphabets: &Alphabets,
+    ) -> Result<Self, String> {
         let (concat, body) = if esm_class & ESM_UDHI != 0 {
             let udhl = usize::from(*sm.first().ok_or("an empty message with a UDH")?);
             if sm.len() < udhl + 1 {
@@ -323,12 +387,9 @@ impl ShortMessage {
             (None, sm)
         };
         let text = match data_coding {
-            DC_DEFAULT => gsm_decode(body),
-            DC_IA5 => body
-                .iter()
-                .map(|&b| if b.is_ascii() { char::from(b) } else { '?' })
-                .collect(),
-            DC_LATIN1 => body.iter().map(|&b| char::from(b)).collect(),
+            DC_DEFAULT => alphabets.dc0.decode(body),
+            DC_IA5 => alphabets.dc1.decode(body),
+            DC_LATIN1 => Alphabet::Latin1.decode(body),
             DC_UCS2 => {
                 if body.len() % 2 != 0 {
                     return Err("UCS-2 text of an odd length".into());
@@ -501,7 +562,7 @@ mod tests {
 
     #[test]
     fn inbound_text_in_every_coding() {
-        let d = |esm, dc, sm: &[u8]| ShortMessage::decode(esm, dc, sm);
+        let d = |esm, dc, sm: &[u8]| ShortMessage::decode(esm, dc, sm, &Alphabets::default());
         assert_eq!(
             d(0, DC_DEFAULT, &gsm_encode("@bob hi €").unwrap())
                 .unwrap()
@@ -527,5 +588,26 @@ mod tests {
         assert_eq!(part16.concat.unwrap().reference, 0x0102);
         assert!(d(ESM_UDHI, DC_DEFAULT, &[9, 0, 3]).is_err());
         assert!(d(ESM_UDHI, DC_DEFAULT, &[]).is_err());
+    }
+
+    #[test]
+    fn the_alphabets_of_data_coding_0_and_1_are_the_smscs() {
+        let gsm = gsm_encode("@bob hi").unwrap();
+        let with = |dc0, dc1| Alphabets { dc0, dc1 };
+        let d = |dc, a: Alphabets| ShortMessage::decode(0, dc, &gsm, &a).unwrap().text;
+        // GSM under IA5 (the npm smpp package's default) loses the `@`
+        // unless the SMSC's alphabet for 1 is said to be GSM.
+        assert_eq!(d(DC_IA5, Alphabets::default()), "\0bob hi");
+        assert_eq!(d(DC_IA5, with(Alphabet::Gsm, Alphabet::Gsm)), "@bob hi");
+        // An SMSC whose default alphabet is Latin-1.
+        let latin = ShortMessage::decode(
+            0,
+            DC_DEFAULT,
+            b"gr\xfc\xdf",
+            &with(Alphabet::Latin1, Alphabet::Ascii),
+        );
+        assert_eq!(latin.unwrap().text, "grüß");
+        assert_eq!(Alphabet::parse("gsm"), Some(Alphabet::Gsm));
+        assert_eq!(Alphabet::parse("utf8"), None);
     }
 }

@@ -353,6 +353,7 @@ mod tests {
             enquire_link: Duration::from_secs(30),
             response_timeout: Duration::from_secs(1),
             source: "Switchboard".into(),
+            alphabets: Default::default(),
         };
         let health = Arc::new(Mutex::new(Health {
             up: false,

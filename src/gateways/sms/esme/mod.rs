@@ -73,6 +73,8 @@ pub struct EsmeSettings {
     pub response_timeout: Duration,
     /// Our address, the source of notices.
     pub source: String,
+    /// How phone messages under `data_coding` 0 and 1 are read.
+    pub alphabets: super::pdu::Alphabets,
 }
 
 /// How a session ended.

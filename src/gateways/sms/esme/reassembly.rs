@@ -35,13 +35,14 @@ impl Esme {
         source_ton: u8,
         sm: &[u8],
     ) -> CommandStatus {
-        let decoded = match ShortMessage::decode(esm_class, data_coding, sm) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::info!(from = %source, error = %e, "deliver_sm refused");
-                return CommandStatus::EsmeRxPAppn;
-            }
-        };
+        let decoded =
+            match ShortMessage::decode(esm_class, data_coding, sm, &self.settings.alphabets) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::info!(from = %source, error = %e, "deliver_sm refused");
+                    return CommandStatus::EsmeRxPAppn;
+                }
+            };
         if pdu::is_receipt(esm_class) {
             return match pdu::parse_receipt(&decoded.text) {
                 Some(r) => self.on_receipt(r).await,
