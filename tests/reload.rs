@@ -75,26 +75,37 @@ impl Served {
         }
     }
 
-    /// Writes the file and sends SIGHUP; waits for the reload's log line.
+    /// Reloads counted so far (`switchboard_config_reloads_total`, every
+    /// result): this process's own counter.
+    fn reloads(&self) -> f64 {
+        let text = ureq::get(format!("{}/metrics", self.admin.base))
+            .call()
+            .ok()
+            .and_then(|r| r.into_body().read_to_string().ok())
+            .unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with("switchboard_config_reloads_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Writes the file and sends SIGHUP; returns once the node counted the
+    /// reload as over (its settings in force, or refused).
     fn reload(&self, text: &str) {
-        let before = self.logs.lock().unwrap().len();
+        let before = self.reloads();
         std::fs::write(&self.file, text).expect("config");
         common::signal(&self.child, "-HUP");
-        eventually("the reload to be logged", || {
-            let logs = self.logs.lock().unwrap();
-            logs[before..]
-                .iter()
-                .any(|l| {
-                    // At level warn the SIGHUP line itself is filtered out;
-                    // what the reload did is not.
-                    message(l).starts_with("SIGHUP")
-                        || message(l) == "applied"
-                        || matches!(level(l), "WARN" | "ERROR")
-                })
-                .then_some(())
+        eventually("the reload to be over", || {
+            (self.reloads() > before).then_some(())
         });
-        // The reload's own lines follow the SIGHUP line.
-        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    /// Waits for a log line from `from` on that `pick` accepts; its index.
+    fn wait_line(&self, from: usize, what: &str, pick: impl Fn(&Value) -> bool) -> usize {
+        eventually(what, || {
+            let logs = self.logs.lock().unwrap();
+            logs[from..].iter().position(&pick).map(|i| from + i)
+        })
     }
 
     /// Log lines from `from` on.
@@ -167,13 +178,9 @@ fn sighup_changes_the_log_level_without_dropping_a_message() {
 
     // warn → debug while messages flow.
     node.reload(&settings("debug", ""));
-    let applied = node.since(at_warn);
-    assert!(
-        applied
-            .iter()
-            .any(|l| message(l) == "applied" && l["fields"]["key"] == "log.level"),
-        "no 'applied' line for log.level: {applied:?}"
-    );
+    node.wait_line(at_warn, "an 'applied' line for log.level", |l| {
+        message(l) == "applied" && l["fields"]["key"] == "log.level"
+    });
     let switched = accepted.lock().unwrap().len();
     eventually("debug lines about messages", || {
         node.since(at_warn)
@@ -236,11 +243,8 @@ fn sighup_changes_the_log_level_without_dropping_a_message() {
     // An invalid file changes nothing and names the key.
     let before = node.mark();
     node.reload(&settings("loud", ""));
-    let lines = node.since(before);
-    let err = lines
-        .iter()
-        .find(|l| level(l) == "ERROR")
-        .unwrap_or_else(|| panic!("no error for a bad level: {lines:?}"));
+    let at = node.wait_line(before, "an error for a bad level", |l| level(l) == "ERROR");
+    let err = node.since(at)[0].clone();
     assert!(
         err["fields"]["error"]
             .as_str()
@@ -259,12 +263,20 @@ fn sighup_changes_the_log_level_without_dropping_a_message() {
 
     // Back to warn: no more debug lines.
     node.reload(&settings("warn", ""));
-    std::thread::sleep(Duration::from_millis(200));
     let before = node.mark();
-    alice.send("bob", "quiet");
-    std::thread::sleep(Duration::from_millis(500));
+    let txn = alice.send("bob", "quiet");
+    alice.expect_status(&txn, "delivered");
+    // A fence in the log: a warning the next reload writes comes after
+    // every line about the message (one writer, in order).
+    node.reload(&settings("warn", "[broker]\nshards = 3\n"));
+    let fence = node.wait_line(before, "the restart warning", |l| {
+        level(l) == "WARN" && l["fields"]["key"] == "broker.shards"
+    });
     let quiet = node.since(before);
-    assert!(quiet.iter().all(|l| level(l) != "DEBUG"), "{quiet:?}");
+    assert!(
+        quiet[..fence - before].iter().all(|l| level(l) != "DEBUG"),
+        "{quiet:?}"
+    );
 
     let status = common::terminate(&mut node.child);
     assert!(status.success(), "{status:?}");
@@ -287,13 +299,11 @@ fn sighup_swaps_the_default_manager_and_reports_what_needs_a_restart() {
         "[delivery]\ndefault_manager = \"parallel\"\n[broker]\nshards = 3\n",
     ));
     assert_eq!(manager(&alice.send("bob", "two")), "parallel");
-    let lines = node.since(before);
-    assert!(
-        lines.iter().any(|l| level(l) == "WARN"
+    node.wait_line(before, "a restart warning for broker.shards", |l| {
+        level(l) == "WARN"
             && l["fields"]["key"] == "broker.shards"
-            && message(l).contains("restart")),
-        "{lines:?}"
-    );
+            && message(l).contains("restart")
+    });
 
     // A manager that does not exist is not applied; the old one stays.
     let before = node.mark();
@@ -302,13 +312,9 @@ fn sighup_swaps_the_default_manager_and_reports_what_needs_a_restart() {
         "[delivery]\ndefault_manager = \"nope\"\n",
     ));
     assert_eq!(manager(&alice.send("bob", "three")), "parallel");
-    let lines = node.since(before);
-    assert!(
-        lines
-            .iter()
-            .any(|l| level(l) == "ERROR" && l["fields"]["key"] == "delivery.default_manager"),
-        "{lines:?}"
-    );
+    node.wait_line(before, "an error for delivery.default_manager", |l| {
+        level(l) == "ERROR" && l["fields"]["key"] == "delivery.default_manager"
+    });
     // The node still serves and shuts down cleanly.
     let (status, _) = node.admin.get("/readyz");
     assert_eq!(status, 200);

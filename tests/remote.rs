@@ -18,13 +18,27 @@ use switchboard_core::protocol::frames::start_login;
 use switchboard_core::protocol::frames::RefuseReason;
 use switchboard_core::protocol::{Frame, MemberId, ProtocolError, SecretKey};
 
-/// Waits for faxes `fax 0` … `fax n-1` in `alice`'s inbox, then checks each
-/// came exactly once (a late duplicate gets 1.5 s to show up).
-fn each_fax_once(alice: &Api, n: usize) {
+/// Waits for faxes `fax 0` … `fax n-1` in `alice`'s inbox, then — once
+/// every spool file in `spool` was taken and no transaction is in flight
+/// (`admin`), so no duplicate can still come — checks each came once.
+fn each_fax_once(alice: &Api, admin: &Api, spool: &Path, n: usize) {
     eventually("every fax in alice's inbox", || {
         (alice.inbox().len() >= n).then_some(())
     });
-    std::thread::sleep(Duration::from_millis(1500));
+    eventually("every spool file taken", || {
+        let pending = std::fs::read_dir(spool)
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| e.path().extension().is_some_and(|x| x == "txt"));
+        (!pending).then_some(())
+    });
+    eventually("no transaction in flight", || {
+        let idle = ["released", "transmitted"].iter().all(|s| {
+            let (code, v) = admin.get(&format!("/v1/admin/transactions?status={s}"));
+            code == 200 && v["transactions"].as_array().is_some_and(Vec::is_empty)
+        });
+        idle.then_some(())
+    });
     let mut bodies: Vec<String> = alice
         .inbox()
         .iter()
@@ -310,7 +324,7 @@ fn killing_the_remote_gateway_mid_load_loses_and_duplicates_nothing() {
             gw = RemoteGw::spawn("fax", &connect, &key, gw_data.path(), &[]);
         }
     }
-    each_fax_once(&alice, N);
+    each_fax_once(&alice, &node.admin, &inbox, N);
 }
 
 #[test]
@@ -349,7 +363,8 @@ fn killing_the_node_under_a_remote_gateway_loses_and_duplicates_nothing() {
         }
     }
     let alice = Api::new(&url, &alice.token);
-    each_fax_once(&alice, N);
+    let admin = Api::new(&url, admin_token.trim());
+    each_fax_once(&alice, &admin, &inbox, N);
     drop(node);
 }
 
@@ -558,7 +573,12 @@ fn a_transmit_lost_with_a_remote_gateway_is_sent_again_when_it_is_back() {
     // to it and its Transmit sits unread; then the process dies.
     gw.freeze();
     let txn = alice.send("dora", "in flight when the gateway died");
-    std::thread::sleep(Duration::from_millis(300));
+    // Released to the frozen gateway: its attempt is on record.
+    eventually("the attempt at the frozen gateway", || {
+        let (_, st) = alice.get(&format!("/v1/messages/{txn}"));
+        let attempts = st["attempts"].as_array().cloned().unwrap_or_default();
+        (!attempts.is_empty()).then_some(())
+    });
     gw.kill9();
     let (_, st) = alice.get(&format!("/v1/messages/{txn}"));
     assert_ne!(st["status"], "delivered", "{st}");
@@ -1083,7 +1103,7 @@ fn a_remote_im_gateway_without_its_node_refuses_sessions_with_503() {
 
     // SIGTERM: open sessions are closed politely, the process exits 0.
     let mut ws = Ws::connect(&remote, None);
-    std::thread::sleep(Duration::from_millis(100));
+    ws.ping();
     let status = gw.terminate();
     assert_eq!(ws.expect_close().0, 1001);
     assert!(status.success(), "exit status {status}");

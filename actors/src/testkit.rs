@@ -14,10 +14,28 @@ use switchboard_core::protocol::Frame;
 #[derive(Default, Clone)]
 pub struct Recorder {
     pub frames: Arc<Mutex<Vec<MiapFrame>>>,
+    /// Its mailbox, once started (one actor per recorder).
+    addr: Arc<Mutex<Option<Addr<Recorder>>>>,
 }
 
 impl Actor for Recorder {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let mut addr = self.addr.lock().unwrap();
+        assert!(addr.is_none(), "a recorder is started once");
+        *addr = Some(ctx.address());
+    }
+}
+
+/// Answered once every frame sent to the recorder before it is recorded.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Fence;
+
+impl Handler<Fence> for Recorder {
+    type Result = ();
+    fn handle(&mut self, _: Fence, _: &mut Context<Self>) {}
 }
 
 impl Handler<MiapFrame> for Recorder {
@@ -43,9 +61,18 @@ impl Recorder {
         panic!("no {what} frame; recorded: {:?}", self.kinds());
     }
 
-    /// Waits briefly and asserts nothing matching `pick` arrives.
+    /// Asserts nothing matching `pick` was sent to the recorder before this
+    /// call: a fence through its mailbox (no sleep) makes sure each such
+    /// frame was recorded. The caller first lets the actor under test
+    /// finish what it was sent (an answered `send`, a frame taken that it
+    /// sends in the same handler), so any frame it would send is on its
+    /// way.
     pub async fn none<T>(&self, what: &str, pick: impl Fn(&Frame) -> Option<T>) {
-        actix_rt::time::sleep(Duration::from_millis(60)).await;
+        let addr = self.addr.lock().unwrap().clone();
+        addr.expect("the recorder is started")
+            .send(Fence)
+            .await
+            .unwrap();
         let f = self.frames.lock().unwrap();
         assert!(
             !f.iter().any(|m| pick(&m.frame).is_some()),

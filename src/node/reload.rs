@@ -18,17 +18,25 @@ impl Node {
     /// — and every other is logged as needing a restart. Returns the
     /// configuration now in effect.
     pub async fn reload(&self, current: &Config, file: Option<&Path>) -> Config {
+        let (next, result) = self.reread(current, file).await;
+        // Counted once the reload is over, whatever it did: the moment the
+        // new settings are in force (or refused).
+        metrics::counter!("switchboard_config_reloads_total", "result" => result).increment(1);
+        next
+    }
+
+    async fn reread(&self, current: &Config, file: Option<&Path>) -> (Config, &'static str) {
         let newer = match Config::load(file) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "configuration not reloaded: nothing changed");
-                return current.clone();
+                return (current.clone(), "invalid");
             }
         };
         let changed = current.changed_keys(&newer);
         if changed.is_empty() {
             tracing::info!("configuration reloaded: nothing changed");
-            return current.clone();
+            return (current.clone(), "unchanged");
         }
         let mut now = current.clone();
         for key in &changed {
@@ -79,7 +87,7 @@ impl Node {
                 tracing::info!(key = %key, value = %lookup(&newer.source, key), "applied");
             }
         }
-        now
+        (now, "changed")
     }
 }
 

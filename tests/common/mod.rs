@@ -555,6 +555,24 @@ impl Ws {
         }
     }
 
+    /// Pings and waits for the pong: the server's session is running
+    /// (text frames read meanwhile are kept for later).
+    pub fn ping(&mut self) {
+        self.sock
+            .send(tungstenite::Message::Ping(b"fence".to_vec().into()))
+            .expect("ping");
+        loop {
+            match self.sock.read().expect("a pong within 10 s") {
+                tungstenite::Message::Pong(p) if p.as_ref() == b"fence" => return,
+                tungstenite::Message::Text(t) => self
+                    .held
+                    .push(serde_json::from_str(&t).expect("JSON frame")),
+                tungstenite::Message::Close(c) => panic!("closed: {c:?}"),
+                _ => {}
+            }
+        }
+    }
+
     /// How many frames of `kind` were read and kept for later.
     pub fn held_count(&self, kind: &str) -> usize {
         self.held.iter().filter(|v| v["type"] == kind).count()
