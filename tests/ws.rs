@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{eventually, node_with_sms, wait_ws_sessions, TestNode, TestSms, Ws};
+use common::{eventually, node_with_sms, TestNode, TestSms, Ws};
 use serde_json::json;
 
 #[test]
@@ -18,9 +18,13 @@ fn im_over_websocket_pushes_receipts_and_reads_across_sessions() {
     let mut a = Ws::connect(&node.url, Some(&alice.token));
     let mut b1 = Ws::connect(&node.url, Some(&bob.token));
     let mut b2 = Ws::connect(&node.url, Some(&bob.token));
-    // Every session has joined (the handshake answers before that), and
-    // bob is online, before alice sends.
-    wait_ws_sessions(&node.url, 3.0);
+    // Every session has joined (the handshake answers before that; a
+    // session answers pings only once joined), and bob is online, before
+    // alice sends. (Not the process-wide session gauge: other tests in
+    // this binary move it.)
+    for s in [&mut a, &mut b1, &mut b2] {
+        s.ping();
+    }
     eventually("bob online", || {
         (node.admin.get("/v1/presence/bob").1["state"] == "online").then_some(())
     });
