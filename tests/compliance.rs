@@ -221,6 +221,7 @@ fn esme(smsc: &str, store: &Store, stub: &Addr<GatewayStub>) -> Link {
         enquire_link: std::time::Duration::from_secs(30),
         response_timeout: std::time::Duration::from_secs(2),
         source: "Switchboard".into(),
+        alphabets: Default::default(),
     };
     let mo = MoContext {
         directory: Directory::load(store.clone(), 0).unwrap(),
