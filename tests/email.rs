@@ -579,3 +579,66 @@ fn one_address_cannot_take_every_smtp_connection() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// One mail commits at most `email.max_fanout_bytes` to inboxes (its size
+/// times its recipients): past it a declared size gets `452` for the next
+/// recipient (the client sends to the rest in another transaction), an
+/// undeclared one `552` after DATA, and nothing is taken.
+#[test]
+fn one_mail_commits_only_so_much_to_inboxes() {
+    let sink = Sink::start(&[]);
+    let relay = format!("127.0.0.1:{}", sink.port);
+    let node = TestNode::start_env(&[
+        ("SWITCHBOARD_EMAIL__ENABLED", "true"),
+        ("SWITCHBOARD_EMAIL__LISTEN", "127.0.0.1:0"),
+        ("SWITCHBOARD_EMAIL__RELAY", &relay),
+        ("SWITCHBOARD_EMAIL__LOCAL_DOMAINS", r#"["localhost"]"#),
+        ("SWITCHBOARD_EMAIL__MAX_MESSAGE_BYTES", "100000"),
+        ("SWITCHBOARD_EMAIL__MAX_FANOUT_BYTES", "250000"),
+    ]);
+    let users: Vec<_> = (0..4)
+        .map(|i| {
+            let id = format!("u{i}");
+            node.admin.add_user(&id, &[("im", &id)])
+        })
+        .collect();
+    let body = format!(
+        "Subject: big\r\n\r\n{}.\r\n",
+        format!("{}\r\n", "x".repeat(88)).repeat(1000)
+    );
+
+    // Declared: two of 100 000 bytes fit 250 000, the third does not.
+    let mut s = Raw::connect(&node);
+    s.send(b"EHLO me\r\n");
+    assert!(s
+        .send(b"MAIL FROM:<ext@example.net> SIZE=100000\r\n")
+        .starts_with("250"));
+    for i in 0..2 {
+        let r = s.send(format!("RCPT TO:<u{i}@localhost>\r\n").as_bytes());
+        assert!(r.starts_with("250"), "{r}");
+    }
+    let r = s.send(b"RCPT TO:<u2@localhost>\r\n");
+    assert!(r.starts_with("452 4.5.3"), "{r}");
+    assert!(s.send(b"DATA\r\n").starts_with("354"));
+    let r = s.send(body.as_bytes());
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    for (i, u) in users.iter().enumerate() {
+        assert_eq!(u.inbox().len(), usize::from(i < 2), "u{i}");
+    }
+
+    // Undeclared: four of ~90 000 bytes are refused whole after DATA.
+    assert!(s
+        .send(b"MAIL FROM:<ext@example.net>\r\n")
+        .starts_with("250"));
+    for i in 0..4 {
+        let r = s.send(format!("RCPT TO:<u{i}@localhost>\r\n").as_bytes());
+        assert!(r.starts_with("250"), "{r}");
+    }
+    assert!(s.send(b"DATA\r\n").starts_with("354"));
+    let r = s.send(body.as_bytes());
+    assert!(r.starts_with("552 5.3.4") && r.contains("at most 2"), "{r}");
+    assert!(s.send(b"QUIT\r\n").starts_with("221"));
+    for (i, u) in users.iter().enumerate() {
+        assert_eq!(u.inbox().len(), usize::from(i < 2), "u{i}: nothing more");
+    }
+}

@@ -133,6 +133,8 @@ pub struct Email {
     pub relay: String,
     /// Largest message, bytes.
     pub max_message_bytes: usize,
+    /// Most bytes one mail may commit to local inboxes (size × recipients).
+    pub max_fanout_bytes: usize,
     /// Simultaneous SMTP connections.
     pub max_connections: usize,
     /// Simultaneous SMTP connections per client address.

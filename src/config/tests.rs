@@ -175,6 +175,10 @@ fn email_tls_settings_are_checked() {
             "email.dsn_per_hour",
         ),
         (
+            &[("SWITCHBOARD_EMAIL__MAX_FANOUT_BYTES", "1024")][..],
+            "email.max_fanout_bytes",
+        ),
+        (
             &[("SWITCHBOARD_EMAIL__DSN_PER_HOUR_PER_ADDRESS", "0")][..],
             "email.dsn_per_hour_per_address",
         ),

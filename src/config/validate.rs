@@ -173,6 +173,12 @@ impl Config {
             if self.email.max_message_bytes < 1024 {
                 return Err(invalid("email.max_message_bytes", "must be at least 1024"));
             }
+            if self.email.max_fanout_bytes < self.email.max_message_bytes {
+                return Err(invalid(
+                    "email.max_fanout_bytes",
+                    "must be at least email.max_message_bytes (one recipient of the largest mail)",
+                ));
+            }
         }
         if self.sms.enabled {
             self.sms.validate()?;

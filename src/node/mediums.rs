@@ -96,6 +96,7 @@ where
             .map(|d| d.to_ascii_lowercase())
             .collect(),
         max_message_bytes: cfg.email.max_message_bytes,
+        max_fanout_bytes: cfg.email.max_fanout_bytes,
         max_connections: cfg.email.max_connections,
         max_connections_per_peer: cfg.email.max_connections_per_peer,
         hostname: domain.clone(),

@@ -56,6 +56,9 @@ pub struct SmtpContext {
     pub local_domains: Vec<String>,
     /// Largest message, bytes.
     pub max_message_bytes: usize,
+    /// Most bytes one mail may commit to local inboxes: its size times its
+    /// recipients (each recipient's inbox keeps its own copy).
+    pub max_fanout_bytes: usize,
     /// Simultaneous connections.
     pub max_connections: usize,
     /// Simultaneous connections per client address.
@@ -130,6 +133,8 @@ struct Session {
     /// The user the client logged in as (`AUTH`).
     user: Option<String>,
     from: Option<String>,
+    /// The size `MAIL FROM … SIZE=` declared.
+    declared: Option<usize>,
     rcpts: Vec<String>,
     errors: u32,
 }
@@ -145,6 +150,7 @@ impl Session {
             helo: false,
             user: None,
             from: None,
+            declared: None,
             rcpts: Vec::new(),
             errors: 0,
         }
@@ -180,6 +186,7 @@ impl Session {
 
     fn reset(&mut self) {
         self.from = None;
+        self.declared = None;
         self.rcpts.clear();
     }
 
@@ -343,7 +350,7 @@ impl Session {
                             .error("552 5.3.4 Message size exceeds the fixed limit")
                             .await;
                     }
-                    Ok(_) => {}
+                    Ok(n) => self.declared = Some(n),
                     Err(_) => return self.error("501 5.5.4 Bad SIZE parameter").await,
                 },
                 "BODY" if v.eq_ignore_ascii_case("8BITMIME") || v.eq_ignore_ascii_case("7BIT") => {}
@@ -561,9 +568,21 @@ impl Session {
         if !known {
             return self.error("550 5.1.1 No such user here").await;
         }
-        if !self.rcpts.contains(&user) {
-            self.rcpts.push(user);
+        if self.rcpts.contains(&user) {
+            return self.reply("250 2.1.5 Ok").await;
         }
+        // A declared size times one more recipient past the fan-out: the
+        // client sends to the rest in another transaction (RFC 5321 4.5.3.1.10).
+        let fanout = self
+            .declared
+            .unwrap_or(0)
+            .saturating_mul(self.rcpts.len() + 1);
+        if fanout > self.ctx.max_fanout_bytes {
+            return self
+                .reply("452 4.5.3 Too many recipients for a message of this size; send to the rest in another transaction")
+                .await;
+        }
+        self.rcpts.push(user);
         self.reply("250 2.1.5 Ok").await
     }
 
@@ -589,9 +608,18 @@ impl Session {
         }
         let from = self.from.take().unwrap_or_default();
         let rcpts = std::mem::take(&mut self.rcpts);
+        self.declared = None;
         let Some(raw) = data.finish() else {
             return self.reply("552 5.3.4 Message too big").await;
         };
+        if raw.len().saturating_mul(rcpts.len()) > self.ctx.max_fanout_bytes {
+            let fit = self.ctx.max_fanout_bytes / raw.len().max(1);
+            let e = format!(
+                "552 5.3.4 Message too big for {} recipients: at most {fit} of this size per transaction",
+                rcpts.len()
+            );
+            return self.reply(&e).await;
+        }
         let reply = self.submit(&from, rcpts, &raw).await;
         self.reply(&reply).await
     }
