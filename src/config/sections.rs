@@ -212,7 +212,8 @@ impl Sms {
             ("sms.data_coding_0", &self.data_coding_0),
             ("sms.data_coding_1", &self.data_coding_1),
         ] {
-            if crate::gateways::sms::pdu::Alphabet::parse(v).is_none() {
+            // The names `gateways::sms::pdu::Alphabet::parse` takes.
+            if !matches!(v.as_str(), "gsm" | "ascii" | "latin1") {
                 return Err(invalid(key, format!("{v:?} is not gsm, ascii or latin1")));
             }
         }
