@@ -144,7 +144,20 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
                         .service(admin::managers::delete_manager)
                         .service(admin::records::transactions)
                         .service(admin::records::accounting)
-                        .service(admin::cluster::cluster_status),
+                        .service(admin::cluster::cluster_status)
+                        .service(admin::policy::list_domains)
+                        .service(admin::policy::get_domain)
+                        .service(admin::policy::put_domain)
+                        .service(admin::policy::delete_domain)
+                        .service(admin::policy::list_groups)
+                        .service(admin::policy::get_group)
+                        .service(admin::policy::put_group)
+                        .service(admin::policy::delete_group)
+                        .service(admin::policy::list_rules)
+                        .service(admin::policy::get_rule)
+                        .service(admin::policy::put_rule)
+                        .service(admin::policy::delete_rule)
+                        .service(admin::policy::test_policy),
                 ),
         );
 }

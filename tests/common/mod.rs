@@ -103,13 +103,17 @@ impl Api {
 
     /// DELETE `path`; the status.
     pub fn delete_path(&self, path: &str) -> u16 {
+        self.delete(path).0
+    }
+
+    /// DELETE `path`; the status and body.
+    pub fn delete(&self, path: &str) -> Answer {
         Self::answer(
             self.agent
                 .delete(format!("{}{path}", self.base))
                 .header("Authorization", format!("Bearer {}", self.token))
                 .call(),
         )
-        .0
     }
 
     /// Adds a user with `mechanisms` (`[("im","bob"), …]`); returns their API.

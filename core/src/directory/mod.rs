@@ -6,6 +6,7 @@
 //! Owns: who users are and how they are reached, tokens (hashed), member keys.
 //! Must not touch: routing decisions (the broker's) and presence.
 
+pub mod policy;
 pub mod profile;
 pub mod resolve;
 
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
+pub use policy::{PolicyBook, PolicyError, PolicyState, Side};
 pub use profile::{valid_node_id, InvalidProfile, Mechanism, PresenceShare, Profile, UserPolicy};
 pub use resolve::{resolve, Resolved};
 
@@ -63,6 +65,7 @@ pub struct Directory {
     by_address: Arc<DashMap<Address, String>>,
     tokens: Arc<DashMap<String, String>>,
     ring: KeyRing,
+    policy: PolicyBook,
 }
 
 struct UserRecordCache {
@@ -125,6 +128,7 @@ impl Directory {
             by_address: Default::default(),
             tokens: Default::default(),
             ring: KeyRing::new(key_grace_ms),
+            policy: PolicyBook::load(store.clone())?,
         };
         for (_, v) in store.scan(Tree::Profiles, b"")? {
             let rec: UserRecord =
@@ -270,6 +274,11 @@ impl Directory {
                     .map_err(|_| StoreError::Corrupt("profile"))
             })
             .collect()
+    }
+
+    /// The enterprise policy: domains, groups, rules.
+    pub fn policy(&self) -> &PolicyBook {
+        &self.policy
     }
 
     /// The user owning `address`, if any.

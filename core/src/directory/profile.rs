@@ -80,6 +80,12 @@ pub struct Profile {
     /// The user's domain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
+    /// Attributes enterprise policy reads (`country`, `dept`, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attrs: BTreeMap<String, String>,
+    /// Groups the user is a static member of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
     /// Mechanisms in order of preference.
     #[serde(default)]
     pub mechanisms: Vec<Mechanism>,
@@ -129,14 +135,7 @@ pub fn valid_user_id(id: &str) -> bool {
         })
 }
 
-/// A node id: 1–64 of `A–Z a–z 0–9 . _ -` (it names NATS subjects and KV
-/// keys).
-pub fn valid_node_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
+pub use crate::protocol::ids::valid_node_id;
 
 impl Profile {
     /// A profile with only the IM mechanism.
@@ -145,6 +144,8 @@ impl Profile {
             id: id.to_string(),
             display_name: None,
             domain: None,
+            attrs: BTreeMap::new(),
+            groups: Vec::new(),
             mechanisms: vec![Mechanism {
                 medium: MediumKind::Im,
                 address: id.to_string(),
@@ -209,6 +210,44 @@ impl Profile {
                     format!("bad node id {n:?} (1-64 of A-Z a-z 0-9 . _ -)"),
                 ));
             }
+        }
+        if let Some(d) = &self.domain {
+            if !crate::policy::valid_domain(d) {
+                return Err(invalid(
+                    "domain",
+                    format!("bad domain {d:?} (lowercase labels)"),
+                ));
+            }
+        }
+        if self.attrs.len() > 64 {
+            return Err(invalid("attrs", "more than 64"));
+        }
+        for (k, v) in &self.attrs {
+            if !crate::policy::rule::valid_name(k) {
+                return Err(invalid(
+                    "attrs",
+                    format!("bad attribute name {k:?} (a-z 0-9 . _ -)"),
+                ));
+            }
+            if v.is_empty() || v.len() > 256 || v.chars().any(char::is_control) {
+                return Err(invalid(
+                    "attrs",
+                    format!("bad value for {k:?} (1 to 256 bytes)"),
+                ));
+            }
+        }
+        if self.groups.len() > 64 {
+            return Err(invalid("groups", "more than 64"));
+        }
+        if let Some(g) = self
+            .groups
+            .iter()
+            .find(|g| !crate::policy::rule::valid_name(g))
+        {
+            return Err(invalid(
+                "groups",
+                format!("bad group name {g:?} (a-z 0-9 . _ -)"),
+            ));
         }
         for c in &self.contacts {
             if !valid_user_id(c) {

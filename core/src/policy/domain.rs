@@ -69,7 +69,7 @@ impl Domain {
             return Err(invalid("require_redirect", "needs a home_node"));
         }
         if let Some(n) = &self.home_node {
-            if !crate::directory::profile::valid_node_id(n) {
+            if !crate::protocol::ids::valid_node_id(n) {
                 return Err(invalid("home_node", "1 to 64 of A-Z a-z 0-9 . _ -"));
             }
         }

@@ -201,7 +201,8 @@ pub struct InvalidRule {
     pub reason: String,
 }
 
-pub(super) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> InvalidRule {
+/// An [`InvalidRule`] for `field`.
+pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> InvalidRule {
     InvalidRule {
         field: field.into(),
         reason: reason.into(),

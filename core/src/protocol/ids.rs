@@ -105,6 +105,15 @@ impl fmt::Debug for MemberId {
     }
 }
 
+/// A node id: 1–64 of `A–Z a–z 0–9 . _ -` (it names NATS subjects and KV
+/// keys).
+pub fn valid_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// A communication medium.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -92,11 +92,14 @@ pub enum Tree {
     /// is not sent twice): `member \0 txn` → when (ms). Kept a day past
     /// the longest message lifetime.
     SentEmail,
+    /// Enterprise policy (JSON): `d \0 domain` → a domain's settings,
+    /// `g \0 name` → a group, `r \0 id` → a rule with its version.
+    Policy,
 }
 
 impl Tree {
     /// Every tree.
-    pub const ALL: [Tree; 14] = [
+    pub const ALL: [Tree; 15] = [
         Tree::Profiles,
         Tree::Tokens,
         Tree::Members,
@@ -111,6 +114,7 @@ impl Tree {
         Tree::SmsRecords,
         Tree::SmsReplies,
         Tree::SentEmail,
+        Tree::Policy,
     ];
 
     /// Every tree's name (the cluster's store-of-record buckets, one each).
@@ -135,6 +139,7 @@ impl Tree {
             Tree::SmsRecords => "sms_records",
             Tree::SmsReplies => "sms_replies",
             Tree::SentEmail => "sent_email",
+            Tree::Policy => "policy",
         }
     }
 

@@ -1,11 +1,12 @@
 //! Admin endpoints (admin token), one file per resource: [`users`],
 //! [`members`], [`managers`] (delivery managers), [`records`]
 //! (transactions and accounting), [`cluster`], [`token`] (the admin
-//! token's rotation).
+//! token's rotation), [`policy`] (domains, groups, rules).
 
 pub mod cluster;
 pub mod managers;
 pub mod members;
+pub mod policy;
 pub mod records;
 pub mod token;
 pub mod users;

@@ -1,0 +1,231 @@
+//! Enterprise policy over the admin API: domains, groups, versioned rules,
+//! `policy/test`; bad input named by its field (400), unknown references
+//! (422), nothing half-applied; kept across a restart.
+
+mod common;
+
+use common::TestNode;
+use serde_json::{json, Value};
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or_default()
+}
+
+fn message(v: &Value) -> &str {
+    v["error"]["message"].as_str().unwrap_or_default()
+}
+
+#[test]
+fn domains_groups_and_rules_are_checked_versioned_and_kept() {
+    let node = TestNode::start();
+    let a = &node.admin;
+    let (status, v) = a.put(
+        "/v1/admin/users/lena",
+        &json!({"id": "lena", "domain": "corp.example", "attrs": {"country": "DE", "dept": "legal"},
+                "mechanisms": [{"medium": "im", "address": "lena"}]}),
+    );
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = a.put(
+        "/v1/admin/users/sup",
+        &json!({"id": "sup", "domain": "corp.example", "mechanisms": [{"medium": "im", "address": "sup"}]}),
+    );
+    assert_eq!(status, 201, "{v}");
+
+    // Domains.
+    let (status, v) = a.put(
+        "/v1/admin/domains/corp.example",
+        &json!({"managed": true, "external": "allow", "banner": "Messages are archived."}),
+    );
+    assert_eq!(status, 201, "{v}");
+    let (status, _) = a.put("/v1/admin/domains/corp.example", &json!({"managed": true}));
+    assert_eq!(status, 200, "replaced");
+    for (path, body, field) in [
+        ("/v1/admin/domains/Corp", json!({}), "domain"),
+        (
+            "/v1/admin/domains/corp.example",
+            json!({"managed": "yes"}),
+            "managed",
+        ),
+        (
+            "/v1/admin/domains/corp.example",
+            json!({"colour": 1}),
+            "colour",
+        ),
+        (
+            "/v1/admin/domains/corp.example",
+            json!({"require_redirect": true}),
+            "require_redirect",
+        ),
+    ] {
+        let (status, v) = a.put(path, &body);
+        assert_eq!((status, code(&v)), (400, "invalid_policy"), "{body}: {v}");
+        assert!(message(&v).starts_with(field), "{field}: {v}");
+    }
+
+    // Groups: by attribute; a static member must be a user.
+    let (status, v) = a.put(
+        "/v1/admin/groups/legal",
+        &json!({"where": {"dept": "legal"}}),
+    );
+    assert_eq!(status, 201, "{v}");
+    let (_, g) = a.get("/v1/admin/groups/legal");
+    assert_eq!(g["current"], json!(["lena"]), "{g}");
+    let (status, v) = a.put("/v1/admin/groups/board", &json!({"members": ["nobody"]}));
+    assert_eq!((status, code(&v)), (422, "unknown_reference"), "{v}");
+    assert_eq!(a.get("/v1/admin/groups/board").0, 404, "nothing stored");
+
+    // Rules: the path names the rule; version 1, then 2.
+    let rule = json!({"priority": 100, "stage": "meta",
+        "when": {"from": {"group": "legal"}, "to": {"external": true}},
+        "action": {"type": "deny", "reason": "legal may not message outside"}});
+    let (status, v) = a.put("/v1/admin/policy/rules/no-ext-legal", &rule);
+    assert_eq!((status, v["version"].as_u64()), (201, Some(1)), "{v}");
+    let (status, v) = a.put("/v1/admin/policy/rules/no-ext-legal", &rule);
+    assert_eq!((status, v["version"].as_u64()), (200, Some(2)), "{v}");
+    let notify = json!({"priority": 10, "stage": "meta", "when": {"priority": "urgent"},
+        "action": {"type": "notify", "to": "sup"}});
+    assert_eq!(a.put("/v1/admin/policy/rules/watch", &notify).0, 201);
+
+    // Bad rules: 400 naming the field, 422 for what does not exist; none stored.
+    for (id, body, status, field) in [
+        (
+            "bad1",
+            json!({"stage": "meta", "action": {"type": "explode"}}),
+            400,
+            "action.type",
+        ),
+        (
+            "bad2",
+            json!({"stage": "meta", "action": {"type": "allow"}, "colour": 1}),
+            400,
+            "colour",
+        ),
+        (
+            "bad3",
+            json!({"stage": "meta", "when": {"contains": ["x"]}, "action": {"type": "allow"}}),
+            400,
+            "when.contains",
+        ),
+        (
+            "bad4",
+            json!({"stage": "content", "when": {"regex": "("}, "action": {"type": "deny"}}),
+            400,
+            "when.regex",
+        ),
+        (
+            "bad5",
+            json!({"id": "other", "stage": "meta", "action": {"type": "allow"}}),
+            400,
+            "id",
+        ),
+        (
+            "bad6",
+            json!({"stage": "meta", "when": {"from": {"group": "nope"}}, "action": {"type": "allow"}}),
+            422,
+            "when.from.group",
+        ),
+        (
+            "bad7",
+            json!({"stage": "meta", "action": {"type": "notify", "to": "ghost"}}),
+            422,
+            "action.to",
+        ),
+        (
+            "bad8",
+            json!({"stage": "meta", "action": {"type": "redirect", "to": "node-z"}}),
+            422,
+            "action.to",
+        ),
+        (
+            "Bad9",
+            json!({"stage": "meta", "action": {"type": "allow"}}),
+            400,
+            "id",
+        ),
+    ] {
+        let (got, v) = a.put(&format!("/v1/admin/policy/rules/{id}"), &body);
+        assert_eq!(got, status, "{id}: {v}");
+        assert!(message(&v).starts_with(field), "{id} names {field}: {v}");
+        assert_eq!(
+            a.get(&format!("/v1/admin/policy/rules/{id}")).0,
+            404,
+            "{id} not stored"
+        );
+    }
+    // In use: a rule names the group.
+    let (status, v) = a.delete("/v1/admin/groups/legal");
+    assert_eq!((status, code(&v)), (409, "in_use"), "{v}");
+
+    // policy/test: which rules, what outcome; nothing changes.
+    let (status, v) = a.post(
+        "/v1/admin/policy/test",
+        &json!({"from": "lena", "to": "email:x@ext.example", "priority": "urgent"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["meta"]["outcome"].as_str(), v["meta"]["rule"].as_str()),
+        (Some("deny"), Some("no-ext-legal"))
+    );
+    assert_eq!(
+        v["meta"]["applied"][0],
+        json!({"rule": "no-ext-legal", "version": 2, "action": "deny"})
+    );
+    let (_, v) = a.post(
+        "/v1/admin/policy/test",
+        &json!({"from": "lena", "to": "sup", "priority": "urgent"}),
+    );
+    assert_eq!(v["meta"]["outcome"], "allow", "inside the company: {v}");
+    assert_eq!(v["meta"]["notify"], json!(["sup"]), "{v}");
+    let (status, v) = a.post("/v1/admin/policy/test", &json!({"from": "lena"}));
+    assert_eq!((status, code(&v)), (400, "invalid_policy"), "{v}");
+
+    // Kept across a restart.
+    let dir = node.stop();
+    let node = TestNode::start_in(dir);
+    let (_, v) = node.admin.get("/v1/admin/policy/rules");
+    let ids: Vec<&str> = v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["no-ext-legal", "watch"], "highest priority first");
+    assert_eq!(
+        node.admin.get("/v1/admin/domains").1["domains"]["corp.example"]["managed"],
+        true
+    );
+    assert_eq!(
+        node.admin
+            .delete_path("/v1/admin/policy/rules/no-ext-legal"),
+        204
+    );
+    assert_eq!(
+        node.admin
+            .delete_path("/v1/admin/policy/rules/no-ext-legal"),
+        404
+    );
+    assert_eq!(
+        node.admin.delete_path("/v1/admin/groups/legal"),
+        204,
+        "no longer in use"
+    );
+    // The admin token is needed.
+    let stranger = common::Api::new(&node.url, "sb_nobody");
+    assert_eq!(stranger.get("/v1/admin/policy/rules").0, 401);
+}
+
+#[test]
+fn a_profile_is_refused_a_bad_domain_attribute_or_group() {
+    let node = TestNode::start();
+    for (profile, field) in [
+        (json!({"id": "a", "domain": "Corp Example"}), "domain"),
+        (json!({"id": "a", "attrs": {"Country": "DE"}}), "attrs"),
+        (json!({"id": "a", "attrs": {"country": ""}}), "attrs"),
+        (json!({"id": "a", "groups": ["Not A Group"]}), "groups"),
+    ] {
+        let (status, v) = node.admin.put("/v1/admin/users/a", &profile);
+        assert_eq!(status, 422, "{profile}: {v}");
+        assert!(message(&v).contains(field), "{field}: {v}");
+    }
+    assert_eq!(node.admin.get("/v1/admin/users/a").0, 404);
+}
