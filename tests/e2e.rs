@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{bin, TestNode};
+use common::{bin, cli, cli_as, TestNode};
 use serde_json::json;
 
 #[test]
@@ -124,24 +124,6 @@ fn a_recipient_without_a_live_mechanism_is_refused() {
         (code, v["error"]["code"].as_str()),
         (422, Some("no_mechanism"))
     );
-}
-
-fn cli(node: &TestNode, args: &[&str]) -> (bool, String, String) {
-    cli_as(node, &node.admin.token, args)
-}
-
-/// The CLI against `node` with `admin_token`.
-fn cli_as(node: &TestNode, admin_token: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin())
-        .args(args)
-        .args(["--url", &node.url, "--admin-token", admin_token])
-        .output()
-        .expect("run the CLI");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

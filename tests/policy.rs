@@ -229,3 +229,126 @@ fn a_profile_is_refused_a_bad_domain_attribute_or_group() {
     }
     assert_eq!(node.admin.get("/v1/admin/users/a").0, 404);
 }
+
+/// The worked example of docs/POLICY.md, through the CLI.
+#[test]
+fn the_cli_sets_up_an_enterprise_and_tests_a_message() {
+    let node = TestNode::start();
+    let run = |args: &[&str]| {
+        let (ok, out, err) = common::cli(&node, args);
+        assert!(ok, "{args:?}: {err}");
+        out
+    };
+    run(&[
+        "domain",
+        "add",
+        "corp.example",
+        "--managed",
+        "--banner",
+        "Messages are archived.",
+    ]);
+    run(&["group", "add", "legal", "--where", "dept=legal"]);
+    run(&[
+        "user",
+        "add",
+        "lena",
+        "--domain",
+        "corp.example",
+        "--attr",
+        "dept=legal",
+        "--attr",
+        "country=DE",
+    ]);
+    run(&[
+        "user",
+        "add",
+        "sup",
+        "--domain",
+        "corp.example",
+        "--group",
+        "supervisors",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = [
+        r#"{"id": "no-ext-legal", "priority": 100, "stage": "meta",
+            "when": {"from": {"group": "legal"}, "to": {"external": true}},
+            "action": {"type": "deny", "reason": "legal may not message outside"}}"#,
+        r#"{"id": "project-x", "priority": 90, "stage": "content",
+            "when": {"contains": ["Project X"]},
+            "action": {"type": "deny", "reason": "Project X is confidential"}}"#,
+        r#"{"id": "cards", "priority": 80, "stage": "content",
+            "when": {"regex": "\\b\\d{4}[- ]?\\d{4}[- ]?\\d{4}[- ]?\\d{4}\\b"},
+            "action": {"type": "quarantine", "reason": "a card number"}}"#,
+        r#"{"id": "watch-urgent", "priority": 50, "stage": "meta",
+            "when": {"priority": "urgent"}, "action": {"type": "notify", "to": "sup"}}"#,
+        r#"{"id": "sms-tag", "priority": 10, "stage": "meta",
+            "when": {"medium": "sms"}, "action": {"type": "tag", "tag": "sms"}}"#,
+    ];
+    for (i, r) in rules.iter().enumerate() {
+        let f = dir.path().join(format!("{i}.json"));
+        std::fs::write(&f, r).unwrap();
+        let out = run(&["policy", "add", f.to_str().unwrap()]);
+        assert!(out.contains("(version 1)"), "{out}");
+    }
+    let list = run(&["policy", "list"]);
+    let ids: Vec<&str> = list
+        .lines()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "no-ext-legal",
+            "project-x",
+            "cards",
+            "watch-urgent",
+            "sms-tag"
+        ]
+    );
+    let groups = run(&["group", "show", "supervisors"]);
+    assert!(
+        groups.contains("\"sup\""),
+        "made by user add --group: {groups}"
+    );
+
+    let out = run(&[
+        "policy",
+        "test",
+        "--from",
+        "lena",
+        "--to",
+        "email:x@ext.example",
+    ]);
+    assert_eq!(
+        out,
+        "meta stage (broker): deny by no-ext-legal (legal may not message outside)\n  rules applied: no-ext-legal v1 deny\n"
+    );
+    let out = run(&[
+        "policy",
+        "test",
+        "--from",
+        "sup",
+        "--to",
+        "lena",
+        "--priority",
+        "urgent",
+        "--medium",
+        "sms",
+        "--body",
+        "the Project X plan",
+    ]);
+    assert_eq!(
+        out,
+        "meta stage (broker): allow\n  rules applied: watch-urgent v1 notify, sms-tag v1 tag\n  tags: sms\n  supervisors told: sup\n\
+         content stage (filter): deny by project-x (Project X is confidential)\n  rules applied: project-x v1 deny\n"
+    );
+    // A bad rule file is refused naming the field.
+    let f = dir.path().join("bad.json");
+    std::fs::write(
+        &f,
+        r#"{"id": "bad", "stage": "meta", "action": {"type": "explode"}}"#,
+    )
+    .unwrap();
+    let (ok, _, err) = common::cli(&node, &["policy", "add", f.to_str().unwrap()]);
+    assert!(!ok && err.contains("action.type"), "{err}");
+}

@@ -59,6 +59,29 @@ pub(super) fn user(t: &Target, cmd: &UserCmd, matches: &ArgMatches) -> anyhow::R
             if let Some(n) = &u.home_node {
                 profile["home_node"] = json!(n);
             }
+            if let Some(d) = &u.domain {
+                profile["domain"] = json!(d);
+            }
+            if !u.attrs.is_empty() {
+                let mut attrs = serde_json::Map::new();
+                for a in &u.attrs {
+                    let (k, v) = a
+                        .split_once('=')
+                        .with_context(|| format!("--attr {a:?} is not KEY=VALUE"))?;
+                    attrs.insert(k.trim().to_string(), json!(v));
+                }
+                profile["attrs"] = Value::Object(attrs);
+            }
+            if !u.groups.is_empty() {
+                profile["groups"] = json!(u.groups);
+                // A group named for the first time is made (with no
+                // predicate: its members are the users who name it).
+                for g in &u.groups {
+                    if c.get(&format!("/v1/admin/groups/{g}")).is_err() {
+                        c.put(&format!("/v1/admin/groups/{g}"), &json!({}), false)?;
+                    }
+                }
+            }
             let v = c.put(&format!("/v1/admin/users/{}", u.id), &profile, true)?;
             let mechs = mechanisms_text(&profile);
             println!("added user {} ({})", u.id, mechs.join(", "));

@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod local;
 pub mod members;
 pub mod messages;
+pub mod policy;
 
 use std::path::PathBuf;
 
@@ -58,6 +59,15 @@ pub enum Command {
     /// The admin token (admin).
     #[command(subcommand)]
     AdminToken(AdminTokenCmd),
+    /// Enterprise domains (admin).
+    #[command(subcommand)]
+    Domain(policy::DomainCmd),
+    /// Groups of users, static or by attributes (admin).
+    #[command(subcommand)]
+    Group(policy::GroupCmd),
+    /// Enterprise policy rules, and what they would do to a message (admin).
+    #[command(subcommand)]
+    Policy(policy::PolicyCmd),
     /// Show a message's status and attempts.
     Status {
         /// The transaction id.
@@ -239,6 +249,15 @@ pub struct UserAdd {
     /// In a cluster: the node whose gateways deliver to this user.
     #[arg(long)]
     pub home_node: Option<String>,
+    /// The user's domain (enterprise policy).
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// An attribute enterprise policy reads, KEY=VALUE (repeatable).
+    #[arg(long = "attr")]
+    pub attrs: Vec<String>,
+    /// A group the user is a static member of (repeatable; made when new).
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
 }
 
 /// `send`.
@@ -297,6 +316,9 @@ pub fn run(t: &Target, command: &Command, matches: &ArgMatches) -> anyhow::Resul
         Command::Processor(p) => members::processor(t, p),
         Command::Cluster(c) => cluster::cluster(t, c),
         Command::AdminToken(AdminTokenCmd::Rotate { show }) => admin::rotate_admin_token(t, *show),
+        Command::Domain(d) => policy::domain(t, d),
+        Command::Group(g) => policy::group(t, g),
+        Command::Policy(p) => policy::policy(t, p),
         Command::Status { txn, token } => {
             let token = match token {
                 Some(token) => token.clone(),

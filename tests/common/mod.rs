@@ -1298,3 +1298,22 @@ impl Raw {
         self.reply()
     }
 }
+
+/// The CLI against `node` as its admin: (success, stdout, stderr).
+pub fn cli(node: &TestNode, args: &[&str]) -> (bool, String, String) {
+    cli_as(node, &node.admin.token, args)
+}
+
+/// The CLI against `node` with `admin_token`.
+pub fn cli_as(node: &TestNode, admin_token: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(bin())
+        .args(args)
+        .args(["--url", &node.url, "--admin-token", admin_token])
+        .output()
+        .expect("run the CLI");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
