@@ -352,3 +352,207 @@ fn the_cli_sets_up_an_enterprise_and_tests_a_message() {
     let (ok, _, err) = common::cli(&node, &["policy", "add", f.to_str().unwrap()]);
     assert!(!ok && err.contains("action.type"), "{err}");
 }
+
+/// Sets up corp.example with the `legal` group (by attribute) and `rules`.
+fn enterprise(a: &common::Api, rules: &[(&str, Value)]) {
+    assert_eq!(
+        a.put("/v1/admin/domains/corp.example", &json!({"managed": true}))
+            .0,
+        201
+    );
+    assert_eq!(
+        a.put(
+            "/v1/admin/groups/legal",
+            &json!({"where": {"dept": "legal"}})
+        )
+        .0,
+        201
+    );
+    for (id, r) in rules {
+        let (status, v) = a.put(&format!("/v1/admin/policy/rules/{id}"), r);
+        assert_eq!(status, 201, "{id}: {v}");
+    }
+}
+
+/// A user of corp.example (`legal`: in the legal department).
+fn corp_user(a: &common::Api, id: &str, legal: bool, mechanisms: Value) -> common::Api {
+    let attrs = if legal {
+        json!({"dept": "legal"})
+    } else {
+        json!({})
+    };
+    let (status, v) = a.put(
+        &format!("/v1/admin/users/{id}"),
+        &json!({"id": id, "domain": "corp.example", "attrs": attrs, "mechanisms": mechanisms}),
+    );
+    assert_eq!(status, 201, "{v}");
+    a.with_token(v["token"].as_str().unwrap())
+}
+
+/// Blocked transactions, newest first.
+fn blocked(a: &common::Api) -> Vec<Value> {
+    a.get("/v1/admin/transactions?status=blocked").1["transactions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_broker_denies_skips_a_medium_and_writes_the_trail() {
+    let sms = common::TestSms::default();
+    let sent = sms.sent.clone();
+    let node = common::node_with_sms(sms);
+    let a = &node.admin;
+    enterprise(
+        a,
+        &[
+            (
+                "no-ext-legal",
+                json!({"priority": 100, "stage": "meta",
+                "when": {"from": {"group": "legal"}, "to": {"external": true}},
+                "action": {"type": "deny", "reason": "legal may not message outside"}}),
+            ),
+            (
+                "no-sms-legal",
+                json!({"priority": 90, "stage": "meta",
+                "when": {"from": {"group": "legal"}, "medium": "sms"},
+                "action": {"type": "deny", "reason": "legal does not use SMS"}}),
+            ),
+            (
+                "urgent",
+                json!({"priority": 10, "stage": "meta", "when": {"priority": "urgent"},
+                "action": {"type": "tag", "tag": "urgent"}}),
+            ),
+        ],
+    );
+    let lena = corp_user(
+        a,
+        "lena",
+        true,
+        json!([{"medium": "im", "address": "lena"}]),
+    );
+    let bob = corp_user(
+        a,
+        "bob",
+        false,
+        json!([{"medium": "sms", "address": "+4915100000001"}, {"medium": "im", "address": "bob"}]),
+    );
+
+    // Outside the company: 403, and the transaction is blocked by the rule.
+    let (status, v) = lena.post(
+        "/v1/messages",
+        &json!({"to": "sms:+4915199999999", "body": "hi"}),
+    );
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (403, Some("policy_denied")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("legal may not message outside"),
+        "{v}"
+    );
+    let b = blocked(a);
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(b[0]["reason"], "policy:no-ext-legal");
+    assert_eq!(
+        b[0]["policy"],
+        json!([{"rule": "no-ext-legal", "version": 1, "action": "deny"}])
+    );
+    assert!(
+        b[0]["attempts"].as_array().unwrap().is_empty(),
+        "nothing released"
+    );
+
+    // Inside, to bob whose first mechanism is SMS: legal does not use SMS,
+    // so it goes over IM; the rule that skipped SMS is on the trail.
+    let (status, v) = lena.post(
+        "/v1/messages",
+        &json!({"to": "bob", "body": "by IM, not SMS", "priority": "urgent"}),
+    );
+    assert_eq!(status, 202, "{v}");
+    let txn = v["txn"].as_str().unwrap().to_string();
+    let st = lena.expect_status(&txn, "delivered");
+    assert_eq!(st["attempts"][0]["mechanism"], "im", "{st}");
+    assert_eq!(st["attempts"].as_array().unwrap().len(), 1, "{st}");
+    assert_eq!(
+        st["policy"],
+        json!([{"rule": "no-sms-legal", "version": 1, "action": "deny"},
+               {"rule": "urgent", "version": 1, "action": "tag"}])
+    );
+    assert!(
+        st["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "tag:urgent"),
+        "{st}"
+    );
+    assert_eq!(bob.inbox().len(), 1);
+    assert!(sent.lock().unwrap().is_empty(), "no SMS");
+
+    // bob is not in legal: his SMS mechanism is used as usual, and to a
+    // phone outside too.
+    let txn = bob.send("sms:+4915199999999", "from bob");
+    bob.expect_status(&txn, "delivered");
+    assert_eq!(sent.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn outside_senders_denied_are_told_on_their_own_medium() {
+    let rule = json!({"priority": 100, "stage": "meta",
+        "when": {"from": {"external": true}, "to": {"group": "legal"}},
+        "action": {"type": "deny", "reason": "legal takes no outside messages"}});
+
+    // SMS: a phone writing to @lena is answered by SMS (a real SMSC).
+    let smsc = common::Smsc::start();
+    let node = common::node_with_smsc(&smsc, &[]);
+    enterprise(&node.admin, &[("legal-closed", rule.clone())]);
+    let lena = corp_user(
+        &node.admin,
+        "lena",
+        true,
+        json!([{"medium": "im", "address": "lena"}]),
+    );
+    assert_eq!(
+        smsc.mo(json!({"from": "+4917700000061", "text": "@lena hello"})),
+        [0]
+    );
+    let told = smsc.wait_submits("4917700000061", 1);
+    assert_eq!(
+        told[0]["text"],
+        "Switchboard: your message to lena was not sent (policy_denied: legal takes no outside messages)."
+    );
+    assert!(lena.inbox().is_empty());
+
+    // Email: the SMTP client is answered 550 with the reason (swaks).
+    let sink = common::Sink::start(&[]);
+    let node = common::node_with_email(&sink, 1024 * 1024);
+    enterprise(&node.admin, &[("legal-closed", rule)]);
+    let lena = corp_user(
+        &node.admin,
+        "lena",
+        true,
+        json!([{"medium": "im", "address": "lena"}]),
+    );
+    let (ok, out) = common::swaks(
+        &node,
+        &[
+            "--from",
+            "ext@example.net",
+            "--to",
+            "lena@localhost",
+            "--body",
+            "x",
+        ],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("550 5.7.1 Refused: policy_denied: legal takes no outside messages"),
+        "{out}"
+    );
+    assert!(lena.inbox().is_empty());
+}

@@ -75,6 +75,11 @@ pub struct TxnView {
     pub attempts: Vec<AttemptView>,
     /// What happened, in order.
     pub events: Vec<EventView>,
+    /// Why it was blocked or rejected (`policy:<rule>`, `unknown_recipient`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Every enterprise-policy rule that applied to it, in order.
+    pub policy: Vec<switchboard_core::policy::Applied>,
 }
 
 /// A message in an IM inbox.
@@ -186,7 +191,25 @@ pub fn txn_view(rec: &TxnRecord) -> TxnView {
                 kind: e.kind.clone(),
             })
             .collect(),
+        reason: match &rec.status {
+            switchboard_core::store::TxnStatus::Blocked(r)
+            | switchboard_core::store::TxnStatus::Rejected(r) => Some(r.clone()),
+            _ => None,
+        },
+        policy: rec.events.iter().filter_map(|e| applied(&e.kind)).collect(),
     }
+}
+
+/// A trail event `policy:<rule>:v<version>:<action>` as the rule applied.
+fn applied(kind: &str) -> Option<switchboard_core::policy::Applied> {
+    let rest = kind.strip_prefix("policy:")?;
+    let mut parts = rest.split(':');
+    let (rule, version, action) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(switchboard_core::policy::Applied {
+        rule: rule.to_string(),
+        version: version.strip_prefix('v')?.parse().ok()?,
+        action: action.to_string(),
+    })
 }
 
 /// A message's status and every attempt (its sender or the admin; 404 for

@@ -13,14 +13,14 @@ use crate::bus::{PresencePush, Reported, State};
 use crate::delivery::{DeliveryRegistry, ImOfflineWait};
 use crate::presence::{Presence, PresenceView};
 use crate::registry::MemberRegistry;
-use switchboard_core::directory::{resolve, Directory};
-use switchboard_core::policy::{delivery_policy, Dispatch, ManagerChoice, Reach};
+use switchboard_core::directory::{resolve, Directory, Side};
+use switchboard_core::policy::{delivery_policy, Decision, Dispatch, ManagerChoice, Reach, Stage};
 use switchboard_core::protocol::clock::SharedClock;
 use switchboard_core::protocol::frames::LoginVerifier;
 use switchboard_core::protocol::tscs::{NonceCache, Session};
 use switchboard_core::protocol::{
     Frame, Imi, KeyRing, Login, LoginAck, MediumKind, MemberId, ProtocolError, RejectReason, Route,
-    SecretKey, SessionPair, TxnId,
+    SecretKey, SessionPair, To, TxnId,
 };
 use switchboard_core::store::records::key2;
 use switchboard_core::store::{Store, StoreError, Tree, TxnRecord, WriteBatch};
@@ -357,6 +357,36 @@ impl BrokerShared {
         Ok((choice, routes))
     }
 
+    /// The meta stage of enterprise policy for `imi` over `medium`: the
+    /// rules walked over what the directory knows of its sender and
+    /// recipient. Reads the policy's snapshot; with no meta rules and no
+    /// domain denying outside messages it decides nothing and costs
+    /// nothing.
+    pub fn admit(&self, imi: &Imi, medium: Option<MediumKind>) -> Decision {
+        let policy = self.deps.directory.policy().snapshot();
+        if !policy.set.has(Stage::Meta) && !policy.closed_domains {
+            return Decision::allow();
+        }
+        let dir = &self.deps.directory;
+        let from_profile = imi.sender_user.as_deref().and_then(|u| dir.profile(u));
+        let from_address = imi.sender.to_string();
+        let to_profile = match &imi.recipient {
+            To::User(u) => dir.profile(u),
+            To::Address(a) => dir.user_for_address(a).and_then(|u| dir.profile(&u)),
+        };
+        let to_address = imi.recipient.to_string();
+        let from = match &from_profile {
+            Some(p) => Side::User(p),
+            None => Side::Address(&from_address),
+        };
+        let to = match &to_profile {
+            Some(p) => Side::User(p),
+            None => Side::Address(&to_address),
+        };
+        let facts = policy.facts(from, to, medium, imi.priority);
+        policy.set.evaluate(Stage::Meta, &facts)
+    }
+
     /// Counts a refused frame (the admin API shows the counts).
     pub fn count_refusal(&self, e: ProtocolError) {
         metrics::counter!("switchboard_miap_refusals_total", "reason" => e.code()).increment(1);
@@ -403,5 +433,9 @@ impl Env for BrokerShared {
         tried: &[MediumKind],
     ) -> Result<(ManagerChoice, Vec<Route>), RejectReason> {
         BrokerShared::plan(self, imi, manager, tried)
+    }
+
+    fn admit(&self, imi: &Imi, medium: Option<MediumKind>) -> Decision {
+        BrokerShared::admit(self, imi, medium)
     }
 }

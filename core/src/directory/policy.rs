@@ -20,6 +20,8 @@ pub struct PolicyState {
     pub rules: BTreeMap<String, Rule>,
     /// The rules ready to evaluate.
     pub set: RuleSet,
+    /// Whether a domain denies messages outside it.
+    pub closed_domains: bool,
 }
 
 impl PolicyState {
@@ -79,6 +81,10 @@ impl PolicyState {
     }
 
     fn rebuild(&mut self) {
+        self.closed_domains = self
+            .domains
+            .values()
+            .any(|d| d.external == crate::policy::External::Deny);
         // Every stored rule validated when it was put.
         self.set = RuleSet::new(self.rules.values().cloned().collect()).unwrap_or_else(|e| {
             tracing::error!(error = %e, "a stored policy rule does not validate; no rules apply");

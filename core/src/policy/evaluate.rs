@@ -117,6 +117,21 @@ pub struct Decision {
     pub strip_p2p: bool,
 }
 
+impl Decision {
+    /// No rule applied: allow.
+    pub fn allow() -> Self {
+        Self {
+            verdict: Verdict::Allow,
+            applied: Vec::new(),
+            tags: Vec::new(),
+            notify: Vec::new(),
+            warn: Vec::new(),
+            archive: None,
+            strip_p2p: false,
+        }
+    }
+}
+
 /// Rules ready to evaluate: sorted, regular expressions compiled once.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
@@ -165,15 +180,7 @@ impl RuleSet {
 
     /// The rules of `stage` applied to `facts`.
     pub fn evaluate(&self, stage: Stage, facts: &Facts<'_>) -> Decision {
-        let mut d = Decision {
-            verdict: Verdict::Allow,
-            applied: Vec::new(),
-            tags: Vec::new(),
-            notify: Vec::new(),
-            warn: Vec::new(),
-            archive: None,
-            strip_p2p: false,
-        };
+        let mut d = Decision::allow();
         let mut decided = false;
         for (rule, re) in self.rules.iter().filter(|(r, _)| r.stage == stage) {
             if !matches(rule, re.as_ref(), facts) {

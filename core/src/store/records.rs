@@ -453,7 +453,13 @@ impl TxnRecord {
             imi: self.imi.clone(),
             route: attempt.route.clone(),
             attempt: attempt.attempt,
-            tags: Vec::new(),
+            // Policy's tags, from the trail (`tag:<tag>`).
+            tags: self
+                .events
+                .iter()
+                .filter_map(|e| e.kind.strip_prefix("tag:"))
+                .map(str::to_string)
+                .collect(),
         }
     }
 

@@ -17,6 +17,7 @@
 //! and their deadlines. Must not touch: actors, the store's writer, the
 //! network — the caller carries out the [`Effects`], records first.
 
+mod admit;
 mod answers;
 mod decide;
 #[cfg(test)]
@@ -35,6 +36,7 @@ use crate::protocol::{
 use crate::store::records::{Saved, TxnWrite};
 use crate::store::{AccountingRecord, AttemptRecord, StoreError, TxnRecord, TxnStatus};
 
+use admit::{plan_admitted, Refusal};
 use answers::{account, answer_again, notify, release};
 use decide::{apply_report, outcome_of, Next};
 
@@ -75,6 +77,13 @@ pub trait Env {
         manager: Option<&ManagerChoice>,
         tried: &[MediumKind],
     ) -> Result<(ManagerChoice, Vec<Route>), RejectReason>;
+
+    /// The meta stage of enterprise policy for `imi` going over `medium`
+    /// (`None`: whatever the medium). Must not block: the broker reads a
+    /// snapshot. By default nothing is ruled.
+    fn admit(&self, _imi: &Imi, _medium: Option<MediumKind>) -> crate::policy::Decision {
+        crate::policy::Decision::allow()
+    }
 }
 
 /// What a step decided, for the caller to carry out in this order: persist
@@ -230,8 +239,9 @@ impl Transactions {
             saved: Saved::default(),
         };
         rec.event(now, "submitted");
-        match plan(env, &rec.imi, None, &[]) {
-            Ok((manager, routes)) => {
+        match plan_admitted(env, &rec.imi, None, &[]) {
+            Ok((manager, routes, decision)) => {
+                admit::record(&mut rec, &decision, now);
                 rec.event(now, format!("manager:{}", manager.name));
                 rec.manager = Some(manager);
                 let mut frames = Vec::new();
@@ -245,7 +255,27 @@ impl Transactions {
                 self.track(&rec);
                 self.open.insert(txn, rec);
             }
-            Err(reason) => {
+            Err(Refusal::Deny {
+                rule,
+                reason,
+                decision,
+            }) => {
+                admit::record(&mut rec, &decision, now);
+                let code = format!("policy:{rule}");
+                rec.event(now, format!("blocked:{code}"));
+                rec.status = TxnStatus::Blocked(code);
+                rec.closed = true;
+                out.persist(&mut rec);
+                tracing::info!(txn = %txn, rule = %rule, "message denied by policy");
+                metrics::counter!("switchboard_messages_rejected_total", "reason" => "policy_denied")
+                    .increment(1);
+                let why = RejectReason::PolicyDenied(reason);
+                out.send(
+                    from,
+                    Frame::Rejected(frames::make_rejected(session, txn, why)),
+                );
+            }
+            Err(Refusal::Reject(reason)) => {
                 rec.status = TxnStatus::Rejected(reason.code().into());
                 rec.event(now, format!("rejected:{}", reason.code()));
                 rec.closed = true;
@@ -411,10 +441,11 @@ impl Transactions {
         if !rec.status.is_open() || rec.attempts.iter().any(AttemptRecord::is_open) {
             return false;
         }
-        let planned = plan(env, &rec.imi, rec.manager.as_ref(), &rec.tried());
+        let planned = plan_admitted(env, &rec.imi, rec.manager.as_ref(), &rec.tried());
         let originator = rec.imi.originator.clone();
         let outcome = match (planned, env.session(&originator, now)) {
-            (Ok((_, routes)), Ok(session)) => {
+            (Ok((_, routes, decision)), Ok(session)) => {
+                admit::record(rec, &decision, now);
                 let mut frames = Vec::new();
                 for route in routes {
                     match release(env, &session.current, rec, route, now) {
@@ -437,9 +468,19 @@ impl Transactions {
                 // the next release then.
                 return false;
             }
-            (Err(RejectReason::Expired), _) => {
+            (Err(Refusal::Reject(RejectReason::Expired)), _) => {
                 rec.status = TxnStatus::Expired;
                 Outcome::Expired
+            }
+            (Err(Refusal::Deny { rule, decision, .. }), _) => {
+                // Every mechanism left is one policy denies.
+                admit::record(rec, &decision, now);
+                let code = format!("policy:{rule}");
+                rec.status = TxnStatus::Blocked(code.clone());
+                rec.event(now, format!("blocked:{code}"));
+                let outcome = Outcome::Blocked(code);
+                self.conclude(env, out, txn, outcome, now);
+                return true;
             }
             (Err(_), _) => {
                 rec.status = TxnStatus::Undeliverable;

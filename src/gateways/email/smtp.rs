@@ -660,7 +660,7 @@ impl Session {
                 Ok(Ok(Ok(acc))) => accepted.push(acc.txn.to_string()),
                 Ok(Ok(Err(OriginateError::Rejected(r)))) => {
                     tracing::info!(user = %user, reason = r.code(), "mail refused by the broker");
-                    refused = Some(r.code());
+                    refused = Some(r.told());
                 }
                 other => {
                     tracing::warn!(user = %user, result = ?other.map(|r| r.map(|x| x.map(|a| a.txn))), "mail not stored");

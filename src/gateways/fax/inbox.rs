@@ -158,7 +158,7 @@ pub async fn poll(
                     tracing::info!(file = %name, txn = %txn, "fax already received");
                     park(&path, "done", None);
                 }
-                Ok(Err(OriginateError::Rejected(r))) => park(&path, "rejected", Some(r.code())),
+                Ok(Err(OriginateError::Rejected(r))) => park(&path, "rejected", Some(&r.told())),
                 other => {
                     tracing::warn!(file = %name, result = ?other.map(|r| r.map(|a| a.txn)), "fax not stored; retrying")
                 }

@@ -296,6 +296,15 @@ async fn replay(st: &ImClients, txn: TxnId, first: &Fingerprint) -> Result<SendA
         };
         return Err(ApiError::new(status, code, "refused when first sent"));
     }
+    if let TxnStatus::Blocked(code) = &rec.status {
+        if let Some(rule) = code.strip_prefix("policy:") {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "policy_denied",
+                format!("denied by policy {rule} when first sent"),
+            ));
+        }
+    }
     let route = rec
         .attempts
         .first()

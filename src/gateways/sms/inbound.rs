@@ -114,7 +114,7 @@ impl MoContext {
                 tracing::info!(from = %mo.from, to = %to, reason = r.code(), "SMS refused");
                 ok(Some(format!(
                     "Switchboard: your message to {to} was not sent ({}).",
-                    r.code()
+                    r.told()
                 )))
             }
             other => {

@@ -58,6 +58,17 @@ impl RejectReason {
             Self::Expired => "expired",
         }
     }
+
+    /// What the sender is told: the code, and policy's reason with it
+    /// (`policy_denied: legal may not message outside`).
+    pub fn told(&self) -> String {
+        match self {
+            Self::PolicyDenied(why) if !why.is_empty() => {
+                format!("{}: {}", self.code(), why.replace(['\r', '\n'], " "))
+            }
+            _ => self.code().to_string(),
+        }
+    }
 }
 
 /// Phase 2 refusal: `Rejected { txn, reason, mac(K_o, "rejected", txn, enc(reason), C_ack(txn,2)) }`.

@@ -1,0 +1,116 @@
+//! The meta stage of enterprise policy on a plan (COMPLIANCE.md): each
+//! planned route is admitted for its medium. A rule that denies a route
+//! only for its medium (`when.medium`) skips that mechanism for the next
+//! one; a deny that holds whatever the medium blocks the message. The
+//! marks (tags, the archive chosen, supervisors to tell) go on the trail;
+//! the tags travel with every release.
+
+use super::{plan, Env};
+use crate::policy::{Decision, ManagerChoice, Verdict};
+use crate::protocol::{Imi, MediumKind, RejectReason, Route};
+use crate::store::TxnRecord;
+
+/// Why a plan has no admitted route.
+#[derive(Debug)]
+pub(super) enum Refusal {
+    /// No route at all (unknown recipient, no mechanism, expired).
+    Reject(RejectReason),
+    /// Policy denies it: the rule, what the sender is told, and every rule
+    /// that applied.
+    Deny {
+        rule: String,
+        reason: String,
+        decision: Decision,
+    },
+}
+
+/// Most plans tried while rules skip mechanisms (there are four mediums).
+const MAX_REPLANS: usize = 5;
+
+/// The next dispatch's routes that policy admits, with the decision for the
+/// first of them.
+pub(super) fn plan_admitted(
+    env: &dyn Env,
+    imi: &Imi,
+    manager: Option<&ManagerChoice>,
+    tried: &[MediumKind],
+) -> Result<(ManagerChoice, Vec<Route>, Decision), Refusal> {
+    let mut skipped = tried.to_vec();
+    let mut denied_for_medium: Option<Decision> = None;
+    // The rules that denied a medium skipped on the way, for the trail.
+    let mut on_the_way = Vec::new();
+    for _ in 0..MAX_REPLANS {
+        let (choice, routes) = match plan(env, imi, manager, &skipped) {
+            Ok(p) => p,
+            // Every mechanism left was denied for its medium: that is the
+            // rule that stopped the message.
+            Err(RejectReason::NoMechanism) if denied_for_medium.is_some() => break,
+            Err(r) => return Err(Refusal::Reject(r)),
+        };
+        let mut kept: Vec<(Route, Decision)> = Vec::new();
+        for route in routes {
+            let d = env.admit(imi, Some(route.mechanism));
+            if matches!(d.verdict, Verdict::Deny { .. }) {
+                let whatever = env.admit(imi, None);
+                if let Verdict::Deny { rule, reason } = whatever.verdict.clone() {
+                    return Err(Refusal::Deny {
+                        rule,
+                        reason,
+                        decision: whatever,
+                    });
+                }
+                skipped.push(route.mechanism);
+                on_the_way.extend(d.applied.iter().cloned());
+                denied_for_medium = Some(d);
+                continue;
+            }
+            kept.push((route, d));
+        }
+        if let Some((_, first)) = kept.first() {
+            let mut decision = first.clone();
+            on_the_way.append(&mut decision.applied);
+            decision.applied = on_the_way;
+            // The archive a rule chose is on the trail (`archive:<name>`);
+            // the route's archive member comes with the archive itself.
+            let routes = kept.into_iter().map(|(r, _)| r).collect();
+            return Ok((choice, routes, decision));
+        }
+    }
+    match denied_for_medium {
+        Some(decision) => match decision.verdict.clone() {
+            Verdict::Deny { rule, reason } => Err(Refusal::Deny {
+                rule,
+                reason,
+                decision,
+            }),
+            _ => Err(Refusal::Reject(RejectReason::NoMechanism)),
+        },
+        None => Err(Refusal::Reject(RejectReason::NoMechanism)),
+    }
+}
+
+/// Writes what applied into the transaction's trail: one event per rule
+/// (`policy:<rule>:v<version>:<action>`), and the marks (`tag:<tag>`,
+/// `notify:<user>`, `archive:<archive>`), each once.
+pub(super) fn record(rec: &mut TxnRecord, d: &Decision, now: u64) {
+    let add = |rec: &mut TxnRecord, kind: String| {
+        if !rec.events.iter().any(|e| e.kind == kind) {
+            rec.event(now, kind);
+        }
+    };
+    for a in &d.applied {
+        add(
+            rec,
+            format!("policy:{}:v{}:{}", a.rule, a.version, a.action),
+        );
+    }
+    for t in &d.tags {
+        add(rec, format!("tag:{t}"));
+    }
+    for n in &d.notify {
+        add(rec, format!("notify:{n}"));
+    }
+    if let Some(a) = &d.archive {
+        add(rec, format!("archive:{a}"));
+    }
+}
