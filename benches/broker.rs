@@ -200,21 +200,46 @@ fn one_broker_shard(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(5));
-    g.bench_function("one_shard_submit_to_release", |b| {
-        b.iter_custom(|iters| {
-            runner.block_on(async {
-                while !origin.send(Submit(0)).await.expect("originator") {
-                    actix_rt::time::sleep(Duration::from_millis(5)).await;
-                }
-                let target = released.load(Ordering::Relaxed) + iters as usize;
-                let start = Instant::now();
-                origin.do_send(Submit(iters));
-                while released.load(Ordering::Relaxed) < target {
-                    actix_rt::time::sleep(Duration::from_micros(100)).await;
-                }
-                start.elapsed()
-            })
+    let run = |iters: u64| {
+        runner.block_on(async {
+            while !origin.send(Submit(0)).await.expect("originator") {
+                actix_rt::time::sleep(Duration::from_millis(5)).await;
+            }
+            let target = released.load(Ordering::Relaxed) + iters as usize;
+            let start = Instant::now();
+            origin.do_send(Submit(iters));
+            while released.load(Ordering::Relaxed) < target {
+                actix_rt::time::sleep(Duration::from_micros(100)).await;
+            }
+            start.elapsed()
         })
+    };
+    g.bench_function("one_shard_submit_to_release", |b| b.iter_custom(run));
+    // The same with enterprise policy's meta stage walking five rules (one
+    // matches and tags every message) and a domain that denies outside
+    // messages: side by side with the run above.
+    runner.block_on(async {
+        let book = core.directory.policy();
+        let closed = switchboard_core::policy::Domain {
+            external: switchboard_core::policy::External::Deny,
+            ..Default::default()
+        };
+        book.put_domain("corp.example", &closed).await.expect("domain");
+        book.put_group("legal", &Default::default()).await.expect("group");
+        let rules = [
+            r#"{"id": "r1", "priority": 50, "stage": "meta", "when": {"from": {"group": "legal"}, "to": {"external": true}}, "action": {"type": "deny"}}"#,
+            r#"{"id": "r2", "priority": 40, "stage": "meta", "when": {"medium": "sms"}, "action": {"type": "tag", "tag": "sms"}}"#,
+            r#"{"id": "r3", "priority": 30, "stage": "meta", "when": {"priority": "urgent"}, "action": {"type": "tag", "tag": "urgent"}}"#,
+            r#"{"id": "r4", "priority": 20, "stage": "meta", "when": {"from": {"attr": {"country": "DE"}}}, "action": {"type": "strip_p2p"}}"#,
+            r#"{"id": "r5", "priority": 10, "stage": "meta", "when": {}, "action": {"type": "tag", "tag": "seen"}}"#,
+        ];
+        for r in rules {
+            let rule = switchboard_core::policy::Rule::parse(r.as_bytes()).expect("rule");
+            book.put_rule(rule).await.expect("rule stored");
+        }
+    });
+    g.bench_function("one_shard_submit_to_release_5_meta_rules", |b| {
+        b.iter_custom(run)
     });
     g.finish();
     runner.block_on(core.stop(Duration::from_secs(5)));
