@@ -556,3 +556,116 @@ fn outside_senders_denied_are_told_on_their_own_medium() {
     );
     assert!(lena.inbox().is_empty());
 }
+
+/// The notices in `user`'s inbox (from the system sender), oldest first.
+fn notices(user: &common::Api) -> Vec<String> {
+    user.inbox()
+        .iter()
+        .filter(|m| m["from"] == "im:switchboard")
+        .map(|m| m["body"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn supervisors_are_told_meta_only_and_senders_warned_once_per_conversation() {
+    let node = TestNode::start();
+    let a = &node.admin;
+    let (status, _) = a.put(
+        "/v1/admin/domains/corp.example",
+        &json!({"managed": true, "banner": "Messages outside corp.example are archived."}),
+    );
+    assert_eq!(status, 201);
+    let sup = corp_user(a, "sup", false, json!([{"medium": "im", "address": "sup"}]));
+    let alice = corp_user(
+        a,
+        "alice",
+        false,
+        json!([{"medium": "im", "address": "alice"}]),
+    );
+    let bob = corp_user(a, "bob", false, json!([{"medium": "im", "address": "bob"}]));
+    let carol = corp_user(
+        a,
+        "carol",
+        false,
+        json!([{"medium": "im", "address": "carol"}]),
+    );
+    let outside = a.add_user("dana", &[("im", "dana")]); // no domain: external to corp
+    for (id, r) in [
+        (
+            "watch-urgent",
+            json!({"priority": 50, "stage": "meta", "when": {"priority": "urgent"},
+            "action": {"type": "notify", "to": "sup"}}),
+        ),
+        (
+            "careful",
+            json!({"priority": 40, "stage": "meta", "when": {"to": {"user": "bob"}},
+            "action": {"type": "warn", "text": "bob is on leave; his deputy reads his messages."}}),
+        ),
+    ] {
+        assert_eq!(
+            a.put(&format!("/v1/admin/policy/rules/{id}"), &r).0,
+            201,
+            "{id}"
+        );
+    }
+
+    // Urgent: the supervisor learns who, to whom and the txn — not the text.
+    let (status, v) = alice.post(
+        "/v1/messages",
+        &json!({"to": "carol", "body": "the secret plan", "priority": "urgent"}),
+    );
+    assert_eq!(status, 202, "{v}");
+    let txn = v["txn"].as_str().unwrap().to_string();
+    let told = common::eventually("the supervisor's notice", || {
+        let n = notices(&sup);
+        (!n.is_empty()).then_some(n)
+    });
+    assert_eq!(told.len(), 1);
+    assert!(
+        told[0].contains("from alice to carol")
+            && told[0].contains("watch-urgent")
+            && told[0].contains(&txn),
+        "{told:?}"
+    );
+    assert!(!told[0].contains("secret"), "never the content: {told:?}");
+    assert_eq!(carol.inbox().len(), 1, "the message itself arrived");
+
+    // A warning goes to the sender once per conversation a day.
+    for i in 0..2 {
+        let txn = alice.send("bob", &format!("hi {i}"));
+        alice.expect_status(&txn, "delivered");
+    }
+    let txn = carol.send("bob", "from carol");
+    carol.expect_status(&txn, "delivered");
+    common::eventually("carol's warning", || {
+        (notices(&carol).len() == 1).then_some(())
+    });
+    // Notices go out in order: alice's second would be there before carol's.
+    assert_eq!(
+        notices(&alice),
+        ["bob is on leave; his deputy reads his messages."],
+        "once for two messages"
+    );
+
+    // The domain's banner, once, when a corp user writes outside it.
+    for _ in 0..2 {
+        let txn = carol.send("dana", "hello outside");
+        carol.expect_status(&txn, "delivered");
+    }
+    let txn = alice.send("dana", "also outside");
+    alice.expect_status(&txn, "delivered");
+    common::eventually("alice's banner", || {
+        (notices(&alice).len() == 2).then_some(())
+    });
+    assert_eq!(
+        notices(&carol),
+        [
+            "bob is on leave; his deputy reads his messages.",
+            "Messages outside corp.example are archived."
+        ]
+    );
+    assert_eq!(outside.inbox().len(), 3);
+    assert!(notices(&bob).is_empty() && notices(&outside).is_empty());
+    // Notices are not ruled themselves (no notice about a notice).
+    assert_eq!(notices(&sup).len(), 1);
+}

@@ -150,6 +150,11 @@ impl MemberRegistry {
             .is_some_and(|m| m.medium == Some(MediumKind::Im) && m.link.is_some())
     }
 
+    /// Whether `id` is connected from another process (over a link).
+    pub fn is_remote(&self, id: &MemberId) -> bool {
+        self.inner.get(id).is_some_and(|m| m.link.is_some())
+    }
+
     /// Whether `id` may ask whose API token a client showed it (MIAP
     /// `Identify`): a gateway in another process whose clients log in — IM
     /// (WebSocket sessions) or email (SMTP AUTH).

@@ -212,6 +212,18 @@ impl Core {
         gateway = gateway.with_receipts(im_receipts);
         let im = gateway.start();
         wait_logged_in(&im).await?;
+        // Policy notices (supervisors told, senders warned) come from the
+        // system sender through this IM gateway.
+        let notices = {
+            let clock = clock.clone();
+            gateways::im::notices::Notices::new(
+                im.clone(),
+                cfg.broker.default_expires_in_s * 1000,
+                move || clock.now_ms(),
+            )
+        }
+        .start();
+        broker.shared.on_notices(notices.recipient());
         let started_im = StartedGateway::of(gateways::im::MEMBER_ID, &im);
         let core = Core {
             store,

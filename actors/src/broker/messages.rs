@@ -13,3 +13,12 @@ pub struct OpenTransactions;
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct CheckTimeouts;
+
+/// A notice of enterprise policy to send to a user from the system sender
+/// (`switchboard`): what a transaction's [`Notice`] asks for, carried out
+/// by whoever the node set ([`super::BrokerShared::on_notices`]).
+///
+/// [`Notice`]: switchboard_core::transactions::Notice
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct PolicyNotice(pub switchboard_core::transactions::Notice);

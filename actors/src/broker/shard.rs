@@ -181,6 +181,9 @@ impl BrokerShard {
         for (to, frame) in out.frames {
             self.shared.send(&to, frame);
         }
+        for n in out.notices {
+            self.shared.notice(n);
+        }
     }
 
     /// Runs one step of the machine and carries out its effects (also those

@@ -64,6 +64,9 @@ pub struct BrokerDeps {
     pub presence_actor: Option<Addr<Presence>>,
 }
 
+/// The system sender of policy notices (a user id no user may take).
+pub const SYSTEM_SENDER: &str = "switchboard";
+
 /// What all shards share.
 pub struct BrokerShared {
     /// The broker's id.
@@ -84,6 +87,8 @@ pub struct BrokerShared {
     queued: Arc<[AtomicI64]>,
     /// Each shard's open transactions, as of its last timeout check.
     open: Arc<[AtomicI64]>,
+    /// Where policy notices go, once the node set it.
+    notices: std::sync::OnceLock<Recipient<super::messages::PolicyNotice>>,
 }
 
 impl BrokerShared {
@@ -135,6 +140,7 @@ impl BrokerShared {
             open: (0..settings.shards.max(1))
                 .map(|_| AtomicI64::new(0))
                 .collect(),
+            notices: std::sync::OnceLock::new(),
         })
     }
 
@@ -357,6 +363,20 @@ impl BrokerShared {
         Ok((choice, routes))
     }
 
+    /// Sends policy notices to `to` from now on (set once; later calls are
+    /// ignored).
+    pub fn on_notices(&self, to: Recipient<super::messages::PolicyNotice>) {
+        let _ = self.notices.set(to);
+    }
+
+    /// Hands `notice` to whoever sends them (dropped, logged, when nobody).
+    pub fn notice(&self, notice: switchboard_core::transactions::Notice) {
+        match self.notices.get() {
+            Some(r) => r.do_send(super::messages::PolicyNotice(notice)),
+            None => tracing::warn!(to = %notice.to, "no one sends policy notices; dropped"),
+        }
+    }
+
     /// The meta stage of enterprise policy for `imi` over `medium`: the
     /// rules walked over what the directory knows of its sender and
     /// recipient. Reads the policy's snapshot; with no meta rules and no
@@ -365,6 +385,15 @@ impl BrokerShared {
     pub fn admit(&self, imi: &Imi, medium: Option<MediumKind>) -> Decision {
         let policy = self.deps.directory.policy().snapshot();
         if !policy.set.has(Stage::Meta) && !policy.closed_domains {
+            return Decision::allow();
+        }
+        // The node's own notices (the system sender, originated in this
+        // process) are not ruled: a notice about a notice would never end.
+        let system = imi.sender_user.is_none()
+            && imi.sender.medium == MediumKind::Im
+            && imi.sender.address == SYSTEM_SENDER
+            && !self.deps.members.is_remote(&imi.originator);
+        if system {
             return Decision::allow();
         }
         let dir = &self.deps.directory;

@@ -168,6 +168,12 @@ impl Profile {
                 "1-64 characters of a-z 0-9 . _ -, starting with a letter or digit",
             ));
         }
+        if self.id == "switchboard" {
+            return Err(invalid(
+                "id",
+                "\"switchboard\" is the system sender of policy notices",
+            ));
+        }
         if self.display_name.as_ref().is_some_and(|n| n.len() > 200) {
             return Err(invalid("display_name", "longer than 200 bytes"));
         }

@@ -115,6 +115,8 @@ pub struct Decision {
     pub archive: Option<String>,
     /// No point-to-point delivery.
     pub strip_p2p: bool,
+    /// The sender's domain's banner, for a message to an external party.
+    pub banner: Option<String>,
 }
 
 impl Decision {
@@ -128,6 +130,7 @@ impl Decision {
             warn: Vec::new(),
             archive: None,
             strip_p2p: false,
+            banner: None,
         }
     }
 }
@@ -226,6 +229,9 @@ impl RuleSet {
             if decided {
                 break;
             }
+        }
+        if stage == Stage::Meta && facts.to.external && !matches!(d.verdict, Verdict::Deny { .. }) {
+            d.banner = facts.from_domain.and_then(|dom| dom.banner.clone());
         }
         if !decided && stage == Stage::Meta && facts.to.external {
             if let Some((name, dom)) = facts.from.domain.as_ref().zip(facts.from_domain) {

@@ -5,7 +5,7 @@
 //! marks (tags, the archive chosen, supervisors to tell) go on the trail;
 //! the tags travel with every release.
 
-use super::{plan, Env};
+use super::{plan, Effects, Env, Notice};
 use crate::policy::{Decision, ManagerChoice, Verdict};
 use crate::protocol::{Imi, MediumKind, RejectReason, Route};
 use crate::store::TxnRecord;
@@ -20,7 +20,7 @@ pub(super) enum Refusal {
     Deny {
         rule: String,
         reason: String,
-        decision: Decision,
+        decision: Box<Decision>,
     },
 }
 
@@ -56,7 +56,7 @@ pub(super) fn plan_admitted(
                     return Err(Refusal::Deny {
                         rule,
                         reason,
-                        decision: whatever,
+                        decision: Box::new(whatever),
                     });
                 }
                 skipped.push(route.mechanism);
@@ -81,7 +81,7 @@ pub(super) fn plan_admitted(
             Verdict::Deny { rule, reason } => Err(Refusal::Deny {
                 rule,
                 reason,
-                decision,
+                decision: Box::new(decision),
             }),
             _ => Err(Refusal::Reject(RejectReason::NoMechanism)),
         },
@@ -112,5 +112,47 @@ pub(super) fn record(rec: &mut TxnRecord, d: &Decision, now: u64) {
     }
     if let Some(a) = &d.archive {
         add(rec, format!("archive:{a}"));
+    }
+}
+
+/// The notices a decision asks for: each supervisor told what matched
+/// (meta information only — who, to whom, priority, the rules, the txn —
+/// never the content), the sender warned and shown their domain's banner
+/// once per conversation a day.
+pub(super) fn notices(rec: &TxnRecord, d: &Decision, out: &mut Effects) {
+    let imi = &rec.imi;
+    let from = rec.sender_name();
+    let to = imi.recipient.to_string();
+    if !d.notify.is_empty() {
+        let rules: Vec<&str> = d
+            .applied
+            .iter()
+            .filter(|a| a.action == "notify")
+            .map(|a| a.rule.as_str())
+            .collect();
+        let text = format!(
+            "Policy notice: a message from {from} to {to} ({} priority) matched {}; transaction {}.",
+            imi.priority.as_str(),
+            rules.join(", "),
+            imi.txn
+        );
+        for sup in &d.notify {
+            out.notices.push(Notice {
+                to: sup.clone(),
+                text: text.clone(),
+                once_per: None,
+            });
+        }
+    }
+    let Some(sender) = &imi.sender_user else {
+        return;
+    };
+    let pair = Some((sender.clone(), to.clone()));
+    for text in d.warn.iter().chain(&d.banner) {
+        out.notices.push(Notice {
+            to: sender.clone(),
+            text: text.clone(),
+            once_per: pair.clone(),
+        });
     }
 }

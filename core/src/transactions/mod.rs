@@ -100,6 +100,21 @@ pub struct Effects {
     pub accounting: Vec<(usize, AccountingRecord)>,
     /// Frames to send: `(to, frame)`.
     pub frames: Vec<(MemberId, Frame)>,
+    /// Notices of enterprise policy to users (sent after the records).
+    pub notices: Vec<Notice>,
+}
+
+/// A notice of enterprise policy for a user, from the system sender: a
+/// supervisor told of a message (meta information only, never content),
+/// a sender warned, a domain's banner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// The user it is for.
+    pub to: String,
+    /// Its text.
+    pub text: String,
+    /// Sent at most once a day per this (sender, recipient) conversation.
+    pub once_per: Option<(String, String)>,
 }
 
 impl Effects {
@@ -119,7 +134,10 @@ impl Effects {
 
     /// Whether nothing is to be done.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.accounting.is_empty() && self.frames.is_empty()
+        self.records.is_empty()
+            && self.accounting.is_empty()
+            && self.frames.is_empty()
+            && self.notices.is_empty()
     }
 }
 
@@ -242,6 +260,7 @@ impl Transactions {
         match plan_admitted(env, &rec.imi, None, &[]) {
             Ok((manager, routes, decision)) => {
                 admit::record(&mut rec, &decision, now);
+                admit::notices(&rec, &decision, out);
                 rec.event(now, format!("manager:{}", manager.name));
                 rec.manager = Some(manager);
                 let mut frames = Vec::new();
@@ -261,6 +280,7 @@ impl Transactions {
                 decision,
             }) => {
                 admit::record(&mut rec, &decision, now);
+                admit::notices(&rec, &decision, out);
                 let code = format!("policy:{rule}");
                 rec.event(now, format!("blocked:{code}"));
                 rec.status = TxnStatus::Blocked(code);

@@ -15,6 +15,7 @@ pub mod client_frame;
 pub mod clients;
 pub mod frame_guard;
 pub mod hub;
+pub mod notices;
 pub mod queue;
 pub mod remote;
 pub mod send;
