@@ -669,3 +669,123 @@ fn supervisors_are_told_meta_only_and_senders_warned_once_per_conversation() {
     // Notices are not ruled themselves (no notice about a notice).
     assert_eq!(notices(&sup).len(), 1);
 }
+
+/// The content-stage rules of the "Project X" example.
+fn project_x(a: &common::Api) {
+    let rule = json!({"priority": 90, "stage": "content",
+        "when": {"contains": ["Project X"]},
+        "action": {"type": "deny", "reason": "Project X is confidential"}});
+    assert_eq!(a.put("/v1/admin/policy/rules/project-x", &rule).0, 201);
+    // A mark applies only if walked before the decision: above the deny.
+    let watch = json!({"priority": 95, "stage": "content",
+        "when": {"contains": ["Project X"]}, "action": {"type": "notify", "to": "sup"}});
+    assert_eq!(
+        a.put("/v1/admin/policy/rules/project-x-watch", &watch).0,
+        201
+    );
+}
+
+#[test]
+fn the_content_filter_blocks_project_x_over_im_and_sms_and_tells_the_supervisor() {
+    let smsc = common::Smsc::start();
+    let node = common::node_with_smsc(&smsc, &[]);
+    let a = &node.admin;
+    let sup = a.add_user("sup", &[("im", "sup")]);
+    let alice = a.add_user("alice", &[("im", "alice")]);
+    let bob = a.add_user("bob", &[("im", "bob")]);
+    a.add_user("dora", &[("sms", "+4915100000071")]);
+    // No content rule: no filter on the route.
+    let txn = alice.send("bob", "before the rules");
+    let st = alice.expect_status(&txn, "delivered");
+    let hops = st["attempts"][0]["processors"].as_array().cloned();
+    assert!(hops.unwrap_or_default().is_empty(), "{st}");
+    project_x(a);
+
+    // IM: blocked, the sender's status says by which rule, bob gets nothing.
+    let txn = alice.send("bob", "the Project X numbers");
+    let st = alice.expect_status(&txn, "blocked");
+    assert_eq!(st["reason"], "policy:project-x", "{st}");
+    assert_eq!(
+        st["attempts"][0]["processors"],
+        json!(["proc-filter-1"]),
+        "{st}"
+    );
+    assert_eq!(bob.inbox().len(), 1, "only the first message");
+    // Anything else passes the filter, attested like any hop.
+    let txn = alice.send("bob", "lunch?");
+    alice.expect_status(&txn, "delivered");
+    assert_eq!(bob.inbox().len(), 2);
+
+    // SMS: the filter comes before the text becomes segments; nothing is
+    // submitted to the SMSC for the blocked one.
+    let txn = alice.send("dora", "project x, by SMS");
+    let st = alice.expect_status(&txn, "blocked");
+    assert_eq!(
+        st["attempts"][0]["processors"],
+        json!(["proc-filter-1", "proc-sms-1"]),
+        "{st}"
+    );
+    let txn = alice.send("dora", "see you at noon");
+    alice.expect_status(&txn, "delivered");
+    let submitted = smsc.wait_submits("4915100000071", 1);
+    assert_eq!(submitted.len(), 1, "only the allowed one: {submitted:?}");
+    assert_eq!(submitted[0]["text"], "see you at noon");
+
+    // The supervisor was told of both, meta only.
+    let told = common::eventually("two notices", || {
+        let n = notices(&sup);
+        (n.len() == 2).then_some(n)
+    });
+    assert!(
+        told.iter()
+            .all(|t| t.contains("project-x-watch") && !t.contains("numbers")),
+        "{told:?}"
+    );
+    assert!(told[1].contains("to dora"), "{told:?}");
+}
+
+#[test]
+fn the_content_filter_blocks_mail_and_the_smtp_sender_gets_a_report() {
+    let sink = common::Sink::start(&[]);
+    let cert = common::Cert::new();
+    let node = common::node_with_smtp_tls(&sink, &cert, &[]);
+    let a = &node.admin;
+    a.add_user("sup", &[("im", "sup")]);
+    let alice = a.add_user("alice", &[("im", "alice"), ("email", "alice@example.org")]);
+    let bob = a.add_user("bob", &[("im", "bob")]);
+    project_x(a);
+    // alice mails bob (logged in): the mail becomes text, the filter blocks
+    // it, and alice gets a DSN saying so.
+    let mut args = common::auth_args("PLAIN", "alice", &alice.token).to_vec();
+    args.extend([
+        "--from",
+        "alice@example.org",
+        "--to",
+        "bob@localhost",
+        "--header",
+        "Subject: plans",
+        "--body",
+        "Attached: the Project X budget.",
+    ]);
+    let (ok, out) = common::swaks(&node, &args);
+    assert!(ok, "{out}");
+    let txn = out
+        .lines()
+        .find_map(|l| l.split("queued as ").nth(1))
+        .unwrap()
+        .trim()
+        .to_string();
+    let st = alice.expect_status(&txn, "blocked");
+    assert_eq!(
+        st["attempts"][0]["processors"],
+        json!(["proc-email-1", "proc-filter-1"]),
+        "{st}"
+    );
+    let dsn = sink.wait_for(1).remove(0);
+    assert!(
+        dsn.contains("To: <alice@example.org>") && dsn.contains("policy:project-x"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("Status: 5.7.1"), "{dsn}");
+    assert!(bob.inbox().is_empty());
+}

@@ -455,15 +455,7 @@ fn a_remote_email_gateway_takes_mail_and_the_broker_judges_recipients() {
         swaks_as(
             "alice@localhost",
             "bob@localhost",
-            &[
-                "--tls",
-                "--auth",
-                "PLAIN",
-                "--auth-user",
-                "alice",
-                "--auth-password",
-                token,
-            ],
+            &common::auth_args("PLAIN", "alice", token),
         )
     };
     let out = login("sb_not_a_token");

@@ -6,26 +6,7 @@
 
 mod common;
 
-use common::{swaks, Api, Cert, Raw, Sink, TestNode};
-
-/// A node whose SMTP server offers STARTTLS (not required) with `cert`,
-/// relaying to `sink`, with extra settings.
-fn node(sink: &Sink, cert: &Cert, more: &[(&str, &str)]) -> TestNode {
-    let relay = format!("127.0.0.1:{}", sink.port);
-    let mut env = vec![
-        ("SWITCHBOARD_EMAIL__ENABLED", "true"),
-        ("SWITCHBOARD_EMAIL__LISTEN", "127.0.0.1:0"),
-        ("SWITCHBOARD_EMAIL__RELAY", relay.as_str()),
-        (
-            "SWITCHBOARD_EMAIL__LOCAL_DOMAINS",
-            r#"["localhost", "sb.example"]"#,
-        ),
-        ("SWITCHBOARD_EMAIL__TLS_CERT", cert.cert.to_str().unwrap()),
-        ("SWITCHBOARD_EMAIL__TLS_KEY", cert.key.to_str().unwrap()),
-    ];
-    env.extend_from_slice(more);
-    TestNode::start_env(&env)
-}
+use common::{auth_args, node_with_smtp_tls as node, swaks, Api, Cert, Raw, Sink, TestNode};
 
 /// swaks over STARTTLS, logged in as `user` with `token` by `mech`.
 fn submit(
@@ -36,24 +17,10 @@ fn submit(
     from: &str,
     to: &str,
 ) -> (bool, String) {
-    swaks(
-        node,
-        &[
-            "--tls",
-            "--auth",
-            mech,
-            "--auth-user",
-            user,
-            "--auth-password",
-            token,
-            "--from",
-            from,
-            "--to",
-            to,
-            "--body",
-            &format!("{mech} from {from}"),
-        ],
-    )
+    let body = format!("{mech} from {from}");
+    let mut args = auth_args(mech, user, token).to_vec();
+    args.extend(["--from", from, "--to", to, "--body", &body]);
+    swaks(node, &args)
 }
 
 /// The transaction in a `250 … queued as TXN` reply.

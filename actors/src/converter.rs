@@ -6,7 +6,11 @@
 //! Owns: the contract only. Must not touch: any converter (they live in
 //! `src/processors/`).
 
-use switchboard_core::protocol::MediumKind;
+use switchboard_core::protocol::{BrokerImi, MediumKind};
+
+/// The member id of the content filter: chained first among the text hops,
+/// and on routes only while a content-stage rule exists.
+pub const CONTENT_FILTER: &str = "proc-filter-1";
 
 /// What a converter did with a piece of content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +40,9 @@ pub struct Input<'a> {
     pub from: &'a str,
     /// The recipient's address on the destination medium.
     pub to: &'a str,
+    /// The whole meta information of the `Transmit` (the content filter
+    /// reads who and how); `None` where a converter is driven without one.
+    pub meta: Option<&'a BrokerImi>,
 }
 
 /// Where a processor fits on routes: the broker chains live processors

@@ -237,7 +237,10 @@ impl MemberRegistry {
             .filter(|m| m.logged_in && m.healthy)
             .filter_map(|m| Some((m.key().clone(), m.converts.clone()?)))
             .collect();
-        live.sort_by(|a, b| a.0.cmp(&b.0));
+        // The content filter first wherever it fits (before text becomes
+        // SMS segments or a fax page), then by id.
+        let filter = crate::converter::CONTENT_FILTER;
+        live.sort_by(|a, b| (a.0.as_str() != filter, &a.0).cmp(&(b.0.as_str() != filter, &b.0)));
         let mut chain = Vec::new();
         let mut ct = content_type.to_string();
         while chain.len() < MAX_PROCESSORS {

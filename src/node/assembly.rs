@@ -223,7 +223,7 @@ impl Core {
             )
         }
         .start();
-        broker.shared.on_notices(notices.recipient());
+        broker.shared.on_notices(notices.clone().recipient());
         let started_im = StartedGateway::of(gateways::im::MEMBER_ID, &im);
         let core = Core {
             store,
@@ -250,6 +250,13 @@ impl Core {
         core.add_processor(EMAIL_PROCESSOR, email::EmailText)
             .await?;
         core.add_processor(FAX_PROCESSOR, fax::FaxPage).await?;
+        // The content filter: on routes only while a content rule exists.
+        let filter = crate::processors::filter::ContentFilter::new(
+            core.directory.clone(),
+            Some(notices.recipient()),
+        );
+        core.add_processor(crate::processors::FILTER_PROCESSOR, filter)
+            .await?;
         // Remote processors: a link login by one makes it a processor.
         for (id, kind) in core.directory.processor_kinds()? {
             match crate::processors::spec_of(&kind) {

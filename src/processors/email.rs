@@ -47,6 +47,7 @@ mod tests {
             subject: None,
             from: "email:a@b.c",
             to: "bob",
+            meta: None,
         }
     }
 

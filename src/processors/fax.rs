@@ -54,6 +54,7 @@ mod tests {
             subject: Some("report"),
             from: "alice",
             to: "+4930123",
+            meta: None,
         };
         let Converted::Content {
             content,

@@ -8,6 +8,7 @@
 
 pub mod email;
 pub mod fax;
+pub mod filter;
 pub mod sms;
 
 /// The member id of the text-to-SMS processor.
@@ -16,6 +17,9 @@ pub const SMS_PROCESSOR: &str = "proc-sms-1";
 pub const EMAIL_PROCESSOR: &str = "proc-email-1";
 /// The member id of the text-to-fax-page processor.
 pub const FAX_PROCESSOR: &str = "proc-fax-1";
+/// The member id of the content filter (on routes while content rules
+/// exist).
+pub const FILTER_PROCESSOR: &str = switchboard_actors::broker::shared::CONTENT_FILTER;
 
 /// The kinds of processor a remote member can be.
 pub const KINDS: [&str; 3] = ["sms", "email", "fax"];

@@ -57,6 +57,7 @@ mod tests {
             subject: None,
             from: "alice",
             to: "+4915100",
+            meta: None,
         }
     }
 

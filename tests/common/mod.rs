@@ -1317,3 +1317,36 @@ pub fn cli_as(node: &TestNode, admin_token: &str, args: &[&str]) -> (bool, Strin
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A node whose SMTP server offers STARTTLS (not required) with `cert`,
+/// relaying to `sink`, with extra settings.
+pub fn node_with_smtp_tls(sink: &Sink, cert: &Cert, more: &[(&str, &str)]) -> TestNode {
+    let relay = format!("127.0.0.1:{}", sink.port);
+    let mut env = vec![
+        ("SWITCHBOARD_EMAIL__ENABLED", "true"),
+        ("SWITCHBOARD_EMAIL__LISTEN", "127.0.0.1:0"),
+        ("SWITCHBOARD_EMAIL__RELAY", relay.as_str()),
+        (
+            "SWITCHBOARD_EMAIL__LOCAL_DOMAINS",
+            r#"["localhost", "sb.example"]"#,
+        ),
+        ("SWITCHBOARD_EMAIL__TLS_CERT", cert.cert.to_str().unwrap()),
+        ("SWITCHBOARD_EMAIL__TLS_KEY", cert.key.to_str().unwrap()),
+    ];
+    env.extend_from_slice(more);
+    TestNode::start_env(&env)
+}
+
+/// swaks's arguments to log in over STARTTLS as `user` with `token` by
+/// `mech` (`PLAIN`, `LOGIN`).
+pub fn auth_args<'a>(mech: &'a str, user: &'a str, token: &'a str) -> [&'a str; 7] {
+    [
+        "--tls",
+        "--auth",
+        mech,
+        "--auth-user",
+        user,
+        "--auth-password",
+        token,
+    ]
+}

@@ -67,6 +67,8 @@ pub struct BrokerDeps {
 /// The system sender of policy notices (a user id no user may take).
 pub const SYSTEM_SENDER: &str = "switchboard";
 
+pub use crate::converter::CONTENT_FILTER;
+
 /// What all shards share.
 pub struct BrokerShared {
     /// The broker's id.
@@ -311,6 +313,7 @@ impl BrokerShared {
             }
         };
         let user = r.user.as_deref();
+        let filtering = (self.deps.directory.policy().snapshot().set).has(Stage::Content);
         let policy = delivery_policy(
             &r.mechanisms,
             &choice.config,
@@ -348,10 +351,16 @@ impl BrokerShared {
                     address,
                     recipient_user: r.user.clone(),
                     destination,
-                    processors: self
-                        .deps
-                        .members
-                        .processor_chain(mechanism, &imi.content_type),
+                    processors: {
+                        let mut chain =
+                            (self.deps.members).processor_chain(mechanism, &imi.content_type);
+                        // The filter passes text through unchanged: off the
+                        // route while no content rule needs it.
+                        if !filtering {
+                            chain.retain(|p| p.as_str() != CONTENT_FILTER);
+                        }
+                        chain
+                    },
                     archive: None,
                     store_and_forward,
                 })

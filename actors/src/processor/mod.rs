@@ -65,6 +65,7 @@ impl<C: Converter> Processor<C> {
             subject: imi.subject.as_deref(),
             from: &from,
             to: &t.imi.route.address,
+            meta: Some(&t.imi),
         };
         let status = match self.converter.convert(&input) {
             Ok(Converted::Content {

@@ -123,26 +123,19 @@ pub(super) fn notices(rec: &TxnRecord, d: &Decision, out: &mut Effects) {
     let imi = &rec.imi;
     let from = rec.sender_name();
     let to = imi.recipient.to_string();
-    if !d.notify.is_empty() {
-        let rules: Vec<&str> = d
-            .applied
-            .iter()
-            .filter(|a| a.action == "notify")
-            .map(|a| a.rule.as_str())
-            .collect();
-        let text = format!(
-            "Policy notice: a message from {from} to {to} ({} priority) matched {}; transaction {}.",
-            imi.priority.as_str(),
-            rules.join(", "),
-            imi.txn
-        );
-        for sup in &d.notify {
-            out.notices.push(Notice {
-                to: sup.clone(),
-                text: text.clone(),
-                once_per: None,
-            });
-        }
+    let rules: Vec<&str> = (d.applied.iter())
+        .filter(|a| a.action == "notify")
+        .map(|a| a.rule.as_str())
+        .collect();
+    for sup in &d.notify {
+        out.notices.push(Notice::for_supervisor(
+            sup,
+            &from,
+            &to,
+            imi.priority,
+            &rules,
+            imi.txn,
+        ));
     }
     let Some(sender) = &imi.sender_user else {
         return;

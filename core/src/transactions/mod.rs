@@ -117,6 +117,29 @@ pub struct Notice {
     pub once_per: Option<(String, String)>,
 }
 
+impl Notice {
+    /// Supervisor `sup` told that a message matched `rules` — who, to whom,
+    /// the priority and the txn, never the content or the subject.
+    pub fn for_supervisor(
+        sup: &str,
+        from: &str,
+        to: &str,
+        priority: crate::protocol::Priority,
+        rules: &[&str],
+        txn: TxnId,
+    ) -> Self {
+        Self {
+            to: sup.to_string(),
+            text: format!(
+                "Policy notice: a message from {from} to {to} ({} priority) matched {}; transaction {txn}.",
+                priority.as_str(),
+                rules.join(", ")
+            ),
+            once_per: None,
+        }
+    }
+}
+
 impl Effects {
     fn persist(&mut self, rec: &mut TxnRecord) {
         self.records.push((rec.imi.txn, rec.to_write()));

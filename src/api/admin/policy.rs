@@ -151,9 +151,11 @@ pub async fn list_groups(st: web::Data<ApiState>, _: Admin) -> HttpResponse {
 /// One group, with the users who are members now.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GroupView {
-    /// Its definition.
-    #[serde(flatten)]
-    pub group: Group,
+    /// Users with all of these attributes are members.
+    #[serde(rename = "where")]
+    pub predicate: BTreeMap<String, String>,
+    /// Members by name.
+    pub members: Vec<String>,
     /// Who is a member now (static, by attributes, or by their profile).
     pub current: Vec<String>,
 }
@@ -183,7 +185,8 @@ pub async fn get_group(
         .collect();
     current.sort();
     Ok(HttpResponse::Ok().json(GroupView {
-        group: g.clone(),
+        predicate: g.predicate.clone(),
+        members: g.members.clone(),
         current,
     }))
 }
