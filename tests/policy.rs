@@ -666,6 +666,21 @@ fn supervisors_are_told_meta_only_and_senders_warned_once_per_conversation() {
     );
     assert_eq!(outside.inbox().len(), 3);
     assert!(notices(&bob).is_empty() && notices(&outside).is_empty());
+
+    // From outside in: the recipient is shown their domain's banner, once
+    // per conversation whichever side wrote first (carol has seen it).
+    let txn = outside.send("carol", "hello from outside");
+    outside.expect_status(&txn, "delivered");
+    let txn = outside.send("bob", "hello bob");
+    outside.expect_status(&txn, "delivered");
+    let banner = "Messages outside corp.example are archived.";
+    // (dana, writing to bob, is warned by the `careful` rule; no banner:
+    // she is in no domain.)
+    let warned = ["bob is on leave; his deputy reads his messages."];
+    common::eventually("bob's banner, dana's warning", || {
+        (notices(&bob) == [banner] && notices(&outside) == warned).then_some(())
+    });
+    assert_eq!(notices(&carol).len(), 2, "carol saw it already");
     // Notices are not ruled themselves (no notice about a notice).
     assert_eq!(notices(&sup).len(), 1);
 }

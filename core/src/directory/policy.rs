@@ -54,12 +54,14 @@ impl PolicyState {
         f.external = !local(&from) || (local(&to) && f.domain != t.domain);
         t.external = !local(&to) || (local(&from) && f.domain != t.domain);
         let from_domain = f.domain.as_ref().and_then(|d| self.domains.get(d));
+        let to_domain = t.domain.as_ref().and_then(|d| self.domains.get(d));
         crate::policy::Facts {
             from: f,
             to: t,
             medium,
             priority,
             from_domain,
+            to_domain,
             content: None,
         }
     }

@@ -54,6 +54,8 @@ pub struct Facts<'a> {
     pub priority: Priority,
     /// The sender's domain's settings.
     pub from_domain: Option<&'a Domain>,
+    /// The recipient's domain's settings.
+    pub to_domain: Option<&'a Domain>,
     /// The content (content stage only).
     pub content: Option<ContentFacts<'a>>,
 }
@@ -117,6 +119,9 @@ pub struct Decision {
     pub strip_p2p: bool,
     /// The sender's domain's banner, for a message to an external party.
     pub banner: Option<String>,
+    /// The recipient's domain's banner, for a message from an external
+    /// party.
+    pub banner_for_recipient: Option<String>,
 }
 
 impl Decision {
@@ -131,6 +136,7 @@ impl Decision {
             archive: None,
             strip_p2p: false,
             banner: None,
+            banner_for_recipient: None,
         }
     }
 }
@@ -230,8 +236,13 @@ impl RuleSet {
                 break;
             }
         }
-        if stage == Stage::Meta && facts.to.external && !matches!(d.verdict, Verdict::Deny { .. }) {
-            d.banner = facts.from_domain.and_then(|dom| dom.banner.clone());
+        if stage == Stage::Meta && !matches!(d.verdict, Verdict::Deny { .. }) {
+            if facts.to.external {
+                d.banner = facts.from_domain.and_then(|dom| dom.banner.clone());
+            }
+            if facts.from.external {
+                d.banner_for_recipient = facts.to_domain.and_then(|dom| dom.banner.clone());
+            }
         }
         if !decided && stage == Stage::Meta && facts.to.external {
             if let Some((name, dom)) = facts.from.domain.as_ref().zip(facts.from_domain) {

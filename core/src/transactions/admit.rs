@@ -117,9 +117,11 @@ pub(super) fn record(rec: &mut TxnRecord, d: &Decision, now: u64) {
 
 /// The notices a decision asks for: each supervisor told what matched
 /// (meta information only — who, to whom, priority, the rules, the txn —
-/// never the content), the sender warned and shown their domain's banner
-/// once per conversation a day.
-pub(super) fn notices(rec: &TxnRecord, d: &Decision, out: &mut Effects) {
+/// never the content), the sender warned and shown their domain's banner,
+/// a local `recipient` shown theirs for a message from outside — a
+/// warning once per conversation a day, a banner once per conversation
+/// whichever side writes.
+pub(super) fn notices(rec: &TxnRecord, d: &Decision, out: &mut Effects, recipient: Option<&str>) {
     let imi = &rec.imi;
     let from = rec.sender_name();
     let to = imi.recipient.to_string();
@@ -136,6 +138,13 @@ pub(super) fn notices(rec: &TxnRecord, d: &Decision, out: &mut Effects) {
             &rules,
             imi.txn,
         ));
+    }
+    if let (Some(r), Some(text)) = (recipient, &d.banner_for_recipient) {
+        out.notices.push(Notice {
+            to: r.to_string(),
+            text: text.clone(),
+            once_per: Some((r.to_string(), from.clone())),
+        });
     }
     let Some(sender) = &imi.sender_user else {
         return;

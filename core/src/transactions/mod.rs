@@ -283,7 +283,8 @@ impl Transactions {
         match plan_admitted(env, &rec.imi, None, &[]) {
             Ok((manager, routes, decision)) => {
                 admit::record(&mut rec, &decision, now);
-                admit::notices(&rec, &decision, out);
+                let recipient = routes.first().and_then(|r| r.recipient_user.as_deref());
+                admit::notices(&rec, &decision, out, recipient);
                 rec.event(now, format!("manager:{}", manager.name));
                 rec.manager = Some(manager);
                 let mut frames = Vec::new();
@@ -303,7 +304,7 @@ impl Transactions {
                 decision,
             }) => {
                 admit::record(&mut rec, &decision, now);
-                admit::notices(&rec, &decision, out);
+                admit::notices(&rec, &decision, out, None);
                 let code = format!("policy:{rule}");
                 rec.event(now, format!("blocked:{code}"));
                 rec.status = TxnStatus::Blocked(code);
