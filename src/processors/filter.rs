@@ -57,10 +57,11 @@ impl Converter for ContentFilter {
             content: input.content.to_vec(),
             content_type: input.content_type.to_string(),
         };
-        let policy = self.directory.policy().snapshot();
-        let Some(meta) = input.meta.filter(|_| policy.set.has(Stage::Content)) else {
+        let book = self.directory.policy();
+        let Some(meta) = input.meta.filter(|_| book.rules_content()) else {
             return Ok(pass());
         };
+        let policy = book.snapshot();
         let dir = &self.directory;
         let imi = &meta.imi;
         let from_profile = imi.sender_user.as_deref().and_then(|u| dir.profile(u));

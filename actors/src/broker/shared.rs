@@ -313,7 +313,7 @@ impl BrokerShared {
             }
         };
         let user = r.user.as_deref();
-        let filtering = (self.deps.directory.policy().snapshot().set).has(Stage::Content);
+        let filtering = self.deps.directory.policy().rules_content();
         let policy = delivery_policy(
             &r.mechanisms,
             &choice.config,
@@ -392,10 +392,11 @@ impl BrokerShared {
     /// domain denying outside messages it decides nothing and costs
     /// nothing.
     pub fn admit(&self, imi: &Imi, medium: Option<MediumKind>) -> Decision {
-        let policy = self.deps.directory.policy().snapshot();
-        if !policy.set.has(Stage::Meta) && !policy.closed_domains {
+        let book = self.deps.directory.policy();
+        if !book.rules_meta() {
             return Decision::allow();
         }
+        let policy = book.snapshot();
         // The node's own notices (the system sender, originated in this
         // process) are not ruled: a notice about a notice would never end.
         let system = imi.sender_user.is_none()

@@ -4,9 +4,10 @@
 //! blocking; a change builds the next snapshot and swaps it in once durable.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::policy::{groups_of, Domain, Group, InvalidRule, Rule, RuleSet};
+use crate::policy::{groups_of, Domain, Group, InvalidRule, Reference, Rule, RuleSet};
 use crate::store::{Store, StoreError, Tree, WriteBatch};
 
 /// One consistent view of the policy.
@@ -161,11 +162,45 @@ pub enum PolicyError {
     InUse(String),
 }
 
+/// The snapshot, and what it rules in two flags a hot path reads without
+/// the lock.
+struct Shared {
+    state: RwLock<Arc<PolicyState>>,
+    /// [`META`] and [`CONTENT`] of the current snapshot.
+    flags: AtomicU8,
+}
+
+/// A flag: a meta rule, a closed domain or a banner exists (the broker
+/// has work).
+const META: u8 = 1;
+/// A flag: a content rule exists (the filter goes on routes).
+const CONTENT: u8 = 2;
+
+fn flags_of(s: &PolicyState) -> u8 {
+    // A banner is the broker's work too (shown with no rule at all).
+    let banners = s.domains.values().any(|d| d.banner.is_some());
+    let meta = s.set.has(crate::policy::Stage::Meta) || s.closed_domains || banners;
+    u8::from(meta) * META + u8::from(s.set.has(crate::policy::Stage::Content)) * CONTENT
+}
+
+impl Shared {
+    /// Applies one stored change and swaps the next snapshot in.
+    fn change(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+        let mut guard = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = PolicyState::clone(&guard);
+        next.apply(key, value)?;
+        next.rebuild();
+        self.flags.store(flags_of(&next), Ordering::Release);
+        *guard = Arc::new(next);
+        Ok(())
+    }
+}
+
 /// The policy: stored, cached, swapped whole. Cheap to clone.
 #[derive(Clone)]
 pub struct PolicyBook {
     store: Store,
-    state: Arc<RwLock<Arc<PolicyState>>>,
+    shared: Arc<Shared>,
 }
 
 impl PolicyBook {
@@ -181,23 +216,20 @@ impl PolicyBook {
         state.rebuild();
         let book = Self {
             store: store.clone(),
-            state: Arc::new(RwLock::new(Arc::new(state))),
+            shared: Arc::new(Shared {
+                flags: AtomicU8::new(flags_of(&state)),
+                state: RwLock::new(Arc::new(state)),
+            }),
         };
         // In a cluster: what an operator changes on another node.
-        let weak = Arc::downgrade(&book.state);
+        let weak = Arc::downgrade(&book.shared);
         store.on_remote_change(Arc::new(move |c| {
             if c.tree != Tree::Policy {
                 return;
             }
-            let Some(state) = weak.upgrade() else { return };
-            let mut guard = state.write().unwrap_or_else(|e| e.into_inner());
-            let mut next = PolicyState::clone(&guard);
-            match next.apply(c.key, c.new) {
-                Ok(()) => {
-                    next.rebuild();
-                    *guard = Arc::new(next);
-                }
-                Err(e) => tracing::warn!(error = %e, "a corrupt policy record from another node"),
+            let Some(shared) = weak.upgrade() else { return };
+            if let Err(e) = shared.change(c.key, c.new) {
+                tracing::warn!(error = %e, "a corrupt policy record from another node");
             }
         }));
         Ok(book)
@@ -205,7 +237,19 @@ impl PolicyBook {
 
     /// The current policy.
     pub fn snapshot(&self) -> Arc<PolicyState> {
-        self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
+        (self.shared.state.read().unwrap_or_else(|e| e.into_inner())).clone()
+    }
+
+    /// Whether the meta stage has anything to decide (a meta rule, or a
+    /// domain that denies outside messages) — without taking the lock.
+    pub fn rules_meta(&self) -> bool {
+        self.shared.flags.load(Ordering::Acquire) & META != 0
+    }
+
+    /// Whether a content rule exists (the content filter goes on routes) —
+    /// without taking the lock.
+    pub fn rules_content(&self) -> bool {
+        self.shared.flags.load(Ordering::Acquire) & CONTENT != 0
     }
 
     /// Writes `key` (`None`: removes it) and swaps in the next snapshot.
@@ -220,12 +264,7 @@ impl PolicyBook {
             }
         }
         self.store.writer().write(b).await?;
-        let mut guard = self.state.write().unwrap_or_else(|e| e.into_inner());
-        let mut next = PolicyState::clone(&guard);
-        next.apply(&key, value.as_deref())?;
-        next.rebuild();
-        *guard = Arc::new(next);
-        Ok(())
+        self.shared.change(&key, value.as_deref())
     }
 
     /// Sets domain `name`; whether it is new.
@@ -250,21 +289,34 @@ impl PolicyBook {
     /// # Errors
     /// A rule still naming it (409), or the store.
     pub async fn remove_domain(&self, name: &str) -> Result<bool, PolicyError> {
+        let named = |r: &Reference| matches!(r, Reference::Domain(_, d) if d == name);
+        self.remove_unused(b'd', name, "domain", named).await
+    }
+
+    /// Removes the domain or group `name` (of `kind`) unless a rule names
+    /// it (`names`); whether it was there.
+    async fn remove_unused(
+        &self,
+        kind: u8,
+        name: &str,
+        what: &str,
+        names: impl Fn(&Reference) -> bool,
+    ) -> Result<bool, PolicyError> {
         let s = self.snapshot();
-        if !s.domains.contains_key(name) {
+        let there = match kind {
+            b'd' => s.domains.contains_key(name),
+            _ => s.groups.contains_key(name),
+        };
+        if !there {
             return Ok(false);
         }
-        if let Some(r) = s.rules.values().find(|r| {
-            r.references()
-                .iter()
-                .any(|x| matches!(x, crate::policy::Reference::Domain(_, d) if d == name))
-        }) {
+        if let Some(r) = s.rules.values().find(|r| r.references().iter().any(&names)) {
             return Err(PolicyError::InUse(format!(
-                "rule {} names domain {name}",
+                "rule {} names {what} {name}",
                 r.id
             )));
         }
-        self.write(key(b'd', name), None).await?;
+        self.write(key(kind, name), None).await?;
         Ok(true)
     }
 
@@ -288,22 +340,8 @@ impl PolicyBook {
     /// # Errors
     /// A rule still naming it (409), or the store.
     pub async fn remove_group(&self, name: &str) -> Result<bool, PolicyError> {
-        let s = self.snapshot();
-        if !s.groups.contains_key(name) {
-            return Ok(false);
-        }
-        if let Some(r) = s.rules.values().find(|r| {
-            r.references()
-                .iter()
-                .any(|x| matches!(x, crate::policy::Reference::Group(_, g) if g == name))
-        }) {
-            return Err(PolicyError::InUse(format!(
-                "rule {} names group {name}",
-                r.id
-            )));
-        }
-        self.write(key(b'g', name), None).await?;
-        Ok(true)
+        let named = |r: &Reference| matches!(r, Reference::Group(_, g) if g == name);
+        self.remove_unused(b'g', name, "group", named).await
     }
 
     /// Stores `rule` (its references already checked): version 1 when new,

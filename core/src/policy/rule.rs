@@ -209,6 +209,23 @@ pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> InvalidRu
     }
 }
 
+/// `T` from JSON, naming the field that is wrong (`body` for the whole).
+///
+/// # Errors
+/// Malformed JSON, an unknown field, a value of the wrong type.
+pub fn from_json<T: serde::de::DeserializeOwned>(json: &[u8]) -> Result<T, InvalidRule> {
+    let de = &mut serde_json::Deserializer::from_slice(json);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." || path == "?" {
+            "body".to_string()
+        } else {
+            path
+        };
+        invalid(field, e.into_inner().to_string())
+    })
+}
+
 /// What a rule names that must exist: checked against the directory
 /// before the rule is stored (422 otherwise).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,16 +264,7 @@ impl Rule {
     /// # Errors
     /// Malformed JSON, an unknown field or action type, a bad value.
     pub fn parse(json: &[u8]) -> Result<Self, InvalidRule> {
-        let de = &mut serde_json::Deserializer::from_slice(json);
-        let rule: Rule = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." || path == "?" {
-                "body".to_string()
-            } else {
-                path
-            };
-            invalid(field, e.into_inner().to_string())
-        })?;
+        let rule: Rule = from_json(json)?;
         rule.validate()?;
         Ok(rule)
     }

@@ -44,16 +44,7 @@ fn invalid(field: &str, reason: &str) -> ApiError {
 
 /// `T` from a JSON body, naming the field that is wrong.
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." || path == "?" {
-            "body".to_string()
-        } else {
-            path
-        };
-        invalid(&field, &e.into_inner().to_string())
-    })
+    switchboard_core::policy::rule::from_json(body).map_err(|e| invalid(&e.field, &e.reason))
 }
 
 /// Domains by name.
