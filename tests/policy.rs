@@ -804,3 +804,113 @@ fn the_content_filter_blocks_mail_and_the_smtp_sender_gets_a_report() {
     assert!(dsn.contains("Status: 5.7.1"), "{dsn}");
     assert!(bob.inbox().is_empty());
 }
+
+/// Held messages (COMPLIANCE.md "quarantine"): a card number over IM is
+/// held by the content filter, shown to the reviewer with its content,
+/// released and delivered; a message to a phone is held by the broker
+/// before any attempt (the sender hears `quarantined` at once), one
+/// rejected (blocked, nothing reaches the SMSC) and one released (the
+/// real SMSC gets it).
+#[test]
+fn quarantined_messages_wait_for_a_reviewer_over_im_and_sms() {
+    let smsc = common::Smsc::start();
+    let node = common::node_with_smsc(&smsc, &[]);
+    let a = &node.admin;
+    let alice = a.add_user("alice", &[("im", "alice")]);
+    let bob = a.add_user("bob", &[("im", "bob")]);
+    a.add_user("dora", &[("sms", "+4915100000081")]);
+    let cards = json!({"priority": 80, "stage": "content",
+        "when": {"regex": "\\b\\d{4}-\\d{4}-\\d{4}-\\d{4}\\b"},
+        "action": {"type": "quarantine", "reason": "a card number"}});
+    assert_eq!(a.put("/v1/admin/policy/rules/cards", &cards).0, 201);
+    let texts = json!({"priority": 70, "stage": "meta",
+        "when": {"from": {"user": "alice"}, "to": {"user": "dora"}},
+        "action": {"type": "quarantine", "reason": "texts to dora are reviewed"}});
+    assert_eq!(a.put("/v1/admin/policy/rules/texts", &texts).0, 201);
+
+    // IM, content stage: accepted and released, then held by the filter.
+    let txn = alice.send("bob", "my card is 1234-5678-9012-3456");
+    let st = alice.expect_status(&txn, "quarantined");
+    assert_eq!(st["reason"], "policy:cards", "{st}");
+    assert_eq!(st["attempts"][0]["outcome"], "quarantined", "{st}");
+    let (status, list) = a.get("/v1/admin/quarantine");
+    assert_eq!(status, 200, "{list}");
+    let held = list["messages"].as_array().unwrap();
+    assert_eq!(held.len(), 1, "{list}");
+    assert_eq!(
+        (held[0]["txn"].as_str(), held[0]["stage"].as_str()),
+        (Some(txn.as_str()), Some("content"))
+    );
+    assert_eq!(held[0]["rule_reason"], "a card number");
+    assert!(held[0].get("content").is_none(), "not in the list: {list}");
+    let (status, one) = a.get(&format!("/v1/admin/quarantine/{txn}"));
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["content"], "my card is 1234-5678-9012-3456");
+    assert_eq!(
+        alice.get("/v1/admin/quarantine").0,
+        403,
+        "a user token is not the admin's"
+    );
+    assert!(bob.inbox().is_empty(), "held, not delivered");
+    let (status, v) = a.post(&format!("/v1/admin/quarantine/{txn}/release"), &json!({}));
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (200, Some("released")),
+        "{v}"
+    );
+    let st = alice.expect_status(&txn, "delivered");
+    let kinds: Vec<&str> = (st["events"].as_array().unwrap().iter())
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"quarantine:released:admin"), "{kinds:?}");
+    assert_eq!(st["attempts"].as_array().unwrap().len(), 2, "{st}");
+    assert_eq!(bob.inbox()[0]["body"], "my card is 1234-5678-9012-3456");
+    let (status, v) = a.post(&format!("/v1/admin/quarantine/{txn}/release"), &json!({}));
+    assert_eq!(
+        (status, code(&v)),
+        (409, "not_quarantined"),
+        "released once: {v}"
+    );
+    let (status, v) = a.post(
+        "/v1/admin/quarantine/01ARZ3NDEKTSV4RRFFQ69G5FAV/reject",
+        &json!({}),
+    );
+    assert_eq!((status, code(&v)), (404, "not_found"), "{v}");
+
+    // SMS, meta stage: the sender hears it is held; a rejection blocks it.
+    let (status, v) = alice.post("/v1/messages", &json!({"to": "dora", "body": "first text"}));
+    assert_eq!(
+        (status, v["status"].as_str(), v["reason"].as_str()),
+        (202, Some("quarantined"), Some("policy:texts")),
+        "{v}"
+    );
+    assert!(v.get("route").is_none(), "{v}");
+    let first = v["txn"].as_str().unwrap().to_string();
+    let (ok, out, err) = common::cli(&node, &["quarantine", "list"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&first) && out.contains("policy:texts") && out.contains("meta"),
+        "{out}"
+    );
+    let (ok, out, err) = common::cli(&node, &["quarantine", "reject", &first]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), format!("{first}: blocked"));
+    let st = alice.expect_status(&first, "blocked");
+    assert_eq!(st["reason"], "quarantine_rejected", "{st}");
+    assert!(st["attempts"].as_array().unwrap().is_empty(), "{st}");
+
+    let second = alice.post(
+        "/v1/messages",
+        &json!({"to": "dora", "body": "second text"}),
+    );
+    let second = second.1["txn"].as_str().unwrap().to_string();
+    let (ok, out, err) = common::cli(&node, &["quarantine", "release", &second]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), format!("{second}: released"));
+    alice.expect_status(&second, "delivered");
+    let submitted = smsc.wait_submits("4915100000081", 1);
+    assert_eq!(submitted.len(), 1, "only the released one: {submitted:?}");
+    assert_eq!(submitted[0]["text"], "second text");
+    let (_, list) = a.get("/v1/admin/quarantine");
+    assert_eq!(list["messages"], json!([]), "{list}");
+}

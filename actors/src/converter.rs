@@ -24,6 +24,9 @@ pub enum Converted {
     },
     /// Do not forward: blocked by the named rule.
     Blocked(String),
+    /// Do not forward: held for a reviewer by the named rule (the
+    /// originator keeps the content; a release sends it again).
+    Quarantined(String),
 }
 
 /// What a converter is given: the content and the meta information a

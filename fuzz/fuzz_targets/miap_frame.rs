@@ -63,6 +63,7 @@ fuzz_target!(|data: &[u8]| {
         Frame::Identify(i) => f::identify::check_identify(&session, i, NOW, SKEW).is_ok(),
         Frame::Identity(i) => f::identify::check_identity(&session, i, &[2; 32]).is_ok(),
         Frame::Watch(w) => f::watch::check_watch(&session, w, NOW, SKEW).is_ok(),
+        Frame::Held(h) => f::release::check_held(&session, h).is_ok(),
         Frame::Refused(_) | Frame::TransmitAck(_) => false,
     };
     assert!(

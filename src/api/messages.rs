@@ -75,7 +75,8 @@ pub struct TxnView {
     pub attempts: Vec<AttemptView>,
     /// What happened, in order.
     pub events: Vec<EventView>,
-    /// Why it was blocked or rejected (`policy:<rule>`, `unknown_recipient`, …).
+    /// Why it was blocked, rejected or quarantined (`policy:<rule>`,
+    /// `unknown_recipient`, `quarantine_rejected`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Every enterprise-policy rule that applied to it, in order.
@@ -193,7 +194,8 @@ pub fn txn_view(rec: &TxnRecord) -> TxnView {
             .collect(),
         reason: match &rec.status {
             switchboard_core::store::TxnStatus::Blocked(r)
-            | switchboard_core::store::TxnStatus::Rejected(r) => Some(r.clone()),
+            | switchboard_core::store::TxnStatus::Rejected(r)
+            | switchboard_core::store::TxnStatus::Quarantined(r) => Some(r.clone()),
             _ => None,
         },
         policy: rec.events.iter().filter_map(|e| applied(&e.kind)).collect(),

@@ -55,6 +55,8 @@ pub struct ApiState {
     pub members: MemberRegistry,
     /// The broker's shared state (refusal counts).
     pub broker: Arc<BrokerShared>,
+    /// The broker's shards (a reviewer's decision goes to the owner).
+    pub shards: switchboard_actors::bus::BrokerHandle,
     /// The clock.
     pub clock: SharedClock,
     /// This node's membership of its cluster (cluster mode).
@@ -157,7 +159,11 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
                         .service(admin::policy::get_rule)
                         .service(admin::policy::put_rule)
                         .service(admin::policy::delete_rule)
-                        .service(admin::policy::test_policy),
+                        .service(admin::policy::test_policy)
+                        .service(admin::quarantine::list_held)
+                        .service(admin::quarantine::get_held)
+                        .service(admin::quarantine::release_held)
+                        .service(admin::quarantine::reject_held),
                 ),
         );
 }

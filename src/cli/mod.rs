@@ -68,6 +68,10 @@ pub enum Command {
     /// Enterprise policy rules, and what they would do to a message (admin).
     #[command(subcommand)]
     Policy(policy::PolicyCmd),
+    /// Messages enterprise policy holds for a reviewer: list, show,
+    /// release, reject (admin).
+    #[command(subcommand)]
+    Quarantine(policy::QuarantineCmd),
     /// Show a message's status and attempts.
     Status {
         /// The transaction id.
@@ -319,6 +323,7 @@ pub fn run(t: &Target, command: &Command, matches: &ArgMatches) -> anyhow::Resul
         Command::Domain(d) => policy::domain(t, d),
         Command::Group(g) => policy::group(t, g),
         Command::Policy(p) => policy::policy(t, p),
+        Command::Quarantine(q) => policy::quarantine(t, q),
         Command::Status { txn, token } => {
             let token = match token {
                 Some(token) => token.clone(),

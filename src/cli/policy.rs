@@ -54,6 +54,28 @@ pub struct DomainAdd {
     pub archive: bool,
 }
 
+/// `quarantine` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCmd {
+    /// Messages held for a reviewer, newest first.
+    List,
+    /// One held message with its content (JSON).
+    Show {
+        /// The transaction id.
+        txn: String,
+    },
+    /// Release a held message: it is routed as usual.
+    Release {
+        /// The transaction id.
+        txn: String,
+    },
+    /// Reject a held message: blocked, its sender told.
+    Reject {
+        /// The transaction id.
+        txn: String,
+    },
+}
+
 /// `group` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum GroupCmd {
@@ -344,4 +366,38 @@ fn describe(stage: &str, o: &Value) -> String {
         s += "  no point-to-point delivery\n";
     }
     s
+}
+
+pub(super) fn quarantine(t: &Target, cmd: &QuarantineCmd) -> anyhow::Result<()> {
+    let c = t.admin()?;
+    match cmd {
+        QuarantineCmd::List => {
+            let v = c.get("/v1/admin/quarantine")?;
+            for m in v["messages"].as_array().into_iter().flatten() {
+                let s = |k: &str| m[k].as_str().unwrap_or("").to_string();
+                println!(
+                    "{}\t{} -> {}\t{}\t{}\theld {}",
+                    s("txn"),
+                    s("from"),
+                    s("to"),
+                    s("reason"),
+                    s("stage"),
+                    s("held_at")
+                );
+            }
+        }
+        QuarantineCmd::Show { txn } => {
+            let v = c.get(&format!("/v1/admin/quarantine/{txn}"))?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        QuarantineCmd::Release { txn } | QuarantineCmd::Reject { txn } => {
+            let verb = match cmd {
+                QuarantineCmd::Release { .. } => "release",
+                _ => "reject",
+            };
+            let v = c.post(&format!("/v1/admin/quarantine/{txn}/{verb}"), &json!({}))?;
+            println!("{txn}: {}", v["status"].as_str().unwrap_or(""));
+        }
+    }
+    Ok(())
 }

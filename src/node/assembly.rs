@@ -561,6 +561,7 @@ impl Node {
             delivery: core.delivery.clone(),
             members: core.members.clone(),
             broker: core.broker.shared.clone(),
+            shards: core.broker.handle.clone(),
             clock: core.clock.clone(),
             cluster: core.cluster.clone(),
             data_dir: cfg.data.dir.clone(),

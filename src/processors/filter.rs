@@ -3,8 +3,11 @@
 //! content rule exists. It walks the content-stage rules over the text and
 //! the meta information: a `deny` blocks the message (reported `blocked`
 //! with `policy:<rule>`, so the sender gets a `blocked` receipt on their own
-//! medium); a `notify` tells the supervisor the meta information only; a
-//! pass forwards the content unchanged, attested like any hop.
+//! medium); a `quarantine` holds it for a reviewer (reported
+//! `quarantined`; once a reviewer released it — the release tag in the
+//! meta information, which the broker signs — a quarantine rule passes it);
+//! a `notify` tells the supervisor the meta information only; a pass
+//! forwards the content unchanged, attested like any hop.
 //!
 //! Owns: applying the content stage. Must not touch: the rules' storage
 //! (the directory's), routing.
@@ -14,7 +17,7 @@ use actix::Recipient;
 use switchboard_actors::broker::messages::PolicyNotice;
 use switchboard_actors::converter::{Converted, Converter, Input, ProcessorSpec};
 use switchboard_core::directory::{Directory, Side};
-use switchboard_core::policy::{ContentFacts, Stage, Verdict};
+use switchboard_core::policy::{ContentFacts, Stage, Verdict, RELEASED_TAG};
 use switchboard_core::transactions::Notice;
 
 /// A side of the message: the user's profile, else the address.
@@ -107,8 +110,12 @@ impl Converter for ContentFilter {
                 tracing::info!(txn = %imi.txn, rule = %rule, "content denied by policy");
                 Converted::Blocked(format!("policy:{rule}"))
             }
-            // Quarantine and redirect are not content-stage verdicts this
-            // build enforces (docs/POLICY.md): the content goes on.
+            Verdict::Quarantine { rule, .. } if !meta.tags.iter().any(|t| t == RELEASED_TAG) => {
+                tracing::info!(txn = %imi.txn, rule = %rule, "content quarantined by policy");
+                Converted::Quarantined(format!("policy:{rule}"))
+            }
+            // Released by a reviewer, or allowed (redirect is a meta-stage
+            // action).
             _ => pass(),
         })
     }

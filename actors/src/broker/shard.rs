@@ -12,12 +12,16 @@ use actix::prelude::*;
 
 use switchboard_core::protocol::{Frame, MemberId, ProtocolError, RefuseReason, TxnId};
 use switchboard_core::store::records::{enc, Merge, TxnWrite};
-use switchboard_core::store::{AccountingRecord, OutboxEntry, Tree, TxnRecord, WriteBatch};
-use switchboard_core::transactions::{Effects, Transactions};
+use switchboard_core::store::{
+    AccountingRecord, OutboxEntry, Tree, TxnRecord, TxnStatus, WriteBatch,
+};
+use switchboard_core::transactions::{Effects, ReviewError, Transactions};
 
 use super::messages::{CheckTimeouts, OpenTransactions};
 use super::BrokerShared;
-use crate::bus::{BrokerHandle, DrainFrames, FrameQueue, LinkLogin, MemberBack, MiapFrame};
+use crate::bus::{
+    BrokerHandle, DrainFrames, FrameQueue, LinkLogin, MemberBack, MiapFrame, ReviewHeld,
+};
 
 /// How often a shard checks attempt deadlines and expiries.
 const TIMEOUT_CHECK: Duration = Duration::from_millis(100);
@@ -271,6 +275,21 @@ impl Handler<MemberBack> for BrokerShard {
     }
 }
 
+impl Handler<ReviewHeld> for BrokerShard {
+    type Result = Result<TxnStatus, ReviewError>;
+
+    /// A reviewer releases or rejects a quarantined transaction.
+    fn handle(&mut self, r: ReviewHeld, _: &mut Context<Self>) -> Self::Result {
+        self.flush();
+        let mut out = Effects::default();
+        let status = self
+            .txns
+            .review(&*self.shared, &mut out, &r.txn, r.decision, &r.by);
+        self.apply(out);
+        status
+    }
+}
+
 impl Handler<OpenTransactions> for BrokerShard {
     type Result = usize;
 
@@ -303,6 +322,7 @@ impl Broker {
         let mut queues = Vec::new();
         let mut logins = Vec::new();
         let mut backs = Vec::new();
+        let mut reviews = Vec::new();
         for i in 0..shards.max(1) {
             let arb = actix::Arbiter::new();
             let s = shared.clone();
@@ -314,6 +334,7 @@ impl Broker {
             queue.serve(addr.clone().recipient());
             queues.push(queue);
             logins.push(addr.clone().recipient());
+            reviews.push(addr.clone().recipient());
             backs.push(addr.recipient());
             arbiters.push(arb);
         }
@@ -321,6 +342,7 @@ impl Broker {
             handle: BrokerHandle::queued(queues)
                 .with_link_logins(logins)
                 .with_member_backs(backs)
+                .with_reviews(reviews)
                 .with_queue_depths(shared.queue_counters()),
             shared,
             arbiters,

@@ -20,10 +20,25 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use switchboard_core::protocol::{Frame, MemberId, ProtocolError, RefuseReason};
+use switchboard_core::protocol::{Frame, MemberId, ProtocolError, RefuseReason, TxnId};
+use switchboard_core::store::TxnStatus;
+use switchboard_core::transactions::{Review, ReviewError};
 
 pub use links::{LinkLogin, LinkUp, MemberBack};
 pub use presence::{AnnouncePresence, PresencePush, Reported, State, Subscribe};
+
+/// A reviewer's decision on a quarantined transaction, for the shard that
+/// owns it; answers the status it has now.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<TxnStatus, ReviewError>")]
+pub struct ReviewHeld {
+    /// The transaction.
+    pub txn: TxnId,
+    /// Release or reject.
+    pub decision: Review,
+    /// Who decided (the trail names them).
+    pub by: String,
+}
 
 /// One MIAP frame from `from`.
 #[derive(Message, Debug, Clone)]
@@ -162,6 +177,7 @@ pub struct BrokerHandle {
     shards: Arc<Vec<FrameSink>>,
     logins: Arc<Vec<Recipient<LinkLogin>>>,
     backs: Arc<Vec<Recipient<MemberBack>>>,
+    reviews: Arc<Vec<Recipient<ReviewHeld>>>,
     /// Counted up per frame sent to a shard; the shard counts down.
     queued: Option<Arc<[AtomicI64]>>,
 }
@@ -174,6 +190,7 @@ impl BrokerHandle {
             shards: Arc::new(shards.into_iter().map(FrameSink::Mailbox).collect()),
             logins: Arc::new(Vec::new()),
             backs: Arc::new(Vec::new()),
+            reviews: Arc::new(Vec::new()),
             queued: None,
         }
     }
@@ -185,6 +202,7 @@ impl BrokerHandle {
             shards: Arc::new(queues.into_iter().map(FrameSink::Queue).collect()),
             logins: Arc::new(Vec::new()),
             backs: Arc::new(Vec::new()),
+            reviews: Arc::new(Vec::new()),
             queued: None,
         }
     }
@@ -206,6 +224,25 @@ impl BrokerHandle {
     pub fn member_back(&self, member: MemberId) {
         for b in self.backs.iter() {
             b.do_send(MemberBack(member.clone()));
+        }
+    }
+
+    /// With every shard's handler of [`ReviewHeld`] (in shard order).
+    pub fn with_reviews(mut self, reviews: Vec<Recipient<ReviewHeld>>) -> Self {
+        self.reviews = Arc::new(reviews);
+        self
+    }
+
+    /// A reviewer's decision, to the shard that owns the transaction.
+    ///
+    /// # Errors
+    /// [`ReviewError`]; [`ReviewError::Unknown`] also when this handle
+    /// reaches no broker shard that reviews (a member process).
+    pub async fn review(&self, r: ReviewHeld) -> Result<TxnStatus, ReviewError> {
+        let i = (r.txn.shard_hash() % self.shards.len() as u64) as usize;
+        match self.reviews.get(i) {
+            Some(shard) => shard.send(r).await.unwrap_or(Err(ReviewError::Unknown)),
+            None => Err(ReviewError::Unknown),
         }
     }
 

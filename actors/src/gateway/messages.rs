@@ -40,8 +40,12 @@ pub struct Originate {
 pub struct Accepted {
     /// The transaction.
     pub txn: TxnId,
-    /// The first attempt's route.
-    pub route: Route,
+    /// The first attempt's route; `None` while policy holds the message
+    /// for a reviewer.
+    pub route: Option<Route>,
+    /// Why policy holds it for a reviewer (`policy:<rule>`), if it does:
+    /// it is stored and waits for a release.
+    pub held: Option<String>,
 }
 
 /// Why a message was not accepted.

@@ -44,8 +44,8 @@ use switchboard_core::protocol::frames::RefuseReason;
 use switchboard_core::protocol::mac::sha256;
 use switchboard_core::protocol::SessionPair;
 use switchboard_core::protocol::{
-    Attestation, Frame, Imi, LoginAck, MemberId, Notify, Outcome, ProtocolError, Rejected, Release,
-    ReportAck, ReportStatus, Transmit, TxnId,
+    Attestation, Frame, Held, Imi, LoginAck, MemberId, Notify, Outcome, ProtocolError, Rejected,
+    Release, ReportAck, ReportStatus, Transmit, TxnId,
 };
 use switchboard_core::store::records::{enc, key2};
 use switchboard_core::store::{OutboxEntry, Store, Tree, WriteBatch};
@@ -284,7 +284,8 @@ impl<M: Medium> Gateway<M> {
         if let Some(w) = self.waiting.remove(&txn) {
             let _ = w.send(Ok(Accepted {
                 txn,
-                route: r.imi.route.clone(),
+                route: Some(r.imi.route.clone()),
+                held: None,
             }));
         }
         let hop = r
@@ -315,6 +316,22 @@ impl<M: Medium> Gateway<M> {
         self.forget_outbox(&r.txn);
         if let Some(w) = self.waiting.remove(&r.txn) {
             let _ = w.send(Err(OriginateError::Rejected(r.reason)));
+        }
+        Ok(())
+    }
+
+    /// Policy holds the message for a reviewer: the content stays in the
+    /// outbox (a release or a notification follows); the client is told it
+    /// is accepted and held.
+    fn on_held(&mut self, h: Held) -> Result<(), ProtocolError> {
+        self.session()?.verify(|s| frames::check_held(s, &h))?;
+        tracing::info!(txn = %h.txn, reason = %h.reason, "message held for review");
+        if let Some(w) = self.waiting.remove(&h.txn) {
+            let _ = w.send(Ok(Accepted {
+                txn: h.txn,
+                route: None,
+                held: Some(h.reason),
+            }));
         }
         Ok(())
     }
@@ -580,6 +597,7 @@ impl<M: Medium> Gateway<M> {
             Frame::LoginAck(a) if from_broker => self.on_login_ack(a),
             Frame::Release(r) if from_broker => self.on_release(*r),
             Frame::Rejected(r) if from_broker => self.on_rejected(r),
+            Frame::Held(h) if from_broker => self.on_held(h),
             Frame::Notify(n) if from_broker => self.on_notify(n),
             Frame::ReportAck(a) if from_broker => self.on_report_ack(a),
             Frame::Identity(i) if from_broker => self.on_identity(i),

@@ -281,7 +281,7 @@ async fn originate_release_transmit_deliver_report_notify() {
     from_broker(&r, Frame::Release(Box::new(rel.clone()))).await;
     let accepted = client.await.unwrap().unwrap();
     assert_eq!(accepted.txn, sub.imi.txn);
-    assert_eq!(accepted.route.destination.as_str(), "gw-a");
+    assert_eq!(accepted.route.unwrap().destination.as_str(), "gw-a");
     let ack = w.broker.take("release ack", |f| match f {
         Frame::ReleaseAck(a) => Some(a.clone()),
         _ => None,
@@ -350,6 +350,46 @@ async fn forged_release_is_refused_and_nothing_is_transmitted() {
         1,
         "the content is kept"
     );
+}
+
+/// Held for review: a forged `Held` is refused and the client still waits;
+/// the broker's answers the client "accepted, held", the content stays in
+/// the outbox, and the reviewer's release later transmits it.
+#[actix_rt::test]
+async fn a_held_message_is_accepted_and_kept_until_a_release() {
+    let w = world();
+    let r = w.start(FakeMedium::default()).await;
+    let (client, sub) = w.originate_and_submit(&r).await;
+    let txn = sub.imi.txn;
+    let mut forged = frames::make_held(&r.session, txn, "policy:cards".into());
+    forged.reason = "policy:other".into();
+    from_broker(&r, Frame::Held(forged)).await;
+    let refused = w.broker.take("refused", |f| match f {
+        Frame::Refused(x) => Some(*x),
+        _ => None,
+    });
+    assert_eq!(refused.await.error, ProtocolError::BadMac);
+    assert!(!client.is_finished(), "a forged answer answers nobody");
+
+    let held = frames::make_held(&r.session, txn, "policy:cards".into());
+    from_broker(&r, Frame::Held(held)).await;
+    let accepted = client.await.unwrap().unwrap();
+    assert_eq!(
+        (accepted.txn, accepted.route, accepted.held.as_deref()),
+        (txn, None, Some("policy:cards"))
+    );
+    assert_eq!(r.gw.send(GetInFlight).await.unwrap().outbox, 1, "kept");
+    assert!(r.medium.delivered.lock().unwrap().is_empty());
+
+    let rel = w.release(&r, sub.imi.clone(), "gw-a");
+    from_broker(&r, Frame::Release(Box::new(rel))).await;
+    w.broker
+        .take("report", |f| match f {
+            Frame::Report(x) => Some(x.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(r.medium.delivered.lock().unwrap().len(), 1);
 }
 
 #[actix_rt::test]

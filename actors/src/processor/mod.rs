@@ -106,6 +106,7 @@ impl<C: Converter> Processor<C> {
                 return Ok(());
             }
             Ok(Converted::Blocked(rule)) => ReportStatus::Blocked(rule),
+            Ok(Converted::Quarantined(rule)) => ReportStatus::Quarantined(rule),
             Err(reason) => {
                 ReportStatus::NonDelivery(format!("{}: {reason}", self.converter.name()))
             }

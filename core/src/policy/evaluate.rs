@@ -100,6 +100,11 @@ pub struct Applied {
     pub action: String,
 }
 
+/// The tag a reviewer's release puts on a quarantined message: a rule
+/// that quarantines it does not hold it again (a rule cannot write this
+/// tag: rule tags have no `:`).
+pub const RELEASED_TAG: &str = "quarantine:released";
+
 /// What the rules decided for one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {

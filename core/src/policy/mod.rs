@@ -16,7 +16,9 @@ pub mod rule;
 
 pub use delivery::{delivery_policy, Policy, Reach};
 pub use domain::{groups_of, valid_domain, Domain, External, Group};
-pub use evaluate::{Applied, ContentFacts, Decision, Facts, PartyFacts, RuleSet, Verdict};
+pub use evaluate::{
+    Applied, ContentFacts, Decision, Facts, PartyFacts, RuleSet, Verdict, RELEASED_TAG,
+};
 pub use manager::{
     built_in, choose, valid_name, DeliveryManager, Dispatch, InvalidManager, ManagerChoice,
     ManagerConfig, Managers,

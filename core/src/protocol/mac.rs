@@ -36,6 +36,8 @@ pub mod label {
     pub const OUTER: &str = "outer";
     /// Rejected (phase 2).
     pub const REJECTED: &str = "rejected";
+    /// Held for review (phase 2, a quarantine).
+    pub const HELD: &str = "held";
     /// ReleaseAck (phase 2).
     pub const RELEASE_ACK: &str = "release-ack";
     /// Grant for one hop (phase 3).

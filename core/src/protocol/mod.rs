@@ -26,9 +26,9 @@ pub mod verify;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ProtocolError;
 pub use frames::{
-    Attestation, Frame, Grant, HealthFrame, Identify, Identity, Login, LoginAck, Notify, NotifyAck,
-    Outcome, PresenceFrame, PresenceState, RefuseReason, RejectReason, Rejected, Release,
-    ReleaseAck, Report, ReportAck, ReportStatus, Submit, Transmit, TransmitAck, Watch,
+    Attestation, Frame, Grant, HealthFrame, Held, Identify, Identity, Login, LoginAck, Notify,
+    NotifyAck, Outcome, PresenceFrame, PresenceState, RefuseReason, RejectReason, Rejected,
+    Release, ReleaseAck, Report, ReportAck, ReportStatus, Submit, Transmit, TransmitAck, Watch,
 };
 pub use ids::{Address, MediumKind, MemberId, TxnId};
 pub use imi::{BrokerImi, Imi, Priority, Route, To};

@@ -69,6 +69,7 @@ pub fn status_variant(s: &ReportStatus) -> u8 {
         ReportStatus::NonDelivery(_) => 2,
         ReportStatus::Blocked(_) => 3,
         ReportStatus::Expired => 4,
+        ReportStatus::Quarantined(_) => 5,
     }
 }
 

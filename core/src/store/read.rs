@@ -236,6 +236,26 @@ impl Store {
         self.get(Tree::Outbox, &OutboxEntry::content_key(member, hash))
     }
 
+    /// The content `member`'s outbox keeps for `txn`, if it still holds
+    /// the message (shared content resolved).
+    ///
+    /// # Errors
+    /// When sled fails or the entry is corrupt.
+    pub fn outbox_message(
+        &self,
+        member: &MemberId,
+        txn: &TxnId,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(v) = self.get(Tree::Outbox, &OutboxEntry::key(member, txn))? else {
+            return Ok(None);
+        };
+        let entry: OutboxEntry = dec(&v, "outbox")?;
+        if entry.shared() {
+            return self.outbox_content(member, &entry.imi.content_sha256);
+        }
+        Ok(Some(entry.content))
+    }
+
     /// A user's inbox after cursor `after` (exclusive), oldest first, at most
     /// `limit`, with each entry's cursor.
     ///

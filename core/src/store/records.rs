@@ -53,11 +53,16 @@ pub enum TxnStatus {
     Blocked(String),
     /// Expired.
     Expired,
+    /// Held by policy for a reviewer (`policy:<rule>`): it waits, still
+    /// open (its expiry runs), until released or rejected. Appended last:
+    /// older records decode.
+    Quarantined(String),
 }
 
 impl TxnStatus {
     /// Every status name, in lifecycle order.
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 9] = [
+        "quarantined",
         "released",
         "transmitted",
         "delivered",
@@ -89,6 +94,7 @@ impl TxnStatus {
             Self::Rejected(_) => "rejected",
             Self::Blocked(_) => "blocked",
             Self::Expired => "expired",
+            Self::Quarantined(_) => "quarantined",
         }
     }
 
@@ -100,7 +106,10 @@ impl TxnStatus {
 
     /// Whether delivery is still being attempted.
     pub fn is_open(&self) -> bool {
-        matches!(self, Self::Released | Self::Transmitted)
+        matches!(
+            self,
+            Self::Released | Self::Transmitted | Self::Quarantined(_)
+        )
     }
 }
 
@@ -453,14 +462,17 @@ impl TxnRecord {
             imi: self.imi.clone(),
             route: attempt.route.clone(),
             attempt: attempt.attempt,
-            // Policy's tags, from the trail (`tag:<tag>`).
-            tags: self
-                .events
-                .iter()
-                .filter_map(|e| e.kind.strip_prefix("tag:"))
-                .map(str::to_string)
-                .collect(),
+            tags: self.tags(),
         }
+    }
+
+    /// Policy's tags, from the trail (`tag:<tag>`), in order.
+    pub fn tags(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .filter_map(|e| e.kind.strip_prefix("tag:"))
+            .map(str::to_string)
+            .collect()
     }
 
     /// The attempt numbered `n`.
@@ -476,9 +488,14 @@ impl TxnRecord {
             .or(self.attempts.last())
     }
 
-    /// Mechanisms attempted so far.
+    /// Mechanisms attempted so far. A mechanism whose attempt a content rule held for review was not
+    /// tried: once released, it is tried again.
     pub fn tried(&self) -> Vec<MediumKind> {
-        self.attempts.iter().map(|a| a.route.mechanism).collect()
+        self.attempts
+            .iter()
+            .filter(|a| a.outcome.as_deref() != Some("quarantined"))
+            .map(|a| a.route.mechanism)
+            .collect()
     }
 
     /// The sender as shown to users: their user id, else their address.

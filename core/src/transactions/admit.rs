@@ -6,7 +6,7 @@
 //! the tags travel with every release.
 
 use super::{plan, Effects, Env, Notice};
-use crate::policy::{Decision, ManagerChoice, Verdict};
+use crate::policy::{Decision, ManagerChoice, Verdict, RELEASED_TAG};
 use crate::protocol::{Imi, MediumKind, RejectReason, Route};
 use crate::store::TxnRecord;
 
@@ -87,6 +87,22 @@ pub(super) fn plan_admitted(
         },
         None => Err(Refusal::Reject(RejectReason::NoMechanism)),
     }
+}
+
+/// Whether the decision holds the message for a reviewer: the status
+/// code (`policy:<rule>`) when a rule quarantines it and no reviewer has
+/// released it already.
+pub(super) fn held(rec: &TxnRecord, d: &Decision) -> Option<String> {
+    match &d.verdict {
+        Verdict::Quarantine { rule, .. } if !released(rec) => Some(format!("policy:{rule}")),
+        _ => None,
+    }
+}
+
+/// Whether a reviewer released the message from quarantine.
+pub(super) fn released(rec: &TxnRecord) -> bool {
+    let tag = format!("tag:{RELEASED_TAG}");
+    rec.events.iter().any(|e| e.kind == tag)
 }
 
 /// Writes what applied into the transaction's trail: one event per rule

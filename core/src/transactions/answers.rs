@@ -27,6 +27,10 @@ pub(super) fn answer_again(
                 out.send(from, Frame::Release(Box::new(frame)));
             }
         }
+        TxnStatus::Quarantined(code) => {
+            let held = frames::make_held(session, txn, code.clone());
+            out.send(from, Frame::Held(held));
+        }
         TxnStatus::Rejected(code) => {
             let reason = match code.as_str() {
                 "unknown_recipient" => RejectReason::UnknownRecipient,
@@ -71,7 +75,7 @@ pub(super) fn release(
         imi: rec.imi.clone(),
         route,
         attempt,
-        tags: Vec::new(),
+        tags: rec.tags(),
     };
     let id = frames::inner_id(env.k2(), &bimi);
     let route = bimi.route.clone();

@@ -81,6 +81,17 @@ pub(super) fn apply_report(rec: &mut TxnRecord, n: u32, status: &ReportStatus, n
                 TxnStatus::Blocked(rule.clone()),
             )
         }
+        ReportStatus::Quarantined(rule) if a.is_open() && open => {
+            // A content rule holds it for a reviewer: the attempt is over,
+            // the originator keeps the content, nothing is told yet.
+            a.outcome = Some("quarantined".into());
+            a.reason = Some(rule.clone());
+            (
+                "quarantined",
+                Next::Nothing,
+                TxnStatus::Quarantined(rule.clone()),
+            )
+        }
         _ => return Next::Nothing,
     };
     rec.status = new_status;
@@ -93,7 +104,8 @@ pub(super) fn outcome_of(status: &TxnStatus) -> Outcome {
     match status {
         TxnStatus::Read => Outcome::Read,
         TxnStatus::Undeliverable | TxnStatus::Rejected(_) => Outcome::Undeliverable,
-        TxnStatus::Blocked(r) => Outcome::Blocked(r.clone()),
+        // A held message is never notified as such (it is not final).
+        TxnStatus::Blocked(r) | TxnStatus::Quarantined(r) => Outcome::Blocked(r.clone()),
         TxnStatus::Expired => Outcome::Expired,
         TxnStatus::Delivered | TxnStatus::Released | TxnStatus::Transmitted => Outcome::Delivered,
     }

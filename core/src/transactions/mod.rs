@@ -25,7 +25,7 @@ mod tests;
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::policy::ManagerChoice;
+use crate::policy::{ManagerChoice, RELEASED_TAG};
 use crate::protocol::frames;
 use crate::protocol::replay::{status_variant, StepLog};
 use crate::protocol::verify::step;
@@ -287,6 +287,17 @@ impl Transactions {
                 admit::notices(&rec, &decision, out, recipient);
                 rec.event(now, format!("manager:{}", manager.name));
                 rec.manager = Some(manager);
+                if let Some(code) = admit::held(&rec, &decision) {
+                    // Held for a reviewer: the originator keeps the
+                    // content and tells its client it waits.
+                    hold(&mut rec, &code, now);
+                    out.persist(&mut rec);
+                    let held = frames::make_held(session, txn, code);
+                    out.send(from, Frame::Held(held));
+                    self.track(&rec);
+                    self.open.insert(txn, rec);
+                    return Ok(());
+                }
                 let mut frames = Vec::new();
                 for route in routes {
                     frames.push(release(env, session, &mut rec, route, now)?);
@@ -377,13 +388,18 @@ impl Transactions {
         // A report is checked against the ID of the attempt it names.
         let attempt = rec.attempt(r.attempt).ok_or(ProtocolError::IdMismatch)?;
         // The destination reports; a processor may report that it stopped
-        // the content (blocked, or could not convert it).
+        // the content (blocked, held for review, or could not convert it).
+        // Only a processor holds content for review.
         let by_processor = attempt.route.processors.contains(from)
             && matches!(
                 r.status,
-                ReportStatus::Blocked(_) | ReportStatus::NonDelivery(_)
+                ReportStatus::Blocked(_)
+                    | ReportStatus::NonDelivery(_)
+                    | ReportStatus::Quarantined(_)
             );
-        if from != &attempt.route.destination && !by_processor {
+        let by_destination =
+            from == &attempt.route.destination && !matches!(r.status, ReportStatus::Quarantined(_));
+        if !by_destination && !by_processor {
             return Err(ProtocolError::WrongParty);
         }
         session_d.verify(|s| frames::check_report(s, &r, &attempt.id))?;
@@ -488,6 +504,16 @@ impl Transactions {
         let planned = plan_admitted(env, &rec.imi, rec.manager.as_ref(), &rec.tried());
         let originator = rec.imi.originator.clone();
         let outcome = match (planned, env.session(&originator, now)) {
+            (Ok((_, _, decision)), _) if admit::held(rec, &decision).is_some() => {
+                // The next mechanism is one a rule holds for review (the
+                // originator's client was answered long ago).
+                admit::record(rec, &decision, now);
+                if let Some(code) = admit::held(rec, &decision) {
+                    hold(rec, &code, now);
+                }
+                out.persist(rec);
+                return true;
+            }
             (Ok((_, routes, decision)), Ok(session)) => {
                 admit::record(rec, &decision, now);
                 let mut frames = Vec::new();
@@ -579,6 +605,62 @@ impl Transactions {
         }
     }
 
+    // ---- quarantine ----
+
+    /// A reviewer (`by`) decides on a quarantined transaction: released, it
+    /// is routed as usual (a rule that quarantined it does not hold it
+    /// again); rejected, it is `blocked` (`quarantine_rejected`) and its
+    /// originator told. Returns the status it has now.
+    ///
+    /// # Errors
+    /// [`ReviewError`]; nothing changed then.
+    pub fn review(
+        &mut self,
+        env: &dyn Env,
+        out: &mut Effects,
+        txn: &TxnId,
+        decision: Review,
+        by: &str,
+    ) -> Result<TxnStatus, ReviewError> {
+        let now = env.now_ms();
+        let rec = self
+            .load(env, txn)
+            .map_err(|_| ReviewError::Unknown)?
+            .ok_or(ReviewError::Unknown)?;
+        if !matches!(rec.status, TxnStatus::Quarantined(_)) {
+            return Err(ReviewError::NotHeld(rec.status.as_str()));
+        }
+        let by = by.replace(|c: char| c.is_control() || c == ':', "_");
+        match decision {
+            Review::Release => {
+                // The next release goes to the originator, which holds the
+                // content: it must be there to take it.
+                if env.session(&rec.imi.originator, now).is_err() {
+                    return Err(ReviewError::OriginatorAway);
+                }
+                rec.event(now, format!("quarantine:released:{by}"));
+                rec.event(now, format!("tag:{RELEASED_TAG}"));
+                rec.status = TxnStatus::Released;
+                tracing::info!(txn = %txn, by = %by, "released from quarantine");
+                if !self.retry(env, out, txn, now) {
+                    if let Some(rec) = self.open.get_mut(txn) {
+                        out.persist(rec);
+                    }
+                }
+            }
+            Review::Reject => {
+                let code = "quarantine_rejected".to_string();
+                rec.event(now, format!("quarantine:rejected:{by}"));
+                rec.event(now, format!("blocked:{code}"));
+                rec.status = TxnStatus::Blocked(code.clone());
+                tracing::info!(txn = %txn, by = %by, "rejected from quarantine");
+                self.conclude(env, out, txn, Outcome::Blocked(code), now);
+            }
+        }
+        let rec = self.open.get(txn).ok_or(ReviewError::Unknown)?;
+        Ok(rec.status.clone())
+    }
+
     // ---- phase 5 ----
 
     /// A `NotifyAck` from the originator: the transaction leaves memory once
@@ -644,6 +726,38 @@ impl Transactions {
         }
         again
     }
+}
+
+/// A reviewer's decision on a quarantined message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Review {
+    /// Route it as usual.
+    Release,
+    /// Block it (`quarantine_rejected`).
+    Reject,
+}
+
+/// Why a review changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReviewError {
+    /// No such transaction.
+    #[error("no such transaction")]
+    Unknown,
+    /// It is not quarantined (its status).
+    #[error("the message is {0}, not quarantined")]
+    NotHeld(&'static str),
+    /// Its originating gateway is not connected, so it cannot take the
+    /// release.
+    #[error("the gateway holding the message is not connected")]
+    OriginatorAway,
+}
+
+/// Holds `rec` for a reviewer under `code` (`policy:<rule>`).
+fn hold(rec: &mut TxnRecord, code: &str, now: u64) {
+    rec.status = TxnStatus::Quarantined(code.to_string());
+    rec.event(now, format!("quarantined:{code}"));
+    tracing::info!(txn = %rec.imi.txn, code, "message quarantined by policy");
+    metrics::counter!("switchboard_messages_quarantined_total").increment(1);
 }
 
 /// The route decision, after the message's expiry.

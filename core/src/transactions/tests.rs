@@ -34,6 +34,10 @@ struct TestEnv {
     managers: RefCell<Managers>,
     /// The live gateway of each medium.
     gateways: HashMap<MediumKind, MemberId>,
+    /// The processors every route passes.
+    processors: RefCell<Vec<MemberId>>,
+    /// What policy's meta stage decides for every message.
+    verdict: RefCell<crate::policy::Verdict>,
 }
 
 impl Env for TestEnv {
@@ -106,7 +110,21 @@ impl Env for TestEnv {
         if routes.is_empty() {
             return Err(RejectReason::NoMechanism);
         }
+        let processors = self.processors.borrow();
+        let routes = (routes.into_iter())
+            .map(|r| Route {
+                processors: processors.clone(),
+                ..r
+            })
+            .collect();
         Ok((choice, routes))
+    }
+
+    fn admit(&self, _imi: &Imi, _medium: Option<MediumKind>) -> crate::policy::Decision {
+        crate::policy::Decision {
+            verdict: self.verdict.borrow().clone(),
+            ..crate::policy::Decision::allow()
+        }
     }
 }
 
@@ -121,6 +139,8 @@ struct World {
     txns: Transactions,
     im: Member,
     sms: Member,
+    /// A content filter (on routes when `env.processors` names it).
+    filter: Member,
     /// Every frame the machine sent, in order, not yet taken.
     sent: Vec<(MemberId, Frame)>,
     accounts: Vec<AccountingRecord>,
@@ -149,9 +169,11 @@ fn login(env: &TestEnv, keys: &MemberKeys, cache: &mut NonceCache) -> Member {
 fn world() -> World {
     let im_keys = MemberKeys::generate(MemberId::new("gw-im"), Some(MediumKind::Im));
     let sms_keys = MemberKeys::generate(MemberId::new("gw-sms"), Some(MediumKind::Sms));
+    let filter_keys = MemberKeys::generate(MemberId::new("proc-filter-1"), None);
     let ring = KeyRing::new(0);
     ring.put(im_keys.clone());
     ring.put(sms_keys.clone());
+    ring.put(filter_keys.clone());
     let env = TestEnv {
         clock: ManualClock::at(NOW),
         ring,
@@ -174,15 +196,19 @@ fn world() -> World {
             (MediumKind::Im, im_keys.member.clone()),
             (MediumKind::Sms, sms_keys.member.clone()),
         ]),
+        processors: RefCell::default(),
+        verdict: RefCell::new(crate::policy::Verdict::Allow),
     };
     let mut cache = NonceCache::default();
     let im = login(&env, &im_keys, &mut cache);
     let sms = login(&env, &sms_keys, &mut cache);
+    let filter = login(&env, &filter_keys, &mut cache);
     World {
         env,
         txns: Transactions::new(),
         im,
         sms,
+        filter,
         sent: Vec::new(),
         accounts: Vec::new(),
     }
@@ -327,7 +353,24 @@ impl World {
         match who {
             Who::Im => &self.im,
             Who::Sms => &self.sms,
+            Who::Filter => &self.filter,
         }
+    }
+
+    /// A reviewer decides on `txn`.
+    fn review(&mut self, txn: &TxnId, d: Review) -> Result<TxnStatus, ReviewError> {
+        let mut out = Effects::default();
+        let r = self.txns.review(&self.env, &mut out, txn, d, "admin");
+        self.apply(out);
+        r
+    }
+
+    fn held(&mut self) -> frames::Held {
+        let to = self.im.id.clone();
+        self.take(&to, "held", |f| match f {
+            Frame::Held(h) => Some(h.clone()),
+            _ => None,
+        })
     }
 
     fn notify(&mut self) -> Notify {
@@ -347,6 +390,7 @@ impl World {
 enum Who {
     Im,
     Sms,
+    Filter,
 }
 
 fn release_frame(f: &Frame) -> Option<Release> {
@@ -805,4 +849,157 @@ fn how_an_attempt_was_delivered_is_kept_in_it_through_the_read() {
         (rec.attempts[0].outcome.as_deref(), &rec.attempts[0].reason),
         (Some("read"), &Some(how))
     );
+}
+
+/// A meta rule quarantines: the originator is told it is held (a frame it
+/// can check; a resubmission is told again), nothing is released until a
+/// reviewer releases it — then it is routed with the released tag, once.
+#[test]
+fn a_quarantined_message_waits_for_a_reviewer_then_is_routed() {
+    let mut w = world();
+    *w.env.verdict.borrow_mut() = crate::policy::Verdict::Quarantine {
+        rule: "cards".into(),
+        reason: "a card number".into(),
+    };
+    let imi = w.imi(To::User("bob".into()));
+    let txn = imi.txn;
+    let im = w.im.id.clone();
+    w.send(&im, Frame::Submit(make_submit(&w.im.session, imi.clone())))
+        .unwrap();
+    let h = w.held();
+    frames::check_held(&w.im.session, &h).unwrap();
+    assert_eq!(h.reason, "policy:cards");
+    let forged = frames::make_held(&w.sms.session, txn, "policy:cards".into());
+    assert_eq!(
+        frames::check_held(&w.im.session, &forged),
+        Err(ProtocolError::BadMac)
+    );
+    w.none(&im, "release", release_frame);
+    let rec = w.stored(&txn).unwrap();
+    assert_eq!(rec.status, TxnStatus::Quarantined("policy:cards".into()));
+    assert!(rec.attempts.is_empty());
+    // Asked again (a restart), the originator hears the same.
+    w.send(&im, Frame::Submit(make_submit(&w.im.session, imi)))
+        .unwrap();
+    assert_eq!(w.held().reason, "policy:cards");
+
+    assert_eq!(
+        w.review(&TxnId([9; 16]), Review::Release),
+        Err(ReviewError::Unknown)
+    );
+    assert_eq!(w.review(&txn, Review::Release), Ok(TxnStatus::Released));
+    let r = w.next_release();
+    frames::check_release(&w.im.session, &r).unwrap();
+    assert_eq!(r.imi.tags, [crate::policy::RELEASED_TAG]);
+    assert_eq!(r.imi.route.mechanism, MediumKind::Im);
+    assert_eq!(
+        w.review(&txn, Review::Release),
+        Err(ReviewError::NotHeld("released")),
+        "released once"
+    );
+    w.report_from(Who::Im, &r, ReportStatus::Delivered).unwrap();
+    assert_eq!(w.notify().outcome, Outcome::Delivered);
+    let rec = w.stored(&txn).unwrap();
+    let kinds: Vec<&str> = rec.events.iter().map(|e| e.kind.as_str()).collect();
+    assert!(kinds.contains(&"quarantined:policy:cards"), "{kinds:?}");
+    assert!(kinds.contains(&"quarantine:released:admin"), "{kinds:?}");
+}
+
+/// Rejected by a reviewer, a held message is blocked and its originator
+/// told; a release needs the originator connected and changes nothing
+/// otherwise.
+#[test]
+fn a_rejected_quarantine_is_blocked_and_told() {
+    let mut w = world();
+    *w.env.verdict.borrow_mut() = crate::policy::Verdict::Quarantine {
+        rule: "cards".into(),
+        reason: String::new(),
+    };
+    let imi = w.imi(To::User("bob".into()));
+    let txn = imi.txn;
+    let im = w.im.id.clone();
+    w.send(&im, Frame::Submit(make_submit(&w.im.session, imi)))
+        .unwrap();
+    w.held();
+    let session = w.env.sessions.borrow_mut().remove(&im).unwrap();
+    assert_eq!(
+        w.review(&txn, Review::Release),
+        Err(ReviewError::OriginatorAway)
+    );
+    assert!(matches!(
+        w.stored(&txn).unwrap().status,
+        TxnStatus::Quarantined(_)
+    ));
+    w.env.sessions.borrow_mut().insert(im.clone(), session);
+    assert_eq!(
+        w.review(&txn, Review::Reject),
+        Ok(TxnStatus::Blocked("quarantine_rejected".into()))
+    );
+    let n = w.notify();
+    assert_eq!(n.outcome, Outcome::Blocked("quarantine_rejected".into()));
+    w.none(&im, "release", release_frame);
+    assert_eq!(
+        w.review(&txn, Review::Release),
+        Err(ReviewError::NotHeld("blocked"))
+    );
+}
+
+/// A content filter holds the content: its report quarantines the
+/// message (a destination cannot); the release tries the same mechanism
+/// again, with the tag the filter reads; an expiry while held concludes
+/// `expired`.
+#[test]
+fn a_filter_quarantines_content_and_the_release_tries_the_same_mechanism() {
+    let mut w = world();
+    w.env.processors.borrow_mut().push(w.filter.id.clone());
+    let r = w.submit(w.imi(To::User("bob".into())));
+    let txn = r.imi.imi.txn;
+    assert_eq!(r.imi.route.processors, [w.filter.id.clone()]);
+    assert_eq!(
+        refused(w.report_from(Who::Im, &r, ReportStatus::Quarantined("policy:x".into()))),
+        ProtocolError::WrongParty
+    );
+    w.report_from(
+        Who::Filter,
+        &r,
+        ReportStatus::Quarantined("policy:cards".into()),
+    )
+    .unwrap();
+    let rec = w.stored(&txn).unwrap();
+    assert_eq!(rec.status, TxnStatus::Quarantined("policy:cards".into()));
+    assert_eq!(rec.attempts[0].outcome.as_deref(), Some("quarantined"));
+    let im = w.im.id.clone();
+    w.none(&im, "notify", |f| {
+        matches!(f, Frame::Notify(_)).then_some(())
+    });
+    // An attempt timeout passing changes nothing: the attempt is over.
+    w.tick(120_000);
+    w.none(&im, "release", release_frame);
+    assert!(matches!(
+        w.stored(&txn).unwrap().status,
+        TxnStatus::Quarantined(_)
+    ));
+
+    assert_eq!(w.review(&txn, Review::Release), Ok(TxnStatus::Released));
+    let again = w.next_release();
+    assert_eq!(
+        (again.imi.attempt, again.imi.route.mechanism),
+        (2, MediumKind::Im)
+    );
+    assert_eq!(again.imi.tags, [crate::policy::RELEASED_TAG]);
+
+    // Another held message expires while it waits.
+    let r = w.submit(w.imi(To::User("bob".into())));
+    w.report_from(
+        Who::Filter,
+        &r,
+        ReportStatus::Quarantined("policy:cards".into()),
+    )
+    .unwrap();
+    w.tick(3_600_001);
+    let n = w.take(&im, "notify", |f| match f {
+        Frame::Notify(n) if n.txn == r.imi.imi.txn => Some(n.clone()),
+        _ => None,
+    });
+    assert_eq!(n.outcome, Outcome::Expired);
 }

@@ -1,12 +1,14 @@
 //! Admin endpoints (admin token), one file per resource: [`users`],
 //! [`members`], [`managers`] (delivery managers), [`records`]
 //! (transactions and accounting), [`cluster`], [`token`] (the admin
-//! token's rotation), [`policy`] (domains, groups, rules).
+//! token's rotation), [`policy`] (domains, groups, rules), [`quarantine`]
+//! (messages held for a reviewer).
 
 pub mod cluster;
 pub mod managers;
 pub mod members;
 pub mod policy;
+pub mod quarantine;
 pub mod records;
 pub mod token;
 pub mod users;

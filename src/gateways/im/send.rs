@@ -60,11 +60,36 @@ pub struct RouteView {
 pub struct SendAccepted {
     /// The transaction id.
     pub txn: String,
-    /// Always `released`: the broker routed it and the node holds it durably.
+    /// `released`: the broker routed it and the node holds it durably;
+    /// `quarantined`: held durably for a reviewer (COMPLIANCE.md), routed
+    /// once released.
     #[schema(example = "released")]
     pub status: &'static str,
-    /// The first route.
-    pub route: RouteView,
+    /// The first route (none while quarantined).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<RouteView>,
+    /// Why it is held (`policy:<rule>`), when quarantined.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl SendAccepted {
+    /// The answer to a message the broker accepted.
+    pub fn of(acc: &Accepted) -> Self {
+        Self {
+            txn: acc.txn.to_string(),
+            status: if acc.held.is_some() {
+                "quarantined"
+            } else {
+                "released"
+            },
+            route: acc.route.as_ref().map(|r| RouteView {
+                mechanism: r.mechanism,
+                address: r.address.clone(),
+            }),
+            reason: acc.held.clone(),
+        }
+    }
 }
 
 /// The API's answer to a broker's refusal.
@@ -178,14 +203,6 @@ pub async fn submit_or_duplicate(
     }
 }
 
-/// The route as the API shows it.
-pub fn route_view(acc: &Accepted) -> RouteView {
-    RouteView {
-        mechanism: acc.route.mechanism,
-        address: acc.route.address.clone(),
-    }
-}
-
 /// Longest `Idempotency-Key`, bytes.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
@@ -224,14 +241,7 @@ pub async fn send_as(
         subject: o.subject.clone(),
     });
     match (submit_or_duplicate(st, o).await?, fingerprint) {
-        (Ok(acc), _) => Ok((
-            SendAccepted {
-                txn: acc.txn.to_string(),
-                status: "released",
-                route: route_view(&acc),
-            },
-            false,
-        )),
+        (Ok(acc), _) => Ok((SendAccepted::of(&acc), false)),
         (Err(txn), Some(f)) => replay(st, txn, &f).await.map(|a| (a, true)),
         (Err(txn), None) => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -305,6 +315,13 @@ async fn replay(st: &ImClients, txn: TxnId, first: &Fingerprint) -> Result<SendA
             ));
         }
     }
+    if let TxnStatus::Quarantined(code) = &rec.status {
+        return Ok(SendAccepted::of(&Accepted {
+            txn,
+            route: None,
+            held: Some(code.clone()),
+        }));
+    }
     let route = rec
         .attempts
         .first()
@@ -322,7 +339,8 @@ async fn replay(st: &ImClients, txn: TxnId, first: &Fingerprint) -> Result<SendA
     Ok(SendAccepted {
         txn: txn.to_string(),
         status: "released",
-        route,
+        route: Some(route),
+        reason: None,
     })
 }
 

@@ -325,7 +325,14 @@ impl Conn {
                 actix_rt::spawn(async move {
                     let frame = match send_as(&st, &user, req, idempotency_key.as_deref()).await {
                         Ok((a, replayed)) => {
-                            let mut f = json!({"type": "accepted", "txn": a.txn, "route": a.route});
+                            let mut f =
+                                json!({"type": "accepted", "txn": a.txn, "status": a.status});
+                            if let Some(route) = &a.route {
+                                f["route"] = json!(route);
+                            }
+                            if let Some(reason) = &a.reason {
+                                f["reason"] = json!(reason);
+                            }
                             if let Some(id) = id {
                                 f["id"] = id;
                             }

@@ -34,8 +34,9 @@ pub use notify::{
 };
 pub use presence::{check_presence, make_presence, PresenceFrame, PresenceState};
 pub use release::{
-    check_rejected, check_release, check_release_ack, inner_id, make_rejected, make_release,
-    make_release_ack, Grant, RejectReason, Rejected, Release, ReleaseAck,
+    check_held, check_rejected, check_release, check_release_ack, inner_id, make_held,
+    make_rejected, make_release, make_release_ack, Grant, Held, RejectReason, Rejected, Release,
+    ReleaseAck,
 };
 pub use report::{
     check_report, check_report_ack, make_report, make_report_ack, Report, ReportAck, ReportStatus,
@@ -100,6 +101,8 @@ pub enum Frame {
     Identity(Identity),
     /// Whose presence an IM gateway follows (IM gateway → broker).
     Watch(Watch),
+    /// Phase 2, when policy quarantines the message (broker → originator).
+    Held(Held),
 }
 
 impl Frame {
@@ -116,6 +119,7 @@ impl Frame {
             Frame::ReportAck(f) => f.txn,
             Frame::Notify(f) => f.txn,
             Frame::NotifyAck(f) => f.txn,
+            Frame::Held(f) => f.txn,
             Frame::Login(_)
             | Frame::LoginAck(_)
             | Frame::Refused(_)
@@ -148,6 +152,7 @@ impl Frame {
             Frame::Identify(_) => "identify",
             Frame::Identity(_) => "identity",
             Frame::Watch(_) => "watch",
+            Frame::Held(_) => "held",
         }
     }
 }

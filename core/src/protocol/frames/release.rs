@@ -1,6 +1,7 @@
 //! Phase 2: the broker's answer to a `Submit` — `Release` (the route, the
 //! broker's inner digest `ID`, the outer MAC and one grant per hop) or
-//! `Rejected` — and the originator's `ReleaseAck`.
+//! `Rejected`, or `Held` while a reviewer decides — and the originator's
+//! `ReleaseAck`.
 
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +79,21 @@ pub struct Rejected {
     pub txn: TxnId,
     /// Why.
     pub reason: RejectReason,
+    /// The MAC.
+    pub mac: Tag,
+}
+
+/// Phase 2, when policy quarantines the message: `Held { txn, reason,
+/// mac(K_o, "held", txn, reason, C_ack(txn,2)) }` — it waits for a reviewer;
+/// the originator keeps the content and tells its client the message is
+/// accepted and held. A `Release` (reviewer released it) or a `Notify`
+/// (`blocked`, rejected) follows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    /// The transaction.
+    pub txn: TxnId,
+    /// What the sender is told (`quarantined: <the rule's reason>`).
+    pub reason: String,
     /// The MAC.
     pub mac: Tag,
 }
@@ -187,6 +203,34 @@ pub fn check_rejected(session: &Session, r: &Rejected) -> Result<(), ProtocolErr
             label::REJECTED,
             &[r.txn.as_bytes(), &encode(&r.reason), &c],
             &r.mac,
+        ),
+        ProtocolError::BadMac,
+    )
+}
+
+/// `Held { txn, reason, mac }`.
+pub fn make_held(session_o: &Session, txn: TxnId, reason: String) -> Held {
+    let c = session_o.step(&txn, step::RELEASE);
+    let mac = mac::mac(
+        session_o.key.bytes(),
+        label::HELD,
+        &[txn.as_bytes(), reason.as_bytes(), &c],
+    );
+    Held { txn, reason, mac }
+}
+
+/// Originator: checks a `Held`.
+///
+/// # Errors
+/// [`ProtocolError::BadMac`].
+pub fn check_held(session: &Session, h: &Held) -> Result<(), ProtocolError> {
+    let c = session.step(&h.txn, step::RELEASE);
+    check(
+        mac::verify(
+            session.key.bytes(),
+            label::HELD,
+            &[h.txn.as_bytes(), h.reason.as_bytes(), &c],
+            &h.mac,
         ),
         ProtocolError::BadMac,
     )

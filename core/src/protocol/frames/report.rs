@@ -28,6 +28,9 @@ pub enum ReportStatus {
     /// cluster: the node whose gateway delivered it, and why that was not
     /// the recipient's home node). Appended last: older encodings decode.
     DeliveredVia(String),
+    /// Held for review by a content rule (a content filter's report; the
+    /// rule's code, `policy:<rule>`). Appended last.
+    Quarantined(String),
 }
 
 impl ReportStatus {
