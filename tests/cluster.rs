@@ -1029,17 +1029,26 @@ fn a_home_node_delivers_its_users_messages_and_another_node_while_it_is_down() {
     smsc_c.wait_bound();
     let admin = admin_of(da.path(), &a.url);
     let alice = admin.add_user("alice", &[("im", "alice")]);
-    for (id, medium, address) in [
-        ("dora", "sms", "+4915100000001"),
-        ("erin", "fax", "+4930123"),
-    ] {
-        let (status, v) = admin.put(
-            &format!("/v1/admin/users/{id}"),
-            &json!({"id": id, "mechanisms": [{"medium": medium, "address": address}],
-                    "home_node": "c"}),
-        );
-        assert_eq!(status, 201, "{v}");
-    }
+    // dora's own home node is C; erin's is her domain's, which serves its
+    // users there only (COMPLIANCE.md `require_redirect`).
+    let (status, v) = admin.put(
+        "/v1/admin/domains/corp.example",
+        &json!({"managed": true, "home_node": "c", "require_redirect": true}),
+    );
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = admin.put(
+        "/v1/admin/users/dora",
+        &json!({"id": "dora", "mechanisms": [{"medium": "sms", "address": "+4915100000001"}],
+                "home_node": "c"}),
+    );
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = admin.put(
+        "/v1/admin/users/erin",
+        &json!({"id": "erin", "mechanisms": [{"medium": "fax", "address": "+4930123"}],
+                "domain": "corp.example"}),
+    );
+    assert_eq!(status, 201, "{v}");
+    let erin_token = v["token"].as_str().unwrap().to_string();
     // A bad home node is refused (as every invalid profile), naming the field.
     let (status, v) = admin.put(
         "/v1/admin/users/zed",
@@ -1059,6 +1068,64 @@ fn a_home_node_delivers_its_users_messages_and_another_node_while_it_is_down() {
             .unwrap_or("")
             .to_string()
     };
+
+    // erin is sent to C by A (307 naming C's address, the path kept) and
+    // served by C; dora (no such domain) is served anywhere.
+    let raw = |url: &str, token: &str| {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build()
+            .into();
+        let r = agent
+            .get(url)
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .unwrap();
+        let location = r
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_string());
+        let status = r.status().as_u16();
+        let body: Value = r.into_body().read_json().unwrap_or(Value::Null);
+        (status, location, body)
+    };
+    let c_http = within(15, "A knows C's address", || {
+        let (_, st) = admin.get("/v1/admin/cluster");
+        let n = st["nodes"]
+            .as_array()?
+            .iter()
+            .find(|n| n["id"] == "c" && n["alive"] == true)?;
+        n["http"].as_str().map(str::to_string)
+    });
+    let (status, location, body) = within(15, "A sends erin to C", || {
+        let got = raw(&format!("{}/v1/inbox?limit=5", a.url), &erin_token);
+        (got.0 == 307).then_some(got)
+    });
+    assert_eq!(status, 307);
+    assert_eq!(
+        location.as_deref(),
+        Some(format!("http://{c_http}/v1/inbox?limit=5").as_str())
+    );
+    assert_eq!(body["error"]["code"], "wrong_node", "{body}");
+    let (status, location, body) = raw(&format!("{}/v1/ws", a.url), &erin_token);
+    assert_eq!(
+        (status, location),
+        (307, Some(format!("http://{c_http}/v1/ws"))),
+        "{body}"
+    );
+    // Over a WebSocket that authenticates in a frame: a `redirect` frame.
+    let mut ws = common::Ws::connect(&a.url, None);
+    ws.send(json!({"type": "auth", "token": erin_token}));
+    let r = ws.expect("redirect");
+    assert_eq!(
+        (r["node"].as_str(), r["url"].as_str()),
+        (Some("c"), Some(format!("http://{c_http}/v1/ws").as_str())),
+        "{r}"
+    );
+    assert_eq!(ws.drain(), (0, Some(1008)), "then closed");
+    assert_eq!(raw(&format!("{}/v1/inbox", node_c.url), &erin_token).0, 200);
+    assert_eq!(raw(&format!("{}/v1/inbox", a.url), &alice.token).0, 200);
 
     // C up: C's gateways, from A and from B.
     for (n, sender) in [&alice, &alice_b].into_iter().enumerate() {
@@ -1090,6 +1157,12 @@ fn a_home_node_delivers_its_users_messages_and_another_node_while_it_is_down() {
                 .then_some(())
         });
     }
+    // erin's home node is down: A does not serve her, and says why.
+    let body = within(15, "A refuses erin while C is down", || {
+        let (status, _, body) = raw(&format!("{}/v1/inbox", a.url), &erin_token);
+        (status == 503).then_some(body)
+    });
+    assert_eq!(body["error"]["code"], "home_node_unavailable", "{body}");
     for (n, sender) in [&alice, &alice_b].into_iter().enumerate() {
         let sms = sender.send("dora", &format!("away sms {n}"));
         let st = sender.expect_status(&sms, "delivered");

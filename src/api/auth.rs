@@ -50,6 +50,12 @@ fn caller(req: &HttpRequest) -> Result<Caller, ApiError> {
     let token = bearer(req)?;
     let st = state(req);
     if let Some(u) = st.directory.authenticate(token) {
+        // A user whose domain requires another node is sent there.
+        let scheme = req.connection_info().scheme().to_string();
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        st.clients
+            .served_here(&u, (&scheme, path))
+            .map_err(|m| m.error())?;
         return Ok(Caller::User(u));
     }
     if st.directory.is_admin(token) {

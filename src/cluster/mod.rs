@@ -18,6 +18,15 @@ use switchboard_core::store::{Store, StoreError, Tree};
 
 use crate::config::Config;
 
+/// A user who must be served by another node ([`Membership::serves_elsewhere`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrongNode {
+    /// Their home node.
+    pub node: String,
+    /// Where its HTTP API listens (`host:port`), while it is alive.
+    pub http: Option<String>,
+}
+
 /// How long a starting node waits for NATS and for JetStream's answer.
 const JOIN_WAIT: Duration = Duration::from_secs(30);
 
@@ -287,6 +296,29 @@ impl Membership {
             .filter(|n| n.id != *me && n.alive(now))
             .cloned()
             .collect()
+    }
+
+    /// Where `user` must be served instead of this node: their domain
+    /// requires their home node (`require_redirect`) and that is another
+    /// node — with its HTTP address while it is alive.
+    pub fn serves_elsewhere(
+        &self,
+        directory: &switchboard_core::directory::Directory,
+        user: &str,
+    ) -> Option<WrongNode> {
+        let home = directory.home_of(user).filter(|h| h.required)?;
+        if home.node == self.engine.settings().node_id {
+            return None;
+        }
+        let http = (self.live_nodes().into_iter())
+            .find(|n| n.id == home.node)
+            .map(|n| n.http)
+            // A node's first heartbeat may come before its API listens.
+            .filter(|h| !h.is_empty());
+        Some(WrongNode {
+            node: home.node,
+            http,
+        })
     }
 
     /// The other live nodes whose own gateways serve `medium` (its name).

@@ -73,8 +73,8 @@ impl Placement for HomePlacement {
             .route
             .recipient_user
             .as_deref()
-            .and_then(|u| self.directory.profile(u))
-            .and_then(|p| p.home_node.clone());
+            .and_then(|u| self.directory.home_of(u))
+            .map(|home| home.node);
         if home.is_none() {
             return Placed::Here(Box::new(d), None);
         }

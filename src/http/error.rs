@@ -32,6 +32,8 @@ pub struct ApiError {
     pub code: String,
     /// Human-readable message.
     pub message: String,
+    /// Where to go instead (a `Location` header: a redirect).
+    pub location: Option<String>,
 }
 
 impl ApiError {
@@ -41,7 +43,14 @@ impl ApiError {
             status,
             code: code.to_string(),
             message: message.into(),
+            location: None,
         }
+    }
+
+    /// With a `Location` header.
+    pub fn with_location(mut self, location: String) -> Self {
+        self.location = Some(location);
+        self
     }
 
     /// 400.
@@ -77,7 +86,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(ErrorBody {
+        let mut r = HttpResponse::build(self.status);
+        if let Some(l) = &self.location {
+            r.insert_header((actix_web::http::header::LOCATION, l.as_str()));
+        }
+        r.json(ErrorBody {
             error: ErrorDetail {
                 code: self.code.clone(),
                 message: self.message.clone(),

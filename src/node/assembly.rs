@@ -556,7 +556,8 @@ impl Node {
                 core.presence.clone(),
                 Tokens::Directory(core.directory.clone()),
                 draining_rx,
-            ),
+            )
+            .with_cluster(core.cluster.clone()),
             presence_view: core.presence_view.clone(),
             delivery: core.delivery.clone(),
             members: core.members.clone(),

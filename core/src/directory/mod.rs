@@ -116,6 +116,15 @@ pub fn new_token() -> String {
     format!("sb_{}", hex(&random::<32>()))
 }
 
+/// Where a user is served ([`Directory::home_of`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    /// The node.
+    pub node: String,
+    /// Whether their domain requires them to be served by it only.
+    pub required: bool,
+}
+
 impl Directory {
     /// Loads the directory from the store.
     ///
@@ -274,6 +283,23 @@ impl Directory {
                     .map_err(|_| StoreError::Corrupt("profile"))
             })
             .collect()
+    }
+
+    /// A user's home node (CLUSTER.md behaviour 7): their profile's
+    /// `home_node`, else their domain's; with whether the domain requires
+    /// them to be served there only (`require_redirect`).
+    pub fn home_of(&self, user: &str) -> Option<Home> {
+        let p = self.profile(user)?;
+        let domain =
+            (p.domain.as_deref()).and_then(|d| self.policy.snapshot().domains.get(d).cloned());
+        let node = p
+            .home_node
+            .clone()
+            .or_else(|| domain.as_ref().and_then(|d| d.home_node.clone()))?;
+        Some(Home {
+            node,
+            required: domain.is_some_and(|d| d.require_redirect),
+        })
     }
 
     /// The enterprise policy: domains, groups, rules.

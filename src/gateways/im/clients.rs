@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
+use actix_web::http::StatusCode;
 use tokio::sync::watch;
 
 use dashmap::DashMap;
@@ -28,6 +29,37 @@ pub enum Tokens {
     Directory(Directory),
     /// The node, asked over the gateway's MIAP link.
     Node,
+}
+
+/// A user who must be served by another node ([`ImClients::served_here`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Misdirected {
+    /// The user.
+    pub user: String,
+    /// Their home node.
+    pub node: String,
+    /// The same request at the home node, while it is alive.
+    pub url: Option<String>,
+}
+
+impl Misdirected {
+    /// The API's answer: `307 wrong_node` to the home node while it is
+    /// alive, else `503 home_node_unavailable`.
+    pub fn error(&self) -> ApiError {
+        let Self { user, node, url } = self;
+        match url {
+            Some(url) => ApiError::new(
+                StatusCode::TEMPORARY_REDIRECT,
+                "wrong_node",
+                format!("{user} is served by node {node} only: {url}"),
+            )
+            .with_location(url.clone()),
+            None => ApiError::unavailable(
+                "home_node_unavailable",
+                format!("{user} is served by node {node} only, which is not alive"),
+            ),
+        }
+    }
 }
 
 /// The IM client side of a node or of a remote IM gateway. Cheap to clone.
@@ -57,6 +89,9 @@ pub struct ImClients {
     /// Set when the process shuts down: sessions are closed (1001), new
     /// messages are refused (503).
     pub draining: watch::Receiver<bool>,
+    /// This node's cluster (users whose domain requires their home node
+    /// are sent there).
+    pub cluster: Option<crate::cluster::Membership>,
 }
 
 impl ImClients {
@@ -83,7 +118,36 @@ impl ImClients {
             default_expires_in_s: cfg.broker.default_expires_in_s,
             max_expires_in_s: cfg.broker.max_expires_in_s,
             draining,
+            cluster: None,
         }
+    }
+
+    /// Sending users whose domain requires their home node there when that
+    /// is not this node of `cluster`.
+    pub fn with_cluster(mut self, cluster: Option<crate::cluster::Membership>) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// Refuses `user` here when their domain requires another node
+    /// (COMPLIANCE.md `require_redirect`). `url` is the scheme and the path
+    /// the client asked for (`http`, `/v1/ws?…`), kept in the redirect.
+    ///
+    /// # Errors
+    /// Where they must go instead.
+    pub fn served_here(&self, user: &str, url: (&str, &str)) -> Result<(), Misdirected> {
+        let (Tokens::Directory(d), Some(m)) = (&self.tokens, &self.cluster) else {
+            return Ok(());
+        };
+        let Some(w) = m.serves_elsewhere(d, user) else {
+            return Ok(());
+        };
+        let (scheme, path) = url;
+        Err(Misdirected {
+            user: user.to_string(),
+            url: w.http.map(|http| format!("{scheme}://{http}{path}")),
+            node: w.node,
+        })
     }
 
     /// The user whose token this is; `None` for an unknown token.

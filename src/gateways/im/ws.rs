@@ -98,12 +98,16 @@ pub async fn websocket(
     st: web::Data<ImClients>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let token = token_of(&req);
+    let scheme = req.connection_info().scheme().to_string();
     let user = match &token {
-        Some(t) => Some(
-            st.authenticate(t)
-                .await?
-                .ok_or_else(|| ApiError::unauthorized("invalid token"))?,
-        ),
+        Some(t) => {
+            let u = (st.authenticate(t).await?)
+                .ok_or_else(|| ApiError::unauthorized("invalid token"))?;
+            // A user whose domain requires another node is sent there.
+            let path = req.uri().path_and_query().map_or("/v1/ws", |p| p.as_str());
+            st.served_here(&u, (&scheme, path)).map_err(|m| m.error())?;
+            Some(u)
+        }
         None => None,
     };
     // Each frame's header is checked as it arrives: one declaring more
@@ -125,7 +129,7 @@ pub async fn websocket(
         .aggregate_continuations()
         .max_continuation_size(st.max_body_bytes);
     let user = user.zip(token);
-    actix_rt::spawn(run(st.into_inner(), session, stream, user, limit));
+    actix_rt::spawn(run(st.into_inner(), session, stream, user, limit, scheme));
     Ok(resp)
 }
 
@@ -140,6 +144,8 @@ struct Conn {
     /// frame and every [`REVALIDATE`], so a rotated token or a removed user
     /// ends the session.
     token: Option<String>,
+    /// The scheme the client connected with (a redirect keeps it).
+    scheme: String,
 }
 
 impl Conn {
@@ -265,11 +271,26 @@ impl Conn {
         let Some(user) = self.user.clone() else {
             return match frame {
                 ClientFrame::Auth { token } => match self.st.authenticate(&token).await {
-                    Ok(Some(u)) => {
-                        self.token = Some(token);
-                        self.join(u).await;
-                        Ok(())
-                    }
+                    Ok(Some(u)) => match self.st.served_here(&u, (&self.scheme, "/v1/ws")) {
+                        Ok(()) => {
+                            self.token = Some(token);
+                            self.join(u).await;
+                            Ok(())
+                        }
+                        // Its domain requires another node: a `redirect`
+                        // frame names it (an error while it is down).
+                        Err(m) => {
+                            let e = m.error();
+                            let frame = match &m.url {
+                                Some(url) => json!({"type": "redirect", "node": m.node,
+                                    "url": url, "message": e.message})
+                                .to_string(),
+                                None => error_frame(id.as_ref(), &e.code, &e.message),
+                            };
+                            let _ = self.tx.send(frame);
+                            Err(close(CloseCode::Policy, "served by another node"))
+                        }
+                    },
                     Ok(None) => Err(close(CloseCode::Policy, "invalid token")),
                     Err(e) => {
                         let _ = self.tx.send(error_frame(id.as_ref(), &e.code, &e.message));
@@ -441,6 +462,7 @@ async fn run(
     mut stream: actix_ws::AggregatedMessageStream,
     user: Option<(String, String)>,
     frame_limit: Arc<AtomicUsize>,
+    scheme: String,
 ) {
     let (tx, mut rx) = queue::channel(queue::SESSION_QUEUE_BYTES);
     let overflow = rx.watch();
@@ -451,6 +473,7 @@ async fn run(
         tx,
         frame_limit,
         token: None,
+        scheme,
     };
     if let Some((u, token)) = user {
         conn.token = Some(token);

@@ -122,8 +122,8 @@ impl SmsMedium {
             .route
             .recipient_user
             .as_deref()
-            .and_then(|u| h.directory.profile(u))
-            .and_then(|p| p.home_node.clone());
+            .and_then(|u| h.directory.home_of(u))
+            .map(|home| home.node);
         if home.is_none() {
             return (&self.jobs, None, None);
         }
