@@ -1021,7 +1021,10 @@ fn a_home_node_delivers_its_users_messages_and_another_node_while_it_is_down() {
         env.push(("SWITCHBOARD_FAX__ENABLED".into(), "true".into()));
         env
     };
-    let (env_a, env_c) = (with_fax(&smsc_a), with_fax(&smsc_c));
+    let (mut env_a, env_c) = (with_fax(&smsc_a), with_fax(&smsc_c));
+    // A's MIAP port, for a remote IM gateway.
+    let miap_a = format!("127.0.0.1:{}", common::free_port());
+    env_a.push(("SWITCHBOARD_MIAP__LISTEN".into(), miap_a.clone()));
     let a = node_with(&c, "a", da.path(), &refs(&env_a));
     let b = node(&c, "b", db.path());
     let node_c = node_with(&c, "c", dc.path(), &refs(&env_c));
@@ -1124,6 +1127,34 @@ fn a_home_node_delivers_its_users_messages_and_another_node_while_it_is_down() {
         "{r}"
     );
     assert_eq!(ws.drain(), (0, Some(1008)), "then closed");
+    // Through a remote IM gateway on A, the broker sends her there too.
+    let keys = tempfile::tempdir().unwrap();
+    let key = common::add_member(&admin, "gw-im-2", "im", keys.path());
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let gw_data = tempfile::tempdir().unwrap();
+    let _gw = common::RemoteGw::spawn(
+        "im",
+        &miap_a,
+        &key,
+        gw_data.path(),
+        &[("SWITCHBOARD_HTTP__LISTEN", listen.as_str())],
+    );
+    common::wait_logged_in(&admin, "gw-im-2");
+    let remote = format!("http://{listen}");
+    let (status, location, body) = raw(&format!("{remote}/v1/ws?x=1"), &erin_token);
+    assert_eq!(
+        (status, location),
+        (307, Some(format!("http://{c_http}/v1/ws?x=1"))),
+        "{body}"
+    );
+    let mut ws = common::Ws::connect(&remote, None);
+    ws.send(json!({"type": "auth", "token": erin_token}));
+    let r = ws.expect("redirect");
+    assert_eq!(r["node"], "c", "{r}");
+    assert_eq!(ws.drain(), (0, Some(1008)), "then closed");
+    // alice (no such domain) is served there.
+    let mut ws = common::Ws::connect(&remote, Some(&alice.token));
+    ws.ping();
     assert_eq!(raw(&format!("{}/v1/inbox", node_c.url), &erin_token).0, 200);
     assert_eq!(raw(&format!("{}/v1/inbox", a.url), &alice.token).0, 200);
 

@@ -64,6 +64,7 @@ fuzz_target!(|data: &[u8]| {
         Frame::Identity(i) => f::identify::check_identity(&session, i, &[2; 32]).is_ok(),
         Frame::Watch(w) => f::watch::check_watch(&session, w, NOW, SKEW).is_ok(),
         Frame::Held(h) => f::release::check_held(&session, h).is_ok(),
+        Frame::Redirect(r) => f::identify::check_redirect(&session, r, &[2; 32]).is_ok(),
         Frame::Refused(_) | Frame::TransmitAck(_) => false,
     };
     assert!(

@@ -54,8 +54,8 @@ fn caller(req: &HttpRequest) -> Result<Caller, ApiError> {
         let scheme = req.connection_info().scheme().to_string();
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
         st.clients
-            .served_here(&u, (&scheme, path))
-            .map_err(|m| m.error())?;
+            .served_here(&u)
+            .map_err(|m| m.error(&scheme, path))?;
         return Ok(Caller::User(u));
     }
     if st.directory.is_admin(token) {

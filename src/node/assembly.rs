@@ -224,6 +224,14 @@ impl Core {
         }
         .start();
         broker.shared.on_notices(notices.clone().recipient());
+        if let Some(m) = &cluster {
+            // Users whose domain requires their home node are not served
+            // through a gateway of this node's when that is another node.
+            let (m, dir) = (m.clone(), directory.clone());
+            broker.shared.on_homes(Arc::new(move |user| {
+                m.serves_elsewhere(&dir, user).map(|w| (w.node, w.http))
+            }));
+        }
         let started_im = StartedGateway::of(gateways::im::MEMBER_ID, &im);
         let core = Core {
             store,

@@ -9,8 +9,8 @@
 use switchboard_core::directory::profile::valid_user_id;
 use switchboard_core::protocol::frames;
 use switchboard_core::protocol::{
-    Frame, HealthFrame, Identify, MemberId, PresenceFrame, PresenceState, ProtocolError, Session,
-    SessionPair, Watch,
+    Frame, HealthFrame, Identify, MediumKind, MemberId, PresenceFrame, PresenceState,
+    ProtocolError, Session, SessionPair, Watch,
 };
 
 use super::watchers::watcher;
@@ -76,6 +76,21 @@ impl BrokerShard {
         let directory = &self.shared.deps.directory;
         let user = directory.authenticate_digest(&f.token_sha256);
         tracing::debug!(member = %from, known = user.is_some(), "identify");
+        // A user whose domain requires another node is not served through
+        // an IM gateway here: the gateway sends them there. (Mail is a
+        // medium any node's gateway takes; its home node delivers it.)
+        let im = directory
+            .member(from)
+            .is_some_and(|m| m.medium == Some(MediumKind::Im));
+        let elsewhere = (user.as_deref())
+            .filter(|_| im)
+            .and_then(|u| self.shared.served_elsewhere(u));
+        if let Some((node, http)) = elsewhere {
+            tracing::info!(member = %from, user = user.as_deref().unwrap_or(""), node = %node, "identify: served by another node, redirected");
+            let r = frames::make_redirect(&session.current, f.req, &f.token_sha256, node, http);
+            self.shared.send(from, Frame::Redirect(r));
+            return Ok(());
+        }
         if let Some(u) = &user {
             self.shared.deps.members.note_identified(from, u);
         }

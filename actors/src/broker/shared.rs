@@ -91,7 +91,14 @@ pub struct BrokerShared {
     open: Arc<[AtomicI64]>,
     /// Where policy notices go, once the node set it.
     notices: std::sync::OnceLock<Recipient<super::messages::PolicyNotice>>,
+    /// Who must be served by another node, once a clustered node set it.
+    homes: std::sync::OnceLock<Homes>,
 }
+
+/// Whether a user must be served by another node (their domain requires
+/// their home node): that node and its HTTP API's `host:port` while it is
+/// alive.
+pub type Homes = Arc<dyn Fn(&str) -> Option<(String, Option<String>)> + Send + Sync>;
 
 impl BrokerShared {
     /// Shared state; restores the login replay cache from the store and
@@ -143,6 +150,7 @@ impl BrokerShared {
                 .map(|_| AtomicI64::new(0))
                 .collect(),
             notices: std::sync::OnceLock::new(),
+            homes: std::sync::OnceLock::new(),
         })
     }
 
@@ -376,6 +384,16 @@ impl BrokerShared {
     /// ignored).
     pub fn on_notices(&self, to: Recipient<super::messages::PolicyNotice>) {
         let _ = self.notices.set(to);
+    }
+
+    /// Asks `homes` whom to send to another node from now on (set once).
+    pub fn on_homes(&self, homes: Homes) {
+        let _ = self.homes.set(homes);
+    }
+
+    /// Where `user` must be served instead of this node, if anywhere.
+    pub fn served_elsewhere(&self, user: &str) -> Option<(String, Option<String>)> {
+        self.homes.get().and_then(|h| h(user))
     }
 
     /// Hands `notice` to whoever sends them (dropped, logged, when nobody).

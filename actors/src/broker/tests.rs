@@ -681,6 +681,30 @@ async fn remote_im_and_email_gateways_ask_whose_token_it_is_and_nobody_else_may(
     w.send(&mail.id, by_mail).await;
     let id = mail.rec.take("identity", identity).await;
     assert_eq!((id.req, id.user.as_deref()), (6, Some("carol")));
+
+    // carol must be served by node c (her domain requires it): an IM
+    // gateway here is sent there; mail is a medium any
+    // node takes, so the email gateway is still answered.
+    w.shared.on_homes(Arc::new(|u: &str| {
+        (u == "carol").then(|| ("c".to_string(), Some("10.0.0.3:8080".to_string())))
+    }));
+    w.send(&gw.id, ask(7, digest, NOW)).await;
+    let r = gw
+        .rec
+        .take("redirect", |f| match f {
+            Frame::Redirect(r) => Some(r.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!((r.req, r.node.as_str()), (7, "c"));
+    frames::check_redirect(s, &r, &digest).expect("the redirect verifies");
+    w.send(
+        &mail.id,
+        Frame::Identify(frames::make_identify(ms, 8, digest, NOW)),
+    )
+    .await;
+    let id = mail.rec.take("identity", identity).await;
+    assert_eq!((id.req, id.user.as_deref()), (8, Some("carol")));
 }
 
 #[actix_rt::test]

@@ -601,6 +601,7 @@ impl<M: Medium> Gateway<M> {
             Frame::Notify(n) if from_broker => self.on_notify(n),
             Frame::ReportAck(a) if from_broker => self.on_report_ack(a),
             Frame::Identity(i) if from_broker => self.on_identity(i),
+            Frame::Redirect(r) if from_broker => self.on_redirect(r),
             Frame::Presence(p) if from_broker => self.on_presence(p),
             Frame::Refused(r) => {
                 self.on_refused(&from, r);

@@ -16,6 +16,7 @@ use crate::bus::presence::{MAX_WATCH, MAX_WATCHED};
 use crate::bus::{AnnouncePresence, Reported, State};
 use crate::medium::Medium;
 use switchboard_core::protocol::frames;
+use switchboard_core::protocol::frames::Redirect;
 use switchboard_core::protocol::mac::sha256;
 use switchboard_core::protocol::{Frame, Identity, PresenceFrame, PresenceState, ProtocolError};
 
@@ -40,13 +41,26 @@ pub type Identified = (String, Vec<String>);
 pub struct WatchUsers(pub Vec<String>);
 
 /// Why a token could not be checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentifyError {
     /// No session with the broker (the node is unreachable), or the link
     /// dropped before the answer came.
     #[error("the node is not reachable")]
     Unreachable,
+    /// The token's user must be served by another node (their domain
+    /// requires their home node): that node, and its HTTP API's
+    /// `host:port` while it is alive.
+    #[error("served by node {node} only")]
+    ServedElsewhere {
+        /// The home node.
+        node: String,
+        /// Its HTTP API's `host:port`, while it is alive.
+        http: Option<String>,
+    },
 }
+
+/// What an asker of [`IdentifyToken`] is told.
+type Answer = Result<Option<Identified>, IdentifyError>;
 
 /// The gateway's state for its clients' sessions.
 #[derive(Default)]
@@ -55,7 +69,7 @@ pub(super) struct ClientSessions {
     announced: HashMap<String, PresenceState>,
     /// Identify requests waiting for the broker: the token's digest and the
     /// asker.
-    identifying: HashMap<u64, ([u8; 32], oneshot::Sender<Option<Identified>>)>,
+    identifying: HashMap<u64, ([u8; 32], oneshot::Sender<Answer>)>,
     /// The token digest each user was identified by: shown to the broker
     /// again after every login, before their presence (the broker takes
     /// presence only for users the gateway identified on that connection).
@@ -153,7 +167,28 @@ impl<M: Medium> Gateway<M> {
             self.clients.digests.insert(user.clone(), digest);
         }
         if let Some((_, tx)) = self.clients.identifying.remove(&i.req) {
-            let _ = tx.send(i.user.map(|u| (u, i.contacts)));
+            let _ = tx.send(Ok(i.user.map(|u| (u, i.contacts))));
+        }
+        Ok(())
+    }
+
+    /// The broker's answer that the token's user is served by another
+    /// node: the asker is told where; a session held already is not
+    /// shown to the broker again.
+    pub(super) fn on_redirect(&mut self, r: Redirect) -> Result<(), ProtocolError> {
+        let asked = self.clients.identifying.get(&r.req).map(|(d, _)| *d);
+        let Some(digest) = asked.or_else(|| self.clients.reidentifying.get(&r.req).copied()) else {
+            return Err(ProtocolError::WrongParty);
+        };
+        self.session()?
+            .verify(|s| frames::check_redirect(s, &r, &digest))?;
+        self.clients.reidentifying.remove(&r.req);
+        tracing::info!(node = %r.node, "a client is served by another node; sent there");
+        if let Some((_, tx)) = self.clients.identifying.remove(&r.req) {
+            let _ = tx.send(Err(IdentifyError::ServedElsewhere {
+                node: r.node,
+                http: r.http,
+            }));
         }
         Ok(())
     }
@@ -219,6 +254,6 @@ impl<M: Medium> Handler<IdentifyToken> for Gateway<M> {
         };
         let (tx, rx) = oneshot::channel();
         self.clients.identifying.insert(req, (digest, tx));
-        Box::pin(async move { rx.await.map_err(|_| IdentifyError::Unreachable) })
+        Box::pin(async move { rx.await.unwrap_or(Err(IdentifyError::Unreachable)) })
     }
 }

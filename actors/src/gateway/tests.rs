@@ -688,6 +688,52 @@ async fn an_im_gateway_asks_whose_token_and_trusts_only_the_brokers_answer() {
     );
 }
 
+/// The broker sends a user to their home node: a forged `Redirect` is
+/// refused and answers nobody; the real one tells the asker where.
+#[actix_rt::test]
+async fn an_im_gateway_told_a_user_is_served_elsewhere_tells_its_client_where() {
+    let w = world();
+    let r = w.start(FakeMedium::default()).await;
+    let asking = actix_rt::spawn(r.gw.send(IdentifyToken("sb_erin".into())));
+    let ask = w
+        .broker
+        .take("identify", |f| match f {
+            Frame::Identify(i) => Some(i.clone()),
+            _ => None,
+        })
+        .await;
+    let digest = switchboard_core::protocol::mac::sha256(b"sb_erin");
+    let redirect = |node: &str, d: &[u8; 32]| MiapFrame {
+        from: broker_id(),
+        frame: Frame::Redirect(frames::make_redirect(
+            &r.session,
+            ask.req,
+            d,
+            node.into(),
+            Some("10.0.0.3:8080".into()),
+        )),
+    };
+    let other = switchboard_core::protocol::mac::sha256(b"other");
+    r.gw.send(redirect("evil", &other)).await.unwrap();
+    let got = w
+        .broker
+        .take("refusal", |f| match f {
+            Frame::Refused(x) => Some(x.error),
+            _ => None,
+        })
+        .await;
+    assert_eq!(got, ProtocolError::BadMac);
+    assert!(!asking.is_finished());
+    r.gw.send(redirect("c", &digest)).await.unwrap();
+    assert_eq!(
+        asking.await.unwrap().unwrap(),
+        Err(IdentifyError::ServedElsewhere {
+            node: "c".into(),
+            http: Some("10.0.0.3:8080".into())
+        })
+    );
+}
+
 #[actix_rt::test]
 async fn an_im_gateway_announces_the_sessions_it_holds_again_after_a_login() {
     let w = world();

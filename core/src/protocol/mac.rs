@@ -60,6 +60,8 @@ pub mod label {
     pub const IDENTIFY: &str = "identify";
     /// The broker's answer.
     pub const IDENTITY: &str = "identity";
+    /// Redirect: the answer to an Identify for a user served elsewhere.
+    pub const REDIRECT: &str = "redirect";
     /// An IM gateway follows users' presence.
     pub const WATCH: &str = "watch";
 }

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use dashmap::DashMap;
 use switchboard_actors::bus::Subscribe;
-use switchboard_actors::gateway::{IdentifyToken, WatchUsers};
+use switchboard_actors::gateway::{IdentifyError, IdentifyToken, WatchUsers};
 use switchboard_actors::presence::Presence;
 use switchboard_core::directory::Directory;
 use switchboard_core::store::Store;
@@ -34,32 +34,49 @@ pub enum Tokens {
 /// A user who must be served by another node ([`ImClients::served_here`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Misdirected {
-    /// The user.
-    pub user: String,
+    /// The user, when this side knows who (a remote gateway is told only
+    /// where).
+    pub user: Option<String>,
     /// Their home node.
     pub node: String,
-    /// The same request at the home node, while it is alive.
-    pub url: Option<String>,
+    /// Its HTTP API's `host:port`, while it is alive.
+    pub http: Option<String>,
 }
 
 impl Misdirected {
-    /// The API's answer: `307 wrong_node` to the home node while it is
-    /// alive, else `503 home_node_unavailable`.
-    pub fn error(&self) -> ApiError {
-        let Self { user, node, url } = self;
-        match url {
+    /// The same request (`scheme`, `path` and query) at the home node,
+    /// while it is alive.
+    pub fn url(&self, scheme: &str, path: &str) -> Option<String> {
+        (self.http.as_ref()).map(|http| format!("{scheme}://{http}{path}"))
+    }
+
+    /// The API's answer to that request: `307 wrong_node` to the home node
+    /// while it is alive, else `503 home_node_unavailable`.
+    pub fn error(&self, scheme: &str, path: &str) -> ApiError {
+        let node = &self.node;
+        let user = self.user.as_deref().unwrap_or("the token's user");
+        match self.url(scheme, path) {
             Some(url) => ApiError::new(
                 StatusCode::TEMPORARY_REDIRECT,
                 "wrong_node",
                 format!("{user} is served by node {node} only: {url}"),
             )
-            .with_location(url.clone()),
+            .with_location(url),
             None => ApiError::unavailable(
                 "home_node_unavailable",
                 format!("{user} is served by node {node} only, which is not alive"),
             ),
         }
     }
+}
+
+/// Why a token's user is not served here.
+#[derive(Debug, Clone)]
+pub enum Refused {
+    /// The token cannot be checked now (503).
+    Unchecked(ApiError),
+    /// Its user must be served by another node.
+    Elsewhere(Misdirected),
 }
 
 /// The IM client side of a node or of a remote IM gateway. Cheap to clone.
@@ -130,49 +147,69 @@ impl ImClients {
     }
 
     /// Refuses `user` here when their domain requires another node
-    /// (COMPLIANCE.md `require_redirect`). `url` is the scheme and the path
-    /// the client asked for (`http`, `/v1/ws?…`), kept in the redirect.
+    /// (COMPLIANCE.md `require_redirect`).
     ///
     /// # Errors
     /// Where they must go instead.
-    pub fn served_here(&self, user: &str, url: (&str, &str)) -> Result<(), Misdirected> {
+    pub fn served_here(&self, user: &str) -> Result<(), Misdirected> {
         let (Tokens::Directory(d), Some(m)) = (&self.tokens, &self.cluster) else {
             return Ok(());
         };
-        let Some(w) = m.serves_elsewhere(d, user) else {
-            return Ok(());
-        };
-        let (scheme, path) = url;
-        Err(Misdirected {
-            user: user.to_string(),
-            url: w.http.map(|http| format!("{scheme}://{http}{path}")),
-            node: w.node,
-        })
+        match m.serves_elsewhere(d, user) {
+            None => Ok(()),
+            Some(w) => Err(Misdirected {
+                user: Some(user.to_string()),
+                node: w.node,
+                http: w.http,
+            }),
+        }
     }
 
-    /// The user whose token this is; `None` for an unknown token.
+    /// The user whose token this is, when they may be served here; `None`
+    /// for an unknown token.
     ///
     /// # Errors
-    /// 503 when the node cannot be asked (a remote gateway without a link).
-    pub async fn authenticate(&self, token: &str) -> Result<Option<String>, ApiError> {
-        match &self.tokens {
-            Tokens::Directory(d) => Ok(d.authenticate(token)),
+    /// [`Refused::Unchecked`] (503) when the node cannot be asked (a remote
+    /// gateway without a link); [`Refused::Elsewhere`] when their domain
+    /// requires another node (the node's word, or the broker's to a remote
+    /// gateway).
+    pub async fn authenticate(&self, token: &str) -> Result<Option<String>, Refused> {
+        let user = match &self.tokens {
+            Tokens::Directory(d) => d.authenticate(token),
             Tokens::Node => {
                 let asked = self.gateway.send(IdentifyToken(token.to_string()));
                 match actix_rt::time::timeout(self.submit_timeout, asked).await {
                     Ok(Ok(Ok(Some((user, contacts))))) => {
                         self.contacts.insert(user.clone(), contacts);
-                        Ok(Some(user))
+                        Some(user)
                     }
-                    Ok(Ok(Ok(None))) => Ok(None),
-                    Ok(Ok(Err(e))) => Err(ApiError::unavailable("node_unreachable", e.to_string())),
-                    Ok(Err(_)) | Err(_) => Err(ApiError::unavailable(
-                        "node_unreachable",
-                        "the node did not answer in time",
-                    )),
+                    Ok(Ok(Ok(None))) => None,
+                    Ok(Ok(Err(IdentifyError::ServedElsewhere { node, http }))) => {
+                        return Err(Refused::Elsewhere(Misdirected {
+                            user: None,
+                            node,
+                            http,
+                        }))
+                    }
+                    Ok(Ok(Err(e))) => {
+                        return Err(Refused::Unchecked(ApiError::unavailable(
+                            "node_unreachable",
+                            e.to_string(),
+                        )))
+                    }
+                    Ok(Err(_)) | Err(_) => {
+                        return Err(Refused::Unchecked(ApiError::unavailable(
+                            "node_unreachable",
+                            "the node did not answer in time",
+                        )))
+                    }
                 }
             }
+        };
+        if let Some(u) = &user {
+            self.served_here(u).map_err(Refused::Elsewhere)?;
         }
+        Ok(user)
     }
 
     /// Whose `token` is, when the tokens are at hand (a node's directory);

@@ -23,7 +23,7 @@ use switchboard_core::store::records::enc;
 use switchboard_core::store::{InboxEntry, Store, Tree, WriteBatch};
 
 use super::client_frame::ClientFrame;
-use super::clients::ImClients;
+use super::clients::{ImClients, Refused};
 use super::frame_guard;
 use super::hub::{message_frame, Join, Leave};
 use super::queue;
@@ -100,14 +100,16 @@ pub async fn websocket(
     let token = token_of(&req);
     let scheme = req.connection_info().scheme().to_string();
     let user = match &token {
-        Some(t) => {
-            let u = (st.authenticate(t).await?)
-                .ok_or_else(|| ApiError::unauthorized("invalid token"))?;
+        Some(t) => match st.authenticate(t).await {
+            Ok(Some(u)) => Some(u),
+            Ok(None) => return Err(ApiError::unauthorized("invalid token").into()),
+            Err(Refused::Unchecked(e)) => return Err(e.into()),
             // A user whose domain requires another node is sent there.
-            let path = req.uri().path_and_query().map_or("/v1/ws", |p| p.as_str());
-            st.served_here(&u, (&scheme, path)).map_err(|m| m.error())?;
-            Some(u)
-        }
+            Err(Refused::Elsewhere(m)) => {
+                let path = req.uri().path_and_query().map_or("/v1/ws", |p| p.as_str());
+                return Err(m.error(&scheme, path).into());
+            }
+        },
         None => None,
     };
     // Each frame's header is checked as it arrives: one declaring more
@@ -271,28 +273,26 @@ impl Conn {
         let Some(user) = self.user.clone() else {
             return match frame {
                 ClientFrame::Auth { token } => match self.st.authenticate(&token).await {
-                    Ok(Some(u)) => match self.st.served_here(&u, (&self.scheme, "/v1/ws")) {
-                        Ok(()) => {
-                            self.token = Some(token);
-                            self.join(u).await;
-                            Ok(())
-                        }
-                        // Its domain requires another node: a `redirect`
-                        // frame names it (an error while it is down).
-                        Err(m) => {
-                            let e = m.error();
-                            let frame = match &m.url {
-                                Some(url) => json!({"type": "redirect", "node": m.node,
-                                    "url": url, "message": e.message})
-                                .to_string(),
-                                None => error_frame(id.as_ref(), &e.code, &e.message),
-                            };
-                            let _ = self.tx.send(frame);
-                            Err(close(CloseCode::Policy, "served by another node"))
-                        }
-                    },
+                    Ok(Some(u)) => {
+                        self.token = Some(token);
+                        self.join(u).await;
+                        Ok(())
+                    }
                     Ok(None) => Err(close(CloseCode::Policy, "invalid token")),
-                    Err(e) => {
+                    // Its domain requires another node: a `redirect` frame
+                    // names it (an error while it is down).
+                    Err(Refused::Elsewhere(m)) => {
+                        let e = m.error(&self.scheme, "/v1/ws");
+                        let frame = match m.url(&self.scheme, "/v1/ws") {
+                            Some(url) => json!({"type": "redirect", "node": m.node,
+                                "url": url, "message": e.message})
+                            .to_string(),
+                            None => error_frame(id.as_ref(), &e.code, &e.message),
+                        };
+                        let _ = self.tx.send(frame);
+                        Err(close(CloseCode::Policy, "served by another node"))
+                    }
+                    Err(Refused::Unchecked(e)) => {
                         let _ = self.tx.send(error_frame(id.as_ref(), &e.code, &e.message));
                         Err(close(CloseCode::Again, "cannot check the token now"))
                     }

@@ -1,5 +1,6 @@
 //! `Identify` (a session gateway → broker: whose token is this?) and the
-//! broker's `Identity`.
+//! broker's `Identity` — or its `Redirect` when the user must be served by
+//! another node.
 
 use serde::{Deserialize, Serialize};
 
@@ -148,6 +149,74 @@ pub fn check_identity(
                 &i.contacts,
             )],
             &i.mac,
+        ),
+        ProtocolError::BadMac,
+    )
+}
+
+/// `Redirect { req, node, http, mac(S, "redirect", req, token_sha256, node,
+/// http) }`: the broker's answer to [`Identify`] for a user whose domain
+/// requires their home node (COMPLIANCE.md `require_redirect`) when that is
+/// another node: the gateway sends the client there (`http`: its API's
+/// `host:port`, while it is alive) and does not serve them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redirect {
+    /// The request answered.
+    pub req: u64,
+    /// The user's home node.
+    pub node: String,
+    /// Where its HTTP API listens, while it is alive.
+    pub http: Option<String>,
+    /// The MAC.
+    pub mac: Tag,
+}
+
+fn redirect_fields(req: u64, token_sha256: &[u8; 32], node: &str, http: Option<&str>) -> Vec<u8> {
+    encode(&(req, token_sha256, node, http))
+}
+
+/// Broker: sends the user of `token_sha256` (request `req`) to `node`.
+pub fn make_redirect(
+    session: &Session,
+    req: u64,
+    token_sha256: &[u8; 32],
+    node: String,
+    http: Option<String>,
+) -> Redirect {
+    let mac = mac::mac(
+        session.key.bytes(),
+        label::REDIRECT,
+        &[&redirect_fields(req, token_sha256, &node, http.as_deref())],
+    );
+    Redirect {
+        req,
+        node,
+        http,
+        mac,
+    }
+}
+
+/// IM gateway: checks a `Redirect` answering its request for
+/// `token_sha256`.
+///
+/// # Errors
+/// [`ProtocolError::BadMac`].
+pub fn check_redirect(
+    session: &Session,
+    r: &Redirect,
+    token_sha256: &[u8; 32],
+) -> Result<(), ProtocolError> {
+    check(
+        mac::verify(
+            session.key.bytes(),
+            label::REDIRECT,
+            &[&redirect_fields(
+                r.req,
+                token_sha256,
+                &r.node,
+                r.http.as_deref(),
+            )],
+            &r.mac,
         ),
         ProtocolError::BadMac,
     )

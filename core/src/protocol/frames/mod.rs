@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 
 pub use health::{check_health, make_health, HealthFrame};
 pub use identify::{
-    check_identify, check_identity, make_identify, make_identity, Identify, Identity,
+    check_identify, check_identity, check_redirect, make_identify, make_identity, make_redirect,
+    Identify, Identity, Redirect,
 };
 pub use login::{finish_login, start_login, Login, LoginAck, LoginVerifier, PendingLogin};
 pub use notify::{
@@ -103,6 +104,9 @@ pub enum Frame {
     Watch(Watch),
     /// Phase 2, when policy quarantines the message (broker → originator).
     Held(Held),
+    /// The answer to `Identify` for a user served by another node (broker →
+    /// IM gateway).
+    Redirect(Redirect),
 }
 
 impl Frame {
@@ -127,7 +131,8 @@ impl Frame {
             | Frame::Health(_)
             | Frame::Identify(_)
             | Frame::Identity(_)
-            | Frame::Watch(_) => return None,
+            | Frame::Watch(_)
+            | Frame::Redirect(_) => return None,
         })
     }
 
@@ -153,6 +158,7 @@ impl Frame {
             Frame::Identity(_) => "identity",
             Frame::Watch(_) => "watch",
             Frame::Held(_) => "held",
+            Frame::Redirect(_) => "redirect",
         }
     }
 }

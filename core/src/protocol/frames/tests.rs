@@ -380,3 +380,49 @@ fn the_broker_id_is_the_same_under_any_session_and_differs_per_attempt() {
     assert_ne!(inner_id(&f.k2, &rerouted), id, "another route, another ID");
     assert_ne!(inner_id(&SecretKey::generate(), &b), id, "only K2 makes it");
 }
+
+#[test]
+fn a_redirect_verifies_only_for_its_request_and_from_the_session() {
+    let f = fixture();
+    let digest = sha256(b"sb_erin");
+    let r = make_redirect(
+        &f.origin,
+        7,
+        &digest,
+        "c".into(),
+        Some("10.0.0.3:8080".into()),
+    );
+    check_redirect(&f.origin, &r, &digest).unwrap();
+    // Moved to another request, another token, another node or address, or
+    // made under another session: refused.
+    assert_eq!(
+        check_redirect(&f.origin, &r, &sha256(b"sb_other")),
+        Err(ProtocolError::BadMac)
+    );
+    for forged in [
+        Redirect {
+            req: 8,
+            ..r.clone()
+        },
+        Redirect {
+            node: "d".into(),
+            ..r.clone()
+        },
+        Redirect {
+            http: None,
+            ..r.clone()
+        },
+        make_redirect(
+            &f.dest,
+            7,
+            &digest,
+            "c".into(),
+            Some("10.0.0.3:8080".into()),
+        ),
+    ] {
+        assert_eq!(
+            check_redirect(&f.origin, &forged, &digest),
+            Err(ProtocolError::BadMac)
+        );
+    }
+}
