@@ -1175,6 +1175,27 @@ fn a_home_node_delivers_its_users_messages_and_another_node_while_it_is_down() {
         0,
         "none through A's bind"
     );
+    // A `redirect` rule to node C places frank's fax there too, though he
+    // has no home node.
+    let (status, v) = admin.put(
+        "/v1/admin/users/frank",
+        &json!({"id": "frank", "mechanisms": [{"medium": "fax", "address": "+4930999"}]}),
+    );
+    assert_eq!(status, 201, "{v}");
+    let rule = json!({"priority": 10, "stage": "meta", "when": {"to": {"user": "frank"}},
+        "action": {"type": "redirect", "to": "c"}});
+    let (status, v) = admin.put("/v1/admin/policy/rules/frank-via-c", &rule);
+    assert_eq!(status, 201, "{v}");
+    let fax = alice.send("frank", "redirected fax\n");
+    let st = alice.expect_status(&fax, "delivered");
+    assert_eq!(reason(&st), "by node c: the home node", "{st}");
+    assert!(spool(dc.path(), &fax), "in C's spool");
+    let kinds: Vec<&str> = (st["events"].as_array().unwrap().iter())
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"redirected:c"), "{kinds:?}");
+    let (status, v) = admin.delete("/v1/admin/policy/rules/frank-via-c");
+    assert_eq!(status, 204, "{v}");
 
     // C down: A's gateways, and the attempt says why.
     node_c.kill9();

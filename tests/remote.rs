@@ -1124,3 +1124,51 @@ fn a_gateway_refuses_a_key_file_others_may_read() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("chmod 600") && err.contains("644"), "{err}");
 }
+
+/// A `redirect` rule (COMPLIANCE.md) sends bob's IM through the gateway
+/// member it names — a remote IM gateway, though bob holds no session
+/// there — instead of the node's home inbox; bob gets it when he connects
+/// there. Others' IM is routed as usual.
+#[test]
+fn a_redirect_rule_sends_a_users_im_through_the_gateway_it_names() {
+    let port = free_port();
+    let node = node_on(tempfile::tempdir().unwrap(), port);
+    let keys = tempfile::tempdir().unwrap();
+    let key = add_member(&node.admin, "gw-im-2", "im", keys.path());
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+    let carol = node.admin.add_user("carol", &[("im", "carol")]);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let gw_data = tempfile::tempdir().unwrap();
+    let connect = format!("127.0.0.1:{port}");
+    let env = [("SWITCHBOARD_HTTP__LISTEN", listen.as_str())];
+    let _gw = RemoteGw::spawn("im", &connect, &key, gw_data.path(), &env);
+    wait_logged_in(&node.admin, "gw-im-2");
+    let rule = serde_json::json!({"priority": 10, "stage": "meta",
+        "when": {"to": {"user": "bob"}},
+        "action": {"type": "redirect", "to": "gw-im-2"}});
+    let (status, v) = node.admin.put("/v1/admin/policy/rules/bob-via-gw2", &rule);
+    assert_eq!(status, 201, "{v}");
+
+    let txn = alice.send("bob", "through the named gateway");
+    let st = eventually("the attempt on record", || {
+        let (_, st) = alice.get(&format!("/v1/messages/{txn}"));
+        (st["attempts"][0]["gateway"].as_str().is_some()).then_some(st)
+    });
+    assert_eq!(st["attempts"][0]["gateway"], "gw-im-2", "{st}");
+    let kinds: Vec<&str> = (st["events"].as_array().unwrap().iter())
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"redirected:gw-im-2"), "{kinds:?}");
+    let mut b = Ws::connect(&format!("http://{listen}"), Some(&bob.token));
+    let m = b.expect("message");
+    assert_eq!(m["body"], "through the named gateway");
+    alice.expect_status(&txn, "delivered");
+    assert!(bob.inbox().is_empty(), "not the home inbox");
+
+    // carol is no one the rule names: the home inbox.
+    let txn = alice.send("carol", "as usual");
+    let st = alice.expect_status(&txn, "delivered");
+    assert_eq!(st["attempts"][0]["gateway"], "gw-im-1", "{st}");
+    assert_eq!(carol.inbox().len(), 1);
+}

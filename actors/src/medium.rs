@@ -55,6 +55,17 @@ pub struct Delivery {
     /// [`MediumReport`] (a `Delivered` report must carry
     /// them), keeping them as durably as the delivery itself.
     pub attestations: Vec<Attestation>,
+    /// Policy's tags on the message (`node:<id>`: a `redirect` rule places
+    /// its delivery on that node of the cluster).
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+impl Delivery {
+    /// The node a `redirect` rule placed the delivery on, if any.
+    pub fn redirected_to(&self) -> Option<&str> {
+        self.tags.iter().find_map(|t| t.strip_prefix("node:"))
+    }
 }
 
 /// What a medium did with a message it accepted.

@@ -314,6 +314,13 @@ impl MemberRegistry {
             .min()
     }
 
+    /// Whether `member` is a live (logged in, healthy) gateway of `medium`.
+    pub fn serves(&self, member: &MemberId, medium: MediumKind) -> bool {
+        self.inner
+            .get(member)
+            .is_some_and(|m| m.medium == Some(medium) && m.logged_in && m.healthy)
+    }
+
     /// A snapshot of every connected member, by id.
     pub fn snapshot(&self) -> Vec<MemberStatus> {
         let mut v: Vec<_> = self

@@ -49,6 +49,7 @@ pub fn delivery(medium: MediumKind, address: &str, user: Option<String>, body: &
         content: body.as_bytes().to_vec(),
         sent_at_ms: 1_800_000_000_000,
         attestations: Vec::new(),
+        tags: Vec::new(),
     }
 }
 

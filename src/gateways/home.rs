@@ -75,6 +75,8 @@ impl Placement for HomePlacement {
             .as_deref()
             .and_then(|u| self.directory.home_of(u))
             .map(|home| home.node);
+        // A `redirect` rule's node comes first.
+        let home = d.redirected_to().map(str::to_string).or(home);
         if home.is_none() {
             return Placed::Here(Box::new(d), None);
         }

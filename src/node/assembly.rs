@@ -228,8 +228,14 @@ impl Core {
             // Users whose domain requires their home node are not served
             // through a gateway of this node's when that is another node.
             let (m, dir) = (m.clone(), directory.clone());
+            let nodes = m.clone();
             broker.shared.on_homes(Arc::new(move |user| {
                 m.serves_elsewhere(&dir, user).map(|w| (w.node, w.http))
+            }));
+            // A `redirect` rule may place deliveries on a live node.
+            broker.shared.on_nodes(Arc::new(move |node| {
+                node == nodes.engine.settings().node_id
+                    || nodes.live_nodes().iter().any(|n| n.id == node)
             }));
         }
         let started_im = StartedGateway::of(gateways::im::MEMBER_ID, &im);

@@ -24,7 +24,7 @@ use switchboard_core::protocol::{
 };
 use switchboard_core::store::records::key2;
 use switchboard_core::store::{Store, StoreError, Tree, TxnRecord, WriteBatch};
-use switchboard_core::transactions::Env;
+use switchboard_core::transactions::{Env, Redirected};
 
 /// Broker settings.
 #[derive(Debug, Clone)]
@@ -93,6 +93,9 @@ pub struct BrokerShared {
     notices: std::sync::OnceLock<Recipient<super::messages::PolicyNotice>>,
     /// Who must be served by another node, once a clustered node set it.
     homes: std::sync::OnceLock<Homes>,
+    /// Whether a node of the cluster is alive to place deliveries on, once
+    /// a clustered node set it.
+    nodes: std::sync::OnceLock<Arc<dyn Fn(&str) -> bool + Send + Sync>>,
 }
 
 /// Whether a user must be served by another node (their domain requires
@@ -151,6 +154,7 @@ impl BrokerShared {
                 .collect(),
             notices: std::sync::OnceLock::new(),
             homes: std::sync::OnceLock::new(),
+            nodes: std::sync::OnceLock::new(),
         })
     }
 
@@ -391,6 +395,12 @@ impl BrokerShared {
         let _ = self.homes.set(homes);
     }
 
+    /// Asks `alive` whether a node of the cluster can place deliveries
+    /// (policy's `redirect` to a node), from now on (set once).
+    pub fn on_nodes(&self, alive: Arc<dyn Fn(&str) -> bool + Send + Sync>) {
+        let _ = self.nodes.set(alive);
+    }
+
     /// Where `user` must be served instead of this node, if anywhere.
     pub fn served_elsewhere(&self, user: &str) -> Option<(String, Option<String>)> {
         self.homes.get().and_then(|h| h(user))
@@ -494,5 +504,18 @@ impl Env for BrokerShared {
 
     fn admit(&self, imi: &Imi, medium: Option<MediumKind>) -> Decision {
         BrokerShared::admit(self, imi, medium)
+    }
+
+    /// A gateway member of the route's medium that is live takes it; a
+    /// live node of the cluster places its delivery (not IM: that goes
+    /// where the user's session is).
+    fn redirect(&self, route: &mut Route, to: &str) -> Option<Redirected> {
+        let member = MemberId::new(to);
+        if self.deps.members.serves(&member, route.mechanism) {
+            route.destination = member;
+            return Some(Redirected::Gateway);
+        }
+        let node = self.nodes.get().is_some_and(|alive| alive(to));
+        (node && route.mechanism != MediumKind::Im).then(|| Redirected::Node(to.to_string()))
     }
 }

@@ -402,6 +402,7 @@ impl<M: Medium> Gateway<M> {
             content: t.content,
             sent_at_ms: imi.created_at_ms,
             attestations: t.attestations.clone(),
+            tags: t.imi.tags.clone(),
         };
         let id = t.id;
         let attestations = t.attestations;

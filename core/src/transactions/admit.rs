@@ -5,7 +5,7 @@
 //! marks (tags, the archive chosen, supervisors to tell) go on the trail;
 //! the tags travel with every release.
 
-use super::{plan, Effects, Env, Notice};
+use super::{plan, Effects, Env, Notice, Redirected};
 use crate::policy::{Decision, ManagerChoice, Verdict, RELEASED_TAG};
 use crate::protocol::{Imi, MediumKind, RejectReason, Route};
 use crate::store::TxnRecord;
@@ -48,8 +48,22 @@ pub(super) fn plan_admitted(
             Err(r) => return Err(Refusal::Reject(r)),
         };
         let mut kept: Vec<(Route, Decision)> = Vec::new();
-        for route in routes {
-            let d = env.admit(imi, Some(route.mechanism));
+        for mut route in routes {
+            let mut d = env.admit(imi, Some(route.mechanism));
+            if let Verdict::Redirect { to, .. } = &d.verdict {
+                match env.redirect(&mut route, to) {
+                    Some(Redirected::Gateway) => {}
+                    Some(Redirected::Node(node)) => d.tags.push(format!("node:{node}")),
+                    // Where policy sends it cannot take it now: the next
+                    // mechanism, as for a medium denied.
+                    None => {
+                        tracing::info!(txn = %imi.txn, to = %to, mechanism = %route.mechanism, "redirect target cannot take this route; next mechanism");
+                        skipped.push(route.mechanism);
+                        on_the_way.extend(d.applied.iter().cloned());
+                        continue;
+                    }
+                }
+            }
             if matches!(d.verdict, Verdict::Deny { .. }) {
                 let whatever = env.admit(imi, None);
                 if let Verdict::Deny { rule, reason } = whatever.verdict.clone() {
@@ -128,6 +142,9 @@ pub(super) fn record(rec: &mut TxnRecord, d: &Decision, now: u64) {
     }
     if let Some(a) = &d.archive {
         add(rec, format!("archive:{a}"));
+    }
+    if let Verdict::Redirect { to, .. } = &d.verdict {
+        add(rec, format!("redirected:{to}"));
     }
 }
 

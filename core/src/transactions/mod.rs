@@ -78,6 +78,14 @@ pub trait Env {
         tried: &[MediumKind],
     ) -> Result<(ManagerChoice, Vec<Route>), RejectReason>;
 
+    /// Points `route` where a `redirect` rule says (`to`: a gateway member
+    /// of the route's medium, or a node of the cluster that places its
+    /// delivery). `None` when `to` cannot take the route now (the
+    /// mechanism is skipped). By default nothing can be redirected.
+    fn redirect(&self, _route: &mut Route, _to: &str) -> Option<Redirected> {
+        None
+    }
+
     /// The meta stage of enterprise policy for `imi` going over `medium`
     /// (`None`: whatever the medium). Must not block: the broker reads a
     /// snapshot. By default nothing is ruled.
@@ -726,6 +734,16 @@ impl Transactions {
         }
         again
     }
+}
+
+/// Where a `redirect` rule sent a route ([`Env::redirect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redirected {
+    /// To this gateway member: the route's destination.
+    Gateway,
+    /// To this node of the cluster: its gateways deliver (the tag
+    /// `node:<id>` tells the placement).
+    Node(String),
 }
 
 /// A reviewer's decision on a quarantined message.

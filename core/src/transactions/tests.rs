@@ -120,6 +120,20 @@ impl Env for TestEnv {
         Ok((choice, routes))
     }
 
+    /// `gw-im-2` takes IM routes, `sms-only` SMS routes (as `gw-sms`);
+    /// node `c` places anything; nothing else can be redirected to.
+    fn redirect(&self, route: &mut Route, to: &str) -> Option<Redirected> {
+        match (to, route.mechanism) {
+            ("gw-im-2", MediumKind::Im) => {
+                route.destination = MemberId::new("gw-im-2");
+                Some(Redirected::Gateway)
+            }
+            ("sms-only", MediumKind::Sms) => Some(Redirected::Gateway),
+            ("c", _) => Some(Redirected::Node("c".into())),
+            _ => None,
+        }
+    }
+
     fn admit(&self, _imi: &Imi, _medium: Option<MediumKind>) -> crate::policy::Decision {
         crate::policy::Decision {
             verdict: self.verdict.borrow().clone(),
@@ -1002,4 +1016,51 @@ fn a_filter_quarantines_content_and_the_release_tries_the_same_mechanism() {
         _ => None,
     });
     assert_eq!(n.outcome, Outcome::Expired);
+}
+
+/// A `redirect` rule: to a gateway member of the route's medium, the
+/// route's destination (with its grant); to a node, a `node:` tag the
+/// placement reads; to where the route cannot go, the next mechanism; the
+/// trail says where.
+#[test]
+fn a_redirect_rule_points_the_route_or_skips_the_mechanism() {
+    let mut w = world();
+    w.env.ring.put(MemberKeys::generate(
+        MemberId::new("gw-im-2"),
+        Some(MediumKind::Im),
+    ));
+    let redirect = |to: &str| crate::policy::Verdict::Redirect {
+        rule: "via".into(),
+        to: to.into(),
+    };
+    *w.env.verdict.borrow_mut() = redirect("gw-im-2");
+    let r = w.submit(w.imi(To::User("bob".into())));
+    assert_eq!(r.imi.route.destination.as_str(), "gw-im-2");
+    assert_eq!(r.grants[0].member.as_str(), "gw-im-2");
+    let kinds = |w: &World, txn| -> Vec<String> {
+        let rec = w.stored(&txn).unwrap();
+        rec.events.iter().map(|e| e.kind.clone()).collect()
+    };
+    assert!(kinds(&w, r.imi.imi.txn).contains(&"redirected:gw-im-2".to_string()));
+
+    *w.env.verdict.borrow_mut() = redirect("c");
+    let r = w.submit(w.imi(To::User("bob".into())));
+    assert_eq!(r.imi.route.destination, w.im.id);
+    assert_eq!(r.imi.tags, ["node:c"]);
+
+    // Only SMS can go where this rule says: IM is skipped.
+    *w.env.verdict.borrow_mut() = redirect("sms-only");
+    let r = w.submit(w.imi(To::User("bob".into())));
+    assert_eq!(r.imi.route.mechanism, MediumKind::Sms);
+    // Nowhere it can go: no mechanism.
+    *w.env.verdict.borrow_mut() = redirect("nowhere");
+    let imi = w.imi(To::User("bob".into()));
+    let txn = imi.txn;
+    let im = w.im.id.clone();
+    w.send(&im, Frame::Submit(make_submit(&w.im.session, imi)))
+        .unwrap();
+    assert_eq!(
+        w.stored(&txn).unwrap().status,
+        TxnStatus::Rejected("no_mechanism".into())
+    );
 }

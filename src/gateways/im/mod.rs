@@ -223,6 +223,7 @@ mod tests {
             content: b"hi".to_vec(),
             sent_at_ms: 1,
             attestations: Vec::new(),
+            tags: Vec::new(),
         }
     }
 

@@ -124,6 +124,8 @@ impl SmsMedium {
             .as_deref()
             .and_then(|u| h.directory.home_of(u))
             .map(|home| home.node);
+        // A `redirect` rule's node comes first.
+        let home = d.redirected_to().map(str::to_string).or(home);
         if home.is_none() {
             return (&self.jobs, None, None);
         }
