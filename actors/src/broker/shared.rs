@@ -95,13 +95,16 @@ pub struct BrokerShared {
     homes: std::sync::OnceLock<Homes>,
     /// Whether a node of the cluster is alive to place deliveries on, once
     /// a clustered node set it.
-    nodes: std::sync::OnceLock<Arc<dyn Fn(&str) -> bool + Send + Sync>>,
+    nodes: std::sync::OnceLock<LiveNode>,
 }
 
 /// Whether a user must be served by another node (their domain requires
 /// their home node): that node and its HTTP API's `host:port` while it is
 /// alive.
 pub type Homes = Arc<dyn Fn(&str) -> Option<(String, Option<String>)> + Send + Sync>;
+
+/// Whether a node of the cluster is alive (this one included).
+pub type LiveNode = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl BrokerShared {
     /// Shared state; restores the login replay cache from the store and
@@ -397,7 +400,7 @@ impl BrokerShared {
 
     /// Asks `alive` whether a node of the cluster can place deliveries
     /// (policy's `redirect` to a node), from now on (set once).
-    pub fn on_nodes(&self, alive: Arc<dyn Fn(&str) -> bool + Send + Sync>) {
+    pub fn on_nodes(&self, alive: LiveNode) {
         let _ = self.nodes.set(alive);
     }
 
