@@ -720,15 +720,35 @@ fn the_content_filter_blocks_project_x_over_im_and_sms_and_tells_the_supervisor(
     let txn = alice.send("bob", "the Project X numbers");
     let st = alice.expect_status(&txn, "blocked");
     assert_eq!(st["reason"], "policy:project-x", "{st}");
+    // The content stage's rules are on the trail (the filter attests them).
+    assert_eq!(
+        st["policy"],
+        json!([{"rule": "project-x-watch", "version": 1, "action": "notify"},
+               {"rule": "project-x", "version": 1, "action": "deny"}]),
+        "{st}"
+    );
     assert_eq!(
         st["attempts"][0]["processors"],
         json!(["proc-filter-1"]),
         "{st}"
     );
     assert_eq!(bob.inbox().len(), 1, "only the first message");
-    // Anything else passes the filter, attested like any hop.
+    // Anything else passes the filter, attested like any hop; a content
+    // rule's tag is on the trail.
+    let social = json!({"priority": 5, "stage": "content", "when": {"contains": ["lunch"]},
+        "action": {"type": "tag", "tag": "social"}});
+    assert_eq!(a.put("/v1/admin/policy/rules/social", &social).0, 201);
     let txn = alice.send("bob", "lunch?");
-    alice.expect_status(&txn, "delivered");
+    let st = alice.expect_status(&txn, "delivered");
+    assert_eq!(
+        st["policy"],
+        json!([{"rule": "social", "version": 1, "action": "tag"}]),
+        "{st}"
+    );
+    assert!(
+        (st["events"].as_array().unwrap().iter()).any(|e| e["kind"] == "tag:social"),
+        "{st}"
+    );
     assert_eq!(bob.inbox().len(), 2);
 
     // SMS: the filter comes before the text becomes segments; nothing is
@@ -833,6 +853,11 @@ fn quarantined_messages_wait_for_a_reviewer_over_im_and_sms() {
     let st = alice.expect_status(&txn, "quarantined");
     assert_eq!(st["reason"], "policy:cards", "{st}");
     assert_eq!(st["attempts"][0]["outcome"], "quarantined", "{st}");
+    assert_eq!(
+        st["policy"],
+        json!([{"rule": "cards", "version": 1, "action": "quarantine"}]),
+        "{st}"
+    );
     let (status, list) = a.get("/v1/admin/quarantine");
     assert_eq!(status, 200, "{list}");
     let held = list["messages"].as_array().unwrap();

@@ -49,7 +49,10 @@ impl Converter for Filter {
     }
     fn convert(&self, input: &Input<'_>) -> Result<Converted, String> {
         if String::from_utf8_lossy(input.content).contains("forbidden") {
-            return Ok(Converted::Blocked("no-forbidden-words".into()));
+            return Ok(Converted::Blocked {
+                rule: "no-forbidden-words".into(),
+                marks: Vec::new(),
+            });
         }
         Ok(Converted::Content {
             content: input.content.to_vec(),

@@ -22,11 +22,33 @@ pub enum Converted {
         /// Its MIME type.
         content_type: String,
     },
-    /// Do not forward: blocked by the named rule.
-    Blocked(String),
-    /// Do not forward: held for a reviewer by the named rule (the
-    /// originator keeps the content; a release sends it again).
-    Quarantined(String),
+    /// Forward this content, and mark the message for the trail (the
+    /// content filter: the rules that applied, their tags, the supervisors
+    /// told) — the marks go in the attestation.
+    Marked {
+        /// The content.
+        content: Vec<u8>,
+        /// Its MIME type.
+        content_type: String,
+        /// `policy:<rule>:v<n>:<action>`, `tag:<tag>`, `notify:<user>`.
+        marks: Vec<String>,
+    },
+    /// Do not forward: blocked by `rule`; `marks` as for
+    /// [`Converted::Marked`] (the rules that applied, the supervisors told).
+    Blocked {
+        /// The rule (`policy:<id>`), reported as the reason.
+        rule: String,
+        /// For the trail.
+        marks: Vec<String>,
+    },
+    /// Do not forward: held for a reviewer by `rule` (the originator keeps
+    /// the content; a release sends it again).
+    Quarantined {
+        /// The rule (`policy:<id>`).
+        rule: String,
+        /// For the trail.
+        marks: Vec<String>,
+    },
 }
 
 /// What a converter is given: the content and the meta information a

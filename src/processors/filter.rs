@@ -105,18 +105,31 @@ impl Converter for ContentFilter {
                 n.do_send(PolicyNotice(notice));
             }
         }
+        // What applied goes on the trail, in the attestation.
+        let marks = d.marks();
         Ok(match d.verdict {
             Verdict::Deny { rule, .. } => {
                 tracing::info!(txn = %imi.txn, rule = %rule, "content denied by policy");
-                Converted::Blocked(format!("policy:{rule}"))
+                Converted::Blocked {
+                    rule: format!("policy:{rule}"),
+                    marks,
+                }
             }
             Verdict::Quarantine { rule, .. } if !meta.tags.iter().any(|t| t == RELEASED_TAG) => {
                 tracing::info!(txn = %imi.txn, rule = %rule, "content quarantined by policy");
-                Converted::Quarantined(format!("policy:{rule}"))
+                Converted::Quarantined {
+                    rule: format!("policy:{rule}"),
+                    marks,
+                }
             }
             // Released by a reviewer, or allowed (redirect is a meta-stage
             // action).
-            _ => pass(),
+            _ if marks.is_empty() => pass(),
+            _ => Converted::Marked {
+                content: input.content.to_vec(),
+                content_type: input.content_type.to_string(),
+                marks,
+            },
         })
     }
 }

@@ -67,11 +67,29 @@ impl<C: Converter> Processor<C> {
             to: &t.imi.route.address,
             meta: Some(&t.imi),
         };
-        let status = match self.converter.convert(&input) {
+        let converted = match self.converter.convert(&input) {
             Ok(Converted::Content {
                 content,
                 content_type,
-            }) => {
+            }) => Ok((content, content_type, Vec::new())),
+            Ok(Converted::Marked {
+                content,
+                content_type,
+                marks,
+            }) => Ok((content, content_type, marks)),
+            // Not forwarded: reported, with its own attestation when it
+            // marked the message (the content unchanged).
+            Ok(Converted::Blocked { rule, marks }) => Err((ReportStatus::Blocked(rule), marks)),
+            Ok(Converted::Quarantined { rule, marks }) => {
+                Err((ReportStatus::Quarantined(rule), marks))
+            }
+            Err(reason) => Err((
+                ReportStatus::NonDelivery(format!("{}: {reason}", self.converter.name())),
+                Vec::new(),
+            )),
+        };
+        let status = match converted {
+            Ok((content, content_type, marks)) => {
                 let att = frames::make_attestation(
                     me.clone(),
                     &self.tscs.cfg.key,
@@ -79,6 +97,7 @@ impl<C: Converter> Processor<C> {
                     &t.content,
                     &content,
                     &content_type,
+                    marks,
                 );
                 let route = &t.imi.route;
                 let next = route
@@ -105,16 +124,26 @@ impl<C: Converter> Processor<C> {
                 }
                 return Ok(());
             }
-            Ok(Converted::Blocked(rule)) => ReportStatus::Blocked(rule),
-            Ok(Converted::Quarantined(rule)) => ReportStatus::Quarantined(rule),
-            Err(reason) => {
-                ReportStatus::NonDelivery(format!("{}: {reason}", self.converter.name()))
-            }
+            Err(stopped) => stopped,
         };
+        let (status, marks) = status;
         tracing::info!(txn = %txn, processor = %me, status = ?status, "content not forwarded");
+        let content_type = input.content_type.to_string();
+        let mut attestations = t.attestations;
+        if !marks.is_empty() {
+            attestations.push(frames::make_attestation(
+                me.clone(),
+                &self.tscs.cfg.key,
+                &t.id,
+                &t.content,
+                &t.content,
+                &content_type,
+                marks,
+            ));
+        }
         let session = self.tscs.session()?;
         let report =
-            frames::make_report(&session.current, txn, attempt, t.id, status, t.attestations);
+            frames::make_report(&session.current, txn, attempt, t.id, status, attestations);
         self.tscs.to_broker(Frame::Report(report));
         Ok(())
     }

@@ -130,6 +130,22 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// What the transaction's trail says of it: `policy:<rule>:v<n>:<action>`
+    /// for every rule that applied, then `tag:<tag>`, `notify:<user>`,
+    /// `archive:<name>` and `redirected:<to>`.
+    pub fn marks(&self) -> Vec<String> {
+        let mut m: Vec<String> = (self.applied.iter())
+            .map(|a| format!("policy:{}:v{}:{}", a.rule, a.version, a.action))
+            .collect();
+        m.extend(self.tags.iter().map(|t| format!("tag:{t}")));
+        m.extend(self.notify.iter().map(|n| format!("notify:{n}")));
+        m.extend(self.archive.iter().map(|a| format!("archive:{a}")));
+        if let Verdict::Redirect { to, .. } = &self.verdict {
+            m.push(format!("redirected:{to}"));
+        }
+        m
+    }
+
     /// No rule applied: allow.
     pub fn allow() -> Self {
         Self {

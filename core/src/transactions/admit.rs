@@ -128,23 +128,8 @@ pub(super) fn record(rec: &mut TxnRecord, d: &Decision, now: u64) {
             rec.event(now, kind);
         }
     };
-    for a in &d.applied {
-        add(
-            rec,
-            format!("policy:{}:v{}:{}", a.rule, a.version, a.action),
-        );
-    }
-    for t in &d.tags {
-        add(rec, format!("tag:{t}"));
-    }
-    for n in &d.notify {
-        add(rec, format!("notify:{n}"));
-    }
-    if let Some(a) = &d.archive {
-        add(rec, format!("archive:{a}"));
-    }
-    if let Verdict::Redirect { to, .. } = &d.verdict {
-        add(rec, format!("redirected:{to}"));
+    for m in d.marks() {
+        add(rec, m);
     }
 }
 

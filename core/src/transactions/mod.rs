@@ -411,9 +411,19 @@ impl Transactions {
             return Err(ProtocolError::WrongParty);
         }
         session_d.verify(|s| frames::check_report(s, &r, &attempt.id))?;
-        // Delivered content must have passed every processor of the route.
+        // Delivered content must have passed every processor of the route;
+        // a processor that stopped it attests those before it (and itself,
+        // when it marked the message).
         if r.status.is_delivered() {
             frames::check_attestations(
+                env.ring(),
+                &rec.broker_imi(attempt),
+                &attempt.id,
+                &r.attestations,
+                now,
+            )?;
+        } else if by_processor {
+            frames::check_attestation_chain(
                 env.ring(),
                 &rec.broker_imi(attempt),
                 &attempt.id,
@@ -436,6 +446,15 @@ impl Transactions {
             return Ok(());
         }
         let rec = self.open.get_mut(&r.txn).ok_or(ProtocolError::UnknownTxn)?;
+        // What the processors marked it with (the content stage of policy),
+        // checked above, goes on the trail once.
+        if r.status.is_delivered() || by_processor {
+            for m in r.attestations.iter().flat_map(|a| a.trail_marks()) {
+                if !rec.events.iter().any(|e| e.kind == m) {
+                    rec.event(now, m);
+                }
+            }
+        }
         let persisted = match apply_report(rec, r.attempt, &r.status, now) {
             Next::Nothing => false,
             Next::Notify(outcome) => {

@@ -1064,3 +1064,59 @@ fn a_redirect_rule_points_the_route_or_skips_the_mechanism() {
         TxnStatus::Rejected("no_mechanism".into())
     );
 }
+
+/// A content filter's marks reach the trail only through an attestation
+/// made with its key: forged marks are refused and change nothing; marks a
+/// processor may not make (`blocked:`, …) are not written.
+#[test]
+fn a_filters_attested_marks_go_on_the_trail_and_forged_ones_change_nothing() {
+    let mut w = world();
+    let filter_keys = MemberKeys::generate(MemberId::new("proc-filter-1"), None);
+    w.env.ring.put(filter_keys.clone());
+    w.env.processors.borrow_mut().push(w.filter.id.clone());
+    let r = w.submit(w.imi(To::User("bob".into())));
+    let txn = r.imi.imi.txn;
+    let att = |marks: Vec<String>| {
+        frames::make_attestation(
+            w.filter.id.clone(),
+            filter_keys.current().1,
+            &r.id,
+            b"hello",
+            b"hello",
+            "text/plain",
+            marks,
+        )
+    };
+    let marks = vec![
+        "policy:px:v1:deny".to_string(),
+        "notify:sup".to_string(),
+        "delivered:im".to_string(),
+    ];
+    let mut forged = att(marks.clone());
+    forged.marks.push("tag:forged".into());
+    let report = |a: crate::protocol::Attestation| {
+        Frame::Report(make_report(
+            &w.filter.session,
+            txn,
+            1,
+            r.id,
+            ReportStatus::Blocked("policy:px".into()),
+            vec![a],
+        ))
+    };
+    let (f1, f2) = (report(forged), report(att(marks)));
+    let filter = w.filter.id.clone();
+    assert_eq!(refused(w.send(&filter, f1)), ProtocolError::BadAttestation);
+    assert!(matches!(
+        w.stored(&txn).unwrap().status,
+        TxnStatus::Released
+    ));
+    w.send(&filter, f2).unwrap();
+    let rec = w.stored(&txn).unwrap();
+    assert_eq!(rec.status, TxnStatus::Blocked("policy:px".into()));
+    let kinds: Vec<&str> = rec.events.iter().map(|e| e.kind.as_str()).collect();
+    assert!(kinds.contains(&"policy:px:v1:deny"), "{kinds:?}");
+    assert!(kinds.contains(&"notify:sup"), "{kinds:?}");
+    assert!(!kinds.contains(&"delivered:im"), "{kinds:?}");
+    assert!(!kinds.contains(&"tag:forged"), "{kinds:?}");
+}

@@ -44,8 +44,8 @@ pub use report::{
 };
 pub use submit::{check_submit, make_submit, Submit};
 pub use transmit::{
-    check_attestations, check_transmit, make_attestation, make_transmit, Attestation, Transmit,
-    TransmitAck,
+    check_attestation_chain, check_attestations, check_transmit, make_attestation, make_transmit,
+    Attestation, Transmit, TransmitAck,
 };
 pub use watch::{check_watch, make_watch, Watch};
 

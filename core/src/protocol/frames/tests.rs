@@ -285,8 +285,16 @@ fn attestations_chain_and_verify() {
         b"long text",
         b"short",
         "text/plain",
+        vec!["tag:big".into()],
     );
     check_attestations(&f.ring, &b, &id, std::slice::from_ref(&a), NOW).unwrap();
+    let mut remarked = a.clone();
+    remarked.marks.push("tag:forged".into());
+    assert_eq!(
+        check_attestations(&f.ring, &b, &id, &[remarked], NOW),
+        Err(ProtocolError::BadAttestation),
+        "the marks are attested too"
+    );
     let mut retyped = a.clone();
     retyped.content_type = "application/octet-stream".into();
     assert_eq!(

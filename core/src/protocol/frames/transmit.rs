@@ -24,8 +24,35 @@ pub struct Attestation {
     pub digest_out: [u8; 32],
     /// The MIME type of the content it produced.
     pub content_type: String,
+    /// What it marked the message with, for the trail (the content
+    /// filter: `policy:<rule>:v<n>:<action>`, `tag:<tag>`, `notify:<user>`).
+    pub marks: Vec<String>,
     /// The MAC.
     pub mac: Tag,
+}
+
+/// Most marks one attestation may carry onto the trail, and the longest.
+pub const MAX_MARKS: usize = 32;
+/// The longest mark, bytes.
+pub const MAX_MARK_LEN: usize = 200;
+
+impl Attestation {
+    /// The marks the broker writes on the trail: only those a processor may
+    /// make (`policy:`, `tag:`, `notify:`), at most [`MAX_MARKS`] of at
+    /// most [`MAX_MARK_LEN`] bytes without control characters.
+    pub fn trail_marks(&self) -> impl Iterator<Item = &str> {
+        self.marks
+            .iter()
+            .map(String::as_str)
+            .filter(|m| {
+                ["policy:", "tag:", "notify:"]
+                    .iter()
+                    .any(|p| m.starts_with(p))
+                    && m.len() <= MAX_MARK_LEN
+                    && !m.chars().any(char::is_control)
+            })
+            .take(MAX_MARKS)
+    }
 }
 
 /// Phase 3: `Transmit { imi', ID, grants, content, attestations }`. It carries
@@ -110,7 +137,8 @@ pub fn check_transmit(
     )
 }
 
-/// A processor's attestation of a conversion.
+/// A processor's attestation of a conversion, with what it marked the
+/// message with (covered by the MAC).
 pub fn make_attestation(
     member: MemberId,
     key: &SecretKey,
@@ -118,19 +146,27 @@ pub fn make_attestation(
     input: &[u8],
     output: &[u8],
     content_type: &str,
+    marks: Vec<String>,
 ) -> Attestation {
     let digest_in = sha256(input);
     let digest_out = sha256(output);
     let mac = mac::mac(
         key.bytes(),
         label::ATTEST,
-        &[id, &digest_in, &digest_out, content_type.as_bytes()],
+        &[
+            id,
+            &digest_in,
+            &digest_out,
+            content_type.as_bytes(),
+            &encode(&marks),
+        ],
     );
     Attestation {
         member,
         digest_in,
         digest_out,
         content_type: content_type.to_string(),
+        marks,
         mac,
     }
 }
@@ -147,6 +183,31 @@ pub fn check_attestations(
     atts: &[Attestation],
     now_ms: u64,
 ) -> Result<(), ProtocolError> {
+    check_attestation_chain(ring, bimi, id, atts, now_ms)?;
+    check(
+        atts.len() == bimi.route.processors.len(),
+        ProtocolError::BadAttestation,
+    )
+}
+
+/// Broker: checks the attestations of the route's first processors, as far
+/// as they go (a processor that stopped the content reports those before
+/// it and its own): each with its processor's key, each input the previous
+/// output.
+///
+/// # Errors
+/// [`ProtocolError::BadAttestation`].
+pub fn check_attestation_chain(
+    ring: &KeyRing,
+    bimi: &BrokerImi,
+    id: &Tag,
+    atts: &[Attestation],
+    now_ms: u64,
+) -> Result<(), ProtocolError> {
+    check(
+        atts.len() <= bimi.route.processors.len(),
+        ProtocolError::BadAttestation,
+    )?;
     let mut digest = bimi.imi.content_sha256;
     for (a, expected) in atts.iter().zip(bimi.route.processors.iter()) {
         check(
@@ -157,14 +218,17 @@ pub fn check_attestations(
             mac::verify(
                 k.bytes(),
                 label::ATTEST,
-                &[id, &a.digest_in, &a.digest_out, a.content_type.as_bytes()],
+                &[
+                    id,
+                    &a.digest_in,
+                    &a.digest_out,
+                    a.content_type.as_bytes(),
+                    &encode(&a.marks),
+                ],
                 &a.mac,
             )
         })?;
         digest = a.digest_out;
     }
-    check(
-        atts.len() == bimi.route.processors.len(),
-        ProtocolError::BadAttestation,
-    )
+    Ok(())
 }
