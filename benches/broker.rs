@@ -51,34 +51,51 @@ fn full_transactions(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(10));
-    g.bench_function(
-        format!(
-            "full_transaction_{SIZE}B_window_{WINDOW}_shards_{}",
-            core.broker.handle.shards()
-        ),
-        |b| {
-            b.iter_custom(|iters| {
-                runner.block_on(async {
-                    let target = delivered.load(Ordering::Relaxed) + iters as usize;
-                    let window = Arc::new(tokio::sync::Semaphore::new(WINDOW));
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        let permit = window.clone().acquire_owned().await.expect("semaphore");
-                        let im = core.im.clone();
-                        actix_rt::spawn(async move {
-                            let r = im.send(originate(SIZE, 0)).await;
-                            assert!(matches!(r, Ok(Ok(_))), "message refused: {r:?}");
-                            drop(permit);
-                        });
-                    }
-                    while delivered.load(Ordering::Relaxed) < target {
-                        actix_rt::time::sleep(Duration::from_micros(200)).await;
-                    }
-                    start.elapsed()
-                })
-            })
-        },
+    let run = |iters: u64| {
+        runner.block_on(async {
+            let target = delivered.load(Ordering::Relaxed) + iters as usize;
+            let window = Arc::new(tokio::sync::Semaphore::new(WINDOW));
+            let start = Instant::now();
+            for _ in 0..iters {
+                let permit = window.clone().acquire_owned().await.expect("semaphore");
+                let im = core.im.clone();
+                actix_rt::spawn(async move {
+                    let r = im.send(originate(SIZE, 0)).await;
+                    assert!(matches!(r, Ok(Ok(_))), "message refused: {r:?}");
+                    drop(permit);
+                });
+            }
+            while delivered.load(Ordering::Relaxed) < target {
+                actix_rt::time::sleep(Duration::from_micros(200)).await;
+            }
+            start.elapsed()
+        })
+    };
+    let name = format!(
+        "full_transaction_{SIZE}B_window_{WINDOW}_shards_{}",
+        core.broker.handle.shards()
     );
+    g.bench_function(&name, |b| b.iter_custom(run));
+    // The same with five content rules (none matches the bench's text): the
+    // content filter is a hop on every route — side by side with the run
+    // above.
+    runner.block_on(async {
+        let book = core.directory.policy();
+        let rules = [
+            r#"{"id": "c1", "priority": 50, "stage": "content", "when": {"contains": ["Project X", "Project Y"]}, "action": {"type": "deny"}}"#,
+            r#"{"id": "c2", "priority": 40, "stage": "content", "when": {"regex": "\\b\\d{4}-\\d{4}-\\d{4}-\\d{4}\\b"}, "action": {"type": "quarantine"}}"#,
+            r#"{"id": "c3", "priority": 30, "stage": "content", "when": {"contains": ["confidential"]}, "action": {"type": "tag", "tag": "conf"}}"#,
+            r#"{"id": "c4", "priority": 20, "stage": "content", "when": {"content_type": "image/"}, "action": {"type": "deny"}}"#,
+            r#"{"id": "c5", "priority": 10, "stage": "content", "when": {"larger_than": 1048576}, "action": {"type": "deny"}}"#,
+        ];
+        for r in rules {
+            let rule = switchboard_core::policy::Rule::parse(r.as_bytes()).expect("rule");
+            book.put_rule(rule).await.expect("rule stored");
+        }
+    });
+    g.bench_function(format!("{name}_content_filter_5_rules"), |b| {
+        b.iter_custom(run)
+    });
     g.finish();
     runner.block_on(core.stop(Duration::from_secs(5)));
 }

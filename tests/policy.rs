@@ -823,6 +823,56 @@ fn the_content_filter_blocks_mail_and_the_smtp_sender_gets_a_report() {
     );
     assert!(dsn.contains("Status: 5.7.1"), "{dsn}");
     assert!(bob.inbox().is_empty());
+
+    // A card number in a mail is held; the reviewer reads the mail and
+    // rejects it; alice gets a DSN saying so.
+    let cards = json!({"priority": 80, "stage": "content",
+        "when": {"regex": "\\b\\d{4}-\\d{4}-\\d{4}-\\d{4}\\b"},
+        "action": {"type": "quarantine", "reason": "a card number"}});
+    assert_eq!(a.put("/v1/admin/policy/rules/cards", &cards).0, 201);
+    let mut args = common::auth_args("PLAIN", "alice", &alice.token).to_vec();
+    args.extend([
+        "--from",
+        "alice@example.org",
+        "--to",
+        "bob@localhost",
+        "--header",
+        "Subject: payment",
+        "--body",
+        "Use 1234-5678-9012-3456 for it.",
+    ]);
+    let (ok, out) = common::swaks(&node, &args);
+    assert!(ok, "accepted, then held: {out}");
+    let txn = out
+        .lines()
+        .find_map(|l| l.split("queued as ").nth(1))
+        .unwrap()
+        .trim()
+        .to_string();
+    let st = alice.expect_status(&txn, "quarantined");
+    assert_eq!(st["reason"], "policy:cards", "{st}");
+    let (status, one) = a.get(&format!("/v1/admin/quarantine/{txn}"));
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["subject"], "payment", "{one}");
+    assert!(
+        one["content"]
+            .as_str()
+            .unwrap()
+            .contains("1234-5678-9012-3456"),
+        "the reviewer reads the mail: {one}"
+    );
+    let (status, v) = a.post(&format!("/v1/admin/quarantine/{txn}/reject"), &json!({}));
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (200, Some("blocked")),
+        "{v}"
+    );
+    let dsn = sink.wait_for(2).remove(1);
+    assert!(
+        dsn.contains("To: <alice@example.org>") && dsn.contains("quarantine_rejected"),
+        "{dsn}"
+    );
+    assert!(bob.inbox().is_empty());
 }
 
 /// Held messages (COMPLIANCE.md "quarantine"): a card number over IM is

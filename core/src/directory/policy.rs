@@ -177,8 +177,9 @@ const META: u8 = 1;
 const CONTENT: u8 = 2;
 
 fn flags_of(s: &PolicyState) -> u8 {
-    // A banner is the broker's work too (shown with no rule at all).
-    let banners = s.domains.values().any(|d| d.banner.is_some());
+    // A banner, or a domain that archives, is the broker's work too (with
+    // no rule at all).
+    let banners = s.domains.values().any(|d| d.banner.is_some() || d.archive);
     let meta = s.set.has(crate::policy::Stage::Meta) || s.closed_domains || banners;
     u8::from(meta) * META + u8::from(s.set.has(crate::policy::Stage::Content)) * CONTENT
 }

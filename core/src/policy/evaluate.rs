@@ -265,6 +265,15 @@ impl RuleSet {
                 d.banner_for_recipient = facts.to_domain.and_then(|dom| dom.banner.clone());
             }
         }
+        // A domain that archives its users' deliveries: in its name, unless
+        // a rule chose an archive.
+        if stage == Stage::Meta && d.archive.is_none() {
+            let archived = |name: &Option<String>, dom: Option<&Domain>| {
+                name.clone().filter(|_| dom.is_some_and(|x| x.archive))
+            };
+            d.archive = archived(&facts.from.domain, facts.from_domain)
+                .or_else(|| archived(&facts.to.domain, facts.to_domain));
+        }
         if !decided && stage == Stage::Meta && facts.to.external {
             if let Some((name, dom)) = facts.from.domain.as_ref().zip(facts.from_domain) {
                 if dom.external == External::Deny {
@@ -465,6 +474,52 @@ mod tests {
                 vec!["This goes outside the company.".to_string()]
             )
         );
+    }
+
+    /// The archive chosen: the highest-priority archive rule's (marks
+    /// accumulate, the first archive named stays), else a domain's that
+    /// archives its users (the sender's first), else none.
+    #[test]
+    fn the_archive_is_chosen_by_rule_then_by_domain() {
+        let set = RuleSet::new(vec![
+            rule(
+                r#"{"id": "de", "priority": 20, "stage": "meta", "when": {"from": {"attr": {"country": "DE"}}},
+                    "action": {"type": "archive", "archive": "archive-de"}}"#,
+            ),
+            rule(
+                r#"{"id": "legal", "priority": 10, "stage": "meta", "when": {"from": {"group": "legal"}},
+                    "action": {"type": "archive", "archive": "archive-legal"}}"#,
+            ),
+        ])
+        .unwrap();
+        let archiving = Domain {
+            archive: true,
+            ..Domain::default()
+        };
+        let with = |country: Option<&str>, groups: &[&str], from_dom, to_dom| {
+            let mut from = user("bob", "corp.example", groups);
+            if let Some(c) = country {
+                from.attrs.insert("country".into(), c.into());
+            }
+            let facts = Facts {
+                from,
+                to: user("al", "labs.example", &[]),
+                from_domain: from_dom,
+                to_domain: to_dom,
+                ..Facts::default()
+            };
+            set.evaluate(Stage::Meta, &facts).archive
+        };
+        let a = |s: &str| Some(s.to_string());
+        assert_eq!(with(Some("DE"), &["legal"], None, None), a("archive-de"));
+        assert_eq!(with(None, &["legal"], None, None), a("archive-legal"));
+        assert_eq!(with(None, &[], Some(&archiving), None), a("corp.example"));
+        assert_eq!(with(None, &[], None, Some(&archiving)), a("labs.example"));
+        assert_eq!(
+            with(Some("DE"), &[], Some(&archiving), None),
+            a("archive-de")
+        );
+        assert_eq!(with(None, &[], None, None), None);
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //! attempt timeout releases the next mechanism (attempt + 1); when none is
 //! left the outcome is `Undeliverable`; past its expiry a message is
 //! `Expired`. A repeated frame is answered again and changes nothing.
+//! Enterprise policy may hold a message for a reviewer (`Held` instead of
+//! a `Release`, or a filter's `Quarantined` report) until [`Transactions::review`]
+//! releases or rejects it.
 //!
 //! Owns: the transactions one broker shard holds in memory, their step log
 //! and their deadlines. Must not touch: actors, the store's writer, the
@@ -20,12 +23,13 @@
 mod admit;
 mod answers;
 mod decide;
+mod review;
 #[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::policy::{ManagerChoice, RELEASED_TAG};
+use crate::policy::ManagerChoice;
 use crate::protocol::frames;
 use crate::protocol::replay::{status_variant, StepLog};
 use crate::protocol::verify::step;
@@ -39,6 +43,8 @@ use crate::store::{AccountingRecord, AttemptRecord, StoreError, TxnRecord, TxnSt
 use admit::{plan_admitted, Refusal};
 use answers::{account, answer_again, notify, release};
 use decide::{apply_report, outcome_of, Next};
+use review::hold;
+pub use review::{Review, ReviewError};
 
 /// What the machine asks of the broker around it.
 pub trait Env {
@@ -632,62 +638,6 @@ impl Transactions {
         }
     }
 
-    // ---- quarantine ----
-
-    /// A reviewer (`by`) decides on a quarantined transaction: released, it
-    /// is routed as usual (a rule that quarantined it does not hold it
-    /// again); rejected, it is `blocked` (`quarantine_rejected`) and its
-    /// originator told. Returns the status it has now.
-    ///
-    /// # Errors
-    /// [`ReviewError`]; nothing changed then.
-    pub fn review(
-        &mut self,
-        env: &dyn Env,
-        out: &mut Effects,
-        txn: &TxnId,
-        decision: Review,
-        by: &str,
-    ) -> Result<TxnStatus, ReviewError> {
-        let now = env.now_ms();
-        let rec = self
-            .load(env, txn)
-            .map_err(|_| ReviewError::Unknown)?
-            .ok_or(ReviewError::Unknown)?;
-        if !matches!(rec.status, TxnStatus::Quarantined(_)) {
-            return Err(ReviewError::NotHeld(rec.status.as_str()));
-        }
-        let by = by.replace(|c: char| c.is_control() || c == ':', "_");
-        match decision {
-            Review::Release => {
-                // The next release goes to the originator, which holds the
-                // content: it must be there to take it.
-                if env.session(&rec.imi.originator, now).is_err() {
-                    return Err(ReviewError::OriginatorAway);
-                }
-                rec.event(now, format!("quarantine:released:{by}"));
-                rec.event(now, format!("tag:{RELEASED_TAG}"));
-                rec.status = TxnStatus::Released;
-                tracing::info!(txn = %txn, by = %by, "released from quarantine");
-                if !self.retry(env, out, txn, now) {
-                    if let Some(rec) = self.open.get_mut(txn) {
-                        out.persist(rec);
-                    }
-                }
-            }
-            Review::Reject => {
-                let code = "quarantine_rejected".to_string();
-                rec.event(now, format!("quarantine:rejected:{by}"));
-                rec.event(now, format!("blocked:{code}"));
-                rec.status = TxnStatus::Blocked(code.clone());
-                tracing::info!(txn = %txn, by = %by, "rejected from quarantine");
-                self.conclude(env, out, txn, Outcome::Blocked(code), now);
-            }
-        }
-        let rec = self.open.get(txn).ok_or(ReviewError::Unknown)?;
-        Ok(rec.status.clone())
-    }
-
     // ---- phase 5 ----
 
     /// A `NotifyAck` from the originator: the transaction leaves memory once
@@ -763,38 +713,6 @@ pub enum Redirected {
     /// To this node of the cluster: its gateways deliver (the tag
     /// `node:<id>` tells the placement).
     Node(String),
-}
-
-/// A reviewer's decision on a quarantined message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Review {
-    /// Route it as usual.
-    Release,
-    /// Block it (`quarantine_rejected`).
-    Reject,
-}
-
-/// Why a review changed nothing.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReviewError {
-    /// No such transaction.
-    #[error("no such transaction")]
-    Unknown,
-    /// It is not quarantined (its status).
-    #[error("the message is {0}, not quarantined")]
-    NotHeld(&'static str),
-    /// Its originating gateway is not connected, so it cannot take the
-    /// release.
-    #[error("the gateway holding the message is not connected")]
-    OriginatorAway,
-}
-
-/// Holds `rec` for a reviewer under `code` (`policy:<rule>`).
-fn hold(rec: &mut TxnRecord, code: &str, now: u64) {
-    rec.status = TxnStatus::Quarantined(code.to_string());
-    rec.event(now, format!("quarantined:{code}"));
-    tracing::info!(txn = %rec.imi.txn, code, "message quarantined by policy");
-    metrics::counter!("switchboard_messages_quarantined_total").increment(1);
 }
 
 /// The route decision, after the message's expiry.
