@@ -13,11 +13,13 @@
 //! | [`store`] | the sled facade: trees, group-committed writes, typed reads, the records; in a cluster the KV buckets as the store of record | `journal`, `cluster`, `protocol`, `policy` (a record names its manager) |
 //! | [`directory`] | client profiles, API tokens, member keys (cached); resolving a recipient | `store`, `protocol` |
 //! | [`transactions`] | the broker's transaction state machine: frames in, frames and records out | all of the above |
+//! | [`archive`] | the compliance archive's files: records never changed, content once by hash, the hash chain and signed checkpoints, verification | `protocol` (digests) |
 //!
 //! Dependencies point down the table; no module imports one above it.
 
 #![deny(missing_docs)]
 
+pub mod archive;
 pub mod cluster;
 pub mod directory;
 pub mod journal;

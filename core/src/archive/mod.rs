@@ -1,0 +1,280 @@
+//! The compliance archive's store (COMPLIANCE.md "The archive"): one record
+//! per concluded delivery of an archived scope, never changed in place;
+//! each content stored once by its hash; a hash chain over the records in a
+//! fingerprints store on another path; Ed25519-signed checkpoints every N
+//! records or T seconds; and the verification that names the first bad
+//! record, a deleted one, or a rewritten window.
+//!
+//! - [`record`]: what a record says, and its hash (of the bytes as stored);
+//! - [`chain`]: the chain and checkpoints, their fixed-size entries;
+//! - [`keys`]: the signing key (a 32-byte seed; the shell keeps the file);
+//! - [`log`]: the append-only files (length-prefixed records, fixed-size
+//!   fingerprint entries), recovered to their last whole entry;
+//! - [`verify`]: reading it all back, trusting nothing but the public key.
+//!
+//! Owns: the archive's files. Must not touch: the node's store (the archive
+//! is apart from it, so purging one never touches the other), search.
+
+pub mod chain;
+pub mod keys;
+pub mod log;
+pub mod record;
+pub mod verify;
+
+use std::path::{Path, PathBuf};
+
+pub use chain::{Checkpoint, Link};
+pub use keys::ArchiveKey;
+pub use record::ArchiveRecord;
+pub use verify::{verify, Problem, Verified};
+
+/// The files of an archive.
+pub mod files {
+    /// The records, under `archive.dir`.
+    pub const RECORDS: &str = "records.log";
+    /// Contents by hash, under `archive.dir`.
+    pub const CONTENT: &str = "content";
+    /// The chain, under `archive.fingerprints_dir`.
+    pub const CHAIN: &str = "chain.log";
+    /// The signed checkpoints, under `archive.fingerprints_dir`.
+    pub const CHECKPOINTS: &str = "checkpoints.log";
+}
+
+/// When a checkpoint is signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cadence {
+    /// After this many records since the last one.
+    pub every: u64,
+    /// Or after this long (ms) with a record not yet covered.
+    pub interval_ms: u64,
+}
+
+impl Default for Cadence {
+    fn default() -> Self {
+        Self {
+            every: 1000,
+            interval_ms: 60_000,
+        }
+    }
+}
+
+/// Why the archive could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// A file could not be read or written.
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    /// A record could not be encoded or decoded.
+    #[error("a record: {0}")]
+    Record(String),
+    /// The files disagree in a way only tampering makes (the archive will
+    /// not append to them: run `switchboard archive verify`).
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
+    move |e| ArchiveError::Io(path.to_path_buf(), e)
+}
+
+/// An open archive: appends records (content first, then the record, then
+/// its link in the chain, each step on disk before the next) and signs
+/// checkpoints.
+pub struct Archive {
+    dir: PathBuf,
+    records: log::Records,
+    chain: log::Fixed<{ chain::LINK_LEN }>,
+    checkpoints: log::Fixed<{ chain::CHECKPOINT_LEN }>,
+    key: ArchiveKey,
+    cadence: Cadence,
+    /// The last link (seq 0: none).
+    last: Link,
+    /// The last checkpoint's seq and time.
+    checkpointed: (u64, u64),
+}
+
+impl Archive {
+    /// Opens (or makes) the archive in `dir` with its fingerprints in
+    /// `fingerprints`: each file recovered to its last whole entry; a record
+    /// written before a crash whose link was not is linked now.
+    ///
+    /// # Errors
+    /// [`ArchiveError`]; `Inconsistent` when the chain is longer than the
+    /// records or a link does not follow from its record.
+    pub fn open(
+        dir: &Path,
+        fingerprints: &Path,
+        key: ArchiveKey,
+        cadence: Cadence,
+    ) -> Result<Self, ArchiveError> {
+        std::fs::create_dir_all(dir.join(files::CONTENT)).map_err(io(dir))?;
+        std::fs::create_dir_all(fingerprints).map_err(io(fingerprints))?;
+        let records = log::Records::open(&dir.join(files::RECORDS))?;
+        let mut chain = log::Fixed::open(&fingerprints.join(files::CHAIN))?;
+        let checkpoints = log::Fixed::open(&fingerprints.join(files::CHECKPOINTS))?;
+        let links: Vec<Link> = chain.entries()?.iter().map(Link::from_bytes).collect();
+        let stored = records.entries()?;
+        if links.len() > stored.len() {
+            return Err(ArchiveError::Inconsistent(format!(
+                "the chain has {} links for {} records",
+                links.len(),
+                stored.len()
+            )));
+        }
+        // Only bytes after every linked record may be a torn append.
+        records.cut_torn()?;
+        let mut last = Link::genesis();
+        for (i, bytes) in stored.iter().enumerate() {
+            let hash = record::hash(bytes);
+            match links.get(i) {
+                Some(l) if l.record_hash == hash && l.seq == i as u64 + 1 => last = *l,
+                Some(l) => {
+                    return Err(ArchiveError::Inconsistent(format!(
+                        "link {} does not follow from its record",
+                        l.seq
+                    )))
+                }
+                None => {
+                    // Written, not yet linked (a crash between the two).
+                    last = last.next(hash);
+                    chain.append(&[last.to_bytes()])?;
+                }
+            }
+        }
+        let checkpointed = checkpoints
+            .entries()?
+            .last()
+            .map(|b| {
+                let c = Checkpoint::from_bytes(b);
+                (c.seq, c.at_ms)
+            })
+            .unwrap_or((0, 0));
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            records,
+            chain,
+            checkpoints,
+            key,
+            cadence,
+            last,
+            checkpointed,
+        })
+    }
+
+    /// The last record's seq (0: none yet).
+    pub fn seq(&self) -> u64 {
+        self.last.seq
+    }
+
+    /// Appends `batch` (each record with its content): contents stored
+    /// once by hash, then the records, then their links — each durable
+    /// before the next; a checkpoint when one is due. Returns the seqs.
+    ///
+    /// # Errors
+    /// [`ArchiveError`]; what was not written has no seq.
+    pub fn append(
+        &mut self,
+        batch: Vec<(ArchiveRecord, Vec<u8>)>,
+        now_ms: u64,
+    ) -> Result<Vec<u64>, ArchiveError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut encoded = Vec::with_capacity(batch.len());
+        let mut seq = self.last.seq;
+        for (mut rec, content) in batch {
+            seq += 1;
+            rec.seq = seq;
+            rec.content_sha256 = record::hex(&crate::protocol::mac::sha256(&content));
+            self.put_content(&rec.content_sha256, &content)?;
+            encoded.push(rec.encode()?);
+        }
+        self.records.append(&encoded)?;
+        let mut links = Vec::with_capacity(encoded.len());
+        let mut last = self.last;
+        for bytes in &encoded {
+            last = last.next(record::hash(bytes));
+            links.push(last.to_bytes());
+        }
+        self.chain.append(&links)?;
+        let first = self.last.seq + 1;
+        self.last = last;
+        self.checkpoint_if_due(now_ms)?;
+        Ok((first..=self.last.seq).collect())
+    }
+
+    /// Signs a checkpoint now when `every` records or `interval` passed
+    /// since the last one (and a record is not yet covered).
+    ///
+    /// # Errors
+    /// [`ArchiveError::Io`].
+    pub fn checkpoint_if_due(&mut self, now_ms: u64) -> Result<bool, ArchiveError> {
+        let (seq, at) = self.checkpointed;
+        let uncovered = self.last.seq - seq;
+        let due = uncovered >= self.cadence.every
+            || (uncovered > 0 && now_ms.saturating_sub(at) >= self.cadence.interval_ms);
+        if due {
+            self.checkpoint(now_ms)?;
+        }
+        Ok(due)
+    }
+
+    /// Signs a checkpoint over the last link now (nothing when no record is
+    /// uncovered).
+    ///
+    /// # Errors
+    /// [`ArchiveError::Io`].
+    pub fn checkpoint(&mut self, now_ms: u64) -> Result<(), ArchiveError> {
+        if self.last.seq == self.checkpointed.0 {
+            return Ok(());
+        }
+        let c = Checkpoint::sign(&self.key, self.last.seq, now_ms, self.last.chain);
+        self.checkpoints.append(&[c.to_bytes()])?;
+        self.checkpointed = (c.seq, c.at_ms);
+        Ok(())
+    }
+
+    fn put_content(&self, hash: &str, content: &[u8]) -> Result<(), ArchiveError> {
+        let path = self.dir.join(files::CONTENT).join(hash);
+        if path.exists() {
+            return Ok(());
+        }
+        // Written whole under another name, then renamed: a content file is
+        // either all there or not.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, content).map_err(io(&tmp))?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))
+    }
+
+    /// Every record, in order.
+    ///
+    /// # Errors
+    /// [`ArchiveError`].
+    pub fn records(&self) -> Result<Vec<ArchiveRecord>, ArchiveError> {
+        self.records
+            .entries()?
+            .iter()
+            .map(|b| ArchiveRecord::decode(b))
+            .collect()
+    }
+
+    /// The content of a record, by its hash.
+    ///
+    /// # Errors
+    /// [`ArchiveError::Io`].
+    pub fn content(&self, sha256_hex: &str) -> Result<Vec<u8>, ArchiveError> {
+        if !record::is_hex_digest(sha256_hex) {
+            return Err(ArchiveError::Record(format!(
+                "not a SHA-256: {sha256_hex:?}"
+            )));
+        }
+        let path = self.dir.join(files::CONTENT).join(sha256_hex);
+        std::fs::read(&path).map_err(io(&path))
+    }
+}
+
+#[cfg(test)]
+mod tests;

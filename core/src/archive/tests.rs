@@ -1,0 +1,306 @@
+//! The archive's store and its verification, on real files in a temp dir.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn record(to: &str) -> ArchiveRecord {
+    ArchiveRecord {
+        seq: 0,
+        archive: "corp.example".into(),
+        txn: "01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
+        from: "alice".into(),
+        to: to.into(),
+        medium: "im".into(),
+        sent_at_ms: 1_000,
+        at_ms: 2_000,
+        outcome: "delivered".into(),
+        subject: None,
+        content_type: "text/plain".into(),
+        content_sha256: String::new(),
+        hops: vec!["proc-filter-1".into(), "gw-im-1".into()],
+        tags: vec![],
+        policy: vec!["watch:v1:notify".into()],
+        trail: vec![(1_000, "submitted".into()), (2_000, "delivered:im".into())],
+    }
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    fp: PathBuf,
+    key: ArchiveKey,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        Self {
+            dir: tmp.path().join("archive"),
+            fp: tmp.path().join("fingerprints"),
+            key: ArchiveKey::generate(),
+            _tmp: tmp,
+        }
+    }
+
+    fn open(&self, every: u64) -> Archive {
+        let cadence = Cadence {
+            every,
+            interval_ms: 60_000,
+        };
+        Archive::open(&self.dir, &self.fp, self.key.clone(), cadence).unwrap()
+    }
+
+    /// `n` records, one append each, one body per recipient.
+    fn filled(&self, n: usize, every: u64) -> Archive {
+        let mut a = self.open(every);
+        for i in 0..n {
+            let body = format!("hello {}", i % 3);
+            a.append(vec![(record(&format!("u{i}")), body.into_bytes())], 10_000)
+                .unwrap();
+        }
+        a
+    }
+
+    fn verify(&self) -> Verified {
+        verify(&self.dir, &self.fp, &self.key.public()).unwrap()
+    }
+
+    fn records_path(&self) -> PathBuf {
+        self.dir.join(files::RECORDS)
+    }
+}
+
+/// The records of `path` and the byte offset of each.
+fn offsets(path: &Path) -> Vec<(usize, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let (entries, _) = log::split_records(&bytes);
+    let mut at = 0;
+    entries
+        .into_iter()
+        .map(|e| {
+            let o = at;
+            at += 4 + e.len();
+            (o, e.to_vec())
+        })
+        .collect()
+}
+
+fn rewrite(path: &Path, entries: &[Vec<u8>]) {
+    let mut out = Vec::new();
+    for e in entries {
+        out.extend_from_slice(&(e.len() as u32).to_be_bytes());
+        out.extend_from_slice(e);
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn appended_records_verify_and_content_is_stored_once() {
+    let f = Fixture::new();
+    let mut a = f.filled(7, 3);
+    assert_eq!(a.seq(), 7);
+    // A batch gets consecutive seqs.
+    let seqs = a
+        .append(
+            vec![
+                (record("x"), b"hello 0".to_vec()),
+                (record("y"), b"hello 0".to_vec()),
+            ],
+            10_000,
+        )
+        .unwrap();
+    assert_eq!(seqs, [8, 9]);
+    let recs = a.records().unwrap();
+    assert_eq!(
+        recs.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (1..=9).collect::<Vec<_>>()
+    );
+    assert_eq!(a.content(&recs[8].content_sha256).unwrap(), b"hello 0");
+    let contents = std::fs::read_dir(f.dir.join(files::CONTENT))
+        .unwrap()
+        .count();
+    assert_eq!(contents, 3, "one file per distinct content");
+    let v = f.verify();
+    assert_eq!(v.problems, []);
+    // Every 3 records: checkpoints at 3, 6 and 9.
+    assert_eq!((v.records, v.checkpoints, v.covered), (9, 3, 9));
+    // Reopened, it goes on from where it was.
+    drop(a);
+    let mut a = f.open(3);
+    assert_eq!(a.seq(), 9);
+    a.append(vec![(record("z"), b"more".to_vec())], 10_000)
+        .unwrap();
+    assert_eq!(f.verify().problems, []);
+    assert_eq!(a.records().unwrap().last().unwrap().seq, 10);
+}
+
+#[test]
+fn a_checkpoint_is_due_after_its_interval() {
+    let f = Fixture::new();
+    let mut a = f.open(1000);
+    a.append(vec![(record("a"), b"x".to_vec())], 1_000).unwrap();
+    assert!(!a.checkpoint_if_due(30_000).unwrap());
+    assert!(a.checkpoint_if_due(61_000).unwrap());
+    assert!(!a.checkpoint_if_due(200_000).unwrap(), "nothing uncovered");
+    assert_eq!(f.verify().covered, 1);
+}
+
+#[test]
+fn a_flipped_byte_in_a_record_is_named() {
+    let f = Fixture::new();
+    drop(f.filled(6, 3));
+    let recs = offsets(&f.records_path());
+    let mut bytes = std::fs::read(f.records_path()).unwrap();
+    // Inside record 4's JSON: a letter of its recipient.
+    let (at, rec) = &recs[3];
+    let pos = at + 4 + rec.windows(2).position(|w| w == b"u3").unwrap();
+    bytes[pos] ^= 0x01;
+    std::fs::write(f.records_path(), bytes).unwrap();
+    let v = f.verify();
+    assert_eq!(v.problems.first(), Some(&Problem::Changed { seq: 4 }));
+    assert_eq!(
+        v.problems.first().unwrap().to_string(),
+        "record 4 was changed (its hash is not the one in the fingerprints)"
+    );
+}
+
+#[test]
+fn a_deleted_record_is_named() {
+    let f = Fixture::new();
+    drop(f.filled(6, 3));
+    let mut recs: Vec<Vec<u8>> = offsets(&f.records_path())
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    recs.remove(2);
+    rewrite(&f.records_path(), &recs);
+    assert_eq!(f.verify().problems, [Problem::Deleted { seq: 3 }]);
+    // The last one deleted too.
+    recs.pop();
+    rewrite(&f.records_path(), &recs);
+    let v = f.verify();
+    assert_eq!(
+        v.problems,
+        [Problem::Deleted { seq: 3 }, Problem::Deleted { seq: 6 }]
+    );
+}
+
+/// Someone without the key rewrites record 2 and every link after it to
+/// match: the chain holds, the checkpoint covering it does not.
+#[test]
+fn fingerprints_rewritten_without_the_key_fail_their_checkpoint() {
+    let f = Fixture::new();
+    drop(f.filled(6, 3));
+    let mut recs: Vec<Vec<u8>> = offsets(&f.records_path())
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    let mut r = ArchiveRecord::decode(&recs[1]).unwrap();
+    r.to = "mallory".into();
+    recs[1] = r.encode().unwrap();
+    rewrite(&f.records_path(), &recs);
+    let mut last = Link::genesis();
+    let links: Vec<[u8; chain::LINK_LEN]> = recs
+        .iter()
+        .map(|b| {
+            last = last.next(record::hash(b));
+            last.to_bytes()
+        })
+        .collect();
+    std::fs::write(f.fp.join(files::CHAIN), links.concat()).unwrap();
+    let v = f.verify();
+    assert_eq!(v.problems, [Problem::Checkpoint { seq: 3, from: 1 }]);
+    assert_eq!(
+        v.problems[0].to_string(),
+        "checkpoint at record 3 does not verify: records 1 to 3 were rewritten"
+    );
+    // Nor is a checkpoint signed with another key taken.
+    let other = ArchiveKey::generate();
+    let forged = Checkpoint::sign(&other, 3, 1, last.chain);
+    std::fs::write(f.fp.join(files::CHECKPOINTS), forged.to_bytes()).unwrap();
+    assert!(f
+        .verify()
+        .problems
+        .contains(&Problem::Checkpoint { seq: 3, from: 1 }));
+}
+
+#[test]
+fn changed_or_removed_content_is_named() {
+    let f = Fixture::new();
+    let a = f.filled(4, 10);
+    let recs = a.records().unwrap();
+    // Record 2's content ("hello 1") is only its own.
+    let path = f.dir.join(files::CONTENT).join(&recs[1].content_sha256);
+    std::fs::write(&path, b"hello 9").unwrap();
+    assert_eq!(f.verify().problems, [Problem::Content { seq: 2 }]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(f.verify().problems, [Problem::Content { seq: 2 }]);
+}
+
+/// A crash mid-append: a torn record is cut when the archive opens (it was
+/// never acknowledged); a record written but not linked is linked then.
+#[test]
+fn a_crash_mid_append_leaves_no_gap_in_the_chain() {
+    let f = Fixture::new();
+    drop(f.filled(3, 10));
+    let whole = record("late").encode().unwrap();
+    let mut torn = (whole.len() as u32).to_be_bytes().to_vec();
+    torn.extend_from_slice(&whole[..10]);
+    let mut bytes = std::fs::read(f.records_path()).unwrap();
+    bytes.extend_from_slice(&torn);
+    std::fs::write(f.records_path(), &bytes).unwrap();
+    assert_eq!(
+        f.verify().problems,
+        [Problem::Unreadable { after: 3 }],
+        "said before it is opened"
+    );
+    let mut a = f.open(10);
+    assert_eq!(a.seq(), 3);
+    assert_eq!(f.verify().problems, []);
+
+    // Written, not linked: record 4 with its content, then a stop.
+    let mut r = record("unlinked");
+    r.seq = 4;
+    r.content_sha256 = record::hex(&crate::protocol::mac::sha256(b"c"));
+    std::fs::write(f.dir.join(files::CONTENT).join(&r.content_sha256), b"c").unwrap();
+    let mut entries: Vec<Vec<u8>> = offsets(&f.records_path())
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    entries.push(r.encode().unwrap());
+    rewrite(&f.records_path(), &entries);
+    assert_eq!(f.verify().problems, [Problem::Unlinked { seq: 4 }]);
+    drop(a);
+    a = f.open(10);
+    assert_eq!(a.seq(), 4);
+    a.checkpoint(20_000).unwrap();
+    let v = f.verify();
+    assert_eq!((v.problems.len(), v.covered), (0, 4));
+}
+
+#[test]
+fn an_archive_whose_chain_outruns_its_records_is_not_appended_to() {
+    let f = Fixture::new();
+    drop(f.filled(3, 10));
+    let mut recs: Vec<Vec<u8>> = offsets(&f.records_path())
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    recs.pop();
+    rewrite(&f.records_path(), &recs);
+    let err = Archive::open(&f.dir, &f.fp, f.key.clone(), Cadence::default())
+        .err()
+        .expect("refused");
+    assert!(matches!(err, ArchiveError::Inconsistent(_)), "{err}");
+}
+
+#[test]
+fn a_content_name_must_be_a_digest() {
+    let f = Fixture::new();
+    let a = f.open(10);
+    assert!(matches!(
+        a.content("../records.log"),
+        Err(ArchiveError::Record(_))
+    ));
+}
