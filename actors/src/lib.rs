@@ -26,6 +26,10 @@
 //! in for members and so knows the broker. No module imports one that
 //! imports it.
 //!
+//! The [`archive`] member takes a copy of each delivery of an archived
+//! scope (a hop with its own grant) and records it when the broker says the
+//! transaction concluded.
+//!
 //! # Message flow (MIAP.md)
 //! ```text
 //! client → Gateway(orig): Originate → outbox (durable) → Submit ─────────▶ BrokerShard
@@ -37,6 +41,7 @@
 //!                         NotifyAck ────────────────────────────────────▶ closed
 //! ```
 
+pub mod archive;
 pub mod broker;
 pub mod bus;
 pub mod converter;

@@ -262,6 +262,11 @@ impl MemberRegistry {
             .map(|m| m.key().clone())
     }
 
+    /// Whether `id` is connected and logged in.
+    pub fn is_live(&self, id: &MemberId) -> bool {
+        self.inner.get(id).is_some_and(|m| m.logged_in)
+    }
+
     /// Removes a member's connection.
     pub fn disconnect(&self, id: &MemberId) {
         self.inner.remove(id);

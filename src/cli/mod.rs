@@ -10,6 +10,7 @@
 //! node, or asks a running one over HTTP).
 
 pub mod admin;
+pub mod archive;
 pub mod cluster;
 pub mod local;
 pub mod members;
@@ -72,6 +73,9 @@ pub enum Command {
     /// release, reject (admin).
     #[command(subcommand)]
     Quarantine(policy::QuarantineCmd),
+    /// The compliance archive: verify its records, chain and checkpoints.
+    #[command(subcommand)]
+    Archive(archive::ArchiveCmd),
     /// Show a message's status and attempts.
     Status {
         /// The transaction id.
@@ -324,6 +328,7 @@ pub fn run(t: &Target, command: &Command, matches: &ArgMatches) -> anyhow::Resul
         Command::Group(g) => policy::group(t, g),
         Command::Policy(p) => policy::policy(t, p),
         Command::Quarantine(q) => policy::quarantine(t, q),
+        Command::Archive(a) => archive::archive(t, a),
         Command::Status { txn, token } => {
             let token = match token {
                 Some(token) => token.clone(),

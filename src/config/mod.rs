@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use sections::{
-    Broker, Cluster, Data, Delivery, Email, Fax, Http, Log, Miap, Presence, Shutdown, Sms,
+    Archive, Broker, Cluster, Data, Delivery, Email, Fax, Http, Log, Miap, Presence, Shutdown, Sms,
 };
 pub use sources::apply_env;
 use sources::{merge, parse_table, renamed};
@@ -51,6 +51,8 @@ pub struct Config {
     pub sms: Sms,
     /// Fax gateway.
     pub fax: Fax,
+    /// The compliance archive.
+    pub archive: Archive,
     /// Logging.
     pub log: Log,
     /// Shutdown.

@@ -269,6 +269,49 @@ pub struct Fax {
     pub spool: String,
 }
 
+/// `[archive]`: the compliance archive (COMPLIANCE.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Archive {
+    /// Record deliveries of archived scopes.
+    pub enabled: bool,
+    /// Records and contents; empty: `DATA/archive`.
+    pub dir: String,
+    /// The hash chain and checkpoints; empty: `DATA/archive-fingerprints`.
+    pub fingerprints_dir: String,
+    /// A checkpoint after this many records.
+    pub checkpoint_every: u64,
+    /// Or this long (s) after a record not yet covered.
+    pub checkpoint_interval_s: u64,
+    /// The signing key's file; empty: `DATA/archive.key`.
+    pub signing_key: String,
+}
+
+impl Archive {
+    fn or_in(v: &str, data: &std::path::Path, name: &str) -> std::path::PathBuf {
+        if v.is_empty() {
+            data.join(name)
+        } else {
+            std::path::PathBuf::from(v)
+        }
+    }
+
+    /// The records' directory.
+    pub fn dir(&self, data: &std::path::Path) -> std::path::PathBuf {
+        Self::or_in(&self.dir, data, "archive")
+    }
+
+    /// The fingerprints' directory.
+    pub fn fingerprints(&self, data: &std::path::Path) -> std::path::PathBuf {
+        Self::or_in(&self.fingerprints_dir, data, "archive-fingerprints")
+    }
+
+    /// The signing key's file.
+    pub fn key_file(&self, data: &std::path::Path) -> std::path::PathBuf {
+        Self::or_in(&self.signing_key, data, "archive.key")
+    }
+}
+
 /// `[log]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -304,3 +304,38 @@ fn an_earlier_builds_single_nats_url_becomes_the_list() {
     let e = Config::load_with(Some(&f), env(&[])).unwrap_err();
     assert!(e.to_string().contains("nats_url"), "{e}");
 }
+
+#[test]
+fn archive_keys_are_checked_and_the_fingerprints_kept_apart() {
+    let c = Config::load_with(None, env(&[("SWITCHBOARD_DATA__DIR", "/d")])).unwrap();
+    assert!(!c.archive.enabled);
+    let data = std::path::Path::new("/d");
+    assert_eq!(c.archive.dir(data), data.join("archive"));
+    assert_eq!(
+        c.archive.fingerprints(data),
+        data.join("archive-fingerprints")
+    );
+    assert_eq!(c.archive.key_file(data), data.join("archive.key"));
+    for (k, v, key) in [
+        ("CHECKPOINT_EVERY", "0", "archive.checkpoint_every"),
+        (
+            "CHECKPOINT_INTERVAL_S",
+            "0",
+            "archive.checkpoint_interval_s",
+        ),
+        (
+            "FINGERPRINTS_DIR",
+            "/d/archive/fp",
+            "archive.fingerprints_dir",
+        ),
+        ("DIR", "/d/archive-fingerprints", "archive.fingerprints_dir"),
+    ] {
+        let var = format!("SWITCHBOARD_ARCHIVE__{k}");
+        let e = Config::load_with(
+            None,
+            env(&[("SWITCHBOARD_DATA__DIR", "/d"), (var.as_str(), v)]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with(key), "{k}={v}: {e}");
+    }
+}

@@ -184,6 +184,7 @@ impl Config {
             self.sms.validate()?;
         }
         self.check_cluster()?;
+        self.check_archive()?;
         Ok(())
     }
 }
@@ -209,6 +210,33 @@ impl Config {
             );
         }
         w
+    }
+
+    /// The `[archive]` keys: a cadence, and fingerprints apart from the
+    /// records (a copy next to what it proves proves less).
+    fn check_archive(&self) -> Result<(), ConfigError> {
+        let a = &self.archive;
+        if a.checkpoint_every == 0 {
+            return Err(invalid("archive.checkpoint_every", "must be at least 1"));
+        }
+        if a.checkpoint_interval_s == 0 {
+            return Err(invalid(
+                "archive.checkpoint_interval_s",
+                "must be at least 1",
+            ));
+        }
+        let (dir, fp) = (a.dir(&self.data.dir), a.fingerprints(&self.data.dir));
+        if fp.starts_with(&dir) || dir.starts_with(&fp) {
+            return Err(invalid(
+                "archive.fingerprints_dir",
+                format!(
+                    "must be another path than archive.dir ({} and {} overlap)",
+                    fp.display(),
+                    dir.display()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The `[cluster]` keys, checked whether or not cluster mode is on.

@@ -97,6 +97,8 @@ pub struct Core {
     pub new_admin_token: Option<String>,
     /// This node's membership of its cluster (cluster mode).
     pub cluster: Option<crate::cluster::Membership>,
+    /// The archive member, with `archive.enabled`.
+    pub archive: Option<(Addr<switchboard_actors::archive::Archiver>, actix::Arbiter)>,
 }
 
 impl Core {
@@ -239,7 +241,7 @@ impl Core {
             }));
         }
         let started_im = StartedGateway::of(gateways::im::MEMBER_ID, &im);
-        let core = Core {
+        let mut core = Core {
             store,
             directory,
             members,
@@ -255,6 +257,7 @@ impl Core {
             clock,
             new_admin_token,
             cluster,
+            archive: None,
         };
         // Content converters, MIAP hops the broker puts on routes that need
         // them: text → SMS segments, email → text, text → fax pages.
@@ -271,6 +274,11 @@ impl Core {
         );
         core.add_processor(crate::processors::FILTER_PROCESSOR, filter)
             .await?;
+        // The compliance archive: a copy of each delivery of an archived
+        // scope.
+        if cfg.archive.enabled {
+            core.archive = Some(super::archive::start(cfg, &core).await?);
+        }
         // Remote processors: a link login by one makes it a processor.
         for (id, kind) in core.directory.processor_kinds()? {
             match crate::processors::spec_of(&kind) {
@@ -284,7 +292,7 @@ impl Core {
     }
 
     /// The key and configuration of member `id` (created if it has none).
-    async fn member_config(
+    pub(super) async fn member_config(
         &self,
         id: &str,
         medium: Option<MediumKind>,

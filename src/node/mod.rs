@@ -9,6 +9,7 @@
 //! Owns: start, reload and stop. Must not touch: what the actors decide;
 //! the API does not import this module (it gets an `ApiState`).
 
+pub mod archive;
 pub mod assembly;
 pub mod init;
 pub mod mediums;

@@ -47,6 +47,12 @@ impl Core {
             .into_inner()
             .unwrap_or_else(|p| p.into_inner());
         drain(&gateways, timeout).await;
+        if let Some((archive, arbiter)) = &self.archive {
+            // What it has queued is written, and a checkpoint signed.
+            let flush = switchboard_actors::archive::FlushArchive { checkpoint: true };
+            let _ = archive.send(flush).await;
+            arbiter.stop();
+        }
         if let Err(e) = self.store.writer().flush().await {
             tracing::error!(error = %e, "final flush failed");
         }

@@ -188,6 +188,9 @@ impl BrokerShard {
         for n in out.notices {
             self.shared.notice(n);
         }
+        for rec in out.archived {
+            self.shared.archived(rec);
+        }
     }
 
     /// Runs one step of the machine and carries out its effects (also those

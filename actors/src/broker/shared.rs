@@ -96,6 +96,9 @@ pub struct BrokerShared {
     /// Whether a node of the cluster is alive to place deliveries on, once
     /// a clustered node set it.
     nodes: std::sync::OnceLock<LiveNode>,
+    /// The archive member and where concluded archived transactions go,
+    /// once the node set it.
+    archive: std::sync::OnceLock<(MemberId, Recipient<crate::bus::ArchiveConcluded>)>,
 }
 
 /// Whether a user must be served by another node (their domain requires
@@ -158,6 +161,7 @@ impl BrokerShared {
             notices: std::sync::OnceLock::new(),
             homes: std::sync::OnceLock::new(),
             nodes: std::sync::OnceLock::new(),
+            archive: std::sync::OnceLock::new(),
         })
     }
 
@@ -404,6 +408,23 @@ impl BrokerShared {
         let _ = self.nodes.set(alive);
     }
 
+    /// Routes of an archived scope give `member` a copy, and concluded
+    /// archived transactions go to `to`, from now on (set once).
+    pub fn on_archive(&self, member: MemberId, to: Recipient<crate::bus::ArchiveConcluded>) {
+        let _ = self.archive.set((member, to));
+    }
+
+    /// Hands a concluded archived transaction to the archive (logged when
+    /// there is none: the node runs without `archive.enabled`).
+    pub fn archived(&self, rec: TxnRecord) {
+        match self.archive.get() {
+            Some((_, to)) => to.do_send(crate::bus::ArchiveConcluded(rec)),
+            None => {
+                tracing::debug!(txn = %rec.imi.txn, "an archived scope, and no archive on this node")
+            }
+        }
+    }
+
     /// Where `user` must be served instead of this node, if anywhere.
     pub fn served_elsewhere(&self, user: &str) -> Option<(String, Option<String>)> {
         self.homes.get().and_then(|h| h(user))
@@ -507,6 +528,11 @@ impl Env for BrokerShared {
 
     fn admit(&self, imi: &Imi, medium: Option<MediumKind>) -> Decision {
         BrokerShared::admit(self, imi, medium)
+    }
+
+    fn archive_member(&self) -> Option<MemberId> {
+        let (member, _) = self.archive.get()?;
+        self.deps.members.is_live(member).then(|| member.clone())
     }
 
     /// A gateway member of the route's medium that is live takes it; a

@@ -40,6 +40,13 @@ pub struct ReviewHeld {
     pub by: String,
 }
 
+/// A concluded transaction of an archived scope (its trail has an
+/// `archive:<name>` mark), from the broker to the archive: what it records
+/// with the content it was sent.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ArchiveConcluded(pub switchboard_core::store::TxnRecord);
+
 /// One MIAP frame from `from`.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]

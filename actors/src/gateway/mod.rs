@@ -295,6 +295,15 @@ impl<M: Medium> Gateway<M> {
             .first()
             .unwrap_or(&r.imi.route.destination)
             .clone();
+        // The archive of an archived scope gets the content as sent.
+        if let Some(archive) = &r.imi.route.archive {
+            let sent = frames::make_transmit(&r, archive, content.clone()).is_some_and(|t| {
+                (self.members).send(archive, &self.tscs.cfg.id, Frame::Transmit(Box::new(t)))
+            });
+            if !sent {
+                tracing::warn!(txn = %txn, archive = %archive, "the archive's copy could not be sent");
+            }
+        }
         match frames::make_transmit(&r, &hop, content) {
             Some(t) => {
                 if !self

@@ -14,6 +14,10 @@ use super::ArchiveError;
 pub struct ArchiveRecord {
     /// Its place in the archive (from 1; set when appended).
     pub seq: u64,
+    /// `delivery` (a concluded delivery, with its content) or `event` (a
+    /// later event of one recorded before, such as its read receipt: no
+    /// content). Records are never changed: later events are records too.
+    pub kind: String,
     /// The archive (scope) it belongs to: a policy rule's `archive`, or the
     /// domain's name.
     pub archive: String,

@@ -7,6 +7,7 @@ use super::*;
 fn record(to: &str) -> ArchiveRecord {
     ArchiveRecord {
         seq: 0,
+        kind: "delivery".into(),
         archive: "corp.example".into(),
         txn: "01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
         from: "alice".into(),

@@ -84,9 +84,15 @@ pub(super) fn plan_admitted(
             let mut decision = first.clone();
             on_the_way.append(&mut decision.applied);
             decision.applied = on_the_way;
-            // The archive a rule chose is on the trail (`archive:<name>`);
-            // the route's archive member comes with the archive itself.
-            let routes = kept.into_iter().map(|(r, _)| r).collect();
+            // The archive chosen is on the trail (`archive:<name>`), and
+            // the archive member, while it is live, gets a copy.
+            let archive = decision.archive.as_ref().and_then(|_| env.archive_member());
+            let routes = (kept.into_iter())
+                .map(|(r, _)| Route {
+                    archive: archive.clone(),
+                    ..r
+                })
+                .collect();
             return Ok((choice, routes, decision));
         }
     }

@@ -84,6 +84,12 @@ pub trait Env {
         tried: &[MediumKind],
     ) -> Result<(ManagerChoice, Vec<Route>), RejectReason>;
 
+    /// The archive member that takes a copy of each delivery of an archived
+    /// scope, while it is live. By default there is none.
+    fn archive_member(&self) -> Option<MemberId> {
+        None
+    }
+
     /// Points `route` where a `redirect` rule says (`to`: a gateway member
     /// of the route's medium, or a node of the cluster that places its
     /// delivery). `None` when `to` cannot take the route now (the
@@ -116,6 +122,9 @@ pub struct Effects {
     pub frames: Vec<(MemberId, Frame)>,
     /// Notices of enterprise policy to users (sent after the records).
     pub notices: Vec<Notice>,
+    /// Concluded transactions of an archived scope, for the archive (sent
+    /// after the records).
+    pub archived: Vec<TxnRecord>,
 }
 
 /// A notice of enterprise policy for a user, from the system sender: a
@@ -175,6 +184,7 @@ impl Effects {
             && self.accounting.is_empty()
             && self.frames.is_empty()
             && self.notices.is_empty()
+            && self.archived.is_empty()
     }
 }
 
@@ -498,6 +508,9 @@ impl Transactions {
         };
         rec.closed = false;
         out.persist(rec);
+        if rec.events.iter().any(|e| e.kind.starts_with("archive:")) {
+            out.archived.push(rec.clone());
+        }
         if outcome != Outcome::Read {
             if let Some(a) = account(rec, &outcome, now) {
                 out.account(a);

@@ -1,0 +1,330 @@
+//! The archive member (COMPLIANCE.md "The archive"): a MIAP hop that takes
+//! a copy of each delivery of an archived scope — checked with its own
+//! grant, like any hop — and, when the broker tells it the transaction
+//! concluded, writes one record (`switchboard_core::archive`) with the
+//! content it was sent. Copies wait in `pending/` (one file per
+//! transaction, written whole) until then, so a restart loses none: at
+//! start the ones whose transaction concluded meanwhile are recorded from
+//! the store. Records are written in batches, off the broker's path, on the
+//! archive's own thread.
+//!
+//! Owns: the archive's files. Must not touch: the broker's records (it reads
+//! them), routing.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use switchboard_core::archive::{Archive, ArchiveRecord};
+use switchboard_core::protocol::frames;
+use switchboard_core::protocol::{Frame, MemberId, ProtocolError, Transmit, TransmitAck, TxnId};
+use switchboard_core::store::{Store, TxnRecord, TxnStatus};
+
+use crate::bus::{ArchiveConcluded, MiapFrame};
+use crate::member_session::MemberSession;
+use crate::registry::MemberRegistry;
+
+/// How often queued records are written (and a due checkpoint signed).
+const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// Most records written in one append.
+const MAX_BATCH: usize = 512;
+
+/// The archive member.
+pub struct Archiver {
+    tscs: MemberSession,
+    members: MemberRegistry,
+    archive: Archive,
+    store: Store,
+    pending_dir: PathBuf,
+    /// Copies by transaction: the content type and the content as sent.
+    pending: HashMap<TxnId, Vec<u8>>,
+    /// Records to write at the next flush, with their content.
+    queue: Vec<(ArchiveRecord, Vec<u8>, Option<TxnId>)>,
+}
+
+impl Archiver {
+    /// The member `tscs` over `archive`, its copies waiting in
+    /// `pending_dir`; `store` has the broker's records.
+    pub fn new(
+        tscs: MemberSession,
+        members: MemberRegistry,
+        archive: Archive,
+        store: Store,
+        pending_dir: PathBuf,
+    ) -> Self {
+        Self {
+            tscs,
+            members,
+            archive,
+            store,
+            pending_dir,
+            pending: HashMap::new(),
+            queue: Vec::new(),
+        }
+    }
+
+    fn pending_path(&self, txn: &TxnId) -> PathBuf {
+        self.pending_dir.join(txn.to_string())
+    }
+
+    /// A copy from an originator: kept (durably) until its transaction
+    /// concludes; acknowledged once kept.
+    fn on_transmit(&mut self, from: &MemberId, t: Transmit) -> Result<(), ProtocolError> {
+        let me = self.tscs.cfg.id.clone();
+        frames::check_transmit(&me, &self.tscs.cfg.key, &t, self.tscs.now())?;
+        let (txn, attempt) = (t.imi.imi.txn, t.imi.attempt);
+        if !self.pending.contains_key(&txn) {
+            let path = self.pending_path(&txn);
+            let tmp = path.with_extension("tmp");
+            let kept = std::fs::write(&tmp, &t.content)
+                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+                .and_then(|()| std::fs::rename(&tmp, &path));
+            if let Err(e) = kept {
+                tracing::error!(txn = %txn, error = %e, "the archive could not keep a copy");
+                return Ok(());
+            }
+            self.pending.insert(txn, t.content);
+        }
+        self.members
+            .send(from, &me, Frame::TransmitAck(TransmitAck { txn, attempt }));
+        Ok(())
+    }
+
+    /// A concluded transaction: its record is queued with the copy (which
+    /// then goes); a read after the delivery was recorded is an `event`
+    /// record of its own, with no content.
+    fn conclude(&mut self, rec: &TxnRecord, now_ms: u64) {
+        let txn = rec.imi.txn;
+        // A copy is recorded once: a read arriving before the delivery's
+        // record is written is an event all the same.
+        let queued = self.queue.iter().any(|(_, _, t)| *t == Some(txn));
+        let content = match self.pending.remove(&txn) {
+            _ if queued => None,
+            Some(c) => Some(c),
+            None => std::fs::read(self.pending_path(&txn)).ok(),
+        };
+        let mut record = record_of(rec, now_ms);
+        match (&content, &rec.status) {
+            (Some(_), _) => {}
+            (None, TxnStatus::Read) => record.kind = "event".into(),
+            (None, _) => {
+                record.trail.push((now_ms, "archive:no_copy".into()));
+                tracing::warn!(txn = %txn, "archived without its content: no copy reached the archive");
+            }
+        }
+        self.queue
+            .push((record, content.unwrap_or_default(), Some(txn)));
+        if self.queue.len() >= MAX_BATCH {
+            self.flush(now_ms);
+        }
+    }
+
+    fn flush(&mut self, now_ms: u64) {
+        if self.queue.is_empty() {
+            if let Err(e) = self.archive.checkpoint_if_due(now_ms) {
+                tracing::error!(error = %e, "archive checkpoint failed");
+            }
+            return;
+        }
+        let batch = std::mem::take(&mut self.queue);
+        let done: Vec<TxnId> = batch.iter().filter_map(|(_, _, t)| *t).collect();
+        let n = batch.len();
+        match self
+            .archive
+            .append(batch.into_iter().map(|(r, c, _)| (r, c)).collect(), now_ms)
+        {
+            Ok(seqs) => {
+                metrics::counter!("switchboard_archive_records_total").increment(n as u64);
+                tracing::debug!(records = n, last = ?seqs.last(), "archived");
+                for txn in done {
+                    self.pending.remove(&txn);
+                    let _ = std::fs::remove_file(self.pending_path(&txn));
+                }
+            }
+            Err(e) => {
+                // Kept: the copies stay pending and are recorded at the next
+                // start from the store.
+                tracing::error!(error = %e, records = n, "archive append failed");
+            }
+        }
+    }
+
+    /// At start: copies whose transaction concluded while the archive was
+    /// not running are recorded now; the others wait.
+    fn recover(&mut self, now_ms: u64) {
+        let Ok(dir) = std::fs::read_dir(&self.pending_dir) else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let Ok(txn) = name.parse::<TxnId>() else {
+                // A `.tmp` half-written copy: its originator sends it again.
+                let _ = std::fs::remove_file(entry.path());
+                continue;
+            };
+            let Ok(content) = std::fs::read(entry.path()) else {
+                continue;
+            };
+            self.pending.insert(txn, content);
+            match self.store.txn(&txn) {
+                Ok(Some(rec)) if rec.status.is_final() => self.conclude(&rec, now_ms),
+                _ => {}
+            }
+        }
+        if !self.pending.is_empty() {
+            tracing::info!(
+                copies = self.pending.len(),
+                "archive: copies kept across a restart"
+            );
+        }
+        self.flush(now_ms);
+    }
+}
+
+/// The record of a concluded transaction.
+fn record_of(rec: &TxnRecord, now_ms: u64) -> ArchiveRecord {
+    let imi = &rec.imi;
+    let deciding = rec.deciding_attempt();
+    let marks = |prefix: &str| -> Vec<String> {
+        rec.events
+            .iter()
+            .filter_map(|e| e.kind.strip_prefix(prefix))
+            .map(str::to_string)
+            .collect()
+    };
+    ArchiveRecord {
+        seq: 0,
+        kind: "delivery".into(),
+        archive: marks("archive:").into_iter().next().unwrap_or_default(),
+        txn: imi.txn.to_string(),
+        from: rec.sender_name(),
+        to: deciding
+            .and_then(|a| a.route.recipient_user.clone())
+            .unwrap_or_else(|| imi.recipient.to_string()),
+        medium: deciding
+            .map_or("none", |a| a.route.mechanism.as_str())
+            .into(),
+        sent_at_ms: imi.created_at_ms,
+        at_ms: rec.events.last().map_or(now_ms, |e| e.at_ms),
+        outcome: rec.status.as_str().into(),
+        subject: imi.subject.clone(),
+        content_type: imi.content_type.clone(),
+        content_sha256: String::new(),
+        hops: deciding.map_or_else(Vec::new, |a| {
+            (a.route.processors.iter())
+                .chain(std::iter::once(&a.route.destination))
+                .map(|m| m.to_string())
+                .collect()
+        }),
+        tags: marks("tag:"),
+        policy: marks("policy:"),
+        trail: rec
+            .events
+            .iter()
+            .map(|e| (e.at_ms, e.kind.clone()))
+            .collect(),
+    }
+}
+
+impl Actor for Archiver {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(4096);
+        self.members.connect(
+            self.tscs.cfg.id.clone(),
+            None,
+            ctx.address().recipient(),
+            self.tscs.now(),
+        );
+        self.tscs.login();
+        let now = self.tscs.now();
+        self.recover(now);
+        ctx.run_interval(self.tscs.renew_every(), |act, _| act.tscs.login());
+        ctx.run_interval(FLUSH_EVERY, |act, _| {
+            let now = act.tscs.now();
+            act.flush(now);
+        });
+        ctx.run_interval(Duration::from_secs(2), |act, _| {
+            if !act.tscs.logged_in() {
+                act.tscs.login();
+            }
+        });
+    }
+
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        let now = self.tscs.now();
+        self.flush(now);
+        if let Err(e) = self.archive.checkpoint(now) {
+            tracing::error!(error = %e, "archive checkpoint at stop failed");
+        }
+        self.members.disconnect(&self.tscs.cfg.id);
+        Running::Stop
+    }
+}
+
+impl Handler<MiapFrame> for Archiver {
+    type Result = ();
+
+    fn handle(&mut self, msg: MiapFrame, _: &mut Context<Self>) {
+        let MiapFrame { from, frame } = msg;
+        let txn = frame.txn();
+        let kind = frame.kind();
+        let from_broker = self.tscs.is_broker(&from);
+        let result = match frame {
+            Frame::LoginAck(a) if from_broker => self.tscs.on_login_ack(&a),
+            Frame::Refused(r) => {
+                if from_broker
+                    && matches!(
+                        r.error,
+                        ProtocolError::NoSession | ProtocolError::SessionExpired
+                    )
+                {
+                    self.tscs.drop_session();
+                    self.tscs.login();
+                }
+                Ok(())
+            }
+            Frame::Transmit(t) => self.on_transmit(&from, *t),
+            _ => Err(ProtocolError::WrongParty),
+        };
+        if let Err(error) = result {
+            self.tscs.refuse(&self.members, &from, kind, error, txn);
+        }
+    }
+}
+
+impl Handler<ArchiveConcluded> for Archiver {
+    type Result = ();
+
+    fn handle(&mut self, ArchiveConcluded(rec): ArchiveConcluded, _: &mut Context<Self>) {
+        let now = self.tscs.now();
+        self.conclude(&rec, now);
+    }
+}
+
+/// Writes what is queued now, and with `checkpoint` signs a checkpoint
+/// over it (an ordered stop); answers the last seq written.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "u64")]
+pub struct FlushArchive {
+    /// Sign a checkpoint too.
+    pub checkpoint: bool,
+}
+
+impl Handler<FlushArchive> for Archiver {
+    type Result = u64;
+
+    fn handle(&mut self, f: FlushArchive, _: &mut Context<Self>) -> u64 {
+        let now = self.tscs.now();
+        self.flush(now);
+        if f.checkpoint {
+            if let Err(e) = self.archive.checkpoint(now) {
+                tracing::error!(error = %e, "archive checkpoint failed");
+            }
+        }
+        self.archive.seq()
+    }
+}

@@ -1,0 +1,137 @@
+//! The compliance archive end to end (issue 18, first steps): a domain
+//! that archives its users' deliveries; the archive member gets a copy of
+//! each (its own grant), writes one record per concluded delivery and an
+//! event record for the read receipt; `switchboard archive verify` holds,
+//! and names the record once a byte of it is flipped.
+
+mod common;
+
+use std::path::Path;
+
+use serde_json::json;
+use switchboard_core::archive::{files, log, ArchiveRecord};
+
+fn records(data: &Path) -> Vec<ArchiveRecord> {
+    let (stored, _) = log::read_records(&data.join("archive").join(files::RECORDS)).unwrap();
+    stored
+        .iter()
+        .map(|b| ArchiveRecord::decode(b).unwrap())
+        .collect()
+}
+
+fn verify(data: &Path) -> (bool, String, String) {
+    let out = std::process::Command::new(common::bin())
+        .args(["archive", "verify"])
+        .env("SWITCHBOARD_DATA__DIR", data)
+        .output()
+        .expect("run the CLI");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_archiving_domains_deliveries_are_recorded_and_verified() {
+    let env = [
+        (
+            "SWITCHBOARD_ARCHIVE__ENABLED".to_string(),
+            "true".to_string(),
+        ),
+        (
+            "SWITCHBOARD_ARCHIVE__CHECKPOINT_EVERY".to_string(),
+            "2".to_string(),
+        ),
+    ];
+    let node = common::TestNode::start_full(
+        tempfile::tempdir().unwrap(),
+        &env,
+        Box::new(|_| Box::pin(async {})),
+    );
+    let data = node.dir.path().to_path_buf();
+    let a = &node.admin;
+    assert_eq!(
+        a.put(
+            "/v1/admin/domains/corp.example",
+            &json!({"managed": true, "archive": true})
+        )
+        .0,
+        201
+    );
+    let user = |id: &str, domain: Option<&str>| {
+        let mut p = json!({"id": id, "mechanisms": [{"medium": "im", "address": id}]});
+        if let Some(d) = domain {
+            p["domain"] = json!(d);
+        }
+        let (status, v) = a.put(&format!("/v1/admin/users/{id}"), &p);
+        assert_eq!(status, 201, "{v}");
+        a.with_token(v["token"].as_str().unwrap())
+    };
+    let alice = user("alice", Some("corp.example"));
+    let bob = user("bob", Some("corp.example"));
+    let carol = user("carol", None);
+
+    let txn = alice.send("bob", "for the record");
+    let st = alice.expect_status(&txn, "delivered");
+    let kinds: Vec<&str> = (st["events"].as_array().unwrap().iter())
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"archive:corp.example"), "{kinds:?}");
+    assert_eq!(st["attempts"][0]["gateway"], "gw-im-1");
+    let (code, _) = bob.post(&format!("/v1/messages/{txn}/read"), &json!({}));
+    assert_eq!(code, 204);
+    alice.expect_status(&txn, "read");
+    // Not archived: neither side's domain archives.
+    let other = carol.send("alice", "not for the record? alice's domain archives");
+    carol.expect_status(&other, "delivered");
+    let unarchived = carol.send("carol", "to myself");
+    carol.expect_status(&unarchived, "delivered");
+
+    let recs = common::eventually("three records", || {
+        let r = records(&data);
+        (r.len() == 3).then_some(r)
+    });
+    let first = &recs[0];
+    assert_eq!(
+        (first.seq, first.kind.as_str(), first.txn.as_str()),
+        (1, "delivery", txn.as_str())
+    );
+    assert_eq!((first.from.as_str(), first.to.as_str()), ("alice", "bob"));
+    assert_eq!(
+        (first.medium.as_str(), first.outcome.as_str()),
+        ("im", "delivered")
+    );
+    assert_eq!(first.archive, "corp.example");
+    assert_eq!(first.hops, ["gw-im-1"]);
+    let content = std::fs::read(
+        data.join("archive")
+            .join(files::CONTENT)
+            .join(&first.content_sha256),
+    )
+    .unwrap();
+    assert_eq!(content, b"for the record");
+    // The read receipt is a record of its own; the original is unchanged.
+    let read = recs
+        .iter()
+        .find(|r| r.txn == txn && r.kind == "event")
+        .unwrap();
+    assert_eq!(read.outcome, "read");
+    // carol to alice: alice's domain archives it.
+    assert!(recs.iter().any(|r| r.txn == other), "{recs:?}");
+    assert!(!recs.iter().any(|r| r.txn == unarchived));
+
+    let (ok, out, err) = verify(&data);
+    assert!(ok, "{out}{err}");
+    assert!(out.starts_with("archive: ok — 3 records"), "{out}");
+
+    // One byte of the first record flipped: named.
+    let path = data.join("archive").join(files::RECORDS);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.windows(5).position(|w| w == b"alice").unwrap();
+    bytes[at] = b'm';
+    std::fs::write(&path, bytes).unwrap();
+    let (ok, _, err) = verify(&data);
+    assert!(!ok);
+    assert!(err.contains("record 1 was changed"), "{err}");
+}
