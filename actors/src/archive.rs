@@ -98,8 +98,17 @@ impl Archiver {
     fn conclude(&mut self, rec: &TxnRecord, now_ms: u64) {
         let txn = rec.imi.txn;
         // A copy is recorded once: a read arriving before the delivery's
-        // record is written is an event all the same.
-        let queued = self.queue.iter().any(|(_, _, t)| *t == Some(txn));
+        // record is written is an event all the same; a delivery recorded
+        // before a crash (its copy sent again since) is not recorded twice.
+        let written = self.archive.has_delivery(&txn.to_string());
+        let queued = written || self.queue.iter().any(|(_, _, t)| *t == Some(txn));
+        if queued && rec.status != TxnStatus::Read {
+            if written {
+                self.pending.remove(&txn);
+                let _ = std::fs::remove_file(self.pending_path(&txn));
+            }
+            return;
+        }
         let content = match self.pending.remove(&txn) {
             _ if queued => None,
             Some(c) => Some(c),

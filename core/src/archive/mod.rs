@@ -91,7 +91,14 @@ pub struct Archive {
     last: Link,
     /// The last checkpoint's seq and time.
     checkpointed: (u64, u64),
+    /// The transactions of the last [`RECENT`] delivery records, oldest
+    /// first (a delivery is recorded once, also across a crash).
+    recent: std::collections::VecDeque<String>,
+    recent_set: std::collections::HashSet<String>,
 }
+
+/// How many of the last delivery records' transactions are remembered.
+pub const RECENT: usize = 4096;
 
 impl Archive {
     /// Opens (or makes) the archive in `dir` with its fingerprints in
@@ -141,6 +148,18 @@ impl Archive {
                 }
             }
         }
+        let mut recent = std::collections::VecDeque::new();
+        for bytes in stored.iter().rev() {
+            if recent.len() >= RECENT {
+                break;
+            }
+            if let Ok(r) = ArchiveRecord::decode(bytes) {
+                if r.kind == "delivery" {
+                    recent.push_front(r.txn);
+                }
+            }
+        }
+        let recent_set = recent.iter().cloned().collect();
         let checkpointed = checkpoints
             .entries()?
             .last()
@@ -158,7 +177,27 @@ impl Archive {
             cadence,
             last,
             checkpointed,
+            recent,
+            recent_set,
         })
+    }
+
+    /// Whether transaction `txn` has a delivery record among the last
+    /// [`RECENT`].
+    pub fn has_delivery(&self, txn: &str) -> bool {
+        self.recent_set.contains(txn)
+    }
+
+    fn remember(&mut self, rec: &ArchiveRecord) {
+        if rec.kind != "delivery" || !self.recent_set.insert(rec.txn.clone()) {
+            return;
+        }
+        self.recent.push_back(rec.txn.clone());
+        if self.recent.len() > RECENT {
+            if let Some(old) = self.recent.pop_front() {
+                self.recent_set.remove(&old);
+            }
+        }
     }
 
     /// The last record's seq (0: none yet).
@@ -188,6 +227,7 @@ impl Archive {
             rec.content_sha256 = record::hex(&crate::protocol::mac::sha256(&content));
             self.put_content(&rec.content_sha256, &content)?;
             encoded.push(rec.encode()?);
+            self.remember(&rec);
         }
         self.records.append(&encoded)?;
         let mut links = Vec::with_capacity(encoded.len());
