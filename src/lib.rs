@@ -8,6 +8,7 @@
 //! | module | owns | may use |
 //! |---|---|---|
 //! | [`config`], [`logging`], [`tls`], [`http`], [`content`] | configuration; logs; TLS; HTTP plumbing (the error shape, times, `/healthz`, running a server); content formats (MIME, GSM 03.38, fax PDF) | nothing of the shell but `config` |
+//! | [`archive`] | the compliance archive's paths, signing key file and search (reading its files) | `config`, `http`, `secrets` |
 //! | [`cluster`] | this node's membership of a cluster: join, heartbeat, takeover of dead nodes, leave, status | `config` |
 //! | [`processors`] | content converters (processor hops) | `content` |
 //! | [`gateways`] | each medium's wire (SMTP, SMPP, the fax spool, the IM inbox and WebSocket) and the IM clients' send path | `content`, `http`, `config`, `tls` |
@@ -22,6 +23,7 @@
 //! rooms.
 
 pub mod api;
+pub mod archive;
 pub mod bench;
 pub mod cli;
 pub mod client;

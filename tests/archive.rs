@@ -232,3 +232,125 @@ fn archiving_survives_kill_9_with_no_gap_in_the_chain() {
     assert!(ok, "{out}{err}");
     eprintln!("{} accepted before the kill; {out}", accepted.len());
 }
+
+/// Search by participant, date and phrase (and boolean) finds exactly the
+/// right records, over HTTP and from the command line (which reads the
+/// files: it works whatever the gateways are doing).
+#[test]
+fn search_finds_exactly_the_right_records() {
+    let env = [(
+        "SWITCHBOARD_ARCHIVE__ENABLED".to_string(),
+        "true".to_string(),
+    )];
+    let node = common::TestNode::start_full(
+        tempfile::tempdir().unwrap(),
+        &env,
+        Box::new(|_| Box::pin(async {})),
+    );
+    let data = node.dir.path().to_path_buf();
+    let a = &node.admin;
+    let (status, v) = a.put(
+        "/v1/admin/domains/corp.example",
+        &json!({"managed": true, "archive": true}),
+    );
+    assert_eq!(status, 201, "{v}");
+    let user = |id: &str| {
+        let p = json!({"id": id, "domain": "corp.example",
+            "mechanisms": [{"medium": "im", "address": id}]});
+        let (status, v) = a.put(&format!("/v1/admin/users/{id}"), &p);
+        assert_eq!(status, 201, "{v}");
+        a.with_token(v["token"].as_str().unwrap())
+    };
+    let (alice, bob, _dave) = (user("alice"), user("bob"), user("dave"));
+    let mut txns = Vec::new();
+    for (from, to, body) in [
+        (&alice, "bob", "the quarterly budget draft"),
+        (&alice, "bob", "the budget is final now"),
+        (&bob, "alice", "final budget, thanks"),
+        (&alice, "dave", "budget final for dave"),
+    ] {
+        let txn = from.send(to, body);
+        from.expect_status(&txn, "delivered");
+        txns.push(txn);
+    }
+    let recs = common::eventually("four records", || {
+        let r = records(&data);
+        (r.len() == 4).then_some(r)
+    });
+    let at = |i: usize| recs.iter().find(|r| r.txn == txns[i]).unwrap().at_ms;
+    assert!(at(1) < at(2), "delivered one after the other");
+    let found = |query: &str| -> Vec<String> {
+        let (status, v) = a.get(&format!("/v1/admin/archive/search?{query}"));
+        assert_eq!(status, 200, "{query}: {v}");
+        v["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["txn"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let want = |ix: &[usize]| -> Vec<String> { ix.iter().map(|&i| txns[i].clone()).collect() };
+    // alice and bob's conversation with "budget" and "final": 2 and 3.
+    assert_eq!(
+        found("participant=alice,bob&q=budget%20final"),
+        want(&[1, 2])
+    );
+    // From 3's delivery on: 3 (and dave's, but he is not a party).
+    let from = at(2);
+    assert_eq!(
+        found(&format!(
+            "participant=alice,bob&q=budget%20final&from={from}"
+        )),
+        want(&[2])
+    );
+    assert_eq!(
+        found(&format!("participant=alice,bob&q=budget&to={from}")),
+        want(&[0, 1])
+    );
+    // A phrase, alternatives, exclusion.
+    assert_eq!(found("q=%22budget%20final%22"), want(&[3]));
+    assert_eq!(found("q=draft%20OR%20thanks"), want(&[0, 2]));
+    assert_eq!(found("q=budget%20-final"), want(&[0]));
+    assert_eq!(found("participant=dave"), want(&[3]));
+    // Pages: one at a time.
+    let (_, page) = a.get("/v1/admin/archive/search?q=budget&limit=3");
+    assert_eq!(page["records"].as_array().unwrap().len(), 3);
+    let next = page["next"].as_u64().unwrap();
+    assert_eq!(
+        found(&format!("q=budget&after={next}")),
+        want(&[3]),
+        "the rest"
+    );
+    let (status, v) = a.get("/v1/admin/archive/search?q=%22open");
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = a.post("/v1/admin/archive/verify", &json!({}));
+    assert_eq!((status, v["ok"].as_bool()), (200, Some(true)), "{v}");
+
+    // The command line reads the files.
+    let out = std::process::Command::new(common::bin())
+        .args([
+            "archive",
+            "search",
+            "--participant",
+            "alice",
+            "--participant",
+            "bob",
+            "--text",
+            "budget final",
+            "--json",
+        ])
+        .env("SWITCHBOARD_DATA__DIR", &data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got: Vec<&str> = (v["records"].as_array().unwrap().iter())
+        .map(|r| r["txn"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, [txns[1].as_str(), txns[2].as_str()]);
+    assert_eq!(v["records"][0]["body"], "the budget is final now");
+}

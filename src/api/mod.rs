@@ -55,6 +55,8 @@ pub struct ApiState {
     pub members: MemberRegistry,
     /// The broker's shared state (refusal counts).
     pub broker: Arc<BrokerShared>,
+    /// The compliance archive's files, with `archive.enabled`.
+    pub archive: Option<crate::archive::Paths>,
     /// The broker's shards (a reviewer's decision goes to the owner).
     pub shards: switchboard_actors::bus::BrokerHandle,
     /// The clock.
@@ -163,7 +165,9 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
                         .service(admin::quarantine::list_held)
                         .service(admin::quarantine::get_held)
                         .service(admin::quarantine::release_held)
-                        .service(admin::quarantine::reject_held),
+                        .service(admin::quarantine::reject_held)
+                        .service(admin::archive::search_archive)
+                        .service(admin::archive::verify_archive),
                 ),
         );
 }

@@ -6,8 +6,9 @@ use clap::Subcommand;
 
 use switchboard_core::archive::verify;
 
+use crate::archive::{find, signing_key, unhex, Paths};
 use crate::client::Target;
-use crate::node::archive::{signing_key, unhex};
+use switchboard_core::archive::search::{Query, TextQuery};
 
 /// `archive` subcommands.
 #[derive(Debug, Subcommand)]
@@ -20,6 +21,67 @@ pub enum ArchiveCmd {
         #[arg(long)]
         public_key: Option<String>,
     },
+    /// Find records: every filter given must match; the text is words,
+    /// "quoted phrases", OR, -word / NOT word.
+    Search(SearchArgs),
+}
+
+/// `archive search`.
+#[derive(Debug, clap::Args)]
+pub struct SearchArgs {
+    /// A party (sender or recipient); every one given must be one.
+    #[arg(long)]
+    pub participant: Vec<String>,
+    /// Delivered at or after: RFC 3339, YYYY-MM-DD or milliseconds.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Delivered before.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// The text.
+    #[arg(long)]
+    pub text: Option<String>,
+    /// Over this medium.
+    #[arg(long)]
+    pub medium: Option<String>,
+    /// With this tag.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// At most this many (default 100).
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Only records after this seq (a previous page's `next`).
+    #[arg(long, default_value_t = 0)]
+    pub after: u64,
+    /// JSON: `{"records": [...], "next"}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The query of `args`.
+///
+/// # Errors
+/// A time or a text that does not parse.
+pub fn query_of(args: &SearchArgs) -> anyhow::Result<Query> {
+    let time = |what: &str, t: &Option<String>| -> anyhow::Result<Option<u64>> {
+        t.as_deref()
+            .map(|s| {
+                switchboard_core::time::parse_time(s)
+                    .with_context(|| format!("--{what}: RFC 3339, YYYY-MM-DD or milliseconds"))
+            })
+            .transpose()
+    };
+    Ok(Query {
+        participants: args.participant.clone(),
+        from_ms: time("from", &args.from)?,
+        to_ms: time("to", &args.to)?,
+        medium: args.medium.clone(),
+        tag: args.tag.clone(),
+        text: TextQuery::parse(args.text.as_deref().unwrap_or(""))
+            .map_err(|e| anyhow::anyhow!("--text: {e}"))?,
+        after: args.after,
+        limit: args.limit.clamp(1, 1000),
+    })
 }
 
 pub(super) fn archive(t: &Target, cmd: &ArchiveCmd) -> anyhow::Result<()> {
@@ -27,6 +89,35 @@ pub(super) fn archive(t: &Target, cmd: &ArchiveCmd) -> anyhow::Result<()> {
     let a = &cfg.archive;
     let data = &cfg.data.dir;
     match cmd {
+        ArchiveCmd::Search(args) => {
+            let paths = Paths::of(&cfg);
+            anyhow::ensure!(
+                crate::archive::exists(&paths),
+                "{}: no archive",
+                paths.dir.display()
+            );
+            let found = find(&paths, &query_of(args)?)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&found)?);
+            } else {
+                for h in &found.records {
+                    println!(
+                        "{}\t{}\t{} -> {}\t{}\t{}\t{}",
+                        h.seq,
+                        h.time,
+                        h.from,
+                        h.to,
+                        h.medium,
+                        h.txn,
+                        h.body.lines().next().unwrap_or("")
+                    );
+                }
+                if let Some(n) = found.next {
+                    println!("(more: --after {n})");
+                }
+            }
+            Ok(())
+        }
         ArchiveCmd::Verify { public_key } => {
             let public = match public_key {
                 Some(p) => unhex(p).context("--public-key: 64 hex digits")?,

@@ -6,61 +6,19 @@
 //! Owns: starting the archive. Must not touch: what it records (the
 //! member's), verification (`switchboard archive verify`).
 
-use std::path::Path;
-
 use actix::prelude::*;
 use anyhow::Context as _;
 
 use switchboard_actors::archive::Archiver;
 use switchboard_actors::member_session::MemberSession;
-use switchboard_core::archive::{Archive, ArchiveKey, Cadence};
+use switchboard_core::archive::{Archive, Cadence};
 
 use super::Core;
+use crate::archive::signing_key;
 use crate::config::Config;
-use crate::secrets::{check_private, write_private};
 
 /// The archive's member id.
 pub const MEMBER_ID: &str = "archive-1";
-
-/// The signing key in `path`: read (refused when others may read it), or
-/// made and written (0600) when there is none.
-///
-/// # Errors
-/// A file that cannot be read or written, or is no key.
-pub fn signing_key(path: &Path) -> anyhow::Result<ArchiveKey> {
-    if !path.exists() {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let key = ArchiveKey::generate();
-        write_private(path, &format!("{}\n", hex(&key.seed())))?;
-        tracing::info!(path = %path.display(), public = %hex(&key.public()), "made the archive's signing key");
-        return Ok(key);
-    }
-    check_private(path)?;
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let seed = unhex(text.trim())
-        .with_context(|| format!("{}: not an archive key (64 hex digits)", path.display()))?;
-    Ok(ArchiveKey::from_seed(seed))
-}
-
-/// Lowercase hex.
-pub fn hex(b: &[u8]) -> String {
-    switchboard_core::archive::record::hex(b)
-}
-
-/// 32 bytes from 64 hex digits.
-pub fn unhex(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
 
 /// Opens the archive of `cfg` and starts its member on its own arbiter;
 /// the broker gives it copies from now on.

@@ -585,6 +585,7 @@ impl Node {
             members: core.members.clone(),
             broker: core.broker.shared.clone(),
             shards: core.broker.handle.clone(),
+            archive: cfg.archive.enabled.then(|| crate::archive::Paths::of(cfg)),
             clock: core.clock.clone(),
             cluster: core.cluster.clone(),
             data_dir: cfg.data.dir.clone(),

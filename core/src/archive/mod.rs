@@ -10,7 +10,8 @@
 //! - [`keys`]: the signing key (a 32-byte seed; the shell keeps the file);
 //! - [`log`]: the append-only files (length-prefixed records, fixed-size
 //!   fingerprint entries), recovered to their last whole entry;
-//! - [`verify`]: reading it all back, trusting nothing but the public key.
+//! - [`verify`]: reading it all back, trusting nothing but the public key;
+//! - [`search`]: by participant, time, medium, tag and text.
 //!
 //! Owns: the archive's files. Must not touch: the node's store (the archive
 //! is apart from it, so purging one never touches the other), search.
@@ -19,6 +20,7 @@ pub mod chain;
 pub mod keys;
 pub mod log;
 pub mod record;
+pub mod search;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
@@ -304,16 +306,34 @@ impl Archive {
     /// The content of a record, by its hash.
     ///
     /// # Errors
-    /// [`ArchiveError::Io`].
+    /// [`ArchiveError`].
     pub fn content(&self, sha256_hex: &str) -> Result<Vec<u8>, ArchiveError> {
-        if !record::is_hex_digest(sha256_hex) {
-            return Err(ArchiveError::Record(format!(
-                "not a SHA-256: {sha256_hex:?}"
-            )));
-        }
-        let path = self.dir.join(files::CONTENT).join(sha256_hex);
-        std::fs::read(&path).map_err(io(&path))
+        read_content(&self.dir, sha256_hex)
     }
+}
+
+/// Every whole record of the archive in `dir`, in order, read without
+/// opening it for appends (a running archive may append meanwhile).
+///
+/// # Errors
+/// [`ArchiveError`]: a file cannot be read, a record cannot be decoded.
+pub fn read_records(dir: &Path) -> Result<Vec<ArchiveRecord>, ArchiveError> {
+    let (stored, _) = log::read_records(&dir.join(files::RECORDS))?;
+    stored.iter().map(|b| ArchiveRecord::decode(b)).collect()
+}
+
+/// The content with SHA-256 `sha256_hex` of the archive in `dir`.
+///
+/// # Errors
+/// [`ArchiveError`].
+pub fn read_content(dir: &Path, sha256_hex: &str) -> Result<Vec<u8>, ArchiveError> {
+    if !record::is_hex_digest(sha256_hex) {
+        return Err(ArchiveError::Record(format!(
+            "not a SHA-256: {sha256_hex:?}"
+        )));
+    }
+    let path = dir.join(files::CONTENT).join(sha256_hex);
+    std::fs::read(&path).map_err(io(&path))
 }
 
 #[cfg(test)]

@@ -2,8 +2,10 @@
 //! [`members`], [`managers`] (delivery managers), [`records`]
 //! (transactions and accounting), [`cluster`], [`token`] (the admin
 //! token's rotation), [`policy`] (domains, groups, rules), [`quarantine`]
-//! (messages held for a reviewer).
+//! (messages held for a reviewer), [`archive`] (search and verify the
+//! compliance archive).
 
+pub mod archive;
 pub mod cluster;
 pub mod managers;
 pub mod members;

@@ -1,0 +1,161 @@
+//! The compliance archive as the shell shows it (`docs/ARCHIVE.md`): where
+//! its files are (`[archive]`), its signing key's file, and search over the
+//! files — for the CLI with the node stopped or running, and for the API.
+//! Reading never writes: the running archive appends, these only read.
+//!
+//! Owns: the archive's views. Must not touch: appending (the archive
+//! member's, `switchboard_actors::archive`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use switchboard_core::archive::search::{search, Query};
+use switchboard_core::archive::{self, ArchiveKey};
+
+use crate::config::Config;
+use crate::http::time::rfc3339;
+use crate::secrets::{check_private, write_private};
+
+/// Where an archive's files are.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// Records and contents.
+    pub dir: PathBuf,
+    /// The chain and checkpoints.
+    pub fingerprints: PathBuf,
+    /// The signing key's file.
+    pub key: PathBuf,
+}
+
+impl Paths {
+    /// Those of `cfg`.
+    pub fn of(cfg: &Config) -> Self {
+        let (a, data) = (&cfg.archive, &cfg.data.dir);
+        Self {
+            dir: a.dir(data),
+            fingerprints: a.fingerprints(data),
+            key: a.key_file(data),
+        }
+    }
+}
+
+/// The signing key in `path`: read (refused when others may read it), or
+/// made and written (0600) when there is none.
+///
+/// # Errors
+/// A file that cannot be read or written, or is no key.
+pub fn signing_key(path: &Path) -> anyhow::Result<ArchiveKey> {
+    if !path.exists() {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let key = ArchiveKey::generate();
+        write_private(path, &format!("{}\n", hex(&key.seed())))?;
+        tracing::info!(path = %path.display(), public = %hex(&key.public()), "made the archive's signing key");
+        return Ok(key);
+    }
+    check_private(path)?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let seed = unhex(text.trim())
+        .with_context(|| format!("{}: not an archive key (64 hex digits)", path.display()))?;
+    Ok(ArchiveKey::from_seed(seed))
+}
+
+/// Lowercase hex.
+pub fn hex(b: &[u8]) -> String {
+    switchboard_core::archive::record::hex(b)
+}
+
+/// 32 bytes from 64 hex digits.
+pub fn unhex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// One record found.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Hit {
+    /// Its place in the chain.
+    pub seq: u64,
+    /// `delivery` or `event`.
+    pub kind: String,
+    /// The transaction.
+    pub txn: String,
+    /// The sender.
+    pub from: String,
+    /// The recipient.
+    pub to: String,
+    /// The mechanism.
+    pub medium: String,
+    /// RFC 3339: when it concluded.
+    pub time: String,
+    /// How.
+    pub outcome: String,
+    /// The subject, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The content as text (text and mail content; else empty).
+    pub body: String,
+    /// Policy's tags.
+    pub tags: Vec<String>,
+}
+
+/// A page of results.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Found {
+    /// In chain order.
+    pub records: Vec<Hit>,
+    /// The seq to ask `after` for the next page; none when this is the last.
+    pub next: Option<u64>,
+}
+
+/// Searches the archive at `paths`.
+///
+/// # Errors
+/// The files cannot be read.
+pub fn find(paths: &Paths, q: &Query) -> anyhow::Result<Found> {
+    let records = archive::read_records(&paths.dir)?;
+    let (hits, more) = search(records, q, |hash| {
+        archive::read_content(&paths.dir, hash).unwrap_or_default()
+    });
+    let next = more.then(|| hits.last().map(|(r, _)| r.seq)).flatten();
+    let records = hits
+        .into_iter()
+        .map(|(r, c)| {
+            let texty =
+                r.content_type.starts_with("text/") || r.content_type.starts_with("message/");
+            Hit {
+                seq: r.seq,
+                kind: r.kind,
+                txn: r.txn,
+                from: r.from,
+                to: r.to,
+                medium: r.medium,
+                time: rfc3339(r.at_ms),
+                outcome: r.outcome,
+                subject: r.subject,
+                body: if texty {
+                    String::from_utf8_lossy(&c).into_owned()
+                } else {
+                    String::new()
+                },
+                tags: r.tags,
+            }
+        })
+        .collect();
+    Ok(Found { records, next })
+}
+
+/// Whether `paths` has an archive at all.
+pub fn exists(paths: &Paths) -> bool {
+    paths.dir.join(archive::files::RECORDS).exists()
+}
