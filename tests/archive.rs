@@ -354,3 +354,103 @@ fn search_finds_exactly_the_right_records() {
     assert_eq!(got, [txns[1].as_str(), txns[2].as_str()]);
     assert_eq!(v["records"][0]["body"], "the budget is final now");
 }
+
+fn cli_in(data: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(common::bin())
+        .args(args)
+        .env("SWITCHBOARD_DATA__DIR", data)
+        .output()
+        .expect("run the CLI");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Retention and a legal hold on a manual clock (`purge --now`): what
+/// retention lets go is purged unless held, the chain still verifies; a
+/// purge while the node runs is refused.
+#[test]
+fn retention_purges_on_a_manual_clock_and_a_hold_blocks_it() {
+    let env = [(
+        "SWITCHBOARD_ARCHIVE__ENABLED".to_string(),
+        "true".to_string(),
+    )];
+    let node = common::TestNode::start_full(
+        tempfile::tempdir().unwrap(),
+        &env,
+        Box::new(|_| Box::pin(async {})),
+    );
+    let a = &node.admin;
+    let (status, v) = a.put(
+        "/v1/admin/domains/corp.example",
+        &json!({"managed": true, "archive": true}),
+    );
+    assert_eq!(status, 201, "{v}");
+    let user = |id: &str| {
+        let p = json!({"id": id, "domain": "corp.example",
+            "mechanisms": [{"medium": "im", "address": id}]});
+        let (status, v) = a.put(&format!("/v1/admin/users/{id}"), &p);
+        assert_eq!(status, 201, "{v}");
+        a.with_token(v["token"].as_str().unwrap())
+    };
+    let (alice, _bob, _dave) = (user("alice"), user("bob"), user("dave"));
+    let to_bob = alice.send("bob", "keep this");
+    alice.expect_status(&to_bob, "delivered");
+    let to_dave = alice.send("dave", "let this go");
+    alice.expect_status(&to_dave, "delivered");
+    let data = node.dir.path().to_path_buf();
+    common::eventually("two records", || (records(&data).len() == 2).then_some(()));
+    let (ok, _, err) = cli_in(&data, &["archive", "purge"]);
+    assert!(!ok && err.contains("open in another process"), "{err}");
+    let dir = node.stop();
+    let data = dir.path();
+
+    let run = |args: &[&str]| {
+        let (ok, out, err) = cli_in(data, args);
+        assert!(ok, "{args:?}: {err}");
+        out
+    };
+    run(&["archive", "retention", "set", "default", "30"]);
+    assert_eq!(
+        run(&[
+            "archive",
+            "hold",
+            "add",
+            "--participant",
+            "bob",
+            "--reason",
+            "matter 42"
+        ])
+        .trim(),
+        "hold 1 on bob"
+    );
+    assert!(run(&["archive", "hold", "list"]).contains("matter 42"));
+    let later = (std::time::SystemTime::now() + std::time::Duration::from_secs(31 * 86_400))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    let soon = run(&["archive", "purge", "--dry-run"]);
+    assert!(soon.ends_with("0 records would be purged\n"), "{soon}");
+    let dry = run(&["archive", "purge", "--dry-run", "--now", &later]);
+    assert!(dry.contains(&to_dave) && !dry.contains(&to_bob), "{dry}");
+    assert!(dry.ends_with("1 records would be purged\n"), "{dry}");
+    assert_eq!(records(data).len(), 2, "a dry run changes nothing");
+    let out = run(&["archive", "purge", "--now", &later]);
+    assert!(out.starts_with("1 records purged"), "{out}");
+    let left = records(data);
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].txn, to_bob, "held");
+    let out = run(&["archive", "verify"]);
+    assert!(
+        out.contains("1 records, 1 purged under signed tombstones"),
+        "{out}"
+    );
+    // The hold lifted, bob's goes too.
+    run(&["archive", "hold", "remove", "1"]);
+    run(&["archive", "purge", "--now", &later]);
+    assert!(records(data).is_empty());
+    assert!(run(&["archive", "verify"]).contains("0 records, 2 purged"));
+}

@@ -18,6 +18,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use switchboard_core::archive::{Archive, ArchiveRecord};
+use switchboard_core::directory::Directory;
 use switchboard_core::protocol::frames;
 use switchboard_core::protocol::{Frame, MemberId, ProtocolError, Transmit, TransmitAck, TxnId};
 use switchboard_core::store::{Store, TxnRecord, TxnStatus};
@@ -37,6 +38,7 @@ pub struct Archiver {
     members: MemberRegistry,
     archive: Archive,
     store: Store,
+    directory: Directory,
     pending_dir: PathBuf,
     /// Copies by transaction: the content type and the content as sent.
     pending: HashMap<TxnId, Vec<u8>>,
@@ -46,12 +48,13 @@ pub struct Archiver {
 
 impl Archiver {
     /// The member `tscs` over `archive`, its copies waiting in
-    /// `pending_dir`; `store` has the broker's records.
+    /// `pending_dir`; `store` has the broker's records, `directory` the
+    /// parties' domains and groups.
     pub fn new(
         tscs: MemberSession,
         members: MemberRegistry,
         archive: Archive,
-        store: Store,
+        (store, directory): (Store, Directory),
         pending_dir: PathBuf,
     ) -> Self {
         Self {
@@ -59,6 +62,7 @@ impl Archiver {
             members,
             archive,
             store,
+            directory,
             pending_dir,
             pending: HashMap::new(),
             queue: Vec::new(),
@@ -115,6 +119,7 @@ impl Archiver {
             None => std::fs::read(self.pending_path(&txn)).ok(),
         };
         let mut record = record_of(rec, now_ms);
+        (record.domains, record.groups) = parties(&self.directory, rec);
         match (&content, &rec.status) {
             (Some(_), _) => {}
             (None, TxnStatus::Read) => record.kind = "event".into(),
@@ -192,6 +197,26 @@ impl Archiver {
     }
 }
 
+/// The domains and groups of a transaction's parties (what retention's
+/// scopes name), as the directory has them now.
+fn parties(directory: &Directory, rec: &TxnRecord) -> (Vec<String>, Vec<String>) {
+    let policy = directory.policy().snapshot();
+    let users = [
+        rec.imi.sender_user.clone(),
+        (rec.deciding_attempt()).and_then(|a| a.route.recipient_user.clone()),
+    ];
+    let (mut domains, mut groups) = (Vec::new(), Vec::new());
+    for p in users.iter().flatten().filter_map(|u| directory.profile(u)) {
+        domains.extend(p.domain.clone());
+        groups.extend(policy.groups_of(&p.id, &p.attrs, &p.groups));
+    }
+    for v in [&mut domains, &mut groups] {
+        v.sort();
+        v.dedup();
+    }
+    (domains, groups)
+}
+
 /// The record of a concluded transaction.
 fn record_of(rec: &TxnRecord, now_ms: u64) -> ArchiveRecord {
     let imi = &rec.imi;
@@ -227,6 +252,8 @@ fn record_of(rec: &TxnRecord, now_ms: u64) -> ArchiveRecord {
                 .map(|m| m.to_string())
                 .collect()
         }),
+        domains: Vec::new(),
+        groups: Vec::new(),
         tags: marks("tag:"),
         policy: marks("policy:"),
         trail: rec

@@ -24,6 +24,64 @@ pub enum ArchiveCmd {
     /// Find records: every filter given must match; the text is words,
     /// "quoted phrases", OR, -word / NOT word.
     Search(SearchArgs),
+    /// How long records are kept, by scope.
+    #[command(subcommand)]
+    Retention(RetentionCmd),
+    /// Legal holds: nothing of a participant's is purged while one stands.
+    #[command(subcommand)]
+    Hold(HoldCmd),
+    /// Remove what retention lets go (no hold keeping it), each record
+    /// leaving a signed tombstone; with the node stopped.
+    Purge {
+        /// Only list what would go.
+        #[arg(long)]
+        dry_run: bool,
+        /// As if it were this time (RFC 3339, YYYY-MM-DD or ms): to see or
+        /// do what a later purge will.
+        #[arg(long)]
+        now: Option<String>,
+    },
+}
+
+/// `archive retention` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RetentionCmd {
+    /// Keep records of SCOPE (`default`, `domain:D`, `group:G`, `user:U`)
+    /// DAYS days (0: purge at the next purge); the most specific wins.
+    Set {
+        /// The scope.
+        scope: String,
+        /// Days.
+        days: u64,
+    },
+    /// Every scope and its days.
+    List,
+    /// Forget a scope's retention (its records fall to a wider scope).
+    Remove {
+        /// The scope.
+        scope: String,
+    },
+}
+
+/// `archive hold` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum HoldCmd {
+    /// Place a hold.
+    Add {
+        /// The user or address whose records it keeps.
+        #[arg(long)]
+        participant: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Every hold.
+    List,
+    /// Lift a hold.
+    Remove {
+        /// Its id.
+        id: u64,
+    },
 }
 
 /// `archive search`.
@@ -88,7 +146,89 @@ pub(super) fn archive(t: &Target, cmd: &ArchiveCmd) -> anyhow::Result<()> {
     let cfg = t.config()?;
     let a = &cfg.archive;
     let data = &cfg.data.dir;
+    let now = switchboard_core::protocol::clock::Clock::now_ms(
+        &switchboard_core::protocol::clock::SystemClock,
+    );
+    let dir = a.dir(data);
     match cmd {
+        ArchiveCmd::Retention(r) => {
+            use switchboard_core::archive::retention::{retention, set_retention};
+            let shown = match r {
+                RetentionCmd::Set { scope, days } => set_retention(&dir, scope, Some(*days))?,
+                RetentionCmd::Remove { scope } => set_retention(&dir, scope, None)?,
+                RetentionCmd::List => retention(&dir)?,
+            };
+            for (scope, days) in &shown.scopes {
+                println!("{scope}\t{days} days");
+            }
+            Ok(())
+        }
+        ArchiveCmd::Hold(h) => {
+            use switchboard_core::archive::retention::{add_hold, holds, remove_hold};
+            match h {
+                HoldCmd::Add {
+                    participant,
+                    reason,
+                } => {
+                    let hold = add_hold(&dir, participant, reason, now)?;
+                    println!("hold {} on {participant}", hold.id);
+                }
+                HoldCmd::Remove { id } => {
+                    anyhow::ensure!(remove_hold(&dir, *id)?, "no hold {id}");
+                    println!("hold {id} lifted");
+                }
+                HoldCmd::List => {
+                    for h in holds(&dir)? {
+                        println!(
+                            "{}\t{}\t{}\t{}",
+                            h.id,
+                            h.participant,
+                            crate::http::time::rfc3339(h.at_ms),
+                            h.reason
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        ArchiveCmd::Purge { dry_run, now: at } => {
+            use switchboard_core::archive::retention::{holds, purgeable, retention};
+            let at = match at {
+                Some(t) => switchboard_core::time::parse_time(t)
+                    .context("--now: RFC 3339, YYYY-MM-DD or milliseconds")?,
+                None => now,
+            };
+            let key = signing_key(&a.key_file(data))?;
+            let cadence = switchboard_core::archive::Cadence {
+                every: a.checkpoint_every,
+                interval_ms: a.checkpoint_interval_s * 1000,
+            };
+            let mut archive = switchboard_core::archive::Archive::open(
+                &dir,
+                &a.fingerprints(data),
+                key,
+                cadence,
+            )?;
+            let records = archive.records()?;
+            let due = purgeable(&records, &retention(&dir)?, &holds(&dir)?, at);
+            if *dry_run {
+                for r in records.iter().filter(|r| due.contains(&r.seq)) {
+                    println!(
+                        "{}\t{}\t{} -> {}\t{}",
+                        r.seq,
+                        crate::http::time::rfc3339(r.at_ms),
+                        r.from,
+                        r.to,
+                        r.txn
+                    );
+                }
+                println!("{} records would be purged", due.len());
+                return Ok(());
+            }
+            let n = archive.purge(&due, at)?;
+            println!("{n} records purged, each under a signed tombstone");
+            Ok(())
+        }
         ArchiveCmd::Search(args) => {
             let paths = Paths::of(&cfg);
             anyhow::ensure!(
@@ -133,8 +273,8 @@ pub(super) fn archive(t: &Target, cmd: &ArchiveCmd) -> anyhow::Result<()> {
             };
             let v = verify(&a.dir(data), &a.fingerprints(data), &public)?;
             let summary = format!(
-                "{} records, {} checkpoints covering records 1 to {}",
-                v.records, v.checkpoints, v.covered
+                "{} records, {} purged under signed tombstones, {} checkpoints covering records 1 to {}",
+                v.records, v.purged, v.checkpoints, v.covered
             );
             match v.problems.first() {
                 None => {

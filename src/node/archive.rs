@@ -41,9 +41,10 @@ pub async fn start(cfg: &Config, core: &Core) -> anyhow::Result<(Addr<Archiver>,
     let member = core.member_config(MEMBER_ID, None).await?;
     let tscs = MemberSession::new(member, core.broker.handle.clone(), core.clock.clone());
     let (members, store) = (core.members.clone(), core.store.clone());
+    let directory = core.directory.clone();
     let arbiter = Arbiter::new();
     let addr = Archiver::start_in_arbiter(&arbiter.handle(), move |_| {
-        Archiver::new(tscs, members, archive, store, pending)
+        Archiver::new(tscs, members, archive, (store, directory), pending)
     });
     core.broker.shared.on_archive(
         switchboard_core::protocol::MemberId::new(MEMBER_ID),

@@ -147,3 +147,77 @@ impl Checkpoint {
         }
     }
 }
+
+/// Bytes of a [`Tombstone`]: seq, time, the record's hash, signature.
+pub const TOMBSTONE_LEN: usize = 8 + 8 + 32 + 64;
+
+/// A signed statement that record `seq`, whose hash was `record_hash`, was
+/// purged at `at_ms` (retention let it go): its link still verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tombstone {
+    /// The record purged.
+    pub seq: u64,
+    /// When (ms).
+    pub at_ms: u64,
+    /// Its hash (the one its link has).
+    pub record_hash: [u8; 32],
+    /// Ed25519 over [`Tombstone::message`].
+    pub signature: [u8; 64],
+}
+
+impl Tombstone {
+    /// What is signed.
+    pub fn message(seq: u64, at_ms: u64, record_hash: &[u8; 32]) -> Vec<u8> {
+        let mut m = b"sb-archive-tombstone".to_vec();
+        m.extend_from_slice(&seq.to_be_bytes());
+        m.extend_from_slice(&at_ms.to_be_bytes());
+        m.extend_from_slice(record_hash);
+        m
+    }
+
+    /// Signed with `key`.
+    pub fn sign(key: &ArchiveKey, seq: u64, at_ms: u64, record_hash: [u8; 32]) -> Self {
+        Self {
+            seq,
+            at_ms,
+            record_hash,
+            signature: key.sign(&Self::message(seq, at_ms, &record_hash)),
+        }
+    }
+
+    /// Whether `public` signed it.
+    pub fn verifies(&self, public: &[u8; 32]) -> bool {
+        super::keys::verify(
+            public,
+            &Self::message(self.seq, self.at_ms, &self.record_hash),
+            &self.signature,
+        )
+    }
+
+    /// As stored.
+    pub fn to_bytes(&self) -> [u8; TOMBSTONE_LEN] {
+        let mut b = [0; TOMBSTONE_LEN];
+        b[..8].copy_from_slice(&self.seq.to_be_bytes());
+        b[8..16].copy_from_slice(&self.at_ms.to_be_bytes());
+        b[16..48].copy_from_slice(&self.record_hash);
+        b[48..].copy_from_slice(&self.signature);
+        b
+    }
+
+    /// From its stored bytes.
+    pub fn from_bytes(b: &[u8; TOMBSTONE_LEN]) -> Self {
+        let (mut seq, mut at) = ([0; 8], [0; 8]);
+        seq.copy_from_slice(&b[..8]);
+        at.copy_from_slice(&b[8..16]);
+        let mut record_hash = [0; 32];
+        record_hash.copy_from_slice(&b[16..48]);
+        let mut signature = [0; 64];
+        signature.copy_from_slice(&b[48..]);
+        Self {
+            seq: u64::from_be_bytes(seq),
+            at_ms: u64::from_be_bytes(at),
+            record_hash,
+            signature,
+        }
+    }
+}

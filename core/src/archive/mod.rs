@@ -11,7 +11,8 @@
 //! - [`log`]: the append-only files (length-prefixed records, fixed-size
 //!   fingerprint entries), recovered to their last whole entry;
 //! - [`verify`]: reading it all back, trusting nothing but the public key;
-//! - [`search`]: by participant, time, medium, tag and text.
+//! - [`search`]: by participant, time, medium, tag and text;
+//! - [`retention`]: how long records are kept, and holds that veto a purge.
 //!
 //! Owns: the archive's files. Must not touch: the node's store (the archive
 //! is apart from it, so purging one never touches the other), search.
@@ -20,12 +21,13 @@ pub mod chain;
 pub mod keys;
 pub mod log;
 pub mod record;
+pub mod retention;
 pub mod search;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
 
-pub use chain::{Checkpoint, Link};
+pub use chain::{Checkpoint, Link, Tombstone};
 pub use keys::ArchiveKey;
 pub use record::ArchiveRecord;
 pub use verify::{verify, Problem, Verified};
@@ -40,6 +42,11 @@ pub mod files {
     pub const CHAIN: &str = "chain.log";
     /// The signed checkpoints, under `archive.fingerprints_dir`.
     pub const CHECKPOINTS: &str = "checkpoints.log";
+    /// The signed tombstones of purged records, under
+    /// `archive.fingerprints_dir`.
+    pub const TOMBSTONES: &str = "tombstones.log";
+    /// Held while the archive is open for appends, under `archive.dir`.
+    pub const LOCK: &str = ".lock";
 }
 
 /// When a checkpoint is signed.
@@ -69,6 +76,9 @@ pub enum ArchiveError {
     /// A record could not be encoded or decoded.
     #[error("a record: {0}")]
     Record(String),
+    /// Another process has the archive open (a running node).
+    #[error("{0}: the archive is open in another process (a running node): stop it first")]
+    Busy(PathBuf),
     /// The files disagree in a way only tampering makes (the archive will
     /// not append to them: run `switchboard archive verify`).
     #[error("{0}")]
@@ -84,6 +94,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
 /// checkpoints.
 pub struct Archive {
     dir: PathBuf,
+    fingerprints: PathBuf,
+    /// Held (an exclusive lock) while this archive is open.
+    _lock: std::fs::File,
     records: log::Records,
     chain: log::Fixed<{ chain::LINK_LEN }>,
     checkpoints: log::Fixed<{ chain::CHECKPOINT_LEN }>,
@@ -118,37 +131,47 @@ impl Archive {
     ) -> Result<Self, ArchiveError> {
         std::fs::create_dir_all(dir.join(files::CONTENT)).map_err(io(dir))?;
         std::fs::create_dir_all(fingerprints).map_err(io(fingerprints))?;
+        let lock_path = dir.join(files::LOCK);
+        let lock = std::fs::File::create(&lock_path).map_err(io(&lock_path))?;
+        if lock.try_lock().is_err() {
+            return Err(ArchiveError::Busy(dir.to_path_buf()));
+        }
         let records = log::Records::open(&dir.join(files::RECORDS))?;
         let mut chain = log::Fixed::open(&fingerprints.join(files::CHAIN))?;
         let checkpoints = log::Fixed::open(&fingerprints.join(files::CHECKPOINTS))?;
         let links: Vec<Link> = chain.entries()?.iter().map(Link::from_bytes).collect();
         let stored = records.entries()?;
-        if links.len() > stored.len() {
-            return Err(ArchiveError::Inconsistent(format!(
-                "the chain has {} links for {} records",
-                links.len(),
-                stored.len()
-            )));
-        }
-        // Only bytes after every linked record may be a torn append.
-        records.cut_torn()?;
+        // Purged records have a tombstone instead.
+        let stones: std::collections::HashSet<u64> =
+            log::read_fixed::<{ chain::TOMBSTONE_LEN }>(&fingerprints.join(files::TOMBSTONES))?
+                .iter()
+                .map(|b| Tombstone::from_bytes(b).seq)
+                .collect();
         let mut last = Link::genesis();
-        for (i, bytes) in stored.iter().enumerate() {
-            let hash = record::hash(bytes);
-            match links.get(i) {
-                Some(l) if l.record_hash == hash && l.seq == i as u64 + 1 => last = *l,
-                Some(l) => {
-                    return Err(ArchiveError::Inconsistent(format!(
-                        "link {} does not follow from its record",
-                        l.seq
-                    )))
-                }
-                None => {
-                    // Written, not yet linked (a crash between the two).
-                    last = last.next(hash);
-                    chain.append(&[last.to_bytes()])?;
-                }
+        let mut next = 0;
+        for l in &links {
+            if stored
+                .get(next)
+                .is_some_and(|b| record::hash(b) == l.record_hash)
+            {
+                next += 1;
+            } else if !stones.contains(&l.seq) {
+                return Err(ArchiveError::Inconsistent(format!(
+                    "link {} has neither its record nor a tombstone ({} links, {} records)",
+                    l.seq,
+                    links.len(),
+                    stored.len()
+                )));
             }
+            last = *l;
+        }
+        // Every link accounted for: bytes after the last whole record are
+        // a torn append nobody was told of.
+        records.cut_torn()?;
+        for bytes in &stored[next..] {
+            // Written, not yet linked (a crash between the two).
+            last = last.next(record::hash(bytes));
+            chain.append(&[last.to_bytes()])?;
         }
         let mut recent = std::collections::VecDeque::new();
         for bytes in stored.iter().rev() {
@@ -172,6 +195,8 @@ impl Archive {
             .unwrap_or((0, 0));
         Ok(Self {
             dir: dir.to_path_buf(),
+            fingerprints: fingerprints.to_path_buf(),
+            _lock: lock,
             records,
             chain,
             checkpoints,
@@ -274,6 +299,69 @@ impl Archive {
         self.checkpoints.append(&[c.to_bytes()])?;
         self.checkpointed = (c.seq, c.at_ms);
         Ok(())
+    }
+
+    /// Purges the records `seqs` (what retention let go): each gets a
+    /// signed tombstone first, then the records file is rewritten without
+    /// them, then contents no record names any more are removed. Returns
+    /// how many were purged.
+    ///
+    /// # Errors
+    /// [`ArchiveError`]; a crash part-way leaves tombstones for records
+    /// still there (a purge run again finishes it).
+    pub fn purge(&mut self, seqs: &[u64], now_ms: u64) -> Result<usize, ArchiveError> {
+        let gone: std::collections::HashSet<u64> = seqs.iter().copied().collect();
+        let stored = self.records.entries()?;
+        let mut kept = Vec::with_capacity(stored.len());
+        let mut stones = Vec::new();
+        let mut purged_txns = Vec::new();
+        for bytes in stored {
+            let rec = ArchiveRecord::decode(&bytes)?;
+            if gone.contains(&rec.seq) {
+                let t = Tombstone::sign(&self.key, rec.seq, now_ms, record::hash(&bytes));
+                stones.push(t.to_bytes());
+                purged_txns.push(rec.txn);
+            } else {
+                kept.push((bytes, rec.content_sha256));
+            }
+        }
+        if stones.is_empty() {
+            return Ok(0);
+        }
+        let mut tombstones = log::Fixed::<{ chain::TOMBSTONE_LEN }>::open(
+            &self.fingerprints.join(files::TOMBSTONES),
+        )?;
+        tombstones.append(&stones)?;
+        let path = self.dir.join(files::RECORDS);
+        let tmp = path.with_extension("tmp");
+        let mut out = Vec::new();
+        for (bytes, _) in &kept {
+            out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+            out.extend_from_slice(bytes);
+        }
+        std::fs::write(&tmp, &out).map_err(io(&tmp))?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        self.records = log::Records::open(&path)?;
+        let named: std::collections::HashSet<&str> = kept.iter().map(|(_, h)| h.as_str()).collect();
+        let content_dir = self.dir.join(files::CONTENT);
+        for entry in std::fs::read_dir(&content_dir)
+            .map_err(io(&content_dir))?
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if record::is_hex_digest(&name) && !named.contains(name.as_str()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        for t in purged_txns {
+            if self.recent_set.remove(&t) {
+                self.recent.retain(|x| x != &t);
+            }
+        }
+        Ok(stones.len())
     }
 
     fn put_content(&self, hash: &str, content: &[u8]) -> Result<(), ArchiveError> {

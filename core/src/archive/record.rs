@@ -44,6 +44,10 @@ pub struct ArchiveRecord {
     pub content_sha256: String,
     /// The hops it went through: processors, then the destination gateway.
     pub hops: Vec<String>,
+    /// The parties' domains (retention's `domain:` scopes).
+    pub domains: Vec<String>,
+    /// The parties' groups (retention's `group:` scopes).
+    pub groups: Vec<String>,
     /// Policy's tags.
     pub tags: Vec<String>,
     /// Every rule that applied (`rule:v<n>:action`).

@@ -20,6 +20,8 @@ fn record(to: &str) -> ArchiveRecord {
         content_type: "text/plain".into(),
         content_sha256: String::new(),
         hops: vec!["proc-filter-1".into(), "gw-im-1".into()],
+        domains: vec!["corp.example".into()],
+        groups: vec![],
         tags: vec![],
         policy: vec!["watch:v1:notify".into()],
         trail: vec![(1_000, "submitted".into()), (2_000, "delivered:im".into())],
@@ -304,4 +306,83 @@ fn a_content_name_must_be_a_digest() {
         a.content("../records.log"),
         Err(ArchiveError::Record(_))
     ));
+}
+
+#[test]
+fn the_archive_is_open_in_one_process_at_a_time() {
+    let f = Fixture::new();
+    let a = f.open(10);
+    let again = Archive::open(&f.dir, &f.fp, f.key.clone(), Cadence::default());
+    assert!(matches!(again, Err(ArchiveError::Busy(_))));
+    drop(a);
+    assert!(Archive::open(&f.dir, &f.fp, f.key.clone(), Cadence::default()).is_ok());
+}
+
+/// Retention by scope (the most specific wins), a hold that vetoes, a
+/// purge that leaves signed tombstones: the chain still verifies; a
+/// tombstone not signed by the key covers nothing.
+#[test]
+fn retention_purges_what_it_lets_go_and_the_chain_still_verifies() {
+    use retention::{add_hold, holds, purgeable, remove_hold, retention, set_retention};
+    let f = Fixture::new();
+    let mut a = f.filled(6, 3);
+    let day = 86_400_000;
+    // Records are at 2 000 ms; u0…u5 are their recipients.
+    set_retention(&f.dir, "default", Some(30)).unwrap();
+    set_retention(&f.dir, "user:u1", Some(365)).unwrap();
+    set_retention(&f.dir, "domain:corp.example", Some(10)).unwrap();
+    assert!(set_retention(&f.dir, "planet:mars", Some(1)).is_err());
+    let r = retention(&f.dir).unwrap();
+    let recs = a.records().unwrap();
+    assert_eq!(r.days_for(&recs[1]), Some(365), "the user's own first");
+    assert_eq!(r.days_for(&recs[0]), Some(10), "then the domain");
+    let hold = add_hold(&f.dir, "u2", "matter 42", 0).unwrap();
+    let hs = holds(&f.dir).unwrap();
+    assert!(purgeable(&recs, &r, &hs, 2_000 + 9 * day).is_empty());
+    let due = purgeable(&recs, &r, &hs, 2_000 + 10 * day);
+    assert_eq!(due, [1, 4, 5, 6], "u1 kept a year, u2 held");
+    assert_eq!(a.purge(&due, 2_000 + 10 * day).unwrap(), 4);
+    let left: Vec<u64> = a.records().unwrap().iter().map(|r| r.seq).collect();
+    assert_eq!(left, [2, 3]);
+    let v = f.verify();
+    assert_eq!(
+        (v.problems.len(), v.purged, v.records),
+        (0, 4, 2),
+        "{:?}",
+        v.problems
+    );
+    // The hold lifted: the held record goes at the next purge.
+    assert!(remove_hold(&f.dir, hold.id).unwrap());
+    let recs = a.records().unwrap();
+    let due = purgeable(
+        &recs,
+        &retention(&f.dir).unwrap(),
+        &holds(&f.dir).unwrap(),
+        2_000 + 10 * day,
+    );
+    assert_eq!(due, [3]);
+    a.purge(&due, 2_000 + 10 * day).unwrap();
+    assert_eq!(f.verify().problems, []);
+    // Appending goes on after a purge.
+    a.append(vec![(record("late"), b"x".to_vec())], 10_000)
+        .unwrap();
+    a.checkpoint(20_000).unwrap();
+    assert_eq!(f.verify().problems, []);
+    drop(a);
+
+    // A tombstone made with another key does not cover a deletion.
+    let other = ArchiveKey::generate();
+    let mut recs: Vec<Vec<u8>> = offsets(&f.records_path())
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    let victim = ArchiveRecord::decode(&recs[0]).unwrap();
+    let forged = Tombstone::sign(&other, victim.seq, 1, record::hash(&recs[0]));
+    let path = f.fp.join(files::TOMBSTONES);
+    let mut stones = std::fs::read(&path).unwrap();
+    stones.extend_from_slice(&forged.to_bytes());
+    std::fs::write(&path, stones).unwrap();
+    recs.remove(0);
+    rewrite(&f.records_path(), &recs);
+    assert_eq!(f.verify().problems, [Problem::Deleted { seq: victim.seq }]);
 }

@@ -9,7 +9,9 @@
 
 use std::path::Path;
 
-use super::chain::{chain_value, Checkpoint, Link, CHECKPOINT_LEN, LINK_LEN};
+use super::chain::{
+    chain_value, Checkpoint, Link, Tombstone, CHECKPOINT_LEN, LINK_LEN, TOMBSTONE_LEN,
+};
 use super::log::{read_fixed, read_records};
 use super::record::{self, ArchiveRecord};
 use super::{files, ArchiveError};
@@ -85,6 +87,8 @@ impl Problem {
 pub struct Verified {
     /// Records read.
     pub records: u64,
+    /// Records purged, each under a signed tombstone.
+    pub purged: u64,
     /// Checkpoints that verified.
     pub checkpoints: u64,
     /// The last seq a verified checkpoint covers (those before the first
@@ -114,6 +118,20 @@ pub fn verify(
             .iter()
             .map(Checkpoint::from_bytes)
             .collect();
+    // Purged records: a tombstone the key signed, for the hash the link
+    // has. Any other tombstone is nobody's word.
+    let purged: std::collections::HashSet<u64> =
+        read_fixed::<TOMBSTONE_LEN>(&fingerprints.join(files::TOMBSTONES))?
+            .iter()
+            .map(Tombstone::from_bytes)
+            .filter(|t| {
+                t.verifies(public)
+                    && links
+                        .get((t.seq as usize).wrapping_sub(1))
+                        .is_some_and(|l| l.record_hash == t.record_hash)
+            })
+            .map(|t| t.seq)
+            .collect();
     let mut problems = Vec::new();
 
     // The chain from its start, as the links say.
@@ -135,6 +153,10 @@ pub fn verify(
     for bytes in &stored {
         let hash = record::hash(bytes);
         let rec = ArchiveRecord::decode(bytes).ok();
+        // Skip what was purged before this record.
+        while purged.contains(&expected) && rec.as_ref().is_none_or(|r| r.seq != expected) {
+            expected += 1;
+        }
         let link = |seq: u64| links.get((seq as usize).wrapping_sub(1));
         match link(expected) {
             Some(l) if l.record_hash == hash => {}
@@ -166,6 +188,9 @@ pub fn verify(
     if torn {
         problems.push(Problem::Unreadable { after: last_whole });
     }
+    while purged.contains(&expected) {
+        expected += 1;
+    }
     if (links.len() as u64) >= expected {
         problems.push(Problem::Deleted { seq: expected });
     }
@@ -190,6 +215,7 @@ pub fn verify(
     problems.dedup();
     Ok(Verified {
         records: stored.len() as u64,
+        purged: purged.len() as u64,
         checkpoints: verified,
         covered,
         problems,
