@@ -159,3 +159,95 @@ pub fn find(paths: &Paths, q: &Query) -> anyhow::Result<Found> {
 pub fn exists(paths: &Paths) -> bool {
     paths.dir.join(archive::files::RECORDS).exists()
 }
+
+/// The formats `archive export` writes beside the raw records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// One RFC 5322 message per record (`eml/<seq>.eml`).
+    Eml,
+    /// All of them in one mbox (`archive.mbox`).
+    Mbox,
+    /// One JSON object per line (`records.jsonl`).
+    Jsonl,
+}
+
+fn header(v: &str) -> String {
+    v.replace(['\r', '\n'], " ")
+}
+
+/// A record as an RFC 5322 message (CRLF lines).
+pub fn eml_of(h: &Hit, sent_at_ms: u64) -> String {
+    let mut m = format!(
+        "From: {}\r\nTo: {}\r\nDate: {}\r\nSubject: {}\r\nMessage-ID: <{}.{}@switchboard.archive>\r\nX-Switchboard-Seq: {}\r\nX-Switchboard-Txn: {}\r\nX-Switchboard-Medium: {}\r\nX-Switchboard-Outcome: {}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+        header(&h.from),
+        header(&h.to),
+        switchboard_core::time::rfc5322(sent_at_ms),
+        header(h.subject.as_deref().unwrap_or("(no subject)")),
+        header(&h.txn),
+        h.seq,
+        h.seq,
+        header(&h.txn),
+        header(&h.medium),
+        header(&h.outcome),
+    );
+    for line in h.body.lines() {
+        m.push_str(line);
+        m.push_str("\r\n");
+    }
+    m
+}
+
+/// Exports the records `q` finds into `out` (created if missing): the raw
+/// records, their contents and `manifest.json` (they verify on their own:
+/// `archive verify --export OUT`), and `format` beside them. Returns how
+/// many.
+///
+/// # Errors
+/// The files cannot be read or written, or a record is not under a
+/// checkpoint yet.
+pub fn export(paths: &Paths, q: &Query, format: Format, out: &Path) -> anyhow::Result<usize> {
+    let public = signing_key(&paths.key)?.public();
+    let mut all = q.clone();
+    all.limit = usize::MAX;
+    let found = find(paths, &all)?;
+    let seqs: Vec<u64> = found.records.iter().map(|h| h.seq).collect();
+    let records = archive::export::export(&paths.dir, &paths.fingerprints, &public, &seqs, out)?;
+    let sent: std::collections::HashMap<u64, u64> =
+        records.iter().map(|r| (r.seq, r.sent_at_ms)).collect();
+    let sent_of = |h: &Hit| sent.get(&h.seq).copied().unwrap_or(0);
+    match format {
+        Format::Eml => {
+            let dir = out.join("eml");
+            std::fs::create_dir_all(&dir)?;
+            for h in &found.records {
+                std::fs::write(dir.join(format!("{}.eml", h.seq)), eml_of(h, sent_of(h)))?;
+            }
+        }
+        Format::Mbox => {
+            let mut mbox = String::new();
+            for h in &found.records {
+                mbox.push_str(&format!(
+                    "From switchboard {}\n",
+                    switchboard_core::time::rfc5322(sent_of(h))
+                ));
+                for line in eml_of(h, sent_of(h)).split("\r\n") {
+                    if line.trim_start_matches('>').starts_with("From ") {
+                        mbox.push('>');
+                    }
+                    mbox.push_str(line);
+                    mbox.push('\n');
+                }
+            }
+            std::fs::write(out.join("archive.mbox"), mbox)?;
+        }
+        Format::Jsonl => {
+            let mut lines = String::new();
+            for h in &found.records {
+                lines.push_str(&serde_json::to_string(h)?);
+                lines.push('\n');
+            }
+            std::fs::write(out.join("records.jsonl"), lines)?;
+        }
+    }
+    Ok(found.records.len())
+}

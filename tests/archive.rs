@@ -353,6 +353,65 @@ fn search_finds_exactly_the_right_records() {
         .collect();
     assert_eq!(got, [txns[1].as_str(), txns[2].as_str()]);
     assert_eq!(v["records"][0]["body"], "the budget is final now");
+
+    // Export (the ordered stop signed a checkpoint over everything): EML,
+    // mbox and JSONL beside the raw records, and a set that verifies on its
+    // own — until a byte of it changes.
+    let dir = node.stop();
+    let data = dir.path();
+    for format in ["eml", "mbox", "jsonl"] {
+        let out = data.join(format!("export-{format}"));
+        let out_s = out.to_str().unwrap();
+        let (ok, stdout, err) = cli_in(
+            data,
+            &[
+                "archive",
+                "export",
+                "--format",
+                format,
+                "--out",
+                out_s,
+                "--participant",
+                "bob",
+            ],
+        );
+        assert!(ok, "{err}");
+        assert_eq!(stdout.trim(), format!("3 records exported to {out_s}"));
+        let (ok, stdout, err) = cli_in(data, &["archive", "verify", "--export", out_s]);
+        assert!(ok, "{err}");
+        assert_eq!(
+            stdout.trim(),
+            "export: ok — 3 records, under the manifest's checkpoints"
+        );
+    }
+    let eml = std::fs::read_to_string(data.join("export-eml/eml/1.eml")).unwrap();
+    assert!(eml.starts_with("From: alice\r\nTo: bob\r\n"), "{eml}");
+    assert!(
+        eml.contains("X-Switchboard-Txn: ") && eml.ends_with("the quarterly budget draft\r\n"),
+        "{eml}"
+    );
+    let mbox = std::fs::read_to_string(data.join("export-mbox/archive.mbox")).unwrap();
+    assert_eq!(
+        mbox.matches("\nFrom switchboard ").count()
+            + usize::from(mbox.starts_with("From switchboard ")),
+        3
+    );
+    let jsonl = std::fs::read_to_string(data.join("export-jsonl/records.jsonl")).unwrap();
+    assert_eq!(jsonl.lines().count(), 3);
+    let first: serde_json::Value = serde_json::from_str(jsonl.lines().next().unwrap()).unwrap();
+    assert_eq!(first["body"], "the quarterly budget draft");
+    // One byte of an exported record changed.
+    let rec = data.join("export-jsonl/records/2.json");
+    let text = std::fs::read_to_string(&rec)
+        .unwrap()
+        .replace("alice", "alicf");
+    std::fs::write(&rec, text).unwrap();
+    let out_s = data.join("export-jsonl");
+    let (ok, _, err) = cli_in(
+        data,
+        &["archive", "verify", "--export", out_s.to_str().unwrap()],
+    );
+    assert!(!ok && err.contains("record 2 was changed"), "{err}");
 }
 
 fn cli_in(data: &Path, args: &[&str]) -> (bool, String, String) {

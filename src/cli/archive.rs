@@ -17,9 +17,26 @@ pub enum ArchiveCmd {
     /// exits 0 when all holds, else names the first bad record.
     Verify {
         /// The signing key's public half (64 hex digits) to verify with;
-        /// default: the one of `archive.signing_key`.
+        /// default: the one of `archive.signing_key` (for `--export`: the
+        /// manifest's, unless given).
         #[arg(long)]
         public_key: Option<String>,
+        /// Verify an exported set in this directory instead.
+        #[arg(long)]
+        export: Option<std::path::PathBuf>,
+    },
+    /// Export the records a search finds, with a manifest that verifies on
+    /// its own.
+    Export {
+        /// `eml`, `mbox` or `jsonl`, written beside the raw records.
+        #[arg(long, value_enum)]
+        format: crate::archive::Format,
+        /// The directory (made if missing).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Which records (as `archive search`).
+        #[command(flatten)]
+        filters: SearchArgs,
     },
     /// Find records: every filter given must match; the text is words,
     /// "quoted phrases", OR, -word / NOT word.
@@ -258,7 +275,33 @@ pub(super) fn archive(t: &Target, cmd: &ArchiveCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ArchiveCmd::Verify { public_key } => {
+        ArchiveCmd::Export {
+            format,
+            out,
+            filters,
+        } => {
+            let paths = Paths::of(&cfg);
+            let n = crate::archive::export(&paths, &query_of(filters)?, *format, out)?;
+            println!("{n} records exported to {}", out.display());
+            Ok(())
+        }
+        ArchiveCmd::Verify {
+            public_key,
+            export: Some(dir),
+        } => {
+            let pinned = public_key
+                .as_deref()
+                .map(|p| unhex(p).context("--public-key: 64 hex digits"))
+                .transpose()?;
+            let n = switchboard_core::archive::export::verify_export(dir, pinned.as_ref())
+                .map_err(|e| anyhow::anyhow!("the export does not verify: {e}"))?;
+            println!("export: ok — {n} records, under the manifest's checkpoints");
+            Ok(())
+        }
+        ArchiveCmd::Verify {
+            public_key,
+            export: None,
+        } => {
             let public = match public_key {
                 Some(p) => unhex(p).context("--public-key: 64 hex digits")?,
                 None => {

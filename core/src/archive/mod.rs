@@ -12,12 +12,14 @@
 //!   fingerprint entries), recovered to their last whole entry;
 //! - [`verify`]: reading it all back, trusting nothing but the public key;
 //! - [`search`]: by participant, time, medium, tag and text;
-//! - [`retention`]: how long records are kept, and holds that veto a purge.
+//! - [`retention`]: how long records are kept, and holds that veto a purge;
+//! - [`export`]: a set of records with a manifest that verifies on its own.
 //!
 //! Owns: the archive's files. Must not touch: the node's store (the archive
 //! is apart from it, so purging one never touches the other), search.
 
 pub mod chain;
+pub mod export;
 pub mod keys;
 pub mod log;
 pub mod record;

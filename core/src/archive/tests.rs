@@ -386,3 +386,44 @@ fn retention_purges_what_it_lets_go_and_the_chain_still_verifies() {
     rewrite(&f.records_path(), &recs);
     assert_eq!(f.verify().problems, [Problem::Deleted { seq: victim.seq }]);
 }
+
+#[test]
+fn an_exported_set_verifies_on_its_own_and_names_what_was_changed() {
+    use export::{export, verify_export, ExportProblem};
+    let f = Fixture::new();
+    drop(f.filled(6, 3));
+    let out = f.dir.parent().unwrap().join("export");
+    let public = f.key.public();
+    let got = export(&f.dir, &f.fp, &public, &[2, 5], &out).unwrap();
+    assert_eq!(got.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 5]);
+    assert_eq!(verify_export(&out, Some(&public)), Ok(2));
+    assert_eq!(verify_export(&out, None), Ok(2), "under the manifest's key");
+    let other = ArchiveKey::generate().public();
+    assert_eq!(verify_export(&out, Some(&other)), Err(ExportProblem::Key));
+    // A byte of record 5 changed.
+    let path = out.join("records").join("5.json");
+    let mut b = std::fs::read(&path).unwrap();
+    let at = b.windows(2).position(|w| w == b"u4").unwrap();
+    b[at + 1] = b'9';
+    std::fs::write(&path, &b).unwrap();
+    assert_eq!(
+        verify_export(&out, Some(&public)),
+        Err(ExportProblem::Changed(5))
+    );
+    b[at + 1] = b'4';
+    std::fs::write(&path, &b).unwrap();
+    assert_eq!(verify_export(&out, Some(&public)), Ok(2));
+    // Its content removed (records 2 and 5 have the same: "hello 1").
+    let r = ArchiveRecord::decode(&b).unwrap();
+    std::fs::remove_file(out.join(files::CONTENT).join(&r.content_sha256)).unwrap();
+    assert_eq!(
+        verify_export(&out, Some(&public)),
+        Err(ExportProblem::Content(2))
+    );
+    // A record not under a checkpoint yet is not exported.
+    let mut a = f.open(100);
+    a.append(vec![(record("late"), b"x".to_vec())], 10_000)
+        .unwrap();
+    let e = export(&f.dir, &f.fp, &public, &[7], &out).unwrap_err();
+    assert!(matches!(e, ArchiveError::Inconsistent(_)), "{e}");
+}
