@@ -71,14 +71,7 @@ pub fn hex(b: &[u8]) -> String {
 
 /// 32 bytes from 64 hex digits.
 pub fn unhex(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+    archive::record::unhex(s)?.try_into().ok()
 }
 
 /// One record found.

@@ -44,17 +44,7 @@ pub struct Manifest {
 }
 
 fn unhex32(s: &str) -> Option<[u8; 32]> {
-    let v = unhex(s)?;
-    v.try_into().ok()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect()
+    record::unhex(s)?.try_into().ok()
 }
 
 /// Writes the records `seqs` of the archive (`dir`, `fingerprints`) into
@@ -186,7 +176,7 @@ pub fn verify_export(out: &Path, pinned: Option<&[u8; 32]>) -> Result<usize, Exp
             seq: c.seq,
             at_ms: c.at_ms,
             chain: unhex32(&c.chain).ok_or(ExportProblem::Checkpoint(c.seq))?,
-            signature: unhex(&c.signature)
+            signature: record::unhex(&c.signature)
                 .and_then(|v| v.try_into().ok())
                 .ok_or(ExportProblem::Checkpoint(c.seq))?,
         };
