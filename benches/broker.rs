@@ -37,15 +37,46 @@ impl Handler<Receipt> for Delivered {
 }
 
 fn full_transactions(c: &mut Criterion) {
+    full_transactions_with(c, false);
+}
+
+/// The same with the compliance archive on and every message archived (the
+/// bench's users in a domain that archives): side by side with the runs
+/// above (`cargo bench --bench broker -- full_transaction`).
+fn full_transactions_archived(c: &mut Criterion) {
+    full_transactions_with(c, true);
+}
+
+fn full_transactions_with(c: &mut Criterion, archived: bool) {
     let dir = tempfile::tempdir().expect("temp dir");
     let runner = actix_rt::System::new();
     let delivered = Arc::new(AtomicUsize::new(0));
+    if archived {
+        std::env::set_var("SWITCHBOARD_ARCHIVE__ENABLED", "true");
+    }
     let core = runner.block_on(async {
         let counter = Delivered(delivered.clone()).start();
-        inproc_core(dir.path(), counter.recipient())
+        let core = inproc_core(dir.path(), counter.recipient())
             .await
-            .expect("core starts")
+            .expect("core starts");
+        if archived {
+            let book = core.directory.policy();
+            let archiving = switchboard_core::policy::Domain {
+                archive: true,
+                ..Default::default()
+            };
+            book.put_domain("corp.example", &archiving)
+                .await
+                .expect("domain");
+            for u in ["bench-a", "bench-b"] {
+                let mut p = switchboard_core::directory::Profile::im_only(u);
+                p.domain = Some("corp.example".into());
+                core.directory.put_profile(p).await.expect("profile");
+            }
+        }
+        core
     });
+    std::env::remove_var("SWITCHBOARD_ARCHIVE__ENABLED");
 
     let mut g = c.benchmark_group("broker");
     g.throughput(Throughput::Elements(1));
@@ -72,10 +103,16 @@ fn full_transactions(c: &mut Criterion) {
         })
     };
     let name = format!(
-        "full_transaction_{SIZE}B_window_{WINDOW}_shards_{}",
-        core.broker.handle.shards()
+        "full_transaction_{SIZE}B_window_{WINDOW}_shards_{}{}",
+        core.broker.handle.shards(),
+        if archived { "_archived" } else { "" }
     );
     g.bench_function(&name, |b| b.iter_custom(run));
+    if archived {
+        g.finish();
+        runner.block_on(core.stop(Duration::from_secs(5)));
+        return;
+    }
     // The same with five content rules (none matches the bench's text): the
     // content filter is a hop on every route — side by side with the run
     // above.
@@ -524,6 +561,7 @@ fn journal_backends(c: &mut Criterion) {
 criterion_group!(
     benches,
     full_transactions,
+    full_transactions_archived,
     one_broker_shard,
     macs_of_one_transaction,
     codec_of_a_transmit,
