@@ -1158,7 +1158,26 @@ fn a_home_node_delivers_its_users_messages_and_another_node_while_it_is_down() {
     assert_eq!(raw(&format!("{}/v1/inbox", node_c.url), &erin_token).0, 200);
     assert_eq!(raw(&format!("{}/v1/inbox", a.url), &alice.token).0, 200);
 
-    // C up: C's gateways, from A and from B.
+    // C up: C's gateways, from A and from B — once each places on C (a
+    // probe to another phone of C's: each node's view of who serves what
+    // is at most a heartbeat old).
+    let (status, v) = admin.put(
+        "/v1/admin/users/probe",
+        &json!({"id": "probe", "mechanisms": [{"medium": "sms", "address": "+4915100000099"}],
+                "home_node": "c"}),
+    );
+    assert_eq!(status, 201, "{v}");
+    for sender in [&alice, &alice_b] {
+        within(30, "placed on C", || {
+            // The node may not know the probe's profile yet.
+            let (status, v) = sender.post("/v1/messages", &json!({"to": "probe", "body": "probe"}));
+            if status != 202 {
+                return None;
+            }
+            let st = sender.expect_status(v["txn"].as_str()?, "delivered");
+            (reason(&st) == "by node c: the home node").then_some(())
+        });
+    }
     for (n, sender) in [&alice, &alice_b].into_iter().enumerate() {
         let sms = sender.send("dora", &format!("home sms {n}"));
         let st = sender.expect_status(&sms, "delivered");
