@@ -31,6 +31,9 @@ use crate::registry::MemberRegistry;
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// Most records written in one append.
 const MAX_BATCH: usize = 512;
+/// How long a concluded transaction waits for its copy (sent late, or
+/// again by an originator that restarted) before it is recorded without.
+const COPY_WAIT_MS: u64 = 300_000;
 
 /// The archive member.
 pub struct Archiver {
@@ -44,6 +47,9 @@ pub struct Archiver {
     pending: HashMap<TxnId, Vec<u8>>,
     /// Records to write at the next flush, with their content.
     queue: Vec<(ArchiveRecord, Vec<u8>, Option<TxnId>)>,
+    /// Concluded transactions whose copy has not come yet, with when they
+    /// are recorded without it.
+    awaiting: HashMap<TxnId, (TxnRecord, u64)>,
 }
 
 impl Archiver {
@@ -66,6 +72,7 @@ impl Archiver {
             pending_dir,
             pending: HashMap::new(),
             queue: Vec::new(),
+            awaiting: HashMap::new(),
         }
     }
 
@@ -74,18 +81,23 @@ impl Archiver {
     }
 
     /// A copy from an originator: kept (durably) until its transaction
-    /// concludes; acknowledged once kept.
+    /// concludes, acknowledged once kept (the originator holds the content
+    /// until then). A copy of a delivery recorded already is acknowledged
+    /// and dropped; one whose conclusion came first is recorded now.
     fn on_transmit(&mut self, from: &MemberId, t: Transmit) -> Result<(), ProtocolError> {
         let me = self.tscs.cfg.id.clone();
-        frames::check_transmit(&me, &self.tscs.cfg.key, &t, self.tscs.now())?;
+        frames::check_copy(&me, &self.tscs.cfg.key, &t)?;
         let (txn, attempt) = (t.imi.imi.txn, t.imi.attempt);
-        if !self.pending.contains_key(&txn) {
+        let recorded = self.archive.has_delivery(&txn.to_string())
+            || self.queue.iter().any(|(_, _, q)| *q == Some(txn));
+        if !recorded && !self.pending.contains_key(&txn) {
             let path = self.pending_path(&txn);
             let tmp = path.with_extension("tmp");
             let kept = std::fs::write(&tmp, &t.content)
                 .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
                 .and_then(|()| std::fs::rename(&tmp, &path));
             if let Err(e) = kept {
+                // Not acknowledged: the originator keeps it and sends it again.
                 tracing::error!(txn = %txn, error = %e, "the archive could not keep a copy");
                 return Ok(());
             }
@@ -93,6 +105,17 @@ impl Archiver {
         }
         self.members
             .send(from, &me, Frame::TransmitAck(TransmitAck { txn, attempt }));
+        // Its conclusion came first, or went by before this archive ran (an
+        // originator submitting again at start): recorded now.
+        let concluded = match self.awaiting.remove(&txn) {
+            Some((rec, _)) => Some(rec),
+            None if recorded => None,
+            None => self.store.txn(&txn).ok().flatten(),
+        };
+        if let Some(rec) = concluded.filter(|r| r.status.is_final()) {
+            let now = self.tscs.now();
+            self.conclude(&rec, now);
+        }
         Ok(())
     }
 
@@ -104,7 +127,8 @@ impl Archiver {
         // A copy is recorded once: a read arriving before the delivery's
         // record is written is an event all the same; a delivery recorded
         // before a crash (its copy sent again since) is not recorded twice.
-        let written = self.archive.has_delivery(&txn.to_string());
+        let id = txn.to_string();
+        let written = self.archive.has_delivery(&id);
         let queued = written || self.queue.iter().any(|(_, _, t)| *t == Some(txn));
         if queued && rec.status != TxnStatus::Read {
             if written {
@@ -113,17 +137,43 @@ impl Archiver {
             }
             return;
         }
+        // A read is recorded once, however often it is heard of (an
+        // originator's resubmission after a restart tells it again).
+        let read_queued =
+            || (self.queue.iter()).any(|(r, _, t)| *t == Some(txn) && r.kind == "event");
+        if queued && (self.archive.has_event(&id, "read") || read_queued()) {
+            return;
+        }
         let content = match self.pending.remove(&txn) {
             _ if queued => None,
             Some(c) => Some(c),
             None => std::fs::read(self.pending_path(&txn)).ok(),
         };
+        if content.is_none() && !queued {
+            // The copy is on its way (or comes again from an originator that
+            // restarted): the record waits for it, the latest outcome kept.
+            let deadline = self
+                .awaiting
+                .get(&txn)
+                .map_or(now_ms + COPY_WAIT_MS, |(_, d)| *d);
+            self.awaiting.insert(txn, (rec.clone(), deadline));
+            return;
+        }
+        self.record(rec, content, now_ms);
+    }
+
+    /// Queues the record of `rec`: a delivery with its content, a later
+    /// event without, or (its copy never came) a delivery marked so.
+    fn record(&mut self, rec: &TxnRecord, content: Option<Vec<u8>>, now_ms: u64) {
+        let txn = rec.imi.txn;
         let mut record = record_of(rec, now_ms);
         (record.domains, record.groups) = parties(&self.directory, rec);
-        match (&content, &rec.status) {
-            (Some(_), _) => {}
-            (None, TxnStatus::Read) => record.kind = "event".into(),
-            (None, _) => {
+        let written = self.archive.has_delivery(&txn.to_string())
+            || self.queue.iter().any(|(_, _, t)| *t == Some(txn));
+        if content.is_none() {
+            if written {
+                record.kind = "event".into();
+            } else {
                 record.trail.push((now_ms, "archive:no_copy".into()));
                 tracing::warn!(txn = %txn, "archived without its content: no copy reached the archive");
             }
@@ -136,6 +186,15 @@ impl Archiver {
     }
 
     fn flush(&mut self, now_ms: u64) {
+        let overdue: Vec<TxnId> = (self.awaiting.iter())
+            .filter(|(_, (_, deadline))| *deadline <= now_ms)
+            .map(|(txn, _)| *txn)
+            .collect();
+        for txn in overdue {
+            if let Some((rec, _)) = self.awaiting.remove(&txn) {
+                self.record(&rec, None, now_ms);
+            }
+        }
         if self.queue.is_empty() {
             if let Err(e) = self.archive.checkpoint_if_due(now_ms) {
                 tracing::error!(error = %e, "archive checkpoint failed");

@@ -65,6 +65,11 @@ fuzz_target!(|data: &[u8]| {
         Frame::Watch(w) => f::watch::check_watch(&session, w, NOW, SKEW).is_ok(),
         Frame::Held(h) => f::release::check_held(&session, h).is_ok(),
         Frame::Redirect(r) => f::identify::check_redirect(&session, r, &[2; 32]).is_ok(),
+        Frame::ArchiveCopy(a) => {
+            let passed = f::copy::check_archive_copy(&session, a).is_ok();
+            let _ = f::transmit::check_copy(&member, &key, &a.transmit(Vec::new()));
+            passed
+        }
         Frame::Refused(_) | Frame::TransmitAck(_) => false,
     };
     assert!(

@@ -132,6 +132,8 @@ pub struct InFlight {
     pub unacked_reports: usize,
     /// Originated messages whose outcome is not known yet.
     pub outbox: usize,
+    /// Copies sent to the archive and not acknowledged yet.
+    pub archive_copies: usize,
     /// Contents the outbox holds once for several messages, and their bytes.
     pub shared_contents: (usize, usize),
     /// Whether the gateway has a session with the broker.

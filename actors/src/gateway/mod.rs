@@ -13,6 +13,7 @@
 //! process) its clients' sessions. Must not touch: routing (the broker's), the
 //! medium's own wire (the `Medium` behind it).
 
+mod archive_copies;
 pub mod messages;
 pub mod sessions;
 mod shared_content;
@@ -44,8 +45,8 @@ use switchboard_core::protocol::frames::RefuseReason;
 use switchboard_core::protocol::mac::sha256;
 use switchboard_core::protocol::SessionPair;
 use switchboard_core::protocol::{
-    Attestation, Frame, Held, Imi, LoginAck, MemberId, Notify, Outcome, ProtocolError, Rejected,
-    Release, ReportAck, ReportStatus, Transmit, TxnId,
+    ArchiveCopy, Attestation, Frame, Held, Imi, LoginAck, MemberId, Notify, Outcome, ProtocolError,
+    Rejected, Release, ReportAck, ReportStatus, Transmit, TxnId,
 };
 use switchboard_core::store::records::{enc, key2};
 use switchboard_core::store::{OutboxEntry, Store, Tree, WriteBatch};
@@ -81,6 +82,8 @@ pub struct Gateway<M: Medium> {
     inbound: Option<Arc<FrameQueue>>,
     /// Where deliveries are made, in a cluster ([`Placement`]).
     placement: Option<Box<dyn Placement>>,
+    /// Copies sent to the archive and not acknowledged yet.
+    copies: archive_copies::ArchiveCopies,
 }
 
 /// How long an `Originate` dedupe key (an HTTP `Idempotency-Key`, a spool
@@ -114,6 +117,7 @@ impl<M: Medium> Gateway<M> {
             clients: sessions::ClientSessions::default(),
             inbound: None,
             placement: None,
+            copies: archive_copies::ArchiveCopies::default(),
         }
     }
 
@@ -297,11 +301,11 @@ impl<M: Medium> Gateway<M> {
             .clone();
         // The archive of an archived scope gets the content as sent.
         if let Some(archive) = &r.imi.route.archive {
-            let sent = frames::make_transmit(&r, archive, content.clone()).is_some_and(|t| {
-                (self.members).send(archive, &self.tscs.cfg.id, Frame::Transmit(Box::new(t)))
-            });
-            if !sent {
-                tracing::warn!(txn = %txn, archive = %archive, "the archive's copy could not be sent");
+            match frames::make_transmit(&r, archive, content.clone()) {
+                Some(t) => self.send_copy(archive.clone(), Box::new(t)),
+                None => {
+                    tracing::warn!(txn = %txn, archive = %archive, "release carries no grant for the archive")
+                }
             }
         }
         match frames::make_transmit(&r, &hop, content) {
@@ -317,6 +321,28 @@ impl<M: Medium> Gateway<M> {
                 tracing::warn!(txn = %txn, hop = %hop, "release carries no grant for the first hop")
             }
         }
+        Ok(())
+    }
+
+    /// Sends the archive its copy (again, until acknowledged).
+    fn send_copy(&mut self, archive: MemberId, t: Box<Transmit>) {
+        let txn = t.imi.imi.txn;
+        if !(self.members).send(&archive, &self.tscs.cfg.id, Frame::Transmit(t.clone())) {
+            tracing::warn!(txn = %txn, archive = %archive, "the archive is not connected; its copy is sent again later");
+        }
+        self.copies.sent(archive, t, self.now());
+    }
+
+    /// A resubmitted transaction concluded before the archive acknowledged
+    /// its copy: the copy again, if the content is still here.
+    fn on_archive_copy(&mut self, a: ArchiveCopy) -> Result<(), ProtocolError> {
+        self.session()?
+            .verify(|s| frames::check_archive_copy(s, &a))?;
+        let Some(entry) = self.outbox.get(&a.imi.imi.txn) else {
+            return Ok(());
+        };
+        let t = a.transmit(self.shared.content_of(entry));
+        self.send_copy(a.grant.member.clone(), Box::new(t));
         Ok(())
     }
 
@@ -351,7 +377,8 @@ impl<M: Medium> Gateway<M> {
         let sender_user = held.and_then(|i| i.sender_user.clone());
         let sender = held.map(|i| i.sender.clone());
         let recipient = held.map(|i| i.recipient.to_string());
-        if n.outcome != Outcome::Read {
+        // The content stays until the archive has its copy.
+        if n.outcome != Outcome::Read && !self.copies.conclude(&n.txn) {
             self.forget_outbox(&n.txn);
         }
         if let Some(r) = &self.receipts {
@@ -525,7 +552,17 @@ impl<M: Medium> Gateway<M> {
                 self.tscs.drop_session();
                 self.login();
             }
-            _ => {}
+            // The archive will never take this copy (it names why): the
+            // entry is not kept for it.
+            _ => {
+                let Some(txn) = r.txn.filter(|t| self.copies.is_archive_of(from, t)) else {
+                    return;
+                };
+                tracing::error!(txn = %txn, archive = %from, reason = r.error.code(), "the archive refused its copy");
+                if self.copies.settled(from, &txn) {
+                    self.forget_outbox(&txn);
+                }
+            }
         }
     }
 }
@@ -561,6 +598,10 @@ impl<M: Medium> Actor for Gateway<M> {
             act.tell_health(health);
             if !act.tscs.logged_in() {
                 act.login();
+            }
+            let now = act.now();
+            for (archive, t) in act.copies.due(now) {
+                act.send_copy(archive, t);
             }
         });
     }
@@ -618,8 +659,12 @@ impl<M: Medium> Gateway<M> {
                 Ok(())
             }
             Frame::Transmit(t) => self.on_transmit(from.clone(), *t, ctx),
+            Frame::ArchiveCopy(a) if from_broker => self.on_archive_copy(*a),
             Frame::TransmitAck(a) => {
                 tracing::trace!(txn = %a.txn, by = %from, "transmit acknowledged");
+                if self.copies.settled(&from, &a.txn) {
+                    self.forget_outbox(&a.txn);
+                }
                 Ok(())
             }
             _ => Err(ProtocolError::WrongParty),
@@ -773,6 +818,7 @@ impl<M: Medium> Handler<GetInFlight> for Gateway<M> {
             delivering: self.delivering.len(),
             unacked_reports: self.unacked.len(),
             outbox: self.outbox.len(),
+            archive_copies: self.copies.len(),
             shared_contents: self.shared.held(),
             logged_in: self.tscs.logged_in(),
         })

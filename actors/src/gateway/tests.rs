@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+mod archive;
 mod shared;
 
 use actix::prelude::*;

@@ -114,7 +114,17 @@ pub struct Archive {
     recent_set: std::collections::HashSet<String>,
 }
 
-/// How many of the last delivery records' transactions are remembered.
+/// What [`Archive::has_delivery`] and [`Archive::has_event`] look up: the
+/// transaction of a delivery record, `txn:outcome` of an event's.
+fn recent_key(r: &ArchiveRecord) -> String {
+    if r.kind == "delivery" {
+        r.txn.clone()
+    } else {
+        format!("{}:{}", r.txn, r.outcome)
+    }
+}
+
+/// How many of the last records' transactions are remembered.
 pub const RECENT: usize = 4096;
 
 impl Archive {
@@ -181,9 +191,7 @@ impl Archive {
                 break;
             }
             if let Ok(r) = ArchiveRecord::decode(bytes) {
-                if r.kind == "delivery" {
-                    recent.push_front(r.txn);
-                }
+                recent.push_front(recent_key(&r));
             }
         }
         let recent_set = recent.iter().cloned().collect();
@@ -217,11 +225,18 @@ impl Archive {
         self.recent_set.contains(txn)
     }
 
+    /// Whether one of the last records is an event of `txn` with
+    /// `outcome` (a `read` recorded already).
+    pub fn has_event(&self, txn: &str, outcome: &str) -> bool {
+        self.recent_set.contains(&format!("{txn}:{outcome}"))
+    }
+
     fn remember(&mut self, rec: &ArchiveRecord) {
-        if rec.kind != "delivery" || !self.recent_set.insert(rec.txn.clone()) {
+        let key = recent_key(rec);
+        if !self.recent_set.insert(key.clone()) {
             return;
         }
-        self.recent.push_back(rec.txn.clone());
+        self.recent.push_back(key);
         if self.recent.len() > RECENT {
             if let Some(old) = self.recent.pop_front() {
                 self.recent_set.remove(&old);
@@ -358,11 +373,10 @@ impl Archive {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
-        for t in purged_txns {
-            if self.recent_set.remove(&t) {
-                self.recent.retain(|x| x != &t);
-            }
-        }
+        let purged: std::collections::HashSet<String> = purged_txns.into_iter().collect();
+        let of_purged = |k: &String| purged.contains(k.split(':').next().unwrap_or(k));
+        self.recent.retain(|k| !of_purged(k));
+        self.recent_set.retain(|k| !of_purged(k));
         Ok(stones.len())
     }
 

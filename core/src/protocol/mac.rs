@@ -38,6 +38,9 @@ pub mod label {
     pub const REJECTED: &str = "rejected";
     /// Held for review (phase 2, a quarantine).
     pub const HELD: &str = "held";
+    /// The archive's copy asked for again (phase 2, a resubmission of a
+    /// concluded archived transaction).
+    pub const ARCHIVE_COPY: &str = "archive-copy";
     /// ReleaseAck (phase 2).
     pub const RELEASE_ACK: &str = "release-ack";
     /// Grant for one hop (phase 3).

@@ -26,8 +26,8 @@ pub mod verify;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ProtocolError;
 pub use frames::{
-    Attestation, Frame, Grant, HealthFrame, Held, Identify, Identity, Login, LoginAck, Notify,
-    NotifyAck, Outcome, PresenceFrame, PresenceState, RefuseReason, RejectReason, Rejected,
+    ArchiveCopy, Attestation, Frame, Grant, HealthFrame, Held, Identify, Identity, Login, LoginAck,
+    Notify, NotifyAck, Outcome, PresenceFrame, PresenceState, RefuseReason, RejectReason, Rejected,
     Release, ReleaseAck, Report, ReportAck, ReportStatus, Submit, Transmit, TransmitAck, Watch,
 };
 pub use ids::{Address, MediumKind, MemberId, TxnId};

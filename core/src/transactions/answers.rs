@@ -44,6 +44,24 @@ pub(super) fn answer_again(
             );
         }
         final_status => {
+            // Concluded in an archived scope: the originator still holding it
+            // may not have had the archive's acknowledgement of its copy (a
+            // crash between); it sends the copy again and the archive hears of
+            // the conclusion again (both idempotent there).
+            let archived = (rec.deciding_attempt().into_iter())
+                .chain(rec.attempts.iter())
+                .find_map(|a| Some((a, a.route.archive.as_ref()?)));
+            if let Some((a, archive)) = archived {
+                let copy = frames::make_archive_copy(
+                    session,
+                    env.ring(),
+                    rec.broker_imi(a),
+                    a.id,
+                    archive,
+                )?;
+                out.send(from, Frame::ArchiveCopy(Box::new(copy)));
+                out.archived.push(rec.clone());
+            }
             let outcome = outcome_of(final_status);
             let mechanism = rec.deciding_attempt().map(|a| a.route.mechanism);
             let at = rec.events.last().map_or(0, |e| e.at_ms);

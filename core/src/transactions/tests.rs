@@ -38,6 +38,8 @@ struct TestEnv {
     processors: RefCell<Vec<MemberId>>,
     /// What policy's meta stage decides for every message.
     verdict: RefCell<crate::policy::Verdict>,
+    /// The archive every message is archived in, with its member.
+    archive: RefCell<Option<(String, MemberId)>>,
 }
 
 impl Env for TestEnv {
@@ -137,8 +139,13 @@ impl Env for TestEnv {
     fn admit(&self, _imi: &Imi, _medium: Option<MediumKind>) -> crate::policy::Decision {
         crate::policy::Decision {
             verdict: self.verdict.borrow().clone(),
+            archive: self.archive.borrow().as_ref().map(|(name, _)| name.clone()),
             ..crate::policy::Decision::allow()
         }
+    }
+
+    fn archive_member(&self) -> Option<MemberId> {
+        self.archive.borrow().as_ref().map(|(_, m)| m.clone())
     }
 }
 
@@ -212,6 +219,7 @@ fn world() -> World {
         ]),
         processors: RefCell::default(),
         verdict: RefCell::new(crate::policy::Verdict::Allow),
+        archive: RefCell::default(),
     };
     let mut cache = NonceCache::default();
     let im = login(&env, &im_keys, &mut cache);
@@ -517,6 +525,58 @@ fn replayed_report_and_submit_are_answered_again_without_state_change() {
     w.none(&im, "release", release_frame);
     assert_eq!(before, w.stored(&r.imi.imi.txn).unwrap());
     assert_eq!(records, w.env.store.borrow().len());
+}
+
+/// A concluded archived transaction resubmitted (its originator restarted
+/// before the archive acknowledged its copy) is answered with the copy's
+/// grant again, then the outcome; the archive hears of it again.
+#[test]
+fn resubmitted_concluded_archived_transaction_asks_for_the_copy_again() {
+    let mut w = world();
+    let archive = MemberId::new("gw-sms"); // any member with a key
+    *w.env.archive.borrow_mut() = Some(("legal".into(), archive.clone()));
+    let r = w.submit(w.imi(To::User("bob".into())));
+    assert_eq!(r.imi.route.archive.as_ref(), Some(&archive));
+    let mut out = Effects::default();
+    let im = w.im.id.clone();
+    let rep = w.report(&w.im, &r, ReportStatus::Delivered);
+    w.txns.report(&w.env, &mut out, &im, rep).unwrap();
+    assert_eq!(out.archived.len(), 1, "the archive hears of the conclusion");
+    w.apply(out);
+    w.notify();
+    w.sent.clear();
+
+    let mut out = Effects::default();
+    let sub = make_submit(&w.im.session, r.imi.imi.clone());
+    w.txns.submit(&w.env, &mut out, &im, sub).unwrap();
+    let archived: Vec<_> = out.archived.iter().map(|a| a.status.clone()).collect();
+    assert_eq!(archived, vec![TxnStatus::Delivered], "told again");
+    w.apply(out);
+    let kinds: Vec<_> = (w.sent.iter()).map(|(_, f)| f.kind()).collect();
+    assert_eq!(kinds, ["archive_copy", "notify"], "the copy first");
+    let copy = w.take(&im, "archive copy", |f| match f {
+        Frame::ArchiveCopy(a) => Some((**a).clone()),
+        _ => None,
+    });
+    frames::check_archive_copy(&w.im.session, &copy).unwrap();
+    let t = copy.transmit(b"hello".to_vec());
+    let first = frames::make_transmit(&r, &archive, b"hello".to_vec()).unwrap();
+    assert_eq!(t.grants[0], first.grants[1], "the grant the release gave");
+    assert_eq!(t.id, r.id);
+
+    // Without an archive, a resubmission is answered with the outcome only.
+    *w.env.archive.borrow_mut() = None;
+    let plain = w.submit(w.imi(To::User("bob".into())));
+    w.report_from(Who::Im, &plain, ReportStatus::Delivered)
+        .unwrap();
+    w.sent.clear();
+    let mut out = Effects::default();
+    let sub = make_submit(&w.im.session, plain.imi.imi.clone());
+    w.txns.submit(&w.env, &mut out, &im, sub).unwrap();
+    assert!(out.archived.is_empty());
+    w.apply(out);
+    let kinds: Vec<_> = (w.sent.iter()).map(|(_, f)| f.kind()).collect();
+    assert_eq!(kinds, ["notify"]);
 }
 
 #[test]

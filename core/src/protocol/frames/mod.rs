@@ -8,6 +8,7 @@
 //! A check runs before any state changes, so a forged or replayed frame
 //! changes nothing.
 
+pub mod copy;
 pub mod health;
 pub mod identify;
 pub mod login;
@@ -24,6 +25,7 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 
+pub use copy::{check_archive_copy, make_archive_copy, ArchiveCopy};
 pub use health::{check_health, make_health, HealthFrame};
 pub use identify::{
     check_identify, check_identity, check_redirect, make_identify, make_identity, make_redirect,
@@ -44,8 +46,8 @@ pub use report::{
 };
 pub use submit::{check_submit, make_submit, Submit};
 pub use transmit::{
-    check_attestation_chain, check_attestations, check_transmit, make_attestation, make_transmit,
-    Attestation, Transmit, TransmitAck,
+    check_attestation_chain, check_attestations, check_copy, check_transmit, make_attestation,
+    make_transmit, Attestation, Transmit, TransmitAck,
 };
 pub use watch::{check_watch, make_watch, Watch};
 
@@ -107,6 +109,9 @@ pub enum Frame {
     /// The answer to `Identify` for a user served by another node (broker →
     /// IM gateway).
     Redirect(Redirect),
+    /// Send the archive its copy again (broker → originator, answering a
+    /// resubmission of a concluded archived transaction).
+    ArchiveCopy(Box<ArchiveCopy>),
 }
 
 impl Frame {
@@ -124,6 +129,7 @@ impl Frame {
             Frame::Notify(f) => f.txn,
             Frame::NotifyAck(f) => f.txn,
             Frame::Held(f) => f.txn,
+            Frame::ArchiveCopy(f) => f.imi.imi.txn,
             Frame::Login(_)
             | Frame::LoginAck(_)
             | Frame::Refused(_)
@@ -159,6 +165,7 @@ impl Frame {
             Frame::Watch(_) => "watch",
             Frame::Held(_) => "held",
             Frame::Redirect(_) => "redirect",
+            Frame::ArchiveCopy(_) => "archive_copy",
         }
     }
 }

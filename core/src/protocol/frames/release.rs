@@ -125,7 +125,7 @@ pub fn inner_id(k2: &SecretKey, bimi: &BrokerImi) -> Tag {
     )
 }
 
-fn grant_mac(key: &SecretKey, bimi_enc: &[u8], id: &Tag) -> Tag {
+pub(super) fn grant_mac(key: &SecretKey, bimi_enc: &[u8], id: &Tag) -> Tag {
     mac::mac(key.bytes(), label::GRANT, &[bimi_enc, id])
 }
 

@@ -434,3 +434,46 @@ fn a_redirect_verifies_only_for_its_request_and_from_the_session() {
         );
     }
 }
+
+#[test]
+fn an_archive_copy_carries_the_releases_grant_and_only_the_session_signs_it() {
+    let f = fixture();
+    // gw-x stands for the archive: the release grants it a copy.
+    let mut b = broker_imi(imi(b"hi"), "gw-d");
+    b.route.archive = Some(MemberId::new("gw-x"));
+    let id = inner_id(&f.k2, &b);
+    let archive = MemberId::new("gw-x");
+    let r = make_release(&f.origin, &f.ring, b.clone(), id).unwrap();
+    let copy = make_archive_copy(&f.origin, &f.ring, b, id, &archive).unwrap();
+    check_archive_copy(&f.origin, &copy).unwrap();
+    // The same grant the release gave the archive: its copy verifies there
+    // as the first one did, however late (a copy is a fact, not a delivery).
+    let first = make_transmit(&r, &archive, b"hi".to_vec()).unwrap();
+    let again = copy.transmit(b"hi".to_vec());
+    check_copy(&archive, &f.other_key, &first).unwrap();
+    check_copy(&archive, &f.other_key, &again).unwrap();
+    assert_eq!(
+        check_transmit(&archive, &f.other_key, &again, NOW + 60_001),
+        Err(ProtocolError::Expired)
+    );
+    assert_eq!(
+        check_copy(&archive, &f.other_key, &copy.transmit(b"ho".to_vec())),
+        Err(ProtocolError::DigestMismatch)
+    );
+    assert_eq!(
+        check_copy(&MemberId::new("gw-d"), &f.dest_key, &again),
+        Err(ProtocolError::BadGrant),
+        "a copy grants no other hop"
+    );
+    // Forged: another session's MAC, or the route changed after signing.
+    assert_eq!(
+        check_archive_copy(&f.dest, &copy),
+        Err(ProtocolError::BadMac)
+    );
+    let mut changed = copy.clone();
+    changed.imi.route.address = "mallory".into();
+    assert_eq!(
+        check_archive_copy(&f.origin, &changed),
+        Err(ProtocolError::BadMac)
+    );
+}

@@ -112,6 +112,16 @@ pub fn check_transmit(
     t: &Transmit,
     now_ms: u64,
 ) -> Result<(), ProtocolError> {
+    check_copy(me, my_key, t)?;
+    check(now_ms <= t.imi.imi.expires_at_ms, ProtocolError::Expired)
+}
+
+/// The archive (`me`): [`check_transmit`] without the expiry — a copy of a
+/// message delivered before it expired is a fact however late it comes.
+///
+/// # Errors
+/// [`ProtocolError::BadGrant`], [`ProtocolError::DigestMismatch`].
+pub fn check_copy(me: &MemberId, my_key: &SecretKey, t: &Transmit) -> Result<(), ProtocolError> {
     let grant = t
         .grants
         .iter()
@@ -126,7 +136,6 @@ pub fn check_transmit(
         ),
         ProtocolError::BadGrant,
     )?;
-    check(now_ms <= t.imi.imi.expires_at_ms, ProtocolError::Expired)?;
     let expected = t
         .attestations
         .last()
