@@ -51,32 +51,12 @@ fn full_transactions_with(c: &mut Criterion, archived: bool) {
     let dir = tempfile::tempdir().expect("temp dir");
     let runner = actix_rt::System::new();
     let delivered = Arc::new(AtomicUsize::new(0));
-    if archived {
-        std::env::set_var("SWITCHBOARD_ARCHIVE__ENABLED", "true");
-    }
     let core = runner.block_on(async {
         let counter = Delivered(delivered.clone()).start();
-        let core = inproc_core(dir.path(), counter.recipient())
+        inproc_core(dir.path(), counter.recipient(), archived)
             .await
-            .expect("core starts");
-        if archived {
-            let book = core.directory.policy();
-            let archiving = switchboard_core::policy::Domain {
-                archive: true,
-                ..Default::default()
-            };
-            book.put_domain("corp.example", &archiving)
-                .await
-                .expect("domain");
-            for u in ["bench-a", "bench-b"] {
-                let mut p = switchboard_core::directory::Profile::im_only(u);
-                p.domain = Some("corp.example".into());
-                core.directory.put_profile(p).await.expect("profile");
-            }
-        }
-        core
+            .expect("core starts")
     });
-    std::env::remove_var("SWITCHBOARD_ARCHIVE__ENABLED");
 
     let mut g = c.benchmark_group("broker");
     g.throughput(Throughput::Elements(1));
@@ -220,7 +200,7 @@ fn one_broker_shard(c: &mut Criterion) {
     let released = Arc::new(AtomicUsize::new(0));
     let (core, origin) = runner.block_on(async {
         let sink = Delivered(Arc::default()).start();
-        let core = inproc_core(dir.path(), sink.recipient())
+        let core = inproc_core(dir.path(), sink.recipient(), false)
             .await
             .expect("core starts");
         let id = MemberId::new("bench-origin");

@@ -117,9 +117,8 @@ pub struct Found {
 /// The files cannot be read.
 pub fn find(paths: &Paths, q: &Query) -> anyhow::Result<Found> {
     let records = archive::read_records(&paths.dir)?;
-    let (hits, more) = search(records, q, |hash| {
-        archive::read_content(&paths.dir, hash).unwrap_or_default()
-    });
+    let contents = archive::contents::ContentReader::open(&paths.dir)?;
+    let (hits, more) = search(records, q, |hash| contents.read(hash).unwrap_or_default());
     let next = more.then(|| hits.last().map(|(r, _)| r.seq)).flatten();
     let records = hits
         .into_iter()

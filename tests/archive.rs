@@ -104,12 +104,9 @@ fn an_archiving_domains_deliveries_are_recorded_and_verified() {
     );
     assert_eq!(first.archive, "corp.example");
     assert_eq!(first.hops, ["gw-im-1"]);
-    let content = std::fs::read(
-        data.join("archive")
-            .join(files::CONTENT)
-            .join(&first.content_sha256),
-    )
-    .unwrap();
+    let content =
+        switchboard_core::archive::read_content(&data.join("archive"), &first.content_sha256)
+            .unwrap();
     assert_eq!(content, b"for the record");
     // The read receipt is a record of its own; the original is unchanged.
     let read = recs
@@ -294,13 +291,21 @@ fn search_finds_exactly_the_right_records() {
         let txn = from.send(to, body);
         from.expect_status(&txn, "delivered");
         txns.push(txn);
+        // The next is delivered in a later millisecond (the date range
+        // below falls between two of them).
+        let now = || {
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            t.unwrap().as_millis()
+        };
+        let seen = now();
+        common::eventually("the clock moves on", || (now() > seen).then_some(()));
     }
     let recs = common::eventually("four records", || {
         let r = records(&data);
         (r.len() == 4).then_some(r)
     });
     let at = |i: usize| recs.iter().find(|r| r.txn == txns[i]).unwrap().at_ms;
-    assert!(at(1) < at(2), "delivered one after the other");
+    assert!(at(1) < at(2), "delivered one after the other: {recs:?}");
     let found = |query: &str| -> Vec<String> {
         let (status, v) = a.get(&format!("/v1/admin/archive/search?{query}"));
         assert_eq!(status, 200, "{query}: {v}");

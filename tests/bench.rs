@@ -96,6 +96,18 @@ fn bench_runs_in_process() {
     assert!(0.0 < posts && posts <= frames, "{r}");
 }
 
+/// `--archive`: every message archived, and the report says how many
+/// records the archive wrote.
+#[test]
+fn bench_archives_every_message_with_archive() {
+    let r = bench(&["--target", "inproc", "--archive"]);
+    check(&r, "inproc");
+    assert_eq!(r["scale"]["archive_records"], 300, "{r}");
+    // The archive's copy and its acknowledgement besides the nine.
+    let frames = r["handoffs_per_msg"]["frames"].as_f64().unwrap();
+    assert!(frames >= 10.0, "{r}");
+}
+
 #[test]
 fn bench_runs_against_a_node_over_http_ws_and_miap_tcp() {
     let node = TestNode::start();
@@ -191,6 +203,10 @@ fn bench_refuses_what_it_cannot_do() {
             "--sessions is for",
         ),
         (&["--rate", "0"][..], "--rate must be"),
+        (
+            &["--target", "ws", "--archive"][..],
+            "--archive is for --target inproc",
+        ),
     ] {
         let out = Command::new(bin())
             .arg("bench")

@@ -2,11 +2,13 @@
 //! a copy of each delivery of an archived scope — checked with its own
 //! grant, like any hop — and, when the broker tells it the transaction
 //! concluded, writes one record (`switchboard_core::archive`) with the
-//! content it was sent. Copies wait in `pending/` (one file per
-//! transaction, written whole) until then, so a restart loses none: at
-//! start the ones whose transaction concluded meanwhile are recorded from
-//! the store. Records are written in batches, off the broker's path, on the
-//! archive's own thread.
+//! content it was sent. A copy is acknowledged once it is durable: with its
+//! record (written in batches, off the broker's path, on the archive's own
+//! thread), or — its transaction still open after [`SPILL_AFTER_MS`] — in
+//! `pending/` (one file per transaction, written whole). Until then its
+//! originator keeps the content and sends it again, so a crash loses none;
+//! at start the spilled copies whose transaction concluded meanwhile are
+//! recorded from the store.
 //!
 //! Owns: the archive's files. Must not touch: the broker's records (it reads
 //! them), routing.
@@ -31,6 +33,9 @@ use crate::registry::MemberRegistry;
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// Most records written in one append.
 const MAX_BATCH: usize = 512;
+/// How long a copy waits in memory for its transaction to conclude before
+/// it is written to `pending/` and acknowledged.
+const SPILL_AFTER_MS: u64 = 2_000;
 /// How long a concluded transaction waits for its copy (sent late, or
 /// again by an originator that restarted) before it is recorded without.
 const COPY_WAIT_MS: u64 = 300_000;
@@ -43,8 +48,13 @@ pub struct Archiver {
     store: Store,
     directory: Directory,
     pending_dir: PathBuf,
-    /// Copies by transaction: the content type and the content as sent.
+    /// Copies by transaction: the content as sent.
     pending: HashMap<TxnId, Vec<u8>>,
+    /// Copies in `pending/` (durable, acknowledged).
+    spilled: std::collections::HashSet<TxnId>,
+    /// Copies not durable yet: who sent them (to acknowledge once they
+    /// are) and since when.
+    unacked: HashMap<TxnId, (Vec<(MemberId, u32)>, u64)>,
     /// Records to write at the next flush, with their content.
     queue: Vec<(ArchiveRecord, Vec<u8>, Option<TxnId>)>,
     /// Concluded transactions whose copy has not come yet, with when they
@@ -71,6 +81,8 @@ impl Archiver {
             directory,
             pending_dir,
             pending: HashMap::new(),
+            spilled: std::collections::HashSet::new(),
+            unacked: HashMap::new(),
             queue: Vec::new(),
             awaiting: HashMap::new(),
         }
@@ -80,43 +92,96 @@ impl Archiver {
         self.pending_dir.join(txn.to_string())
     }
 
-    /// A copy from an originator: kept (durably) until its transaction
-    /// concludes, acknowledged once kept (the originator holds the content
-    /// until then). A copy of a delivery recorded already is acknowledged
-    /// and dropped; one whose conclusion came first is recorded now.
+    /// A copy from an originator: kept until its transaction concludes and
+    /// acknowledged once durable (the originator holds the content until
+    /// then). A copy of a delivery recorded already is acknowledged and
+    /// dropped; one whose conclusion came first is recorded now.
     fn on_transmit(&mut self, from: &MemberId, t: Transmit) -> Result<(), ProtocolError> {
         let me = self.tscs.cfg.id.clone();
         frames::check_copy(&me, &self.tscs.cfg.key, &t)?;
         let (txn, attempt) = (t.imi.imi.txn, t.imi.attempt);
-        let recorded = self.archive.has_delivery(&txn.to_string())
-            || self.queue.iter().any(|(_, _, q)| *q == Some(txn));
-        if !recorded && !self.pending.contains_key(&txn) {
-            let path = self.pending_path(&txn);
-            let tmp = path.with_extension("tmp");
-            let kept = std::fs::write(&tmp, &t.content)
-                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-                .and_then(|()| std::fs::rename(&tmp, &path));
-            if let Err(e) = kept {
-                // Not acknowledged: the originator keeps it and sends it again.
-                tracing::error!(txn = %txn, error = %e, "the archive could not keep a copy");
-                return Ok(());
+        let written = self.archive.has_delivery(&txn.to_string());
+        let queued = self.queue.iter().any(|(_, _, q)| *q == Some(txn));
+        if written || self.spilled.contains(&txn) {
+            self.ack(from.clone(), txn, attempt);
+        } else {
+            let now = self.tscs.now();
+            let (senders, _) = self.unacked.entry(txn).or_insert((Vec::new(), now));
+            if !senders.contains(&(from.clone(), attempt)) {
+                senders.push((from.clone(), attempt));
             }
-            self.pending.insert(txn, t.content);
+            if !queued {
+                self.pending.entry(txn).or_insert(t.content);
+            }
         }
-        self.members
-            .send(from, &me, Frame::TransmitAck(TransmitAck { txn, attempt }));
-        // Its conclusion came first, or went by before this archive ran (an
-        // originator submitting again at start): recorded now.
-        let concluded = match self.awaiting.remove(&txn) {
-            Some((rec, _)) => Some(rec),
-            None if recorded => None,
-            None => self.store.txn(&txn).ok().flatten(),
-        };
-        if let Some(rec) = concluded.filter(|r| r.status.is_final()) {
+        let recorded = written || queued;
+        // Its conclusion came first: recorded now. (One that went by before
+        // this archive ran is found in the store when the copy has waited
+        // a while: [`Self::spill`].)
+        if let Some((rec, _)) = self.awaiting.remove(&txn).filter(|_| !recorded) {
             let now = self.tscs.now();
             self.conclude(&rec, now);
         }
         Ok(())
+    }
+
+    fn ack(&self, to: MemberId, txn: TxnId, attempt: u32) {
+        let me = &self.tscs.cfg.id;
+        (self.members).send(&to, me, Frame::TransmitAck(TransmitAck { txn, attempt }));
+    }
+
+    /// `txn`'s copy is durable: everyone who sent it is told.
+    fn durable(&mut self, txn: &TxnId) {
+        if let Some((senders, _)) = self.unacked.remove(txn) {
+            for (to, attempt) in senders {
+                self.ack(to, *txn, attempt);
+            }
+        }
+    }
+
+    /// Copies waiting longer than [`SPILL_AFTER_MS`] for their transaction:
+    /// one the store says concluded (before this archive ran: an
+    /// originator submitting again at start) is recorded; the others (an
+    /// offline recipient, a slow medium) go to `pending/` and are
+    /// acknowledged. A copy that cannot be written stays unacknowledged
+    /// (its originator keeps it).
+    fn spill(&mut self, now_ms: u64) {
+        let due: Vec<TxnId> = (self.unacked.iter())
+            .filter(|(_, (_, since))| now_ms.saturating_sub(*since) >= SPILL_AFTER_MS)
+            .map(|(txn, _)| *txn)
+            .collect();
+        let mut concluded = false;
+        for txn in &due {
+            if let Ok(Some(rec)) = self.store.txn(txn) {
+                if rec.status.is_final() && self.pending.contains_key(txn) {
+                    self.conclude(&rec, now_ms);
+                    concluded = true;
+                }
+            }
+        }
+        if concluded {
+            // Recorded now; acknowledged once written.
+            return self.flush(now_ms);
+        }
+        for txn in due {
+            let Some(content) = self.pending.get(&txn) else {
+                continue; // queued for its record: acknowledged with it
+            };
+            let path = self.pending_path(&txn);
+            let tmp = path.with_extension("tmp");
+            let kept = std::fs::write(&tmp, content)
+                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+                .and_then(|()| std::fs::rename(&tmp, &path));
+            match kept {
+                Ok(()) => {
+                    self.spilled.insert(txn);
+                    self.durable(&txn);
+                }
+                Err(e) => {
+                    tracing::error!(txn = %txn, error = %e, "the archive could not keep a copy");
+                }
+            }
+        }
     }
 
     /// A concluded transaction: its record is queued with the copy (which
@@ -132,8 +197,7 @@ impl Archiver {
         let queued = written || self.queue.iter().any(|(_, _, t)| *t == Some(txn));
         if queued && rec.status != TxnStatus::Read {
             if written {
-                self.pending.remove(&txn);
-                let _ = std::fs::remove_file(self.pending_path(&txn));
+                self.forget_copy(&txn);
             }
             return;
         }
@@ -199,6 +263,7 @@ impl Archiver {
             if let Err(e) = self.archive.checkpoint_if_due(now_ms) {
                 tracing::error!(error = %e, "archive checkpoint failed");
             }
+            self.spill(now_ms);
             return;
         }
         let batch = std::mem::take(&mut self.queue);
@@ -212,15 +277,24 @@ impl Archiver {
                 metrics::counter!("switchboard_archive_records_total").increment(n as u64);
                 tracing::debug!(records = n, last = ?seqs.last(), "archived");
                 for txn in done {
-                    self.pending.remove(&txn);
-                    let _ = std::fs::remove_file(self.pending_path(&txn));
+                    self.forget_copy(&txn);
                 }
             }
             Err(e) => {
-                // Kept: the copies stay pending and are recorded at the next
-                // start from the store.
+                // Not acknowledged: the originators keep the copies and send
+                // them again (spilled ones are recorded at the next start).
                 tracing::error!(error = %e, records = n, "archive append failed");
             }
+        }
+        self.spill(now_ms);
+    }
+
+    /// `txn` is recorded: its copy is acknowledged and goes.
+    fn forget_copy(&mut self, txn: &TxnId) {
+        self.durable(txn);
+        self.pending.remove(txn);
+        if self.spilled.remove(txn) {
+            let _ = std::fs::remove_file(self.pending_path(txn));
         }
     }
 
@@ -241,6 +315,7 @@ impl Archiver {
                 continue;
             };
             self.pending.insert(txn, content);
+            self.spilled.insert(txn);
             match self.store.txn(&txn) {
                 Ok(Some(rec)) if rec.status.is_final() => self.conclude(&rec, now_ms),
                 _ => {}

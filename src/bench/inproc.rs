@@ -1,6 +1,7 @@
 //! `--target inproc`: a node started in this process on a temp dir (the IM
 //! gateway originates, the IM inbox receives; every MIAP step and MAC, sled
-//! durable), optionally with `--users` in its directory first.
+//! durable), optionally with `--users` in its directory first, and with
+//! `--archive` every message archived.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -94,28 +95,61 @@ where
     Ok((start, start.elapsed()))
 }
 
+/// The domain the bench's users are in when every message is archived.
+const ARCHIVED_DOMAIN: &str = "bench.example";
+
 /// A node's core on `dir` (nothing listening), with users `bench-a` and
-/// `bench-b`; the IM gateway's outcomes go to `receipts`. Also used by the
-/// criterion bench.
+/// `bench-b`; the IM gateway's outcomes go to `receipts`. With `archive`,
+/// the compliance archive is on and the users are in a domain that
+/// archives, so every message is archived. Also used by the criterion
+/// bench.
 ///
 /// # Errors
 /// A node that does not start.
 pub async fn inproc_core(
     dir: &std::path::Path,
     receipts: Recipient<Receipt>,
+    archive: bool,
 ) -> anyhow::Result<crate::node::Core> {
     // The environment's settings (`SWITCHBOARD_BROKER__SHARDS=1`, …), then
     // the temp data directory.
-    let vars = std::env::vars().chain([(
-        "SWITCHBOARD_DATA__DIR".to_string(),
-        dir.display().to_string(),
-    )]);
-    let cfg = Config::load_with(None, vars)?;
+    let mut vars: Vec<(String, String)> = std::env::vars().collect();
+    vars.push(("SWITCHBOARD_DATA__DIR".into(), dir.display().to_string()));
+    if archive {
+        vars.push(("SWITCHBOARD_ARCHIVE__ENABLED".into(), "true".into()));
+    }
+    let cfg = Config::load_with(None, vars.into_iter())?;
     let core = crate::node::Core::start(&cfg, Some(receipts)).await?;
+    if archive {
+        let archiving = switchboard_core::policy::Domain {
+            archive: true,
+            ..Default::default()
+        };
+        (core.directory.policy())
+            .put_domain(ARCHIVED_DOMAIN, &archiving)
+            .await?;
+    }
     for u in ["bench-a", "bench-b"] {
-        core.directory.put_profile(Profile::im_only(u)).await?;
+        core.directory.put_profile(profile(u, archive)).await?;
     }
     Ok(core)
+}
+
+/// An IM-only user, in the archiving domain with `archive`.
+fn profile(id: &str, archive: bool) -> Profile {
+    let mut p = Profile::im_only(id);
+    if archive {
+        p.domain = Some(ARCHIVED_DOMAIN.into());
+    }
+    p
+}
+
+/// Records the archive has written (its queue flushed first), when it is
+/// on.
+async fn archive_records(core: &crate::node::Core) -> Option<u64> {
+    let (addr, _) = core.archive.as_ref()?;
+    let flush = switchboard_actors::archive::FlushArchive { checkpoint: false };
+    addr.send(flush).await.ok()
 }
 
 pub(super) fn inproc(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant, Duration)> {
@@ -123,12 +157,12 @@ pub(super) fn inproc(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant
     let copy = tempfile::tempdir().context("a temp dir for the node")?;
     actix_rt::System::new().block_on(async {
         let observer = Observer(tally.clone()).start();
-        let mut core = inproc_core(dir.path(), observer.clone().recipient()).await?;
+        let mut core = inproc_core(dir.path(), observer.clone().recipient(), args.archive).await?;
         if args.users > 0 {
             let cpu0 = cpu_seconds();
             let rss0 = rss_now();
             let t = Instant::now();
-            provision(&core, args.users).await?;
+            provision(&core, args.users, args.archive).await?;
             let took = t.elapsed().as_secs_f64();
             let per_user = rss_now().saturating_sub(rss0) / args.users as u64;
             tally.note("users", args.users);
@@ -144,7 +178,7 @@ pub(super) fn inproc(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant
             tally.note("data_dir_bytes", dir_bytes(dir.path()));
             copy_dir(dir.path(), copy.path())?;
             let t = Instant::now();
-            core = inproc_core(copy.path(), observer.recipient()).await?;
+            core = inproc_core(copy.path(), observer.recipient(), args.archive).await?;
             tally.note("start_s", round(t.elapsed().as_secs_f64(), 2));
             tally.setup_done(cpu0);
         }
@@ -165,6 +199,9 @@ pub(super) fn inproc(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant
         // Writes queued by the last steps (closing the outbox) count too.
         let _ = core.store.writer().barrier().await;
         tally.store_to(Some(store_counts(&core.store.write_counts())));
+        if let Some(n) = archive_records(&core).await {
+            tally.note("archive_records", n);
+        }
         core.stop(Duration::from_secs(5)).await;
         r
     })
@@ -172,13 +209,13 @@ pub(super) fn inproc(args: &BenchArgs, tally: &Tally) -> anyhow::Result<(Instant
 
 /// Puts `n` IM users (`u0`, `u1`, …) in the directory, 1024 at a time (so
 /// their writes share group commits).
-async fn provision(core: &crate::node::Core, n: usize) -> anyhow::Result<()> {
+async fn provision(core: &crate::node::Core, n: usize, archive: bool) -> anyhow::Result<()> {
     use futures_util::stream::{FuturesUnordered, StreamExt as _};
     let mut pending = FuturesUnordered::new();
     let mut tick = Instant::now();
     for i in 0..n {
         let d = core.directory.clone();
-        pending.push(async move { d.put_profile(Profile::im_only(&user_name(i))).await });
+        pending.push(async move { d.put_profile(profile(&user_name(i), archive)).await });
         if pending.len() >= 1024 {
             if let Some(r) = pending.next().await {
                 r?;

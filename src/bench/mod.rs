@@ -101,6 +101,10 @@ pub struct BenchCmd {
     /// answer came back: durable at the gateway and released).
     #[arg(long)]
     pub print_accepted: bool,
+    /// inproc: archive every message (the compliance archive on, the
+    /// bench's users in a domain that archives; docs/ARCHIVE.md).
+    #[arg(long)]
+    pub archive: bool,
 }
 
 /// `switchboard bench`: runs the load generator as `b` says against `t`
@@ -133,6 +137,7 @@ pub fn command(t: &Target, b: &BenchCmd) -> anyhow::Result<()> {
         member: b.member.clone(),
         gateway_dir: b.gateway_dir.clone(),
         print_accepted: b.print_accepted,
+        archive: b.archive,
     };
     let report = run(&args, &cfg)?;
     println!("{}", report.text());
@@ -173,6 +178,8 @@ pub struct BenchArgs {
     pub gateway_dir: Option<std::path::PathBuf>,
     /// Print each accepted txn on stdout.
     pub print_accepted: bool,
+    /// `inproc`: every message archived.
+    pub archive: bool,
 }
 
 /// Runs the bench.
@@ -185,6 +192,9 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
     }
     if args.users > 0 && args.target != "inproc" {
         bail!("--users is for --target inproc (a node's directory in this process)");
+    }
+    if args.archive && args.target != "inproc" {
+        bail!("--archive is for --target inproc (a running node archives what its policy says)");
     }
     if args.sessions > 0 && !matches!(args.target.as_str(), "http" | "ws") {
         bail!("--sessions is for --target http or ws (a running node)");

@@ -14,6 +14,7 @@
 //! medium's own wire (the `Medium` behind it).
 
 mod archive_copies;
+mod archiving;
 pub mod messages;
 pub mod sessions;
 mod shared_content;
@@ -45,8 +46,8 @@ use switchboard_core::protocol::frames::RefuseReason;
 use switchboard_core::protocol::mac::sha256;
 use switchboard_core::protocol::SessionPair;
 use switchboard_core::protocol::{
-    ArchiveCopy, Attestation, Frame, Held, Imi, LoginAck, MemberId, Notify, Outcome, ProtocolError,
-    Rejected, Release, ReportAck, ReportStatus, Transmit, TxnId,
+    Attestation, Frame, Held, Imi, LoginAck, MemberId, Notify, Outcome, ProtocolError, Rejected,
+    Release, ReportAck, ReportStatus, Transmit, TxnId,
 };
 use switchboard_core::store::records::{enc, key2};
 use switchboard_core::store::{OutboxEntry, Store, Tree, WriteBatch};
@@ -324,28 +325,6 @@ impl<M: Medium> Gateway<M> {
         Ok(())
     }
 
-    /// Sends the archive its copy (again, until acknowledged).
-    fn send_copy(&mut self, archive: MemberId, t: Box<Transmit>) {
-        let txn = t.imi.imi.txn;
-        if !(self.members).send(&archive, &self.tscs.cfg.id, Frame::Transmit(t.clone())) {
-            tracing::warn!(txn = %txn, archive = %archive, "the archive is not connected; its copy is sent again later");
-        }
-        self.copies.sent(archive, t, self.now());
-    }
-
-    /// A resubmitted transaction concluded before the archive acknowledged
-    /// its copy: the copy again, if the content is still here.
-    fn on_archive_copy(&mut self, a: ArchiveCopy) -> Result<(), ProtocolError> {
-        self.session()?
-            .verify(|s| frames::check_archive_copy(s, &a))?;
-        let Some(entry) = self.outbox.get(&a.imi.imi.txn) else {
-            return Ok(());
-        };
-        let t = a.transmit(self.shared.content_of(entry));
-        self.send_copy(a.grant.member.clone(), Box::new(t));
-        Ok(())
-    }
-
     fn on_rejected(&mut self, r: Rejected) -> Result<(), ProtocolError> {
         self.session()?.verify(|s| frames::check_rejected(s, &r))?;
         self.forget_outbox(&r.txn);
@@ -552,17 +531,7 @@ impl<M: Medium> Gateway<M> {
                 self.tscs.drop_session();
                 self.login();
             }
-            // The archive will never take this copy (it names why): the
-            // entry is not kept for it.
-            _ => {
-                let Some(txn) = r.txn.filter(|t| self.copies.is_archive_of(from, t)) else {
-                    return;
-                };
-                tracing::error!(txn = %txn, archive = %from, reason = r.error.code(), "the archive refused its copy");
-                if self.copies.settled(from, &txn) {
-                    self.forget_outbox(&txn);
-                }
-            }
+            _ => self.copy_refused(from, &r),
         }
     }
 }
@@ -599,10 +568,7 @@ impl<M: Medium> Actor for Gateway<M> {
             if !act.tscs.logged_in() {
                 act.login();
             }
-            let now = act.now();
-            for (archive, t) in act.copies.due(now) {
-                act.send_copy(archive, t);
-            }
+            act.resend_copies();
         });
     }
 
@@ -662,9 +628,7 @@ impl<M: Medium> Gateway<M> {
             Frame::ArchiveCopy(a) if from_broker => self.on_archive_copy(*a),
             Frame::TransmitAck(a) => {
                 tracing::trace!(txn = %a.txn, by = %from, "transmit acknowledged");
-                if self.copies.settled(&from, &a.txn) {
-                    self.forget_outbox(&a.txn);
-                }
+                self.copy_acked(&from, &a.txn);
                 Ok(())
             }
             _ => Err(ProtocolError::WrongParty),

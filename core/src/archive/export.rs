@@ -82,6 +82,7 @@ pub fn export(
     };
     std::fs::create_dir_all(out.join("records")).map_err(io(out))?;
     std::fs::create_dir_all(out.join(files::CONTENT)).map_err(io(out))?;
+    let contents = super::contents::ContentReader::open(dir)?;
     let mut exported = Vec::new();
     for bytes in &stored {
         let r = ArchiveRecord::decode(bytes)?;
@@ -90,7 +91,7 @@ pub fn export(
         }
         let path = out.join("records").join(format!("{}.json", r.seq));
         std::fs::write(&path, bytes).map_err(io(&path))?;
-        let content = super::read_content(dir, &r.content_sha256)?;
+        let content = contents.read(&r.content_sha256)?;
         let path = out.join(files::CONTENT).join(&r.content_sha256);
         std::fs::write(&path, content).map_err(io(&path))?;
         exported.push(r);

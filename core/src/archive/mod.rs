@@ -19,6 +19,7 @@
 //! is apart from it, so purging one never touches the other), search.
 
 pub mod chain;
+pub mod contents;
 pub mod export;
 pub mod keys;
 pub mod log;
@@ -38,7 +39,10 @@ pub use verify::{verify, Problem, Verified};
 pub mod files {
     /// The records, under `archive.dir`.
     pub const RECORDS: &str = "records.log";
-    /// Contents by hash, under `archive.dir`.
+    /// Contents, once per hash, under `archive.dir`.
+    pub const CONTENTS: &str = "contents.log";
+    /// Contents by hash, one file each, under `archive.dir` (archives
+    /// written before `contents.log`; read still, never written).
     pub const CONTENT: &str = "content";
     /// The chain, under `archive.fingerprints_dir`.
     pub const CHAIN: &str = "chain.log";
@@ -99,6 +103,7 @@ pub struct Archive {
     fingerprints: PathBuf,
     /// Held (an exclusive lock) while this archive is open.
     _lock: std::fs::File,
+    contents: contents::Contents,
     records: log::Records,
     chain: log::Fixed<{ chain::LINK_LEN }>,
     checkpoints: log::Fixed<{ chain::CHECKPOINT_LEN }>,
@@ -141,13 +146,14 @@ impl Archive {
         key: ArchiveKey,
         cadence: Cadence,
     ) -> Result<Self, ArchiveError> {
-        std::fs::create_dir_all(dir.join(files::CONTENT)).map_err(io(dir))?;
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
         std::fs::create_dir_all(fingerprints).map_err(io(fingerprints))?;
         let lock_path = dir.join(files::LOCK);
         let lock = std::fs::File::create(&lock_path).map_err(io(&lock_path))?;
         if lock.try_lock().is_err() {
             return Err(ArchiveError::Busy(dir.to_path_buf()));
         }
+        let contents = contents::Contents::open(dir)?;
         let records = log::Records::open(&dir.join(files::RECORDS))?;
         let mut chain = log::Fixed::open(&fingerprints.join(files::CHAIN))?;
         let checkpoints = log::Fixed::open(&fingerprints.join(files::CHECKPOINTS))?;
@@ -204,6 +210,7 @@ impl Archive {
             })
             .unwrap_or((0, 0));
         Ok(Self {
+            contents,
             dir: dir.to_path_buf(),
             fingerprints: fingerprints.to_path_buf(),
             _lock: lock,
@@ -263,17 +270,22 @@ impl Archive {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        // The contents first (one write), then the records naming them.
+        (self.contents).append(batch.iter().map(|(_, c)| c.as_slice()))?;
         let mut encoded = Vec::with_capacity(batch.len());
         let mut seq = self.last.seq;
+        let mut recs = Vec::with_capacity(batch.len());
         for (mut rec, content) in batch {
             seq += 1;
             rec.seq = seq;
             rec.content_sha256 = record::hex(&crate::protocol::mac::sha256(&content));
-            self.put_content(&rec.content_sha256, &content)?;
             encoded.push(rec.encode()?);
-            self.remember(&rec);
+            recs.push(rec);
         }
         self.records.append(&encoded)?;
+        for rec in &recs {
+            self.remember(rec);
+        }
         let mut links = Vec::with_capacity(encoded.len());
         let mut last = self.last;
         for bytes in &encoded {
@@ -363,9 +375,14 @@ impl Archive {
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
         self.records = log::Records::open(&path)?;
         let named: std::collections::HashSet<&str> = kept.iter().map(|(_, h)| h.as_str()).collect();
+        let keep: std::collections::HashSet<[u8; 32]> = (named.iter())
+            .filter_map(|h| record::unhex(h)?.try_into().ok())
+            .collect();
+        self.contents.retain(&keep)?;
         let content_dir = self.dir.join(files::CONTENT);
         for entry in std::fs::read_dir(&content_dir)
-            .map_err(io(&content_dir))?
+            .into_iter()
+            .flatten()
             .flatten()
         {
             let name = entry.file_name().to_string_lossy().to_string();
@@ -378,21 +395,6 @@ impl Archive {
         self.recent.retain(|k| !of_purged(k));
         self.recent_set.retain(|k| !of_purged(k));
         Ok(stones.len())
-    }
-
-    fn put_content(&self, hash: &str, content: &[u8]) -> Result<(), ArchiveError> {
-        let path = self.dir.join(files::CONTENT).join(hash);
-        if path.exists() {
-            return Ok(());
-        }
-        // Written whole under another name, then renamed: a content file is
-        // either all there or not.
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, content).map_err(io(&tmp))?;
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))
     }
 
     /// Every record, in order.
@@ -431,13 +433,7 @@ pub fn read_records(dir: &Path) -> Result<Vec<ArchiveRecord>, ArchiveError> {
 /// # Errors
 /// [`ArchiveError`].
 pub fn read_content(dir: &Path, sha256_hex: &str) -> Result<Vec<u8>, ArchiveError> {
-    if !record::is_hex_digest(sha256_hex) {
-        return Err(ArchiveError::Record(format!(
-            "not a SHA-256: {sha256_hex:?}"
-        )));
-    }
-    let path = dir.join(files::CONTENT).join(sha256_hex);
-    std::fs::read(&path).map_err(io(&path))
+    contents::ContentReader::open(dir)?.read(sha256_hex)
 }
 
 #[cfg(test)]

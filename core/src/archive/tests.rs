@@ -120,10 +120,8 @@ fn appended_records_verify_and_content_is_stored_once() {
         (1..=9).collect::<Vec<_>>()
     );
     assert_eq!(a.content(&recs[8].content_sha256).unwrap(), b"hello 0");
-    let contents = std::fs::read_dir(f.dir.join(files::CONTENT))
-        .unwrap()
-        .count();
-    assert_eq!(contents, 3, "one file per distinct content");
+    let stored: Vec<Vec<u8>> = content_entries(&f.dir).into_iter().map(|e| e.2).collect();
+    assert_eq!(stored.len(), 3, "each distinct content once: {stored:?}");
     let v = f.verify();
     assert_eq!(v.problems, []);
     // Every 3 records: checkpoints at 3, 6 and 9.
@@ -234,11 +232,60 @@ fn changed_or_removed_content_is_named() {
     let a = f.filled(4, 10);
     let recs = a.records().unwrap();
     // Record 2's content ("hello 1") is only its own.
-    let path = f.dir.join(files::CONTENT).join(&recs[1].content_sha256);
-    std::fs::write(&path, b"hello 9").unwrap();
+    let path = f.dir.join(files::CONTENTS);
+    let original = std::fs::read(&path).unwrap();
+    let hash = record::unhex(&recs[1].content_sha256).unwrap();
+    let (at, _, bytes) = (content_entries(&f.dir).into_iter())
+        .find(|(_, h, _)| h[..] == hash[..])
+        .unwrap();
+    assert_eq!(bytes, b"hello 1");
+    let mut flipped = original.clone();
+    flipped[at + 40 + 6] = b'9';
+    std::fs::write(&path, &flipped).unwrap();
     assert_eq!(f.verify().problems, [Problem::Content { seq: 2 }]);
-    std::fs::remove_file(&path).unwrap();
+    // Removed: the file without that entry.
+    let mut removed = original[..at].to_vec();
+    removed.extend_from_slice(&original[at + 40 + bytes.len()..]);
+    std::fs::write(&path, &removed).unwrap();
     assert_eq!(f.verify().problems, [Problem::Content { seq: 2 }]);
+}
+
+/// A crash mid-append of contents: the torn tail is cut when the archive
+/// opens (no record names it), and the contents before it read as stored.
+#[test]
+fn a_torn_content_tail_is_cut_at_open() {
+    let f = Fixture::new();
+    drop(f.filled(2, 10));
+    let path = f.dir.join(files::CONTENTS);
+    let whole = std::fs::read(&path).unwrap();
+    let mut torn = whole.clone();
+    torn.extend_from_slice(&[7u8; 45]);
+    std::fs::write(&path, &torn).unwrap();
+    assert_eq!(f.verify().problems, [], "a tail no record names");
+    let mut a = f.open(10);
+    assert_eq!(std::fs::read(&path).unwrap(), whole, "cut back");
+    a.append(vec![(record("after"), b"after".to_vec())], 10_000)
+        .unwrap();
+    let recs = a.records().unwrap();
+    assert_eq!(a.content(&recs[2].content_sha256).unwrap(), b"after");
+    assert_eq!(f.verify().problems, []);
+}
+
+/// `contents.log` as (offset, hash, bytes) per entry.
+fn content_entries(dir: &std::path::Path) -> Vec<(usize, Vec<u8>, Vec<u8>)> {
+    let b = std::fs::read(dir.join(files::CONTENTS)).unwrap();
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 40 <= b.len() {
+        let len = u64::from_be_bytes(b[at + 32..at + 40].try_into().unwrap()) as usize;
+        out.push((
+            at,
+            b[at..at + 32].to_vec(),
+            b[at + 40..at + 40 + len].to_vec(),
+        ));
+        at += 40 + len;
+    }
+    out
 }
 
 /// A crash mid-append: a torn record is cut when the archive opens (it was
@@ -266,6 +313,8 @@ fn a_crash_mid_append_leaves_no_gap_in_the_chain() {
     let mut r = record("unlinked");
     r.seq = 4;
     r.content_sha256 = record::hex(&crate::protocol::mac::sha256(b"c"));
+    // (An archive written before contents.log: its content in a file.)
+    std::fs::create_dir_all(f.dir.join(files::CONTENT)).unwrap();
     std::fs::write(f.dir.join(files::CONTENT).join(&r.content_sha256), b"c").unwrap();
     let mut entries: Vec<Vec<u8>> = offsets(&f.records_path())
         .into_iter()

@@ -132,6 +132,7 @@ pub fn verify(
             })
             .map(|t| t.seq)
             .collect();
+    let contents = super::contents::ContentReader::open(dir)?;
     let mut problems = Vec::new();
 
     // The chain from its start, as the links say.
@@ -172,9 +173,7 @@ pub fn verify(
             None => problems.push(Problem::Unlinked { seq: expected }),
         }
         if let Some(r) = &rec {
-            let content = record::is_hex_digest(&r.content_sha256)
-                .then(|| std::fs::read(dir.join(files::CONTENT).join(&r.content_sha256)).ok())
-                .flatten();
+            let content = contents.read(&r.content_sha256).ok();
             let intact = content.is_some_and(|c| {
                 record::hex(&crate::protocol::mac::sha256(&c)) == r.content_sha256
             });
