@@ -118,6 +118,19 @@ pub struct Found {
 pub fn find(paths: &Paths, q: &Query) -> anyhow::Result<Found> {
     let records = archive::read_records(&paths.dir)?;
     let contents = archive::contents::ContentReader::open(&paths.dir)?;
+    #[cfg(feature = "search-index")]
+    let indexed = {
+        // The index narrows to records holding the text's words; an index
+        // that cannot be had now (another writer) leaves the scan.
+        let mut q = q.clone();
+        match archive::index::candidates(&paths.dir, &records, &contents, &q.text) {
+            Ok(c) => q.candidates = c,
+            Err(e) => tracing::warn!(error = %e, "archive search index unavailable; scanning"),
+        }
+        q
+    };
+    #[cfg(feature = "search-index")]
+    let q = &indexed;
     let (hits, more) = search(records, q, |hash| contents.read(hash).unwrap_or_default());
     let next = more.then(|| hits.last().map(|(r, _)| r.seq)).flatten();
     let records = hits

@@ -156,6 +156,7 @@ pub fn query_of(args: &SearchArgs) -> anyhow::Result<Query> {
             .map_err(|e| anyhow::anyhow!("--text: {e}"))?,
         after: args.after,
         limit: args.limit.clamp(1, 1000),
+        candidates: None,
     })
 }
 

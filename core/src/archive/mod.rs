@@ -21,6 +21,8 @@
 pub mod chain;
 pub mod contents;
 pub mod export;
+#[cfg(feature = "search-index")]
+pub mod index;
 pub mod keys;
 pub mod log;
 pub mod record;

@@ -109,6 +109,23 @@ impl TextQuery {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Words every matching text contains (those of its phrases that are
+    /// neither alternatives nor excluded), each once: what an index can
+    /// narrow the records to before they are matched.
+    pub fn required_words(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for t in &self.0 {
+            if let Term::Phrase(ws) = t {
+                for w in ws {
+                    if !out.contains(w) {
+                        out.push(w.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
 }
 
 fn holds(t: &Term, ws: &[String]) -> bool {
@@ -138,12 +155,16 @@ pub struct Query {
     pub after: u64,
     /// At most this many.
     pub limit: usize,
+    /// Only these seqs may match (what an index found for the text);
+    /// `None`: any.
+    pub candidates: Option<std::collections::HashSet<u64>>,
 }
 
 impl Query {
     /// Whether `r` passes every filter but the text.
     pub fn meta_matches(&self, r: &ArchiveRecord) -> bool {
         r.seq > self.after
+            && self.candidates.as_ref().is_none_or(|c| c.contains(&r.seq))
             && self.participants.iter().all(|p| &r.from == p || &r.to == p)
             && self.from_ms.is_none_or(|f| r.at_ms >= f)
             && self.to_ms.is_none_or(|t| r.at_ms < t)
@@ -213,6 +234,8 @@ mod tests {
         assert!(m("budget NOT \"final draft\"", t));
         assert!(!m("-\"project x\"", t));
         assert!(m("", t), "nothing asked: everything");
+        let q = TextQuery::parse("Budget \"final budget\" draft OR x -no NOT nay").unwrap();
+        assert_eq!(q.required_words(), ["budget", "final"]);
         for bad in ["\"open", "OR x", "x OR", "x NOT", "a OR OR b"] {
             assert!(TextQuery::parse(bad).is_err(), "{bad}");
         }

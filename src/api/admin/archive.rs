@@ -85,6 +85,7 @@ pub async fn search_archive(
         text,
         after: q.after.unwrap_or(0),
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        candidates: None,
     };
     let found = web::block(move || find(&paths, &query))
         .await?
