@@ -119,7 +119,9 @@ pub fn find(paths: &Paths, q: &Query) -> anyhow::Result<Found> {
     let records = archive::read_records(&paths.dir)?;
     let contents = archive::contents::ContentReader::open(&paths.dir)?;
     #[cfg(feature = "search-index")]
-    let indexed = {
+    let indexed = if q.candidates.is_some() {
+        q.clone()
+    } else {
         // The index narrows to records holding the text's words; an index
         // that cannot be had now (another writer) leaves the scan.
         let mut q = q.clone();
