@@ -258,3 +258,32 @@ pub fn export(paths: &Paths, q: &Query, format: Format, out: &Path) -> anyhow::R
     }
     Ok(found.records.len())
 }
+
+/// One record a purge lets go (`archive purge`, `POST
+/// /v1/admin/archive/purge`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct PurgeRow {
+    /// Its place in the chain.
+    pub seq: u64,
+    /// When it concluded (ms).
+    pub at_ms: u64,
+    /// The sender.
+    pub from: String,
+    /// The recipient.
+    pub to: String,
+    /// The transaction.
+    pub txn: String,
+}
+
+impl PurgeRow {
+    /// The row of `r`.
+    pub fn of(r: &switchboard_core::archive::ArchiveRecord) -> Self {
+        Self {
+            seq: r.seq,
+            at_ms: r.at_ms,
+            from: r.from.clone(),
+            to: r.to.clone(),
+            txn: r.txn.clone(),
+        }
+    }
+}

@@ -455,8 +455,9 @@ fn cli_in(data: &Path, args: &[&str]) -> (bool, String, String) {
 }
 
 /// Retention and a legal hold on a manual clock (`purge --now`): what
-/// retention lets go is purged unless held, the chain still verifies; a
-/// purge while the node runs is refused.
+/// retention lets go is purged unless held, the chain still verifies —
+/// through the running node (its API, and the CLI through it), then with
+/// the node stopped.
 #[test]
 fn retention_purges_on_a_manual_clock_and_a_hold_blocks_it() {
     let env = [(
@@ -488,55 +489,82 @@ fn retention_purges_on_a_manual_clock_and_a_hold_blocks_it() {
     alice.expect_status(&to_dave, "delivered");
     let data = node.dir.path().to_path_buf();
     common::eventually("two records", || (records(&data).len() == 2).then_some(()));
-    let (ok, _, err) = cli_in(&data, &["archive", "purge"]);
-    assert!(!ok && err.contains("open in another process"), "{err}");
-    let dir = node.stop();
-    let data = dir.path();
-
-    let run = |args: &[&str]| {
+    let run = |data: &Path, args: &[&str]| {
         let (ok, out, err) = cli_in(data, args);
         assert!(ok, "{args:?}: {err}");
         out
     };
-    run(&["archive", "retention", "set", "default", "30"]);
+    run(&data, &["archive", "retention", "set", "default", "30"]);
     assert_eq!(
-        run(&[
-            "archive",
-            "hold",
-            "add",
-            "--participant",
-            "bob",
-            "--reason",
-            "matter 42"
-        ])
+        run(
+            &data,
+            &[
+                "archive",
+                "hold",
+                "add",
+                "--participant",
+                "bob",
+                "--reason",
+                "matter 42"
+            ]
+        )
         .trim(),
         "hold 1 on bob"
     );
-    assert!(run(&["archive", "hold", "list"]).contains("matter 42"));
-    let later = (std::time::SystemTime::now() + std::time::Duration::from_secs(31 * 86_400))
+    assert!(run(&data, &["archive", "hold", "list"]).contains("matter 42"));
+    let later_ms = (std::time::SystemTime::now() + std::time::Duration::from_secs(31 * 86_400))
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_millis()
-        .to_string();
-    let soon = run(&["archive", "purge", "--dry-run"]);
+        .as_millis() as u64;
+    let later = later_ms.to_string();
+    // While the node runs, the CLI's purge goes through its API (the
+    // archive member holds the files).
+    let url = ["--url", node.url.as_str()];
+    let soon = run(
+        &data,
+        &[&["archive", "purge", "--dry-run"][..], &url].concat(),
+    );
     assert!(soon.ends_with("0 records would be purged\n"), "{soon}");
-    let dry = run(&["archive", "purge", "--dry-run", "--now", &later]);
+    let dry = run(
+        &data,
+        &[
+            &["archive", "purge", "--dry-run", "--now", &later][..],
+            &url,
+        ]
+        .concat(),
+    );
     assert!(dry.contains(&to_dave) && !dry.contains(&to_bob), "{dry}");
     assert!(dry.ends_with("1 records would be purged\n"), "{dry}");
-    assert_eq!(records(data).len(), 2, "a dry run changes nothing");
-    let out = run(&["archive", "purge", "--now", &later]);
-    assert!(out.starts_with("1 records purged"), "{out}");
-    let left = records(data);
+    assert_eq!(records(&data).len(), 2, "a dry run changes nothing");
+    let (status, v) = a.post("/v1/admin/archive/purge", &json!({"now": "yesterday"}));
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = a.post("/v1/admin/archive/purge", &json!({"now": later_ms}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["records"][0]["txn"], to_dave.as_str(), "{v}");
+    assert_eq!(v["records"].as_array().unwrap().len(), 1, "{v}");
+    let left = records(&data);
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].txn, to_bob, "held");
-    let out = run(&["archive", "verify"]);
+    let (status, v) = a.post("/v1/admin/archive/verify", &json!({}));
+    assert_eq!((status, v["ok"].as_bool()), (200, Some(true)), "{v}");
+    // Archiving goes on after a purge through the node.
+    let again = alice.send("dave", "after the purge");
+    alice.expect_status(&again, "delivered");
+    common::eventually("recorded after the purge", || {
+        records(&data).iter().any(|r| r.txn == again).then_some(())
+    });
+    let dir = node.stop();
+    let data = dir.path();
+    let out = run(data, &["archive", "verify"]);
     assert!(
-        out.contains("1 records, 1 purged under signed tombstones"),
+        out.contains("2 records, 1 purged under signed tombstones"),
         "{out}"
     );
-    // The hold lifted, bob's goes too.
-    run(&["archive", "hold", "remove", "1"]);
-    run(&["archive", "purge", "--now", &later]);
+    // The node stopped, the CLI purges itself; the hold lifted, bob's goes
+    // too (and the one after the purge, by the same clock).
+    run(data, &["archive", "hold", "remove", "1"]);
+    let out = run(data, &["archive", "purge", "--now", &later]);
+    assert!(out.starts_with("2 records purged"), "{out}");
     assert!(records(data).is_empty());
-    assert!(run(&["archive", "verify"]).contains("0 records, 2 purged"));
+    assert!(run(data, &["archive", "verify"]).contains("0 records, 3 purged"));
 }

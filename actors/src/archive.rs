@@ -498,3 +498,30 @@ impl Handler<FlushArchive> for Archiver {
         self.archive.seq()
     }
 }
+
+/// Purges what retention lets go and no hold keeps (`dry_run`: only says
+/// what), with what is queued written first; answers the records due.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Result<Vec<ArchiveRecord>, String>")]
+pub struct PurgeArchive {
+    /// The purge's "now" (ms); the clock's when `None`.
+    pub now_ms: Option<u64>,
+    /// Say what would go, purge nothing.
+    pub dry_run: bool,
+}
+
+impl Handler<PurgeArchive> for Archiver {
+    type Result = Result<Vec<ArchiveRecord>, String>;
+
+    fn handle(&mut self, p: PurgeArchive, _: &mut Context<Self>) -> Self::Result {
+        let now = self.tscs.now();
+        self.flush(now);
+        let due = (self.archive)
+            .purge_due(p.now_ms.unwrap_or(now), p.dry_run)
+            .map_err(|e| e.to_string())?;
+        if !p.dry_run {
+            tracing::info!(records = due.len(), "archive purged");
+        }
+        Ok(due)
+    }
+}

@@ -57,6 +57,8 @@ pub struct ApiState {
     pub broker: Arc<BrokerShared>,
     /// The compliance archive's files, with `archive.enabled`.
     pub archive: Option<crate::archive::Paths>,
+    /// The archive member, to purge through it while it runs.
+    pub archiver: Option<actix::Recipient<switchboard_actors::archive::PurgeArchive>>,
     /// The broker's shards (a reviewer's decision goes to the owner).
     pub shards: switchboard_actors::bus::BrokerHandle,
     /// The clock.
@@ -167,7 +169,8 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
                         .service(admin::quarantine::release_held)
                         .service(admin::quarantine::reject_held)
                         .service(admin::archive::search_archive)
-                        .service(admin::archive::verify_archive),
+                        .service(admin::archive::verify_archive)
+                        .service(admin::archive::purge_archive),
                 ),
         );
 }

@@ -6,7 +6,7 @@ use clap::Subcommand;
 
 use switchboard_core::archive::verify;
 
-use crate::archive::{find, signing_key, unhex, Paths};
+use crate::archive::{find, signing_key, unhex, Paths, PurgeRow};
 use crate::client::Target;
 use switchboard_core::archive::search::{Query, TextQuery};
 
@@ -210,7 +210,6 @@ pub(super) fn archive(t: &Target, cmd: &ArchiveCmd) -> anyhow::Result<()> {
             Ok(())
         }
         ArchiveCmd::Purge { dry_run, now: at } => {
-            use switchboard_core::archive::retention::{holds, purgeable, retention};
             let at = match at {
                 Some(t) => switchboard_core::time::parse_time(t)
                     .context("--now: RFC 3339, YYYY-MM-DD or milliseconds")?,
@@ -221,16 +220,22 @@ pub(super) fn archive(t: &Target, cmd: &ArchiveCmd) -> anyhow::Result<()> {
                 every: a.checkpoint_every,
                 interval_ms: a.checkpoint_interval_s * 1000,
             };
-            let mut archive = switchboard_core::archive::Archive::open(
-                &dir,
-                &a.fingerprints(data),
-                key,
-                cadence,
-            )?;
-            let records = archive.records()?;
-            let due = purgeable(&records, &retention(&dir)?, &holds(&dir)?, at);
+            let opened =
+                switchboard_core::archive::Archive::open(&dir, &a.fingerprints(data), key, cadence);
+            let due: Vec<PurgeRow> = match opened {
+                Ok(mut archive) => (archive.purge_due(at, *dry_run)?.iter())
+                    .map(PurgeRow::of)
+                    .collect(),
+                // The node runs it: the purge goes through its API.
+                Err(switchboard_core::archive::ArchiveError::Busy(_)) => {
+                    let body = serde_json::json!({"dry_run": dry_run, "now": at});
+                    let v = t.admin()?.post("/v1/admin/archive/purge", &body)?;
+                    serde_json::from_value(v["records"].clone())?
+                }
+                Err(e) => return Err(e.into()),
+            };
             if *dry_run {
-                for r in records.iter().filter(|r| due.contains(&r.seq)) {
+                for r in &due {
                     println!(
                         "{}\t{}\t{} -> {}\t{}",
                         r.seq,
@@ -241,10 +246,12 @@ pub(super) fn archive(t: &Target, cmd: &ArchiveCmd) -> anyhow::Result<()> {
                     );
                 }
                 println!("{} records would be purged", due.len());
-                return Ok(());
+            } else {
+                println!(
+                    "{} records purged, each under a signed tombstone",
+                    due.len()
+                );
             }
-            let n = archive.purge(&due, at)?;
-            println!("{n} records purged, each under a signed tombstone");
             Ok(())
         }
         ArchiveCmd::Search(args) => {

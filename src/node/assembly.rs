@@ -586,6 +586,7 @@ impl Node {
             broker: core.broker.shared.clone(),
             shards: core.broker.handle.clone(),
             archive: cfg.archive.enabled.then(|| crate::archive::Paths::of(cfg)),
+            archiver: (core.archive.as_ref()).map(|(a, _)| a.clone().recipient()),
             clock: core.clock.clone(),
             cluster: core.cluster.clone(),
             data_dir: cfg.data.dir.clone(),

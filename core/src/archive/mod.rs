@@ -399,6 +399,30 @@ impl Archive {
         Ok(stones.len())
     }
 
+    /// The records retention lets go at `now_ms` and no legal hold keeps
+    /// (the scopes and holds in this archive's directory), purged unless
+    /// `dry_run`.
+    ///
+    /// # Errors
+    /// [`ArchiveError`]; nothing was purged then, or (a crash part-way)
+    /// what [`Archive::purge`] says.
+    pub fn purge_due(
+        &mut self,
+        now_ms: u64,
+        dry_run: bool,
+    ) -> Result<Vec<ArchiveRecord>, ArchiveError> {
+        let records = self.records()?;
+        let rules = retention::retention(&self.dir)?;
+        let due = retention::purgeable(&records, &rules, &retention::holds(&self.dir)?, now_ms);
+        if !dry_run {
+            self.purge(&due, now_ms)?;
+        }
+        Ok(records
+            .into_iter()
+            .filter(|r| due.contains(&r.seq))
+            .collect())
+    }
+
     /// Every record, in order.
     ///
     /// # Errors

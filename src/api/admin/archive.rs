@@ -1,6 +1,7 @@
 //! `/v1/admin/archive/*` (`docs/ARCHIVE.md`): search the compliance archive
 //! and verify it while the node runs, from its files (reading never
-//! writes; the archive member appends).
+//! writes; the archive member appends), and purge it through the archive
+//! member (which holds its files).
 
 use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -9,7 +10,7 @@ use switchboard_core::archive::search::{Query, TextQuery};
 
 use crate::api::auth::Admin;
 use crate::api::ApiState;
-use crate::archive::{find, signing_key, Found, Paths};
+use crate::archive::{find, signing_key, Found, Paths, PurgeRow};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::time::parse_time;
 
@@ -132,5 +133,74 @@ pub async fn verify_archive(st: web::Data<ApiState>, _: Admin) -> Result<HttpRes
         checkpoints: v.checkpoints,
         covered: v.covered,
         problems: v.problems.iter().map(ToString::to_string).collect(),
+    }))
+}
+
+/// `POST /v1/admin/archive/purge` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeBody {
+    /// Say what would go, purge nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// The purge's "now" (RFC 3339, `YYYY-MM-DD` or milliseconds; a
+    /// number is milliseconds); the node's clock by default.
+    pub now: Option<serde_json::Value>,
+}
+
+/// What a purge let go.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PurgeView {
+    /// Whether nothing was purged (only said).
+    pub dry_run: bool,
+    /// The records due, in chain order (purged unless `dry_run`, each under
+    /// a signed tombstone).
+    pub records: Vec<PurgeRow>,
+}
+
+/// Purges what retention lets go and no legal hold keeps, through the
+/// running archive member.
+#[utoipa::path(tag = "admin", security(("bearer" = [])), request_body = PurgeBody, responses(
+    (status = 200, body = PurgeView),
+    (status = 400, description = "a bad `now`", body = ErrorBody),
+    (status = 404, description = "the archive is not enabled", body = ErrorBody),
+    (status = 503, description = "the archive could not purge", body = ErrorBody),
+))]
+#[post("/archive/purge")]
+pub async fn purge_archive(
+    st: web::Data<ApiState>,
+    _: Admin,
+    body: web::Json<PurgeBody>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(archiver) = st.archiver.clone() else {
+        return Err(ApiError::not_found(
+            "the archive is not enabled on this node",
+        ));
+    };
+    let body = body.into_inner();
+    let now_ms = match &body.now {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
+            ApiError::bad_request("\"now\" must be RFC 3339, YYYY-MM-DD or milliseconds")
+        })?),
+        Some(serde_json::Value::String(s)) => time("now", &Some(s.clone()))?,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "\"now\" must be RFC 3339, YYYY-MM-DD or milliseconds",
+            ))
+        }
+    };
+    let purge = switchboard_actors::archive::PurgeArchive {
+        now_ms,
+        dry_run: body.dry_run,
+    };
+    let due = archiver
+        .send(purge)
+        .await
+        .map_err(|e| ApiError::unavailable("archive_unavailable", e.to_string()))?
+        .map_err(|e| ApiError::unavailable("archive_unavailable", e))?;
+    Ok(HttpResponse::Ok().json(PurgeView {
+        dry_run: body.dry_run,
+        records: due.iter().map(PurgeRow::of).collect(),
     }))
 }
