@@ -257,10 +257,17 @@ fn archiving_survives_kill_9_with_no_gap_in_the_chain() {
 /// files: it works whatever the gateways are doing).
 #[test]
 fn search_finds_exactly_the_right_records() {
-    let env = [(
-        "SWITCHBOARD_ARCHIVE__ENABLED".to_string(),
-        "true".to_string(),
-    )];
+    // The SMS gateway is down all along (its SMSC does not answer): the
+    // archive does not need a medium's gateway to be searched or read.
+    let smsc = format!("127.0.0.1:{}", common::free_port());
+    let env = [
+        (
+            "SWITCHBOARD_ARCHIVE__ENABLED".to_string(),
+            "true".to_string(),
+        ),
+        ("SWITCHBOARD_SMS__ENABLED".to_string(), "true".to_string()),
+        ("SWITCHBOARD_SMS__SMSC".to_string(), smsc),
+    ];
     let node = common::TestNode::start_full(
         tempfile::tempdir().unwrap(),
         &env,
@@ -268,6 +275,16 @@ fn search_finds_exactly_the_right_records() {
     );
     let data = node.dir.path().to_path_buf();
     let a = &node.admin;
+    let sms_down = || {
+        let (_, v) = a.get("/v1/admin/members");
+        let members = v["members"].as_array().cloned().unwrap_or_default();
+        members
+            .iter()
+            .any(|m| m["medium"] == "sms" && m["connected"] == true && m["healthy"] == false)
+    };
+    common::eventually("the SMS gateway up and its medium down", || {
+        sms_down().then_some(())
+    });
     let (status, v) = a.put(
         "/v1/admin/domains/corp.example",
         &json!({"managed": true, "archive": true}),
@@ -380,6 +397,7 @@ fn search_finds_exactly_the_right_records() {
         .collect();
     assert_eq!(got, [txns[1].as_str(), txns[2].as_str()]);
     assert_eq!(v["records"][0]["body"], "the budget is final now");
+    assert!(sms_down(), "all of it with the SMS gateway down");
 
     // Export (the ordered stop signed a checkpoint over everything): EML,
     // mbox and JSONL beside the raw records, and a set that verifies on its
