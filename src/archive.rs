@@ -12,7 +12,8 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use switchboard_core::archive::search::{search, Query};
-use switchboard_core::archive::{self, ArchiveKey};
+use switchboard_core::archive::{self, ArchiveKey, ArchiveRecord};
+use switchboard_core::cluster::archive::StreamedRecord;
 
 use crate::config::Config;
 use crate::http::time::rfc3339;
@@ -79,6 +80,9 @@ pub fn unhex(s: &str) -> Option<[u8; 32]> {
 pub struct Hit {
     /// Its place in the chain.
     pub seq: u64,
+    /// The node whose archive holds it (a cluster search).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// `delivery` or `event`.
     pub kind: String,
     /// The transaction.
@@ -135,31 +139,71 @@ pub fn find(paths: &Paths, q: &Query) -> anyhow::Result<Found> {
     let q = &indexed;
     let (hits, more) = search(records, q, |hash| contents.read(hash).unwrap_or_default());
     let next = more.then(|| hits.last().map(|(r, _)| r.seq)).flatten();
-    let records = hits
-        .into_iter()
-        .map(|(r, c)| {
-            let texty =
-                r.content_type.starts_with("text/") || r.content_type.starts_with("message/");
-            Hit {
-                seq: r.seq,
-                kind: r.kind,
-                txn: r.txn,
-                from: r.from,
-                to: r.to,
-                medium: r.medium,
-                time: rfc3339(r.at_ms),
-                outcome: r.outcome,
-                subject: r.subject,
-                body: if texty {
-                    String::from_utf8_lossy(&c).into_owned()
-                } else {
-                    String::new()
-                },
-                tags: r.tags,
-            }
-        })
-        .collect();
+    let records = hits.into_iter().map(|(r, c)| hit(r, &c, None)).collect();
     Ok(Found { records, next })
+}
+
+/// Searches every node's records on the cluster's archive stream: by node,
+/// then in each node's chain order, at most `q.limit` in all (`after` is a
+/// seq of one node's chain, so a cluster search has no next page: narrow
+/// it instead).
+pub fn find_streamed(streamed: Vec<StreamedRecord>, q: &Query) -> Found {
+    let mut records = Vec::new();
+    // One node's records with their contents, in its chain order.
+    type Node = (String, Vec<(ArchiveRecord, Vec<u8>)>);
+    let mut by_node: Vec<Node> = Vec::new();
+    for s in streamed {
+        let Ok(r) = ArchiveRecord::decode(&s.record) else {
+            continue;
+        };
+        match by_node.last_mut() {
+            Some((node, v)) if *node == s.node => v.push((r, s.content)),
+            _ => by_node.push((s.node, vec![(r, s.content)])),
+        }
+    }
+    for (node, recs) in by_node {
+        let contents: std::collections::HashMap<String, Vec<u8>> = (recs.iter())
+            .map(|(r, c)| (r.content_sha256.clone(), c.clone()))
+            .collect();
+        let mut q = q.clone();
+        q.limit = q.limit.saturating_sub(records.len());
+        if q.limit == 0 {
+            break;
+        }
+        let rs = recs.into_iter().map(|(r, _)| r);
+        let (hits, _) = search(rs, &q, |h| contents.get(h).cloned().unwrap_or_default());
+        records.extend(
+            hits.into_iter()
+                .map(|(r, c)| hit(r, &c, Some(node.clone()))),
+        );
+    }
+    Found {
+        records,
+        next: None,
+    }
+}
+
+/// What a search shows of `r` (with content `c`, from `node`'s archive).
+fn hit(r: ArchiveRecord, c: &[u8], node: Option<String>) -> Hit {
+    let texty = r.content_type.starts_with("text/") || r.content_type.starts_with("message/");
+    Hit {
+        seq: r.seq,
+        node,
+        kind: r.kind,
+        txn: r.txn,
+        from: r.from,
+        to: r.to,
+        medium: r.medium,
+        time: rfc3339(r.at_ms),
+        outcome: r.outcome,
+        subject: r.subject,
+        body: if texty {
+            String::from_utf8_lossy(c).into_owned()
+        } else {
+            String::new()
+        },
+        tags: r.tags,
+    }
 }
 
 /// Whether `paths` has an archive at all.

@@ -1250,3 +1250,83 @@ fn a_home_node_delivers_its_users_messages_and_another_node_while_it_is_down() {
         "nothing more through C"
     );
 }
+
+/// The archive is a stream every node reads: what node A archives is found
+/// by a search on node B, also while A is down.
+#[test]
+fn an_archived_message_on_one_node_is_found_from_another_also_while_it_is_down() {
+    let c = NatsCluster::start(3);
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let archive = [("SWITCHBOARD_ARCHIVE__ENABLED", "true")];
+    let a = node_with(&c, "a", da.path(), &archive);
+    let b = node_with(&c, "b", db.path(), &archive);
+    let token = std::fs::read_to_string(da.path().join("admin.token")).unwrap();
+    let admin_a = Api::new(&a.url, token.trim());
+    let admin_b = Api::new(&b.url, token.trim());
+    let (code, v) = admin_a.put(
+        "/v1/admin/domains/corp.example",
+        &json!({"managed": true, "archive": true}),
+    );
+    assert_eq!(code, 201, "{v}");
+    let mut tokens = Vec::new();
+    for id in ["alice", "bob"] {
+        let p = json!({"id": id, "domain": "corp.example",
+            "mechanisms": [{"medium": "im", "address": id}]});
+        let (code, v) = admin_a.put(&format!("/v1/admin/users/{id}"), &p);
+        assert_eq!(code, 201, "{v}");
+        tokens.push(v["token"].as_str().unwrap().to_string());
+    }
+    let alice = Api::new(&a.url, &tokens[0]);
+    // A's broker must know the domain archives before the message goes.
+    within(10, "A archives corp.example", || {
+        let (_, v) = admin_a.get("/v1/admin/domains/corp.example");
+        (v["archive"] == true).then_some(())
+    });
+    let txn = alice.send("bob", "the quarterly figures, for the record");
+    alice.expect_status(&txn, "delivered");
+    let search = |api: &Api| {
+        let (code, v) = api.get("/v1/admin/archive/search?cluster=true&q=quarterly%20figures");
+        assert_eq!(code, 200, "{v}");
+        v["records"].as_array().cloned().unwrap_or_default()
+    };
+    let found = within(20, "B finds A's record on the stream", || {
+        let r = search(&admin_b);
+        (!r.is_empty()).then_some(r)
+    });
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["txn"], txn.as_str());
+    assert_eq!(found[0]["node"], "a");
+    assert_eq!(found[0]["body"], "the quarterly figures, for the record");
+    // B's own files have none of it: it is the stream that B read.
+    let (_, local) = admin_b.get("/v1/admin/archive/search?q=quarterly");
+    assert_eq!(local["records"], json!([]), "{local}");
+    // A is gone: B still reads what A archived.
+    a.kill9();
+    let again = search(&admin_b);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0]["txn"], txn.as_str());
+    // And the command line reads it straight from NATS, no node needed.
+    drop(b);
+    let cfg = config(da.path(), &c.urls());
+    let out = Command::new(common::bin())
+        .arg("-c")
+        .arg(&cfg)
+        .args([
+            "archive",
+            "search",
+            "--cluster",
+            "--text",
+            "quarterly",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["records"][0]["txn"], txn.as_str(), "{v}");
+    assert_eq!(v["records"][0]["node"], "a", "{v}");
+}

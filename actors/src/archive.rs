@@ -60,7 +60,14 @@ pub struct Archiver {
     /// Concluded transactions whose copy has not come yet, with when they
     /// are recorded without it.
     awaiting: HashMap<TxnId, (TxnRecord, u64)>,
+    /// In a cluster: this node's id and where its records go to be
+    /// replicated (`switchboard_core::cluster::archive`).
+    replica: Option<(String, Replica)>,
 }
+
+/// Where written records go to be replicated.
+pub type Replica =
+    tokio::sync::mpsc::UnboundedSender<switchboard_core::cluster::archive::StreamedRecord>;
 
 impl Archiver {
     /// The member `tscs` over `archive`, its copies waiting in
@@ -85,7 +92,15 @@ impl Archiver {
             unacked: HashMap::new(),
             queue: Vec::new(),
             awaiting: HashMap::new(),
+            replica: None,
         }
+    }
+
+    /// Every record written goes to `replica` too, as `node`'s.
+    #[must_use]
+    pub fn with_replica(mut self, node: String, replica: Replica) -> Self {
+        self.replica = Some((node, replica));
+        self
     }
 
     fn pending_path(&self, txn: &TxnId) -> PathBuf {
@@ -269,13 +284,28 @@ impl Archiver {
         let batch = std::mem::take(&mut self.queue);
         let done: Vec<TxnId> = batch.iter().filter_map(|(_, _, t)| *t).collect();
         let n = batch.len();
+        let contents: Vec<Vec<u8>> = match &self.replica {
+            Some(_) => batch.iter().map(|(_, c, _)| c.clone()).collect(),
+            None => Vec::new(),
+        };
         match self
             .archive
-            .append(batch.into_iter().map(|(r, c, _)| (r, c)).collect(), now_ms)
+            .append_stored(batch.into_iter().map(|(r, c, _)| (r, c)).collect(), now_ms)
         {
-            Ok(seqs) => {
+            Ok(stored) => {
                 metrics::counter!("switchboard_archive_records_total").increment(n as u64);
-                tracing::debug!(records = n, last = ?seqs.last(), "archived");
+                tracing::debug!(records = n, last = ?stored.last().map(|s| s.0), "archived");
+                if let Some((node, replica)) = &self.replica {
+                    for ((seq, record), content) in stored.into_iter().zip(contents) {
+                        let r = switchboard_core::cluster::archive::StreamedRecord {
+                            node: node.clone(),
+                            seq,
+                            record,
+                            content,
+                        };
+                        let _ = replica.send(r);
+                    }
+                }
                 for txn in done {
                     self.forget_copy(&txn);
                 }

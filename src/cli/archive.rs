@@ -131,6 +131,11 @@ pub struct SearchArgs {
     /// JSON: `{"records": [...], "next"}`.
     #[arg(long)]
     pub json: bool,
+    /// Every node's records, from the cluster's archive stream (read
+    /// straight from NATS with the `[cluster]` settings; no node needs to
+    /// run); each line starts with the node.
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 /// The query of `args`.
@@ -255,17 +260,30 @@ pub(super) fn archive(t: &Target, cmd: &ArchiveCmd) -> anyhow::Result<()> {
             Ok(())
         }
         ArchiveCmd::Search(args) => {
-            let paths = Paths::of(&cfg);
-            anyhow::ensure!(
-                crate::archive::exists(&paths),
-                "{}: no archive",
-                paths.dir.display()
-            );
-            let found = find(&paths, &query_of(args)?)?;
+            let found = if args.cluster {
+                let settings = cfg.cluster.settings();
+                let wait = std::time::Duration::from_secs(15);
+                let engine = switchboard_core::cluster::Engine::connect(&settings, wait)?;
+                let e = engine.clone();
+                let streamed = engine
+                    .run(async move { switchboard_core::cluster::archive::read_all(&e).await })??;
+                crate::archive::find_streamed(streamed, &query_of(args)?)
+            } else {
+                let paths = Paths::of(&cfg);
+                anyhow::ensure!(
+                    crate::archive::exists(&paths),
+                    "{}: no archive",
+                    paths.dir.display()
+                );
+                find(&paths, &query_of(args)?)?
+            };
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&found)?);
             } else {
                 for h in &found.records {
+                    if let Some(node) = &h.node {
+                        print!("{node}\t");
+                    }
                     println!(
                         "{}\t{}\t{} -> {}\t{}\t{}\t{}",
                         h.seq,
@@ -288,6 +306,10 @@ pub(super) fn archive(t: &Target, cmd: &ArchiveCmd) -> anyhow::Result<()> {
             out,
             filters,
         } => {
+            anyhow::ensure!(
+                !filters.cluster,
+                "--cluster is for archive search: export runs on the node whose archive it is"
+            );
             let paths = Paths::of(&cfg);
             let n = crate::archive::export(&paths, &query_of(filters)?, *format, out)?;
             println!("{n} records exported to {}", out.display());

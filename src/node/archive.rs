@@ -42,9 +42,20 @@ pub async fn start(cfg: &Config, core: &Core) -> anyhow::Result<(Addr<Archiver>,
     let tscs = MemberSession::new(member, core.broker.handle.clone(), core.clock.clone());
     let (members, store) = (core.members.clone(), core.store.clone());
     let directory = core.directory.clone();
+    // In a cluster, every record goes on the archive stream too, which
+    // every node reads.
+    let replica = (core.cluster.as_ref()).map(|m| {
+        let node = m.engine.settings().node_id.clone();
+        let tx = switchboard_core::cluster::archive::replicate(&m.engine, &node, &dir);
+        (node, tx)
+    });
     let arbiter = Arbiter::new();
     let addr = Archiver::start_in_arbiter(&arbiter.handle(), move |_| {
-        Archiver::new(tscs, members, archive, (store, directory), pending)
+        let a = Archiver::new(tscs, members, archive, (store, directory), pending);
+        match replica {
+            Some((node, tx)) => a.with_replica(node, tx),
+            None => a,
+        }
     });
     core.broker.shared.on_archive(
         switchboard_core::protocol::MemberId::new(MEMBER_ID),

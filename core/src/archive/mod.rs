@@ -269,6 +269,21 @@ impl Archive {
         batch: Vec<(ArchiveRecord, Vec<u8>)>,
         now_ms: u64,
     ) -> Result<Vec<u64>, ArchiveError> {
+        let first = self.last.seq + 1;
+        let n = self.append_stored(batch, now_ms)?.len() as u64;
+        Ok((first..first + n).collect())
+    }
+
+    /// [`Archive::append`], returning each record's seq and stored bytes
+    /// (what a replica is sent).
+    ///
+    /// # Errors
+    /// [`ArchiveError`]; what was not written has no seq.
+    pub fn append_stored(
+        &mut self,
+        batch: Vec<(ArchiveRecord, Vec<u8>)>,
+        now_ms: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>, ArchiveError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -298,7 +313,7 @@ impl Archive {
         let first = self.last.seq + 1;
         self.last = last;
         self.checkpoint_if_due(now_ms)?;
-        Ok((first..=self.last.seq).collect())
+        Ok((first..).zip(encoded).collect())
     }
 
     /// Signs a checkpoint now when `every` records or `interval` passed

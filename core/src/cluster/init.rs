@@ -41,6 +41,7 @@ pub async fn ensure(engine: &Engine, trees: &[&str]) -> Result<Vec<Ensured>, Clu
         ..Default::default()
     };
     done.push(ensure_stream(engine, journal).await?);
+    done.push(ensure_stream(engine, super::archive::stream_config(replicas)).await?);
     let mut buckets = vec![
         kv::Config {
             bucket: names::NODES_BUCKET.into(),

@@ -11,6 +11,7 @@
 //! creation and their state. Must not touch: what is stored in them (the
 //! journal and the store encode their own records).
 
+pub mod archive;
 pub mod home;
 pub mod init;
 pub mod names;

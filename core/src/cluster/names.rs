@@ -26,3 +26,15 @@ pub fn tree_bucket(tree: &str) -> String {
 /// How long JetStream remembers a publish's `Nats-Msg-Id`, so that a
 /// publish retried after a lost acknowledgement is stored once.
 pub const DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The archive stream: every node's archive records, one subject per node
+/// (`super::archive`).
+pub const ARCHIVE_STREAM: &str = "SB_ARCHIVE";
+
+/// The archive stream's subjects.
+pub const ARCHIVE_SUBJECTS: &str = "sb.archive.>";
+
+/// The archive subject of `node`.
+pub fn archive_subject(node: &str) -> String {
+    format!("sb.archive.{node}")
+}

@@ -10,7 +10,7 @@ use switchboard_core::archive::search::{Query, TextQuery};
 
 use crate::api::auth::Admin;
 use crate::api::ApiState;
-use crate::archive::{find, signing_key, Found, Paths, PurgeRow};
+use crate::archive::{find, find_streamed, signing_key, Found, Paths, PurgeRow};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::time::parse_time;
 
@@ -36,6 +36,9 @@ pub struct SearchQuery {
     limit: Option<usize>,
     /// Records after this seq (a previous page's `next`).
     after: Option<u64>,
+    /// Every node's records, from the cluster's archive stream (cluster
+    /// mode), each with its `node`.
+    cluster: Option<bool>,
 }
 
 fn paths(st: &ApiState) -> Result<Paths, ApiError> {
@@ -88,9 +91,26 @@ pub async fn search_archive(
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
         candidates: None,
     };
-    let found = web::block(move || find(&paths, &query))
+    let found = if q.cluster == Some(true) {
+        let Some(m) = st.cluster.clone() else {
+            return Err(ApiError::bad_request(
+                "\"cluster\": this node is not in cluster mode",
+            ));
+        };
+        let streamed = web::block(move || {
+            let engine = m.engine.clone();
+            m.engine
+                .run(async move { switchboard_core::cluster::archive::read_all(&engine).await })
+        })
         .await?
-        .map_err(|e| ApiError::unavailable("archive_unavailable", e.to_string()))?;
+        .map_err(|e| ApiError::unavailable("cluster_unavailable", e.to_string()))?
+        .map_err(|e| ApiError::unavailable("cluster_unavailable", e.to_string()))?;
+        find_streamed(streamed, &query)
+    } else {
+        web::block(move || find(&paths, &query))
+            .await?
+            .map_err(|e| ApiError::unavailable("archive_unavailable", e.to_string()))?
+    };
     Ok(HttpResponse::Ok().json(found))
 }
 
