@@ -32,7 +32,10 @@ fn ensure(e: &Engine) -> Vec<init::Ensured> {
 fn init_creates_once_keeps_after_and_brings_replicas_up() {
     let c = NatsCluster::start(3);
     let first = ensure(&engine(&c, "a", 1));
-    assert_eq!(first.len(), 2 + 1 + TREES.len(), "{first:?}");
+    // The journal and archive streams, the nodes and presence buckets, a
+    // bucket per tree.
+    assert_eq!(first.len(), 2 + 2 + TREES.len(), "{first:?}");
+    assert!(first.iter().any(|x| x.stream == "SB_ARCHIVE"));
     assert!(
         first
             .iter()
