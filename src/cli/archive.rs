@@ -233,7 +233,7 @@ pub(super) fn archive(t: &Target, cmd: &ArchiveCmd) -> anyhow::Result<()> {
                     .collect(),
                 // The node runs it: the purge goes through its API.
                 Err(switchboard_core::archive::ArchiveError::Busy(_)) => {
-                    let body = serde_json::json!({"dry_run": dry_run, "now": at});
+                    let body = serde_json::json!({"dry_run": dry_run, "now": at.to_string()});
                     let v = t.admin()?.post("/v1/admin/archive/purge", &body)?;
                     serde_json::from_value(v["records"].clone())?
                 }

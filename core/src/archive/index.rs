@@ -177,27 +177,11 @@ mod tests {
     use super::*;
 
     fn rec(to: &str, subject: Option<&str>, content_type: &str) -> ArchiveRecord {
-        ArchiveRecord {
-            seq: 0,
-            kind: "delivery".into(),
-            archive: "corp.example".into(),
-            txn: format!("t-{to}"),
-            from: "alice".into(),
-            to: to.into(),
-            medium: "im".into(),
-            sent_at_ms: 1_000,
-            at_ms: 2_000,
-            outcome: "delivered".into(),
-            subject: subject.map(str::to_string),
-            content_type: content_type.into(),
-            content_sha256: String::new(),
-            hops: vec![],
-            domains: vec![],
-            groups: vec![],
-            tags: vec![],
-            policy: vec![],
-            trail: vec![],
-        }
+        let mut r = super::super::tests::record(to);
+        r.txn = format!("t-{to}");
+        r.subject = subject.map(str::to_string);
+        r.content_type = content_type.into();
+        r
     }
 
     const TEXTS: &[&str] = &[

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 
-fn record(to: &str) -> ArchiveRecord {
+/// A delivery record from alice to `to` (also the index's tests').
+pub(super) fn record(to: &str) -> ArchiveRecord {
     ArchiveRecord {
         seq: 0,
         kind: "delivery".into(),

@@ -163,9 +163,9 @@ pub struct PurgeBody {
     /// Say what would go, purge nothing.
     #[serde(default)]
     pub dry_run: bool,
-    /// The purge's "now" (RFC 3339, `YYYY-MM-DD` or milliseconds; a
-    /// number is milliseconds); the node's clock by default.
-    pub now: Option<serde_json::Value>,
+    /// The purge's "now": RFC 3339, `YYYY-MM-DD` or milliseconds, as the
+    /// search's `from` and `to`; the node's clock by default.
+    pub now: Option<String>,
 }
 
 /// What a purge let go.
@@ -198,20 +198,8 @@ pub async fn purge_archive(
         ));
     };
     let body = body.into_inner();
-    let now_ms = match &body.now {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
-            ApiError::bad_request("\"now\" must be RFC 3339, YYYY-MM-DD or milliseconds")
-        })?),
-        Some(serde_json::Value::String(s)) => time("now", &Some(s.clone()))?,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "\"now\" must be RFC 3339, YYYY-MM-DD or milliseconds",
-            ))
-        }
-    };
     let purge = switchboard_actors::archive::PurgeArchive {
-        now_ms,
+        now_ms: time("now", &body.now)?,
         dry_run: body.dry_run,
     };
     let due = archiver

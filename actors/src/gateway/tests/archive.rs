@@ -60,10 +60,17 @@ impl World {
         (bimi, id)
     }
 
-    async fn release_archived(&self, r: &Running, imi: Imi) {
-        let (bimi, id) = self.archived(imi);
+    /// A gateway started, a message originated, released with a copy for
+    /// `archive`, and the copy there (checked): the gateway and the
+    /// message's `Submit`.
+    async fn copy_sent(&self, archive: &ArchiveSide) -> (Running, Submit) {
+        let r = self.start(FakeMedium::default()).await;
+        let (_client, sub) = self.originate_and_submit(&r).await;
+        let (bimi, id) = self.archived(sub.imi.clone());
         let rel = frames::make_release(&r.session, &self.ring, bimi, id).unwrap();
-        from_broker(r, Frame::Release(Box::new(rel))).await;
+        from_broker(&r, Frame::Release(Box::new(rel))).await;
+        assert_eq!(archive.copy().await.content, b"hello");
+        (r, sub)
     }
 
     async fn notify_delivered(&self, r: &Running, txn: TxnId) {
@@ -96,11 +103,8 @@ async fn ack_from(r: &Running, from: MemberId, txn: TxnId) {
 async fn the_outcome_before_the_archives_ack_keeps_the_content_until_the_ack() {
     let w = world();
     let archive = w.archive();
-    let r = w.start(FakeMedium::default()).await;
-    let (_client, sub) = w.originate_and_submit(&r).await;
+    let (r, sub) = w.copy_sent(&archive).await;
     let txn = sub.imi.txn;
-    w.release_archived(&r, sub.imi.clone()).await;
-    assert_eq!(archive.copy().await.content, b"hello");
 
     w.notify_delivered(&r, txn).await;
     assert_eq!(w.stored_outbox().await, 1, "kept for the archive");
@@ -120,10 +124,7 @@ async fn the_outcome_before_the_archives_ack_keeps_the_content_until_the_ack() {
 async fn the_archives_ack_before_the_outcome_keeps_the_content_until_the_outcome() {
     let w = world();
     let archive = w.archive();
-    let r = w.start(FakeMedium::default()).await;
-    let (_client, sub) = w.originate_and_submit(&r).await;
-    w.release_archived(&r, sub.imi.clone()).await;
-    archive.copy().await;
+    let (r, sub) = w.copy_sent(&archive).await;
     ack_from(&r, archive_id(), sub.imi.txn).await;
     assert_eq!(w.stored_outbox().await, 1, "the outcome is not known yet");
     w.notify_delivered(&r, sub.imi.txn).await;
@@ -134,11 +135,8 @@ async fn the_archives_ack_before_the_outcome_keeps_the_content_until_the_outcome
 async fn restarted_before_the_archives_ack_the_copy_goes_again_when_the_broker_asks() {
     let w = world();
     let archive = w.archive();
-    let r = w.start(FakeMedium::default()).await;
-    let (_client, sub) = w.originate_and_submit(&r).await;
+    let (r, sub) = w.copy_sent(&archive).await;
     let txn = sub.imi.txn;
-    w.release_archived(&r, sub.imi.clone()).await;
-    archive.copy().await;
     w.notify_delivered(&r, txn).await;
 
     // A crash before the archive's acknowledgement: the entry is there and
@@ -147,7 +145,8 @@ async fn restarted_before_the_archives_ack_the_copy_goes_again_when_the_broker_a
     assert_eq!(w.submit().await.imi, sub.imi);
     let (bimi, id) = w.archived(sub.imi.clone());
 
-    // Forged asks send nothing: another session's MAC, a changed route.
+    // A forged ask (the route changed after the broker signed it) sends
+    // nothing.
     let other = frames::make_archive_copy(&r.session, &w.ring, bimi.clone(), id, &archive_id())
         .map(|mut a| {
             a.imi.route.address = "mallory".into();
@@ -182,11 +181,8 @@ async fn restarted_before_the_archives_ack_the_copy_goes_again_when_the_broker_a
 async fn a_copy_the_archive_refuses_does_not_keep_the_content() {
     let w = world();
     let archive = w.archive();
-    let r = w.start(FakeMedium::default()).await;
-    let (_client, sub) = w.originate_and_submit(&r).await;
+    let (r, sub) = w.copy_sent(&archive).await;
     let txn = sub.imi.txn;
-    w.release_archived(&r, sub.imi.clone()).await;
-    archive.copy().await;
     w.notify_delivered(&r, txn).await;
     let refusal = RefuseReason {
         error: ProtocolError::BadGrant,
