@@ -12,7 +12,8 @@
 //! | [`cluster`] | this node's membership of a cluster: join, heartbeat, takeover of dead nodes, leave, status | `config` |
 //! | [`processors`] | content converters (processor hops) | `content` |
 //! | [`gateways`] | each medium's wire (SMTP, SMPP, the fax spool, the IM inbox and WebSocket) and the IM clients' send path | `content`, `http`, `config`, `tls` |
-//! | [`api`] | the HTTP API | `gateways`, `processors`, `http`, `cluster` |
+//! | [`console`] | the web console's embedded pages, scripts and styles, and the headers they go with | `http` |
+//! | [`api`] | the HTTP API (and serving the console) | `gateways`, `processors`, `http`, `cluster`, `console` |
 //! | [`node`] | start, reload, signals, ordered shutdown | everything above |
 //! | [`remote`] | one remote member's process | `node`, `gateways`, `processors` |
 //! | [`client`] | how a command reaches a running node | `config`, `node` (the token file's name) |
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod content;
 pub mod gateways;
 pub mod http;

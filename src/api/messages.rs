@@ -1,5 +1,5 @@
 //! Messages: send (`POST /v1/messages`), status (`GET /v1/messages/{txn}`),
-//! the caller's IM inbox (`GET /v1/inbox`), and read receipts
+//! the caller's sent messages (`GET /v1/messages`), the caller's IM inbox (`GET /v1/inbox`), and read receipts
 //! (`POST /v1/messages/{txn}/read`).
 
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
@@ -243,6 +243,53 @@ pub async fn message_status(
         }
     }
     Ok(HttpResponse::Ok().json(txn_view(&rec)))
+}
+
+/// `GET /v1/messages` query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SentQuery {
+    /// 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+}
+
+/// The caller's sent messages.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SentList {
+    /// Newest first, each as `GET /v1/messages/{txn}` shows it.
+    pub messages: Vec<TxnView>,
+}
+
+/// How many of the node's newest transactions `GET /v1/messages` looks
+/// through for the caller's (there is no index by sender).
+pub const SENT_LOOK_AT: usize = 20_000;
+
+/// The messages the caller sent, newest first, among the node's newest
+/// 20 000 transactions.
+#[utoipa::path(tag = "messages", security(("bearer" = [])), params(SentQuery), responses(
+    (status = 200, body = SentList),
+    (status = 400, body = ErrorBody),
+))]
+#[get("/messages")]
+pub async fn sent_messages(
+    st: web::Data<ApiState>,
+    user: User,
+    q: web::Query<SentQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "\"limit\" must be between 1 and 1000",
+        ));
+    }
+    let store = st.store.clone();
+    let recs =
+        web::block(move || store.txns_sent_by(&user.0, limit, SENT_LOOK_AT)).await??;
+    Ok(HttpResponse::Ok().json(SentList {
+        messages: recs.iter().map(txn_view).collect(),
+    }))
 }
 
 /// `GET /v1/inbox` query.

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod auth;
 pub mod health;
+pub mod me;
 pub mod messages;
 pub mod metrics;
 pub mod openapi;
@@ -126,6 +127,8 @@ pub fn routes(cfg: &mut ServiceConfig<'_>) {
         .service(
             scope("/v1")
                 .service(messages::send_message)
+                .service(messages::sent_messages)
+                .service(me::me)
                 .service(messages::message_status)
                 .service(messages::mark_message_read)
                 .service(messages::get_inbox)
@@ -206,6 +209,7 @@ pub fn serve(
             .configure(routes)
             .default_service(web::to(not_found))
             .into_app()
+            .configure(crate::console::routes)
             .wrap_fn(move |req, srv| {
                 let answer = srv.call(req);
                 let store = store.clone();

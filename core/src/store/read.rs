@@ -196,11 +196,42 @@ impl Store {
     /// # Errors
     /// When sled fails or a record is corrupt.
     pub fn txns(&self, status: Option<&str>, limit: usize) -> Result<Vec<TxnRecord>, StoreError> {
+        self.newest_txns(limit, usize::MAX, |rec| {
+            status.is_none_or(|s| rec.status.as_str() == s)
+        })
+    }
+
+    /// The transactions `user` sent, newest first: at most `limit` of them,
+    /// found among the newest `look_at` transactions of the node (there is
+    /// no index by sender: the scan is bounded instead).
+    ///
+    /// # Errors
+    /// When sled fails or a record is corrupt.
+    pub fn txns_sent_by(
+        &self,
+        user: &str,
+        limit: usize,
+        look_at: usize,
+    ) -> Result<Vec<TxnRecord>, StoreError> {
+        self.newest_txns(limit, look_at, |rec| {
+            rec.imi.sender_user.as_deref() == Some(user)
+        })
+    }
+
+    /// Up to `limit` transactions that `keep`, newest first, among the
+    /// newest `look_at`.
+    fn newest_txns(
+        &self,
+        limit: usize,
+        look_at: usize,
+        keep: impl Fn(&TxnRecord) -> bool,
+    ) -> Result<Vec<TxnRecord>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.entries(Tree::Txn, Bound::Unbounded, Bound::Unbounded, true) {
+        let all = self.entries(Tree::Txn, Bound::Unbounded, Bound::Unbounded, true);
+        for kv in all.take(look_at) {
             let (_, v) = kv?;
             let rec: TxnRecord = dec(&v, "txn")?;
-            if status.is_none_or(|s| rec.status.as_str() == s) {
+            if keep(&rec) {
                 out.push(rec);
                 if out.len() >= limit {
                     break;
