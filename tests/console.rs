@@ -8,7 +8,7 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use common::{node_with_smsc, node_with_smsc_in, Smsc, TestNode};
 
@@ -39,13 +39,22 @@ fn fetch(url: &str, headers: &[(&str, &str)], want: &[&str]) -> (u16, Vec<String
         })
         .collect();
     let status = r.status().as_u16();
-    (status, got, r.body_mut().read_to_string().unwrap_or_default())
+    (
+        status,
+        got,
+        r.body_mut().read_to_string().unwrap_or_default(),
+    )
 }
 
 #[test]
 fn console_files_are_served_under_a_strict_policy() {
     let node = TestNode::start();
-    let want = ["content-security-policy", "content-type", "x-content-type-options", "etag"];
+    let want = [
+        "content-security-policy",
+        "content-type",
+        "x-content-type-options",
+        "etag",
+    ];
     for (path, kind) in [
         ("/", "text/html"),
         ("/admin", "text/html"),
@@ -63,12 +72,23 @@ fn console_files_are_served_under_a_strict_policy() {
         assert_eq!(h[2], "nosniff", "{path}");
         assert!(!body.is_empty(), "{path}");
         // The validator: the same file again is a 304 with no body.
-        let (status, _, body) = fetch(&format!("{}{path}", node.url), &[("If-None-Match", &h[3])], &[]);
+        let (status, _, body) = fetch(
+            &format!("{}{path}", node.url),
+            &[("If-None-Match", &h[3])],
+            &[],
+        );
         assert_eq!((status, body.as_str()), (304, ""), "{path}");
     }
     let (_, _, page) = fetch(&format!("{}/", node.url), &[], &[]);
-    assert!(page.contains("<script type=\"module\" src=\"/console/user.js\">"), "{page}");
-    for path in ["/console/nope.js", "/console/..%2FCargo.toml", "/console/mod.rs"] {
+    assert!(
+        page.contains("<script type=\"module\" src=\"/console/user.js\">"),
+        "{page}"
+    );
+    for path in [
+        "/console/nope.js",
+        "/console/..%2FCargo.toml",
+        "/console/mod.rs",
+    ] {
         let (status, h, body) = fetch(&format!("{}{path}", node.url), &[], &["content-type"]);
         assert_eq!(status, 404, "{path}: {body}");
         assert!(h[0].starts_with("application/json"), "{path}");
@@ -79,7 +99,10 @@ fn console_files_are_served_under_a_strict_policy() {
     assert!(admin.contains("Admin token"), "{admin}");
     let alice = node.admin.add_user("alice", &[("im", "alice")]);
     let (status, v) = alice.get("/v1/admin/members");
-    assert_eq!((status, v["error"]["code"].as_str()), (403, Some("forbidden")));
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
 }
 
 #[test]
@@ -107,13 +130,49 @@ fn me_names_the_callers_contacts_never_their_mechanisms() {
         ]})
     );
     assert!(!me.to_string().contains(BOB_PHONE));
+    // What the console's "reachable another way" reads: this node runs no
+    // SMS gateway, so bob's phone reaches nobody now.
+    let (_, p) = alice.get("/v1/presence/bob");
+    assert_eq!(
+        p["mediums"],
+        json!({"im": "offline", "sms": "unavailable"}),
+        "{p}"
+    );
     // bob has no contacts; the admin token is no user.
     let bob = node.admin.add_user("dave", &[("im", "dave")]);
     assert_eq!(bob.get("/v1/me").1["contacts"], json!([]));
     let (status, v) = node.admin.get("/v1/me");
-    assert_eq!((status, v["error"]["code"].as_str()), (401, Some("unauthorized")));
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
     let (status, _) = alice.with_token("forged").get("/v1/me");
     assert_eq!(status, 401);
+
+    // The CLI sets contacts as it adds a user.
+    let (ok, out, err) = common::cli(
+        &node,
+        &[
+            "user",
+            "add",
+            "erin",
+            "--im",
+            "--contact",
+            "bob",
+            "--contact",
+            "alice",
+        ],
+    );
+    assert!(ok, "{err}");
+    let erin = node.admin.with_token(out.lines().last().unwrap().trim());
+    let contacts: Vec<Value> = erin.get("/v1/me").1["contacts"].as_array().unwrap().clone();
+    assert_eq!(
+        contacts,
+        [
+            json!({"user": "bob", "display_name": "Bob"}),
+            json!({"user": "alice", "display_name": "Alice"})
+        ]
+    );
 }
 
 #[test]
@@ -145,7 +204,11 @@ fn sent_lists_the_callers_own_messages_newest_first() {
     assert_eq!(v["messages"].as_array().unwrap().len(), 1);
     for bad in ["limit=0", "limit=1001", "limit=x", "after=1"] {
         let (status, v) = alice.get(&format!("/v1/messages?{bad}"));
-        assert_eq!((status, v["error"]["code"].as_str()), (400, Some("bad_request")), "{bad}: {v}");
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (400, Some("bad_request")),
+            "{bad}: {v}"
+        );
     }
     assert_eq!(node.admin.get("/v1/messages").0, 401);
 }
@@ -225,7 +288,8 @@ fn the_console_in_a_real_browser() {
                 // A fresh client: the old one's connections went to the
                 // stopped node.
                 let bob = bob.with_token(&bob.token);
-                let (status, v) = bob.post("/v1/messages", &json!({"to": "alice", "body": "Back now"}));
+                let (status, v) =
+                    bob.post("/v1/messages", &json!({"to": "alice", "body": "Back now"}));
                 assert_eq!(status, 202, "{v}");
                 node = Some(n);
                 writeln!(stdin, "STARTED").unwrap();
@@ -237,16 +301,31 @@ fn the_console_in_a_real_browser() {
     let status = child.wait().unwrap();
     let _ = done.send(());
     watchdog.join().unwrap();
-    assert!(status.success(), "the browser test failed (its output is above)");
+    assert!(
+        status.success(),
+        "the browser test failed (its output is above)"
+    );
     assert_eq!(answered, ["STOP", "START"]);
     // What the browser did, seen from the node: bob's phone got alice's
     // SMS, and the operator's swap is the manager new messages use.
     let subs = smsc.submits_to(&BOB_PHONE[1..]);
     assert_eq!(subs.len(), 1, "{subs:?}");
     assert_eq!(subs[0]["text"], "Are you there?");
-    let (_, m) = node.as_ref().unwrap().admin.get("/v1/admin/delivery-managers/sequential");
+    let (_, m) = node
+        .as_ref()
+        .unwrap()
+        .admin
+        .get("/v1/admin/delivery-managers/sequential");
     assert_eq!(m["configs"]["normal"]["mechanisms"], json!(["im"]), "{m}");
-    for shot in ["02-alice-contacts", "04-delivered", "06-alice-sees-read", "09-sms-attempt", "11-admin-overview", "13-admin-hot-swap", "14-token-expired"] {
+    for shot in [
+        "02-alice-contacts",
+        "04-delivered",
+        "06-alice-sees-read",
+        "09-sms-attempt",
+        "11-admin-overview",
+        "13-admin-hot-swap",
+        "14-token-expired",
+    ] {
         assert!(shots.join(format!("{shot}.png")).exists(), "{shot}.png");
     }
 }

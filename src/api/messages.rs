@@ -285,8 +285,7 @@ pub async fn sent_messages(
         ));
     }
     let store = st.store.clone();
-    let recs =
-        web::block(move || store.txns_sent_by(&user.0, limit, SENT_LOOK_AT)).await??;
+    let recs = web::block(move || store.txns_sent_by(&user.0, limit, SENT_LOOK_AT)).await??;
     Ok(HttpResponse::Ok().json(SentList {
         messages: recs.iter().map(txn_view).collect(),
     }))

@@ -35,7 +35,8 @@ pub struct PresenceAnswer {
     /// Since when (RFC 3339); null when never seen.
     pub since: Option<String>,
     /// Reachability per medium of the user's mechanisms: a presence state,
-    /// or `reachable` for mediums without presence.
+    /// or for mediums without presence `reachable` (`unavailable` on a
+    /// single node while no gateway of it is up).
     pub mediums: BTreeMap<String, String>,
     /// Their note.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,6 +73,14 @@ pub async fn get_presence(
     let mut mediums = BTreeMap::new();
     for m in &profile.mechanisms {
         let v = match st.presence_view.reach(&user, m.medium) {
+            // On a single node the gateways are all here: a medium none of
+            // whose gateways is up now reaches nobody. In a cluster another
+            // node may serve it.
+            Reach::Unknown
+                if st.cluster.is_none() && st.members.live_gateway(m.medium).is_none() =>
+            {
+                "unavailable"
+            }
             Reach::Unknown => "reachable",
             _ => state.as_str(),
         };

@@ -72,6 +72,9 @@ pub(super) fn user(t: &Target, cmd: &UserCmd, matches: &ArgMatches) -> anyhow::R
                 }
                 profile["attrs"] = Value::Object(attrs);
             }
+            if !u.contacts.is_empty() {
+                profile["contacts"] = json!(u.contacts);
+            }
             if !u.groups.is_empty() {
                 profile["groups"] = json!(u.groups);
                 // A group named for the first time is made (with no

@@ -214,7 +214,7 @@ pub enum ConfigCmd {
 #[derive(Debug, Subcommand)]
 pub enum UserCmd {
     /// Add a user; prints their API token (last line).
-    Add(UserAdd),
+    Add(Box<UserAdd>),
     /// Show a user's profile (JSON).
     Show {
         /// User id.
@@ -266,6 +266,10 @@ pub struct UserAdd {
     /// A group the user is a static member of (repeatable; made when new).
     #[arg(long = "group")]
     pub groups: Vec<String>,
+    /// A user whose presence this one follows and is shown (repeatable;
+    /// the profile's `contacts`).
+    #[arg(long = "contact")]
+    pub contacts: Vec<String>,
 }
 
 /// `send`.

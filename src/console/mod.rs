@@ -131,15 +131,22 @@ mod tests {
             let html = asset(page).unwrap().body;
             assert!(!html.contains("<script>"), "{page}: inline script");
             assert!(!html.contains("style="), "{page}: inline style");
-            for src in html.split("src=\"").skip(1).chain(html.split("href=\"").skip(1)) {
+            for src in html
+                .split("src=\"")
+                .skip(1)
+                .chain(html.split("href=\"").skip(1))
+            {
                 let url = &src[..src.find('"').unwrap()];
                 if url.starts_with('#') {
                     continue;
                 }
-                let name = url.strip_prefix("/console/").unwrap_or_else(|| {
-                    panic!("{page} loads {url}, which is not a console file")
-                });
-                assert!(asset(name).is_some(), "{page} loads {url}, which is missing");
+                let name = url
+                    .strip_prefix("/console/")
+                    .unwrap_or_else(|| panic!("{page} loads {url}, which is not a console file"));
+                assert!(
+                    asset(name).is_some(),
+                    "{page} loads {url}, which is missing"
+                );
             }
         }
     }
@@ -150,7 +157,11 @@ mod tests {
             for line in a.body.lines().filter(|l| l.starts_with("import ")) {
                 let from = line.split('"').nth(1).expect("import … from \"…\"");
                 let name = from.strip_prefix("/console/").expect("absolute import");
-                assert!(asset(name).is_some(), "{} imports {from}, which is missing", a.name);
+                assert!(
+                    asset(name).is_some(),
+                    "{} imports {from}, which is missing",
+                    a.name
+                );
             }
             assert!(!a.body.contains("innerHTML"), "{}: innerHTML", a.name);
             assert!(!a.body.contains("eval("), "{}: eval", a.name);

@@ -163,6 +163,18 @@ async function main() {
   await waitText(alice, "#contact-list li[data-user=bob]", /Offline · reachable another way/);
   await waitText(alice, "#conn", /Connected/);
   await shot(alice, "02-alice-contacts");
+  // The token is the tab's: a reload keeps her signed in, in no URL.
+  await alice.reload();
+  await waitText(alice, "#whoami", /Signed in as Alice/);
+  await waitText(alice, "#contact-list li[data-user=bob]", /Offline · reachable another way/);
+
+  step("a message to nobody is refused in words");
+  await alice.locator("#to").fill("nobody");
+  await alice.locator("#body").fill("Hello?");
+  await alice.getByRole("button", { name: "Send" }).click();
+  await waitText(alice, "#compose-status", /Not sent: There is no such recipient/);
+  await waitText(alice, "#error", /no such recipient/);
+  await shot(alice, "02-recipient-unknown");
 
   step("bob signs in (at 360 px): alice sees him online");
   await signIn(bob, "/", BOB);
@@ -178,6 +190,8 @@ async function main() {
   await bob.keyboard.press("Enter");
   await waitText(bob, "#presence-status", /You are away \(at lunch\)/);
   await waitText(alice, "#contact-list li[data-user=bob]", /Away — at lunch · reachable another way/);
+  // Said to a screen reader too, once, in a polite live region.
+  await waitText(alice, "#announce", /Bob is now away — at lunch/);
   await shot(alice, "03-presence-away");
   await shot(bob, "03-bob-away-360px");
   await bob.locator("#my-state").selectOption("online");
@@ -279,9 +293,7 @@ async function main() {
 
   step("alice's token is replaced: her console says so");
   const rotated = await admin("POST", "/v1/admin/users/alice/token");
-  const old = ALICE;
   ALICE = rotated.token;
-  void old;
   await waitText(alice, "#error", /Your token is not valid any more/, 20_000);
   if (!(await alice.locator("#signin").isVisible())) problems.push("alice: no sign-in after the token was replaced");
   if (await alice.evaluate(() => sessionStorage.getItem("switchboard.token"))) {

@@ -495,7 +495,10 @@ async function catchUp() {
 function onFrame(f) {
   switch (f.type) {
     case "message":
-      if (!received.has(f.txn)) received.set(f.txn, { ...f, read: false });
+      if (!received.has(f.txn)) {
+        received.set(f.txn, { ...f, read: false });
+        status("announce", `New message from ${nameOf(peerOf(f))}.`);
+      }
       renderConversations();
       if (peer === peerOf(f)) renderThread();
       break;
@@ -505,8 +508,10 @@ function onFrame(f) {
     case "presence": {
       const c = contacts.get(f.user);
       if (!c) break;
+      const was = presenceWords(c);
       Object.assign(c, { state: f.state, note: f.note || null, pushed: true });
       renderContacts();
+      if (presenceWords(c) !== was) status("announce", `${c.name} is now ${presenceWords(c).toLowerCase()}.`);
       break;
     }
     case "error":
