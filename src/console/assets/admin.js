@@ -25,6 +25,9 @@ $("txn-form").addEventListener("submit", (ev) => {
   loadTxns();
 });
 $("archive-form").addEventListener("submit", searchArchive);
+$("quarantine-refresh").addEventListener("click", () => loadQuarantine());
+$("held-release").addEventListener("click", () => decide("release"));
+$("held-reject").addEventListener("click", () => decide("reject"));
 buildConfigFields();
 
 const saved = tokens.get(KEY);
@@ -60,7 +63,7 @@ async function start(t, resumed) {
   $("signin").hidden = true;
   $("app").hidden = false;
   $("signout").hidden = false;
-  await Promise.all([refreshHealth(), loadManagers(), loadTxns(), loadAccounting(), loadRules()]);
+  await Promise.all([refreshHealth(), loadManagers(), loadTxns(), loadAccounting(), loadQuarantine(), loadRules()]);
   $("main").focus();
 }
 
@@ -72,7 +75,9 @@ function signOut(reason) {
   $("app").hidden = true;
   $("signout").hidden = true;
   $("signin").hidden = false;
-  for (const id of ["members", "metrics", "manager-list", "txns", "chart", "chart-table", "rules", "archive"]) fill($(id));
+  for (const id of ["members", "metrics", "manager-list", "txns", "chart", "chart-table", "quarantine", "rules", "archive"]) fill($(id));
+  $("held").hidden = true;
+  $("txn-detail").hidden = true;
   alertText(reason);
   $("token").focus();
 }
@@ -332,6 +337,79 @@ async function loadAccounting() {
   } catch (e) {
     fill($("chart"), h("p", {}, explain(e)));
   }
+}
+
+// --- quarantine ------------------------------------------------------------------
+
+let reviewing = null;
+
+async function loadQuarantine() {
+  let got;
+  try {
+    got = await api("GET", "/v1/admin/quarantine?limit=100");
+  } catch (e) {
+    fill($("quarantine"), h("p", {}, explain(e)));
+    return;
+  }
+  if (got.messages.length === 0) {
+    fill($("quarantine"), h("p", {}, "Nothing is held."));
+    return;
+  }
+  fill(
+    $("quarantine"),
+    table(
+      "Held, newest first",
+      ["Transaction", "From", "To", "Why", "Held", "Expires"],
+      got.messages.map((m) =>
+        h(
+          "tr",
+          { "data-txn": m.txn },
+          h("td", {}, h("button", { type: "button", class: "link", onclick: () => review(m.txn) }, m.txn.slice(0, 12))),
+          h("td", {}, m.from),
+          h("td", {}, m.to),
+          h("td", {}, m.rule_reason || m.reason),
+          h("td", {}, h("time", { datetime: m.held_at }, when(m.held_at))),
+          h("td", {}, h("time", { datetime: m.expires_at }, when(m.expires_at))),
+        ),
+      ),
+    ),
+  );
+}
+
+async function review(txn) {
+  let m;
+  try {
+    m = await api("GET", `/v1/admin/quarantine/${seg(txn)}`);
+  } catch (e) {
+    status("quarantine-status", explain(e));
+    return;
+  }
+  reviewing = txn;
+  $("held").hidden = false;
+  $("held-h").textContent = `Held: ${m.from} to ${m.to}`;
+  $("held-meta").textContent = `${m.rule_reason || m.reason} · ${m.stage} stage · held ${when(m.held_at)} · expires ${when(m.expires_at)}`;
+  $("held-content").textContent =
+    typeof m.content === "string" ? m.content : `(${m.content_type}, ${m.content_length} bytes: not shown here)`;
+  status("quarantine-status", "");
+  $("held-h").focus();
+}
+
+async function decide(what) {
+  const txn = reviewing;
+  if (!txn) return;
+  try {
+    await api("POST", `/v1/admin/quarantine/${seg(txn)}/${what}`, {});
+  } catch (e) {
+    status("quarantine-status", `Not ${what === "release" ? "released" : "rejected"}: ${explain(e)}`);
+    return;
+  }
+  reviewing = null;
+  $("held").hidden = true;
+  status(
+    "quarantine-status",
+    what === "release" ? `Released ${txn.slice(0, 12)}: it is on its way.` : `Rejected ${txn.slice(0, 12)}: the sender is told.`,
+  );
+  await Promise.all([loadQuarantine(), loadTxns()]);
 }
 
 // --- policy and the archive ------------------------------------------------------------

@@ -1,5 +1,6 @@
 // Building the page from data without HTML strings: every text goes in as
-// text (no innerHTML anywhere), so nothing a message says can become markup.
+// text (nothing is ever parsed as HTML), so nothing a message says can
+// become markup.
 
 /** An element: `h("li", {class: "x", onclick: f}, "text", child…)`. */
 export function h(tag, attrs = {}, ...children) {

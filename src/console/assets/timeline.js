@@ -60,6 +60,10 @@ function eventWords(kind, view) {
       return `Refused (${arg})`;
     case "quarantined":
       return "Held for review";
+    case "quarantine":
+      if (arg.startsWith("released")) return "Released by the reviewer";
+      if (arg.startsWith("rejected")) return "Refused by the reviewer";
+      return kind;
     case "manager":
     case "policy":
     case "tag":
