@@ -213,6 +213,58 @@ fn sent_lists_the_callers_own_messages_newest_first() {
     assert_eq!(node.admin.get("/v1/messages").0, 401);
 }
 
+#[test]
+fn the_inbox_pages_newest_first_with_before() {
+    let node = TestNode::start();
+    let bob = node.admin.add_user("bob", &[("im", "bob")]);
+    let alice = node.admin.add_user("alice", &[("im", "alice")]);
+    for i in 0..5 {
+        let t = alice.send("bob", &format!("m{i}"));
+        alice.expect_status(&t, "delivered");
+    }
+    let bodies = |v: &Value| -> Vec<String> {
+        v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["body"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (status, page) = bob.get("/v1/inbox?before=&limit=2");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(bodies(&page), ["m4", "m3"]);
+    let next = page["next"].as_str().unwrap().to_string();
+    let (_, page) = bob.get(&format!("/v1/inbox?before={next}&limit=2"));
+    assert_eq!(bodies(&page), ["m2", "m1"]);
+    let next = page["next"].as_str().unwrap().to_string();
+    let (_, page) = bob.get(&format!("/v1/inbox?before={next}&limit=2"));
+    assert_eq!(bodies(&page), ["m0"]);
+    let last = page["next"].as_str().unwrap().to_string();
+    let (_, page) = bob.get(&format!("/v1/inbox?before={last}"));
+    assert_eq!(
+        (bodies(&page).len(), page["next"].as_str()),
+        (0, Some(last.as_str()))
+    );
+    // Oldest first from the cursor of m2: what a reconnecting client reads.
+    let (_, all) = bob.get("/v1/inbox");
+    let m2 = all["messages"][2]["cursor"].as_str().unwrap();
+    let (_, page) = bob.get(&format!("/v1/inbox?after={m2}"));
+    assert_eq!(bodies(&page), ["m3", "m4"]);
+    for bad in [
+        "before=x",
+        "before=-1",
+        "before=1&after=1",
+        "before=&after=",
+    ] {
+        let (status, v) = bob.get(&format!("/v1/inbox?{bad}"));
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (400, Some("bad_request")),
+            "{bad}: {v}"
+        );
+    }
+}
+
 /// What the browser test needs that `scripts/test` installs.
 fn browser_parts() -> (String, std::path::PathBuf) {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());

@@ -106,9 +106,9 @@ pub struct InboxMessage {
 /// A page of an inbox.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InboxPage {
-    /// Oldest first.
+    /// Oldest first (newest first with `before`).
     pub messages: Vec<InboxMessage>,
-    /// The cursor to pass as `after` for the next page.
+    /// The cursor to pass as `after` (or `before`) for the next page.
     pub next: Option<String>,
 }
 
@@ -296,15 +296,21 @@ pub async fn sent_messages(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct InboxQuery {
-    /// A cursor from a previous answer's `next`.
+    /// A cursor from a previous answer's `next`: the messages after it,
+    /// oldest first.
     #[param(pattern = "^[0-9]*$")]
     after: Option<String>,
+    /// A cursor: the messages before it, newest first; empty: from the
+    /// newest. Not with `after`.
+    #[param(pattern = "^[0-9]*$")]
+    before: Option<String>,
     /// 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
-/// The caller's IM inbox, oldest first.
+/// The caller's IM inbox, oldest first (`after`) or newest first
+/// (`before`).
 #[utoipa::path(tag = "messages", security(("bearer" = [])), params(InboxQuery), responses(
     (status = 200, body = InboxPage),
     (status = 400, body = ErrorBody),
@@ -315,12 +321,22 @@ pub async fn get_inbox(
     user: User,
     q: web::Query<InboxQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let after = match q.after.as_deref() {
-        None | Some("") => None,
-        Some(a) => Some(a.parse::<u64>().map_err(|_| {
-            ApiError::bad_request("\"after\" must be a cursor from a previous answer")
-        })?),
+    let cursor = |name: &str, v: Option<&str>| match v {
+        None | Some("") => Ok(None),
+        Some(a) => a.parse::<u64>().map(Some).map_err(|_| {
+            ApiError::bad_request(format!(
+                "\"{name}\" must be a cursor from a previous answer"
+            ))
+        }),
     };
+    let after = cursor("after", q.after.as_deref())?;
+    let before = cursor("before", q.before.as_deref())?;
+    let newest_first = q.before.is_some();
+    if newest_first && q.after.is_some() {
+        return Err(ApiError::bad_request(
+            "give \"after\" (oldest first) or \"before\" (newest first), not both",
+        ));
+    }
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -329,8 +345,15 @@ pub async fn get_inbox(
     }
     let store = st.store.clone();
     let who = user.0.clone();
-    let entries = web::block(move || store.inbox(&who, after, limit)).await??;
-    let next = entries.last().map(|(c, _)| *c).or(after);
+    let entries = web::block(move || {
+        if newest_first {
+            store.inbox_before(&who, before, limit)
+        } else {
+            store.inbox(&who, after, limit)
+        }
+    })
+    .await??;
+    let next = entries.last().map(|(c, _)| *c).or(after).or(before);
     let messages = entries
         .iter()
         .map(|(cursor, e)| InboxMessage {

@@ -27,6 +27,8 @@ use super::{names, ClusterError, Engine};
 /// Where a claim's state is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+// Not "State": the presence state is that schema.
+#[cfg_attr(feature = "openapi", schema(as = ClaimState))]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// The node runs its own journal.

@@ -298,14 +298,40 @@ impl Store {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<(u64, InboxEntry)>, StoreError> {
-        let start = InboxEntry::key(user, after.map_or(0, |a| a.saturating_add(1)));
-        let end = InboxEntry::key(user, u64::MAX);
+        let start = after.map_or(0, |a| a.saturating_add(1));
+        self.inbox_range(user, start, u64::MAX, false, limit)
+    }
+
+    /// `user`'s inbox newest first: at most `limit` entries with a cursor
+    /// below `before` (from the newest when `None`).
+    ///
+    /// # Errors
+    /// When sled fails or a record is corrupt.
+    pub fn inbox_before(
+        &self,
+        user: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, InboxEntry)>, StoreError> {
+        self.inbox_range(user, 0, before.unwrap_or(u64::MAX), true, limit)
+    }
+
+    /// `user`'s inbox entries with cursors in `from..to`, in cursor order
+    /// (descending when `rev`), at most `limit`.
+    fn inbox_range(
+        &self,
+        user: &str,
+        from: u64,
+        to: u64,
+        rev: bool,
+        limit: usize,
+    ) -> Result<Vec<(u64, InboxEntry)>, StoreError> {
         let mut out = Vec::new();
         let range = self.entries(
             Tree::Inbox,
-            Bound::Included(start),
-            Bound::Excluded(end),
-            false,
+            Bound::Included(InboxEntry::key(user, from)),
+            Bound::Excluded(InboxEntry::key(user, to)),
+            rev,
         );
         for kv in range.take(limit) {
             let (k, v) = kv?;

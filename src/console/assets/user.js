@@ -23,6 +23,7 @@ let retries = 0;
 let timers = [];
 let generation = 0; // a sign-out makes callbacks of before it do nothing
 let wentDown = null;
+let poll = null; // the open sent message's next status read
 
 signInForm("signin-form", "token", (t) => start(t, false));
 $("signout").addEventListener("click", () => signOut(""));
@@ -124,6 +125,7 @@ function later(f, ms) {
     if (g === generation) f();
   }, ms);
   timers.push(t);
+  return t;
 }
 
 // --- presence ---------------------------------------------------------------
@@ -195,13 +197,34 @@ async function setPresence(ev) {
 
 // --- messages -----------------------------------------------------------------
 
+/** The newest 2 000 messages of the inbox (on sign-in). */
 async function loadInbox() {
+  let before = "";
+  for (let page = 0; page < 2; page += 1) {
+    const got = await api("GET", `/v1/inbox?before=${seg(before)}&limit=1000`);
+    took(got.messages);
+    if (got.messages.length < 1000 || !got.next) break;
+    before = got.next;
+  }
+}
+
+/** Whatever came after the newest message this console has (on return). */
+async function loadNewer() {
+  if (cursor === null) {
+    await loadInbox();
+    return;
+  }
   for (let page = 0; page < 10; page += 1) {
-    const q = cursor ? `?after=${seg(cursor)}&limit=1000` : "?limit=1000";
-    const got = await api("GET", `/v1/inbox${q}`);
-    for (const m of got.messages) received.set(m.txn, { ...received.get(m.txn), ...m });
-    if (got.next) cursor = got.next;
+    const got = await api("GET", `/v1/inbox?after=${seg(cursor)}&limit=1000`);
+    took(got.messages);
     if (got.messages.length < 1000) break;
+  }
+}
+
+function took(messages) {
+  for (const m of messages) {
+    received.set(m.txn, { ...received.get(m.txn), ...m });
+    if (cursor === null || BigInt(m.cursor) > BigInt(cursor)) cursor = m.cursor;
   }
 }
 
@@ -423,9 +446,11 @@ function renderDetail() {
   renderTimeline($("timeline"), $("attempts"), s.view);
   // Attempts in between receipts (a timeout, the next medium tried) are
   // read while the message is open and not yet delivered.
+  // One poll at a time, for the open message only.
+  clearTimeout(poll);
   if (!FINAL.includes(s.view.status) && s.view.status !== "delivered") {
     const txn = open.txn;
-    later(() => {
+    poll = later(() => {
       if (open && open.txn === txn) refreshSent(txn);
     }, 2000);
   }
@@ -481,7 +506,7 @@ function connect() {
 /** Back after a disconnection: what came meanwhile. */
 async function catchUp() {
   try {
-    await loadInbox();
+    await loadNewer();
     const open_ = [...sent].filter(([, s]) => !FINAL.includes(s.view.status)).map(([t]) => t);
     await Promise.all(open_.map(refreshSent));
     await loadPresence();
