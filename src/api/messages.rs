@@ -278,12 +278,7 @@ pub async fn sent_messages(
     user: User,
     q: web::Query<SentQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "\"limit\" must be between 1 and 1000",
-        ));
-    }
+    let limit = super::page_limit(q.limit, 100, 1000)?;
     let store = st.store.clone();
     let recs = web::block(move || store.txns_sent_by(&user.0, limit, SENT_LOOK_AT)).await??;
     Ok(HttpResponse::Ok().json(SentList {
@@ -337,12 +332,7 @@ pub async fn get_inbox(
             "give \"after\" (oldest first) or \"before\" (newest first), not both",
         ));
     }
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "\"limit\" must be between 1 and 1000",
-        ));
-    }
+    let limit = super::page_limit(q.limit, 100, 1000)?;
     let store = st.store.clone();
     let who = user.0.clone();
     let entries = web::block(move || {

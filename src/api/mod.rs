@@ -70,6 +70,21 @@ pub struct ApiState {
     pub data_dir: std::path::PathBuf,
 }
 
+/// A page size from a query: `given`, else `default`; 400 outside 1..=`max`.
+///
+/// # Errors
+/// [`ApiError`] `bad_request` naming the range.
+pub fn page_limit(given: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
+    let limit = given.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "\"limit\" must be between 1 and {max}"
+        )))
+    }
+}
+
 fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     let e = match &err {
         JsonPayloadError::Overflow { limit }

@@ -55,15 +55,29 @@ fn asset(name: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|a| a.name == name)
 }
 
-/// A strong validator for a file: its SHA-256, shortened.
-fn etag(body: &str) -> String {
-    let d = switchboard_core::protocol::mac::sha256(body.as_bytes());
-    let hex: String = d[..12].iter().map(|b| format!("{b:02x}")).collect();
-    format!("\"{hex}\"")
+/// A strong validator for a file: its SHA-256, shortened — computed once
+/// per file, the first time any is served.
+fn etag(a: &Asset) -> &'static str {
+    static TAGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let tags = TAGS.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|a| {
+                let d = switchboard_core::protocol::mac::sha256(a.body.as_bytes());
+                let hex: String = d[..12].iter().map(|b| format!("{b:02x}")).collect();
+                format!("\"{hex}\"")
+            })
+            .collect()
+    });
+    let i = ASSETS
+        .iter()
+        .position(|x| x.name == a.name)
+        .expect("an embedded file");
+    &tags[i]
 }
 
 fn serve(req: &HttpRequest, a: &Asset) -> HttpResponse {
-    let tag = etag(a.body);
+    let tag = etag(a);
     let fresh = req
         .headers()
         .get(header::IF_NONE_MATCH)
@@ -89,29 +103,24 @@ fn serve(req: &HttpRequest, a: &Asset) -> HttpResponse {
 /// The user console.
 #[get("/")]
 async fn user_console(req: HttpRequest) -> HttpResponse {
-    serve(&req, &ASSETS[0])
+    serve(&req, asset("index.html").expect("embedded"))
 }
 
 /// The operator view.
 #[get("/admin")]
 async fn admin_console(req: HttpRequest) -> HttpResponse {
-    serve(&req, &ASSETS[1])
+    serve(&req, asset("admin.html").expect("embedded"))
 }
 
 /// The console's scripts, styles and icon.
 #[get("/console/{name}")]
-async fn console_file(req: HttpRequest, name: web::Path<String>) -> HttpResponse {
-    match asset(&name) {
-        Some(a) => serve(&req, a),
-        None => HttpResponse::NotFound()
-            .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
-            .json(crate::http::error::ErrorBody {
-                error: crate::http::error::ErrorDetail {
-                    code: "not_found".into(),
-                    message: "no such console file".into(),
-                },
-            }),
-    }
+async fn console_file(
+    req: HttpRequest,
+    name: web::Path<String>,
+) -> Result<HttpResponse, crate::http::error::ApiError> {
+    let a = asset(&name)
+        .ok_or_else(|| crate::http::error::ApiError::not_found("no such console file"))?;
+    Ok(serve(&req, a))
 }
 
 /// Registers the console's three routes on an app.

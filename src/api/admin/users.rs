@@ -63,12 +63,7 @@ pub async fn list_users(
     q: web::Query<UserPage>,
 ) -> Result<HttpResponse, ApiError> {
     let UserPage { after, limit } = q.into_inner();
-    let limit = limit.unwrap_or(1000);
-    if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "\"limit\" must be between 1 and 10000",
-        ));
-    }
+    let limit = crate::api::page_limit(limit, 1000, 10_000)?;
     let directory = st.directory.clone();
     let users = web::block(move || directory.profiles_page(after.as_deref(), limit)).await??;
     let next = (users.len() == limit)

@@ -507,8 +507,8 @@ function connect() {
 async function catchUp() {
   try {
     await loadNewer();
-    const open_ = [...sent].filter(([, s]) => !FINAL.includes(s.view.status)).map(([t]) => t);
-    await Promise.all(open_.map(refreshSent));
+    const pending = [...sent].filter(([, s]) => !FINAL.includes(s.view.status)).map(([t]) => t);
+    await Promise.all(pending.map(refreshSent));
     await loadPresence();
   } catch (e) {
     report(e);
